@@ -1,0 +1,1 @@
+//! rauta-xdp-common.

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (idempotently), then runs
+# formatting, lints, every crate's tests, the conformance suites and the
+# privileged and tool-based checks in scripts/test.d/, in name order.
+#
+#   scripts/test.sh            everything
+#   RAUTA_QUICK=1 scripts/test.sh   skip the long steps (fuzzing, kernel tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+export CARGO_INCREMENTAL=0
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "prerequisites"
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+for part in scripts/test.d/*.sh; do
+    [ -e "$part" ] || continue
+    step "$part"
+    bash "$part"
+done
+
+step "all tests passed"
