@@ -1,0 +1,1165 @@
+//! Validation and compilation of a [`RouteConfig`] into a [`RouteTable`].
+//! Every problem is collected; nothing is checked at request time.
+
+use crate::config::{self, Limits, RouteConfig};
+use crate::error::{ConfigError, ConfigErrors, ErrorKind};
+use crate::matchers::{HeaderCond, HeaderTest, QueryCond, QueryTest, StringMatch, StringTest};
+use crate::mutate::{self, Mutations};
+use crate::path::PathPolicy;
+use crate::re::RegexLimits;
+use crate::table::{
+    self, ActionSpec, BuildOptions, ClusterName, ClusterSpec, DomainIndex, HostRewrite,
+    PathRewrite, PathSpec, RegexSub, RetryPolicy, RouteTable, Weighted, WeightedEntry,
+};
+use crate::template::{MatchTemplate, RewriteTemplate};
+
+/// Collects errors for one place (configuration, virtual host or route).
+struct Ctx<'e> {
+    errors: &'e mut Vec<ConfigError>,
+    vhost: Option<(usize, String)>,
+    route: Option<(usize, String)>,
+    regexes: &'e mut usize,
+    limits: &'e Limits,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, kind: ErrorKind, field: &str, msg: impl Into<String>) {
+        let mut e = ConfigError::new(kind, msg);
+        if let Some((i, n)) = &self.vhost {
+            e = e.at_vhost(*i, n);
+        }
+        if let Some((i, n)) = &self.route {
+            e = e.at_route(*i, n);
+        }
+        if !field.is_empty() {
+            e = e.field(field);
+        }
+        self.errors.push(e);
+    }
+
+    fn regex_limits(&self) -> RegexLimits {
+        RegexLimits {
+            max_pattern_bytes: self.limits.max_regex_pattern_bytes,
+            max_compiled_bytes: self.limits.max_regex_compiled_bytes,
+        }
+    }
+
+    fn count_regex(&mut self, field: &str) -> bool {
+        *self.regexes += 1;
+        if *self.regexes == self.limits.max_regexes + 1 {
+            self.err(
+                ErrorKind::Limit,
+                field,
+                format!(
+                    "more than {} regular expressions in the configuration (limits.max_regexes)",
+                    self.limits.max_regexes
+                ),
+            );
+        }
+        *self.regexes <= self.limits.max_regexes
+    }
+
+    fn full_regex(&mut self, field: &str, pattern: &str) -> Option<regex::bytes::Regex> {
+        if !self.count_regex(field) {
+            return None;
+        }
+        match crate::re::full_match(pattern, self.regex_limits()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.err(ErrorKind::Regex, field, e);
+                None
+            }
+        }
+    }
+
+    fn regex_sub(&mut self, field: &str, r: &config::RegexRewrite) -> Option<RegexSub> {
+        if !self.count_regex(field) {
+            return None;
+        }
+        if has_ctl(&r.substitution) {
+            self.err(
+                ErrorKind::Invalid,
+                field,
+                "substitution contains control characters",
+            );
+            return None;
+        }
+        match RegexSub::compile(r, self.regex_limits()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.err(ErrorKind::Regex, field, e);
+                None
+            }
+        }
+    }
+
+    fn mutations(
+        &mut self,
+        add_field: &str,
+        add: &[config::HeaderValueOption],
+        remove_field: &str,
+        remove: &[String],
+    ) -> Mutations {
+        let mut rm = Vec::with_capacity(remove.len());
+        for (i, name) in remove.iter().enumerate() {
+            match mutate::check_name(name, "removed") {
+                Ok(n) => rm.push(n),
+                Err(e) => self.err(ErrorKind::Invalid, &format!("{remove_field}[{i}]"), e),
+            }
+        }
+        let mut ad = Vec::with_capacity(add.len());
+        for (i, h) in add.iter().enumerate() {
+            match mutate::compile_add(h) {
+                Ok(a) => ad.push(a),
+                Err(e) => self.err(ErrorKind::Invalid, &format!("{add_field}[{i}]"), e),
+            }
+        }
+        Mutations {
+            remove: rm.into(),
+            add: ad.into(),
+        }
+    }
+
+    fn string_match(&mut self, field: &str, m: &config::StringMatcher) -> Option<StringMatch> {
+        let set = [
+            m.exact.is_some(),
+            m.prefix.is_some(),
+            m.suffix.is_some(),
+            m.contains.is_some(),
+            m.safe_regex.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set != 1 {
+            self.err(
+                ErrorKind::Invalid,
+                field,
+                "exactly one of exact, prefix, suffix, contains or safe_regex must be set",
+            );
+            return None;
+        }
+        let bytes = |s: &String| -> Box<[u8]> { s.as_bytes().into() };
+        let test = if let Some(s) = &m.exact {
+            StringTest::Exact(bytes(s))
+        } else if let Some(s) = &m.prefix {
+            StringTest::Prefix(bytes(s))
+        } else if let Some(s) = &m.suffix {
+            StringTest::Suffix(bytes(s))
+        } else if let Some(s) = &m.contains {
+            StringTest::Contains(bytes(s))
+        } else {
+            let p = m.safe_regex.as_ref()?.pattern();
+            StringTest::Regex(self.full_regex(&format!("{field}.safe_regex"), p)?)
+        };
+        Some(StringMatch {
+            test,
+            ignore_case: m.ignore_case,
+        })
+    }
+
+    fn header(&mut self, field: &str, h: &config::HeaderMatcher) -> Option<HeaderCond> {
+        if h.name.is_empty() {
+            self.err(
+                ErrorKind::Missing,
+                &format!("{field}.name"),
+                "header name is empty",
+            );
+            return None;
+        }
+        let kinds = [
+            h.string_match.is_some(),
+            h.exact_match.is_some(),
+            h.safe_regex_match.is_some(),
+            h.prefix_match.is_some(),
+            h.suffix_match.is_some(),
+            h.contains_match.is_some(),
+            h.range_match.is_some(),
+            h.present_match.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if kinds > 1 {
+            self.err(
+                ErrorKind::Conflict,
+                field,
+                "set at most one header match specifier",
+            );
+            return None;
+        }
+        let plain = |test: StringTest| StringMatch {
+            test,
+            ignore_case: false,
+        };
+        let test = if let Some(m) = &h.string_match {
+            HeaderTest::Value(self.string_match(&format!("{field}.string_match"), m)?)
+        } else if let Some(e) = &h.exact_match {
+            if e.is_empty() {
+                HeaderTest::Present(true)
+            } else {
+                HeaderTest::Value(plain(StringTest::Exact(e.as_bytes().into())))
+            }
+        } else if let Some(r) = &h.safe_regex_match {
+            let re = self.full_regex(&format!("{field}.safe_regex_match"), &r.regex)?;
+            HeaderTest::Value(plain(StringTest::Regex(re)))
+        } else if let Some(p) = &h.prefix_match {
+            HeaderTest::Value(plain(StringTest::Prefix(p.as_bytes().into())))
+        } else if let Some(s) = &h.suffix_match {
+            HeaderTest::Value(plain(StringTest::Suffix(s.as_bytes().into())))
+        } else if let Some(c) = &h.contains_match {
+            HeaderTest::Value(plain(StringTest::Contains(c.as_bytes().into())))
+        } else if let Some(r) = &h.range_match {
+            if r.start >= r.end {
+                self.err(
+                    ErrorKind::Invalid,
+                    &format!("{field}.range_match"),
+                    format!("start ({}) must be less than end ({})", r.start, r.end),
+                );
+                return None;
+            }
+            HeaderTest::Range(r.start, r.end)
+        } else if let Some(p) = h.present_match {
+            HeaderTest::Present(p)
+        } else {
+            HeaderTest::Present(true)
+        };
+        Some(HeaderCond {
+            name: h.name.to_ascii_lowercase().into(),
+            test,
+            invert: h.invert_match,
+            treat_missing_as_empty: h.treat_missing_header_as_empty,
+        })
+    }
+
+    fn query(
+        &mut self,
+        field: &str,
+        q: &config::QueryParameterMatcher,
+        legacy: bool,
+    ) -> Option<QueryCond> {
+        if q.name.is_empty() {
+            self.err(
+                ErrorKind::Missing,
+                &format!("{field}.name"),
+                "parameter name is empty",
+            );
+            return None;
+        }
+        let test = match (&q.string_match, q.present_match) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    ErrorKind::Conflict,
+                    field,
+                    "set string_match or present_match, not both",
+                );
+                return None;
+            }
+            (Some(m), None) => {
+                QueryTest::Value(self.string_match(&format!("{field}.string_match"), m)?)
+            }
+            (None, Some(false)) => QueryTest::Absent { legacy },
+            (None, _) => QueryTest::Present,
+        };
+        Some(QueryCond {
+            name: q.name.as_str().into(),
+            test,
+        })
+    }
+}
+
+fn has_ctl(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+fn retry_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::RetryPolicy) -> Option<RetryPolicy> {
+    let base = p
+        .retry_back_off
+        .as_ref()
+        .and_then(|b| b.base_interval_ms)
+        .unwrap_or(25)
+        .max(1);
+    let max = p
+        .retry_back_off
+        .as_ref()
+        .and_then(|b| b.max_interval_ms)
+        .map(|m| m.max(1))
+        .unwrap_or(base.saturating_mul(10));
+    if max < base {
+        ctx.err(
+            ErrorKind::Invalid,
+            &format!("{field}.retry_back_off"),
+            "retry_policy.max_interval must greater than or equal to the base_interval",
+        );
+        return None;
+    }
+    Some(RetryPolicy {
+        retry_on: p
+            .retry_on
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        num_retries: p.num_retries.unwrap_or(1),
+        per_try_timeout_ms: p.per_try_timeout_ms.unwrap_or(0),
+        base_interval_ms: base,
+        max_interval_ms: max,
+        retriable_status_codes: p.retriable_status_codes.clone(),
+    })
+}
+
+fn limit(errors: &mut Vec<ConfigError>, what: &str, n: usize, max: usize, field: &str) -> bool {
+    if n > max {
+        errors.push(
+            ConfigError::new(
+                ErrorKind::Limit,
+                format!("{n} {what}; the limit is {max} (limits.{field})"),
+            )
+            .field(field),
+        );
+        false
+    } else {
+        true
+    }
+}
+
+pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTable, ConfigErrors> {
+    let mut errors = Vec::new();
+    let limits = config.limits.clone().unwrap_or_default();
+    let name: Box<str> = config.name.clone().unwrap_or_default().into();
+
+    // Limits on sizes come first: a config over them is not compiled at all.
+    let domain_total: usize = config.virtual_hosts.iter().map(|v| v.domains.len()).sum();
+    let mut ok = limit(
+        &mut errors,
+        "virtual hosts",
+        config.virtual_hosts.len(),
+        limits.max_virtual_hosts,
+        "max_virtual_hosts",
+    );
+    ok &= limit(
+        &mut errors,
+        "domains",
+        domain_total,
+        limits.max_domains,
+        "max_domains",
+    );
+    for (vi, v) in config.virtual_hosts.iter().enumerate() {
+        if v.routes.len() > limits.max_routes_per_virtual_host {
+            errors.push(
+                ConfigError::new(
+                    ErrorKind::Limit,
+                    format!(
+                        "{} routes; the limit is {} (limits.max_routes_per_virtual_host)",
+                        v.routes.len(),
+                        limits.max_routes_per_virtual_host
+                    ),
+                )
+                .at_vhost(vi, &v.name)
+                .field("routes"),
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return Err(ConfigErrors::from_vec(errors).expect("limit errors"));
+    }
+
+    let mut regexes = 0usize;
+    let base_policy = opts
+        .default_path_policy
+        .clone()
+        .unwrap_or_else(PathPolicy::safe_default);
+    let config_policy = match &config.path_normalization {
+        Some(p) => base_policy.overlay(p),
+        None => base_policy,
+    };
+    let validate_clusters = config.validate_clusters.unwrap_or(true);
+    let known = if validate_clusters {
+        opts.known_clusters.as_ref()
+    } else {
+        None
+    };
+    let max_body = config.max_direct_response_body_size_bytes.unwrap_or(4096) as usize;
+
+    let mut root = Ctx {
+        errors: &mut errors,
+        vhost: None,
+        route: None,
+        regexes: &mut regexes,
+        limits: &limits,
+    };
+    let global_req = root.mutations(
+        "request_headers_to_add",
+        &config.request_headers_to_add,
+        "request_headers_to_remove",
+        &config.request_headers_to_remove,
+    );
+    let global_resp = root.mutations(
+        "response_headers_to_add",
+        &config.response_headers_to_add,
+        "response_headers_to_remove",
+        &config.response_headers_to_remove,
+    );
+
+    let mut domains = DomainIndex::default();
+    let mut vhosts = Vec::with_capacity(config.virtual_hosts.len());
+    let mut next_id = 0u32;
+    for (vi, v) in config.virtual_hosts.iter().enumerate() {
+        let mut ctx = Ctx {
+            errors: &mut errors,
+            vhost: Some((vi, v.name.clone())),
+            route: None,
+            regexes: &mut regexes,
+            limits: &limits,
+        };
+        if v.name.is_empty() {
+            ctx.err(ErrorKind::Missing, "name", "virtual host name is empty");
+        }
+        if v.domains.is_empty() {
+            ctx.err(
+                ErrorKind::Missing,
+                "domains",
+                "at least one domain is required",
+            );
+        }
+        let mut vdomains = Vec::with_capacity(v.domains.len());
+        for (di, d) in v.domains.iter().enumerate() {
+            let lower = d.to_ascii_lowercase();
+            if lower.is_empty() {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("domains[{di}]"),
+                    "domain is empty",
+                );
+                continue;
+            }
+            if !domains.add(&lower, vi as u32) {
+                if lower == "*" {
+                    ctx.err(
+                        ErrorKind::DuplicateDomain,
+                        &format!("domains[{di}]"),
+                        format!("Only a single wildcard domain is permitted in route {name}"),
+                    );
+                } else {
+                    ctx.err(
+                        ErrorKind::DuplicateDomain,
+                        &format!("domains[{di}]"),
+                        format!(
+                            "Only unique values for domains are permitted. Duplicate entry of domain {lower} in route {name}"
+                        ),
+                    );
+                }
+            }
+            vdomains.push(lower.into_boxed_str());
+        }
+        if v.matcher.is_some() {
+            if v.routes.is_empty() {
+                ctx.err(
+                    ErrorKind::Unsupported,
+                    "matcher",
+                    "generic matcher trees are not supported; use routes (the index makes them fast)",
+                );
+            } else {
+                ctx.err(
+                    ErrorKind::Conflict,
+                    "matcher",
+                    "cannot set both matcher and routes on virtual host",
+                );
+            }
+        }
+        for (ci, vc) in v.virtual_clusters.iter().enumerate() {
+            if vc.headers.is_empty() {
+                ctx.err(
+                    ErrorKind::Missing,
+                    &format!("virtual_clusters[{ci}].headers"),
+                    "virtual clusters must define 'headers'",
+                );
+            }
+        }
+        let vreq = ctx.mutations(
+            "request_headers_to_add",
+            &v.request_headers_to_add,
+            "request_headers_to_remove",
+            &v.request_headers_to_remove,
+        );
+        let vresp = ctx.mutations(
+            "response_headers_to_add",
+            &v.response_headers_to_add,
+            "response_headers_to_remove",
+            &v.response_headers_to_remove,
+        );
+        let vretry = v
+            .retry_policy
+            .as_ref()
+            .and_then(|p| retry_policy(&mut ctx, "retry_policy", p));
+        let vpolicy = match &v.path_normalization {
+            Some(p) => config_policy.overlay(p),
+            None => config_policy.clone(),
+        };
+        let mut routes = Vec::with_capacity(v.routes.len());
+        for (ri, r) in v.routes.iter().enumerate() {
+            let rname = r.name.clone().unwrap_or_else(|| format!("routes[{ri}]"));
+            let mut rctx = Ctx {
+                errors: ctx.errors,
+                vhost: ctx.vhost.clone(),
+                route: Some((ri, rname.clone())),
+                regexes: ctx.regexes,
+                limits: &limits,
+            };
+            if let Some(entry) = compile_route(
+                &mut rctx,
+                r,
+                next_id,
+                ri as u32,
+                rname,
+                vretry.as_ref(),
+                known,
+                max_body,
+                opts.legacy_query_present_match,
+            ) {
+                routes.push(entry);
+            }
+            next_id += 1;
+        }
+        vhosts.push(table::make_vhost(
+            vi as u32,
+            v.name.as_str().into(),
+            vdomains,
+            routes,
+            v.require_tls,
+            vreq,
+            vresp,
+            if opts.raw_paths { None } else { Some(vpolicy) },
+        ));
+    }
+
+    if let Some(errs) = ConfigErrors::from_vec(errors) {
+        return Err(errs);
+    }
+    Ok(RouteTable::assemble(
+        name,
+        vhosts.into(),
+        domains,
+        &config,
+        global_req,
+        global_resp,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_route(
+    ctx: &mut Ctx<'_>,
+    r: &config::Route,
+    id: u32,
+    index: u32,
+    name: String,
+    vhost_retry: Option<&RetryPolicy>,
+    known: Option<&std::collections::HashSet<String>>,
+    max_body: usize,
+    legacy_query: bool,
+) -> Option<table::RouteEntry> {
+    let before = ctx.errors.len();
+    let Some(m) = &r.match_ else {
+        ctx.err(
+            ErrorKind::Missing,
+            "match",
+            "value is required (RouteValidationError.Match)",
+        );
+        return None;
+    };
+    let Some(a) = &r.action else {
+        ctx.err(
+            ErrorKind::Missing,
+            "action",
+            "a route needs an action: cluster, cluster_header, weighted_clusters, redirect or direct_response",
+        );
+        return None;
+    };
+
+    // ---- path specifier
+    let specs = [
+        m.prefix.is_some(),
+        m.path.is_some(),
+        m.path_separated_prefix.is_some(),
+        m.regex.is_some(),
+        m.path_template.is_some(),
+        m.connect_matcher.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    let path = match specs {
+        0 => {
+            ctx.err(
+                ErrorKind::Missing,
+                "match",
+                "one of prefix, path, path_separated_prefix, regex, path_template or connect_matcher is required (RouteMatchValidationError.PathSpecifier)",
+            );
+            None
+        }
+        1 => {
+            if let Some(p) = &m.prefix {
+                Some(PathSpec::Prefix(p.as_str().into()))
+            } else if let Some(p) = &m.path {
+                Some(PathSpec::Exact(p.as_str().into()))
+            } else if let Some(p) = &m.path_separated_prefix {
+                if p.ends_with('/') || p.contains('?') || p.contains('#') {
+                    ctx.err(
+                        ErrorKind::Invalid,
+                        "match.path_separated_prefix",
+                        format!("must not end with '/' or contain '?' or '#', got {p:?}"),
+                    );
+                    None
+                } else if !p.starts_with('/') {
+                    ctx.err(
+                        ErrorKind::Invalid,
+                        "match.path_separated_prefix",
+                        format!("must start with '/', got {p:?}"),
+                    );
+                    None
+                } else {
+                    Some(PathSpec::Separated(p.as_str().into()))
+                }
+            } else if let Some(p) = &m.regex {
+                ctx.full_regex("match.regex", p).map(PathSpec::Regex)
+            } else if let Some(t) = &m.path_template {
+                match MatchTemplate::parse(t) {
+                    Ok(t) => Some(PathSpec::Template(t)),
+                    Err(e) => {
+                        ctx.err(ErrorKind::Invalid, "match.path_template", e);
+                        None
+                    }
+                }
+            } else {
+                Some(PathSpec::Connect)
+            }
+        }
+        _ => {
+            ctx.err(
+                ErrorKind::Conflict,
+                "match",
+                "set only one of prefix, path, path_separated_prefix, regex, path_template or connect_matcher",
+            );
+            None
+        }
+    };
+    for (field, s) in [("match.prefix", &m.prefix), ("match.path", &m.path)] {
+        if let Some(s) = s {
+            if has_ctl(s) {
+                ctx.err(ErrorKind::Invalid, field, "contains control characters");
+            }
+        }
+    }
+
+    // ---- conditions
+    let matchers = m.headers.len() + m.query_parameters.len();
+    if matchers > ctx.limits.max_matchers_per_route {
+        ctx.err(
+            ErrorKind::Limit,
+            "match",
+            format!(
+                "{matchers} header and query matchers; the limit is {} (limits.max_matchers_per_route)",
+                ctx.limits.max_matchers_per_route
+            ),
+        );
+    }
+    let headers: Vec<HeaderCond> = m
+        .headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| ctx.header(&format!("match.headers[{i}]"), h))
+        .collect();
+    let query: Vec<QueryCond> = m
+        .query_parameters
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| ctx.query(&format!("match.query_parameters[{i}]"), q, legacy_query))
+        .collect();
+
+    // ---- action
+    let kinds = [
+        a.cluster.is_some(),
+        a.cluster_header.is_some(),
+        a.weighted_clusters.is_some(),
+        a.redirect.is_some(),
+        a.direct_response.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if kinds != 1 {
+        ctx.err(
+            if kinds == 0 { ErrorKind::Missing } else { ErrorKind::Conflict },
+            "action",
+            "set exactly one of cluster, cluster_header, weighted_clusters, redirect or direct_response",
+        );
+        return None;
+    }
+    let is_forward = a.redirect.is_none() && a.direct_response.is_none();
+    if !is_forward {
+        let route_only = [
+            ("prefix_rewrite", a.prefix_rewrite.is_some()),
+            ("regex_rewrite", a.regex_rewrite.is_some()),
+            ("path_template_rewrite", a.path_template_rewrite.is_some()),
+            ("host_rewrite_literal", a.host_rewrite_literal.is_some()),
+            ("host_rewrite_header", a.host_rewrite_header.is_some()),
+            (
+                "host_rewrite_path_regex",
+                a.host_rewrite_path_regex.is_some(),
+            ),
+            ("auto_host_rewrite", a.auto_host_rewrite.is_some()),
+            ("retry_policy", a.retry_policy.is_some()),
+            ("timeout_ms", a.timeout_ms.is_some()),
+        ];
+        for (field, set) in route_only {
+            if set {
+                ctx.err(
+                    ErrorKind::Conflict,
+                    &format!("action.{field}"),
+                    "only applies to routes that forward to a cluster",
+                );
+            }
+        }
+    }
+    let check_cluster = |ctx: &mut Ctx<'_>, field: &str, c: &str| {
+        if let Some(known) = known {
+            if !known.contains(c) {
+                ctx.err(
+                    ErrorKind::UnknownCluster,
+                    field,
+                    format!("route: unknown cluster '{c}'"),
+                );
+            }
+        }
+    };
+    let template = match &path {
+        Some(PathSpec::Template(t)) => Some(t),
+        _ => None,
+    };
+    let rewrite = rewrite_spec(
+        ctx,
+        "action",
+        a.prefix_rewrite.as_deref(),
+        a.regex_rewrite.as_ref(),
+        a.path_template_rewrite.as_deref(),
+        template,
+    );
+    let action = if let Some(c) = &a.cluster {
+        if c.is_empty() {
+            ctx.err(
+                ErrorKind::Invalid,
+                "action.cluster",
+                "cluster name is empty",
+            );
+        }
+        check_cluster(ctx, "action.cluster", c);
+        Some(ActionSpec::Forward(ClusterSpec::Named(c.as_str().into())))
+    } else if let Some(h) = &a.cluster_header {
+        Some(ActionSpec::Forward(ClusterSpec::Header(
+            h.to_ascii_lowercase().into(),
+        )))
+    } else if let Some(w) = &a.weighted_clusters {
+        weighted(ctx, w, &check_cluster).map(|w| ActionSpec::Forward(ClusterSpec::Weighted(w)))
+    } else if let Some(rd) = &a.redirect {
+        redirect(ctx, rd)
+    } else if let Some(d) = &a.direct_response {
+        direct(ctx, d, max_body)
+    } else {
+        None
+    };
+    let host_rewrite = {
+        let set = [
+            a.host_rewrite_literal.is_some(),
+            a.host_rewrite_header.is_some(),
+            a.host_rewrite_path_regex.is_some(),
+            a.auto_host_rewrite == Some(true),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set > 1 {
+            ctx.err(
+                ErrorKind::Conflict,
+                "action",
+                "set only one of host_rewrite_literal, auto_host_rewrite, host_rewrite_header or host_rewrite_path_regex",
+            );
+            None
+        } else if let Some(h) = &a.host_rewrite_literal {
+            if has_ctl(h) {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    "action.host_rewrite_literal",
+                    "contains control characters",
+                );
+            }
+            Some(HostRewrite::Literal(h.as_str().into()))
+        } else if let Some(h) = &a.host_rewrite_header {
+            Some(HostRewrite::Header(h.to_ascii_lowercase().into()))
+        } else if let Some(r) = &a.host_rewrite_path_regex {
+            ctx.regex_sub("action.host_rewrite_path_regex", r)
+                .map(HostRewrite::PathRegex)
+        } else if a.auto_host_rewrite == Some(true) {
+            Some(HostRewrite::Auto)
+        } else {
+            None
+        }
+    };
+    let retry = match &a.retry_policy {
+        Some(p) => retry_policy(ctx, "action.retry_policy", p),
+        None => vhost_retry.cloned(),
+    };
+    let mut upgrades: Vec<(Box<str>, bool)> = Vec::new();
+    for (i, u) in a.upgrade_configs.iter().enumerate() {
+        if upgrades
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(&u.upgrade_type))
+        {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("action.upgrade_configs[{i}]"),
+                format!("Duplicate upgrade {}", u.upgrade_type),
+            );
+        }
+        upgrades.push((u.upgrade_type.as_str().into(), u.enabled.unwrap_or(true)));
+    }
+    let req = ctx.mutations(
+        "request_headers_to_add",
+        &r.request_headers_to_add,
+        "request_headers_to_remove",
+        &r.request_headers_to_remove,
+    );
+    let resp = ctx.mutations(
+        "response_headers_to_add",
+        &r.response_headers_to_add,
+        "response_headers_to_remove",
+        &r.response_headers_to_remove,
+    );
+    let grpc = m.grpc.is_some();
+    if ctx.errors.len() != before {
+        return None;
+    }
+    let (path, action) = (path?, action?);
+    Some(
+        table::make_route(
+            id,
+            index,
+            name.into(),
+            path,
+            m.case_sensitive.unwrap_or(true),
+            headers,
+            query,
+            grpc,
+            action,
+            rewrite.flatten(),
+            host_rewrite,
+            a.append_x_forwarded_host.unwrap_or(false),
+            a.cluster_not_found_response_code
+                .map_or(503, |c| c.status()),
+            req,
+            resp,
+            a.timeout_ms.unwrap_or(15_000),
+            a.idle_timeout_ms,
+            retry,
+            upgrades,
+            a.hash_policy.clone(),
+        )
+        .entry,
+    )
+}
+
+/// `Some(None)`: no rewrite; `None`: an error was reported.
+fn rewrite_spec(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    prefix: Option<&str>,
+    regex: Option<&config::RegexRewrite>,
+    template_rw: Option<&str>,
+    template: Option<&MatchTemplate>,
+) -> Option<Option<PathRewrite>> {
+    let n = [prefix.is_some(), regex.is_some(), template_rw.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if n > 1 {
+        ctx.err(
+            ErrorKind::Conflict,
+            field,
+            "Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy",
+        );
+        return None;
+    }
+    if let Some(p) = prefix {
+        if template.is_some() {
+            ctx.err(
+                ErrorKind::Conflict,
+                &format!("{field}.prefix_rewrite"),
+                "Cannot use prefix_rewrite with matcher extension (path_template)",
+            );
+            return None;
+        }
+        if has_ctl(p) {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.prefix_rewrite"),
+                "contains control characters",
+            );
+            return None;
+        }
+        return Some(Some(PathRewrite::Prefix(p.into())));
+    }
+    if let Some(r) = regex {
+        return ctx
+            .regex_sub(&format!("{field}.regex_rewrite"), r)
+            .map(|r| Some(PathRewrite::Regex(r)));
+    }
+    if let Some(t) = template_rw {
+        let Some(m) = template else {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.path_template_rewrite"),
+                "needs a match.path_template to take variables from",
+            );
+            return None;
+        };
+        return match RewriteTemplate::parse(t, m) {
+            Ok(rw) => Some(Some(PathRewrite::Template(rw))),
+            Err(e) => {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{field}.path_template_rewrite"),
+                    e,
+                );
+                None
+            }
+        };
+    }
+    Some(None)
+}
+
+fn weighted(
+    ctx: &mut Ctx<'_>,
+    w: &config::WeightedClusters,
+    check_cluster: &dyn Fn(&mut Ctx<'_>, &str, &str),
+) -> Option<Weighted> {
+    let list = w.clusters();
+    if list.is_empty() {
+        ctx.err(
+            ErrorKind::Missing,
+            "action.weighted_clusters",
+            "at least one cluster is required",
+        );
+        return None;
+    }
+    let mut entries = Vec::with_capacity(list.len());
+    let mut total = 0u64;
+    let mut ok = true;
+    for (i, e) in list.iter().enumerate() {
+        let field = format!("action.weighted_clusters[{i}]");
+        let cluster = match (&e.name, &e.cluster_header) {
+            (Some(_), Some(_)) => {
+                ctx.err(
+                    ErrorKind::Conflict,
+                    &field,
+                    "Only one of name or cluster_header can be specified",
+                );
+                ok = false;
+                continue;
+            }
+            (None, None) => {
+                ctx.err(
+                    ErrorKind::Missing,
+                    &field,
+                    "At least one of name or cluster_header need to be specified",
+                );
+                ok = false;
+                continue;
+            }
+            (Some(n), None) => {
+                check_cluster(ctx, &format!("{field}.name"), n);
+                ClusterName::Named(n.as_str().into())
+            }
+            (None, Some(h)) => ClusterName::Header(h.to_ascii_lowercase().into()),
+        };
+        let Some(weight) = e.weight else {
+            ctx.err(
+                ErrorKind::Missing,
+                &format!("{field}.weight"),
+                "Field 'weight' is missing",
+            );
+            ok = false;
+            continue;
+        };
+        total += u64::from(weight);
+        let request = ctx.mutations(
+            &format!("{field}.request_headers_to_add"),
+            &e.request_headers_to_add,
+            &format!("{field}.request_headers_to_remove"),
+            &e.request_headers_to_remove,
+        );
+        let response = ctx.mutations(
+            &format!("{field}.response_headers_to_add"),
+            &e.response_headers_to_add,
+            &format!("{field}.response_headers_to_remove"),
+            &e.response_headers_to_remove,
+        );
+        entries.push(WeightedEntry {
+            cluster,
+            weight,
+            request,
+            response,
+            host_rewrite: e.host_rewrite_literal.as_deref().map(Into::into),
+        });
+    }
+    if !ok {
+        return None;
+    }
+    if total == 0 {
+        ctx.err(
+            ErrorKind::Invalid,
+            "action.weighted_clusters",
+            "Sum of weights in the weighted_cluster must be greater than 0.",
+        );
+        return None;
+    }
+    if total > u64::from(u32::MAX) {
+        let route = ctx.route.as_ref().map(|r| r.1.clone()).unwrap_or_default();
+        ctx.err(
+            ErrorKind::Invalid,
+            "action.weighted_clusters",
+            format!(
+                "The sum of weights of all weighted clusters of route {route} exceeds {}",
+                u32::MAX
+            ),
+        );
+        return None;
+    }
+    if entries.len() > usize::from(u16::MAX) {
+        ctx.err(
+            ErrorKind::Limit,
+            "action.weighted_clusters",
+            "more than 65535 entries",
+        );
+        return None;
+    }
+    Some(Weighted {
+        entries: entries.into(),
+        total,
+        header_name: w.header_name().map(|h| h.to_ascii_lowercase().into()),
+    })
+}
+
+fn redirect(ctx: &mut Ctx<'_>, rd: &config::Redirect) -> Option<ActionSpec> {
+    let mut fine = true;
+    for (field, v) in [
+        ("action.redirect.scheme_redirect", &rd.scheme_redirect),
+        ("action.redirect.host_redirect", &rd.host_redirect),
+        ("action.redirect.path_redirect", &rd.path_redirect),
+        ("action.redirect.prefix_rewrite", &rd.prefix_rewrite),
+    ] {
+        if let Some(v) = v {
+            if has_ctl(v) || v.contains(' ') && !field.ends_with("path_redirect") {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    field,
+                    "contains control characters or spaces",
+                );
+                fine = false;
+            }
+        }
+    }
+    if rd.scheme_redirect.is_some() && rd.https_redirect {
+        ctx.err(
+            ErrorKind::Conflict,
+            "action.redirect",
+            "set either scheme_redirect or https_redirect, not both",
+        );
+        fine = false;
+    }
+    if rd.path_redirect.is_some() && (rd.prefix_rewrite.is_some() || rd.regex_rewrite.is_some()) {
+        ctx.err(
+            ErrorKind::Conflict,
+            "action.redirect",
+            "set only one of path_redirect, prefix_rewrite or regex_rewrite",
+        );
+        fine = false;
+    }
+    let rewrite = rewrite_spec(
+        ctx,
+        "action.redirect",
+        rd.prefix_rewrite.as_deref(),
+        rd.regex_rewrite.as_ref(),
+        None,
+        None,
+    )?;
+    if !fine {
+        return None;
+    }
+    let scheme = match (&rd.scheme_redirect, rd.https_redirect) {
+        (Some(s), _) => Some(s.to_ascii_lowercase().into()),
+        (None, true) => Some("https".into()),
+        (None, false) => None,
+    };
+    Some(ActionSpec::Redirect(table::make_redirect(
+        scheme,
+        rd.host_redirect.as_deref().map(Into::into),
+        rd.port_redirect,
+        rd.path_redirect.as_deref().map(Into::into),
+        rewrite,
+        rd.strip_query,
+        rd.response_code.map_or(301, |c| c.status()),
+    )))
+}
+
+fn direct(ctx: &mut Ctx<'_>, d: &config::DirectResponse, max_body: usize) -> Option<ActionSpec> {
+    if !(100..=599).contains(&d.status) {
+        ctx.err(
+            ErrorKind::Invalid,
+            "action.direct_response.status",
+            format!("status must be in 100..=599, got {}", d.status),
+        );
+        return None;
+    }
+    let body: String = match (&d.body, &d.body_repeat) {
+        (Some(_), Some(_)) => {
+            ctx.err(
+                ErrorKind::Conflict,
+                "action.direct_response",
+                "set body or body_repeat, not both",
+            );
+            return None;
+        }
+        (Some(b), None) => b.clone(),
+        (None, Some(r)) => {
+            let len = r.ch.len_utf8().saturating_mul(r.count);
+            if len > max_body {
+                ctx.err(
+                    ErrorKind::Limit,
+                    "action.direct_response.body",
+                    format!("response body size is {len} bytes; maximum is {max_body}"),
+                );
+                return None;
+            }
+            std::iter::repeat_n(r.ch, r.count).collect()
+        }
+        (None, None) => String::new(),
+    };
+    if body.len() > max_body {
+        ctx.err(
+            ErrorKind::Limit,
+            "action.direct_response.body",
+            format!(
+                "response body size is {} bytes; maximum is {max_body}",
+                body.len()
+            ),
+        );
+        return None;
+    }
+    Some(ActionSpec::Direct {
+        status: d.status,
+        body: body.into(),
+    })
+}

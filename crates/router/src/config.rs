@@ -1,0 +1,1169 @@
+//! The route configuration model: an Envoy-shaped `RouteConfiguration` that
+//! deserializes from YAML or JSON and can be built in Rust.
+//!
+//! Field names follow Envoy's v3 API (`virtual_hosts`, `domains`, `routes`,
+//! `match`, `prefix`, `headers`, `request_headers_to_add`, ...), with a few
+//! flattenings that make hand-written files shorter:
+//!
+//! * `match.regex` is Envoy's `safe_regex` (RE2 syntax, full match);
+//!   `match.path_template` is the `envoy.path.match.uri_template` extension and
+//!   `action.path_template_rewrite` its rewrite counterpart;
+//! * `action` holds Envoy's `route`, `redirect` and `direct_response` oneof:
+//!   a cluster specifier (`cluster`, `cluster_header`, `weighted_clusters`) with
+//!   its route options, or `redirect`, or `direct_response`;
+//! * durations are integers in milliseconds with a `_ms` suffix;
+//! * a `string_match.safe_regex` is the pattern string itself.
+//!
+//! Unknown fields are errors. Every type here is plain data; nothing is checked
+//! until [`RouteTable::build`](crate::RouteTable::build), which reports every
+//! problem at once.
+//!
+//! ```
+//! use rauta_router::config::RouteConfig;
+//!
+//! let yaml = r#"
+//! virtual_hosts:
+//!   - name: api
+//!     domains: ["api.example.com"]
+//!     routes:
+//!       - name: users
+//!         match: { prefix: "/users" }
+//!         action: { cluster: users }
+//! "#;
+//! let config = RouteConfig::from_yaml(yaml)?;
+//! assert_eq!(config.virtual_hosts[0].routes[0].name.as_deref(), Some("users"));
+//! # Ok::<(), rauta_router::ConfigErrors>(())
+//! ```
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, ConfigErrors, ErrorKind};
+
+/// A whole route configuration: Envoy's `RouteConfiguration`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouteConfig {
+    /// Name of the configuration, used in error messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The virtual hosts, each owning a set of domains and an ordered route list.
+    #[serde(default)]
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Cut the port off the request host before virtual host selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_port_in_host_matching: Option<bool>,
+    /// Cut the path at the first `;` before path matching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_path_parameters_in_path_matching: Option<bool>,
+    /// Apply header mutations most specific last (route wins) instead of
+    /// Envoy's default order (route, virtual host, configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub most_specific_header_mutations_wins: Option<bool>,
+    /// Select the virtual host by this request header instead of `:authority`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate_header_for_host_matching: Option<String>,
+    /// Reject clusters that are not known at build time (see
+    /// [`BuildOptions::known_clusters`](crate::BuildOptions::known_clusters)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate_clusters: Option<bool>,
+    /// Largest direct-response body in bytes (default 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_direct_response_body_size_bytes: Option<u32>,
+    /// Request headers added to every request routed by this configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    /// Request headers removed from every routed request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    /// Response headers added to every response.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// Response headers removed from every response.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_remove: Vec<String>,
+    /// Request path handling before matching (normalization, escaped slashes,
+    /// rejects). Unset fields take RAUTA's safe defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_normalization: Option<crate::path::PathPolicy>,
+    /// Host handling before virtual host selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_normalization: Option<HostNormalization>,
+    /// Load-time limits; unset fields take the defaults of [`Limits`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// How the request host is rewritten before virtual host selection, as an
+/// Envoy HTTP connection manager would (`strip_any_host_port`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HostNormalization {
+    /// Remove any numeric `:port` from the host.
+    #[serde(default)]
+    pub strip_any_host_port: bool,
+    /// Remove `:port` only when it equals this listener port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_matching_host_port: Option<u16>,
+    /// Remove one trailing dot from the host name (`a.com.:80` becomes `a.com:80`).
+    #[serde(default)]
+    pub strip_trailing_host_dot: bool,
+}
+
+/// Bounds checked when a configuration is built. A configuration over a bound
+/// is rejected with an error naming the bound; nothing is truncated.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Most virtual hosts in one configuration.
+    pub max_virtual_hosts: usize,
+    /// Most domains over all virtual hosts.
+    pub max_domains: usize,
+    /// Most routes in one virtual host.
+    pub max_routes_per_virtual_host: usize,
+    /// Most header and query matchers in one route.
+    pub max_matchers_per_route: usize,
+    /// Most regular expressions in the whole configuration.
+    pub max_regexes: usize,
+    /// Longest regular expression pattern, in bytes.
+    pub max_regex_pattern_bytes: usize,
+    /// Largest compiled program of one regular expression, in bytes (the
+    /// `regex` crate's `size_limit`).
+    pub max_regex_compiled_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_virtual_hosts: 10_000,
+            max_domains: 100_000,
+            max_routes_per_virtual_host: 100_000,
+            max_matchers_per_route: 64,
+            max_regexes: 10_000,
+            max_regex_pattern_bytes: 1024,
+            max_regex_compiled_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// A virtual host: a set of domains and the ordered routes that serve them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VirtualHost {
+    /// Name, used in errors, stats and decisions.
+    pub name: String,
+    /// Host names served: exact (`a.com`), suffix wildcard (`*.a.com`),
+    /// prefix wildcard (`a.*`) or the default `*`.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Routes, tried in order; the first that matches wins.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Redirect plain-HTTP requests to HTTPS before any route is looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_tls: Option<RequireTls>,
+    /// Request headers added to requests routed through this virtual host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    /// Request headers removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    /// Response headers added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// Response headers removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_remove: Vec<String>,
+    /// Retry policy for routes that set none of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Envoy's generic matcher tree. Not supported: accepted by the parser so
+    /// that the error can say so (and that it conflicts with `routes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matcher: Option<serde_json::Value>,
+    /// Virtual clusters (request classes for stats), as data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_clusters: Vec<VirtualCluster>,
+    /// Path handling for this virtual host; overlays the configuration's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_normalization: Option<crate::path::PathPolicy>,
+}
+
+/// A virtual cluster: a named class of requests for stats.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VirtualCluster {
+    /// Name of the class.
+    pub name: String,
+    /// Header matchers selecting the requests of the class (required).
+    #[serde(default)]
+    pub headers: Vec<HeaderMatcher>,
+}
+
+/// TLS requirement of a virtual host (Envoy's `require_tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum RequireTls {
+    /// No requirement.
+    None,
+    /// Redirect plain requests unless marked internal (`x-envoy-internal: true`).
+    ExternalOnly,
+    /// Redirect every plain request.
+    All,
+}
+
+/// One route: conditions, an action and header mutations.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Route {
+    /// Name, used in errors, stats and decisions. Unnamed routes are called
+    /// by their position (`routes[3]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Conditions; all must hold.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_: Option<RouteMatch>,
+    /// What to do with a matching request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Request headers added when this route is taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    /// Request headers removed when this route is taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    /// Response headers added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// Response headers removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_remove: Vec<String>,
+}
+
+/// The conditions of a route. Exactly one path specifier must be set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouteMatch {
+    /// Byte-wise prefix of the path (without query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The whole path (without query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A prefix that must end the path or be followed by `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_separated_prefix: Option<String>,
+    /// A regular expression (RE2 syntax) that must match the whole path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// A URI template such as `/repos/{owner}/{repo}/**`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_template: Option<String>,
+    /// Matches CONNECT requests, with or without a path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_matcher: Option<Empty>,
+    /// Whether `prefix`, `path`, `path_separated_prefix` and `path_template`
+    /// compare case-sensitively (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_sensitive: Option<bool>,
+    /// Header conditions, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatcher>,
+    /// Query parameter conditions, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_parameters: Vec<QueryParameterMatcher>,
+    /// Only gRPC requests (content-type `application/grpc[+...]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<Empty>,
+}
+
+/// An empty mapping (`{}`), for Envoy's marker messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// A condition on a request header (Envoy's `HeaderMatcher`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HeaderMatcher {
+    /// Header name, compared case-insensitively. `:authority`, `:path`,
+    /// `:method` and `:scheme` name the pseudo-headers.
+    pub name: String,
+    /// Value test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_match: Option<StringMatcher>,
+    /// Deprecated exact test; an empty string means "present with any value".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_match: Option<String>,
+    /// Deprecated regex test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_regex_match: Option<RegexMatcher>,
+    /// Deprecated prefix test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_match: Option<String>,
+    /// Deprecated suffix test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix_match: Option<String>,
+    /// Deprecated contains test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains_match: Option<String>,
+    /// The whole value parsed as a signed 64-bit integer in `[start, end)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_match: Option<Int64Range>,
+    /// Presence (`true`) or absence (`false`) test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present_match: Option<bool>,
+    /// Flip the result of the test.
+    #[serde(default)]
+    pub invert_match: bool,
+    /// Test an absent header as if it were present and empty.
+    #[serde(default)]
+    pub treat_missing_header_as_empty: bool,
+}
+
+/// A half-open signed range `[start, end)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Int64Range {
+    /// Inclusive start.
+    pub start: i64,
+    /// Exclusive end.
+    pub end: i64,
+}
+
+/// A regular expression in Envoy's `RegexMatcher` form (`{regex: ...}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexMatcher {
+    /// The pattern (RE2 syntax).
+    pub regex: String,
+    /// Ignored (Envoy's `google_re2` engine settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google_re2: Option<serde_json::Value>,
+}
+
+/// A regular expression given either as a plain pattern string or as
+/// `{regex: ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RegexSpec {
+    /// `safe_regex: "pattern"`.
+    Pattern(String),
+    /// `safe_regex: {regex: "pattern"}`.
+    Matcher(RegexMatcher),
+}
+
+impl RegexSpec {
+    /// The pattern text.
+    pub fn pattern(&self) -> &str {
+        match self {
+            RegexSpec::Pattern(p) => p,
+            RegexSpec::Matcher(m) => &m.regex,
+        }
+    }
+}
+
+/// A string test (Envoy's `StringMatcher`). Exactly one of the tests is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StringMatcher {
+    /// Equal to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// Starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Ends with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// Contains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// Fully matched by a regular expression (RE2 syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_regex: Option<RegexSpec>,
+    /// Compare ASCII case-insensitively (not for `safe_regex`).
+    #[serde(default)]
+    pub ignore_case: bool,
+}
+
+/// A condition on a query parameter (Envoy's `QueryParameterMatcher`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct QueryParameterMatcher {
+    /// Parameter name (case-sensitive). Only its first occurrence counts.
+    pub name: String,
+    /// Value test on the raw (not percent-decoded) value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_match: Option<StringMatcher>,
+    /// Presence test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present_match: Option<bool>,
+}
+
+/// What a route does: forward to a cluster (with route options), redirect,
+/// or answer directly.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Action {
+    /// Forward to this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Forward to the cluster named by the first value of this header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_header: Option<String>,
+    /// Split between clusters by weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_clusters: Option<WeightedClusters>,
+    /// Answer with a redirect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// Answer directly with a status and body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponse>,
+
+    /// Status when the chosen cluster does not exist (default 503).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_not_found_response_code: Option<ClusterNotFoundResponseCode>,
+    /// Replace the matched prefix (or the whole path for regex routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    /// Replace every match of a regex in the path (query kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// Rewrite through the variables of the route's `path_template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_template_rewrite: Option<String>,
+    /// Upstream Host becomes this literal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_literal: Option<String>,
+    /// Upstream Host becomes the chosen endpoint's host name (done by the proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_host_rewrite: Option<bool>,
+    /// Upstream Host becomes the first value of this header, if non-empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_header: Option<String>,
+    /// Upstream Host becomes a regex substitution of the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_path_regex: Option<RegexRewrite>,
+    /// Put the old Host in `x-forwarded-host` when it is rewritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_x_forwarded_host: Option<bool>,
+    /// Upstream timeout in milliseconds (default 15000; 0 disables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Stream idle timeout in milliseconds (0 disables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Retry policy; replaces the virtual host's entirely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Protocol upgrades allowed on this route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upgrade_configs: Vec<UpgradeConfig>,
+    /// How to turn the request into a hash key for consistent-hash balancers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+/// The status sent when a route's cluster does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ClusterNotFoundResponseCode {
+    /// 503 (the default).
+    ServiceUnavailable,
+    /// 404.
+    NotFound,
+    /// 500.
+    InternalServerError,
+}
+
+impl ClusterNotFoundResponseCode {
+    /// The HTTP status code.
+    pub fn status(self) -> u16 {
+        match self {
+            ClusterNotFoundResponseCode::ServiceUnavailable => 503,
+            ClusterNotFoundResponseCode::NotFound => 404,
+            ClusterNotFoundResponseCode::InternalServerError => 500,
+        }
+    }
+}
+
+/// A regex substitution (Envoy's `RegexMatchAndSubstitute`). `\1`..`\9` in the
+/// substitution stand for capture groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexRewrite {
+    /// The pattern (RE2 syntax), matched anywhere.
+    pub pattern: RegexSpec,
+    /// The replacement.
+    pub substitution: String,
+}
+
+impl Default for RegexSpec {
+    fn default() -> Self {
+        RegexSpec::Pattern(String::new())
+    }
+}
+
+/// Weighted clusters, either as a plain list of entries or in Envoy's form
+/// with `clusters` and an optional `header_name` that supplies the random value.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum WeightedClusters {
+    /// `weighted_clusters: [{name, weight}, ...]`.
+    List(Vec<WeightedCluster>),
+    /// `weighted_clusters: {clusters: [...], header_name: ...}`.
+    Spec(WeightedClustersSpec),
+}
+
+impl WeightedClusters {
+    /// The entries.
+    pub fn clusters(&self) -> &[WeightedCluster] {
+        match self {
+            WeightedClusters::List(l) => l,
+            WeightedClusters::Spec(s) => &s.clusters,
+        }
+    }
+
+    /// The header whose integer value replaces the random value, if any.
+    pub fn header_name(&self) -> Option<&str> {
+        match self {
+            WeightedClusters::List(_) => None,
+            WeightedClusters::Spec(s) => s.header_name.as_deref(),
+        }
+    }
+}
+
+/// Envoy's `WeightedCluster` message.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WeightedClustersSpec {
+    /// The entries.
+    pub clusters: Vec<WeightedCluster>,
+    /// Take the random value from this header when it holds one integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_name: Option<String>,
+    /// Ignored; older Envoy releases required the weights to add up to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_weight: Option<u32>,
+}
+
+/// One weighted-cluster entry.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WeightedCluster {
+    /// Cluster name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Or: the header whose first value names the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_header: Option<String>,
+    /// Weight (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Request headers added when this entry is chosen (applied first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    /// Request headers removed when this entry is chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    /// Response headers added when this entry is chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// Response headers removed when this entry is chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_remove: Vec<String>,
+    /// Upstream Host for this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_literal: Option<String>,
+}
+
+/// A redirect answer (Envoy's `RedirectAction`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Redirect {
+    /// New scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme_redirect: Option<String>,
+    /// Scheme becomes `https`.
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// New host (may carry a port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_redirect: Option<String>,
+    /// New port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_redirect: Option<u16>,
+    /// New path (its own query, if any, replaces the request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_redirect: Option<String>,
+    /// Replace the matched prefix of the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    /// Regex substitution on the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// Drop the request's query.
+    #[serde(default)]
+    pub strip_query: bool,
+    /// Status (default `MOVED_PERMANENTLY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<RedirectResponseCode>,
+}
+
+/// The status of a redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum RedirectResponseCode {
+    /// 301.
+    MovedPermanently,
+    /// 302.
+    Found,
+    /// 303.
+    SeeOther,
+    /// 307.
+    TemporaryRedirect,
+    /// 308.
+    PermanentRedirect,
+}
+
+impl RedirectResponseCode {
+    /// The HTTP status code.
+    pub fn status(self) -> u16 {
+        match self {
+            RedirectResponseCode::MovedPermanently => 301,
+            RedirectResponseCode::Found => 302,
+            RedirectResponseCode::SeeOther => 303,
+            RedirectResponseCode::TemporaryRedirect => 307,
+            RedirectResponseCode::PermanentRedirect => 308,
+        }
+    }
+}
+
+/// A direct answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DirectResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Body text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// A body of `count` copies of `char` (for generated test bodies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_repeat: Option<BodyRepeat>,
+}
+
+/// A generated body: `count` copies of one character.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyRepeat {
+    /// The character.
+    #[serde(rename = "char")]
+    pub ch: char,
+    /// How many.
+    pub count: usize,
+}
+
+/// A header to add (Envoy's `HeaderValueOption`), either flat
+/// (`{key, value, append_action}`) or Envoy-shaped (`{header: {key, value}}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HeaderValueOption {
+    /// Header name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Header value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Envoy's nested form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderKeyValue>,
+    /// How to combine with existing values (default `APPEND_IF_EXISTS_OR_ADD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_action: Option<AppendAction>,
+    /// Deprecated: `true` appends, `false` overwrites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<bool>,
+    /// Add the header even when the value is empty.
+    #[serde(default)]
+    pub keep_empty_value: bool,
+}
+
+impl HeaderValueOption {
+    /// A header added with the given action.
+    pub fn new(key: impl Into<String>, value: impl Into<String>, action: AppendAction) -> Self {
+        HeaderValueOption {
+            key: Some(key.into()),
+            value: Some(value.into()),
+            append_action: Some(action),
+            ..Default::default()
+        }
+    }
+}
+
+/// Envoy's nested `HeaderValue`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderKeyValue {
+    /// Header name.
+    pub key: String,
+    /// Header value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// How an added header combines with existing values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum AppendAction {
+    /// Add one more value (the default).
+    AppendIfExistsOrAdd,
+    /// Add only if the header is absent.
+    AddIfAbsent,
+    /// Replace every value, or add.
+    OverwriteIfExistsOrAdd,
+    /// Replace every value, only if present.
+    OverwriteIfExists,
+}
+
+/// A retry policy, kept as data for the proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Comma-separated conditions (`5xx`, `gateway-error`, `connect-failure`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<String>,
+    /// Attempts after the first (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_retries: Option<u32>,
+    /// Timeout of each attempt in milliseconds (0 = the route timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout_ms: Option<u64>,
+    /// Idle timeout of each attempt in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_idle_timeout_ms: Option<u64>,
+    /// Back-off between attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_back_off: Option<RetryBackOff>,
+    /// Status codes retried under `retriable-status-codes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u16>,
+    /// Maximum host selection attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_selection_retry_max_attempts: Option<u32>,
+}
+
+/// Retry back-off intervals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetryBackOff {
+    /// Base interval in milliseconds (default 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_interval_ms: Option<u64>,
+    /// Largest interval in milliseconds (default 10 x base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_interval_ms: Option<u64>,
+}
+
+/// A protocol upgrade allowed on a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpgradeConfig {
+    /// Upgrade type, compared case-insensitively (`websocket`, `CONNECT`).
+    pub upgrade_type: String,
+    /// Whether it is allowed (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// One element of a route's hash policy (Envoy's `RouteAction.HashPolicy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HashPolicy {
+    /// Hash the values of a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HashHeader>,
+    /// Hash a cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<HashCookie>,
+    /// Hash the downstream source IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_properties: Option<HashConnectionProperties>,
+    /// Hash a query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_parameter: Option<HashQueryParameter>,
+    /// Stop at this element if it produced a hash.
+    #[serde(default)]
+    pub terminal: bool,
+}
+
+/// Hash a header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashHeader {
+    /// Header name.
+    pub header_name: String,
+}
+
+/// Hash a cookie.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashCookie {
+    /// Cookie name.
+    pub name: String,
+    /// Lifetime of a generated cookie, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// Path of a generated cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Hash a connection property.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashConnectionProperties {
+    /// Hash the source IP.
+    #[serde(default)]
+    pub source_ip: bool,
+}
+
+/// Hash a query parameter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashQueryParameter {
+    /// Parameter name.
+    pub name: String,
+}
+
+// ----------------------------------------------------------------- loading
+
+impl RouteConfig {
+    /// Parses a configuration from YAML. Unknown fields are errors.
+    ///
+    /// # Errors
+    ///
+    /// The YAML is malformed or does not fit the model; the error names the
+    /// line and column.
+    pub fn from_yaml(text: &str) -> Result<RouteConfig, ConfigErrors> {
+        serde_saphyr::from_str(text).map_err(|e| {
+            ConfigErrors::from(ConfigError::new(ErrorKind::Parse, e.to_string().trim_end()))
+        })
+    }
+
+    /// Parses a configuration from JSON. Unknown fields are errors.
+    ///
+    /// # Errors
+    ///
+    /// The JSON is malformed or does not fit the model.
+    pub fn from_json(text: &str) -> Result<RouteConfig, ConfigErrors> {
+        serde_json::from_str(text)
+            .map_err(|e| ConfigErrors::from(ConfigError::new(ErrorKind::Parse, e.to_string())))
+    }
+
+    /// Reads a configuration from an already-parsed JSON value (for
+    /// configurations embedded in larger documents).
+    ///
+    /// # Errors
+    ///
+    /// The value does not fit the model.
+    pub fn from_json_value(value: serde_json::Value) -> Result<RouteConfig, ConfigErrors> {
+        serde_json::from_value(value)
+            .map_err(|e| ConfigErrors::from(ConfigError::new(ErrorKind::Parse, e.to_string())))
+    }
+
+    /// An empty configuration, to be filled with the builder methods.
+    ///
+    /// ```
+    /// use rauta_router::config::{Route, RouteConfig, VirtualHost};
+    /// use rauta_router::RouteTable;
+    ///
+    /// let config = RouteConfig::new().virtual_host(
+    ///     VirtualHost::new("default", ["*"])
+    ///         .route(Route::prefix("/api").name("api").cluster("api"))
+    ///         .route(Route::prefix("/").name("web").cluster("web")),
+    /// );
+    /// let table = RouteTable::build(config)?;
+    /// # Ok::<(), rauta_router::ConfigErrors>(())
+    /// ```
+    pub fn new() -> Self {
+        RouteConfig::default()
+    }
+
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Appends a virtual host.
+    pub fn virtual_host(mut self, vhost: VirtualHost) -> Self {
+        self.virtual_hosts.push(vhost);
+        self
+    }
+
+    /// Sets the path policy of the whole configuration.
+    pub fn path_normalization(mut self, policy: crate::path::PathPolicy) -> Self {
+        self.path_normalization = Some(policy);
+        self
+    }
+}
+
+impl VirtualHost {
+    /// A virtual host serving `domains`, with no routes yet.
+    pub fn new<I, S>(name: impl Into<String>, domains: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        VirtualHost {
+            name: name.into(),
+            domains: domains.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Appends a route.
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Sets the TLS requirement.
+    pub fn require_tls(mut self, tls: RequireTls) -> Self {
+        self.require_tls = Some(tls);
+        self
+    }
+
+    /// Adds a request header to every request of this virtual host.
+    pub fn request_header(mut self, header: HeaderValueOption) -> Self {
+        self.request_headers_to_add.push(header);
+        self
+    }
+}
+
+impl Route {
+    fn with_match(m: RouteMatch) -> Self {
+        Route {
+            match_: Some(m),
+            ..Default::default()
+        }
+    }
+
+    /// A route on a path prefix.
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        Route::with_match(RouteMatch {
+            prefix: Some(prefix.into()),
+            ..Default::default()
+        })
+    }
+
+    /// A route on an exact path.
+    pub fn path(path: impl Into<String>) -> Self {
+        Route::with_match(RouteMatch {
+            path: Some(path.into()),
+            ..Default::default()
+        })
+    }
+
+    /// A route on a path-separated prefix.
+    pub fn path_separated_prefix(prefix: impl Into<String>) -> Self {
+        Route::with_match(RouteMatch {
+            path_separated_prefix: Some(prefix.into()),
+            ..Default::default()
+        })
+    }
+
+    /// A route on a full-match regular expression.
+    pub fn regex(pattern: impl Into<String>) -> Self {
+        Route::with_match(RouteMatch {
+            regex: Some(pattern.into()),
+            ..Default::default()
+        })
+    }
+
+    /// A route on a URI template.
+    pub fn template(template: impl Into<String>) -> Self {
+        Route::with_match(RouteMatch {
+            path_template: Some(template.into()),
+            ..Default::default()
+        })
+    }
+
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the path comparison case-insensitive.
+    pub fn case_insensitive(mut self) -> Self {
+        self.match_
+            .get_or_insert_with(Default::default)
+            .case_sensitive = Some(false);
+        self
+    }
+
+    /// Adds a header condition.
+    pub fn header(mut self, matcher: HeaderMatcher) -> Self {
+        self.match_
+            .get_or_insert_with(Default::default)
+            .headers
+            .push(matcher);
+        self
+    }
+
+    /// Adds a query parameter condition.
+    pub fn query(mut self, matcher: QueryParameterMatcher) -> Self {
+        self.match_
+            .get_or_insert_with(Default::default)
+            .query_parameters
+            .push(matcher);
+        self
+    }
+
+    fn action_mut(&mut self) -> &mut Action {
+        self.action.get_or_insert_with(Default::default)
+    }
+
+    /// Forwards to a cluster.
+    pub fn cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.action_mut().cluster = Some(cluster.into());
+        self
+    }
+
+    /// Splits between clusters by weight.
+    pub fn weighted<I, S>(mut self, clusters: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        let list = clusters
+            .into_iter()
+            .map(|(name, weight)| WeightedCluster {
+                name: Some(name.into()),
+                weight: Some(weight),
+                ..Default::default()
+            })
+            .collect();
+        self.action_mut().weighted_clusters = Some(WeightedClusters::List(list));
+        self
+    }
+
+    /// Answers with a redirect.
+    pub fn redirect(mut self, redirect: Redirect) -> Self {
+        self.action_mut().redirect = Some(redirect);
+        self
+    }
+
+    /// Answers directly.
+    pub fn direct_response(mut self, status: u16, body: impl Into<String>) -> Self {
+        self.action_mut().direct_response = Some(DirectResponse {
+            status,
+            body: Some(body.into()),
+            body_repeat: None,
+        });
+        self
+    }
+
+    /// Rewrites the matched prefix.
+    pub fn prefix_rewrite(mut self, to: impl Into<String>) -> Self {
+        self.action_mut().prefix_rewrite = Some(to.into());
+        self
+    }
+
+    /// Sets the upstream timeout in milliseconds.
+    pub fn timeout_ms(mut self, ms: u64) -> Self {
+        self.action_mut().timeout_ms = Some(ms);
+        self
+    }
+}
+
+impl HeaderMatcher {
+    /// The header must equal `value`.
+    pub fn exact(name: impl Into<String>, value: impl Into<String>) -> Self {
+        HeaderMatcher {
+            name: name.into(),
+            string_match: Some(StringMatcher {
+                exact: Some(value.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The header must be fully matched by `pattern`.
+    pub fn regex(name: impl Into<String>, pattern: impl Into<String>) -> Self {
+        HeaderMatcher {
+            name: name.into(),
+            string_match: Some(StringMatcher {
+                safe_regex: Some(RegexSpec::Pattern(pattern.into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The header must be present.
+    pub fn present(name: impl Into<String>) -> Self {
+        HeaderMatcher {
+            name: name.into(),
+            present_match: Some(true),
+            ..Default::default()
+        }
+    }
+
+    /// Flips the test.
+    pub fn inverted(mut self) -> Self {
+        self.invert_match = true;
+        self
+    }
+}
+
+impl QueryParameterMatcher {
+    /// The parameter must equal `value`.
+    pub fn exact(name: impl Into<String>, value: impl Into<String>) -> Self {
+        QueryParameterMatcher {
+            name: name.into(),
+            string_match: Some(StringMatcher {
+                exact: Some(value.into()),
+                ..Default::default()
+            }),
+            present_match: None,
+        }
+    }
+
+    /// The parameter must be present.
+    pub fn present(name: impl Into<String>) -> Self {
+        QueryParameterMatcher {
+            name: name.into(),
+            string_match: None,
+            present_match: Some(true),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Compiled header, query-parameter and string conditions.
+
+use regex::bytes::Regex;
+use smallvec::SmallVec;
+
+use crate::request::{values_of, HeaderValues, RequestView};
+
+/// A compiled string test.
+#[derive(Debug, Clone)]
+pub(crate) enum StringTest {
+    Exact(Box<[u8]>),
+    Prefix(Box<[u8]>),
+    Suffix(Box<[u8]>),
+    Contains(Box<[u8]>),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StringMatch {
+    pub(crate) test: StringTest,
+    pub(crate) ignore_case: bool,
+}
+
+fn eq(a: &[u8], b: &[u8], ic: bool) -> bool {
+    if ic {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+impl StringMatch {
+    pub(crate) fn matches(&self, v: &[u8]) -> bool {
+        let ic = self.ignore_case;
+        match &self.test {
+            StringTest::Exact(e) => eq(v, e, ic),
+            StringTest::Prefix(p) => v.len() >= p.len() && eq(&v[..p.len()], p, ic),
+            StringTest::Suffix(s) => v.len() >= s.len() && eq(&v[v.len() - s.len()..], s, ic),
+            StringTest::Contains(c) => c.is_empty() || v.windows(c.len()).any(|w| eq(w, c, ic)),
+            StringTest::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+/// What a header condition tests.
+#[derive(Debug, Clone)]
+pub(crate) enum HeaderTest {
+    /// `present_match: b`, or a name-only matcher (`true`).
+    Present(bool),
+    /// A value test.
+    Value(StringMatch),
+    /// The whole value as i64 in `[start, end)`.
+    Range(i64, i64),
+}
+
+/// A compiled header condition.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderCond {
+    /// Lower-case name (pseudo-headers keep their ':').
+    pub(crate) name: Box<str>,
+    pub(crate) test: HeaderTest,
+    pub(crate) invert: bool,
+    pub(crate) treat_missing_as_empty: bool,
+}
+
+/// Joins several values with ',' into a stack buffer (heap only past 256 bytes).
+pub(crate) type Joined = SmallVec<[u8; 256]>;
+
+pub(crate) fn join<'v>(values: &HeaderValues<'v>, buf: &'v mut Joined) -> &'v [u8] {
+    match values.len() {
+        1 => values[0],
+        _ => {
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(v);
+            }
+            buf.as_slice()
+        }
+    }
+}
+
+fn parse_i64(v: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(v)
+        .ok()?
+        .trim_matches(|c: char| c.is_ascii_whitespace());
+    s.parse().ok()
+}
+
+impl HeaderCond {
+    /// Evaluates the condition with Envoy's rules for absent headers,
+    /// inversion and `treat_missing_header_as_empty`.
+    pub(crate) fn matches<R: RequestView + ?Sized>(&self, req: &R, path: Option<&str>) -> bool {
+        let mut buf = Joined::new();
+        let mut values = HeaderValues::new();
+        values_of(req, &self.name, path, &mut values);
+        let value: Option<&[u8]> = if values.is_empty() {
+            if self.treat_missing_as_empty {
+                Some(b"")
+            } else {
+                None
+            }
+        } else {
+            Some(join(&values, &mut buf))
+        };
+        self.eval(value)
+    }
+
+    pub(crate) fn eval(&self, value: Option<&[u8]>) -> bool {
+        match (&self.test, value) {
+            (HeaderTest::Present(want), v) => (v.is_some() == *want) != self.invert,
+            (_, None) => false,
+            (HeaderTest::Value(m), Some(v)) => m.matches(v) != self.invert,
+            (HeaderTest::Range(start, end), Some(v)) => {
+                let inside = parse_i64(v).is_some_and(|n| *start <= n && n < *end);
+                inside != self.invert
+            }
+        }
+    }
+}
+
+/// A compiled query-parameter condition.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryCond {
+    pub(crate) name: Box<str>,
+    pub(crate) test: QueryTest,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum QueryTest {
+    /// The parameter must be present (name-only matcher or `present_match: true`).
+    Present,
+    /// `present_match: false`: absent (new behaviour) or present (legacy).
+    Absent { legacy: bool },
+    /// A value test on the raw value (a valueless parameter tests as "").
+    Value(StringMatch),
+}
+
+/// The raw value of the first occurrence of `name` in `query` (the text
+/// after '?'): `Some("")` for a valueless parameter.
+pub(crate) fn first_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    for pair in query.split('&') {
+        let (k, v) = match pair.find('=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
+        if k == name {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl QueryCond {
+    pub(crate) fn matches(&self, query: Option<&str>) -> bool {
+        let value = query.and_then(|q| first_param(q, &self.name));
+        match &self.test {
+            QueryTest::Present => value.is_some(),
+            QueryTest::Absent { legacy: true } => value.is_some(),
+            QueryTest::Absent { legacy: false } => value.is_none(),
+            QueryTest::Value(m) => value.is_some_and(|v| m.matches(v.as_bytes())),
+        }
+    }
+}
+
+/// gRPC content type: `application/grpc` or `application/grpc+...`.
+pub(crate) fn is_grpc<R: RequestView + ?Sized>(req: &R) -> bool {
+    let mut values = HeaderValues::new();
+    req.header_values("content-type", &mut values);
+    values
+        .first()
+        .is_some_and(|v| v == b"application/grpc" || v.starts_with(b"application/grpc+"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(test: HeaderTest, invert: bool, tm: bool) -> HeaderCond {
+        HeaderCond {
+            name: "x".into(),
+            test,
+            invert,
+            treat_missing_as_empty: tm,
+        }
+    }
+
+    fn table(want: bool, invert: bool, tm: bool) -> (bool, bool) {
+        let c = cond(HeaderTest::Present(want), invert, tm);
+        let absent = if tm { Some(&b""[..]) } else { None };
+        (c.eval(absent), c.eval(Some(b"v")))
+    }
+
+    #[test]
+    fn presence_truth_table() {
+        // SEMANTICS.md section 5, absent / present.
+        assert_eq!(table(true, false, false), (false, true));
+        assert_eq!(table(true, true, false), (true, false));
+        assert_eq!(table(false, false, false), (true, false));
+        assert_eq!(table(false, true, false), (false, true));
+        assert_eq!(table(true, false, true), (true, true));
+        assert_eq!(table(false, false, true), (false, false));
+        assert_eq!(table(true, true, true), (false, false));
+        assert_eq!(table(false, true, true), (true, true));
+    }
+
+    #[test]
+    fn absent_value_test_is_false_even_inverted() {
+        let m = StringMatch {
+            test: StringTest::Exact(b"x".as_slice().into()),
+            ignore_case: false,
+        };
+        assert!(!cond(HeaderTest::Value(m.clone()), true, false).eval(None));
+        assert!(cond(HeaderTest::Value(m), true, true).eval(Some(b"")));
+    }
+
+    #[test]
+    fn range_parses_whole_value() {
+        let c = cond(HeaderTest::Range(1, 10), false, false);
+        assert!(c.eval(Some(b"9")));
+        assert!(!c.eval(Some(b"10")));
+        assert!(!c.eval(Some(b"9.5")));
+        assert!(!c.eval(Some(b"-1somestring")));
+        assert!(!c.eval(Some(b"1,2")));
+    }
+
+    #[test]
+    fn query_first_occurrence() {
+        assert_eq!(first_param("k=foo&k=bar", "k"), Some("foo"));
+        assert_eq!(first_param("debug", "debug"), Some(""));
+        assert_eq!(first_param("a=1", "b"), None);
+    }
+}

@@ -1,0 +1,266 @@
+//! The transport-agnostic view of a request that the route table reads.
+//!
+//! The table never takes a request by value and never copies it: it asks a
+//! [`RequestView`] for borrowed pieces. Implementations are provided for
+//! [`http::Request<B>`](http::Request) (any body type), [`http::request::Parts`]
+//! and [`Request`], a plain owned request for tools and tests.
+
+use smallvec::SmallVec;
+
+/// The values of one header, in arrival order. Two values fit inline.
+pub type HeaderValues<'a> = SmallVec<[&'a [u8]; 2]>;
+
+/// What the router needs to know about a request.
+pub trait RequestView {
+    /// The method (`GET`, `CONNECT`, ...).
+    fn method(&self) -> &str;
+
+    /// The scheme (`http`, `https`), Envoy's `x-forwarded-proto`. `None`
+    /// when unknown: Envoy then routes nothing.
+    fn scheme(&self) -> Option<&str>;
+
+    /// The authority (`:authority` or `Host`), as received.
+    fn authority(&self) -> Option<&str>;
+
+    /// The request target's path and query (`:path`), as received. `None`
+    /// when absent (CONNECT).
+    fn path_and_query(&self) -> Option<&str>;
+
+    /// Appends every value of the header `name` (lower-case, never a
+    /// pseudo-header) to `out`.
+    fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>);
+}
+
+impl<T: RequestView + ?Sized> RequestView for &T {
+    fn method(&self) -> &str {
+        (**self).method()
+    }
+    fn scheme(&self) -> Option<&str> {
+        (**self).scheme()
+    }
+    fn authority(&self) -> Option<&str> {
+        (**self).authority()
+    }
+    fn path_and_query(&self) -> Option<&str> {
+        (**self).path_and_query()
+    }
+    fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
+        (**self).header_values(name, out)
+    }
+}
+
+fn parts_scheme<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    if let Some(s) = uri.scheme_str() {
+        return Some(s);
+    }
+    match headers.get("x-forwarded-proto").map(|v| v.to_str()) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => None,
+        None => Some("http"),
+    }
+}
+
+fn parts_authority<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    if let Some(a) = uri.authority() {
+        return Some(a.as_str());
+    }
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn parts_path<'a>(method: &http::Method, uri: &'a http::Uri) -> Option<&'a str> {
+    if method == http::Method::CONNECT && uri.path_and_query().is_none() {
+        return None;
+    }
+    Some(uri.path_and_query().map_or("/", |pq| pq.as_str()))
+}
+
+fn parts_headers<'a>(headers: &'a http::HeaderMap, name: &str, out: &mut HeaderValues<'a>) {
+    for v in headers.get_all(name) {
+        out.push(v.as_bytes());
+    }
+}
+
+/// The scheme is the URI's, else `x-forwarded-proto`, else `http`. The
+/// authority is the URI's (absolute form), else `Host`.
+impl<B> RequestView for http::Request<B> {
+    fn method(&self) -> &str {
+        self.method().as_str()
+    }
+    fn scheme(&self) -> Option<&str> {
+        parts_scheme(self.uri(), self.headers())
+    }
+    fn authority(&self) -> Option<&str> {
+        parts_authority(self.uri(), self.headers())
+    }
+    fn path_and_query(&self) -> Option<&str> {
+        parts_path(self.method(), self.uri())
+    }
+    fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
+        parts_headers(self.headers(), name, out)
+    }
+}
+
+/// Same rules as for [`http::Request`].
+impl RequestView for http::request::Parts {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+    fn scheme(&self) -> Option<&str> {
+        parts_scheme(&self.uri, &self.headers)
+    }
+    fn authority(&self) -> Option<&str> {
+        parts_authority(&self.uri, &self.headers)
+    }
+    fn path_and_query(&self) -> Option<&str> {
+        parts_path(&self.method, &self.uri)
+    }
+    fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
+        parts_headers(&self.headers, name, out)
+    }
+}
+
+/// A plain owned request, for tools, tests and transports without `http`
+/// types.
+///
+/// ```
+/// use rauta_router::Request;
+///
+/// let req = Request::get("api.example.com", "/users?id=7").header("x-user", "42");
+/// assert_eq!(req.path.as_deref(), Some("/users?id=7"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// Method.
+    pub method: String,
+    /// Scheme; `None` when unknown.
+    pub scheme: Option<String>,
+    /// Authority; `None` when absent.
+    pub authority: Option<String>,
+    /// Path and query; `None` when absent.
+    pub path: Option<String>,
+    /// Headers in arrival order; names are matched case-insensitively.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// A request with the given method, `http` scheme, authority and path.
+    pub fn new(
+        method: impl Into<String>,
+        authority: impl Into<String>,
+        path: impl Into<String>,
+    ) -> Self {
+        Request {
+            method: method.into(),
+            scheme: Some("http".into()),
+            authority: Some(authority.into()),
+            path: Some(path.into()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A GET request.
+    pub fn get(authority: impl Into<String>, path: impl Into<String>) -> Self {
+        Request::new("GET", authority, path)
+    }
+
+    /// Adds a header line.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the scheme.
+    pub fn scheme(mut self, scheme: impl Into<String>) -> Self {
+        self.scheme = Some(scheme.into());
+        self
+    }
+}
+
+impl RequestView for Request {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn scheme(&self) -> Option<&str> {
+        self.scheme.as_deref()
+    }
+    fn authority(&self) -> Option<&str> {
+        self.authority.as_deref()
+    }
+    fn path_and_query(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+    fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
+        for (n, v) in &self.headers {
+            if n.eq_ignore_ascii_case(name) {
+                out.push(v.as_bytes());
+            }
+        }
+    }
+}
+
+/// Collects the values of `name`, pseudo-headers included, from a view.
+pub(crate) fn values_of<'a, R: RequestView + ?Sized>(
+    req: &'a R,
+    name: &str,
+    path: Option<&'a str>,
+    out: &mut HeaderValues<'a>,
+) {
+    match name {
+        ":authority" | "host" => {
+            if let Some(a) = req.authority() {
+                out.push(a.as_bytes());
+            }
+        }
+        ":path" => {
+            if let Some(p) = path {
+                out.push(p.as_bytes());
+            }
+        }
+        ":method" => out.push(req.method().as_bytes()),
+        ":scheme" => {
+            if let Some(s) = req.scheme() {
+                out.push(s.as_bytes());
+            }
+        }
+        _ if name.starts_with(':') => {}
+        _ => req.header_values(name, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_request_view() {
+        let req = http::Request::builder()
+            .uri("/a?b=c")
+            .header("host", "example.com")
+            .header("x-v", "1")
+            .header("x-v", "2")
+            .body(())
+            .unwrap();
+        assert_eq!(RequestView::method(&req), "GET");
+        assert_eq!(RequestView::scheme(&req), Some("http"));
+        assert_eq!(RequestView::authority(&req), Some("example.com"));
+        assert_eq!(req.path_and_query(), Some("/a?b=c"));
+        let mut out = HeaderValues::new();
+        req.header_values("x-v", &mut out);
+        assert_eq!(out.as_slice(), &[b"1".as_slice(), b"2".as_slice()]);
+        let (parts, ()) = req.into_parts();
+        assert_eq!(RequestView::authority(&parts), Some("example.com"));
+    }
+
+    #[test]
+    fn absolute_form_wins() {
+        let req = http::Request::builder()
+            .uri("https://inner.example/x")
+            .header("host", "outer.example")
+            .body(())
+            .unwrap();
+        assert_eq!(RequestView::authority(&req), Some("inner.example"));
+        assert_eq!(RequestView::scheme(&req), Some("https"));
+    }
+}

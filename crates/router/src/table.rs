@@ -1,0 +1,1446 @@
+//! The compiled, immutable route table and the routing decision.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use ahash::AHashMap;
+
+use crate::config::{self, RequireTls, RouteConfig};
+use crate::error::ConfigErrors;
+use crate::matchers::{self, HeaderCond, QueryCond};
+use crate::mutate::{HeaderMapMut, Mutations};
+use crate::path::{PathOutcome, PathPolicy};
+use crate::request::{values_of, HeaderValues, RequestView};
+use crate::template::{Captures, MatchTemplate, RewriteTemplate};
+
+/// Identifies a route within one [`RouteTable`]: routes are numbered in
+/// configuration order across all virtual hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct RouteId(u32);
+
+impl RouteId {
+    /// The number, from 0.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for RouteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Settings for [`RouteTable::build_with`] that are not part of a
+/// configuration file.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct BuildOptions {
+    /// The clusters that exist. When set, and the configuration does not turn
+    /// `validate_clusters` off, a route naming another cluster is an error.
+    pub known_clusters: Option<HashSet<String>>,
+    /// Envoy's legacy query `present_match: false` behaviour (it then only
+    /// tests presence). Off by default: `false` means "absent".
+    pub legacy_query_present_match: bool,
+    /// The path policy used when the configuration sets none, instead of
+    /// [`PathPolicy::safe_default`].
+    pub default_path_policy: Option<PathPolicy>,
+    /// Route on the request-target exactly as received, with no path policy
+    /// at all (Envoy's route table, behind a connection manager that has
+    /// already handled the path). Off by default; never turn it on for
+    /// requests that have not been validated elsewhere.
+    pub raw_paths: bool,
+}
+
+impl BuildOptions {
+    /// Sets the known clusters.
+    pub fn known_clusters<I, S>(mut self, clusters: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.known_clusters = Some(clusters.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Routes on raw request-targets; see [`BuildOptions::raw_paths`].
+    pub fn raw_paths(mut self, raw: bool) -> Self {
+        self.raw_paths = raw;
+        self
+    }
+
+    /// Sets the base path policy.
+    pub fn default_path_policy(mut self, policy: PathPolicy) -> Self {
+        self.default_path_policy = Some(policy);
+        self
+    }
+}
+
+// ------------------------------------------------------------ compiled parts
+
+#[derive(Debug, Clone)]
+pub(crate) enum PathSpec {
+    Prefix(Box<str>),
+    Exact(Box<str>),
+    Separated(Box<str>),
+    Regex(regex::bytes::Regex),
+    Template(MatchTemplate),
+    Connect,
+}
+
+/// What kind of path condition a route has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathKind {
+    /// `prefix`.
+    Prefix,
+    /// `path`.
+    Exact,
+    /// `path_separated_prefix`.
+    SeparatedPrefix,
+    /// `regex`.
+    Regex,
+    /// `path_template`.
+    Template,
+    /// `connect_matcher`.
+    Connect,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ClusterSpec {
+    Named(Box<str>),
+    Header(Box<str>),
+    Weighted(Weighted),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Weighted {
+    pub(crate) entries: Box<[WeightedEntry]>,
+    pub(crate) total: u64,
+    pub(crate) header_name: Option<Box<str>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct WeightedEntry {
+    pub(crate) cluster: ClusterName,
+    pub(crate) weight: u32,
+    pub(crate) request: Mutations,
+    pub(crate) response: Mutations,
+    pub(crate) host_rewrite: Option<Box<str>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ClusterName {
+    Named(Box<str>),
+    Header(Box<str>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RegexSub {
+    pub(crate) re: regex::bytes::Regex,
+    pub(crate) sub: String,
+}
+
+impl RegexSub {
+    pub(crate) fn compile(
+        r: &config::RegexRewrite,
+        limits: crate::re::RegexLimits,
+    ) -> Result<Self, String> {
+        let re = crate::re::search(r.pattern.pattern(), limits)?;
+        crate::re::check_groups(&re, &r.substitution)?;
+        let sub = crate::re::substitution(&r.substitution)?;
+        Ok(RegexSub { re, sub })
+    }
+
+    fn replace_all<'p>(&self, s: &'p str) -> Cow<'p, str> {
+        match self.re.replace_all(s.as_bytes(), self.sub.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(s),
+            Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum PathRewrite {
+    Prefix(Box<str>),
+    Regex(RegexSub),
+    Template(RewriteTemplate),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum HostRewrite {
+    Literal(Box<str>),
+    Header(Box<str>),
+    PathRegex(RegexSub),
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RedirectSpec {
+    scheme: Option<Box<str>>,
+    host: Option<Box<str>>,
+    port: Option<u16>,
+    path: Option<Box<str>>,
+    rewrite: Option<PathRewrite>,
+    strip_query: bool,
+    status: u16,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ActionSpec {
+    Forward(ClusterSpec),
+    Redirect(RedirectSpec),
+    Direct { status: u16, body: Box<str> },
+}
+
+/// A route's effective retry policy, with Envoy's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Retry conditions, in configuration order.
+    pub retry_on: Vec<String>,
+    /// Attempts after the first.
+    pub num_retries: u32,
+    /// Timeout of each attempt in milliseconds; 0 means the route timeout.
+    pub per_try_timeout_ms: u64,
+    /// Back-off base interval in milliseconds.
+    pub base_interval_ms: u64,
+    /// Back-off maximum interval in milliseconds.
+    pub max_interval_ms: u64,
+    /// Status codes retried under `retriable-status-codes`.
+    pub retriable_status_codes: Vec<u16>,
+}
+
+/// A compiled route: conditions, action and policies.
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    id: RouteId,
+    index: u32,
+    name: Box<str>,
+    pub(crate) path: PathSpec,
+    pub(crate) case_sensitive: bool,
+    pub(crate) headers: Box<[HeaderCond]>,
+    pub(crate) query: Box<[QueryCond]>,
+    pub(crate) grpc: bool,
+    pub(crate) action: ActionSpec,
+    rewrite: Option<PathRewrite>,
+    host_rewrite: Option<HostRewrite>,
+    append_x_forwarded_host: bool,
+    cluster_not_found_status: u16,
+    request: Mutations,
+    response: Mutations,
+    timeout_ms: u64,
+    idle_timeout_ms: Option<u64>,
+    retry: Option<RetryPolicy>,
+    upgrades: Box<[(Box<str>, bool)]>,
+    hash_policy: Box<[config::HashPolicy]>,
+}
+
+impl RouteEntry {
+    /// The route's id in its table.
+    pub fn id(&self) -> RouteId {
+        self.id
+    }
+
+    /// The route's position in its virtual host.
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// The route's name (`routes[N]` for unnamed routes).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kind of path condition.
+    pub fn path_kind(&self) -> PathKind {
+        match self.path {
+            PathSpec::Prefix(_) => PathKind::Prefix,
+            PathSpec::Exact(_) => PathKind::Exact,
+            PathSpec::Separated(_) => PathKind::SeparatedPrefix,
+            PathSpec::Regex(_) => PathKind::Regex,
+            PathSpec::Template(_) => PathKind::Template,
+            PathSpec::Connect => PathKind::Connect,
+        }
+    }
+
+    /// The path condition as written (prefix, path, pattern or template).
+    pub fn path_text(&self) -> &str {
+        match &self.path {
+            PathSpec::Prefix(s) | PathSpec::Exact(s) | PathSpec::Separated(s) => s,
+            PathSpec::Regex(r) => {
+                let s = r.as_str();
+                s.strip_prefix("^(?:")
+                    .and_then(|s| s.strip_suffix(")$"))
+                    .unwrap_or(s)
+            }
+            PathSpec::Template(t) => t.source(),
+            PathSpec::Connect => "CONNECT",
+        }
+    }
+
+    /// Whether the path comparison is case-sensitive.
+    pub fn case_sensitive(&self) -> bool {
+        self.case_sensitive
+    }
+
+    /// Number of header and query conditions.
+    pub fn condition_count(&self) -> usize {
+        self.headers.len() + self.query.len() + usize::from(self.grpc)
+    }
+
+    /// Upstream timeout in milliseconds (0 disables).
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms
+    }
+
+    /// Stream idle timeout in milliseconds, if set.
+    pub fn idle_timeout_ms(&self) -> Option<u64> {
+        self.idle_timeout_ms
+    }
+
+    /// The effective retry policy (the route's, else its virtual host's).
+    pub fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.retry.as_ref()
+    }
+
+    /// Whether the protocol upgrade `kind` (case-insensitive) is enabled.
+    pub fn upgrade_enabled(&self, kind: &str) -> Option<bool> {
+        self.upgrades
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(kind))
+            .map(|(_, e)| *e)
+    }
+
+    /// The hash policy, as configured.
+    pub fn hash_policy(&self) -> &[config::HashPolicy] {
+        &self.hash_policy
+    }
+
+    /// The status sent when the chosen cluster does not exist.
+    pub fn cluster_not_found_status(&self) -> u16 {
+        self.cluster_not_found_status
+    }
+
+    /// A one-line description of the action, for tools.
+    pub fn action_summary(&self) -> String {
+        match &self.action {
+            ActionSpec::Forward(ClusterSpec::Named(c)) => format!("cluster {c}"),
+            ActionSpec::Forward(ClusterSpec::Header(h)) => format!("cluster from header {h}"),
+            ActionSpec::Forward(ClusterSpec::Weighted(w)) => {
+                let parts: Vec<String> = w
+                    .entries
+                    .iter()
+                    .map(|e| match &e.cluster {
+                        ClusterName::Named(n) => format!("{n}:{}", e.weight),
+                        ClusterName::Header(h) => format!("<header {h}>:{}", e.weight),
+                    })
+                    .collect();
+                format!("weighted clusters {}", parts.join(" "))
+            }
+            ActionSpec::Redirect(r) => format!("redirect {}", r.status),
+            ActionSpec::Direct { status, .. } => format!("direct response {status}"),
+        }
+    }
+
+    /// Whether the path and conditions hold for a request (test helper for
+    /// the linear oracle and tools).
+    fn matches<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        ctx: &MatchCtx<'_>,
+        caps: &mut Captures,
+    ) -> bool {
+        // Conditions first, as Envoy does; all are pure, so order only
+        // affects cost.
+        if let PathSpec::Connect = self.path {
+            if !ctx.is_connect {
+                return false;
+            }
+        } else if ctx.match_path.is_none() {
+            return false;
+        }
+        if self.grpc && !matchers::is_grpc(req) {
+            return false;
+        }
+        if !self.headers.iter().all(|h| h.matches(req, ctx.full_path)) {
+            return false;
+        }
+        if !self.query.iter().all(|q| q.matches(ctx.query)) {
+            return false;
+        }
+        self.path_matches(ctx.match_path.unwrap_or(""), caps)
+    }
+
+    pub(crate) fn path_matches(&self, p: &str, caps: &mut Captures) -> bool {
+        let cs = self.case_sensitive;
+        let pb = p.as_bytes();
+        match &self.path {
+            PathSpec::Prefix(pre) => starts_with(pb, pre.as_bytes(), cs),
+            PathSpec::Exact(e) => eq_case(pb, e.as_bytes(), cs),
+            PathSpec::Separated(pre) => {
+                starts_with(pb, pre.as_bytes(), cs)
+                    && (pb.len() == pre.len() || pb[pre.len()] == b'/')
+            }
+            PathSpec::Regex(re) => re.is_match(pb),
+            PathSpec::Template(t) => t.matches(p, cs, caps),
+            PathSpec::Connect => true,
+        }
+    }
+}
+
+#[inline]
+fn eq_case(a: &[u8], b: &[u8], cs: bool) -> bool {
+    if cs {
+        a == b
+    } else {
+        a.eq_ignore_ascii_case(b)
+    }
+}
+
+#[inline]
+fn starts_with(p: &[u8], pre: &[u8], cs: bool) -> bool {
+    p.len() >= pre.len() && eq_case(&p[..pre.len()], pre, cs)
+}
+
+/// A compiled virtual host.
+#[derive(Debug, Clone)]
+pub struct VirtualHostEntry {
+    index: u32,
+    name: Box<str>,
+    domains: Box<[Box<str>]>,
+    pub(crate) routes: Box<[RouteEntry]>,
+    require_tls: Option<RequireTls>,
+    request: Mutations,
+    response: Mutations,
+    path_policy: Option<PathPolicy>,
+}
+
+impl VirtualHostEntry {
+    /// The virtual host's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its position in the configuration.
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// Its domains, lower-cased.
+    pub fn domains(&self) -> &[Box<str>] {
+        &self.domains
+    }
+
+    /// Its routes, in order.
+    pub fn routes(&self) -> &[RouteEntry] {
+        &self.routes
+    }
+
+    /// Its path policy (the configuration's overlaid with its own), or
+    /// `None` when the table routes raw paths.
+    pub fn path_policy(&self) -> Option<&PathPolicy> {
+        self.path_policy.as_ref()
+    }
+}
+
+/// Host to virtual host: exact, then suffix wildcards by length, then prefix
+/// wildcards by length, then `*` (Envoy's `RouteMatcher`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DomainIndex {
+    exact: AHashMap<Box<[u8]>, u32>,
+    /// (key length, key -> vhost), longest first.
+    suffix: Vec<(usize, AHashMap<Box<[u8]>, u32>)>,
+    prefix: Vec<(usize, AHashMap<Box<[u8]>, u32>)>,
+    default: Option<u32>,
+}
+
+impl DomainIndex {
+    fn insert_wild(list: &mut Vec<(usize, AHashMap<Box<[u8]>, u32>)>, key: &[u8], v: u32) {
+        match list.iter_mut().find(|(l, _)| *l == key.len()) {
+            Some((_, m)) => {
+                m.insert(key.into(), v);
+            }
+            None => {
+                let mut m = AHashMap::new();
+                m.insert(key.into(), v);
+                list.push((key.len(), m));
+                list.sort_by(|a, b| b.0.cmp(&a.0));
+            }
+        }
+    }
+
+    fn only_default(&self) -> bool {
+        self.exact.is_empty() && self.suffix.is_empty() && self.prefix.is_empty()
+    }
+
+    /// `host` must be lower-case already.
+    pub(crate) fn find(&self, host: &[u8]) -> Option<u32> {
+        if let Some(&v) = self.exact.get(host) {
+            return Some(v);
+        }
+        for (len, map) in &self.suffix {
+            if *len < host.len() {
+                if let Some(&v) = map.get(&host[host.len() - len..]) {
+                    return Some(v);
+                }
+            }
+        }
+        for (len, map) in &self.prefix {
+            if *len < host.len() {
+                if let Some(&v) = map.get(&host[..*len]) {
+                    return Some(v);
+                }
+            }
+        }
+        self.default
+    }
+}
+
+/// An immutable, compiled route table: Envoy's `RouteConfiguration`.
+///
+/// Build one with [`RouteTable::build`] (or [`RouteTable::from_yaml`]), then
+/// ask [`RouteTable::route`] where each request goes. The table is `Send +
+/// Sync`; share it behind an `Arc` or a [`Router`](crate::Router).
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    name: Box<str>,
+    pub(crate) vhosts: Box<[VirtualHostEntry]>,
+    pub(crate) domains: DomainIndex,
+    ignore_port: bool,
+    ignore_path_params: bool,
+    most_specific_wins: bool,
+    alternate_host_header: Option<Box<str>>,
+    host_norm: config::HostNormalization,
+    request: Mutations,
+    response: Mutations,
+    route_count: usize,
+}
+
+/// Why no route was found, or why the request is answered before routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision<'a> {
+    /// A route was found.
+    Route(RouteMatch<'a>),
+    /// The virtual host requires TLS: answer 301 with this Location.
+    TlsRedirect {
+        /// The virtual host.
+        vhost: &'a VirtualHostEntry,
+        /// `https://` + host + path.
+        location: String,
+    },
+    /// The path policy rejects the request.
+    Reject {
+        /// Status to answer with (400, 404, 414, 431).
+        status: u16,
+        /// Why.
+        reason: crate::path::RejectReason,
+    },
+    /// The path policy asks for a redirect to the canonical path.
+    PathRedirect {
+        /// Status (307).
+        status: u16,
+        /// The Location path and query.
+        location: String,
+    },
+    /// No virtual host, or no route in it: answer 404.
+    NotFound {
+        /// The virtual host, when one was selected.
+        vhost: Option<&'a VirtualHostEntry>,
+    },
+}
+
+impl<'a> Decision<'a> {
+    /// The route match, if a route was found.
+    pub fn route(&self) -> Option<&RouteMatch<'a>> {
+        match self {
+            Decision::Route(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Consumes the decision into the route match, if any.
+    pub fn into_route(self) -> Option<RouteMatch<'a>> {
+        match self {
+            Decision::Route(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The selected virtual host, if any.
+    pub fn virtual_host(&self) -> Option<&'a VirtualHostEntry> {
+        match self {
+            Decision::Route(m) => Some(m.vhost),
+            Decision::TlsRedirect { vhost, .. } => Some(vhost),
+            Decision::NotFound { vhost } => *vhost,
+            _ => None,
+        }
+    }
+}
+
+/// What the proxy does with a matched request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActionKind<'a> {
+    /// Forward upstream to this cluster (possibly `""` when a cluster header
+    /// was absent: answer [`RouteEntry::cluster_not_found_status`]).
+    Forward {
+        /// The cluster name.
+        cluster: &'a str,
+    },
+    /// Answer with a redirect; see [`RouteMatch::redirect_location`].
+    Redirect {
+        /// The status (301, 302, 303, 307, 308).
+        status: u16,
+    },
+    /// Answer directly.
+    DirectResponse {
+        /// The status.
+        status: u16,
+        /// The body.
+        body: &'a str,
+    },
+}
+
+/// A matched route and everything needed to act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch<'a> {
+    table: &'a RouteTable,
+    vhost: &'a VirtualHostEntry,
+    route: &'a RouteEntry,
+    scheme: &'a str,
+    host: Cow<'a, str>,
+    path: Cow<'a, str>,
+    match_path: Cow<'a, str>,
+    has_path: bool,
+    caps: Captures,
+    cluster: &'a str,
+    entry: Option<u16>,
+}
+
+impl PartialEq for RouteTable {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+impl Eq for RouteTable {}
+impl PartialEq for VirtualHostEntry {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+impl Eq for VirtualHostEntry {}
+impl PartialEq for RouteEntry {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+impl Eq for RouteEntry {}
+
+/// The request upstream after rewrites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Upstream<'a> {
+    /// Upstream `:path` (path and query).
+    pub path: Cow<'a, str>,
+    /// Upstream Host / `:authority`.
+    pub host: Cow<'a, str>,
+}
+
+pub(crate) struct MatchCtx<'p> {
+    pub(crate) is_connect: bool,
+    /// The path as forwarded (with query); `None` without `:path`.
+    pub(crate) full_path: Option<&'p str>,
+    /// What path conditions compare.
+    pub(crate) match_path: Option<&'p str>,
+    pub(crate) query: Option<&'p str>,
+}
+
+fn lower_into<'b>(host: &str, buf: &'b mut [u8; 256], heap: &'b mut Vec<u8>) -> &'b [u8] {
+    let b = host.as_bytes();
+    if b.len() <= buf.len() {
+        let out = &mut buf[..b.len()];
+        for (o, c) in out.iter_mut().zip(b) {
+            *o = c.to_ascii_lowercase();
+        }
+        out
+    } else {
+        *heap = b.to_ascii_lowercase();
+        heap
+    }
+}
+
+/// Index of the port colon: the last ':' with no ']' after it.
+pub(crate) fn port_colon(host: &str) -> Option<usize> {
+    let i = host.rfind(':')?;
+    if host[i..].contains(']') {
+        None
+    } else {
+        Some(i)
+    }
+}
+
+fn normalize_host<'h>(h: &'h str, n: &config::HostNormalization) -> Cow<'h, str> {
+    let mut host = Cow::Borrowed(h);
+    if n.strip_trailing_host_dot {
+        let (name, port) = match port_colon(&host) {
+            Some(i) => (&host[..i], &host[i..]),
+            None => (&host[..], ""),
+        };
+        if let Some(stripped) = name.strip_suffix('.') {
+            host = Cow::Owned(format!("{stripped}{port}"));
+        }
+    }
+    if n.strip_any_host_port || n.strip_matching_host_port.is_some() {
+        if let Some(i) = port_colon(&host) {
+            let port = &host[i + 1..];
+            let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+            let well_formed = i > 0 && !host[..i].ends_with(':');
+            let strip = numeric
+                && well_formed
+                && (n.strip_any_host_port
+                    || n.strip_matching_host_port.map(|p| p.to_string()).as_deref() == Some(port));
+            if strip {
+                host = match host {
+                    Cow::Borrowed(b) => Cow::Borrowed(&b[..i]),
+                    Cow::Owned(mut o) => {
+                        o.truncate(i);
+                        Cow::Owned(o)
+                    }
+                };
+            }
+        }
+    }
+    host
+}
+
+impl RouteTable {
+    /// Compiles a configuration with default [`BuildOptions`].
+    ///
+    /// # Errors
+    ///
+    /// Every problem in the configuration, each naming its virtual host,
+    /// route and field.
+    pub fn build(config: RouteConfig) -> Result<RouteTable, ConfigErrors> {
+        RouteTable::build_with(config, &BuildOptions::default())
+    }
+
+    /// Parses YAML and compiles it.
+    ///
+    /// # Errors
+    ///
+    /// A parse error, or every problem in the configuration.
+    pub fn from_yaml(text: &str) -> Result<RouteTable, ConfigErrors> {
+        RouteTable::build(RouteConfig::from_yaml(text)?)
+    }
+
+    /// Compiles a configuration.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in the configuration, each naming its virtual host,
+    /// route and field.
+    pub fn build_with(
+        config: RouteConfig,
+        opts: &BuildOptions,
+    ) -> Result<RouteTable, ConfigErrors> {
+        crate::build::build(config, opts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        name: Box<str>,
+        vhosts: Box<[VirtualHostEntry]>,
+        domains: DomainIndex,
+        config: &RouteConfig,
+        request: Mutations,
+        response: Mutations,
+    ) -> RouteTable {
+        let route_count = vhosts.iter().map(|v| v.routes.len()).sum();
+        RouteTable {
+            name,
+            vhosts,
+            domains,
+            ignore_port: config.ignore_port_in_host_matching.unwrap_or(false),
+            ignore_path_params: config
+                .ignore_path_parameters_in_path_matching
+                .unwrap_or(false),
+            most_specific_wins: config.most_specific_header_mutations_wins.unwrap_or(false),
+            alternate_host_header: config
+                .alternate_header_for_host_matching
+                .as_deref()
+                .map(|h| h.to_ascii_lowercase().into()),
+            host_norm: config.host_normalization.clone().unwrap_or_default(),
+            request,
+            response,
+            route_count,
+        }
+    }
+
+    /// The configuration's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The virtual hosts, in configuration order.
+    pub fn virtual_hosts(&self) -> &[VirtualHostEntry] {
+        &self.vhosts
+    }
+
+    /// Number of routes over all virtual hosts.
+    pub fn route_count(&self) -> usize {
+        self.route_count
+    }
+
+    /// The route with this id.
+    pub fn route_by_id(&self, id: RouteId) -> Option<(&VirtualHostEntry, &RouteEntry)> {
+        self.vhosts.iter().find_map(|v| {
+            let first = v.routes.first()?.id.0;
+            let i = id.0.checked_sub(first)? as usize;
+            v.routes.get(i).map(|r| (v, r))
+        })
+    }
+
+    /// Selects the virtual host for a host name (as received, any case,
+    /// with or without port). Allocates nothing for hosts up to 256 bytes.
+    pub fn find_virtual_host(&self, host: &str) -> Option<&VirtualHostEntry> {
+        let host = if self.ignore_port {
+            match port_colon(host) {
+                Some(i) => &host[..i],
+                None => host,
+            }
+        } else {
+            host
+        };
+        let mut buf = [0u8; 256];
+        let mut heap = Vec::new();
+        let lower = lower_into(host, &mut buf, &mut heap);
+        self.domains.find(lower).map(|i| &self.vhosts[i as usize])
+    }
+
+    /// Routes a request. `random_value` picks among weighted clusters (Envoy
+    /// passes the stream id); pass a fresh random number per request.
+    ///
+    /// Allocates nothing unless the path policy rewrites the path or a
+    /// multi-valued header longer than 256 bytes is matched.
+    pub fn route<'a, R: RequestView + ?Sized>(
+        &'a self,
+        req: &'a R,
+        random_value: u64,
+    ) -> Decision<'a> {
+        self.route_impl(req, random_value, false)
+    }
+
+    /// The plain ordered scan over every route, kept as the oracle that
+    /// any faster index must agree with.
+    #[doc(hidden)]
+    pub fn route_linear<'a, R: RequestView + ?Sized>(
+        &'a self,
+        req: &'a R,
+        random_value: u64,
+    ) -> Decision<'a> {
+        self.route_impl(req, random_value, true)
+    }
+
+    fn route_impl<'a, R: RequestView + ?Sized>(
+        &'a self,
+        req: &'a R,
+        random_value: u64,
+        _linear: bool,
+    ) -> Decision<'a> {
+        let scheme = match req.scheme() {
+            Some(s) if !s.is_empty() => s,
+            _ => return Decision::NotFound { vhost: None },
+        };
+        // Host, possibly from an alternate header, then HCM-style normalization.
+        let raw_host: Option<&'a str> = match &self.alternate_host_header {
+            Some(h) => {
+                let mut vals = HeaderValues::new();
+                req.header_values(h, &mut vals);
+                match vals.first() {
+                    Some(v) => std::str::from_utf8(v).ok(),
+                    None => req.authority(),
+                }
+            }
+            None => req.authority(),
+        };
+        let host = raw_host.map(|h| normalize_host(h, &self.host_norm));
+        let vhost = if self.domains.only_default() {
+            self.domains.default.map(|i| &self.vhosts[i as usize])
+        } else {
+            match &host {
+                Some(h) => self.find_virtual_host(h),
+                None => None,
+            }
+        };
+        let Some(vhost) = vhost else {
+            return Decision::NotFound { vhost: None };
+        };
+        let host = host.unwrap_or(Cow::Borrowed(""));
+        let raw_path = req.path_and_query();
+        if let Some(tls) = vhost.require_tls {
+            let external = || {
+                let mut v = HeaderValues::new();
+                req.header_values("x-envoy-internal", &mut v);
+                v.first().is_none_or(|v| *v != b"true")
+            };
+            let needs = match tls {
+                RequireTls::All => true,
+                RequireTls::ExternalOnly => external(),
+                _ => false,
+            };
+            if needs && !scheme.eq_ignore_ascii_case("https") {
+                return Decision::TlsRedirect {
+                    vhost,
+                    location: format!("https://{host}{}", raw_path.unwrap_or("")),
+                };
+            }
+        }
+        let is_connect = req.method().eq_ignore_ascii_case("CONNECT");
+        let (path, match_path) = match raw_path {
+            None => (Cow::Borrowed(""), None),
+            Some(p) if is_connect || vhost.path_policy.is_none() => {
+                (Cow::Borrowed(p), Some(Cow::Borrowed(p)))
+            }
+            Some(p) => match vhost.path_policy.as_ref().map_or(
+                PathOutcome::Forward {
+                    path: Cow::Borrowed(p),
+                    match_path: Cow::Borrowed(p),
+                },
+                |pp| pp.apply(p),
+            ) {
+                PathOutcome::Forward { path, match_path } => (path, Some(match_path)),
+                PathOutcome::Redirect { location, status } => {
+                    return Decision::PathRedirect { status, location }
+                }
+                PathOutcome::Reject { status, reason } => {
+                    return Decision::Reject { status, reason }
+                }
+            },
+        };
+        let has_path = raw_path.is_some();
+        let mut caps: Captures = [(0, 0); crate::template::MAX_VARIABLES];
+        let found = {
+            let mp = match_path.as_deref().map(|m| {
+                let end = m.find(['?', '#']).unwrap_or(m.len());
+                let m = &m[..end];
+                if self.ignore_path_params {
+                    m.find(';').map_or(m, |i| &m[..i])
+                } else {
+                    m
+                }
+            });
+            let full = if has_path { Some(&*path) } else { None };
+            let ctx = MatchCtx {
+                is_connect,
+                full_path: full,
+                match_path: mp,
+                query: full.and_then(|p| p.find('?').map(|i| &p[i + 1..])),
+            };
+            vhost
+                .routes
+                .iter()
+                .position(|r| r.matches(req, &ctx, &mut caps))
+        };
+        let Some(ri) = found else {
+            return Decision::NotFound { vhost: Some(vhost) };
+        };
+        let route = &vhost.routes[ri];
+        let (cluster, entry) = pick_cluster(route, req, random_value);
+        Decision::Route(RouteMatch {
+            table: self,
+            vhost,
+            route,
+            scheme,
+            host,
+            path,
+            match_path: match_path.unwrap_or(Cow::Borrowed("")),
+            has_path,
+            caps,
+            cluster,
+            entry,
+        })
+    }
+}
+
+fn first_value<'a, R: RequestView + ?Sized>(
+    req: &'a R,
+    name: &str,
+    path: Option<&'a str>,
+) -> &'a str {
+    let mut v = HeaderValues::new();
+    values_of(req, name, path, &mut v);
+    v.first()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
+}
+
+fn pick_cluster<'a, R: RequestView + ?Sized>(
+    route: &'a RouteEntry,
+    req: &'a R,
+    random_value: u64,
+) -> (&'a str, Option<u16>) {
+    match &route.action {
+        ActionSpec::Forward(ClusterSpec::Named(c)) => (c, None),
+        ActionSpec::Forward(ClusterSpec::Header(h)) => {
+            (first_value(req, h, req.path_and_query()), None)
+        }
+        ActionSpec::Forward(ClusterSpec::Weighted(w)) => {
+            let mut value = random_value;
+            if let Some(h) = &w.header_name {
+                let mut v = HeaderValues::new();
+                req.header_values(h, &mut v);
+                if v.len() == 1 {
+                    if let Some(n) = std::str::from_utf8(v[0])
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                    {
+                        value = n;
+                    }
+                }
+            }
+            let target = value % w.total;
+            let mut acc = 0u64;
+            for (i, e) in w.entries.iter().enumerate() {
+                acc += u64::from(e.weight);
+                if target < acc {
+                    let name = match &e.cluster {
+                        ClusterName::Named(n) => &**n,
+                        ClusterName::Header(h) => first_value(req, h, req.path_and_query()),
+                    };
+                    return (name, Some(i as u16));
+                }
+            }
+            ("", None)
+        }
+        _ => ("", None),
+    }
+}
+
+impl<'a> RouteMatch<'a> {
+    /// The virtual host.
+    pub fn virtual_host(&self) -> &'a VirtualHostEntry {
+        self.vhost
+    }
+
+    /// The route.
+    pub fn route(&self) -> &'a RouteEntry {
+        self.route
+    }
+
+    /// The route's id.
+    pub fn route_id(&self) -> RouteId {
+        self.route.id
+    }
+
+    /// The route's name.
+    pub fn route_name(&self) -> &'a str {
+        &self.route.name
+    }
+
+    /// What to do.
+    pub fn action(&self) -> ActionKind<'a> {
+        match &self.route.action {
+            ActionSpec::Forward(_) => ActionKind::Forward {
+                cluster: self.cluster,
+            },
+            ActionSpec::Redirect(r) => ActionKind::Redirect { status: r.status },
+            ActionSpec::Direct { status, body } => ActionKind::DirectResponse {
+                status: *status,
+                body,
+            },
+        }
+    }
+
+    /// The chosen cluster, for forwarding routes.
+    pub fn cluster(&self) -> Option<&'a str> {
+        match self.route.action {
+            ActionSpec::Forward(_) => Some(self.cluster),
+            _ => None,
+        }
+    }
+
+    /// Index of the chosen weighted-cluster entry, if any.
+    pub fn weighted_entry(&self) -> Option<usize> {
+        self.entry.map(usize::from)
+    }
+
+    /// The request host after host normalization (before host rewrites).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The path and query that were matched, after the path policy.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path the route conditions compared against.
+    pub fn match_path(&self) -> &str {
+        &self.match_path
+    }
+
+    /// The upstream path after the route's rewrite, or `None` when the route
+    /// does not rewrite. The query (and anything after it) is kept.
+    pub fn rewritten_path(&self) -> Option<String> {
+        let rw = self.route.rewrite.as_ref()?;
+        if !self.has_path {
+            return None;
+        }
+        Some(self.apply_rewrite(rw))
+    }
+
+    fn matched_len(&self) -> usize {
+        match &self.route.path {
+            PathSpec::Prefix(s) | PathSpec::Exact(s) | PathSpec::Separated(s) => s.len(),
+            _ => split_query(&self.path).0.len(),
+        }
+    }
+
+    fn apply_rewrite(&self, rw: &PathRewrite) -> String {
+        let path = &*self.path;
+        match rw {
+            PathRewrite::Prefix(to) => {
+                let n = self.matched_len().min(path.len());
+                let rest = path.get(n..).unwrap_or("");
+                let mut out = String::with_capacity(to.len() + rest.len());
+                out.push_str(to);
+                out.push_str(rest);
+                out
+            }
+            PathRewrite::Regex(rs) => {
+                let (p, q) = split_query(path);
+                let mut out = rs.replace_all(p).into_owned();
+                out.push_str(q);
+                out
+            }
+            PathRewrite::Template(t) => {
+                let (_, q) = split_query(path);
+                let mut out = String::with_capacity(path.len());
+                let mp = split_query(&self.match_path).0;
+                t.expand(mp, &self.caps, &mut out);
+                out.push_str(q);
+                out
+            }
+        }
+    }
+
+    /// The Location of a redirect route (`None` for other actions, and when
+    /// the request has no `:path`, as Envoy sends none then).
+    pub fn redirect_location(&self) -> Option<String> {
+        if !self.has_path {
+            return None;
+        }
+        self.computed_redirect_uri()
+    }
+
+    /// The redirect URI as Envoy's `newUri()` computes it, even for requests
+    /// without a path.
+    pub fn computed_redirect_uri(&self) -> Option<String> {
+        let ActionSpec::Redirect(r) = &self.route.action else {
+            return None;
+        };
+        let scheme: &str = match (&r.scheme, false) {
+            (Some(s), _) => s,
+            (None, _) => self.scheme,
+        };
+        let scheme_changed = !scheme.eq_ignore_ascii_case(self.scheme);
+        let mut host: String = match &r.host {
+            Some(h) => h.to_string(),
+            None => self.host.to_string(),
+        };
+        if let Some(port) = r.port {
+            if let Some(i) = port_colon(&host) {
+                host.truncate(i);
+            }
+            host.push(':');
+            host.push_str(&port.to_string());
+        } else if r.host.is_none() && scheme_changed {
+            let default = if self.scheme.eq_ignore_ascii_case("http") {
+                Some(":80")
+            } else if self.scheme.eq_ignore_ascii_case("https") {
+                Some(":443")
+            } else {
+                None
+            };
+            if let (Some(d), Some(i)) = (default, port_colon(&host)) {
+                if &host[i..] == d {
+                    host.truncate(i);
+                }
+            }
+        }
+        let (req_path, req_query) = split_query_only(&self.path);
+        let mut path = match (&r.path, &r.rewrite) {
+            (Some(p), _) => {
+                if p.contains('?') || r.strip_query {
+                    p.to_string()
+                } else {
+                    format!("{p}{req_query}")
+                }
+            }
+            (None, Some(rw)) => {
+                let out = self.apply_rewrite(rw);
+                if r.strip_query {
+                    split_query_only(&out).0.to_string()
+                } else {
+                    out
+                }
+            }
+            (None, None) => {
+                if r.strip_query {
+                    req_path.to_string()
+                } else {
+                    self.path.to_string()
+                }
+            }
+        };
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        Some(format!("{scheme}://{host}{path}"))
+    }
+
+    /// The status to send when the chosen cluster does not exist.
+    pub fn cluster_not_found_status(&self) -> u16 {
+        self.route.cluster_not_found_status
+    }
+
+    /// Applies the request header mutations (weighted entry, then route,
+    /// virtual host and configuration in Envoy's order), the path rewrite
+    /// (setting `x-envoy-original-path`) and the host rewrite (setting
+    /// `x-envoy-original-host`, and `x-forwarded-host` when configured), and
+    /// returns the upstream path and host.
+    pub fn apply_request<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) -> Upstream<'_> {
+        if let Some(e) = self.weighted() {
+            e.request.apply(headers);
+        }
+        let levels = [
+            &self.route.request,
+            &self.vhost.request,
+            &self.table.request,
+        ];
+        if self.table.most_specific_wins {
+            levels.iter().rev().for_each(|m| m.apply(headers));
+        } else {
+            levels.iter().for_each(|m| m.apply(headers));
+        }
+        let path = match self.rewritten_path() {
+            Some(p) => {
+                headers.set("x-envoy-original-path", &self.path);
+                Cow::Owned(p)
+            }
+            None => Cow::Borrowed(&*self.path),
+        };
+        let new_host: Option<String> = match (
+            self.weighted().and_then(|e| e.host_rewrite.as_deref()),
+            &self.route.host_rewrite,
+        ) {
+            (Some(h), _) => Some(h.to_owned()),
+            (None, Some(HostRewrite::Literal(h))) => Some(h.to_string()),
+            (None, Some(HostRewrite::Header(name))) => headers
+                .first(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            (None, Some(HostRewrite::PathRegex(rs))) => {
+                let (p, _) = split_query(&self.path);
+                Some(rs.replace_all(p).into_owned())
+            }
+            (None, Some(HostRewrite::Auto)) | (None, None) => None,
+        };
+        let host = match new_host {
+            Some(h) => {
+                headers.set("x-envoy-original-host", &self.host);
+                if self.route.append_x_forwarded_host {
+                    headers.append("x-forwarded-host", &self.host);
+                }
+                Cow::Owned(h)
+            }
+            None => Cow::Borrowed(&*self.host),
+        };
+        Upstream { path, host }
+    }
+
+    /// Whether the route asks the proxy to set Host to the chosen endpoint's
+    /// host name (`auto_host_rewrite`).
+    pub fn auto_host_rewrite(&self) -> bool {
+        matches!(self.route.host_rewrite, Some(HostRewrite::Auto))
+    }
+
+    /// Applies the response header mutations (weighted entry, then route,
+    /// virtual host and configuration in Envoy's order). Call it for
+    /// upstream responses, redirects and direct responses alike.
+    pub fn apply_response<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) {
+        if let Some(e) = self.weighted() {
+            e.response.apply(headers);
+        }
+        let levels = [
+            &self.route.response,
+            &self.vhost.response,
+            &self.table.response,
+        ];
+        if self.table.most_specific_wins {
+            levels.iter().rev().for_each(|m| m.apply(headers));
+        } else {
+            levels.iter().for_each(|m| m.apply(headers));
+        }
+    }
+
+    fn weighted(&self) -> Option<&'a WeightedEntry> {
+        match (&self.route.action, self.entry) {
+            (ActionSpec::Forward(ClusterSpec::Weighted(w)), Some(i)) => {
+                w.entries.get(usize::from(i))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Splits at the first '?' or '#': (path, rest).
+fn split_query(p: &str) -> (&str, &str) {
+    let i = p.find(['?', '#']).unwrap_or(p.len());
+    p.split_at(i)
+}
+
+/// Splits at the first '?': (path, "?query" or "").
+fn split_query_only(p: &str) -> (&str, &str) {
+    let i = p.find('?').unwrap_or(p.len());
+    p.split_at(i)
+}
+
+// ----------------------------------------------------------------- building
+
+pub(crate) struct Built {
+    pub(crate) entry: RouteEntry,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_route(
+    id: u32,
+    index: u32,
+    name: Box<str>,
+    path: PathSpec,
+    case_sensitive: bool,
+    headers: Vec<HeaderCond>,
+    query: Vec<QueryCond>,
+    grpc: bool,
+    action: ActionSpec,
+    rewrite: Option<PathRewrite>,
+    host_rewrite: Option<HostRewrite>,
+    append_x_forwarded_host: bool,
+    cluster_not_found_status: u16,
+    request: Mutations,
+    response: Mutations,
+    timeout_ms: u64,
+    idle_timeout_ms: Option<u64>,
+    retry: Option<RetryPolicy>,
+    upgrades: Vec<(Box<str>, bool)>,
+    hash_policy: Vec<config::HashPolicy>,
+) -> Built {
+    Built {
+        entry: RouteEntry {
+            id: RouteId(id),
+            index,
+            name,
+            path,
+            case_sensitive,
+            headers: headers.into(),
+            query: query.into(),
+            grpc,
+            action,
+            rewrite,
+            host_rewrite,
+            append_x_forwarded_host,
+            cluster_not_found_status,
+            request,
+            response,
+            timeout_ms,
+            idle_timeout_ms,
+            retry,
+            upgrades: upgrades.into(),
+            hash_policy: hash_policy.into(),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_vhost(
+    index: u32,
+    name: Box<str>,
+    domains: Vec<Box<str>>,
+    routes: Vec<RouteEntry>,
+    require_tls: Option<RequireTls>,
+    request: Mutations,
+    response: Mutations,
+    path_policy: Option<PathPolicy>,
+) -> VirtualHostEntry {
+    VirtualHostEntry {
+        index,
+        name,
+        domains: domains.into(),
+        routes: routes.into(),
+        require_tls,
+        request,
+        response,
+        path_policy,
+    }
+}
+
+pub(crate) fn make_redirect(
+    scheme: Option<Box<str>>,
+    host: Option<Box<str>>,
+    port: Option<u16>,
+    path: Option<Box<str>>,
+    rewrite: Option<PathRewrite>,
+    strip_query: bool,
+    status: u16,
+) -> RedirectSpec {
+    RedirectSpec {
+        scheme,
+        host,
+        port,
+        path,
+        rewrite,
+        strip_query,
+        status,
+    }
+}
+
+impl DomainIndex {
+    /// Adds a lower-cased domain; returns false if it is already taken.
+    pub(crate) fn add(&mut self, domain: &str, vhost: u32) -> bool {
+        let d = domain.as_bytes();
+        if domain == "*" {
+            if self.default.is_some() {
+                return false;
+            }
+            self.default = Some(vhost);
+            return true;
+        }
+        if let Some(key) = d.strip_prefix(b"*") {
+            if self
+                .suffix
+                .iter()
+                .any(|(l, m)| *l == key.len() && m.contains_key(key))
+            {
+                return false;
+            }
+            Self::insert_wild(&mut self.suffix, key, vhost);
+            return true;
+        }
+        if let Some(key) = d.strip_suffix(b"*") {
+            if self
+                .prefix
+                .iter()
+                .any(|(l, m)| *l == key.len() && m.contains_key(key))
+            {
+                return false;
+            }
+            Self::insert_wild(&mut self.prefix, key, vhost);
+            return true;
+        }
+        self.exact.insert(d.into(), vhost).is_none()
+    }
+}

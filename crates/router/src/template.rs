@@ -1,0 +1,370 @@
+//! URI templates (Envoy's `envoy.path.match.uri_template` and
+//! `envoy.path.rewrite.uri_template`).
+//!
+//! A match template is a path of segments, each a literal, `*` (one segment),
+//! `**` (zero or more segments, last only), `{name}` / `{name=*}` (capture one
+//! segment) or `{name=**}` (capture the rest, last only). The last segment may
+//! carry a literal suffix after its operator (`/{file=**}.m3u8`). At most five
+//! variables. A rewrite template is literal text with `{name}` references.
+
+/// Most variables in one template (Envoy's limit).
+pub(crate) const MAX_VARIABLES: usize = 5;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Segment {
+    Literal(Box<str>),
+    /// One non-empty segment; `Some(i)` captures into variable `i`.
+    One(Option<u8>),
+    /// The rest of the path (zero or more segments), then `suffix`.
+    Many {
+        var: Option<u8>,
+        suffix: Box<str>,
+    },
+}
+
+/// A parsed match template.
+#[derive(Debug, Clone)]
+pub(crate) struct MatchTemplate {
+    pub(crate) segments: Box<[Segment]>,
+    pub(crate) names: Box<[Box<str>]>,
+    source: Box<str>,
+}
+
+/// Byte ranges of the captured variables in the path.
+pub(crate) type Captures = [(u32, u32); MAX_VARIABLES];
+
+/// RFC 3986 `pchar` (unreserved, pct-encoded, sub-delims, ':' and '@').
+#[inline]
+pub(crate) fn is_pchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut bytes = n.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn valid_literal(l: &str) -> bool {
+    l.bytes()
+        .all(|b| is_pchar(b) && b != b'*' && b != b'{' && b != b'}')
+}
+
+impl MatchTemplate {
+    /// Parses a match template.
+    pub(crate) fn parse(t: &str) -> Result<MatchTemplate, String> {
+        let Some(rest) = t.strip_prefix('/') else {
+            return Err(format!("URI template {t:?} must start with '/'"));
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let mut segments = Vec::with_capacity(parts.len());
+        let mut names: Vec<Box<str>> = Vec::new();
+        let last = parts.len() - 1;
+        for (i, part) in parts.iter().enumerate() {
+            let seg = Self::parse_segment(t, part, i == last, &mut names)?;
+            segments.push(seg);
+        }
+        Ok(MatchTemplate {
+            segments: segments.into(),
+            names: names.into(),
+            source: t.into(),
+        })
+    }
+
+    fn parse_segment(
+        t: &str,
+        part: &str,
+        is_last: bool,
+        names: &mut Vec<Box<str>>,
+    ) -> Result<Segment, String> {
+        let mut add_var = |name: &str| -> Result<u8, String> {
+            if !valid_name(name) {
+                return Err(format!(
+                    "URI template {t:?}: invalid variable name {name:?}"
+                ));
+            }
+            if names.iter().any(|n| &**n == name) {
+                return Err(format!(
+                    "URI template {t:?}: duplicate variable name {name:?}"
+                ));
+            }
+            if names.len() == MAX_VARIABLES {
+                return Err(format!(
+                    "URI template {t:?}: Exceeded variable count limit ({MAX_VARIABLES})"
+                ));
+            }
+            names.push(name.into());
+            Ok((names.len() - 1) as u8)
+        };
+        let many_not_last = || {
+            Err(format!(
+                "URI template {t:?}: '**' may only appear in the last segment"
+            ))
+        };
+        if part == "*" {
+            return Ok(Segment::One(None));
+        }
+        if let Some(suffix) = part.strip_prefix("**") {
+            if !is_last {
+                return many_not_last();
+            }
+            if !valid_literal(suffix) {
+                return Err(format!(
+                    "URI template {t:?}: invalid text {suffix:?} after '**'"
+                ));
+            }
+            return Ok(Segment::Many {
+                var: None,
+                suffix: suffix.into(),
+            });
+        }
+        if let Some(body) = part.strip_prefix('{') {
+            let Some(close) = body.find('}') else {
+                return Err(format!("URI template {t:?}: unclosed '{{' in {part:?}"));
+            };
+            let (inner, suffix) = (&body[..close], &body[close + 1..]);
+            let (name, op) = match inner.split_once('=') {
+                Some((n, op)) => (n, op),
+                None => (inner, "*"),
+            };
+            return match op {
+                "*" if suffix.is_empty() => Ok(Segment::One(Some(add_var(name)?))),
+                "**" if !is_last => many_not_last(),
+                "**" if valid_literal(suffix) => Ok(Segment::Many {
+                    var: Some(add_var(name)?),
+                    suffix: suffix.into(),
+                }),
+                "*" | "**" => Err(format!(
+                    "URI template {t:?}: unsupported text {suffix:?} after variable {name:?}"
+                )),
+                _ => Err(format!(
+                    "URI template {t:?}: unsupported variable pattern {op:?} (use '*' or '**')"
+                )),
+            };
+        }
+        if !valid_literal(part) {
+            return Err(format!(
+                "URI template {t:?}: segment {part:?} is neither a literal, '*', '**' nor a variable"
+            ));
+        }
+        Ok(Segment::Literal(part.into()))
+    }
+
+    /// The template text.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Index of a variable.
+    pub(crate) fn var_index(&self, name: &str) -> Option<u8> {
+        self.names
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| i as u8)
+    }
+
+    /// Matches `path` (no query), filling `caps`.
+    pub(crate) fn matches(&self, path: &str, case_sensitive: bool, caps: &mut Captures) -> bool {
+        let p = path.as_bytes();
+        let mut pos = 0usize;
+        for seg in self.segments.iter() {
+            if p.get(pos) != Some(&b'/') {
+                return false;
+            }
+            pos += 1;
+            match seg {
+                Segment::Literal(l) => {
+                    let l = l.as_bytes();
+                    let Some(cand) = p.get(pos..pos + l.len()) else {
+                        return false;
+                    };
+                    let same = if case_sensitive {
+                        cand == l
+                    } else {
+                        cand.eq_ignore_ascii_case(l)
+                    };
+                    if !same {
+                        return false;
+                    }
+                    pos += l.len();
+                    if pos != p.len() && p[pos] != b'/' {
+                        return false;
+                    }
+                }
+                Segment::One(var) => {
+                    let start = pos;
+                    while pos < p.len() && p[pos] != b'/' {
+                        if !is_pchar(p[pos]) {
+                            return false;
+                        }
+                        pos += 1;
+                    }
+                    if pos == start {
+                        return false;
+                    }
+                    if let Some(v) = var {
+                        caps[usize::from(*v)] = (start as u32, pos as u32);
+                    }
+                }
+                Segment::Many { var, suffix } => {
+                    let rest = &p[pos..];
+                    if !rest.iter().all(|&b| b == b'/' || is_pchar(b)) {
+                        return false;
+                    }
+                    let s = suffix.as_bytes();
+                    if rest.len() < s.len() {
+                        return false;
+                    }
+                    let tail = &rest[rest.len() - s.len()..];
+                    let same = if case_sensitive {
+                        tail == s
+                    } else {
+                        tail.eq_ignore_ascii_case(s)
+                    };
+                    if !same {
+                        return false;
+                    }
+                    if let Some(v) = var {
+                        caps[usize::from(*v)] = (pos as u32, (p.len() - s.len()) as u32);
+                    }
+                    return true;
+                }
+            }
+        }
+        pos == p.len()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum RewritePart {
+    Literal(Box<str>),
+    Var(u8),
+}
+
+/// A parsed rewrite template, bound to a match template's variables.
+#[derive(Debug, Clone)]
+pub(crate) struct RewriteTemplate {
+    parts: Box<[RewritePart]>,
+}
+
+impl RewriteTemplate {
+    /// Parses `r` against the variables of `m`.
+    pub(crate) fn parse(r: &str, m: &MatchTemplate) -> Result<RewriteTemplate, String> {
+        if !r.starts_with('/') {
+            return Err(format!("rewrite template {r:?} must start with '/'"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = r;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(RewritePart::Literal(rest[..open].into()));
+            }
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("rewrite template {r:?}: unclosed '{{'"));
+            };
+            let name = &rest[open + 1..open + close];
+            match m.var_index(name) {
+                Some(i) => parts.push(RewritePart::Var(i)),
+                None => {
+                    return Err(format!(
+                        "mismatch between variables in path_match_policy {} and path_rewrite_policy {r}",
+                        m.source()
+                    ))
+                }
+            }
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("rewrite template {r:?}: unmatched '}}'"));
+        }
+        if !rest.is_empty() {
+            parts.push(RewritePart::Literal(rest.into()));
+        }
+        Ok(RewriteTemplate {
+            parts: parts.into(),
+        })
+    }
+
+    /// Writes the rewritten path into `out`.
+    pub(crate) fn expand(&self, path: &str, caps: &Captures, out: &mut String) {
+        for part in self.parts.iter() {
+            match part {
+                RewritePart::Literal(l) => out.push_str(l),
+                RewritePart::Var(i) => {
+                    let (s, e) = caps[usize::from(*i)];
+                    out.push_str(path.get(s as usize..e as usize).unwrap_or(""));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(t: &str, p: &str) -> bool {
+        MatchTemplate::parse(t)
+            .unwrap()
+            .matches(p, true, &mut [(0, 0); 5])
+    }
+
+    #[test]
+    fn segments() {
+        assert!(m("/rest/{lang}/{state}", "/rest/english/wa"));
+        assert!(!m("/rest/{lang}/{state}", "/rest/english"));
+        assert!(!m("/rest/{lang}/{state}", "/rest/english/wa/x"));
+        assert!(!m("/rest/{lang}/{state}", "/rest//wa"));
+        assert!(m("/a/*/c", "/a/b/c"));
+        assert!(m("/a/**", "/a/"));
+        assert!(m("/a/**", "/a/b/c"));
+        assert!(!m("/a/**", "/a"));
+        assert!(m("/v/{f=**}.ts", "/v/x/y.ts"));
+        assert!(!m("/v/{f=**}.ts", "/v/x/y.tsx"));
+        assert!(m("/", "/"));
+        assert!(!m("/", "/a"));
+    }
+
+    #[test]
+    fn rewrite() {
+        let t = MatchTemplate::parse("/u/{user=*}/c/{cart}/{rest=**}").unwrap();
+        let mut caps = [(0, 0); 5];
+        let p = "/u/abc@x.com/c/F1/entries/2";
+        assert!(t.matches(p, true, &mut caps));
+        let r = RewriteTemplate::parse("/{user}-{cart}/{rest}", &t).unwrap();
+        let mut out = String::new();
+        r.expand(p, &caps, &mut out);
+        assert_eq!(out, "/abc@x.com-F1/entries/2");
+    }
+
+    #[test]
+    fn errors() {
+        let e = MatchTemplate::parse("/{a}/{b}/{c}/{d}/{e}/{f}").unwrap_err();
+        assert!(e.contains("Exceeded variable count limit (5)"));
+        assert!(MatchTemplate::parse("/**/a").is_err());
+        assert!(MatchTemplate::parse("rel").is_err());
+        let t = MatchTemplate::parse("/rest/{one}/{two}").unwrap();
+        let e = RewriteTemplate::parse("/rest/{one}/{two}/{missing}", &t).unwrap_err();
+        assert!(e.contains("mismatch between variables"));
+    }
+}
