@@ -330,6 +330,8 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
     let mut errors = Vec::new();
     let limits = config.limits.clone().unwrap_or_default();
     let name: Box<str> = config.name.clone().unwrap_or_default().into();
+    // Envoy's messages end with "in route <config name>".
+    let shown_name: &str = if name.is_empty() { "(unnamed)" } else { &name };
 
     // Limits on sizes come first: a config over them is not compiled at all.
     let domain_total: usize = config.virtual_hosts.iter().map(|v| v.domains.len()).sum();
@@ -442,14 +444,14 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
                     ctx.err(
                         ErrorKind::DuplicateDomain,
                         &format!("domains[{di}]"),
-                        format!("Only a single wildcard domain is permitted in route {name}"),
+                        format!("Only a single wildcard domain is permitted in route {shown_name}"),
                     );
                 } else {
                     ctx.err(
                         ErrorKind::DuplicateDomain,
                         &format!("domains[{di}]"),
                         format!(
-                            "Only unique values for domains are permitted. Duplicate entry of domain {lower} in route {name}"
+                            "Only unique values for domains are permitted. Duplicate entry of domain {lower} in route {shown_name}"
                         ),
                     );
                 }

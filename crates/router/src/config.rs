@@ -872,7 +872,11 @@ impl RouteConfig {
     /// line and column.
     pub fn from_yaml(text: &str) -> Result<RouteConfig, ConfigErrors> {
         serde_saphyr::from_str(text).map_err(|e| {
-            ConfigErrors::from(ConfigError::new(ErrorKind::Parse, e.to_string().trim_end()))
+            // The first line says where and why; the rest is a source excerpt.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid YAML");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            ConfigErrors::from(ConfigError::new(ErrorKind::Parse, first.trim_end()))
         })
     }
 

@@ -1,5 +1,98 @@
-//! rauta-router: Envoy route semantics as a library.
+//! Envoy's HTTP routing semantics as an embeddable library.
+//!
+//! Load an Envoy-shaped route configuration (YAML, JSON or Rust), compile it
+//! once into an immutable [`RouteTable`], and ask it where each request goes.
+//! The answer is the one Envoy's `RouteConfiguration` would give: virtual
+//! hosts chosen by exact, suffix-wildcard, prefix-wildcard and `*` domains;
+//! routes tried in configuration order, first match wins; prefix, exact,
+//! path-separated-prefix, regex (RE2 syntax, full match) and URI-template
+//! paths; header, query-parameter and gRPC conditions; cluster, weighted
+//! clusters, cluster-from-header, redirect and direct-response actions; path
+//! and host rewrites; header mutations in Envoy's order.
+//!
+//! ```
+//! use rauta_router::{Decision, Request, RouteTable};
+//!
+//! let table = RouteTable::from_yaml(r#"
+//! virtual_hosts:
+//!   - name: api
+//!     domains: ["api.example.com"]
+//!     routes:
+//!       - name: users
+//!         match: { prefix: "/users", headers: [{ name: x-beta, present_match: true }] }
+//!         action: { cluster: users-beta, prefix_rewrite: "/v2/users" }
+//!       - name: users-stable
+//!         match: { prefix: "/users" }
+//!         action: { cluster: users }
+//! "#)?;
+//!
+//! let req = Request::get("api.example.com", "/users/42?full=1").header("x-beta", "1");
+//! let Decision::Route(m) = table.route(&req, 0) else { panic!("no route") };
+//! assert_eq!(m.route_name(), "users");
+//! assert_eq!(m.cluster(), Some("users-beta"));
+//! assert_eq!(m.rewritten_path().as_deref(), Some("/v2/users/42?full=1"));
+//! # Ok::<(), rauta_router::ConfigErrors>(())
+//! ```
+//!
+//! # Requests from any transport
+//!
+//! The table reads requests through [`RequestView`], implemented for
+//! [`http::Request<B>`](http::Request) (any body), [`http::request::Parts`]
+//! and the plain [`Request`]. It borrows; it never copies the request.
+//!
+//! # Acting on a decision
+//!
+//! [`RouteTable::route`] returns a [`Decision`]: a [`RouteMatch`], a TLS
+//! redirect, a path-policy reject or redirect, or not-found (404). A
+//! [`RouteMatch`] names the virtual host and route, the [`ActionKind`], and
+//! applies the rest to the proxy's own header maps:
+//! [`RouteMatch::apply_request`] runs the request header mutations and
+//! returns the upstream path and host after rewrites;
+//! [`RouteMatch::apply_response`] runs the response mutations;
+//! [`RouteMatch::redirect_location`] computes a redirect's Location.
+//!
+//! # Errors at load time, never at request time
+//!
+//! [`RouteTable::build`] validates everything (regexes, duplicate domains,
+//! weights, rewrites, header names, limits) and reports every problem at
+//! once, each naming its virtual host, route and field:
+//!
+//! ```
+//! let errs = rauta_router::RouteTable::from_yaml(r#"
+//! virtual_hosts:
+//!   - name: api
+//!     domains: ["*"]
+//!     routes:
+//!       - name: bad
+//!         match: { regex: "/(+" }
+//!         action: { cluster: c }
+//! "#).unwrap_err();
+//! assert_eq!(
+//!     errs.to_string(),
+//!     "virtual_hosts[0] \"api\": routes[0] \"bad\": match.regex: invalid regex \"/(+\": \
+//!      no argument for repetition operator (repetition operator missing expression)"
+//! );
+//! ```
+//!
+//! # Paths are made safe before matching
+//!
+//! Unless a configuration says otherwise, every path goes through
+//! [`path::PathPolicy::safe_default`]: dot segments resolved (and rejected
+//! when they climb above the root), slashes merged, escaped slashes, control
+//! bytes, backslashes, malformed escapes and fragments rejected. The upstream
+//! receives exactly the path that was matched. See `docs/security.md`.
+//!
+//! # Hot reload
+//!
+//! A [`Router`] holds the current table behind `arc-swap`: a reload builds the
+//! new table off to the side and swaps it in only if it is valid.
+//!
+//! # Differences from Envoy
+//!
+//! `docs/envoy-compatibility.md` lists every Envoy routing feature and whether
+//! RAUTA supports it, differs (how and why) or does not yet.
 #![forbid(unsafe_code)]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
 pub mod authority;
 pub mod config;
@@ -7,6 +100,8 @@ pub mod path;
 
 mod build;
 mod error;
+mod explain;
+mod index;
 mod matchers;
 mod mutate;
 mod re;
@@ -16,6 +111,7 @@ mod table;
 mod template;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
+pub use explain::{DomainMatch, Explanation, RouteVerdict};
 pub use mutate::HeaderMapMut;
 pub use request::{HeaderValues, Request, RequestView};
 pub use router::{Router, RouterCache, Snapshot, Version};
@@ -23,3 +119,11 @@ pub use table::{
     ActionKind, BuildOptions, Decision, PathKind, RetryPolicy, RouteEntry, RouteId, RouteMatch,
     RouteTable, Upstream, VirtualHostEntry,
 };
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod workspace_readme {}

@@ -249,6 +249,7 @@ mod tests {
         let mut out = HeaderValues::new();
         req.header_values("x-v", &mut out);
         assert_eq!(out.as_slice(), &[b"1".as_slice(), b"2".as_slice()]);
+        drop(out);
         let (parts, ()) = req.into_parts();
         assert_eq!(RequestView::authority(&parts), Some("example.com"));
     }

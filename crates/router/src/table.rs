@@ -416,6 +416,7 @@ pub struct VirtualHostEntry {
     request: Mutations,
     response: Mutations,
     path_policy: Option<PathPolicy>,
+    route_index: crate::index::RouteIndex,
 }
 
 impl VirtualHostEntry {
@@ -446,19 +447,22 @@ impl VirtualHostEntry {
     }
 }
 
+/// Wildcard domains of one key length: (length, key -> virtual host).
+type WildBucket = (usize, AHashMap<Box<[u8]>, u32>);
+
 /// Host to virtual host: exact, then suffix wildcards by length, then prefix
 /// wildcards by length, then `*` (Envoy's `RouteMatcher`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DomainIndex {
     exact: AHashMap<Box<[u8]>, u32>,
     /// (key length, key -> vhost), longest first.
-    suffix: Vec<(usize, AHashMap<Box<[u8]>, u32>)>,
-    prefix: Vec<(usize, AHashMap<Box<[u8]>, u32>)>,
+    suffix: Vec<WildBucket>,
+    prefix: Vec<WildBucket>,
     default: Option<u32>,
 }
 
 impl DomainIndex {
-    fn insert_wild(list: &mut Vec<(usize, AHashMap<Box<[u8]>, u32>)>, key: &[u8], v: u32) {
+    fn insert_wild(list: &mut Vec<WildBucket>, key: &[u8], v: u32) {
         match list.iter_mut().find(|(l, _)| *l == key.len()) {
             Some((_, m)) => {
                 m.insert(key.into(), v);
@@ -467,7 +471,7 @@ impl DomainIndex {
                 let mut m = AHashMap::new();
                 m.insert(key.into(), v);
                 list.push((key.len(), m));
-                list.sort_by(|a, b| b.0.cmp(&a.0));
+                list.sort_by_key(|b| std::cmp::Reverse(b.0));
             }
         }
     }
@@ -534,6 +538,8 @@ pub enum Decision<'a> {
     },
     /// The path policy rejects the request.
     Reject {
+        /// The virtual host whose path policy decided.
+        vhost: &'a VirtualHostEntry,
         /// Status to answer with (400, 404, 414, 431).
         status: u16,
         /// Why.
@@ -541,6 +547,8 @@ pub enum Decision<'a> {
     },
     /// The path policy asks for a redirect to the canonical path.
     PathRedirect {
+        /// The virtual host whose path policy decided.
+        vhost: &'a VirtualHostEntry,
         /// Status (307).
         status: u16,
         /// The Location path and query.
@@ -574,9 +582,10 @@ impl<'a> Decision<'a> {
     pub fn virtual_host(&self) -> Option<&'a VirtualHostEntry> {
         match self {
             Decision::Route(m) => Some(m.vhost),
-            Decision::TlsRedirect { vhost, .. } => Some(vhost),
+            Decision::TlsRedirect { vhost, .. }
+            | Decision::Reject { vhost, .. }
+            | Decision::PathRedirect { vhost, .. } => Some(vhost),
             Decision::NotFound { vhost } => *vhost,
-            _ => None,
         }
     }
 }
@@ -780,6 +789,10 @@ impl RouteTable {
         }
     }
 
+    pub(crate) fn ignores_path_parameters(&self) -> bool {
+        self.ignore_path_params
+    }
+
     /// The configuration's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -849,7 +862,7 @@ impl RouteTable {
         &'a self,
         req: &'a R,
         random_value: u64,
-        _linear: bool,
+        linear: bool,
     ) -> Decision<'a> {
         let scheme = match req.scheme() {
             Some(s) if !s.is_empty() => s,
@@ -914,10 +927,18 @@ impl RouteTable {
             ) {
                 PathOutcome::Forward { path, match_path } => (path, Some(match_path)),
                 PathOutcome::Redirect { location, status } => {
-                    return Decision::PathRedirect { status, location }
+                    return Decision::PathRedirect {
+                        vhost,
+                        status,
+                        location,
+                    }
                 }
                 PathOutcome::Reject { status, reason } => {
-                    return Decision::Reject { status, reason }
+                    return Decision::Reject {
+                        vhost,
+                        status,
+                        reason,
+                    }
                 }
             },
         };
@@ -940,10 +961,17 @@ impl RouteTable {
                 match_path: mp,
                 query: full.and_then(|p| p.find('?').map(|i| &p[i + 1..])),
             };
-            vhost
-                .routes
-                .iter()
-                .position(|r| r.matches(req, &ctx, &mut caps))
+            if linear {
+                vhost
+                    .routes
+                    .iter()
+                    .position(|r| r.matches(req, &ctx, &mut caps))
+            } else {
+                let routes = &vhost.routes;
+                vhost
+                    .route_index
+                    .find(mp, is_connect, |i| routes[i].matches(req, &ctx, &mut caps))
+            }
         };
         let Some(ri) = found else {
             return Decision::NotFound { vhost: Some(vhost) };
@@ -1376,6 +1404,7 @@ pub(crate) fn make_vhost(
     response: Mutations,
     path_policy: Option<PathPolicy>,
 ) -> VirtualHostEntry {
+    let route_index = crate::index::RouteIndex::build(&routes);
     VirtualHostEntry {
         index,
         name,
@@ -1385,6 +1414,7 @@ pub(crate) fn make_vhost(
         request,
         response,
         path_policy,
+        route_index,
     }
 }
 

@@ -1,0 +1,513 @@
+//! `rauta`: a tool for people operating RAUTA route configurations.
+//!
+//! ```text
+//! rauta validate CONFIG                      print every config error; exit 1 if any
+//! rauta route CONFIG METHOD URL [-H 'name: value']... [--random N]
+//!                                            explain where a request goes and why
+//! rauta check CONFIG TESTS.yaml              run expectations; report failures and
+//!                                            routes no test covers
+//! ```
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use rauta_router::config::RouteConfig;
+use rauta_router::{ActionKind, Decision, Request, RouteTable};
+use serde::Deserialize;
+
+const USAGE: &str = "usage:
+  rauta validate CONFIG
+  rauta route CONFIG METHOD URL [-H 'name: value']... [--random N]
+  rauta check CONFIG TESTS.yaml
+CONFIG is a route configuration in YAML (or JSON when the file ends in .json).";
+
+/// A failure with the exit code to leave with.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+fn fail<T>(message: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure {
+        message: message.into(),
+        code: 2,
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("validate") => validate(&args[1..]),
+        Some("route") => route(&args[1..]),
+        Some("check") => check(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => fail(format!("unknown command {other:?}\n{USAGE}")),
+        None => fail(USAGE),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("rauta: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn read(path: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path).or_else(|e| fail(format!("cannot read {path}: {e}")))
+}
+
+fn load_config(path: &str) -> Result<RouteConfig, Failure> {
+    let text = read(path)?;
+    let parsed = if path.ends_with(".json") {
+        RouteConfig::from_json(&text)
+    } else {
+        RouteConfig::from_yaml(&text)
+    };
+    parsed.or_else(|e| {
+        fail(format!(
+            "{path}: {}",
+            e.to_string().lines().collect::<Vec<_>>().join("; ")
+        ))
+    })
+}
+
+fn load_table(path: &str) -> Result<RouteTable, Failure> {
+    let config = load_config(path)?;
+    RouteTable::build(config).map_err(|errs| Failure {
+        message: format!(
+            "{path}: {} configuration error(s):\n{}",
+            errs.len(),
+            errs.errors()
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        code: 1,
+    })
+}
+
+fn validate(args: &[String]) -> Result<(), Failure> {
+    let [path] = args else {
+        return fail(format!("validate takes one CONFIG\n{USAGE}"));
+    };
+    let table = load_table(path)?;
+    println!(
+        "{path}: ok ({} virtual hosts, {} routes)",
+        table.virtual_hosts().len(),
+        table.route_count()
+    );
+    Ok(())
+}
+
+/// Splits `scheme://authority/path?query` (or a bare `/path`).
+fn parse_url(url: &str) -> Result<(Option<String>, Option<String>, String), Failure> {
+    if url.starts_with('/') {
+        return Ok((None, None, url.to_string()));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return fail(format!(
+            "URL {url:?} must look like http://host/path (or be a path starting with '/')"
+        ));
+    };
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.') {
+        return fail(format!("URL {url:?} has an invalid scheme {scheme:?}"));
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() {
+        return fail(format!("URL {url:?} has no host"));
+    }
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok((Some(scheme.to_ascii_lowercase()), Some(authority.to_string()), path))
+}
+
+fn route(args: &[String]) -> Result<(), Failure> {
+    let (Some(config), Some(method), Some(url)) = (args.first(), args.get(1), args.get(2)) else {
+        return fail(format!("route takes CONFIG METHOD URL\n{USAGE}"));
+    };
+    let table = load_table(config)?;
+    let (scheme, authority, path) = parse_url(url)?;
+    let mut req = Request {
+        method: method.to_ascii_uppercase(),
+        scheme: Some(scheme.unwrap_or_else(|| "http".into())),
+        authority,
+        path: Some(path),
+        headers: Vec::new(),
+    };
+    let mut random = 0u64;
+    let mut rest = args[3..].iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "-H" | "--header" => {
+                let Some(h) = rest.next() else {
+                    return fail("-H needs a value like 'name: value'");
+                };
+                let Some((n, v)) = h.split_once(':') else {
+                    return fail(format!("header {h:?} must look like 'name: value'"));
+                };
+                let (n, v) = (n.trim(), v.trim());
+                if n.is_empty() {
+                    return fail(format!("header {h:?} has an empty name"));
+                }
+                if n.eq_ignore_ascii_case("host") || n.eq_ignore_ascii_case(":authority") {
+                    req.authority = Some(v.to_string());
+                } else {
+                    req.headers.push((n.to_ascii_lowercase(), v.to_string()));
+                }
+            }
+            "--random" => {
+                let Some(n) = rest.next().and_then(|n| n.parse().ok()) else {
+                    return fail("--random needs an unsigned integer");
+                };
+                random = n;
+            }
+            other => return fail(format!("unexpected argument {other:?}\n{USAGE}")),
+        }
+    }
+    print!("{}", describe(&table, &req, random));
+    Ok(())
+}
+
+fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {}://{}{}",
+        req.method,
+        req.scheme.as_deref().unwrap_or("http"),
+        req.authority.as_deref().unwrap_or("<no host>"),
+        req.path.as_deref().unwrap_or("")
+    );
+    let why = table.explain(req);
+    match &why.vhost {
+        Some((v, how)) => {
+            let _ = writeln!(out, "  virtual host  {} (virtual_hosts[{}]) via {how}", v.name(), v.index());
+        }
+        None => {
+            let _ = writeln!(out, "  virtual host  none matches {:?}", req.authority.as_deref().unwrap_or(""));
+        }
+    }
+    if let Some(p) = &why.match_path {
+        let _ = writeln!(out, "  match path    {p}");
+    }
+    for v in &why.routes {
+        let r = v.route;
+        let label = format!("routes[{}] {}", r.index(), r.name());
+        match &v.failed {
+            Some(reason) => {
+                let _ = writeln!(out, "  {label:<28} skipped: {reason}");
+            }
+            None => {
+                let _ = writeln!(out, "  {label:<28} MATCH ({:?} {:?})", r.path_kind(), r.path_text());
+            }
+        }
+    }
+    match table.route(req, random) {
+        Decision::Route(m) => {
+            let r = m.route();
+            match m.action() {
+                ActionKind::Forward { cluster } => {
+                    let mut headers = req.headers.clone();
+                    let up = m.apply_request(&mut headers);
+                    let _ = writeln!(out, "  action        forward to cluster {cluster:?}");
+                    let _ = writeln!(out, "  upstream      path {}  host {}", up.path, up.host);
+                    let _ = writeln!(out, "  timeout       {} ms", r.timeout_ms());
+                    if let Some(p) = r.retry_policy() {
+                        let _ = writeln!(
+                            out,
+                            "  retries       {} on {}",
+                            p.num_retries,
+                            if p.retry_on.is_empty() { "-".to_string() } else { p.retry_on.join(",") }
+                        );
+                    }
+                    let added: Vec<String> = headers
+                        .iter()
+                        .filter(|h| !req.headers.contains(h))
+                        .map(|(n, v)| format!("{n}: {v}"))
+                        .collect();
+                    let removed: Vec<String> = req
+                        .headers
+                        .iter()
+                        .filter(|h| !headers.contains(h))
+                        .map(|(n, v)| format!("{n}: {v}"))
+                        .collect();
+                    for h in added {
+                        let _ = writeln!(out, "  + header      {h}");
+                    }
+                    for h in removed {
+                        let _ = writeln!(out, "  - header      {h}");
+                    }
+                }
+                ActionKind::Redirect { status } => {
+                    let _ = writeln!(
+                        out,
+                        "  action        redirect {status} to {}",
+                        m.redirect_location().unwrap_or_default()
+                    );
+                }
+                ActionKind::DirectResponse { status, body } => {
+                    let _ = writeln!(out, "  action        direct response {status} {body:?}");
+                }
+                _ => {
+                    let _ = writeln!(out, "  action        {}", r.action_summary());
+                }
+            }
+        }
+        Decision::TlsRedirect { location, .. } => {
+            let _ = writeln!(out, "  action        TLS required: redirect 301 to {location}");
+        }
+        Decision::Reject { status, reason, .. } => {
+            let _ = writeln!(out, "  action        reject {status}: {reason}");
+        }
+        Decision::PathRedirect { status, location, .. } => {
+            let _ = writeln!(out, "  action        redirect {status} to canonical path {location}");
+        }
+        Decision::NotFound { .. } => {
+            let _ = writeln!(out, "  action        404: no route matches");
+        }
+        _ => {
+            let _ = writeln!(out, "  action        (unknown decision)");
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------- check
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    tests: Vec<TestCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestCase {
+    name: String,
+    request: TestRequest,
+    expect: TestExpect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    scheme: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    random_value: u64,
+}
+
+fn double<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestExpect {
+    #[serde(default)]
+    virtual_host: Option<String>,
+    /// `null` expects no route.
+    #[serde(default, deserialize_with = "double")]
+    route: Option<Option<String>>,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    rewritten_path: Option<String>,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    redirect: Option<String>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    request_headers: BTreeMap<String, Option<String>>,
+}
+
+fn test_request(t: &TestRequest) -> Result<Request, String> {
+    let (scheme, authority, path) = match (&t.url, &t.path) {
+        (Some(_), Some(_)) => return Err("set url or path, not both".into()),
+        (Some(u), None) => parse_url(u).map_err(|f| f.message)?,
+        (None, Some(p)) => (None, None, p.clone()),
+        (None, None) => return Err("request needs url or path".into()),
+    };
+    Ok(Request {
+        method: t.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+        scheme: Some(t.scheme.clone().or(scheme).unwrap_or_else(|| "http".into())),
+        authority: t.authority.clone().or(authority),
+        path: Some(path),
+        headers: t
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect(),
+    })
+}
+
+fn run_case(table: &RouteTable, t: &TestCase, covered: &mut BTreeSet<usize>) -> Vec<String> {
+    let mut d = Vec::new();
+    let req = match test_request(&t.request) {
+        Ok(r) => r,
+        Err(e) => return vec![e],
+    };
+    let decision = table.route(&req, t.request.random_value);
+    let e = &t.expect;
+    let vhost = decision.virtual_host().map(|v| v.name().to_string());
+    if let Some(want) = &e.virtual_host {
+        if vhost.as_deref() != Some(want.as_str()) {
+            d.push(format!("virtual host: want {want:?}, got {vhost:?}"));
+        }
+    }
+    let (route, status, cluster, location) = match &decision {
+        Decision::Route(m) => {
+            covered.insert(m.route_id().index());
+            let status = match m.action() {
+                ActionKind::Redirect { status } | ActionKind::DirectResponse { status, .. } => Some(status),
+                _ => None,
+            };
+            (Some(m.route_name().to_string()), status, m.cluster().map(str::to_string), m.redirect_location())
+        }
+        Decision::TlsRedirect { location, .. } => (None, Some(301), None, Some(location.clone())),
+        Decision::Reject { status, .. } => (None, Some(*status), None, None),
+        Decision::PathRedirect { status, location, .. } => (None, Some(*status), None, Some(location.clone())),
+        _ => (None, Some(404), None, None),
+    };
+    if let Some(want) = &e.route {
+        if want != &route {
+            d.push(format!("route: want {want:?}, got {route:?}"));
+        }
+    }
+    if let Some(want) = &e.cluster {
+        if Some(want) != cluster.as_ref() {
+            d.push(format!("cluster: want {want:?}, got {cluster:?}"));
+        }
+    }
+    if let Some(want) = e.status {
+        if Some(want) != status {
+            d.push(format!("status: want {want}, got {status:?}"));
+        }
+    }
+    if let Some(want) = &e.redirect {
+        if Some(want) != location.as_ref() {
+            d.push(format!("redirect: want {want:?}, got {location:?}"));
+        }
+    }
+    if e.rewritten_path.is_some() || e.host.is_some() || !e.request_headers.is_empty() {
+        match decision.route() {
+            None => d.push("expected a forwarded request, got no route".into()),
+            Some(m) => {
+                let mut headers = req.headers.clone();
+                let up = m.apply_request(&mut headers);
+                if let Some(want) = &e.rewritten_path {
+                    if want != &*up.path {
+                        d.push(format!("rewritten path: want {want:?}, got {:?}", up.path));
+                    }
+                }
+                if let Some(want) = &e.host {
+                    if want != &*up.host {
+                        d.push(format!("host: want {want:?}, got {:?}", up.host));
+                    }
+                }
+                for (name, want) in &e.request_headers {
+                    let got: Vec<&str> = headers
+                        .iter()
+                        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.as_str())
+                        .collect();
+                    let got = if got.is_empty() { None } else { Some(got.join(",")) };
+                    if &got != want {
+                        d.push(format!("request header {name}: want {want:?}, got {got:?}"));
+                    }
+                }
+            }
+        }
+    }
+    d
+}
+
+fn check(args: &[String]) -> Result<(), Failure> {
+    let [config, tests] = args else {
+        return fail(format!("check takes CONFIG TESTS.yaml\n{USAGE}"));
+    };
+    let table = load_table(config)?;
+    let text = read(tests)?;
+    let file: TestFile = serde_saphyr::from_str(&text)
+        .or_else(|e| fail(format!("{tests}: {}", e.to_string().lines().collect::<Vec<_>>().join("; "))))?;
+    let mut covered = BTreeSet::new();
+    let mut failed = 0usize;
+    for t in &file.tests {
+        let diffs = run_case(&table, t, &mut covered);
+        if diffs.is_empty() {
+            println!("ok    {}", t.name);
+        } else {
+            failed += 1;
+            println!("FAIL  {}: {}", t.name, diffs.join("; "));
+        }
+    }
+    let mut uncovered = Vec::new();
+    for v in table.virtual_hosts() {
+        for r in v.routes() {
+            if !covered.contains(&r.id().index()) {
+                uncovered.push(format!("{}/{}", v.name(), r.name()));
+            }
+        }
+    }
+    let total = table.route_count();
+    println!(
+        "coverage: {} of {total} routes taken by a test{}",
+        total - uncovered.len(),
+        if uncovered.is_empty() { String::new() } else { format!("; not covered: {}", uncovered.join(", ")) }
+    );
+    println!("{} passed, {failed} failed", file.tests.len() - failed);
+    if failed > 0 {
+        Err(Failure {
+            message: format!("{failed} test(s) failed"),
+            code: 1,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (s, a, p) = parse_url("https://a.com/x?y=1").ok().unwrap();
+        assert_eq!((s.as_deref(), a.as_deref(), p.as_str()), (Some("https"), Some("a.com"), "/x?y=1"));
+        let (_, a, p) = parse_url("http://a.com:8080").ok().unwrap();
+        assert_eq!((a.as_deref(), p.as_str()), (Some("a.com:8080"), "/"));
+        let (_, _, p) = parse_url("http://a.com?q").ok().unwrap();
+        assert_eq!(p, "/?q");
+        assert!(parse_url("a.com/x").is_err());
+        assert!(parse_url("http:///x").is_err());
+    }
+}

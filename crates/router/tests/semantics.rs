@@ -1,0 +1,153 @@
+//! The decision API on real `http` types.
+
+use rauta_router::config::{HeaderMatcher, Route, RouteConfig, VirtualHost};
+use rauta_router::path::RejectReason;
+use rauta_router::{ActionKind, BuildOptions, Decision, RouteTable};
+
+fn table() -> RouteTable {
+    RouteTable::from_yaml(
+        r#"
+name: t
+request_headers_to_add: [{key: x-global, value: g, append_action: OVERWRITE_IF_EXISTS_OR_ADD}]
+virtual_hosts:
+  - name: api
+    domains: ["api.example.com", "*.api.example.com"]
+    request_headers_to_remove: [x-internal]
+    routes:
+      - name: beta
+        match: {prefix: /v1, headers: [{name: x-beta, present_match: true}]}
+        action: {cluster: beta, prefix_rewrite: /v2, host_rewrite_literal: beta.internal}
+      - name: split
+        match: {prefix: /v1}
+        action:
+          weighted_clusters:
+            header_name: x-bucket
+            clusters: [{name: a, weight: 1}, {name: b, weight: 1}]
+      - name: tpl
+        match: {path_template: "/u/{id}/**"}
+        action: {cluster: users}
+  - name: secure
+    domains: [secure.example.com]
+    require_tls: ALL
+    routes: [{name: s, match: {prefix: /}, action: {cluster: s}}]
+"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn http_request_beta_route_with_mutations() {
+    let t = table();
+    let req = http::Request::builder()
+        .uri("/v1/items?x=1")
+        .header("host", "API.example.com")
+        .header("x-beta", "yes")
+        .header("x-internal", "secret")
+        .body(())
+        .unwrap();
+    let Decision::Route(m) = t.route(&req, 0) else { panic!("no route") };
+    assert_eq!(m.route_name(), "beta");
+    assert_eq!(m.virtual_host().name(), "api");
+    let mut headers = req.headers().clone();
+    let up = m.apply_request(&mut headers);
+    assert_eq!(up.path, "/v2/items?x=1");
+    assert_eq!(up.host, "beta.internal");
+    assert!(headers.get("x-internal").is_none());
+    assert_eq!(headers.get("x-global").unwrap(), "g");
+    assert_eq!(headers.get("x-envoy-original-path").unwrap(), "/v1/items?x=1");
+    assert_eq!(headers.get("x-envoy-original-host").unwrap(), "API.example.com");
+}
+
+#[test]
+fn weighted_cluster_from_header_or_random() {
+    let t = table();
+    let pick = |bucket: Option<&str>, random: u64| {
+        let mut b = http::Request::builder().uri("http://x.api.example.com/v1");
+        if let Some(v) = bucket {
+            b = b.header("x-bucket", v);
+        }
+        let req = b.body(()).unwrap();
+        t.route(&req, random).route().unwrap().cluster().unwrap().to_string()
+    };
+    assert_eq!(pick(None, 0), "a");
+    assert_eq!(pick(None, 1), "b");
+    assert_eq!(pick(Some("3"), 0), "b");
+    assert_eq!(pick(Some("not a number"), 0), "a");
+}
+
+#[test]
+fn tls_redirect_and_path_rejects() {
+    let t = table();
+    let req = http::Request::builder()
+        .uri("http://secure.example.com/a?b")
+        .body(())
+        .unwrap();
+    match t.route(&req, 0) {
+        Decision::TlsRedirect { location, .. } => assert_eq!(location, "https://secure.example.com/a?b"),
+        other => panic!("{other:?}"),
+    }
+    let req = http::Request::builder()
+        .uri("https://api.example.com/u/%2e%2e/%2e%2e/etc")
+        .body(())
+        .unwrap();
+    match t.route(&req, 0) {
+        Decision::Reject { status, reason, .. } => {
+            assert_eq!(status, 400);
+            assert_eq!(reason, RejectReason::AboveRoot);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn template_route_and_not_found() {
+    let t = table();
+    let req = rauta_router::Request::get("api.example.com", "/u/7/a/b");
+    let m = t.route(&req, 0).into_route().unwrap();
+    assert_eq!(m.action(), ActionKind::Forward { cluster: "users" });
+    let req = rauta_router::Request::get("api.example.com", "/nothing");
+    assert!(matches!(t.route(&req, 0), Decision::NotFound { vhost: Some(v) } if v.name() == "api"));
+    let req = rauta_router::Request::get("other.example.com", "/");
+    assert!(matches!(t.route(&req, 0), Decision::NotFound { vhost: None }));
+}
+
+#[test]
+fn builder_api_and_known_clusters() {
+    let cfg = RouteConfig::new().name("built").virtual_host(
+        VirtualHost::new("v", ["*"])
+            .route(Route::prefix("/a").name("a").header(HeaderMatcher::exact("x-k", "1")).cluster("ca"))
+            .route(Route::prefix("/").name("rest").cluster("missing")),
+    );
+    let errs = RouteTable::build_with(cfg.clone(), &BuildOptions::default().known_clusters(["ca"]))
+        .unwrap_err();
+    assert_eq!(
+        errs.to_string(),
+        "virtual_hosts[0] \"v\": routes[1] \"rest\": action.cluster: route: unknown cluster 'missing'"
+    );
+    assert_eq!(errs.errors()[0].route(), Some((1, "rest")));
+    assert_eq!(errs.errors()[0].field_path(), Some("action.cluster"));
+    let t = RouteTable::build(cfg).unwrap();
+    assert_eq!(t.route_count(), 2);
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let errs = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: a
+    domains: ["*", "*"]
+    routes:
+      - {name: r1, match: {regex: "(+"}, action: {cluster: c}}
+      - {name: r2, match: {prefix: /}, action: {cluster: c, prefix_rewrite: /x, regex_rewrite: {pattern: x, substitution: y}}}
+      - {name: r3, match: {prefix: /}, action: {direct_response: {status: 200, body_repeat: {char: A, count: 5000}}}}
+"#,
+    )
+    .unwrap_err();
+    let text = errs.to_string();
+    assert_eq!(errs.len(), 4, "{text}");
+    assert!(text.contains("Only a single wildcard domain is permitted"));
+    assert!(text.contains("no argument for repetition operator"));
+    assert!(text.contains("Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy"));
+    assert!(text.contains("response body size is 5000 bytes; maximum is 4096"));
+}

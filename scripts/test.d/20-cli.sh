@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The rauta tool on the demo configuration: validate, check, and a bad config
+# that must fail with a clear error and exit code 1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build -q -p rauta-cli
+rauta=target/debug/rauta
+$rauta validate examples/config/demo.yaml
+$rauta check examples/config/demo.yaml examples/config/demo-tests.yaml
+bad=$(mktemp)
+trap 'rm -f "$bad"' EXIT
+printf 'virtual_hosts: [{name: a, domains: ["*", "*"], routes: [{name: r, match: {regex: "(+"}, action: {cluster: c}}]}]\n' > "$bad"
+set +e
+out=$($rauta validate "$bad" 2>&1)
+code=$?
+set -e
+echo "$out"
+[ "$code" -eq 1 ] || { echo "cli: expected exit 1 for a bad config, got $code" >&2; exit 1; }
+grep -q 'Only a single wildcard domain' <<<"$out"
+grep -q 'no argument for repetition operator' <<<"$out"
+echo "cli: ok"
