@@ -116,7 +116,11 @@ fn parse_url(url: &str) -> Result<(Option<String>, Option<String>, String), Fail
             "URL {url:?} must look like http://host/path (or be a path starting with '/')"
         ));
     };
-    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.') {
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+    {
         return fail(format!("URL {url:?} has an invalid scheme {scheme:?}"));
     }
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -131,7 +135,11 @@ fn parse_url(url: &str) -> Result<(Option<String>, Option<String>, String), Fail
     } else {
         path.to_string()
     };
-    Ok((Some(scheme.to_ascii_lowercase()), Some(authority.to_string()), path))
+    Ok((
+        Some(scheme.to_ascii_lowercase()),
+        Some(authority.to_string()),
+        path,
+    ))
 }
 
 fn route(args: &[String]) -> Result<(), Failure> {
@@ -191,13 +199,22 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
         req.authority.as_deref().unwrap_or("<no host>"),
         req.path.as_deref().unwrap_or("")
     );
-    let why = table.explain(req);
+    let why = table.explain(req, random);
     match &why.vhost {
         Some((v, how)) => {
-            let _ = writeln!(out, "  virtual host  {} (virtual_hosts[{}]) via {how}", v.name(), v.index());
+            let _ = writeln!(
+                out,
+                "  virtual host  {} (virtual_hosts[{}]) via {how}",
+                v.name(),
+                v.index()
+            );
         }
         None => {
-            let _ = writeln!(out, "  virtual host  none matches {:?}", req.authority.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "  virtual host  none matches {:?}",
+                req.authority.as_deref().unwrap_or("")
+            );
         }
     }
     if let Some(p) = &why.match_path {
@@ -211,7 +228,12 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                 let _ = writeln!(out, "  {label:<28} skipped: {reason}");
             }
             None => {
-                let _ = writeln!(out, "  {label:<28} MATCH ({:?} {:?})", r.path_kind(), r.path_text());
+                let _ = writeln!(
+                    out,
+                    "  {label:<28} MATCH ({:?} {:?})",
+                    r.path_kind(),
+                    r.path_text()
+                );
             }
         }
     }
@@ -230,7 +252,11 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                             out,
                             "  retries       {} on {}",
                             p.num_retries,
-                            if p.retry_on.is_empty() { "-".to_string() } else { p.retry_on.join(",") }
+                            if p.retry_on.is_empty() {
+                                "-".to_string()
+                            } else {
+                                p.retry_on.join(",")
+                            }
                         );
                     }
                     let added: Vec<String> = headers
@@ -267,13 +293,21 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
             }
         }
         Decision::TlsRedirect { location, .. } => {
-            let _ = writeln!(out, "  action        TLS required: redirect 301 to {location}");
+            let _ = writeln!(
+                out,
+                "  action        TLS required: redirect 301 to {location}"
+            );
         }
         Decision::Reject { status, reason, .. } => {
             let _ = writeln!(out, "  action        reject {status}: {reason}");
         }
-        Decision::PathRedirect { status, location, .. } => {
-            let _ = writeln!(out, "  action        redirect {status} to canonical path {location}");
+        Decision::PathRedirect {
+            status, location, ..
+        } => {
+            let _ = writeln!(
+                out,
+                "  action        redirect {status} to canonical path {location}"
+            );
         }
         Decision::NotFound { .. } => {
             let _ = writeln!(out, "  action        404: no route matches");
@@ -358,7 +392,11 @@ fn test_request(t: &TestRequest) -> Result<Request, String> {
         (None, None) => return Err("request needs url or path".into()),
     };
     Ok(Request {
-        method: t.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+        method: t
+            .method
+            .clone()
+            .unwrap_or_else(|| "GET".into())
+            .to_ascii_uppercase(),
         scheme: Some(t.scheme.clone().or(scheme).unwrap_or_else(|| "http".into())),
         authority: t.authority.clone().or(authority),
         path: Some(path),
@@ -388,14 +426,23 @@ fn run_case(table: &RouteTable, t: &TestCase, covered: &mut BTreeSet<usize>) -> 
         Decision::Route(m) => {
             covered.insert(m.route_id().index());
             let status = match m.action() {
-                ActionKind::Redirect { status } | ActionKind::DirectResponse { status, .. } => Some(status),
+                ActionKind::Redirect { status } | ActionKind::DirectResponse { status, .. } => {
+                    Some(status)
+                }
                 _ => None,
             };
-            (Some(m.route_name().to_string()), status, m.cluster().map(str::to_string), m.redirect_location())
+            (
+                Some(m.route_name().to_string()),
+                status,
+                m.cluster().map(str::to_string),
+                m.redirect_location(),
+            )
         }
         Decision::TlsRedirect { location, .. } => (None, Some(301), None, Some(location.clone())),
         Decision::Reject { status, .. } => (None, Some(*status), None, None),
-        Decision::PathRedirect { status, location, .. } => (None, Some(*status), None, Some(location.clone())),
+        Decision::PathRedirect {
+            status, location, ..
+        } => (None, Some(*status), None, Some(location.clone())),
         _ => (None, Some(404), None, None),
     };
     if let Some(want) = &e.route {
@@ -440,7 +487,11 @@ fn run_case(table: &RouteTable, t: &TestCase, covered: &mut BTreeSet<usize>) -> 
                         .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                         .map(|(_, v)| v.as_str())
                         .collect();
-                    let got = if got.is_empty() { None } else { Some(got.join(",")) };
+                    let got = if got.is_empty() {
+                        None
+                    } else {
+                        Some(got.join(","))
+                    };
                     if &got != want {
                         d.push(format!("request header {name}: want {want:?}, got {got:?}"));
                     }
@@ -457,8 +508,12 @@ fn check(args: &[String]) -> Result<(), Failure> {
     };
     let table = load_table(config)?;
     let text = read(tests)?;
-    let file: TestFile = serde_saphyr::from_str(&text)
-        .or_else(|e| fail(format!("{tests}: {}", e.to_string().lines().collect::<Vec<_>>().join("; "))))?;
+    let file: TestFile = serde_saphyr::from_str(&text).or_else(|e| {
+        fail(format!(
+            "{tests}: {}",
+            e.to_string().lines().collect::<Vec<_>>().join("; ")
+        ))
+    })?;
     let mut covered = BTreeSet::new();
     let mut failed = 0usize;
     for t in &file.tests {
@@ -482,7 +537,11 @@ fn check(args: &[String]) -> Result<(), Failure> {
     println!(
         "coverage: {} of {total} routes taken by a test{}",
         total - uncovered.len(),
-        if uncovered.is_empty() { String::new() } else { format!("; not covered: {}", uncovered.join(", ")) }
+        if uncovered.is_empty() {
+            String::new()
+        } else {
+            format!("; not covered: {}", uncovered.join(", "))
+        }
     );
     println!("{} passed, {failed} failed", file.tests.len() - failed);
     if failed > 0 {
@@ -502,7 +561,10 @@ mod tests {
     #[test]
     fn urls() {
         let (s, a, p) = parse_url("https://a.com/x?y=1").ok().unwrap();
-        assert_eq!((s.as_deref(), a.as_deref(), p.as_str()), (Some("https"), Some("a.com"), "/x?y=1"));
+        assert_eq!(
+            (s.as_deref(), a.as_deref(), p.as_str()),
+            (Some("https"), Some("a.com"), "/x?y=1")
+        );
         let (_, a, p) = parse_url("http://a.com:8080").ok().unwrap();
         assert_eq!((a.as_deref(), p.as_str()), (Some("a.com:8080"), "/"));
         let (_, _, p) = parse_url("http://a.com?q").ok().unwrap();

@@ -527,7 +527,7 @@ fn check(table: &RouteTable, r: &Req, known: Option<&HashSet<String>>) -> Result
         other => {
             let what = match other {
                 Decision::NotFound { .. } => "no route".to_string(),
-                Decision::Reject { status, reason } => format!("reject {status} ({reason})"),
+                Decision::Reject { status, reason, .. } => format!("reject {status} ({reason})"),
                 Decision::PathRedirect { location, .. } => format!("path redirect to {location}"),
                 _ => "another decision".to_string(),
             };

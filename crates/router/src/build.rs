@@ -841,6 +841,12 @@ fn compile_route(
         &r.response_headers_to_remove,
     );
     let grpc = m.grpc.is_some();
+    let runtime_fraction = m.runtime_fraction.as_ref().map(|f| {
+        (
+            f.default_value.numerator,
+            f.default_value.denominator.value(),
+        )
+    });
     if ctx.errors.len() != before {
         return None;
     }
@@ -855,6 +861,7 @@ fn compile_route(
             headers,
             query,
             grpc,
+            runtime_fraction,
             action,
             rewrite.flatten(),
             host_rewrite,

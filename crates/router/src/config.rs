@@ -282,6 +282,61 @@ pub struct RouteMatch {
     /// Only gRPC requests (content-type `application/grpc[+...]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc: Option<Empty>,
+    /// Match only this fraction of requests, decided by the random value
+    /// passed to [`RouteTable::route`](crate::RouteTable::route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_fraction: Option<RuntimeFraction>,
+}
+
+/// Envoy's `RuntimeFractionalPercent`: a route matches when
+/// `random_value % denominator < numerator`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RuntimeFraction {
+    /// The fraction.
+    pub default_value: FractionalPercent,
+    /// Accepted for compatibility; runtime overrides are not supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_key: Option<String>,
+}
+
+/// A fraction `numerator / denominator`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FractionalPercent {
+    /// The numerator.
+    #[serde(default)]
+    pub numerator: u32,
+    /// The denominator (default `HUNDRED`).
+    #[serde(default)]
+    pub denominator: Denominator,
+}
+
+/// Denominators of [`FractionalPercent`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum Denominator {
+    /// 100.
+    #[default]
+    Hundred,
+    /// 10,000.
+    TenThousand,
+    /// 1,000,000.
+    Million,
+}
+
+impl Denominator {
+    /// The value.
+    pub fn value(self) -> u64 {
+        match self {
+            Denominator::Hundred => 100,
+            Denominator::TenThousand => 10_000,
+            Denominator::Million => 1_000_000,
+        }
+    }
 }
 
 /// An empty mapping (`{}`), for Envoy's marker messages.

@@ -106,8 +106,12 @@ impl RouteTable {
     /// Explains how `req` is routed: the virtual host and why, and for each
     /// route up to the one taken, the first condition that failed. Meant for
     /// tools; it allocates freely.
-    pub fn explain<'a, R: RequestView + ?Sized>(&'a self, req: &'a R) -> Explanation<'a> {
-        let decision = self.route(req, 0);
+    pub fn explain<'a, R: RequestView + ?Sized>(
+        &'a self,
+        req: &'a R,
+        random_value: u64,
+    ) -> Explanation<'a> {
+        let decision = self.route(req, random_value);
         let Some(vhost) = decision.virtual_host() else {
             return Explanation {
                 vhost: None,
@@ -143,10 +147,9 @@ impl RouteTable {
             let failed = self.first_failure(
                 r,
                 req,
-                full.as_deref(),
-                match_path.as_deref(),
-                query.as_deref(),
+                (full.as_deref(), match_path.as_deref(), query.as_deref()),
                 is_connect,
+                random_value,
             );
             let done = Some(r.id()) == taken;
             routes.push(RouteVerdict { route: r, failed });
@@ -165,10 +168,9 @@ impl RouteTable {
         &self,
         r: &RouteEntry,
         req: &R,
-        full: Option<&str>,
-        match_path: Option<&str>,
-        query: Option<&str>,
+        (full, match_path, query): (Option<&str>, Option<&str>, Option<&str>),
         is_connect: bool,
+        random_value: u64,
     ) -> Option<String> {
         if let PathSpec::Connect = r.path {
             if !is_connect {
@@ -176,6 +178,13 @@ impl RouteTable {
             }
         } else if match_path.is_none() {
             return Some("request has no path".into());
+        }
+        if let Some((n, d)) = r.runtime_fraction {
+            if random_value % d >= u64::from(n) {
+                return Some(format!(
+                    "runtime_fraction {n}/{d} excludes random value {random_value}"
+                ));
+            }
         }
         if r.grpc && !matchers::is_grpc(req) {
             return Some("not a gRPC request (content-type)".into());

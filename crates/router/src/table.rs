@@ -224,6 +224,8 @@ pub struct RouteEntry {
     pub(crate) headers: Box<[HeaderCond]>,
     pub(crate) query: Box<[QueryCond]>,
     pub(crate) grpc: bool,
+    /// `runtime_fraction`: matches when `random % denominator < numerator`.
+    pub(crate) runtime_fraction: Option<(u32, u64)>,
     pub(crate) action: ActionSpec,
     rewrite: Option<PathRewrite>,
     host_rewrite: Option<HostRewrite>,
@@ -361,6 +363,11 @@ impl RouteEntry {
             }
         } else if ctx.match_path.is_none() {
             return false;
+        }
+        if let Some((numerator, denominator)) = self.runtime_fraction {
+            if ctx.random % denominator >= u64::from(numerator) {
+                return false;
+            }
         }
         if self.grpc && !matchers::is_grpc(req) {
             return false;
@@ -660,6 +667,8 @@ pub struct Upstream<'a> {
 }
 
 pub(crate) struct MatchCtx<'p> {
+    /// The caller's random value, for `runtime_fraction`.
+    pub(crate) random: u64,
     pub(crate) is_connect: bool,
     /// The path as forwarded (with query); `None` without `:path`.
     pub(crate) full_path: Option<&'p str>,
@@ -956,6 +965,7 @@ impl RouteTable {
             });
             let full = if has_path { Some(&*path) } else { None };
             let ctx = MatchCtx {
+                random: random_value,
                 is_connect,
                 full_path: full,
                 match_path: mp,
@@ -1242,19 +1252,15 @@ impl<'a> RouteMatch<'a> {
     /// `x-envoy-original-host`, and `x-forwarded-host` when configured), and
     /// returns the upstream path and host.
     pub fn apply_request<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) -> Upstream<'_> {
-        if let Some(e) = self.weighted() {
-            e.request.apply(headers);
-        }
-        let levels = [
-            &self.route.request,
-            &self.vhost.request,
-            &self.table.request,
-        ];
-        if self.table.most_specific_wins {
-            levels.iter().rev().for_each(|m| m.apply(headers));
-        } else {
-            levels.iter().for_each(|m| m.apply(headers));
-        }
+        self.apply_levels(
+            headers,
+            self.weighted().map(|e| &e.request),
+            [
+                &self.route.request,
+                &self.vhost.request,
+                &self.table.request,
+            ],
+        );
         let path = match self.rewritten_path() {
             Some(p) => {
                 headers.set("x-envoy-original-path", &self.path);
@@ -1301,14 +1307,28 @@ impl<'a> RouteMatch<'a> {
     /// virtual host and configuration in Envoy's order). Call it for
     /// upstream responses, redirects and direct responses alike.
     pub fn apply_response<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) {
-        if let Some(e) = self.weighted() {
-            e.response.apply(headers);
+        self.apply_levels(
+            headers,
+            self.weighted().map(|e| &e.response),
+            [
+                &self.route.response,
+                &self.vhost.response,
+                &self.table.response,
+            ],
+        );
+    }
+
+    /// The weighted entry's mutations first, then route, virtual host and
+    /// configuration (or the reverse with `most_specific_header_mutations_wins`).
+    fn apply_levels<H: HeaderMapMut + ?Sized>(
+        &self,
+        headers: &mut H,
+        entry: Option<&Mutations>,
+        levels: [&Mutations; 3],
+    ) {
+        if let Some(e) = entry {
+            e.apply(headers);
         }
-        let levels = [
-            &self.route.response,
-            &self.vhost.response,
-            &self.table.response,
-        ];
         if self.table.most_specific_wins {
             levels.iter().rev().for_each(|m| m.apply(headers));
         } else {
@@ -1354,6 +1374,7 @@ pub(crate) fn make_route(
     headers: Vec<HeaderCond>,
     query: Vec<QueryCond>,
     grpc: bool,
+    runtime_fraction: Option<(u32, u64)>,
     action: ActionSpec,
     rewrite: Option<PathRewrite>,
     host_rewrite: Option<HostRewrite>,
@@ -1377,6 +1398,7 @@ pub(crate) fn make_route(
             headers: headers.into(),
             query: query.into(),
             grpc,
+            runtime_fraction,
             action,
             rewrite,
             host_rewrite,

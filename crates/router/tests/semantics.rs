@@ -45,7 +45,9 @@ fn http_request_beta_route_with_mutations() {
         .header("x-internal", "secret")
         .body(())
         .unwrap();
-    let Decision::Route(m) = t.route(&req, 0) else { panic!("no route") };
+    let Decision::Route(m) = t.route(&req, 0) else {
+        panic!("no route")
+    };
     assert_eq!(m.route_name(), "beta");
     assert_eq!(m.virtual_host().name(), "api");
     let mut headers = req.headers().clone();
@@ -54,8 +56,14 @@ fn http_request_beta_route_with_mutations() {
     assert_eq!(up.host, "beta.internal");
     assert!(headers.get("x-internal").is_none());
     assert_eq!(headers.get("x-global").unwrap(), "g");
-    assert_eq!(headers.get("x-envoy-original-path").unwrap(), "/v1/items?x=1");
-    assert_eq!(headers.get("x-envoy-original-host").unwrap(), "API.example.com");
+    assert_eq!(
+        headers.get("x-envoy-original-path").unwrap(),
+        "/v1/items?x=1"
+    );
+    assert_eq!(
+        headers.get("x-envoy-original-host").unwrap(),
+        "API.example.com"
+    );
 }
 
 #[test]
@@ -67,7 +75,12 @@ fn weighted_cluster_from_header_or_random() {
             b = b.header("x-bucket", v);
         }
         let req = b.body(()).unwrap();
-        t.route(&req, random).route().unwrap().cluster().unwrap().to_string()
+        t.route(&req, random)
+            .route()
+            .unwrap()
+            .cluster()
+            .unwrap()
+            .to_string()
     };
     assert_eq!(pick(None, 0), "a");
     assert_eq!(pick(None, 1), "b");
@@ -83,7 +96,9 @@ fn tls_redirect_and_path_rejects() {
         .body(())
         .unwrap();
     match t.route(&req, 0) {
-        Decision::TlsRedirect { location, .. } => assert_eq!(location, "https://secure.example.com/a?b"),
+        Decision::TlsRedirect { location, .. } => {
+            assert_eq!(location, "https://secure.example.com/a?b")
+        }
         other => panic!("{other:?}"),
     }
     let req = http::Request::builder()
@@ -108,14 +123,22 @@ fn template_route_and_not_found() {
     let req = rauta_router::Request::get("api.example.com", "/nothing");
     assert!(matches!(t.route(&req, 0), Decision::NotFound { vhost: Some(v) } if v.name() == "api"));
     let req = rauta_router::Request::get("other.example.com", "/");
-    assert!(matches!(t.route(&req, 0), Decision::NotFound { vhost: None }));
+    assert!(matches!(
+        t.route(&req, 0),
+        Decision::NotFound { vhost: None }
+    ));
 }
 
 #[test]
 fn builder_api_and_known_clusters() {
     let cfg = RouteConfig::new().name("built").virtual_host(
         VirtualHost::new("v", ["*"])
-            .route(Route::prefix("/a").name("a").header(HeaderMatcher::exact("x-k", "1")).cluster("ca"))
+            .route(
+                Route::prefix("/a")
+                    .name("a")
+                    .header(HeaderMatcher::exact("x-k", "1"))
+                    .cluster("ca"),
+            )
             .route(Route::prefix("/").name("rest").cluster("missing")),
     );
     let errs = RouteTable::build_with(cfg.clone(), &BuildOptions::default().known_clusters(["ca"]))
@@ -148,6 +171,31 @@ virtual_hosts:
     assert_eq!(errs.len(), 4, "{text}");
     assert!(text.contains("Only a single wildcard domain is permitted"));
     assert!(text.contains("no argument for repetition operator"));
-    assert!(text.contains("Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy"));
+    assert!(
+        text.contains("Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy")
+    );
     assert!(text.contains("response body size is 5000 bytes; maximum is 4096"));
+}
+
+#[test]
+fn runtime_fraction_uses_the_random_value() {
+    let t = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - name: canary
+        match: {prefix: /, runtime_fraction: {default_value: {numerator: 5, denominator: HUNDRED}}}
+        action: {cluster: canary}
+      - {name: main, match: {prefix: /}, action: {cluster: main}}
+"#,
+    )
+    .unwrap();
+    let req = rauta_router::Request::get("a", "/");
+    let pick = |r: u64| t.route(&req, r).route().unwrap().route_name().to_string();
+    assert_eq!(pick(4), "canary");
+    assert_eq!(pick(104), "canary");
+    assert_eq!(pick(5), "main");
+    assert_eq!(pick(99), "main");
 }
