@@ -308,6 +308,8 @@ fn retry_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::RetryPolicy) -> Opti
         base_interval_ms: base,
         max_interval_ms: max,
         retriable_status_codes: p.retriable_status_codes.clone(),
+        per_try_idle_timeout_ms: p.per_try_idle_timeout_ms,
+        host_selection_retry_max_attempts: p.host_selection_retry_max_attempts.unwrap_or(1),
     })
 }
 
@@ -480,6 +482,10 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
                     &format!("virtual_clusters[{ci}].headers"),
                     "virtual clusters must define 'headers'",
                 );
+            }
+            // Checked like route matchers, so a bad regex is found at load.
+            for (hi, h) in vc.headers.iter().enumerate() {
+                let _ = ctx.header(&format!("virtual_clusters[{ci}].headers[{hi}]"), h);
             }
         }
         let vreq = ctx.mutations(
@@ -857,7 +863,8 @@ fn compile_route(
             index,
             name.into(),
             path,
-            m.case_sensitive.unwrap_or(true),
+            // Envoy's URI-template matcher ignores case_sensitive.
+            m.case_sensitive.unwrap_or(true) || m.path_template.is_some(),
             headers,
             query,
             grpc,

@@ -14,13 +14,78 @@ pub(crate) struct RegexLimits {
 /// Compiles `pattern` so that `is_match` is a full match (RE2::FullMatch).
 pub(crate) fn full_match(pattern: &str, limits: RegexLimits) -> Result<Regex, String> {
     check(pattern, limits)?;
-    build(&format!("^(?:{pattern})$"), limits)
+    build(&format!("^(?:{})$", re2_flavour(pattern)?), limits)
 }
 
 /// Compiles `pattern` to be searched anywhere (rewrites).
 pub(crate) fn search(pattern: &str, limits: RegexLimits) -> Result<Regex, String> {
     check(pattern, limits)?;
-    build(pattern, limits)
+    build(&re2_flavour(pattern)?, limits)
+}
+
+/// RE2's Perl classes and word boundaries are ASCII while its `.`, `\pL` and
+/// case folding are Unicode. The regex crate's are all Unicode when Unicode is
+/// on, so the ASCII ones are spelled out before compiling.
+fn re2_flavour(pattern: &str) -> Result<String, String> {
+    use regex_syntax::ast::{self, visit, Ast, ClassPerlKind, ClassSetItem, Visitor};
+
+    struct Spans(Vec<(usize, usize, &'static str)>);
+
+    fn perl(p: &ast::ClassPerl) -> &'static str {
+        match (&p.kind, p.negated) {
+            (ClassPerlKind::Digit, false) => "[0-9]",
+            (ClassPerlKind::Digit, true) => "[^0-9]",
+            (ClassPerlKind::Space, false) => "[\\t\\n\\x0C\\r ]",
+            (ClassPerlKind::Space, true) => "[^\\t\\n\\x0C\\r ]",
+            (ClassPerlKind::Word, false) => "[0-9A-Za-z_]",
+            (ClassPerlKind::Word, true) => "[^0-9A-Za-z_]",
+        }
+    }
+
+    impl Visitor for Spans {
+        type Output = Vec<(usize, usize, &'static str)>;
+        type Err = ();
+        fn finish(self) -> Result<Self::Output, ()> {
+            Ok(self.0)
+        }
+        fn visit_pre(&mut self, ast: &Ast) -> Result<(), ()> {
+            match ast {
+                Ast::ClassPerl(p) => self
+                    .0
+                    .push((p.span.start.offset, p.span.end.offset, perl(p))),
+                Ast::Assertion(a) => {
+                    let to = match a.kind {
+                        ast::AssertionKind::WordBoundary => "(?-u:\\b)",
+                        ast::AssertionKind::NotWordBoundary => "(?-u:\\B)",
+                        _ => return Ok(()),
+                    };
+                    self.0.push((a.span.start.offset, a.span.end.offset, to));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        fn visit_class_set_item_pre(&mut self, item: &ClassSetItem) -> Result<(), ()> {
+            if let ClassSetItem::Perl(p) = item {
+                self.0
+                    .push((p.span.start.offset, p.span.end.offset, perl(p)));
+            }
+            Ok(())
+        }
+    }
+
+    let ast = ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|e| format!("invalid regex {pattern:?}: {}", re2_words(e.kind())))?;
+    let mut spans = visit(&ast, Spans(Vec::new())).unwrap_or_default();
+    spans.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let mut out = pattern.to_string();
+    for (start, end, with) in spans {
+        if out.is_char_boundary(start) && out.is_char_boundary(end) && start <= end {
+            out.replace_range(start..end, with);
+        }
+    }
+    Ok(out)
 }
 
 fn check(pattern: &str, limits: RegexLimits) -> Result<(), String> {
@@ -44,8 +109,9 @@ fn check(pattern: &str, limits: RegexLimits) -> Result<(), String> {
 
 fn build(pattern: &str, limits: RegexLimits) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
-        // RE2's \d, \w, \s and \b are ASCII; paths and header values are bytes.
-        .unicode(false)
+        // Unicode as RE2 has it (`.` is a code point, `\pL` works); the
+        // ASCII-only Perl classes were spelled out by `re2_flavour`.
+        .unicode(true)
         .size_limit(limits.max_compiled_bytes)
         .dfa_size_limit(2 * (1 << 20))
         .nest_limit(100)
@@ -179,6 +245,21 @@ mod tests {
         let re = full_match(r"\d+", L).unwrap();
         assert!(re.is_match(b"123"));
         assert!(!re.is_match("١٢٣".as_bytes()));
+    }
+
+    #[test]
+    fn unicode_as_re2_has_it() {
+        let re = full_match(r"\pL+", L).unwrap();
+        assert!(re.is_match("héllo".as_bytes()));
+        let re = full_match(r"/.", L).unwrap();
+        assert!(re.is_match("/é".as_bytes()));
+        let re = full_match(r"[\d\s]+\b", L).unwrap();
+        assert!(re.is_match(b"1 2"));
+        assert!(!re.is_match("١".as_bytes()));
+        let re = full_match(r"\w+", L).unwrap();
+        assert!(!re.is_match("é".as_bytes()));
+        let re = full_match(r"[^\W]x", L).unwrap();
+        assert!(re.is_match(b"ax"));
     }
 
     #[test]

@@ -211,6 +211,10 @@ pub struct RetryPolicy {
     pub max_interval_ms: u64,
     /// Status codes retried under `retriable-status-codes`.
     pub retriable_status_codes: Vec<u16>,
+    /// Idle timeout of each attempt in milliseconds, if set.
+    pub per_try_idle_timeout_ms: Option<u64>,
+    /// Most host selections per attempt (default 1).
+    pub host_selection_retry_max_attempts: u32,
 }
 
 /// A compiled route: conditions, action and policies.
@@ -423,7 +427,7 @@ pub struct VirtualHostEntry {
     request: Mutations,
     response: Mutations,
     path_policy: Option<PathPolicy>,
-    route_index: crate::index::RouteIndex,
+    pub(crate) route_index: crate::index::RouteIndex,
 }
 
 impl VirtualHostEntry {
@@ -1142,7 +1146,7 @@ impl<'a> RouteMatch<'a> {
         let path = &*self.path;
         match rw {
             PathRewrite::Prefix(to) => {
-                let n = self.matched_len().min(path.len());
+                let n = forward_offset(path, &self.match_path, self.matched_len());
                 let rest = path.get(n..).unwrap_or("");
                 let mut out = String::with_capacity(to.len() + rest.len());
                 out.push_str(to);
@@ -1246,6 +1250,21 @@ impl<'a> RouteMatch<'a> {
         self.route.cluster_not_found_status
     }
 
+    /// The Location Envoy adds to a direct response with status 201 or 3xx:
+    /// the request's own URI (scheme, host and path after rewrites).
+    pub fn direct_response_location(&self) -> Option<String> {
+        let ActionSpec::Direct { status, .. } = &self.route.action else {
+            return None;
+        };
+        if !(*status == 201 || (300..400).contains(status)) || !self.has_path {
+            return None;
+        }
+        let path = self
+            .rewritten_path()
+            .unwrap_or_else(|| self.path.to_string());
+        Some(format!("{}://{}{}", self.scheme, self.host, path))
+    }
+
     /// Applies the request header mutations (weighted entry, then route,
     /// virtual host and configuration in Envoy's order), the path rewrite
     /// (setting `x-envoy-original-path`) and the host rewrite (setting
@@ -1344,6 +1363,30 @@ impl<'a> RouteMatch<'a> {
             _ => None,
         }
     }
+}
+
+/// Where the first `n` bytes of the match path end in the forwarded path.
+/// They differ only when `;params` were stripped for matching; then the
+/// offset skips the parameters the match path does not have, so a prefix
+/// rewrite replaces exactly what the route matched.
+fn forward_offset(path: &str, match_path: &str, n: usize) -> usize {
+    let (p, _) = split_query(path);
+    if p.len() == match_path.len() || !p.contains(';') {
+        return n.min(path.len());
+    }
+    let b = p.as_bytes();
+    let (mut i, mut seen) = (0usize, 0usize);
+    while i < b.len() && seen < n {
+        if b[i] == b';' {
+            while i < b.len() && b[i] != b'/' {
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+        seen += 1;
+    }
+    i
 }
 
 /// Splits at the first '?' or '#': (path, rest).

@@ -199,3 +199,69 @@ virtual_hosts:
     assert_eq!(pick(5), "main");
     assert_eq!(pick(99), "main");
 }
+
+#[test]
+fn prefix_rewrite_skips_stripped_path_parameters() {
+    let t = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - {name: api, match: {prefix: /api/}, action: {cluster: c, prefix_rewrite: /}}
+"#,
+    )
+    .unwrap();
+    let req = rauta_router::Request::get("a", "/api;v=1/users?x=1");
+    let m = t.route(&req, 0).into_route().unwrap();
+    assert_eq!(m.match_path(), "/api/users");
+    assert_eq!(m.rewritten_path().as_deref(), Some("/users?x=1"));
+}
+
+#[test]
+fn direct_response_location_for_201_and_3xx() {
+    let t = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - {name: created, match: {path: /new}, action: {direct_response: {status: 201}}}
+      - {name: ok, match: {prefix: /}, action: {direct_response: {status: 200, body: hi}}}
+"#,
+    )
+    .unwrap();
+    let req = rauta_router::Request::get("a.com", "/new?x").scheme("https");
+    let m = t.route(&req, 0).into_route().unwrap();
+    assert_eq!(
+        m.direct_response_location().as_deref(),
+        Some("https://a.com/new?x")
+    );
+    let req = rauta_router::Request::get("a.com", "/other");
+    assert_eq!(
+        t.route(&req, 0)
+            .into_route()
+            .unwrap()
+            .direct_response_location(),
+        None
+    );
+}
+
+#[test]
+fn virtual_cluster_matchers_are_checked_at_load() {
+    let e = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes: [{name: r, match: {prefix: /}, action: {cluster: c}}]
+    virtual_clusters: [{name: vc, headers: [{name: ":path", string_match: {safe_regex: "(+"}}]}]
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("virtual_clusters[0].headers[0].string_match.safe_regex"),
+        "{e}"
+    );
+}
