@@ -1,1 +1,319 @@
-//! rauta-xdp-common.
+//! Plain data shared by the RAUTA XDP program (`ebpf/xdp-ebpf`) and its
+//! loader (`rauta-xdp`).
+//!
+//! Everything here is `#[repr(C)]`, has no padding and no pointers, so the
+//! kernel, the eBPF program and user space read the same bytes. The crate is
+//! `no_std` so the eBPF program can use it; the `user` feature implements
+//! `aya::Pod` for the map types so user space can read and write the maps.
+//!
+//! # Maps
+//!
+//! | name | kind | key | value |
+//! |---|---|---|---|
+//! | [`MAP_DENY_V4_24`] | array, [`V4_MAP24_WORDS`] entries | word index | `u64`: a 2-bit state per IPv4 /24 |
+//! | [`MAP_DENY_V4_HOSTS`] | hash | `[u8; 4]` | `u8` (1) |
+//! | [`MAP_DENY_V4`] | LPM trie | `prefix_len: u32` + `[u8; 4]` | `u8` (1) |
+//! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
+//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64` bitmaps of hashed /32s and /48s |
+//! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
+//! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
+//! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
+//! | [`MAP_COUNTERS`] | per-CPU array, 1 entry | `0` | [`CounterTable`] |
+#![cfg_attr(not(test), no_std)]
+
+/// Name of the classifier program in the object.
+pub const PROGRAM_NAME: &str = "rauta_xdp";
+/// Name of the empty program (returns `XDP_PASS` and nothing else) kept in
+/// the same object as the cost floor for benchmarks.
+pub const PASS_PROGRAM_NAME: &str = "rauta_xdp_pass";
+
+/// LPM trie of denied IPv4 source prefixes longer than /24 (the shorter
+/// ones live in [`MAP_DENY_V4_24`] only).
+pub const MAP_DENY_V4: &str = "DENY_V4";
+/// A 2-bit state per IPv4 /24: nothing denied in it (0), [`V4_24_DENIED`],
+/// [`V4_24_HOSTS`] or [`V4_24_TRIE`].
+pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
+/// Hash set of denied IPv4 hosts (/32), for /24s in state [`V4_24_HOSTS`].
+pub const MAP_DENY_V4_HOSTS: &str = "DENY_V4_HOSTS";
+/// LPM trie of denied IPv6 source prefixes.
+pub const MAP_DENY_V6: &str = "DENY_V6";
+/// Two bitmaps of 2^20 bits: words `0..V6_FILTER_WORDS` mark hashed /32s
+/// holding a denied prefix of length 32 to 47, words `V6_FILTER_WORDS..`
+/// hashed /48s holding one of length >= 48. A source whose two bits are
+/// clear skips the trie walk (see [`v6_filter_slot`]).
+pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
+/// Bitmap of denied destination ports, one bit per (protocol, port).
+pub const MAP_DENY_PORTS: &str = "DENY_PORTS";
+/// One [`Config`] value at index 0.
+pub const MAP_CONFIG: &str = "CONFIG";
+/// LRU hash of per-source SYN rate-limit state.
+pub const MAP_SYN_STATE: &str = "SYN_STATE";
+/// Per-CPU [`CounterTable`] at index 0.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+
+/// Default capacity of [`MAP_DENY_V4`].
+pub const DEFAULT_DENY_V4_ENTRIES: u32 = 65_536;
+/// Default capacity of [`MAP_DENY_V6`].
+pub const DEFAULT_DENY_V6_ENTRIES: u32 = 16_384;
+/// Default capacity of [`MAP_SYN_STATE`] (least recently used sources are
+/// evicted first).
+pub const DEFAULT_SYN_STATE_ENTRIES: u32 = 65_536;
+
+/// Number of `u64` words of [`MAP_DENY_V4_24`]: 2^24 /24s, 32 per word.
+pub const V4_MAP24_WORDS: u32 = 1 << 19;
+/// State of a /24 in [`MAP_DENY_V4_24`]: a prefix of length <= 24 covers it.
+pub const V4_24_DENIED: u64 = 1;
+/// State of a /24: only denied hosts (/32) lie in it: look the address up in
+/// [`MAP_DENY_V4_HOSTS`].
+pub const V4_24_HOSTS: u64 = 2;
+/// State of a /24: prefixes /25 to /31 lie in it: look the address up in the
+/// trie [`MAP_DENY_V4`] (which holds the hosts too).
+pub const V4_24_TRIE: u64 = 3;
+
+/// Word index in [`MAP_DENY_V4_24`] and bit shift of the two bits of the /24
+/// numbered `net24` (the address shifted right by 8).
+#[inline(always)]
+pub const fn v4_24_slot(net24: u32) -> (u32, u32) {
+    (net24 >> 5, (net24 & 31) * 2)
+}
+
+/// Number of `u64` words of each half of [`MAP_DENY_V6_32`] (2^20 bits).
+pub const V6_FILTER_WORDS: u32 = 1 << 14;
+
+/// Word index in [`MAP_DENY_V6_32`] and bit of an IPv6 source's /32
+/// (`level48 == false`) or /48 (`level48 == true`); `top64` is the first 64
+/// bits of the address. A multiplicative hash onto 2^20 bits per level.
+#[inline(always)]
+pub const fn v6_filter_slot(top64: u64, level48: bool) -> (u32, u64) {
+    let (key, base) = if level48 {
+        (top64 >> 16, V6_FILTER_WORDS)
+    } else {
+        (top64 >> 32, 0)
+    };
+    let h = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 44) as u32;
+    (base + (h >> 6), 1u64 << (h & 63))
+}
+
+/// Number of `u64` words of the port bitmap: 65,536 TCP ports then 65,536
+/// UDP ports, 64 per word.
+pub const PORT_BITMAP_WORDS: u32 = 2 * 65_536 / 64;
+
+/// Index of the port bitmap word and the bit in it for `(protocol, port)`.
+///
+/// `tcp` selects the TCP half, otherwise the UDP half.
+#[inline(always)]
+pub const fn port_bit(tcp: bool, port: u16) -> (u32, u64) {
+    let base: u32 = if tcp { 0 } else { 65_536 / 64 };
+    (base + (port as u32) / 64, 1u64 << (port % 64))
+}
+
+/// Maximum number of IPv6 extension headers skipped before the packet is
+/// classed as [`slot::OTHER`].
+pub const MAX_IPV6_EXT_HEADERS: u32 = 6;
+
+/// Named counters (the loader's view).
+///
+/// Every frame counts in exactly one *kind* slot (`TCP`, `UDP`, `ICMP`,
+/// `FRAGMENT`, `OTHER`, `MALFORMED`) and exactly one *verdict* slot
+/// (`PASSED`, `DROP_*`); `IPV4`, `IPV6` and `VLAN` are counted in addition
+/// when they apply.
+pub mod slot {
+    /// Frames whose IPv4 header was parsed.
+    pub const IPV4: u32 = 0;
+    /// Frames whose IPv6 header was parsed.
+    pub const IPV6: u32 = 1;
+    /// TCP segments (header present).
+    pub const TCP: u32 = 2;
+    /// UDP datagrams (header present).
+    pub const UDP: u32 = 3;
+    /// ICMP and ICMPv6 messages.
+    pub const ICMP: u32 = 4;
+    /// IP fragments other than the first (no transport header).
+    pub const FRAGMENT: u32 = 5;
+    /// Non-IP frames, other transport protocols, IPv6 with too many or
+    /// opaque extension headers.
+    pub const OTHER: u32 = 6;
+    /// Truncated or invalid frames (passed, never dropped for it).
+    pub const MALFORMED: u32 = 7;
+    /// Frames carrying at least one VLAN tag.
+    pub const VLAN: u32 = 8;
+    /// Frames passed to the kernel stack.
+    pub const PASSED: u32 = 9;
+    /// Frames dropped because the source address is in a deny list.
+    pub const DROP_DENY_SOURCE: u32 = 10;
+    /// Frames dropped because the destination port is denied.
+    pub const DROP_DENY_PORT: u32 = 11;
+    /// TCP SYNs dropped by the per-source rate limit.
+    pub const DROP_SYN_RATE: u32 = 12;
+    /// Number of slots.
+    pub const COUNT: usize = 13;
+}
+
+/// Packets and bytes counted in one slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSlot {
+    /// Number of frames.
+    pub packets: u64,
+    /// Sum of the frames' lengths, from the Ethernet header on.
+    pub bytes: u64,
+}
+
+/// Cells of the counter table: one per combination of kind, family,
+/// verdict and VLAN presence, so the program bumps exactly one cell per
+/// frame; the loader adds the cells up into the named [`slot`] counters.
+pub mod cell {
+    use super::slot;
+
+    /// Number of cells: 6 kinds x 3 families x 4 verdicts x 2.
+    pub const COUNT: usize = 6 * 3 * 4 * 2;
+    /// Family code of a frame without a parsed IP header.
+    pub const NO_FAMILY: u32 = 0;
+    /// Family code of IPv4.
+    pub const FAMILY_V4: u32 = 1;
+    /// Family code of IPv6.
+    pub const FAMILY_V6: u32 = 2;
+
+    /// The cell of a frame: `kind` is one of [`slot::TCP`] ..=
+    /// [`slot::MALFORMED`], `family` a family code, `verdict` one of
+    /// [`slot::PASSED`] ..= [`slot::DROP_SYN_RATE`].
+    #[inline(always)]
+    pub const fn index(kind: u32, family: u32, verdict: u32, vlan: bool) -> u32 {
+        let k = kind.wrapping_sub(slot::TCP);
+        let v = verdict.wrapping_sub(slot::PASSED);
+        ((k * 3 + family) * 4 + v) * 2 + vlan as u32
+    }
+
+    /// The inverse of [`index`]: (kind, family code, verdict, vlan).
+    pub const fn decode(i: u32) -> (u32, u32, u32, bool) {
+        let vlan = i & 1 == 1;
+        let i = i >> 1;
+        let verdict = slot::PASSED + i % 4;
+        let i = i / 4;
+        (slot::TCP + i / 3, i % 3, verdict, vlan)
+    }
+}
+
+/// The per-CPU counter value: one [`CounterSlot`] per [`cell`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterTable {
+    /// Cells, indexed by [`cell::index`].
+    pub cells: [CounterSlot; cell::COUNT],
+}
+
+impl Default for CounterTable {
+    fn default() -> Self {
+        Self {
+            cells: [CounterSlot {
+                packets: 0,
+                bytes: 0,
+            }; cell::COUNT],
+        }
+    }
+}
+
+/// Run-time settings read by the program on every frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Emission interval of the SYN rate limit in nanoseconds (one SYN per
+    /// interval per source); 0 turns the limit off.
+    pub syn_interval_ns: u64,
+    /// Burst tolerance: a SYN passes while the source's theoretical arrival
+    /// time is at most this far ahead of now (`(burst - 1) * interval`).
+    pub syn_tolerance_ns: u64,
+    /// Number of denied IPv6 prefixes shorter than /32: while it is not 0,
+    /// every IPv6 source is looked up in the trie.
+    pub v6_short_prefixes: u64,
+}
+
+/// Key of [`MAP_SYN_STATE`]: a source address, IPv4 as IPv4-mapped IPv6
+/// (`::ffff:a.b.c.d`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    /// The address bytes in network order.
+    pub addr: [u8; 16],
+}
+
+impl SourceKey {
+    /// The key of an IPv4 source given as network-order bytes.
+    #[inline(always)]
+    pub const fn from_v4(a: [u8; 4]) -> Self {
+        Self {
+            addr: [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+            ],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: `#[repr(C)]`, two `u64` fields, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::CounterSlot {}
+    // SAFETY: `#[repr(C)]` array of `CounterSlot` (itself Pod), no padding.
+    unsafe impl aya::Pod for super::CounterTable {}
+    // SAFETY: `#[repr(C)]`, three `u64` fields, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: `#[repr(C)]` byte array, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::SourceKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_padding() {
+        assert_eq!(core::mem::size_of::<CounterSlot>(), 16);
+        assert_eq!(core::mem::size_of::<CounterTable>(), 16 * cell::COUNT);
+        assert_eq!(core::mem::size_of::<Config>(), 24);
+        assert_eq!(core::mem::size_of::<SourceKey>(), 16);
+    }
+
+    #[test]
+    fn cells_round_trip() {
+        let mut seen = [false; cell::COUNT];
+        for kind in slot::TCP..=slot::MALFORMED {
+            for family in 0..3 {
+                for verdict in slot::PASSED..=slot::DROP_SYN_RATE {
+                    for vlan in [false, true] {
+                        let i = cell::index(kind, family, verdict, vlan);
+                        assert!(!seen[i as usize]);
+                        seen[i as usize] = true;
+                        assert_eq!(cell::decode(i), (kind, family, verdict, vlan));
+                    }
+                }
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn port_bits_split_by_protocol() {
+        assert_eq!(port_bit(true, 0), (0, 1));
+        assert_eq!(port_bit(true, 65), (1, 2));
+        assert_eq!(port_bit(true, 65_535), (1023, 1 << 63));
+        assert_eq!(port_bit(false, 0), (1024, 1));
+        assert_eq!(port_bit(false, 65_535), (PORT_BITMAP_WORDS - 1, 1 << 63));
+    }
+
+    #[test]
+    fn v4_24_slots_cover_the_space() {
+        assert_eq!(v4_24_slot(0), (0, 0));
+        assert_eq!(v4_24_slot(31), (0, 62));
+        assert_eq!(v4_24_slot(32), (1, 0));
+        assert_eq!(v4_24_slot((1 << 24) - 1), (V4_MAP24_WORDS - 1, 62));
+    }
+
+    #[test]
+    fn v4_source_key_is_mapped() {
+        let k = SourceKey::from_v4([198, 18, 0, 2]);
+        assert_eq!(
+            k.addr,
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2]
+        );
+    }
+}

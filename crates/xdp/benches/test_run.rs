@@ -1,0 +1,380 @@
+//! Per-packet cost of the classifier, measured by the kernel with
+//! BPF_PROG_TEST_RUN, next to the empty XDP_PASS program in the same run.
+//!
+//! 10,000 IPv4 and 1,000 IPv6 deny prefixes are loaded, two ports are
+//! denied and the SYN limit is on. Each case is warmed up, then run for
+//! `RAUTA_XDP_BENCH_ROUNDS` rounds (default 7) of `RAUTA_XDP_BENCH_REPEAT`
+//! repeats (default 1,000,000), the cases interleaved round by round; the
+//! table gives the median of the rounds' per-packet means.
+//!
+//!     sudo cargo bench -p rauta-xdp --features ebpf --bench test_run
+//!
+//! Needs root and the `ebpf` feature.
+
+#[path = "../tests/common/frames.rs"]
+mod frames;
+
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use frames::*;
+use rauta_xdp::{IpPrefix, Protocol, SynLimit, Verdict, XdpFilter};
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small deterministic generator (xorshift64*), so every run loads the
+/// same deny lists.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn load_deny_lists(f: &mut XdpFilter) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut seen = HashSet::new();
+    while seen.len() < 10_000 {
+        let r = rng.next();
+        let len = 16 + (r % 17) as u8; // /16 ../32
+        let addr = (r >> 32) as u32 & !(u32::MAX.checked_shr(u32::from(len)).unwrap_or(0));
+        let ip = Ipv4Addr::from(addr);
+        if ip.octets()[0] == 198 {
+            continue; // keep the benchmark's own sources out
+        }
+        let p = IpPrefix::new(ip.into(), len).unwrap();
+        if seen.insert(p) {
+            f.deny_source(p).unwrap();
+        }
+    }
+    seen.clear();
+    while seen.len() < 1_000 {
+        let hi = u128::from(rng.next()) << 64 | u128::from(rng.next());
+        let len = 32 + (rng.next() % 33) as u8; // /32 ../64, inside 2000::/3
+        let addr = ((hi >> 3) | (1u128 << 125)) & !(u128::MAX >> len);
+        let p = IpPrefix::new(Ipv6Addr::from(addr).into(), len).unwrap();
+        if seen.insert(p) {
+            f.deny_source(p).unwrap();
+        }
+    }
+    // The denied sources the drop cases use.
+    f.deny_source("198.19.7.0/24".parse().unwrap()).unwrap();
+    f.deny_source("198.19.8.8/32".parse().unwrap()).unwrap();
+    // A /24 holding a longer prefix: its other addresses take the trie walk.
+    f.deny_source("198.18.4.128/25".parse().unwrap()).unwrap();
+    f.deny_source("2001:db8:7::/48".parse().unwrap()).unwrap();
+    // A /48 holding a denied /64: its other sources take the trie walk.
+    f.deny_source("2001:db8:9:1::/64".parse().unwrap()).unwrap();
+    f.deny_port(Protocol::Tcp, 23).unwrap();
+    f.deny_port(Protocol::Udp, 11211).unwrap();
+    f.set_syn_limit(Some(SynLimit::every(Duration::from_secs(3600), 1).unwrap()))
+        .unwrap();
+}
+
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    verdict: Verdict,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// The empty program.
+    Floor,
+    /// Passed; the /24 state, the /32+/48 filter or the host set answers.
+    Pass,
+    /// Passed after a trie walk.
+    PassTrie,
+    /// Passed before any lookup (not IP, or malformed).
+    PassOther,
+    /// Dropped by the deny lists; no trie walk.
+    Drop,
+    /// Dropped by the deny lists after a trie walk.
+    DropTrie,
+    /// Dropped by the SYN limit (LRU hash lookup and clock read).
+    DropSyn,
+}
+
+fn cases() -> Vec<Case> {
+    let ok4 = v4(198, 18, 3, 4);
+    let ok6 = v6("2001:db8:3::4");
+    let bad4 = v4(198, 19, 7, 9);
+    let bad6 = v6("2001:db8:7::9");
+    let payload = [0u8; 64];
+    let c = |name, frame, verdict, kind| Case {
+        name,
+        frame,
+        verdict,
+        kind,
+    };
+    vec![
+        c(
+            "empty program (floor)",
+            v4_frame(ok4, UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::Floor,
+        ),
+        c(
+            "pass ipv4 tcp",
+            v4_frame(ok4, TCP, &tcp(40000, 443, ACK)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv4 udp",
+            v4_frame(ok4, UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv4 icmp",
+            v4_frame(ok4, ICMP, &icmp_echo(false, &payload)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv6 tcp",
+            v6_frame(ok6, TCP, &tcp(40000, 443, ACK)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv6 udp",
+            v6_frame(ok6, UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv6 icmp",
+            v6_frame(ok6, ICMPV6, &icmp_echo(true, &payload)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass 802.1Q ipv4 udp",
+            eth(
+                &[(ETH_P_8021Q, 7)],
+                ETH_P_IP,
+                &ipv4(
+                    ok4,
+                    v4(198, 18, 0, 1),
+                    UDP,
+                    V4Opts::default(),
+                    &udp(1, 53, &payload),
+                ),
+            ),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv6 2 ext headers udp",
+            eth(
+                &[],
+                ETH_P_IPV6,
+                &ipv6(
+                    ok6,
+                    v6("2001:db8::1"),
+                    &[(0, 8), (60, 8)],
+                    0,
+                    UDP,
+                    &udp(1, 53, &payload),
+                ),
+            ),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv4 fragment",
+            eth(
+                &[],
+                ETH_P_IP,
+                &ipv4(
+                    ok4,
+                    v4(198, 18, 0, 1),
+                    UDP,
+                    V4Opts {
+                        frag_offset: 10,
+                        ..V4Opts::default()
+                    },
+                    &payload,
+                ),
+            ),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv4 udp, /24 holds a longer prefix (trie miss)",
+            v4_frame(v4(198, 18, 4, 4), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassTrie,
+        ),
+        c(
+            "pass ipv4 udp, /24 holds a denied host (hash miss)",
+            v4_frame(v4(198, 19, 8, 9), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv6 udp, /48 holds a denied /64 (trie miss)",
+            v6_frame(v6("2001:db8:9:2::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassTrie,
+        ),
+        c(
+            "pass other (arp)",
+            eth(&[], ETH_P_ARP, &[0; 28]),
+            Verdict::Pass,
+            Kind::PassOther,
+        ),
+        c(
+            "pass malformed (cut ipv4)",
+            eth(&[], ETH_P_IP, &[0x45, 0, 0, 40, 0, 0]),
+            Verdict::Pass,
+            Kind::PassOther,
+        ),
+        c(
+            "drop deny source ipv4 /24",
+            v4_frame(bad4, TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::Drop,
+        ),
+        c(
+            "drop deny source ipv4 /25 (trie hit)",
+            v4_frame(v4(198, 18, 4, 200), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropTrie,
+        ),
+        c(
+            "drop deny source ipv4 /32 (host set)",
+            v4_frame(v4(198, 19, 8, 8), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::Drop,
+        ),
+        c(
+            "drop deny source ipv6 /48 (trie hit)",
+            v6_frame(bad6, TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropTrie,
+        ),
+        c(
+            "drop deny port tcp/23",
+            v4_frame(ok4, TCP, &tcp(40000, 23, ACK)),
+            Verdict::Drop,
+            Kind::Drop,
+        ),
+        c(
+            "drop SYN over the limit",
+            v4_frame(v4(198, 18, 3, 5), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropSyn,
+        ),
+    ]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let repeat = env_u32("RAUTA_XDP_BENCH_REPEAT", 1_000_000).max(1);
+    let rounds = env_u32("RAUTA_XDP_BENCH_ROUNDS", 7).max(1) as usize;
+    let mut f = match XdpFilter::load() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("xdp test_run bench: cannot load the program ({e}); needs root");
+            std::process::exit(1);
+        }
+    };
+    load_deny_lists(&mut f);
+    let cases = cases();
+    // The kernel's own mean per run: whole nanoseconds (truncated), without
+    // the time the loop spent rescheduled, so other load on the machine
+    // does not inflate it.
+    let run = |c: &Case, n: u32| {
+        let out = if c.kind == Kind::Floor {
+            f.test_run_empty(&c.frame, n)
+        } else {
+            f.test_run(&c.frame, n)
+        }
+        .unwrap();
+        assert_eq!(out.verdict, c.verdict, "{}", c.name);
+        out.per_run.as_nanos() as f64
+    };
+    // Warm-up: caches, branch predictors, the SYN source's first (passed) SYN.
+    for c in &cases {
+        run(c, (repeat / 10).max(1));
+    }
+    let mut samples = vec![Vec::with_capacity(rounds); cases.len()];
+    for _ in 0..rounds {
+        for (c, s) in cases.iter().zip(samples.iter_mut()) {
+            s.push(run(c, repeat));
+        }
+    }
+    let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+    let floor = medians[0].max(1.0);
+    let c = f.counters().unwrap();
+    println!(
+        "BPF_PROG_TEST_RUN, {repeat} repeats x {rounds} rounds per case; \
+         10,000 IPv4 + 1,000 IPv6 deny prefixes loaded"
+    );
+    println!();
+    println!("| case | median ns/packet | min | max | x empty program |");
+    println!("|---|---:|---:|---:|---:|");
+    for ((c, m), s) in cases.iter().zip(&medians).zip(&samples) {
+        let (lo, hi) = (s[0], s[s.len() - 1]);
+        println!(
+            "| {} | {m:.0} | {lo:.0} | {hi:.0} | {:.2} |",
+            c.name,
+            m / floor
+        );
+    }
+    let worst = |k: Kind| {
+        cases
+            .iter()
+            .zip(&medians)
+            .filter(|(c, _)| c.kind == k)
+            .map(|(_, m)| m / floor)
+            .fold(0.0f64, f64::max)
+    };
+    println!();
+    for (kind, label, target) in [
+        (Kind::Pass, "pass, answered without a trie walk", Some(2.5)),
+        (Kind::PassTrie, "pass after a trie walk", Some(2.5)),
+        (Kind::Drop, "deny-list drop without a trie walk", Some(5.0)),
+        (
+            Kind::DropTrie,
+            "deny-list drop after a trie walk",
+            Some(5.0),
+        ),
+        (Kind::DropSyn, "SYN-limit drop", None),
+    ] {
+        let x = worst(kind);
+        match target {
+            Some(t) => println!(
+                "worst {label}: {x:.2}x (target <= {t}x: {})",
+                if x <= t { "met" } else { "NOT met" }
+            ),
+            None => println!("worst {label}: {x:.2}x (no target)"),
+        }
+    }
+    println!("frames counted by the program: {}", c.total().packets);
+}

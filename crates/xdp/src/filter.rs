@@ -1,0 +1,950 @@
+//! The loaded program and its maps.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use aya::{
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use rauta_xdp_common::{
+    port_bit, v4_24_slot, v6_filter_slot, Config, CounterTable, SourceKey, DEFAULT_DENY_V4_ENTRIES,
+    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
+    MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_HOSTS, MAP_DENY_V6, MAP_DENY_V6_32, MAP_SYN_STATE,
+    PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS, V4_24_TRIE, V4_MAP24_WORDS,
+    V6_FILTER_WORDS,
+};
+
+use crate::{errno, Counters, Error, ErrorKind, IpPrefix};
+
+/// The embedded object, when the crate was built with the `ebpf` feature.
+#[cfg(feature = "ebpf")]
+pub(crate) static EMBEDDED: Option<&[u8]> = Some(include_bytes_aligned::bytes());
+/// The embedded object, when the crate was built with the `ebpf` feature.
+#[cfg(not(feature = "ebpf"))]
+pub(crate) static EMBEDDED: Option<&[u8]> = None;
+
+#[cfg(feature = "ebpf")]
+mod include_bytes_aligned {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/rauta-xdp-ebpf.o"
+    )));
+    pub(super) const fn bytes() -> &'static [u8] {
+        &OBJECT.0
+    }
+}
+
+/// The transport protocol of a denied destination port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// How the program runs on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttachMode {
+    /// In the driver, before any socket buffer is allocated (fastest).
+    Native,
+    /// In the generic path, after the socket buffer is allocated (works on
+    /// every interface; slower).
+    Skb,
+}
+
+/// Which attach modes to try.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttachPolicy {
+    /// Native, and generic (skb) mode if the driver has no native support.
+    #[default]
+    NativeOrSkb,
+    /// Native only.
+    Native,
+    /// Generic (skb) only.
+    Skb,
+}
+
+/// A per-source rate limit on TCP SYNs (generic cell rate algorithm).
+///
+/// A source may send `burst` SYNs at once, then one per `interval`. The
+/// state is one `u64` per source in an LRU map, so a flood of distinct
+/// sources evicts the least recently seen ones instead of filling up.
+///
+/// ```
+/// use rauta_xdp::SynLimit;
+///
+/// let limit = SynLimit::per_second(100, 20)?;
+/// assert_eq!(limit.interval(), std::time::Duration::from_millis(10));
+/// assert!(SynLimit::per_second(0, 1).is_err());
+/// # Ok::<(), rauta_xdp::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynLimit {
+    interval: Duration,
+    burst: u32,
+}
+
+impl SynLimit {
+    /// `rate` SYNs per second per source, with bursts of up to `burst`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidSetting`] if `rate` or `burst` is 0, or `rate`
+    /// exceeds 1,000,000,000.
+    pub fn per_second(rate: u32, burst: u32) -> Result<Self, Error> {
+        if rate == 0 || rate > 1_000_000_000 {
+            return Err(invalid(format!(
+                "SYN rate must be 1..=1000000000 per second, got {rate}"
+            )));
+        }
+        Self::every(Duration::from_nanos(1_000_000_000 / u64::from(rate)), burst)
+    }
+
+    /// One SYN per `interval` per source, with bursts of up to `burst`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidSetting`] if `burst` is 0, or `interval` is
+    /// shorter than a nanosecond or longer than a year.
+    pub fn every(interval: Duration, burst: u32) -> Result<Self, Error> {
+        if burst == 0 {
+            return Err(invalid("SYN burst must be at least 1".to_owned()));
+        }
+        let year = Duration::from_secs(366 * 24 * 3600);
+        if interval.as_nanos() == 0 || interval > year {
+            return Err(invalid(format!(
+                "SYN interval must be 1ns..=1 year, got {interval:?}"
+            )));
+        }
+        Ok(Self { interval, burst })
+    }
+
+    /// Time between SYNs once the burst is spent.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// SYNs a fresh source may send at once.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// (interval, tolerance) in nanoseconds.
+    fn to_config(self) -> (u64, u64) {
+        // Both fit in u64: interval <= 1 year (< 2^55 ns), burst < 2^32.
+        let interval = self.interval.as_nanos() as u64;
+        (interval, interval.saturating_mul(u64::from(self.burst - 1)))
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::new(ErrorKind::InvalidSetting { reason })
+}
+
+/// The outcome of one [`XdpFilter::test_run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestRunOutcome {
+    /// What the program returned.
+    pub verdict: Verdict,
+    /// Mean time of one run, as measured by the kernel.
+    pub per_run: Duration,
+}
+
+/// An XDP return code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// `XDP_PASS`: handed to the kernel stack.
+    Pass,
+    /// `XDP_DROP`: dropped.
+    Drop,
+    /// Any other code (`XDP_ABORTED`, `XDP_TX`, `XDP_REDIRECT`, ...).
+    Other(u32),
+}
+
+impl Verdict {
+    fn from_code(code: u32) -> Self {
+        match code {
+            1 => Self::Drop,
+            2 => Self::Pass,
+            c => Self::Other(c),
+        }
+    }
+}
+
+/// Map capacities, fixed when the program is loaded.
+///
+/// Build one with [`XdpFilter::builder`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Builder {
+    deny_v4: u32,
+    deny_v6: u32,
+    syn_state: u32,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            deny_v4: DEFAULT_DENY_V4_ENTRIES,
+            deny_v6: DEFAULT_DENY_V6_ENTRIES,
+            syn_state: DEFAULT_SYN_STATE_ENTRIES,
+        }
+    }
+}
+
+impl Builder {
+    /// Capacity of the IPv4 source deny list (default 65,536 prefixes).
+    pub fn deny_v4_capacity(mut self, n: u32) -> Self {
+        self.deny_v4 = n;
+        self
+    }
+
+    /// Capacity of the IPv6 source deny list (default 16,384 prefixes).
+    pub fn deny_v6_capacity(mut self, n: u32) -> Self {
+        self.deny_v6 = n;
+        self
+    }
+
+    /// Number of sources the SYN rate limit tracks (default 65,536; the least
+    /// recently seen are evicted beyond it).
+    pub fn syn_sources_capacity(mut self, n: u32) -> Self {
+        self.syn_state = n;
+        self
+    }
+
+    /// Loads the embedded program into the kernel.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoEmbeddedObject`] without the `ebpf` feature;
+    /// [`ErrorKind::NotRoot`] without privileges;
+    /// [`ErrorKind::VerifierRejected`] with the verifier's log;
+    /// [`ErrorKind::InvalidSetting`] for a zero capacity.
+    pub fn load(&self) -> Result<XdpFilter, Error> {
+        let object = EMBEDDED.ok_or_else(|| Error::new(ErrorKind::NoEmbeddedObject))?;
+        self.load_from(object)
+    }
+
+    /// Loads a program object built elsewhere (the same source, built by
+    /// `ebpf/xdp-ebpf`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::load`], and [`ErrorKind::InvalidObject`] if the object
+    /// cannot be parsed or lacks a program or map.
+    pub fn load_from(&self, object: &[u8]) -> Result<XdpFilter, Error> {
+        for (name, n) in [
+            ("deny_v4_capacity", self.deny_v4),
+            ("deny_v6_capacity", self.deny_v6),
+            ("syn_sources_capacity", self.syn_state),
+        ] {
+            if n == 0 {
+                return Err(invalid(format!("{name} must be at least 1")));
+            }
+        }
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_DENY_V4, self.deny_v4)
+            .map_max_entries(MAP_DENY_V4_HOSTS, self.deny_v4)
+            .map_max_entries(MAP_DENY_V6, self.deny_v6)
+            .map_max_entries(MAP_SYN_STATE, self.syn_state)
+            .load(object)
+            .map_err(load_error)?;
+        for name in [PROGRAM_NAME, PASS_PROGRAM_NAME] {
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or_else(|| missing("program", name))?
+                .try_into()
+                .map_err(|e| Error::with_source(object_error(format!("{name} is not XDP")), e))?;
+            program.load().map_err(|e| program_load_error(name, e))?;
+        }
+        let deny_v4 = take(&mut ebpf, MAP_DENY_V4, LpmTrie::try_from)?;
+        let deny_v4_24 = take(&mut ebpf, MAP_DENY_V4_24, Array::try_from)?;
+        let deny_v4_hosts = take(&mut ebpf, MAP_DENY_V4_HOSTS, HashMap::try_from)?;
+        let deny_v6 = take(&mut ebpf, MAP_DENY_V6, LpmTrie::try_from)?;
+        let deny_v6_32 = take(&mut ebpf, MAP_DENY_V6_32, Array::try_from)?;
+        let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
+        let config = take(&mut ebpf, MAP_CONFIG, Array::try_from)?;
+        let syn_state = take(&mut ebpf, MAP_SYN_STATE, HashMap::try_from)?;
+        let counters = take(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
+        Ok(XdpFilter {
+            capacities: self.clone(),
+            deny_v4,
+            deny_v4_24,
+            deny_v4_hosts,
+            v4_set: BTreeSet::new(),
+            v4_words: vec![0; V4_MAP24_WORDS as usize],
+            deny_v6,
+            deny_v6_32,
+            v6_set: BTreeSet::new(),
+            v6_words: vec![0; 2 * V6_FILTER_WORDS as usize],
+            cfg: Config::default(),
+            deny_ports,
+            config,
+            syn_state,
+            counters,
+            attached: None,
+            ebpf,
+        })
+    }
+}
+
+fn object_error(reason: String) -> ErrorKind {
+    ErrorKind::InvalidObject { reason }
+}
+
+fn missing(what: &str, name: &str) -> Error {
+    Error::new(object_error(format!("no {what} named {name}")))
+}
+
+fn take<M>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<M, MapError>,
+) -> Result<M, Error> {
+    let map = ebpf.take_map(name).ok_or_else(|| missing("map", name))?;
+    convert(map)
+        .map_err(|e| Error::with_source(object_error(format!("map {name} has the wrong type")), e))
+}
+
+fn load_error(e: EbpfError) -> Error {
+    match e {
+        EbpfError::ProgramError(p) => program_load_error(PROGRAM_NAME, p),
+        EbpfError::ParseError(_)
+        | EbpfError::BtfRelocationError(_)
+        | EbpfError::RelocationError(_)
+        | EbpfError::UnexpectedPinningType { .. }
+        | EbpfError::NoBTF => {
+            let reason = e.to_string();
+            Error::with_source(ErrorKind::InvalidObject { reason }, e)
+        }
+        other => Error::kernel("creating the maps", other),
+    }
+}
+
+fn program_load_error(name: &str, e: ProgramError) -> Error {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if io_error.raw_os_error() == Some(libc::EPERM) {
+                Error::with_source(ErrorKind::NotRoot, io_error)
+            } else {
+                Error::with_source(
+                    ErrorKind::VerifierRejected {
+                        program: name.to_owned(),
+                        log: verifier_log.to_string(),
+                    },
+                    io_error,
+                )
+            }
+        }
+        other => Error::kernel("loading the program", other),
+    }
+}
+
+#[derive(Debug)]
+struct Attachment {
+    interface: String,
+    mode: AttachMode,
+    link: aya::programs::xdp::XdpLinkId,
+}
+
+/// The loaded XDP classifier: its maps, and its attachment to at most one
+/// interface.
+///
+/// Dropping the filter detaches the program and frees every kernel object
+/// it created.
+///
+/// See the [crate docs](crate) for an example.
+pub struct XdpFilter {
+    capacities: Builder,
+    /// Denied IPv4 prefixes longer than /24.
+    deny_v4: LpmTrie<MapData, [u8; 4], u8>,
+    /// Two bits per /24 (see `rauta_xdp_common::MAP_DENY_V4_24`).
+    deny_v4_24: Array<MapData, u64>,
+    /// Denied IPv4 hosts.
+    deny_v4_hosts: HashMap<MapData, [u8; 4], u8>,
+    /// Every denied IPv4 prefix as (network address, length): the truth the
+    /// three IPv4 maps are derived from.
+    v4_set: BTreeSet<(u32, u8)>,
+    /// The kernel's `deny_v4_24` words, mirrored.
+    v4_words: Vec<u64>,
+    deny_v6: LpmTrie<MapData, [u8; 16], u8>,
+    /// Hashed /32 and /48 filters in front of `deny_v6`.
+    deny_v6_32: Array<MapData, u64>,
+    /// Every denied IPv6 prefix as (network address, length).
+    v6_set: BTreeSet<(u128, u8)>,
+    /// The kernel's `deny_v6_32` words, mirrored.
+    v6_words: Vec<u64>,
+    /// The kernel's `CONFIG` value, mirrored.
+    cfg: Config,
+    deny_ports: Array<MapData, u64>,
+    config: Array<MapData, Config>,
+    syn_state: HashMap<MapData, SourceKey, u64>,
+    counters: PerCpuArray<MapData, CounterTable>,
+    attached: Option<Attachment>,
+    // Declared last: dropped after the maps above (the program holds its own
+    // references to them either way).
+    ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for XdpFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpFilter")
+            .field("capacities", &self.capacities)
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdpFilter {
+    /// Loads the embedded program with the default map capacities.
+    ///
+    /// # Errors
+    ///
+    /// See [`Builder::load`].
+    pub fn load() -> Result<Self, Error> {
+        Builder::default().load()
+    }
+
+    /// Map capacities and loading options.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Whether this build embeds the XDP object (the `ebpf` feature).
+    pub fn has_embedded_object() -> bool {
+        EMBEDDED.is_some()
+    }
+
+    /// The embedded object's bytes, if any.
+    pub fn embedded_object() -> Option<&'static [u8]> {
+        EMBEDDED
+    }
+
+    fn program(&self, name: &str) -> Result<&Xdp, Error> {
+        self.ebpf
+            .program(name)
+            .ok_or_else(|| missing("program", name))?
+            .try_into()
+            .map_err(|e| Error::with_source(object_error(format!("{name} is not XDP")), e))
+    }
+
+    fn program_mut(&mut self) -> Result<&mut Xdp, Error> {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| missing("program", PROGRAM_NAME))?
+            .try_into()
+            .map_err(|e| Error::with_source(object_error(format!("{PROGRAM_NAME} is not XDP")), e))
+    }
+
+    /// Attaches to `interface`, natively if its driver supports XDP and in
+    /// generic (skb) mode otherwise; returns the mode used.
+    ///
+    /// The interface is looked up in the calling thread's network namespace.
+    ///
+    /// # Errors
+    ///
+    /// See [`XdpFilter::attach_with`].
+    pub fn attach(&mut self, interface: &str) -> Result<AttachMode, Error> {
+        self.attach_with(interface, AttachPolicy::NativeOrSkb)
+    }
+
+    /// Attaches to `interface` in the modes `policy` allows; returns the mode
+    /// used.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AlreadyAttached`] if this filter is attached, or the
+    /// interface already runs an XDP program; [`ErrorKind::NoSuchInterface`];
+    /// [`ErrorKind::NotRoot`]; [`ErrorKind::Kernel`] if no allowed mode
+    /// works.
+    pub fn attach_with(
+        &mut self,
+        interface: &str,
+        policy: AttachPolicy,
+    ) -> Result<AttachMode, Error> {
+        if let Some(a) = &self.attached {
+            return Err(Error::new(ErrorKind::AlreadyAttached {
+                interface: a.interface.clone(),
+            }));
+        }
+        let modes: &[AttachMode] = match policy {
+            AttachPolicy::NativeOrSkb => &[AttachMode::Native, AttachMode::Skb],
+            AttachPolicy::Native => &[AttachMode::Native],
+            AttachPolicy::Skb => &[AttachMode::Skb],
+        };
+        let program = self.program_mut()?;
+        let mut last = None;
+        for &mode in modes {
+            let xdp_mode = match mode {
+                AttachMode::Native => XdpMode::Driver,
+                AttachMode::Skb => XdpMode::Skb,
+            };
+            match program.attach(interface, xdp_mode) {
+                Ok(link) => {
+                    self.attached = Some(Attachment {
+                        interface: interface.to_owned(),
+                        mode,
+                        link,
+                    });
+                    return Ok(mode);
+                }
+                Err(ProgramError::UnknownInterface { name }) => {
+                    return Err(Error::new(ErrorKind::NoSuchInterface { name }));
+                }
+                Err(e) => match errno(&e) {
+                    Some(libc::EPERM) => return Err(Error::with_source(ErrorKind::NotRoot, e)),
+                    Some(libc::EBUSY | libc::EEXIST) => {
+                        return Err(Error::with_source(
+                            ErrorKind::AlreadyAttached {
+                                interface: interface.to_owned(),
+                            },
+                            e,
+                        ))
+                    }
+                    _ => last = Some(e),
+                },
+            }
+        }
+        Err(match last {
+            Some(e) => Error::kernel("attaching the program", e),
+            None => Error::new(ErrorKind::Kernel {
+                operation: "attaching the program",
+            }),
+        })
+    }
+
+    /// The interface and mode the program is attached to, if any.
+    pub fn attachment(&self) -> Option<(&str, AttachMode)> {
+        self.attached
+            .as_ref()
+            .map(|a| (a.interface.as_str(), a.mode))
+    }
+
+    /// Detaches the program from its interface. Maps and counters stay.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotAttached`], or [`ErrorKind::Kernel`].
+    pub fn detach(&mut self) -> Result<(), Error> {
+        let a = self
+            .attached
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::NotAttached))?;
+        self.program_mut()?
+            .detach(a.link)
+            .map_err(|e| Error::kernel("detaching the program", e))
+    }
+
+    /// Drops traffic from every source inside `prefix`. Adding a prefix that
+    /// is already there is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::MapFull`] at capacity; [`ErrorKind::Kernel`].
+    pub fn deny_source(&mut self, prefix: IpPrefix) -> Result<(), Error> {
+        let len = prefix.len();
+        let a = match prefix.addr() {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => return self.deny_v6_prefix(u128::from(a), len),
+        };
+        let key = (u32::from(a), len);
+        if self.v4_set.contains(&key) {
+            return Ok(());
+        }
+        if self.v4_set.len() >= self.capacities.deny_v4 as usize {
+            return Err(Error::new(ErrorKind::MapFull {
+                map: MAP_DENY_V4,
+                capacity: self.capacities.deny_v4,
+            }));
+        }
+        let (lo, n, state) = v4_span(key);
+        // The trie and the host set first: the /24 state sends the program
+        // to them.
+        if len > 24 {
+            self.deny_v4
+                .insert(&Key::new(u32::from(len), a.octets()), 1, 0)
+                .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
+        }
+        if len == 32 {
+            self.deny_v4_hosts
+                .insert(a.octets(), 1, 0)
+                .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
+        }
+        self.v4_set.insert(key);
+        let mut words = self.v4_words_of(lo, n);
+        for net in lo..lo + n {
+            let old = get_bits(&words.1, words.0, net);
+            set_bits(&mut words.1, words.0, net, merge(old, state));
+        }
+        self.store_v4_words(words)
+    }
+
+    /// Removes `prefix` (exactly this prefix, not the ones inside it) from
+    /// the deny list; returns whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Kernel`].
+    pub fn allow_source(&mut self, prefix: IpPrefix) -> Result<bool, Error> {
+        let len = prefix.len();
+        let a = match prefix.addr() {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => return self.allow_v6(u128::from(a), len),
+        };
+        let key = (u32::from(a), len);
+        if !self.v4_set.remove(&key) {
+            return Ok(false);
+        }
+        // The bitmap first, recomputed from the prefixes that remain, then
+        // the trie.
+        let (lo, n, _) = v4_span(key);
+        let mut words = self.v4_words_of(lo, n);
+        for net in lo..lo + n {
+            set_bits(&mut words.1, words.0, net, 0);
+        }
+        let end = u64::from(lo) + u64::from(n);
+        // Prefixes inside the span (same or longer).
+        let first = lo << 8;
+        let inside: Vec<(u32, u8)> = self
+            .v4_set
+            .range((first, 0)..)
+            .take_while(|(addr, _)| u64::from(*addr >> 8) < end)
+            .copied()
+            .collect();
+        // Shorter prefixes around it.
+        let around: Vec<(u32, u8)> = (0..len.min(25))
+            .map(|l| (u32::from(a) & v4_mask(l), l))
+            .filter(|k| self.v4_set.contains(k))
+            .collect();
+        for q in inside.into_iter().chain(around) {
+            let (qlo, qn, state) = v4_span(q);
+            let s = qlo.max(lo);
+            let e = (u64::from(qlo) + u64::from(qn)).min(end) as u32;
+            for net in s..e {
+                let old = get_bits(&words.1, words.0, net);
+                set_bits(&mut words.1, words.0, net, merge(old, state));
+            }
+        }
+        self.store_v4_words(words)?;
+        if len == 32 {
+            match self.deny_v4_hosts.remove(&a.octets()) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
+            }
+        }
+        if len > 24 {
+            match self.deny_v4.remove(&Key::new(u32::from(len), a.octets())) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// A copy of the mirrored words holding /24s `lo .. lo + n`, with the
+    /// index of the first.
+    fn v4_words_of(&self, lo: u32, n: u32) -> (u32, Vec<u64>) {
+        let w0 = v4_24_slot(lo).0;
+        let w1 = v4_24_slot(lo + (n - 1)).0;
+        (w0, self.v4_words[w0 as usize..=w1 as usize].to_vec())
+    }
+
+    /// Writes the words that changed to the kernel, then to the mirror.
+    fn store_v4_words(&mut self, (w0, words): (u32, Vec<u64>)) -> Result<(), Error> {
+        for (i, w) in words.into_iter().enumerate() {
+            let idx = w0 as usize + i;
+            if self.v4_words[idx] != w {
+                self.deny_v4_24
+                    .set(idx as u32, w, 0)
+                    .map_err(|e| Error::kernel("updating the IPv4 deny bitmap", e))?;
+                self.v4_words[idx] = w;
+            }
+        }
+        Ok(())
+    }
+
+    fn deny_v6_prefix(&mut self, addr: u128, len: u8) -> Result<(), Error> {
+        if self.v6_set.contains(&(addr, len)) {
+            return Ok(());
+        }
+        if self.v6_set.len() >= self.capacities.deny_v6 as usize {
+            return Err(Error::new(ErrorKind::MapFull {
+                map: MAP_DENY_V6,
+                capacity: self.capacities.deny_v6,
+            }));
+        }
+        // The trie first, then what sends the program to it.
+        self.deny_v6
+            .insert(&Key::new(u32::from(len), addr.to_be_bytes()), 1, 0)
+            .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
+        self.v6_set.insert((addr, len));
+        if len >= 32 {
+            let (word, bit) = v6_filter_slot((addr >> 64) as u64, len >= 48);
+            self.store_v6_word(word, self.v6_words[word as usize] | bit)
+        } else {
+            self.cfg.v6_short_prefixes += 1;
+            self.store_config()
+        }
+    }
+
+    fn allow_v6(&mut self, addr: u128, len: u8) -> Result<bool, Error> {
+        if !self.v6_set.remove(&(addr, len)) {
+            return Ok(false);
+        }
+        match self
+            .deny_v6
+            .remove(&Key::new(u32::from(len), addr.to_be_bytes()))
+        {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+            Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
+        }
+        if len >= 32 {
+            let level48 = len >= 48;
+            let slot = v6_filter_slot((addr >> 64) as u64, level48);
+            let (word, bit) = slot;
+            let still = self.v6_set.iter().any(|&(a, l)| {
+                l >= 32 && (l >= 48) == level48 && v6_filter_slot((a >> 64) as u64, level48) == slot
+            });
+            if !still {
+                self.store_v6_word(word, self.v6_words[word as usize] & !bit)?;
+            }
+        } else {
+            self.cfg.v6_short_prefixes -= 1;
+            self.store_config()?;
+        }
+        Ok(true)
+    }
+
+    fn store_v6_word(&mut self, word: u32, value: u64) -> Result<(), Error> {
+        if self.v6_words[word as usize] != value {
+            self.deny_v6_32
+                .set(word, value, 0)
+                .map_err(|e| Error::kernel("updating the IPv6 deny filter", e))?;
+            self.v6_words[word as usize] = value;
+        }
+        Ok(())
+    }
+
+    fn store_config(&mut self) -> Result<(), Error> {
+        self.config
+            .set(0, self.cfg, 0)
+            .map_err(|e| Error::kernel("updating the configuration", e))
+    }
+
+    /// The denied source prefixes, IPv4 then IPv6.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Kernel`].
+    pub fn denied_sources(&self) -> Result<Vec<IpPrefix>, Error> {
+        let mut out = Vec::new();
+        for &(addr, len) in &self.v4_set {
+            out.push(IpPrefix::new(Ipv4Addr::from(addr).into(), len)?);
+        }
+        for &(addr, len) in &self.v6_set {
+            out.push(IpPrefix::new(Ipv6Addr::from(addr).into(), len)?);
+        }
+        Ok(out)
+    }
+
+    /// Drops TCP or UDP traffic to destination `port`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Kernel`].
+    pub fn deny_port(&mut self, protocol: Protocol, port: u16) -> Result<(), Error> {
+        self.update_port(protocol, port, true).map(|_| ())
+    }
+
+    /// Lets traffic to `port` through again; returns whether it was denied.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Kernel`].
+    pub fn allow_port(&mut self, protocol: Protocol, port: u16) -> Result<bool, Error> {
+        self.update_port(protocol, port, false)
+    }
+
+    fn update_port(&mut self, protocol: Protocol, port: u16, deny: bool) -> Result<bool, Error> {
+        let (word, bit) = port_bit(protocol == Protocol::Tcp, port);
+        let old = self
+            .deny_ports
+            .get(&word, 0)
+            .map_err(|e| Error::kernel("reading the port deny set", e))?;
+        let new = if deny { old | bit } else { old & !bit };
+        if new != old {
+            self.deny_ports
+                .set(word, new, 0)
+                .map_err(|e| Error::kernel("updating the port deny set", e))?;
+        }
+        Ok(old & bit != 0)
+    }
+
+    /// Sets or (with `None`) removes the per-source SYN rate limit. Sources
+    /// keep their state across changes; removing the limit clears it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Kernel`].
+    pub fn set_syn_limit(&mut self, limit: Option<SynLimit>) -> Result<(), Error> {
+        (self.cfg.syn_interval_ns, self.cfg.syn_tolerance_ns) =
+            limit.map(SynLimit::to_config).unwrap_or_default();
+        self.store_config()?;
+        if limit.is_none() {
+            let keys: Vec<SourceKey> = self.syn_state.keys().filter_map(Result::ok).collect();
+            for k in keys {
+                // A key evicted meanwhile is fine.
+                let _ = self.syn_state.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    /// The SYN rate limit in force, if any.
+    pub fn syn_limit(&self) -> Option<SynLimit> {
+        // The mirror of what was last written; the program never writes it.
+        let cfg = self.cfg;
+        if cfg.syn_interval_ns == 0 {
+            return None;
+        }
+        let burst = cfg.syn_tolerance_ns / cfg.syn_interval_ns + 1;
+        Some(SynLimit {
+            interval: Duration::from_nanos(cfg.syn_interval_ns),
+            burst: u32::try_from(burst).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The counters, summed over all CPUs.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Kernel`].
+    pub fn counters(&self) -> Result<Counters, Error> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .map_err(|e| Error::kernel("reading the counters", e))?;
+        let mut sum = CounterTable::default();
+        for table in per_cpu.iter() {
+            for (s, c) in sum.cells.iter_mut().zip(table.cells.iter()) {
+                s.packets = s.packets.wrapping_add(c.packets);
+                s.bytes = s.bytes.wrapping_add(c.bytes);
+            }
+        }
+        Ok(Counters::from_table(&sum))
+    }
+
+    /// Runs the classifier once per `repeat` on `frame` in the kernel
+    /// (`BPF_PROG_TEST_RUN`), without any interface. Maps and counters are
+    /// the live ones: the run counts like a received frame.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidSetting`] for a frame shorter than an Ethernet
+    /// header (14 bytes) or `repeat == 0`; [`ErrorKind::NotRoot`];
+    /// [`ErrorKind::Kernel`].
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRunOutcome, Error> {
+        self.run(PROGRAM_NAME, frame, repeat)
+    }
+
+    /// As [`XdpFilter::test_run`], for the empty program that returns
+    /// `XDP_PASS` at once: the floor of a run's cost on this kernel.
+    ///
+    /// # Errors
+    ///
+    /// As [`XdpFilter::test_run`].
+    pub fn test_run_empty(&self, frame: &[u8], repeat: u32) -> Result<TestRunOutcome, Error> {
+        self.run(PASS_PROGRAM_NAME, frame, repeat)
+    }
+
+    fn run(&self, name: &str, frame: &[u8], repeat: u32) -> Result<TestRunOutcome, Error> {
+        if frame.len() < 14 {
+            return Err(invalid(format!(
+                "a test frame needs at least 14 bytes, got {}",
+                frame.len()
+            )));
+        }
+        if repeat == 0 {
+            return Err(invalid("repeat must be at least 1".to_owned()));
+        }
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat;
+        let r = self
+            .program(name)?
+            .test_run(opts)
+            .map_err(|e| Error::kernel("BPF_PROG_TEST_RUN", e))?;
+        Ok(TestRunOutcome {
+            verdict: Verdict::from_code(r.return_value),
+            per_run: r.duration,
+        })
+    }
+}
+
+/// The /24s a v4 prefix covers (first, count) and the state it gives them.
+fn v4_span((addr, len): (u32, u8)) -> (u32, u32, u64) {
+    match len {
+        0..=24 => (addr >> 8, 1u32 << (24 - len), V4_24_DENIED),
+        32 => (addr >> 8, 1, V4_24_HOSTS),
+        _ => (addr >> 8, 1, V4_24_TRIE),
+    }
+}
+
+/// The state of a /24 holding what both states describe: a covering prefix
+/// wins over everything, a /25../31 (trie) over hosts only.
+fn merge(a: u64, b: u64) -> u64 {
+    let rank = |s: u64| match s {
+        V4_24_DENIED => 3,
+        V4_24_TRIE => 2,
+        V4_24_HOSTS => 1,
+        _ => 0,
+    };
+    if rank(a) >= rank(b) {
+        a
+    } else {
+        b
+    }
+}
+
+fn v4_mask(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+fn get_bits(words: &[u64], w0: u32, net: u32) -> u64 {
+    let (w, shift) = v4_24_slot(net);
+    (words[(w - w0) as usize] >> shift) & 3
+}
+
+fn set_bits(words: &mut [u64], w0: u32, net: u32, bits: u64) {
+    let (w, shift) = v4_24_slot(net);
+    let word = &mut words[(w - w0) as usize];
+    *word = (*word & !(3 << shift)) | (bits << shift);
+}
+
+impl Drop for XdpFilter {
+    fn drop(&mut self) {
+        if self.attached.is_some() {
+            // Errors cannot be reported from drop; the kernel releases the
+            // link with its last file descriptor anyway.
+            let _ = self.detach();
+        }
+    }
+}

@@ -1,0 +1,988 @@
+//! BPF_PROG_TEST_RUN on crafted frames: every class and verdict, truncated
+//! and VLAN-tagged frames. Needs root and the `ebpf` feature; run by
+//! scripts/test.d/40-xdp.sh with `--ignored --test-threads=1`.
+#![cfg(feature = "ebpf")]
+
+mod common;
+
+use std::{net::IpAddr, time::Duration};
+
+use common::frames::*;
+use common::require_root;
+use rauta_xdp::{Count, ErrorKind, IpPrefix, Protocol, SynLimit, Verdict, XdpFilter};
+
+fn filter() -> XdpFilter {
+    require_root();
+    XdpFilter::load().expect("load the XDP program")
+}
+
+/// Runs `frame` once and checks the verdict and that exactly the counters
+/// named in `expect` grew, each by one frame of `frame.len()` bytes.
+#[track_caller]
+fn check(f: &XdpFilter, label: &str, frame: &[u8], verdict: Verdict, expect: &[&str]) {
+    let before = f.counters().unwrap();
+    let out = f.test_run(frame, 1).unwrap();
+    assert_eq!(out.verdict, verdict, "{label}: verdict");
+    let delta = f.counters().unwrap().since(&before);
+    for (name, got) in delta.iter() {
+        let want = if expect.contains(&name) {
+            Count {
+                packets: 1,
+                bytes: frame.len() as u64,
+            }
+        } else {
+            Count::default()
+        };
+        assert_eq!(got, want, "{label}: counter {name}");
+    }
+}
+
+const SRC4: [u8; 4] = [198, 18, 5, 9];
+const SRC6: &str = "2001:db8:5::9";
+
+fn src4() -> std::net::Ipv4Addr {
+    SRC4.into()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_every_class_passes() {
+    let f = filter();
+    let opts = V4Opts::default();
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "ipv4 tcp",
+            v4_frame(src4(), TCP, &tcp(40000, 80, ACK)),
+            &["ipv4", "tcp", "passed"],
+        ),
+        (
+            "ipv4 udp",
+            v4_frame(src4(), UDP, &udp(40000, 53, b"q")),
+            &["ipv4", "udp", "passed"],
+        ),
+        (
+            "ipv4 icmp",
+            v4_frame(src4(), ICMP, &icmp_echo(false, b"ping")),
+            &["ipv4", "icmp", "passed"],
+        ),
+        (
+            "ipv4 gre",
+            v4_frame(src4(), GRE, &[0; 8]),
+            &["ipv4", "other", "passed"],
+        ),
+        (
+            "ipv4 options",
+            eth(
+                &[],
+                ETH_P_IP,
+                &ipv4(
+                    src4(),
+                    v4(198, 18, 0, 1),
+                    UDP,
+                    V4Opts {
+                        options: 12,
+                        ..opts
+                    },
+                    &udp(1, 2, b"x"),
+                ),
+            ),
+            &["ipv4", "udp", "passed"],
+        ),
+        (
+            "ipv4 max options",
+            eth(
+                &[],
+                ETH_P_IP,
+                &ipv4(
+                    src4(),
+                    v4(198, 18, 0, 1),
+                    TCP,
+                    V4Opts {
+                        options: 40,
+                        ..opts
+                    },
+                    &tcp(1, 2, ACK),
+                ),
+            ),
+            &["ipv4", "tcp", "passed"],
+        ),
+        (
+            "ipv4 first fragment",
+            eth(
+                &[],
+                ETH_P_IP,
+                &ipv4(
+                    src4(),
+                    v4(198, 18, 0, 1),
+                    UDP,
+                    V4Opts {
+                        more_fragments: true,
+                        ..opts
+                    },
+                    &udp(1, 2, &[7; 64]),
+                ),
+            ),
+            &["ipv4", "udp", "passed"],
+        ),
+        (
+            "ipv4 later fragment",
+            eth(
+                &[],
+                ETH_P_IP,
+                &ipv4(
+                    src4(),
+                    v4(198, 18, 0, 1),
+                    UDP,
+                    V4Opts {
+                        frag_offset: 9,
+                        ..opts
+                    },
+                    &[7; 64],
+                ),
+            ),
+            &["ipv4", "fragment", "passed"],
+        ),
+        (
+            "ipv6 tcp",
+            v6_frame(v6(SRC6), TCP, &tcp(40000, 443, SYN | ACK)),
+            &["ipv6", "tcp", "passed"],
+        ),
+        (
+            "ipv6 udp",
+            v6_frame(v6(SRC6), UDP, &udp(40000, 53, b"q")),
+            &["ipv6", "udp", "passed"],
+        ),
+        (
+            "ipv6 icmp",
+            v6_frame(v6(SRC6), ICMPV6, &icmp_echo(true, b"ping")),
+            &["ipv6", "icmp", "passed"],
+        ),
+        (
+            "ipv6 hop-by-hop, routing, destination options, AH",
+            eth(
+                &[],
+                ETH_P_IPV6,
+                &ipv6(
+                    v6(SRC6),
+                    v6("2001:db8::1"),
+                    &[(0, 8), (43, 24), (60, 16), (51, 12)],
+                    0,
+                    UDP,
+                    &udp(1, 2, b"x"),
+                ),
+            ),
+            &["ipv6", "udp", "passed"],
+        ),
+        (
+            "ipv6 first fragment",
+            eth(
+                &[],
+                ETH_P_IPV6,
+                &ipv6(
+                    v6(SRC6),
+                    v6("2001:db8::1"),
+                    &[(44, 8)],
+                    0,
+                    TCP,
+                    &tcp(1, 2, ACK),
+                ),
+            ),
+            &["ipv6", "tcp", "passed"],
+        ),
+        (
+            "ipv6 later fragment",
+            eth(
+                &[],
+                ETH_P_IPV6,
+                &ipv6(
+                    v6(SRC6),
+                    v6("2001:db8::1"),
+                    &[(0, 8), (44, 8)],
+                    100,
+                    TCP,
+                    &[0; 32],
+                ),
+            ),
+            &["ipv6", "fragment", "passed"],
+        ),
+        (
+            "ipv6 six extension headers",
+            eth(
+                &[],
+                ETH_P_IPV6,
+                &ipv6(
+                    v6(SRC6),
+                    v6("2001:db8::1"),
+                    &[(0, 8), (60, 8), (43, 8), (60, 8), (60, 8), (60, 8)],
+                    0,
+                    UDP,
+                    &udp(1, 2, b"x"),
+                ),
+            ),
+            &["ipv6", "udp", "passed"],
+        ),
+        (
+            "ipv6 seven extension headers: beyond the bound",
+            eth(
+                &[],
+                ETH_P_IPV6,
+                &ipv6(
+                    v6(SRC6),
+                    v6("2001:db8::1"),
+                    &[(0, 8), (60, 8), (43, 8), (60, 8), (60, 8), (60, 8), (60, 8)],
+                    0,
+                    UDP,
+                    &udp(1, 2, b"x"),
+                ),
+            ),
+            &["ipv6", "other", "passed"],
+        ),
+        (
+            "ipv6 no next header",
+            v6_frame(v6(SRC6), 59, &[]),
+            &["ipv6", "other", "passed"],
+        ),
+        ("arp", eth(&[], ETH_P_ARP, &[0; 28]), &["other", "passed"]),
+        (
+            "802.1Q ipv4 udp",
+            eth(
+                &[(ETH_P_8021Q, 7)],
+                ETH_P_IP,
+                &ipv4(src4(), v4(198, 18, 0, 1), UDP, opts, &udp(1, 2, b"x")),
+            ),
+            &["ipv4", "udp", "vlan", "passed"],
+        ),
+        (
+            "802.1ad + 802.1Q ipv6 tcp",
+            eth(
+                &[(ETH_P_8021AD, 100), (ETH_P_8021Q, 7)],
+                ETH_P_IPV6,
+                &ipv6(v6(SRC6), v6("2001:db8::1"), &[], 0, TCP, &tcp(1, 2, ACK)),
+            ),
+            &["ipv6", "tcp", "vlan", "passed"],
+        ),
+        (
+            "three VLAN tags: not parsed further",
+            eth(
+                &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
+                ETH_P_IP,
+                &ipv4(src4(), v4(198, 18, 0, 1), UDP, opts, &udp(1, 2, b"x")),
+            ),
+            &["other", "vlan", "passed"],
+        ),
+    ];
+    for (label, frame, expect) in &cases {
+        check(&f, label, frame, Verdict::Pass, expect);
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_truncated_and_malformed_frames_pass() {
+    let f = filter();
+    let good4 = ipv4(
+        src4(),
+        v4(198, 18, 0, 1),
+        TCP,
+        V4Opts::default(),
+        &tcp(1, 2, ACK),
+    );
+    let good6 = ipv6(v6(SRC6), v6("2001:db8::1"), &[], 0, UDP, &udp(1, 2, b""));
+    let mut bad_version = good4.clone();
+    bad_version[0] = 0x65;
+    let mut short_ihl = good4.clone();
+    short_ihl[0] = 0x44;
+    let mut long_ihl = good4.clone();
+    long_ihl[0] = 0x4f; // 60-byte header in a 40-byte packet
+    let mut bad_total = good4.clone();
+    bad_total[2..4].copy_from_slice(&10u16.to_be_bytes());
+    let mut v6_in_v4 = good6.clone();
+    v6_in_v4[0] = 0x40;
+    let v6_ext_cut = ipv6(
+        v6(SRC6),
+        v6("2001:db8::1"),
+        &[(0, 16)],
+        0,
+        UDP,
+        &udp(1, 2, b""),
+    );
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "bare ethernet header, IPv4 type",
+            eth(&[], ETH_P_IP, &[]),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv4 header cut at 19 bytes",
+            eth(&[], ETH_P_IP, &good4[..19]),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv4 version 6",
+            eth(&[], ETH_P_IP, &bad_version),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv4 IHL 4",
+            eth(&[], ETH_P_IP, &short_ihl),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv4 IHL past the end",
+            eth(&[], ETH_P_IP, &long_ihl),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv4 total length below header",
+            eth(&[], ETH_P_IP, &bad_total),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv4 tcp header cut",
+            eth(&[], ETH_P_IP, &good4[..30]),
+            &["ipv4", "malformed", "passed"],
+        ),
+        (
+            "ipv4 udp header cut",
+            eth(
+                &[],
+                ETH_P_IP,
+                &ipv4(src4(), v4(198, 18, 0, 1), UDP, V4Opts::default(), &[0; 7]),
+            ),
+            &["ipv4", "malformed", "passed"],
+        ),
+        (
+            "ipv4 icmp header cut",
+            eth(
+                &[],
+                ETH_P_IP,
+                &ipv4(src4(), v4(198, 18, 0, 1), ICMP, V4Opts::default(), &[8, 0]),
+            ),
+            &["ipv4", "malformed", "passed"],
+        ),
+        (
+            "ipv6 header cut at 39 bytes",
+            eth(&[], ETH_P_IPV6, &good6[..39]),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv6 version 4",
+            eth(&[], ETH_P_IPV6, &v6_in_v4),
+            &["malformed", "passed"],
+        ),
+        (
+            "ipv6 udp header cut",
+            eth(&[], ETH_P_IPV6, &good6[..44]),
+            &["ipv6", "malformed", "passed"],
+        ),
+        (
+            "ipv6 extension header cut",
+            eth(&[], ETH_P_IPV6, &v6_ext_cut[..41]),
+            &["ipv6", "malformed", "passed"],
+        ),
+        (
+            "ipv6 extension header longer than the packet",
+            eth(&[], ETH_P_IPV6, &v6_ext_cut[..50]),
+            &["ipv6", "malformed", "passed"],
+        ),
+        (
+            "VLAN tag cut",
+            {
+                let mut f = eth(&[], ETH_P_8021Q, &[0, 7]);
+                f.truncate(15);
+                f
+            },
+            &["malformed", "vlan", "passed"],
+        ),
+        (
+            "second VLAN tag cut",
+            eth(&[(ETH_P_8021AD, 1)], ETH_P_8021Q, &[0, 2, 0x08]),
+            &["malformed", "vlan", "passed"],
+        ),
+    ];
+    for (label, frame, expect) in &cases {
+        check(&f, label, frame, Verdict::Pass, expect);
+    }
+    // Shorter than an Ethernet header: refused before the kernel.
+    let e = f.test_run(&[0u8; 13], 1).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::InvalidSetting { .. }), "{e}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_v4_v6() {
+    let mut f = filter();
+    let p4: IpPrefix = "198.18.5.0/24".parse().unwrap();
+    let p6: IpPrefix = "2001:db8:5::/48".parse().unwrap();
+    f.deny_source(p4).unwrap();
+    f.deny_source(p6).unwrap();
+    f.deny_source(p6).unwrap(); // twice is fine
+    let mut listed = f.denied_sources().unwrap();
+    listed.sort_by_key(|p| p.to_string());
+    assert_eq!(listed, vec![p4, p6]);
+
+    let drop_src = ["dropped_deny_source"];
+    let denied_tcp = v4_frame(src4(), TCP, &tcp(40000, 80, SYN));
+    check(
+        &f,
+        "denied v4 tcp",
+        &denied_tcp,
+        Verdict::Drop,
+        &["ipv4", "tcp", drop_src[0]],
+    );
+    check(
+        &f,
+        "denied v4 udp",
+        &v4_frame(src4(), UDP, &udp(1, 2, b"")),
+        Verdict::Drop,
+        &["ipv4", "udp", drop_src[0]],
+    );
+    check(
+        &f,
+        "denied v4 later fragment",
+        &eth(
+            &[],
+            ETH_P_IP,
+            &ipv4(
+                src4(),
+                v4(198, 18, 0, 1),
+                UDP,
+                V4Opts {
+                    frag_offset: 3,
+                    ..V4Opts::default()
+                },
+                &[0; 16],
+            ),
+        ),
+        Verdict::Drop,
+        &["ipv4", "fragment", drop_src[0]],
+    );
+    check(
+        &f,
+        "denied v4 cut tcp",
+        &eth(
+            &[],
+            ETH_P_IP,
+            &ipv4(src4(), v4(198, 18, 0, 1), TCP, V4Opts::default(), &[0; 10]),
+        ),
+        Verdict::Drop,
+        &["ipv4", "malformed", drop_src[0]],
+    );
+    check(
+        &f,
+        "denied v4 behind two VLAN tags",
+        &eth(
+            &[(ETH_P_8021AD, 5), (ETH_P_8021Q, 6)],
+            ETH_P_IP,
+            &ipv4(
+                src4(),
+                v4(198, 18, 0, 1),
+                ICMP,
+                V4Opts::default(),
+                &icmp_echo(false, b""),
+            ),
+        ),
+        Verdict::Drop,
+        &["ipv4", "icmp", "vlan", drop_src[0]],
+    );
+    check(
+        &f,
+        "v4 next to the prefix",
+        &v4_frame(v4(198, 18, 6, 9), TCP, &tcp(1, 80, SYN)),
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+    check(
+        &f,
+        "denied v6 tcp",
+        &v6_frame(v6(SRC6), TCP, &tcp(1, 443, SYN)),
+        Verdict::Drop,
+        &["ipv6", "tcp", drop_src[0]],
+    );
+    check(
+        &f,
+        "denied v6 behind extension headers",
+        &eth(
+            &[],
+            ETH_P_IPV6,
+            &ipv6(
+                v6("2001:db8:5:ffff::1"),
+                v6("2001:db8::1"),
+                &[(0, 8), (60, 8)],
+                0,
+                ICMPV6,
+                &icmp_echo(true, b""),
+            ),
+        ),
+        Verdict::Drop,
+        &["ipv6", "icmp", drop_src[0]],
+    );
+    check(
+        &f,
+        "v6 next to the prefix",
+        &v6_frame(v6("2001:db8:6::9"), UDP, &udp(1, 2, b"")),
+        Verdict::Pass,
+        &["ipv6", "udp", "passed"],
+    );
+
+    // A wider prefix and a narrower one: removing one keeps the other.
+    let wide: IpPrefix = "198.18.0.0/15".parse().unwrap();
+    f.deny_source(wide).unwrap();
+    assert!(f.allow_source(p4).unwrap());
+    assert!(!f.allow_source(p4).unwrap());
+    check(
+        &f,
+        "still inside /15",
+        &denied_tcp,
+        Verdict::Drop,
+        &["ipv4", "tcp", drop_src[0]],
+    );
+    assert!(f.allow_source(wide).unwrap());
+    check(
+        &f,
+        "v4 allowed again",
+        &denied_tcp,
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+    assert!(f.allow_source(p6).unwrap());
+    check(
+        &f,
+        "v6 allowed again",
+        &v6_frame(v6(SRC6), TCP, &tcp(1, 443, SYN)),
+        Verdict::Pass,
+        &["ipv6", "tcp", "passed"],
+    );
+    assert!(f.denied_sources().unwrap().is_empty());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_ports() {
+    let mut f = filter();
+    f.deny_port(Protocol::Tcp, 23).unwrap();
+    f.deny_port(Protocol::Udp, 11211).unwrap();
+    f.deny_port(Protocol::Tcp, 65535).unwrap();
+    let drop = "dropped_deny_port";
+    check(
+        &f,
+        "tcp 23",
+        &v4_frame(src4(), TCP, &tcp(1, 23, SYN)),
+        Verdict::Drop,
+        &["ipv4", "tcp", drop],
+    );
+    check(
+        &f,
+        "udp 23 is not tcp 23",
+        &v4_frame(src4(), UDP, &udp(1, 23, b"")),
+        Verdict::Pass,
+        &["ipv4", "udp", "passed"],
+    );
+    check(
+        &f,
+        "udp 11211",
+        &v6_frame(v6(SRC6), UDP, &udp(1, 11211, b"stats")),
+        Verdict::Drop,
+        &["ipv6", "udp", drop],
+    );
+    check(
+        &f,
+        "tcp 11211 is open",
+        &v6_frame(v6(SRC6), TCP, &tcp(1, 11211, ACK)),
+        Verdict::Pass,
+        &["ipv6", "tcp", "passed"],
+    );
+    check(
+        &f,
+        "tcp 65535",
+        &v4_frame(src4(), TCP, &tcp(1, 65535, ACK)),
+        Verdict::Drop,
+        &["ipv4", "tcp", drop],
+    );
+    check(
+        &f,
+        "source port 23 is open",
+        &v4_frame(src4(), TCP, &tcp(23, 80, ACK)),
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+    check(
+        &f,
+        "tcp 23 in a VLAN",
+        &eth(
+            &[(ETH_P_8021Q, 9)],
+            ETH_P_IP,
+            &ipv4(
+                src4(),
+                v4(198, 18, 0, 1),
+                TCP,
+                V4Opts::default(),
+                &tcp(1, 23, ACK),
+            ),
+        ),
+        Verdict::Drop,
+        &["ipv4", "tcp", "vlan", drop],
+    );
+    // The source deny list comes first.
+    f.deny_source(IpPrefix::host(src4().into())).unwrap();
+    check(
+        &f,
+        "denied source to denied port",
+        &v4_frame(src4(), TCP, &tcp(1, 23, SYN)),
+        Verdict::Drop,
+        &["ipv4", "tcp", "dropped_deny_source"],
+    );
+    f.allow_source(IpPrefix::host(src4().into())).unwrap();
+    assert!(f.allow_port(Protocol::Tcp, 23).unwrap());
+    assert!(!f.allow_port(Protocol::Tcp, 23).unwrap());
+    check(
+        &f,
+        "tcp 23 allowed again",
+        &v4_frame(src4(), TCP, &tcp(1, 23, SYN)),
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_syn_limit() {
+    let mut f = filter();
+    assert_eq!(f.syn_limit(), None);
+    // One SYN an hour after a burst of 3: no test is long enough to refill.
+    let limit = SynLimit::every(Duration::from_secs(3600), 3).unwrap();
+    f.set_syn_limit(Some(limit)).unwrap();
+    assert_eq!(f.syn_limit(), Some(limit));
+    let syn4 = v4_frame(src4(), TCP, &tcp(40000, 80, SYN));
+    for i in 0..3 {
+        check(
+            &f,
+            &format!("v4 syn {i} within burst"),
+            &syn4,
+            Verdict::Pass,
+            &["ipv4", "tcp", "passed"],
+        );
+    }
+    for i in 3..6 {
+        check(
+            &f,
+            &format!("v4 syn {i} over the limit"),
+            &syn4,
+            Verdict::Drop,
+            &["ipv4", "tcp", "dropped_syn_rate"],
+        );
+    }
+    check(
+        &f,
+        "syn-ack is not limited",
+        &v4_frame(src4(), TCP, &tcp(40000, 80, SYN | ACK)),
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+    check(
+        &f,
+        "ack is not limited",
+        &v4_frame(src4(), TCP, &tcp(40000, 80, ACK)),
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+    check(
+        &f,
+        "another source has its own bucket",
+        &v4_frame(v4(198, 18, 5, 10), TCP, &tcp(1, 80, SYN)),
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+    let syn6 = v6_frame(v6(SRC6), TCP, &tcp(40000, 80, SYN));
+    for i in 0..3 {
+        check(
+            &f,
+            &format!("v6 syn {i}"),
+            &syn6,
+            Verdict::Pass,
+            &["ipv6", "tcp", "passed"],
+        );
+    }
+    check(
+        &f,
+        "v6 syn over the limit",
+        &syn6,
+        Verdict::Drop,
+        &["ipv6", "tcp", "dropped_syn_rate"],
+    );
+    // A denied port is counted as such, before the rate limit.
+    f.deny_port(Protocol::Tcp, 80).unwrap();
+    check(
+        &f,
+        "port before rate",
+        &syn4,
+        Verdict::Drop,
+        &["ipv4", "tcp", "dropped_deny_port"],
+    );
+    f.allow_port(Protocol::Tcp, 80).unwrap();
+    // Switching the limit off lets SYNs through and forgets the sources.
+    f.set_syn_limit(None).unwrap();
+    check(
+        &f,
+        "limit off",
+        &syn4,
+        Verdict::Pass,
+        &["ipv4", "tcp", "passed"],
+    );
+    f.set_syn_limit(Some(limit)).unwrap();
+    for i in 0..3 {
+        check(
+            &f,
+            &format!("fresh burst {i}"),
+            &syn4,
+            Verdict::Pass,
+            &["ipv4", "tcp", "passed"],
+        );
+    }
+    check(
+        &f,
+        "fresh burst spent",
+        &syn4,
+        Verdict::Drop,
+        &["ipv4", "tcp", "dropped_syn_rate"],
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_repeat_counts_every_run() {
+    let f = filter();
+    let frame = v4_frame(src4(), UDP, &udp(1, 2, &[0; 100]));
+    let out = f.test_run(&frame, 1000).unwrap();
+    assert_eq!(out.verdict, Verdict::Pass);
+    let c = f.counters().unwrap();
+    assert_eq!(c.udp.packets, 1000);
+    assert_eq!(c.udp.bytes, 1000 * frame.len() as u64);
+    assert_eq!(c.total(), c.passed);
+    let empty = f.test_run_empty(&frame, 10).unwrap();
+    assert_eq!(empty.verdict, Verdict::Pass);
+    assert_eq!(f.counters().unwrap(), c, "the empty program counts nothing");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_load_errors_and_capacities() {
+    require_root();
+    let mut f = XdpFilter::builder()
+        .deny_v4_capacity(2)
+        .deny_v6_capacity(1)
+        .syn_sources_capacity(4)
+        .load()
+        .unwrap();
+    f.deny_source("198.18.1.0/24".parse().unwrap()).unwrap();
+    f.deny_source("198.18.2.0/24".parse().unwrap()).unwrap();
+    let e = f.deny_source("198.18.3.0/24".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::MapFull {
+            map: "DENY_V4",
+            capacity: 2
+        }
+    );
+    f.deny_source("2001:db8::/32".parse().unwrap()).unwrap();
+    let e = f.deny_source("2001:db9::/32".parse().unwrap()).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::MapFull { map: "DENY_V6", .. }),
+        "{e}"
+    );
+
+    let e = f.attach("rauta-nope0").unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::NoSuchInterface {
+            name: "rauta-nope0".into()
+        }
+    );
+    assert_eq!(f.detach().unwrap_err().kind(), &ErrorKind::NotAttached);
+    assert_eq!(f.attachment(), None);
+
+    // The SYN state map evicts instead of filling up: 10 sources, capacity 4.
+    f.set_syn_limit(Some(SynLimit::every(Duration::from_secs(3600), 1).unwrap()))
+        .unwrap();
+    for i in 0..10 {
+        let frame = v4_frame(v4(198, 18, 9, i), TCP, &tcp(1, 80, SYN));
+        assert_eq!(f.test_run(&frame, 1).unwrap().verdict, Verdict::Pass);
+    }
+}
+
+/// The IPv4 deny list (a /24 bitmap in front of a trie for longer prefixes)
+/// against a plain list of prefixes, through random adds and removes.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_v4_matches_an_oracle() {
+    let mut f = filter();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut oracle: Vec<IpPrefix> = Vec::new();
+    let base = u32::from(v4(198, 18, 0, 0));
+    let random_addr = |r: u64| std::net::Ipv4Addr::from(base | (r as u32 & 0x1_ffff));
+    for round in 0..30 {
+        for _ in 0..12 {
+            let r = next();
+            if r % 3 == 0 && !oracle.is_empty() {
+                let p = oracle.swap_remove((r >> 8) as usize % oracle.len());
+                assert!(f.allow_source(p).unwrap(), "{p} was denied");
+            } else {
+                let len = 15 + ((r >> 8) % 18) as u8; // /15 ../32
+                let a = u32::from(random_addr(r >> 20)) & (u32::MAX << (32 - u32::from(len)));
+                let p = IpPrefix::new(std::net::Ipv4Addr::from(a).into(), len).unwrap();
+                f.deny_source(p).unwrap();
+                if !oracle.contains(&p) {
+                    oracle.push(p);
+                }
+            }
+        }
+        let mut listed = f.denied_sources().unwrap();
+        let mut want = oracle.clone();
+        listed.sort_by_key(|p| (p.addr(), p.len()));
+        want.sort_by_key(|p| (p.addr(), p.len()));
+        assert_eq!(listed, want, "round {round}: listed prefixes");
+        // Random sources, and the edges of every prefix.
+        let mut probes: Vec<std::net::Ipv4Addr> = (0..32).map(|_| random_addr(next())).collect();
+        for p in &oracle {
+            let IpAddr::V4(a) = p.addr() else {
+                unreachable!()
+            };
+            let last = u32::from(a) | u32::MAX.checked_shr(u32::from(p.len())).unwrap_or(0);
+            probes.extend([
+                a,
+                last.into(),
+                last.wrapping_add(1).into(),
+                u32::from(a).wrapping_sub(1).into(),
+            ]);
+        }
+        for src in probes {
+            let denied = oracle.iter().any(|p| p.contains(src.into()));
+            let frame = v4_frame(src, UDP, &udp(1, 2, b""));
+            let want = if denied { Verdict::Drop } else { Verdict::Pass };
+            assert_eq!(
+                f.test_run(&frame, 1).unwrap().verdict,
+                want,
+                "round {round}: {src} in {oracle:?}"
+            );
+        }
+    }
+}
+
+/// The IPv6 deny list (a hashed-/32 filter in front of the trie, walked
+/// always while prefixes shorter than /32 exist) against a plain list.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_v6_matches_an_oracle() {
+    let mut f = filter();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let tops: [u128; 4] = [0x2001_0db8, 0x2001_0db9, 0x2001_0dba, 0x2a00_1450];
+    let mut random_addr = move || {
+        let r = next();
+        let low = u128::from(next()) << 32 | u128::from(r >> 32);
+        (tops[(r % 4) as usize] << 96) | (low & ((1u128 << 96) - 1) & !0xffff_0000u128 << 60)
+    };
+    let lens = [16u8, 24, 31, 32, 40, 48, 56, 64, 96, 127, 128];
+    let mut oracle: Vec<IpPrefix> = Vec::new();
+    for round in 0..30 {
+        for _ in 0..10 {
+            let r = random_addr();
+            if r % 3 == 0 && !oracle.is_empty() {
+                let p = oracle.swap_remove((r >> 8) as usize % oracle.len());
+                assert!(f.allow_source(p).unwrap(), "{p} was denied");
+            } else {
+                let len = lens[(r >> 4) as usize % lens.len()];
+                let a = r & !(u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
+                let p = IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap();
+                f.deny_source(p).unwrap();
+                if !oracle.contains(&p) {
+                    oracle.push(p);
+                }
+            }
+        }
+        let mut listed = f.denied_sources().unwrap();
+        let mut want = oracle.clone();
+        listed.sort_by_key(|p| (p.addr(), p.len()));
+        want.sort_by_key(|p| (p.addr(), p.len()));
+        assert_eq!(listed, want, "round {round}: listed prefixes");
+        let mut probes: Vec<u128> = (0..32).map(|_| random_addr()).collect();
+        for p in &oracle {
+            let IpAddr::V6(a) = p.addr() else {
+                unreachable!()
+            };
+            let a = u128::from(a);
+            let last = a | u128::MAX.checked_shr(u32::from(p.len())).unwrap_or(0);
+            probes.extend([a, last, last.wrapping_add(1), a.wrapping_sub(1)]);
+        }
+        for src in probes {
+            let src = std::net::Ipv6Addr::from(src);
+            let denied = oracle.iter().any(|p| p.contains(src.into()));
+            let frame = v6_frame(src, UDP, &udp(1, 2, b""));
+            let want = if denied { Verdict::Drop } else { Verdict::Pass };
+            assert_eq!(
+                f.test_run(&frame, 1).unwrap().verdict,
+                want,
+                "round {round}: {src} in {oracle:?}"
+            );
+        }
+    }
+}
+
+/// A program the verifier rejects: the embedded object with `r0 = 2`
+/// before an `exit` turned into `r1 = 2`, so R0 is read uninitialised.
+#[test]
+#[ignore = "needs root"]
+fn root_verifier_rejection_is_typed_with_its_log() {
+    require_root();
+    let mut obj = XdpFilter::embedded_object().unwrap().to_vec();
+    let pattern = [0xb7, 0, 0, 0, 2, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let mut patched = 0;
+    for i in (0..obj.len() - pattern.len()).step_by(8) {
+        if obj[i..i + pattern.len()] == pattern {
+            obj[i + 1] = 0x01; // destination register r1 instead of r0
+            patched += 1;
+        }
+    }
+    assert!(patched >= 1, "no `r0 = XDP_PASS; exit` found in the object");
+    let e = XdpFilter::builder().load_from(&obj).unwrap_err();
+    match e.kind() {
+        ErrorKind::VerifierRejected { program, log } => {
+            assert!(program.starts_with("rauta_xdp"), "{program}");
+            assert!(log.contains("R0"), "the verifier's log: {log}");
+            assert_eq!(e.verifier_log(), Some(log.as_str()));
+        }
+        other => panic!("expected a verifier rejection, got {other:?}: {e}"),
+    }
+}
+
+/// Without privileges the kernel refuses to create the maps: `NotRoot`.
+/// The thread drops root for itself only (a raw setresuid, not glibc's
+/// process-wide one) and ends right after.
+#[test]
+#[ignore = "needs root"]
+fn root_unprivileged_thread_gets_not_root() {
+    require_root();
+    let e = std::thread::spawn(|| {
+        // SAFETY: setresuid through the raw syscall changes the credentials
+        // of this thread only; it is never given back, and the thread ends
+        // when the closure returns.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+        XdpFilter::load().unwrap_err()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(e.kind(), &ErrorKind::NotRoot, "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+}

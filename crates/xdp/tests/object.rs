@@ -1,0 +1,126 @@
+//! The embedded object parses and holds the expected programs and maps.
+//! Needs no privileges; needs the `ebpf` feature (scripts/test.d/40-xdp.sh).
+#![cfg(feature = "ebpf")]
+
+use aya_obj::{generated::bpf_map_type, programs::XdpAttachType, Object, ProgramSection};
+use rauta_xdp::XdpFilter;
+use rauta_xdp_common as common;
+
+fn object() -> Object {
+    let bytes = XdpFilter::embedded_object().expect("built with the ebpf feature");
+    Object::parse(bytes).expect("the embedded object parses")
+}
+
+#[test]
+fn embedded_object_holds_both_xdp_programs() {
+    let obj = object();
+    let mut names: Vec<&str> = obj.programs.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, [common::PROGRAM_NAME, common::PASS_PROGRAM_NAME]);
+    for p in obj.programs.values() {
+        assert!(
+            matches!(
+                p.section,
+                ProgramSection::Xdp {
+                    frags: false,
+                    attach_type: XdpAttachType::Interface
+                }
+            ),
+            "{:?}",
+            p.section
+        );
+    }
+    // GPL-compatible, so every helper the program may call is allowed.
+    assert_eq!(obj.license.to_str().unwrap(), "Dual MIT/GPL");
+}
+
+#[test]
+fn embedded_object_maps_have_the_shared_layouts() {
+    use std::mem::size_of;
+    let obj = object();
+    let expect: [(&str, u32, usize, usize, u32); 9] = [
+        (
+            common::MAP_DENY_V4,
+            bpf_map_type::BPF_MAP_TYPE_LPM_TRIE as u32,
+            4 + 4,
+            1,
+            common::DEFAULT_DENY_V4_ENTRIES,
+        ),
+        (
+            common::MAP_DENY_V6,
+            bpf_map_type::BPF_MAP_TYPE_LPM_TRIE as u32,
+            4 + 16,
+            1,
+            common::DEFAULT_DENY_V6_ENTRIES,
+        ),
+        (
+            common::MAP_DENY_V4_24,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            8,
+            common::V4_MAP24_WORDS,
+        ),
+        (
+            common::MAP_DENY_V6_32,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            8,
+            2 * common::V6_FILTER_WORDS,
+        ),
+        (
+            common::MAP_DENY_V4_HOSTS,
+            bpf_map_type::BPF_MAP_TYPE_HASH as u32,
+            4,
+            1,
+            common::DEFAULT_DENY_V4_ENTRIES,
+        ),
+        (
+            common::MAP_DENY_PORTS,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            8,
+            common::PORT_BITMAP_WORDS,
+        ),
+        (
+            common::MAP_CONFIG,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            size_of::<common::Config>(),
+            1,
+        ),
+        (
+            common::MAP_SYN_STATE,
+            bpf_map_type::BPF_MAP_TYPE_LRU_HASH as u32,
+            size_of::<common::SourceKey>(),
+            8,
+            common::DEFAULT_SYN_STATE_ENTRIES,
+        ),
+        (
+            common::MAP_COUNTERS,
+            bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY as u32,
+            4,
+            size_of::<common::CounterTable>(),
+            1,
+        ),
+    ];
+    let mut names: Vec<&str> = obj.maps.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut want: Vec<&str> = expect.iter().map(|e| e.0).collect();
+    want.sort_unstable();
+    assert_eq!(names, want, "exactly the documented maps");
+    for (name, kind, key, value, entries) in expect {
+        let m = &obj.maps[name];
+        assert_eq!(m.map_type(), kind, "{name} type");
+        assert_eq!(m.key_size() as usize, key, "{name} key size");
+        assert_eq!(m.value_size() as usize, value, "{name} value size");
+        assert_eq!(m.max_entries(), entries, "{name} capacity");
+    }
+    // LPM tries must be created without preallocation.
+    for name in [common::MAP_DENY_V4, common::MAP_DENY_V6] {
+        assert_ne!(
+            obj.maps[name].map_flags() & 1,
+            0,
+            "{name} has BPF_F_NO_PREALLOC"
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The RAUTA XDP classifier.
+//!
+//! Parses Ethernet (up to two VLAN tags), IPv4 (options, fragments), IPv6
+//! (up to `MAX_IPV6_EXT_HEADERS` extension headers), TCP, UDP and ICMP; drops
+//! frames whose source is in a deny list, whose destination port is denied,
+//! or TCP SYNs over a per-source rate; passes everything else, malformed
+//! frames included, and counts every frame per class and per verdict.
+//!
+//! Every read is bounds-checked against the packet end first; the maps and
+//! their layouts are described in `rauta-xdp-common`.
+#![no_std]
+#![no_main]
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, xdp},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use rauta_xdp_common::{
+    cell, port_bit, slot, v4_24_slot, v6_filter_slot, Config, CounterTable, SourceKey,
+    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
+    MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, V4_24_DENIED, V4_24_HOSTS, V4_24_TRIE, V4_MAP24_WORDS,
+    V6_FILTER_WORDS,
+};
+
+#[map]
+static DENY_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(DEFAULT_DENY_V4_ENTRIES, 0);
+
+#[map]
+static DENY_V4_24: Array<u64> = Array::with_max_entries(V4_MAP24_WORDS, 0);
+
+#[map]
+static DENY_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_DENY_V6_ENTRIES, 0);
+
+#[map]
+static DENY_V4_HOSTS: HashMap<[u8; 4], u8> = HashMap::with_max_entries(DEFAULT_DENY_V4_ENTRIES, 0);
+
+#[map]
+static DENY_V6_32: Array<u64> = Array::with_max_entries(2 * V6_FILTER_WORDS, 0);
+
+#[map]
+static DENY_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
+
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map]
+static SYN_STATE: LruHashMap<SourceKey, u64> =
+    LruHashMap::with_max_entries(DEFAULT_SYN_STATE_ENTRIES, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<CounterTable> = PerCpuArray::with_max_entries(1, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_ACK: u8 = 0x10;
+
+/// The empty program: the cost floor of `BPF_PROG_TEST_RUN` on this kernel.
+#[xdp]
+pub fn rauta_xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// The classifier.
+#[xdp]
+pub fn rauta_xdp(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let frame = Frame { start, end };
+    let out = classify(&frame);
+    count(&out, (end - start) as u64);
+    if out.verdict == slot::PASSED {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// The packet bounds.
+struct Frame {
+    start: usize,
+    end: usize,
+}
+
+impl Frame {
+    /// Reads `N` bytes at `off`, or `None` if they run past the end.
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let at = self.start + off;
+        if at + N > self.end {
+            return None;
+        }
+        // SAFETY: `at .. at + N` lies inside the packet, checked just above;
+        // a byte array has alignment 1.
+        Some(unsafe { core::ptr::read_unaligned(at as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn u8_at(&self, off: usize) -> Option<u8> {
+        self.bytes::<1>(off).map(|b| b[0])
+    }
+
+    #[inline(always)]
+    fn be16_at(&self, off: usize) -> Option<u16> {
+        self.bytes::<2>(off).map(u16::from_be_bytes)
+    }
+}
+
+/// What the program decided about one frame.
+struct Outcome {
+    /// Exactly one of TCP, UDP, ICMP, FRAGMENT, OTHER, MALFORMED.
+    kind: u32,
+    /// A family code of `cell`.
+    family: u32,
+    vlan: bool,
+    /// PASSED or one of the DROP_* slots.
+    verdict: u32,
+}
+
+const NO_FAMILY: u32 = cell::NO_FAMILY;
+
+/// A source address in network order.
+enum Source {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+/// Source address and transport facts gathered by the parser.
+struct Parsed {
+    kind: u32,
+    /// Destination port, for TCP and UDP.
+    dport: u16,
+    /// TCP flags, 0 otherwise.
+    tcp_flags: u8,
+}
+
+#[inline(always)]
+fn passed(kind: u32, family: u32, vlan: bool) -> Outcome {
+    Outcome {
+        kind,
+        family,
+        vlan,
+        verdict: slot::PASSED,
+    }
+}
+
+#[inline(always)]
+fn classify(f: &Frame) -> Outcome {
+    let Some(mut ethertype) = f.be16_at(12) else {
+        return passed(slot::MALFORMED, NO_FAMILY, false);
+    };
+    let mut off = ETH_HLEN;
+    let mut vlan = false;
+    // Up to two tags (802.1ad outer, 802.1Q inner); a third is "other".
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        vlan = true;
+        let Some(next) = f.be16_at(off + 2) else {
+            return passed(slot::MALFORMED, NO_FAMILY, vlan);
+        };
+        ethertype = next;
+        off += 4;
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            let Some(next) = f.be16_at(off + 2) else {
+                return passed(slot::MALFORMED, NO_FAMILY, vlan);
+            };
+            ethertype = next;
+            off += 4;
+        }
+    }
+    match ethertype {
+        ETH_P_IP => classify_v4(f, off, vlan),
+        ETH_P_IPV6 => classify_v6(f, off, vlan),
+        _ => passed(slot::OTHER, NO_FAMILY, vlan),
+    }
+}
+
+#[inline(always)]
+fn classify_v4(f: &Frame, off: usize, vlan: bool) -> Outcome {
+    // The fixed 20 bytes: version/IHL, ..., flags/fragment offset, protocol,
+    // source address.
+    let Some(h) = f.bytes::<20>(off) else {
+        return passed(slot::MALFORMED, NO_FAMILY, vlan);
+    };
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
+    if h[0] >> 4 != 4 || ihl < 20 {
+        return passed(slot::MALFORMED, NO_FAMILY, vlan);
+    }
+    // Options: the whole header must be there.
+    if f.bytes::<1>(off + ihl - 1).is_none() {
+        return passed(slot::MALFORMED, NO_FAMILY, vlan);
+    }
+    let total_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if total_len < ihl {
+        return passed(slot::MALFORMED, NO_FAMILY, vlan);
+    }
+    let src = [h[12], h[13], h[14], h[15]];
+    let frag_off = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    let parsed = if frag_off != 0 {
+        Parsed {
+            kind: slot::FRAGMENT,
+            dport: 0,
+            tcp_flags: 0,
+        }
+    } else {
+        parse_l4(f, off + ihl, h[9], IPPROTO_ICMP)
+    };
+    decide(
+        parsed,
+        cell::FAMILY_V4,
+        vlan,
+        v4_denied(src),
+        Source::V4(src),
+    )
+}
+
+/// Prefixes up to /24 are answered by the /24 state alone, hosts by one hash
+/// lookup; the trie is walked only in /24s holding a /25 to /31.
+#[inline(always)]
+fn v4_denied(src: [u8; 4]) -> bool {
+    let (word, shift) = v4_24_slot(u32::from_be_bytes(src) >> 8);
+    let bits = match DENY_V4_24.get(word) {
+        Some(w) => (*w >> shift) & 3,
+        None => 0,
+    };
+    match bits {
+        V4_24_DENIED => true,
+        V4_24_HOSTS => DENY_V4_HOSTS.get_ptr(src).is_some(),
+        V4_24_TRIE => DENY_V4.get(Key::new(32, src)).is_some(),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn classify_v6(f: &Frame, off: usize, vlan: bool) -> Outcome {
+    // The whole fixed header must be there; only the version, the next
+    // header and the source address are read.
+    if f.bytes::<1>(off + 39).is_none() {
+        return passed(slot::MALFORMED, NO_FAMILY, vlan);
+    }
+    let (Some(h), Some(src)) = (f.bytes::<8>(off), f.bytes::<16>(off + 8)) else {
+        return passed(slot::MALFORMED, NO_FAMILY, vlan);
+    };
+    if h[0] >> 4 != 6 {
+        return passed(slot::MALFORMED, NO_FAMILY, vlan);
+    }
+    let mut next = h[6];
+    let mut l4 = off + 40;
+    let mut parsed = None;
+    let mut i = 0;
+    while i < MAX_IPV6_EXT_HEADERS {
+        i += 1;
+        let len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let Some(e) = f.bytes::<2>(l4) else {
+                    parsed = Some(malformed());
+                    break;
+                };
+                next = e[0];
+                (e[1] as usize + 1) * 8
+            }
+            IPPROTO_FRAGMENT => {
+                let Some(e) = f.bytes::<8>(l4) else {
+                    parsed = Some(malformed());
+                    break;
+                };
+                next = e[0];
+                if u16::from_be_bytes([e[2], e[3]]) >> 3 != 0 {
+                    parsed = Some(Parsed {
+                        kind: slot::FRAGMENT,
+                        dport: 0,
+                        tcp_flags: 0,
+                    });
+                    break;
+                }
+                8
+            }
+            IPPROTO_AH => {
+                let Some(e) = f.bytes::<2>(l4) else {
+                    parsed = Some(malformed());
+                    break;
+                };
+                next = e[0];
+                (e[1] as usize + 2) * 4
+            }
+            _ => break,
+        };
+        l4 += len;
+    }
+    let parsed = match parsed {
+        Some(p) => p,
+        None => match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT | IPPROTO_AH => {
+                Parsed {
+                    // More extension headers than the bound: not inspected.
+                    kind: slot::OTHER,
+                    dport: 0,
+                    tcp_flags: 0,
+                }
+            }
+            _ => parse_l4(f, l4, next, IPPROTO_ICMPV6),
+        },
+    };
+    decide(
+        parsed,
+        cell::FAMILY_V6,
+        vlan,
+        v6_denied(src),
+        Source::V6(src),
+    )
+}
+
+/// The trie is walked only when the source's /32 or /48 may hold a denied
+/// prefix (its bit in the hashed bitmaps is set) or when prefixes shorter
+/// than /32 exist.
+#[inline(always)]
+fn v6_denied(src: [u8; 16]) -> bool {
+    let top = u64::from_be_bytes([
+        src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
+    ]);
+    let marked = |level48| {
+        let (word, bit) = v6_filter_slot(top, level48);
+        match DENY_V6_32.get(word) {
+            Some(w) => *w & bit != 0,
+            None => false,
+        }
+    };
+    let walk = marked(false)
+        || marked(true)
+        || match CONFIG.get(0) {
+            Some(c) => c.v6_short_prefixes != 0,
+            None => false,
+        };
+    walk && DENY_V6.get(Key::new(128, src)).is_some()
+}
+
+#[inline(always)]
+fn malformed() -> Parsed {
+    Parsed {
+        kind: slot::MALFORMED,
+        dport: 0,
+        tcp_flags: 0,
+    }
+}
+
+#[inline(always)]
+fn parse_l4(f: &Frame, off: usize, proto: u8, icmp: u8) -> Parsed {
+    match proto {
+        IPPROTO_TCP => match f.bytes::<20>(off) {
+            Some(t) => Parsed {
+                kind: slot::TCP,
+                dport: u16::from_be_bytes([t[2], t[3]]),
+                tcp_flags: t[13],
+            },
+            None => malformed(),
+        },
+        IPPROTO_UDP => match f.bytes::<8>(off) {
+            Some(u) => Parsed {
+                kind: slot::UDP,
+                dport: u16::from_be_bytes([u[2], u[3]]),
+                tcp_flags: 0,
+            },
+            None => malformed(),
+        },
+        p if p == icmp => match f.u8_at(off + 3) {
+            Some(_) => Parsed {
+                kind: slot::ICMP,
+                dport: 0,
+                tcp_flags: 0,
+            },
+            None => malformed(),
+        },
+        _ => Parsed {
+            kind: slot::OTHER,
+            dport: 0,
+            tcp_flags: 0,
+        },
+    }
+}
+
+/// Applies the rules in order: source deny list, destination port, SYN rate.
+#[inline(always)]
+fn decide(p: Parsed, family: u32, vlan: bool, denied: bool, source: Source) -> Outcome {
+    let mut out = passed(p.kind, family, vlan);
+    if denied {
+        out.verdict = slot::DROP_DENY_SOURCE;
+        return out;
+    }
+    let tcp = p.kind == slot::TCP;
+    if tcp || p.kind == slot::UDP {
+        let (word, bit) = port_bit(tcp, p.dport);
+        if let Some(w) = DENY_PORTS.get(word) {
+            if *w & bit != 0 {
+                out.verdict = slot::DROP_DENY_PORT;
+                return out;
+            }
+        }
+    }
+    if tcp && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN && syn_over_limit(&source)
+    {
+        out.verdict = slot::DROP_SYN_RATE;
+    }
+    out
+}
+
+/// Generic cell rate algorithm: one u64 per source, the theoretical arrival
+/// time (TAT) of its next SYN. A SYN passes while the TAT is at most
+/// `tolerance` ahead of now, and pushes the TAT one interval further.
+#[inline(always)]
+fn syn_over_limit(source: &Source) -> bool {
+    let Some(cfg) = CONFIG.get(0) else {
+        return false;
+    };
+    let interval = cfg.syn_interval_ns;
+    if interval == 0 {
+        return false;
+    }
+    let source = match *source {
+        Source::V4(a) => SourceKey::from_v4(a),
+        Source::V6(addr) => SourceKey { addr },
+    };
+    // SAFETY: a helper without arguments or side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match SYN_STATE.get_ptr_mut(source) {
+        Some(tat) => {
+            // SAFETY: the pointer comes from a successful lookup and stays
+            // valid for this program run (RCU); a racing update from another
+            // CPU can only make the limit slightly looser, never unsafe.
+            let t = unsafe { *tat };
+            let base = if t > now { t } else { now };
+            if base - now > cfg.syn_tolerance_ns {
+                return true;
+            }
+            // SAFETY: as above.
+            unsafe { *tat = base + interval };
+            false
+        }
+        None => {
+            // A full map evicts its least recently used source; a failed
+            // insert lets the SYN through.
+            let _ = SYN_STATE.insert(source, now + interval, 0);
+            false
+        }
+    }
+}
+
+#[inline(always)]
+fn count(out: &Outcome, len: u64) {
+    let Some(table) = COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU value of this CPU, valid for the whole run; XDP
+    // programs do not migrate between CPUs while they run.
+    let cells = unsafe { &mut (*table).cells };
+    // One cell per frame: the loader adds the cells up per counter.
+    let i = cell::index(out.kind, out.family, out.verdict, out.vlan);
+    if let Some(c) = cells.get_mut(i as usize) {
+        c.packets += 1;
+        c.bytes += len;
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+const _: () = assert!(size_of::<CounterTable>() == 16 * cell::COUNT);
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
