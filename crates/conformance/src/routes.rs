@@ -534,11 +534,8 @@ fn check(table: &RouteTable, r: &Req, known: Option<&HashSet<String>>) -> Result
             if e.tls_redirect == Some(true) {
                 let _ = write!(d, "tls_redirect: want a TLS redirect, got {what}; ");
             }
-            match &e.route {
-                Some(Some(route)) => {
-                    let _ = write!(d, "route: want {route:?}, got {what}; ");
-                }
-                Some(None) | None => {}
+            if let Some(Some(route)) = &e.route {
+                let _ = write!(d, "route: want {route:?}, got {what}; ");
             }
             if let Some(s) = e.status {
                 let got = match other {

@@ -42,7 +42,12 @@ fn reader_keeps_its_snapshot_across_10000_reloads() {
                 let snap = cache.load();
                 let first = cluster_of(snap, 0);
                 for i in 1..8 {
-                    assert_eq!(cluster_of(snap, i), first, "torn table at {}", snap.version());
+                    assert_eq!(
+                        cluster_of(snap, i),
+                        first,
+                        "torn table at {}",
+                        snap.version()
+                    );
                 }
                 assert_eq!(snap.name(), format!("v{}", &first[1..]));
                 checks += 1;
