@@ -127,6 +127,20 @@ impl Router {
         Ok(self.install(table))
     }
 
+    /// Builds `config` with other options (say, a cluster set that changed
+    /// along with the routes) and, if it is valid, installs it. Later
+    /// [`Router::reload`] calls use these options.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in the configuration; the current table and options are
+    /// unchanged.
+    pub fn reload_with(&mut self, config: RouteConfig, options: BuildOptions) -> Result<Version, ConfigErrors> {
+        let table = RouteTable::build_with(config, &options)?;
+        self.options = options;
+        Ok(self.install(table))
+    }
+
     /// Parses YAML and reloads it.
     ///
     /// # Errors

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# rauta-proxy against nginx as a reverse proxy, with wrk, on loopback.
+#
+# Both proxies run one worker (nginx `worker_processes 1`, rauta-proxy
+# `--threads 1`) pinned to the same CPU, in front of the same upstream (a
+# separate nginx answering a fixed 200), with access logs off. wrk and the
+# upstream are pinned to the other CPU(s). Each round runs both proxies, in
+# alternating order, with the same connections and duration; the report
+# gives the median over rounds of requests/s and p50/p99 latency, and the
+# ratios rauta-proxy / nginx.
+#
+#   benches/proxy/run.sh [ROUNDS] [DURATION] [CONNECTIONS]
+#   benches/proxy/run.sh 5 10s 64          (defaults)
+#
+# Needs: wrk, nginx (scripts/setup.d/proxy.apt), taskset, 2+ CPUs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-5}
+duration=${2:-10s}
+conns=${3:-64}
+proxy_cpu=${PROXY_CPU:-1}
+load_cpus=${LOAD_CPUS:-0}
+
+for tool in wrk nginx taskset; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (scripts/setup.d/proxy.apt)" >&2; exit 1; }
+done
+cargo build -q --release -p rauta-proxy
+bin=target/release/rauta-proxy
+
+work=$(mktemp -d /tmp/rauta-bench-proxy.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up_port=$(free_port); nginx_port=$(free_port); rauta_port=$(free_port)
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+
+nginx_conf() { # name port body
+    mkdir -p "$work/$1"
+    cat >"$work/$1/nginx.conf" <<CONF
+$user_line
+worker_processes 1;
+daemon off;
+pid $work/$1/nginx.pid;
+error_log $work/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$1/body;
+    proxy_temp_path $work/$1/proxy;
+    fastcgi_temp_path $work/$1/fastcgi;
+    uwsgi_temp_path $work/$1/uwsgi;
+    scgi_temp_path $work/$1/scgi;
+    keepalive_requests 1000000;
+    $3
+}
+CONF
+}
+
+# The shared upstream: a fixed 200 with a short body.
+nginx_conf upstream "$up_port" "server { listen 127.0.0.1:$up_port; location / { return 200 'hello from upstream\n'; } }"
+# nginx as the reverse proxy under test.
+nginx_conf proxy "$nginx_port" "
+    upstream backend { server 127.0.0.1:$up_port; keepalive 128; }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+    }"
+cat >"$work/rauta.yaml" <<CONF
+clusters: [{name: backend, endpoints: ["127.0.0.1:$up_port"]}]
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes: [{name: all, match: {prefix: /}, action: {cluster: backend}}]
+CONF
+
+taskset -c "$load_cpus" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" & pids+=($!)
+taskset -c "$proxy_cpu" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" & pids+=($!)
+RUST_LOG=warn taskset -c "$proxy_cpu" "$bin" --config "$work/rauta.yaml" --threads 1 \
+    --listen "127.0.0.1:$rauta_port" --admin none >/dev/null & pids+=($!)
+
+wait_up() { for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "run.sh: port $1 not up" >&2; exit 1; }
+wait_up "$up_port"; wait_up "$nginx_port"; wait_up "$rauta_port"
+
+# wrk's latency figures in microseconds.
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; gsub(/[0-9.]/, "", u);
+    if (u == "us") print n; else if (u == "ms") print n * 1000; else if (u == "s") print n * 1e6; else print n }'; }
+run_wrk() { # port -> "rps p50_us p99_us"
+    local out
+    out=$(taskset -c "$load_cpus" wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$1/")
+    local rps p50 p99
+    rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
+    p50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
+    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    local errs
+    errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
+    [ -n "$errs" ] && echo "  $1: $errs" >&2
+    echo "$rps $(to_us "$p50") $(to_us "$p99")"
+}
+
+# Warm both up once.
+run_wrk "$nginx_port" >/dev/null; run_wrk "$rauta_port" >/dev/null
+
+: >"$work/nginx.txt"; : >"$work/rauta.txt"
+for r in $(seq "$rounds"); do
+    if [ $((r % 2)) = 1 ]; then order="nginx rauta"; else order="rauta nginx"; fi
+    for who in $order; do
+        port=$nginx_port; [ "$who" = rauta ] && port=$rauta_port
+        res=$(run_wrk "$port")
+        echo "$res" >>"$work/$who.txt"
+        echo "round $r $who: req/s p50_us p99_us = $res" >&2
+    done
+done
+
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+col() { awk -v c="$2" '{ print $c }' "$work/$1.txt" | median; }
+n_rps=$(col nginx 1); n_p50=$(col nginx 2); n_p99=$(col nginx 3)
+r_rps=$(col rauta 1); r_p50=$(col rauta 2); r_p99=$(col rauta 3)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+cat <<REPORT
+rounds: $rounds x $duration, $conns connections, wrk -t1 on CPU $load_cpus, proxies on CPU $proxy_cpu, 1 worker each
+
+| proxy | req/s (median) | p50 latency (us) | p99 latency (us) |
+|---|---|---|---|
+| nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | $n_rps | $n_p50 | $n_p99 |
+| rauta-proxy | $r_rps | $r_p50 | $r_p99 |
+| ratio rauta / nginx | $(ratio "$r_rps" "$n_rps") | $(ratio "$r_p50" "$n_p50") | $(ratio "$r_p99" "$n_p99") |
+
+| round | nginx req/s, p50 us, p99 us | rauta-proxy req/s, p50 us, p99 us |
+|---|---|---|
+REPORT
+paste -d'|' "$work/nginx.txt" "$work/rauta.txt" | awk -F'|' '{ printf "| %d | %s | %s |\n", NR, $1, $2 }'

@@ -1,0 +1,134 @@
+//! The admin listener: `/metrics`, `/ready`, `/config`, `/routes`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use rauta_stats::Format;
+
+use crate::proxy::{full, text, Body};
+use crate::state::State;
+
+/// Answers one admin request.
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    Ok(match req.uri().path() {
+        "/metrics" => metrics(&state),
+        "/ready" => text(StatusCode::OK, "ready\n"),
+        "/config" => json(config(&state)),
+        "/routes" => json(routes(&state)),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "admin endpoints: /metrics /ready /config /routes\n",
+        ),
+    })
+}
+
+fn json(v: serde_json::Value) -> Response<Body> {
+    let mut body = serde_json::to_string_pretty(&v).unwrap_or_default();
+    body.push('\n');
+    let mut r = Response::new(full(body));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// rauta-stats' Prometheus text plus the proxy's own reload metrics.
+fn metrics(state: &State) -> Response<Body> {
+    let mut out = state.registry().render(Format::Prometheus);
+    let (ok, failed) = state.reload_counts();
+    let _ = write!(
+        out,
+        "# HELP rauta_proxy_config_version Version of the configuration being served.\n\
+         # TYPE rauta_proxy_config_version gauge\n\
+         rauta_proxy_config_version {}\n\
+         # HELP rauta_proxy_reloads_total Configuration reloads by result.\n\
+         # TYPE rauta_proxy_reloads_total counter\n\
+         rauta_proxy_reloads_total{{result=\"ok\"}} {ok}\n\
+         rauta_proxy_reloads_total{{result=\"rejected\"}} {failed}\n",
+        state.version().0
+    );
+    #[cfg(feature = "xdp")]
+    if let Some(x) = state.xdp() {
+        x.render(&mut out);
+    }
+    let mut r = Response::new(full(out));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(Format::Prometheus.content_type()),
+    );
+    r
+}
+
+fn config(state: &State) -> serde_json::Value {
+    let rt = state.runtime();
+    let (ok, failed) = state.reload_counts();
+    serde_json::json!({
+        "version": rt.snapshot.version().0,
+        "hash": format!("{:016x}", rt.text_hash),
+        "reloads": { "ok": ok, "rejected": failed },
+        "last_error": state.last_error(),
+    })
+}
+
+fn routes(state: &State) -> serde_json::Value {
+    let rt = state.runtime();
+    let table = rt.snapshot.table();
+    let vhosts: Vec<_> = table
+        .virtual_hosts()
+        .iter()
+        .map(|vh| {
+            let routes: Vec<_> = vh
+                .routes()
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name(),
+                        "match": format!("{:?} {}", r.path_kind(), r.path_text()),
+                        "conditions": r.condition_count(),
+                        "action": r.action_summary(),
+                        "timeout_ms": r.timeout_ms(),
+                        "retries": r.retry_policy().map(|p| p.num_retries),
+                    })
+                })
+                .collect();
+            serde_json::json!({ "name": vh.name(), "domains": vh.domains(), "routes": routes })
+        })
+        .collect();
+    let mut clusters: Vec<_> = rt
+        .clusters
+        .values()
+        .map(|c| {
+            let lb = c.balancer();
+            let endpoints: Vec<_> = lb
+                .endpoints()
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "address": e.address().to_string(),
+                        "weight": e.weight_value(),
+                        "health": format!("{:?}", e.health_state()),
+                        "active": e.load().active(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": c.config().name,
+                "lb_policy": format!("{:?}", c.config().lb_policy),
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    serde_json::json!({
+        "version": rt.snapshot.version().0,
+        "virtual_hosts": vhosts,
+        "clusters": clusters,
+    })
+}

@@ -1,0 +1,121 @@
+//! `rauta-proxy --demo`: three in-process upstreams and a route
+//! configuration that shows host and path routing, a weighted split, Maglev
+//! on a header, a redirect and a direct response.
+
+use std::net::SocketAddr;
+
+use crate::upstream::{RunningUpstream, Upstream};
+
+/// The demo's route and cluster configuration for upstreams `blue`,
+/// `green` and `gray`.
+pub fn config(blue: SocketAddr, green: SocketAddr, gray: SocketAddr) -> String {
+    format!(
+        r#"# rauta-proxy demo configuration (see docs/proxy.md)
+clusters:
+  - {{name: blue, endpoints: ["{blue}"]}}
+  - {{name: green, endpoints: ["{green}"]}}
+  - name: users
+    lb_policy: maglev
+    endpoints: ["{blue}", "{green}", "{gray}"]
+routes:
+  name: demo
+  response_headers_to_add:
+    - {{header: {{key: x-served-by, value: rauta-proxy}}}}
+  virtual_hosts:
+    - name: api
+      domains: ["api.localhost", "api.localhost:*"]
+      routes:
+        - name: users
+          match: {{prefix: /users}}
+          action:
+            cluster: users
+            hash_policy: [{{header: {{header_name: x-user}}}}]
+        - name: search
+          match: {{prefix: /search}}
+          action:
+            weighted_clusters:
+              - {{name: blue, weight: 80}}
+              - {{name: green, weight: 20, request_headers_to_add: [{{header: {{key: x-canary, value: "1"}}}}]}}
+        - name: api-v2
+          match: {{prefix: /v2/}}
+          action: {{cluster: green, prefix_rewrite: /, timeout_ms: 2000, retry_policy: {{retry_on: "5xx", num_retries: 2}}}}
+    - name: www
+      domains: ["*"]
+      routes:
+        - name: old-docs
+          match: {{path_separated_prefix: /old-docs}}
+          action: {{redirect: {{prefix_rewrite: /docs, response_code: MOVED_PERMANENTLY}}}}
+        - name: health
+          match: {{path: /healthz}}
+          action: {{direct_response: {{status: 200, body: "ok\n"}}}}
+        - name: docs
+          match: {{prefix: /docs}}
+          action: {{cluster: green}}
+          request_headers_to_add: [{{header: {{key: x-section, value: docs}}}}]
+        - name: site
+          match: {{prefix: /}}
+          action: {{cluster: blue}}
+"#
+    )
+}
+
+/// The three demo upstreams, serving on loopback.
+#[derive(Debug)]
+pub struct Upstreams {
+    /// The `blue` upstream.
+    pub blue: RunningUpstream,
+    /// The `green` upstream.
+    pub green: RunningUpstream,
+    /// The `gray` upstream.
+    pub gray: RunningUpstream,
+}
+
+impl Upstreams {
+    /// Starts them on ephemeral loopback ports.
+    ///
+    /// # Errors
+    ///
+    /// A bind error.
+    pub async fn start() -> std::io::Result<Upstreams> {
+        Ok(Upstreams {
+            blue: Upstream::new("blue").spawn().await?,
+            green: Upstream::new("green").spawn().await?,
+            gray: Upstream::new("gray").spawn().await?,
+        })
+    }
+
+    /// The demo configuration over these upstreams.
+    pub fn config(&self) -> String {
+        config(self.blue.addr(), self.green.addr(), self.gray.addr())
+    }
+}
+
+/// Commands to try against a demo proxy on `addr` with admin on `admin`.
+pub fn curl_commands(addr: SocketAddr, admin: Option<SocketAddr>) -> String {
+    let mut s = format!(
+        "# host and path routing (virtual host \"www\", route \"site\" -> blue; \"docs\" -> green)\n\
+         curl -s http://{addr}/hello\n\
+         curl -s http://{addr}/docs/intro\n\
+         # Maglev on x-user: the same user always reaches the same upstream\n\
+         curl -s -H 'host: api.localhost' -H 'x-user: alice' http://{addr}/users/1\n\
+         curl -s -H 'host: api.localhost' -H 'x-user: bob' http://{addr}/users/1\n\
+         # weighted split 80/20 between blue and green\n\
+         for i in $(seq 20); do curl -s -H 'host: api.localhost' http://{addr}/search | grep -o '\"upstream\":\"[a-z]*\"'; done | sort | uniq -c\n\
+         # prefix rewrite /v2/x -> /x, with retries and a 2 s timeout\n\
+         curl -s -H 'host: api.localhost' http://{addr}/v2/items\n\
+         # a redirect and a direct response\n\
+         curl -si http://{addr}/old-docs/intro | head -n 4\n\
+         curl -s http://{addr}/healthz\n\
+         # HTTP/2 without TLS (h2c, prior knowledge)\n\
+         curl -s --http2-prior-knowledge http://{addr}/hello\n"
+    );
+    if let Some(a) = admin {
+        s.push_str(&format!(
+            "# admin\n\
+             curl -s http://{a}/metrics | grep rauta_route_requests_total\n\
+             curl -s http://{a}/routes\n\
+             curl -s http://{a}/config\n"
+        ));
+    }
+    s
+}

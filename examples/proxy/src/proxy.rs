@@ -1,0 +1,523 @@
+//! One request: route, answer locally or pick an endpoint and forward, with
+//! retries and timeouts; then stats and an access log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rauta_balance::{HashInput, Pick};
+use rauta_router::{ActionKind, Decision, RetryPolicy, RouteMatch};
+
+use crate::cluster::Cluster;
+use crate::state::{Runtime, State};
+
+/// The body type on both sides of the proxy.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The pooled upstream client.
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// Connect timeout for every upstream connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Upper bound on retries, whatever a route asks for.
+pub const MAX_RETRIES: u32 = 5;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// A pooled HTTP/1.1 client with TCP_NODELAY and [`CONNECT_TIMEOUT`].
+pub fn client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+/// A response with a small text body.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A complete body.
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A per-request random number (splitmix64 over a per-thread seed).
+pub fn random_u64() -> u64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()));
+    }
+    STATE.with(|s| {
+        let mut z = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+/// What rauta-balance's hash policies read from a request.
+struct HashView<'a> {
+    headers: &'a HeaderMap,
+    uri: &'a Uri,
+    remote: SocketAddr,
+}
+
+impl HashInput for HashView<'_> {
+    fn for_each_header<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8])) {
+        for v in self.headers.get_all(name) {
+            f(v.as_bytes());
+        }
+    }
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+    fn remote_address(&self) -> Option<SocketAddr> {
+        Some(self.remote)
+    }
+}
+
+/// How an attempt ended, when it did not produce a response to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    NoHealthy,
+    Connect,
+    Reset,
+    Timeout,
+}
+
+impl Failure {
+    fn status(self) -> StatusCode {
+        match self {
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Failure::NoHealthy => "no healthy upstream",
+            Failure::Connect => "upstream connect error",
+            Failure::Reset => "upstream reset",
+            Failure::Timeout => "upstream request timeout",
+        }
+    }
+}
+
+/// Whether `retry_on` allows retrying after `failure` or `status`.
+fn retriable(p: &RetryPolicy, failure: Option<Failure>, status: Option<u16>) -> bool {
+    p.retry_on
+        .iter()
+        .any(|cond| match (cond.as_str(), failure, status) {
+            ("5xx", Some(_), _) => true,
+            ("5xx", None, Some(s)) => s >= 500,
+            ("gateway-error", Some(Failure::Connect | Failure::Timeout), _) => true,
+            ("gateway-error", None, Some(s)) => matches!(s, 502..=504),
+            ("connect-failure", Some(Failure::Connect), _) => true,
+            ("reset", Some(Failure::Reset), _) => true,
+            ("retriable-status-codes", None, Some(s)) => p.retriable_status_codes.contains(&s),
+            _ => false,
+        })
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Jittered exponential back-off: random in `[0, min(max, base * 2^n)]`.
+fn backoff(p: &RetryPolicy, retry: u32) -> Duration {
+    let cap = p
+        .base_interval_ms
+        .saturating_mul(1u64 << retry.min(20))
+        .min(p.max_interval_ms);
+    Duration::from_millis(random_u64() % (cap + 1))
+}
+
+/// What the access log says about a request.
+#[derive(Debug, Default)]
+struct Log<'a> {
+    route: &'a str,
+    cluster: &'a str,
+    upstream: Option<SocketAddr>,
+    attempts: u32,
+    /// Time to the upstream's response headers, last attempt.
+    upstream_time: Option<Duration>,
+    detail: &'static str,
+}
+
+impl Log<'_> {
+    fn new() -> Self {
+        Log {
+            detail: "-",
+            ..Log::default()
+        }
+    }
+}
+
+/// Handles one downstream request.
+pub async fn handle(
+    state: Arc<State>,
+    client: UpstreamClient,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let started = Instant::now();
+    let rt = state.runtime();
+    let (mut parts, body) = req.into_parts();
+    let request_id = match parts.headers.get("x-request-id") {
+        Some(v) => v.clone(),
+        None => {
+            let id = format!("{:016x}{:016x}", random_u64(), random_u64());
+            let v = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"));
+            parts.headers.insert("x-request-id", v.clone());
+            v
+        }
+    };
+    let mut log = Log::new();
+    let decision = rt.snapshot.route(&parts, random_u64());
+    let resp = match decision {
+        Decision::Route(m) => {
+            let active = rt.route(m.route_id()).map(|r| r.stats.start());
+            log.route = m.route_name();
+            let resp = route(&rt, &client, &parts, body, remote, &m, &mut log).await;
+            if let Some(a) = active {
+                if let Some(d) = log.upstream_time {
+                    a.upstream_latency(d);
+                }
+                a.finish_with_latency(resp.status().as_u16(), started.elapsed());
+            }
+            resp
+        }
+        Decision::TlsRedirect { location, .. } => {
+            redirect(StatusCode::MOVED_PERMANENTLY, &location)
+        }
+        Decision::PathRedirect {
+            status, location, ..
+        } => redirect(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::TEMPORARY_REDIRECT),
+            &location,
+        ),
+        Decision::Reject { status, reason, .. } => {
+            log.detail = "rejected by path policy";
+            text(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                format!("bad request: {reason}\n"),
+            )
+        }
+        _ => {
+            log.detail = "no route";
+            text(StatusCode::NOT_FOUND, "no route\n")
+        }
+    };
+    tracing::info!(
+        target: "rauta_proxy::access",
+        method = %parts.method,
+        host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or(parts.uri.host()).unwrap_or("-"),
+        path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("-"),
+        version = ?parts.version,
+        status = resp.status().as_u16(),
+        route = %log.route,
+        cluster = %log.cluster,
+        upstream = %log.upstream.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+        attempts = log.attempts,
+        detail = log.detail,
+        duration_us = started.elapsed().as_micros() as u64,
+        request_id = request_id.to_str().unwrap_or("-"),
+        remote = %remote,
+    );
+    Ok(resp)
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut r = text(status, "");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// Acts on a matched route.
+async fn route<'a>(
+    rt: &Runtime,
+    client: &UpstreamClient,
+    parts: &http::request::Parts,
+    body: Incoming,
+    remote: SocketAddr,
+    m: &RouteMatch<'a>,
+    log: &mut Log<'a>,
+) -> Response<Body> {
+    let mut resp = match m.action() {
+        ActionKind::Redirect { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            redirect(status, &m.redirect_location().unwrap_or_default())
+        }
+        ActionKind::DirectResponse { status, body } => text(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            Bytes::copy_from_slice(body.as_bytes()),
+        ),
+        ActionKind::Forward { cluster } => {
+            log.cluster = cluster;
+            match rt.clusters.get(cluster) {
+                Some(c) => forward(rt, client, c, parts, body, remote, m, log).await,
+                None => {
+                    log.detail = "cluster not found";
+                    let s = StatusCode::from_u16(m.cluster_not_found_status())
+                        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    text(s, "cluster not found\n")
+                }
+            }
+        }
+        _ => text(StatusCode::INTERNAL_SERVER_ERROR, "unsupported action\n"),
+    };
+    m.apply_response(resp.headers_mut());
+    resp
+}
+
+/// Forwards to one cluster: pick, send, retry per the route's policy.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    rt: &Runtime,
+    client: &UpstreamClient,
+    cluster: &Cluster,
+    parts: &http::request::Parts,
+    body: Incoming,
+    remote: SocketAddr,
+    m: &RouteMatch<'_>,
+    log: &mut Log<'_>,
+) -> Response<Body> {
+    // Upstream headers: the downstream ones minus hop-by-hop, plus the
+    // route's mutations and rewrites, plus forwarding headers.
+    let mut headers = parts.headers.clone();
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    let upstream = m.apply_request(&mut headers);
+    let Ok(path) = PathAndQuery::from_maybe_shared(Bytes::from(upstream.path.into_owned())) else {
+        return text(StatusCode::BAD_REQUEST, "bad upstream path\n");
+    };
+    let host = upstream.host;
+    let ip = remote.ip();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        headers.insert(HOST, v);
+    }
+
+    let hash = rt
+        .route(m.route_id())
+        .and_then(|r| r.hash.as_ref())
+        .and_then(|p| {
+            p.hash(&HashView {
+                headers: &parts.headers,
+                uri: &parts.uri,
+                remote,
+            })
+        });
+    let route = m.route();
+    let deadline = match route.timeout_ms() {
+        0 => None,
+        ms => Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
+    };
+    // Retry only idempotent requests without a body, so every attempt can
+    // send the same (empty) body.
+    let policy = route.retry_policy();
+    let max_retries = match policy {
+        Some(p) if idempotent(&parts.method) && body.is_end_stream() => {
+            p.num_retries.min(MAX_RETRIES)
+        }
+        _ => 0,
+    };
+    let per_try = policy
+        .map(|p| p.per_try_timeout_ms)
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+
+    let mut body = Some(body.boxed());
+    let mut failure = Failure::NoHealthy;
+    for attempt in 0..=max_retries {
+        if attempt > 0 {
+            if let Some(p) = policy {
+                let pause = backoff(p, attempt - 1);
+                if deadline.is_some_and(|d| tokio::time::Instant::now() + pause >= d) {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+        log.attempts = attempt + 1;
+        let lb = cluster.balancer();
+        let Some(ep) = lb.pick(Pick::from_hash(hash).attempt(attempt)) else {
+            failure = Failure::NoHealthy;
+            break;
+        };
+        let addr = ep.address();
+        log.upstream = Some(addr);
+        let _load = ep.start_request();
+
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(ep.user_data().clone());
+        uri.path_and_query = Some(path.clone());
+        let mut req = Request::new(body.take().unwrap_or_else(empty));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = match Uri::from_parts(uri) {
+            Ok(u) => u,
+            Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream path\n"),
+        };
+        *req.headers_mut() = if attempt == max_retries {
+            std::mem::take(&mut headers)
+        } else {
+            headers.clone()
+        };
+
+        // This attempt ends at the per-try timeout or the route deadline.
+        let now = tokio::time::Instant::now();
+        let try_end = match (deadline, per_try) {
+            (Some(d), Some(t)) => Some(d.min(now + t)),
+            (Some(d), None) => Some(d),
+            (None, Some(t)) => Some(now + t),
+            (None, None) => None,
+        };
+        let up = cluster.stats().start();
+        let sent = Instant::now();
+        let result = match try_end {
+            Some(end) => tokio::time::timeout_at(end, client.request(req)).await,
+            None => Ok(client.request(req).await),
+        };
+        let outcome = match result {
+            Err(_) => {
+                up.timeout();
+                Failure::Timeout
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                up.upstream_connect_failure();
+                cluster.connect_failed(addr);
+                Failure::Connect
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, upstream = %addr, "upstream request failed");
+                Failure::Reset
+            }
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                let took = sent.elapsed();
+                log.upstream_time = Some(took);
+                up.finish_with_latency(status, took);
+                let again = attempt < max_retries
+                    && policy.is_some_and(|p| retriable(p, None, Some(status)));
+                if !again {
+                    let (mut rp, rb) = resp.into_parts();
+                    for h in HOP_BY_HOP {
+                        rp.headers.remove(h);
+                    }
+                    return Response::from_parts(rp, rb.boxed());
+                }
+                tracing::debug!(status, upstream = %addr, attempt, "retrying on status");
+                continue;
+            }
+        };
+        failure = outcome;
+        let out_of_time = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        if out_of_time || !policy.is_some_and(|p| retriable(p, Some(outcome), None)) {
+            break;
+        }
+    }
+    log.detail = failure.label();
+    text(failure.status(), format!("{}\n", failure.label()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(on: &str) -> RetryPolicy {
+        let table = rauta_router::RouteTable::from_yaml(&format!(
+            r#"
+virtual_hosts:
+  - name: a
+    domains: ["*"]
+    routes:
+      - name: r
+        match: {{prefix: /}}
+        action: {{cluster: c, retry_policy: {{retry_on: "{on}", retriable_status_codes: [409]}}}}
+"#
+        ))
+        .unwrap();
+        table.virtual_hosts()[0].routes()[0]
+            .retry_policy()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn retry_conditions() {
+        let p = policy("5xx");
+        assert!(retriable(&p, Some(Failure::Reset), None));
+        assert!(retriable(&p, None, Some(500)));
+        assert!(!retriable(&p, None, Some(404)));
+        let p = policy("gateway-error");
+        assert!(retriable(&p, None, Some(503)));
+        assert!(!retriable(&p, None, Some(500)));
+        assert!(!retriable(&p, Some(Failure::Reset), None));
+        let p = policy("connect-failure,retriable-status-codes");
+        assert!(retriable(&p, Some(Failure::Connect), None));
+        assert!(retriable(&p, None, Some(409)));
+        assert!(!retriable(&p, None, Some(503)));
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let p = policy("5xx");
+        for n in 0..40 {
+            assert!(backoff(&p, n) <= Duration::from_millis(p.max_interval_ms));
+        }
+    }
+}

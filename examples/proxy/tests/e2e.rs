@@ -1,0 +1,474 @@
+//! End to end: real upstream servers and the proxy on loopback ephemeral
+//! ports, real HTTP/1.1 and h2c clients.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use http::{StatusCode, Version};
+use rauta_proxy::upstream::Upstream;
+
+fn routes_to(cluster: &str, extra: &str) -> String {
+    format!(
+        r#"
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: r
+          match: {{prefix: /}}
+          action: {{cluster: {cluster}{extra}}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_and_path_and_answers_locally() {
+    let blue = Upstream::new("blue").spawn().await.unwrap();
+    let green = Upstream::new("green").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: blue, endpoints: ["{}"]}}
+  - {{name: green, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: api
+      domains: ["api.test"]
+      routes:
+        - name: v2
+          match: {{prefix: /v2/}}
+          action: {{cluster: green, prefix_rewrite: /}}
+        - name: api
+          match: {{prefix: /}}
+          action: {{cluster: blue}}
+    - name: www
+      domains: ["www.test"]
+      routes:
+        - name: moved
+          match: {{prefix: /old}}
+          action: {{redirect: {{prefix_rewrite: /new, response_code: PERMANENT_REDIRECT}}}}
+        - name: health
+          match: {{path: /healthz}}
+          action: {{direct_response: {{status: 200, body: "fine\n"}}}}
+        - name: site
+          match: {{prefix: /}}
+          action: {{cluster: green}}
+"#,
+        blue.addr(),
+        green.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    let a = proxy.addr();
+
+    let r = get(&c, a, "api.test", "/users?id=7").await;
+    assert_eq!((r.status, r.upstream().as_str()), (StatusCode::OK, "blue"));
+    assert_eq!(r.json()["path"], "/users?id=7");
+
+    let r = get(&c, a, "api.test", "/v2/users").await;
+    assert_eq!(r.upstream(), "green");
+    assert_eq!(r.json()["path"], "/users");
+    assert_eq!(
+        r.seen("x-envoy-original-path").as_deref(),
+        Some("/v2/users")
+    );
+
+    let r = get(&c, a, "www.test", "/index.html").await;
+    assert_eq!(r.upstream(), "green");
+
+    let r = get(&c, a, "www.test", "/old/page").await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers["location"], "http://www.test/new/page");
+
+    let r = get(&c, a, "www.test", "/healthz").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "fine\n"));
+
+    // No virtual host for this domain: 404, answered by the proxy.
+    let r = get(&c, a, "nowhere.test", "/").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A path the safe default policy rejects: 400, never forwarded.
+    let before = blue.served();
+    let r = get(&c, a, "api.test", "/a/%2e%2e/%2e%2e/etc").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(blue.served(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_follows_the_weights() {
+    let a = Upstream::new("a").spawn().await.unwrap();
+    let b = Upstream::new("b").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: a, endpoints: ["{}"]}}
+  - {{name: b, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: split
+          match: {{prefix: /}}
+          action: {{weighted_clusters: [{{name: a, weight: 80}}, {{name: b, weight: 20}}]}}
+"#,
+        a.addr(),
+        b.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    let n = 1000;
+    let mut count: HashMap<String, u32> = HashMap::new();
+    for _ in 0..n {
+        let r = get(&c, proxy.addr(), "x", "/").await;
+        assert_eq!(r.status, StatusCode::OK);
+        *count.entry(r.upstream()).or_default() += 1;
+    }
+    // Binomial(1000, 0.8): mean 800, sd 12.6; the bounds are 8 sd wide.
+    let got_a = count.get("a").copied().unwrap_or(0);
+    assert!((700..=900).contains(&got_a), "{count:?}");
+    assert_eq!(got_a + count.get("b").copied().unwrap_or(0), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maglev_keeps_a_user_on_one_endpoint() {
+    let ups = [
+        Upstream::new("u0").spawn().await.unwrap(),
+        Upstream::new("u1").spawn().await.unwrap(),
+        Upstream::new("u2").spawn().await.unwrap(),
+    ];
+    let eps: Vec<String> = ups.iter().map(|u| format!("\"{}\"", u.addr())).collect();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: users, lb_policy: maglev, endpoints: [{}]}}
+{}"#,
+        eps.join(", "),
+        routes_to("users", ", hash_policy: [{header: {header_name: x-user}}]")
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    let mut owners = HashMap::new();
+    for round in 0..5 {
+        for user in 0..30 {
+            let user = format!("user-{user}");
+            let r = send(&c, proxy.addr(), "x", "/", &[("x-user", &user)])
+                .await
+                .unwrap();
+            let owner = owners.entry(user.clone()).or_insert_with(|| r.upstream());
+            assert_eq!(*owner, r.upstream(), "{user} moved in round {round}");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = owners.values().collect();
+    assert!(
+        distinct.len() >= 2,
+        "30 users all on one endpoint: {owners:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_hide_a_failing_upstream() {
+    let bad = Upstream::new("bad").status(503).spawn().await.unwrap();
+    let good = Upstream::new("good").spawn().await.unwrap();
+    let cluster = format!(
+        "clusters:\n  - {{name: c, endpoints: [\"{}\", \"{}\"]}}\n",
+        bad.addr(),
+        good.addr()
+    );
+    // Without a retry policy, round robin sends some requests to the 503.
+    let plain = start(&format!("{cluster}{}", routes_to("c", ""))).await;
+    let c = http1();
+    let mut failed = 0;
+    for _ in 0..20 {
+        if get(&c, plain.addr(), "x", "/").await.status == StatusCode::SERVICE_UNAVAILABLE {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "round robin never reached the failing upstream");
+
+    let retry = ", retry_policy: {retry_on: \"5xx\", num_retries: 2, retry_back_off: {base_interval_ms: 1}}";
+    let proxy = start(&format!("{cluster}{}", routes_to("c", retry))).await;
+    let before = bad.served();
+    for _ in 0..40 {
+        let r = get(&c, proxy.addr(), "x", "/").await;
+        assert_eq!((r.status, r.upstream().as_str()), (StatusCode::OK, "good"));
+    }
+    assert!(
+        bad.served() > before,
+        "the failing upstream was never tried"
+    );
+    let metrics = admin(&proxy, "/metrics").await;
+    assert!(
+        metrics.contains("rauta_cluster_responses_total{cluster=\"c\",class=\"5xx\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_eject_the_endpoint() {
+    let good = Upstream::new("good").spawn().await.unwrap();
+    let dead = closed_port();
+    let yaml = format!(
+        "clusters:\n  - {{name: c, outlier_ejection_ms: 60000, endpoints: [\"{dead}\", \"{}\"]}}\n{}",
+        good.addr(),
+        routes_to("c", ", retry_policy: {retry_on: \"connect-failure\", num_retries: 1}")
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    for _ in 0..10 {
+        let r = get(&c, proxy.addr(), "x", "/").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let routes: serde_json::Value = serde_json::from_str(&admin(&proxy, "/routes").await).unwrap();
+    let eps = routes["clusters"][0]["endpoints"].as_array().unwrap();
+    let health: HashMap<String, String> = eps
+        .iter()
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap().to_owned(),
+                e["health"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(health[&dead.to_string()], "Unhealthy", "{routes}");
+    assert_eq!(health[&good.addr().to_string()], "Healthy", "{routes}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_endpoint_is_503_and_slow_upstream_is_504() {
+    let dead = closed_port();
+    let slow = Upstream::new("slow")
+        .delay(Duration::from_secs(5))
+        .spawn()
+        .await
+        .unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: dead, endpoints: ["{dead}"]}}
+  - {{name: slow, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - {{name: dead, match: {{prefix: /dead}}, action: {{cluster: dead}}}}
+        - {{name: slow, match: {{prefix: /slow}}, action: {{cluster: slow, timeout_ms: 200}}}}
+"#,
+        slow.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    // Refused: 503; the endpoint is then ejected, and still 503.
+    for _ in 0..3 {
+        let r = get(&c, proxy.addr(), "x", "/dead").await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    }
+    let r = get(&c, proxy.addr(), "x", "/slow").await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert_eq!(r.body, "upstream request timeout\n");
+    let r = get(&c, proxy.addr(), "x", "/nothing").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let m = admin(&proxy, "/metrics").await;
+    assert!(
+        m.contains("rauta_route_responses_by_code_total{route=\"slow\",code=\"504\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rauta_cluster_timeouts_total{cluster=\"slow\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rauta_route_requests_total{route=\"dead\"} 3\n"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_mutations_and_forwarding_headers() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+routes:
+  request_headers_to_add: [{{header: {{key: x-config, value: "1"}}}}]
+  response_headers_to_remove: [x-upstream]
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: r
+          match: {{prefix: /}}
+          action: {{cluster: up, host_rewrite_literal: backend.internal}}
+          request_headers_to_add:
+            - {{header: {{key: x-route, value: r}}}}
+            - {{header: {{key: x-keep, value: new}}, append_action: ADD_IF_ABSENT}}
+          request_headers_to_remove: [x-secret]
+          response_headers_to_add: [{{header: {{key: x-resp, value: "yes"}}}}]
+"#,
+        up.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    let r = send(
+        &c,
+        proxy.addr(),
+        "front.test",
+        "/p",
+        &[
+            ("x-secret", "s"),
+            ("x-keep", "old"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-request-id", "given-id"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.seen("x-route").as_deref(), Some("r"));
+    assert_eq!(r.seen("x-config").as_deref(), Some("1"));
+    assert_eq!(r.seen("x-keep").as_deref(), Some("old"));
+    assert_eq!(r.seen("x-secret"), None);
+    assert_eq!(r.seen("host").as_deref(), Some("backend.internal"));
+    assert_eq!(
+        r.seen("x-envoy-original-host").as_deref(),
+        Some("front.test")
+    );
+    assert_eq!(
+        r.seen("x-forwarded-for").as_deref(),
+        Some("192.0.2.1, 127.0.0.1")
+    );
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(r.seen("x-request-id").as_deref(), Some("given-id"));
+    assert_eq!(r.headers["x-resp"], "yes");
+    assert!(!r.headers.contains_key("x-upstream"));
+
+    // Without one, the proxy makes a request id.
+    let r = get(&c, proxy.addr(), "front.test", "/p").await;
+    let id = r.seen("x-request-id").unwrap();
+    assert_eq!(id.len(), 32, "{id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_requests_are_proxied() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        "clusters:\n  - {{name: up, endpoints: [\"{}\"]}}\n{}",
+        up.addr(),
+        routes_to("up", "")
+    );
+    let proxy = start(&yaml).await;
+    let c = h2c();
+    for i in 0..20 {
+        let r = get(&c, proxy.addr(), "", &format!("/h2/{i}")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.version, Version::HTTP_2);
+        assert_eq!(r.upstream(), "up");
+        assert_eq!(r.json()["path"], format!("/h2/{i}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_and_promtool() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        "clusters:\n  - {{name: up, endpoints: [\"{}\"]}}\n{}",
+        up.addr(),
+        routes_to("up", "")
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    for _ in 0..5 {
+        get(&c, proxy.addr(), "x", "/").await;
+    }
+    get(&c, proxy.addr(), "x", "/%zz").await;
+    assert_eq!(admin(&proxy, "/ready").await, "ready\n");
+    let config: serde_json::Value = serde_json::from_str(&admin(&proxy, "/config").await).unwrap();
+    assert_eq!(config["version"], 1);
+    assert_eq!(
+        config["hash"],
+        format!("{:016x}", rauta_proxy::config::text_hash(&yaml))
+    );
+    let routes: serde_json::Value = serde_json::from_str(&admin(&proxy, "/routes").await).unwrap();
+    assert_eq!(routes["virtual_hosts"][0]["routes"][0]["name"], "r");
+    assert_eq!(
+        routes["virtual_hosts"][0]["routes"][0]["action"],
+        "cluster up"
+    );
+
+    let metrics = admin(&proxy, "/metrics").await;
+    assert!(
+        metrics.contains("rauta_route_requests_total{route=\"r\"} 5\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rauta_proxy_config_version 1\n"),
+        "{metrics}"
+    );
+
+    if std::env::var_os("RAUTA_SKIP_PROMTOOL").is_some() {
+        return;
+    }
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; RAUTA_SKIP_PROMTOOL=1 skips)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_are_streamed_upstream_and_not_retried() {
+    let bad = Upstream::new("bad").status(503).spawn().await.unwrap();
+    let yaml = format!(
+        "clusters:\n  - {{name: c, endpoints: [\"{}\"]}}\n{}",
+        bad.addr(),
+        routes_to("c", ", retry_policy: {retry_on: \"5xx\", num_retries: 3}")
+    );
+    let proxy = start(&yaml).await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let body = vec![b'x'; 300_000];
+    let req = http::Request::post(format!("http://{}/upload", proxy.addr()))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = tokio::time::timeout(REQUEST_BOUND, client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    use http_body_util::BodyExt;
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        (v["method"].as_str(), v["body_len"].as_u64()),
+        (Some("POST"), Some(300_000))
+    );
+    // POST is not idempotent: one attempt only, despite the retry policy.
+    assert_eq!(bad.served(), 1);
+
+    // A GET is retried 3 times.
+    get(&http1(), proxy.addr(), "x", "/").await;
+    assert_eq!(bad.served(), 5);
+}
