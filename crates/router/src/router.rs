@@ -1,7 +1,7 @@
 //! The hot-reloadable [`Router`] handle.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Cache};
 
@@ -74,7 +74,8 @@ impl std::ops::Deref for Snapshot {
 pub struct Router {
     current: ArcSwap<Snapshot>,
     next_version: AtomicU64,
-    options: BuildOptions,
+    /// Used by reloads only, never by lookups.
+    options: Mutex<BuildOptions>,
 }
 
 impl Router {
@@ -91,7 +92,7 @@ impl Router {
                 table,
             }),
             next_version: AtomicU64::new(2),
-            options,
+            options: Mutex::new(options),
         }
     }
 
@@ -123,7 +124,8 @@ impl Router {
     ///
     /// Every problem in the configuration; the current table is unchanged.
     pub fn reload(&self, config: RouteConfig) -> Result<Version, ConfigErrors> {
-        let table = RouteTable::build_with(config, &self.options)?;
+        let options = self.options.lock().unwrap_or_else(|p| p.into_inner());
+        let table = RouteTable::build_with(config, &options)?;
         Ok(self.install(table))
     }
 
@@ -135,9 +137,14 @@ impl Router {
     ///
     /// Every problem in the configuration; the current table and options are
     /// unchanged.
-    pub fn reload_with(&mut self, config: RouteConfig, options: BuildOptions) -> Result<Version, ConfigErrors> {
+    pub fn reload_with(
+        &self,
+        config: RouteConfig,
+        options: BuildOptions,
+    ) -> Result<Version, ConfigErrors> {
+        let mut current = self.options.lock().unwrap_or_else(|p| p.into_inner());
         let table = RouteTable::build_with(config, &options)?;
-        self.options = options;
+        *current = options;
         Ok(self.install(table))
     }
 
