@@ -702,7 +702,7 @@ impl SegTrieBuilder {
                         n = self.byte(n, b);
                     }
                 }
-                Segment::One(_) => {
+                Segment::One { .. } => {
                     n = match self.nodes[n].one {
                         Some(c) => c,
                         None => {

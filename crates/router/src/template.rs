@@ -13,8 +13,13 @@ pub(crate) const MAX_VARIABLES: usize = 5;
 #[derive(Debug, Clone)]
 pub(crate) enum Segment {
     Literal(Box<str>),
-    /// One non-empty segment; `Some(i)` captures into variable `i`.
-    One(Option<u8>),
+    /// One segment: `prefix`, then at least one character (captured into
+    /// variable `var` when set), then `suffix` (`*.m4s`, `{file}.txt`).
+    One {
+        var: Option<u8>,
+        prefix: Box<str>,
+        suffix: Box<str>,
+    },
     /// The rest of the path (zero or more segments), then `suffix`.
     Many {
         var: Option<u8>,
@@ -57,6 +62,14 @@ pub(crate) fn is_pchar(b: u8) -> bool {
                 | b':'
                 | b'@'
         )
+}
+
+fn eq_case(a: &[u8], b: &[u8], case_sensitive: bool) -> bool {
+    if case_sensitive {
+        a == b
+    } else {
+        a.eq_ignore_ascii_case(b)
+    }
 }
 
 fn valid_name(n: &str) -> bool {
@@ -121,53 +134,71 @@ impl MatchTemplate {
                 "URI template {t:?}: '**' may only appear in the last segment"
             ))
         };
-        if part == "*" {
-            return Ok(Segment::One(None));
+        // A segment is literal text, or literal text around one operator:
+        // `*`, `**`, `{name}`, `{name=*}` or `{name=**}`.
+        let (prefix, op, suffix) = if let Some(open) = part.find('{') {
+            let Some(close) = part[open..].find('}').map(|c| open + c) else {
+                return Err(format!("URI template {t:?}: unclosed '{{' in {part:?}"));
+            };
+            (&part[..open], &part[open..=close], &part[close + 1..])
+        } else if let Some(star) = part.find('*') {
+            let len = if part[star..].starts_with("**") { 2 } else { 1 };
+            (&part[..star], &part[star..star + len], &part[star + len..])
+        } else {
+            ("", "", part)
+        };
+        if op.is_empty() {
+            if !valid_literal(part) {
+                return Err(format!(
+                    "URI template {t:?}: segment {part:?} is neither a literal, '*', '**' nor a variable"
+                ));
+            }
+            return Ok(Segment::Literal(part.into()));
         }
-        if let Some(suffix) = part.strip_prefix("**") {
+        for text in [prefix, suffix] {
+            if !valid_literal(text) {
+                return Err(format!(
+                    "URI template {t:?}: invalid text {text:?} around the operator in {part:?}"
+                ));
+            }
+        }
+        let (var, many) = match op {
+            "*" => (None, false),
+            "**" => (None, true),
+            _ => {
+                let inner = &op[1..op.len() - 1];
+                let (name, pat) = inner.split_once('=').unwrap_or((inner, "*"));
+                let many = match pat {
+                    "*" => false,
+                    "**" => true,
+                    _ => {
+                        return Err(format!(
+                            "URI template {t:?}: unsupported variable pattern {pat:?} (use '*' or '**')"
+                        ))
+                    }
+                };
+                (Some(add_var(name)?), many)
+            }
+        };
+        if many {
             if !is_last {
                 return many_not_last();
             }
-            if !valid_literal(suffix) {
+            if !prefix.is_empty() {
                 return Err(format!(
-                    "URI template {t:?}: invalid text {suffix:?} after '**'"
+                    "URI template {t:?}: '**' must start its segment, got {part:?}"
                 ));
             }
             return Ok(Segment::Many {
-                var: None,
+                var,
                 suffix: suffix.into(),
             });
         }
-        if let Some(body) = part.strip_prefix('{') {
-            let Some(close) = body.find('}') else {
-                return Err(format!("URI template {t:?}: unclosed '{{' in {part:?}"));
-            };
-            let (inner, suffix) = (&body[..close], &body[close + 1..]);
-            let (name, op) = match inner.split_once('=') {
-                Some((n, op)) => (n, op),
-                None => (inner, "*"),
-            };
-            return match op {
-                "*" if suffix.is_empty() => Ok(Segment::One(Some(add_var(name)?))),
-                "**" if !is_last => many_not_last(),
-                "**" if valid_literal(suffix) => Ok(Segment::Many {
-                    var: Some(add_var(name)?),
-                    suffix: suffix.into(),
-                }),
-                "*" | "**" => Err(format!(
-                    "URI template {t:?}: unsupported text {suffix:?} after variable {name:?}"
-                )),
-                _ => Err(format!(
-                    "URI template {t:?}: unsupported variable pattern {op:?} (use '*' or '**')"
-                )),
-            };
-        }
-        if !valid_literal(part) {
-            return Err(format!(
-                "URI template {t:?}: segment {part:?} is neither a literal, '*', '**' nor a variable"
-            ));
-        }
-        Ok(Segment::Literal(part.into()))
+        Ok(Segment::One {
+            var,
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        })
     }
 
     /// The template text.
@@ -211,7 +242,11 @@ impl MatchTemplate {
                         return false;
                     }
                 }
-                Segment::One(var) => {
+                Segment::One {
+                    var,
+                    prefix,
+                    suffix,
+                } => {
                     let start = pos;
                     while pos < p.len() && p[pos] != b'/' {
                         if !is_pchar(p[pos]) {
@@ -219,11 +254,17 @@ impl MatchTemplate {
                         }
                         pos += 1;
                     }
-                    if pos == start {
+                    let seg = &p[start..pos];
+                    let (pre, suf) = (prefix.as_bytes(), suffix.as_bytes());
+                    if seg.len() <= pre.len() + suf.len()
+                        || !eq_case(&seg[..pre.len()], pre, case_sensitive)
+                        || !eq_case(&seg[seg.len() - suf.len()..], suf, case_sensitive)
+                    {
                         return false;
                     }
                     if let Some(v) = var {
-                        caps[usize::from(*v)] = (start as u32, pos as u32);
+                        caps[usize::from(*v)] =
+                            ((start + pre.len()) as u32, (pos - suf.len()) as u32);
                     }
                 }
                 Segment::Many { var, suffix } => {
@@ -343,6 +384,11 @@ mod tests {
         assert!(!m("/v/{f=**}.ts", "/v/x/y.tsx"));
         assert!(m("/", "/"));
         assert!(!m("/", "/a"));
+        assert!(m("/videos/*/*/*.m4s", "/videos/a/b/c.m4s"));
+        assert!(!m("/videos/*/*/*.m4s", "/videos/a/b/.m4s"));
+        assert!(m("/img-{id}.png", "/img-7.png"));
+        assert!(!m("/img-{id}.png", "/img-.png"));
+        assert!(!m("/img-{id}.png", "/im-7.png"));
     }
 
     #[test]
@@ -359,6 +405,12 @@ mod tests {
 
     #[test]
     fn errors() {
+        let t = MatchTemplate::parse("/f/{file}.txt").unwrap();
+        let mut caps = [(0, 0); 5];
+        assert!(t.matches("/f/notes.txt", true, &mut caps));
+        assert_eq!(caps[0], (3, 8));
+        assert!(MatchTemplate::parse("/a{b").is_err());
+        assert!(MatchTemplate::parse("/x**").is_err());
         let e = MatchTemplate::parse("/{a}/{b}/{c}/{d}/{e}/{f}").unwrap_err();
         assert!(e.contains("Exceeded variable count limit (5)"));
         assert!(MatchTemplate::parse("/**/a").is_err());
