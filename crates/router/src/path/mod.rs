@@ -1,0 +1,906 @@
+//! Request-target path handling, run once before any route matcher.
+//!
+//! An ingress router is an access-control boundary: if `/public/../admin`,
+//! `/admin%2f..` or `//admin` reaches a route the operator did not intend, the
+//! router is the vulnerability. [`PathPolicy`] decides, for one
+//! request-target, whether the request is forwarded (and with which path),
+//! redirected or rejected. Its rule is: *normalize once, before any matcher;
+//! match on the bytes you forward; reject anything ambiguous.*
+//!
+//! ```
+//! use std::borrow::Cow;
+//! use rauta_router::path::{PathOutcome, PathPolicy, RejectReason};
+//!
+//! let policy = PathPolicy::safe_default();
+//!
+//! // Dot segments are resolved, and the query is forwarded byte for byte.
+//! match policy.apply("/public/%2e%2e/admin?next=/../x") {
+//!     PathOutcome::Forward { path, match_path } => {
+//!         assert_eq!(path, "/admin?next=/../x");
+//!         assert_eq!(match_path, "/admin");
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! // An already canonical path is not copied.
+//! assert!(matches!(
+//!     policy.apply("/api/v1/users?id=7"),
+//!     PathOutcome::Forward { path: Cow::Borrowed(_), match_path: Cow::Borrowed("/api/v1/users") }
+//! ));
+//!
+//! // Escaped slashes are refused by default.
+//! assert_eq!(
+//!     policy.apply("/public%2F..%2Fadmin"),
+//!     PathOutcome::Reject { status: 400, reason: RejectReason::EscapedSlash }
+//! );
+//! ```
+//!
+//! # The safe default
+//!
+//! A configuration that says nothing gets [`PathPolicy::safe_default`]:
+//! percent-decode unreserved characters once, resolve `.` and `..` (also
+//! `..;x` and `.;x`), reject a `..` that climbs above the root, merge slash
+//! runs, reject escaped slashes (`%2F`, `%5C`), raw control bytes, NUL, space,
+//! non-ASCII bytes, raw backslashes, malformed escapes and fragments, cap the
+//! request-target at 8 KiB, and match routes on the path with `;params`
+//! removed while forwarding them. [`PathPolicy::envoy`] gives Envoy's
+//! defaults instead, for configurations that must behave as an Envoy one does.
+//!
+//! # Envoy's own transformations
+//!
+//! [`envoy`] and [`uhv`] reproduce Envoy's two normalizers exactly, quirks
+//! included; [`remove_dot_segments`] is RFC 3986's algorithm as written.
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use smallvec::SmallVec;
+
+pub mod envoy;
+mod rfc3986;
+pub mod uhv;
+
+pub use rfc3986::remove_dot_segments;
+
+use envoy::{decode_escape, hex_digit, into_string, push_escaped};
+
+/// Envoy's `path_with_escaped_slashes_action`: what to do with `%2F`, `%2f`,
+/// `%5C` and `%5c` in the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum EscapedSlashesAction {
+    /// Leave them encoded (Envoy's default). Risky behind path-based access
+    /// rules when the backend decodes `%2F` itself.
+    KeepUnchanged,
+    /// Reject the request with 400 (RAUTA's default).
+    RejectRequest,
+    /// Decode them and answer 307 with the decoded path, so that browsers
+    /// follow and the request is routed on what it really names.
+    UnescapeAndRedirect,
+    /// Decode them and continue. Never use this behind path-based access
+    /// rules: the decoded slashes change the segment structure.
+    UnescapeAndForward,
+}
+
+/// How `;params` in path segments (`/admin;jsessionid=x`) are handled.
+/// `..;x` and `.;x` are dot segments whenever the path is normalized,
+/// whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum PathParametersAction {
+    /// Match and forward the path with its parameters (Envoy's default).
+    Keep,
+    /// Forward the parameters, but match routes on a copy of the path with
+    /// the parameters of each segment removed (RAUTA's default).
+    StripForMatching,
+    /// Reject any path containing `;` with 400.
+    RejectRequest,
+}
+
+/// Why a request-target was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The request-target, or what normalization made of it, is longer than
+    /// `max_path_bytes` (414).
+    #[error("request-target is {len} bytes, longer than the limit of {max}")]
+    PathTooLong {
+        /// Length of the request-target (after normalization, if that
+        /// lengthened it).
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The request-target does not start with `/` (400).
+    #[error("request-target is not in origin form (must start with '/')")]
+    NotOriginForm,
+    /// The request-target contains `#` (400).
+    #[error("request-target contains a fragment ('#')")]
+    Fragment,
+    /// A raw control byte, space, DEL or non-ASCII byte (400). NUL, CR and LF
+    /// are always refused.
+    #[error("request-target contains the byte 0x{byte:02x} at offset {offset}")]
+    ControlByte {
+        /// The byte.
+        byte: u8,
+        /// Its offset in the request-target.
+        offset: usize,
+    },
+    /// An escaped control byte (`%00`-`%1F`, `%7F`) in the path (400).
+    #[error("path contains the escaped control byte %{byte:02X}")]
+    EncodedControl {
+        /// The decoded byte.
+        byte: u8,
+    },
+    /// A raw `\` in the path (400).
+    #[error("path contains a raw backslash")]
+    Backslash,
+    /// A `%` not followed by two hex digits (400).
+    #[error("path contains a malformed percent-escape at offset {offset}")]
+    MalformedEscape {
+        /// Offset of the `%` in the request-target.
+        offset: usize,
+    },
+    /// `%2F` or `%5C` under `REJECT_REQUEST` (400).
+    #[error("path contains an escaped slash or backslash")]
+    EscapedSlash,
+    /// `;` under `path_parameters: REJECT_REQUEST` (400).
+    #[error("path contains path parameters (';')")]
+    PathParameters,
+    /// A `..` segment that climbs above the root (400).
+    #[error("path climbs above the root with '..'")]
+    AboveRoot,
+}
+
+impl RejectReason {
+    /// The HTTP status to answer with: 414 for a too long request-target,
+    /// 400 for everything else.
+    pub fn status(&self) -> u16 {
+        match self {
+            RejectReason::PathTooLong { .. } => 414,
+            _ => 400,
+        }
+    }
+}
+
+/// What to do with a request, decided from its request-target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathOutcome<'a> {
+    /// Route the request and forward it.
+    Forward {
+        /// What goes upstream: the normalized path followed by the original
+        /// query, byte for byte.
+        path: Cow<'a, str>,
+        /// What route matchers compare: the normalized path without the
+        /// query, with `;params` removed under `STRIP_FOR_MATCHING`.
+        match_path: Cow<'a, str>,
+    },
+    /// Answer with a redirect to `location` (path and query).
+    Redirect {
+        /// The `Location` path and query.
+        location: String,
+        /// The status code: 307, as Envoy sends.
+        status: u16,
+    },
+    /// Answer with an error status and do not route.
+    Reject {
+        /// 400 or 414.
+        status: u16,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+impl PathOutcome<'_> {
+    fn reject(reason: RejectReason) -> Self {
+        PathOutcome::Reject {
+            status: reason.status(),
+            reason,
+        }
+    }
+}
+
+/// Default cap on the request-target length under the safe default.
+pub const DEFAULT_MAX_PATH_BYTES: usize = 8 * 1024;
+
+/// Envoy's `max_request_headers_kb` default (60 KiB), which also bounds the
+/// request-target; used by [`PathPolicy::envoy`].
+pub const ENVOY_MAX_PATH_BYTES: usize = 60 * 1024;
+
+/// Path handling options of a route configuration or a virtual host.
+///
+/// Every field is an `Option` so that a virtual host's policy can be laid
+/// over its route configuration's with [`PathPolicy::overlay`]; a field left
+/// unset takes its value from [`PathPolicy::safe_default`]. Field names follow
+/// Envoy's HTTP connection manager where Envoy has the option.
+///
+/// ```
+/// use rauta_router::path::{PathOutcome, PathPolicy};
+///
+/// // A virtual host serving an API that needs opaque %2F in object names.
+/// let vhost: PathPolicy = serde_json::from_str(
+///     r#"{"path_with_escaped_slashes_action": "KEEP_UNCHANGED"}"#,
+/// )?;
+/// let policy = PathPolicy::default().overlay(&vhost);
+/// assert!(matches!(policy.apply("/objects/a%2Fb"), PathOutcome::Forward { .. }));
+///
+/// // Unknown fields are an error, not silently ignored.
+/// assert!(serde_json::from_str::<PathPolicy>(r#"{"normalise_path": true}"#).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PathPolicy {
+    /// Resolve `.` and `..` segments and decode escaped unreserved
+    /// characters (Envoy's `normalize_path`). Default true.
+    pub normalize_path: Option<bool>,
+    /// Merge runs of `/` (Envoy's `merge_slashes`). Default true.
+    pub merge_slashes: Option<bool>,
+    /// Envoy's `path_with_escaped_slashes_action`. Default `REJECT_REQUEST`.
+    pub path_with_escaped_slashes_action: Option<EscapedSlashesAction>,
+    /// Reject a request-target containing `#` (Envoy's runtime
+    /// `http_reject_path_with_fragment`); when false the fragment is cut off.
+    /// Default true.
+    pub reject_fragment: Option<bool>,
+    /// Reject raw control bytes, space, DEL and non-ASCII bytes anywhere in
+    /// the request-target, and escaped control bytes (`%00`-`%1F`, `%7F`) in
+    /// the path. Raw NUL, CR and LF are refused even when this is false.
+    /// Default true.
+    pub reject_control_bytes: Option<bool>,
+    /// Reject a raw `\` in the path; when false a normalized path reads it
+    /// as `/`, as Envoy does. Without normalization, a `\` decoded from `%5C`
+    /// by an unescape action is refused too. Default true.
+    pub reject_backslash: Option<bool>,
+    /// Reject a `%` not followed by two hex digits; when false it is kept
+    /// (and written `%25` by normalization, so that it can never pair up
+    /// with what follows into a new escape). Default true.
+    pub reject_malformed_escapes: Option<bool>,
+    /// Reject a `..` that would climb above the root; when false it is
+    /// dropped, as RFC 3986 and Envoy's `normalize_path` do. Default true.
+    pub reject_dot_segments_above_root: Option<bool>,
+    /// Upper-case the hex digits of escapes that stay encoded, so that route
+    /// matchers see one spelling. Applies when `normalize_path` is on.
+    /// Default true.
+    pub uppercase_percent_encoding: Option<bool>,
+    /// How `;params` in segments are handled. Default `STRIP_FOR_MATCHING`.
+    pub path_parameters: Option<PathParametersAction>,
+    /// Longest request-target accepted, in bytes; longer ones get 414. The
+    /// cap applies again to the normalized result, which percent-encoding can
+    /// make longer. Default 8192.
+    pub max_path_bytes: Option<usize>,
+}
+
+/// A policy with every option decided.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    normalize: bool,
+    merge: bool,
+    escaped_slashes: EscapedSlashesAction,
+    reject_fragment: bool,
+    reject_control: bool,
+    reject_backslash: bool,
+    reject_malformed: bool,
+    reject_above_root: bool,
+    uppercase: bool,
+    params: PathParametersAction,
+    max_len: usize,
+}
+
+/// Byte-level facts about a path, gathered while validating it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    /// Some `%2F`, `%2f`, `%5C` or `%5c`.
+    escaped_slash: bool,
+    /// Some escape that normalization rewrites: unreserved (decoded),
+    /// lower-case hex (upper-cased) or malformed (written `%25`).
+    escape_work: bool,
+    backslash: bool,
+    /// Some segment is `.`, `..`, `.;x` or `..;x`.
+    dot_segment: bool,
+    double_slash: bool,
+    semicolon: bool,
+    needs_escape: bool,
+}
+
+impl PathPolicy {
+    /// RAUTA's safe pipeline, what a configuration gets when it says
+    /// nothing: every option set to its documented default.
+    pub fn safe_default() -> Self {
+        PathPolicy {
+            normalize_path: Some(true),
+            merge_slashes: Some(true),
+            path_with_escaped_slashes_action: Some(EscapedSlashesAction::RejectRequest),
+            reject_fragment: Some(true),
+            reject_control_bytes: Some(true),
+            reject_backslash: Some(true),
+            reject_malformed_escapes: Some(true),
+            reject_dot_segments_above_root: Some(true),
+            uppercase_percent_encoding: Some(true),
+            path_parameters: Some(PathParametersAction::StripForMatching),
+            max_path_bytes: Some(DEFAULT_MAX_PATH_BYTES),
+        }
+    }
+
+    /// Envoy's defaults: no normalization, no slash merging, escaped slashes
+    /// kept, fragments rejected, parameters kept, 60 KiB cap. Only for
+    /// configurations that must behave exactly as an Envoy one does; see
+    /// docs/security.md for what this leaves open.
+    pub fn envoy() -> Self {
+        PathPolicy {
+            normalize_path: Some(false),
+            merge_slashes: Some(false),
+            path_with_escaped_slashes_action: Some(EscapedSlashesAction::KeepUnchanged),
+            reject_fragment: Some(true),
+            reject_control_bytes: Some(false),
+            reject_backslash: Some(false),
+            reject_malformed_escapes: Some(false),
+            reject_dot_segments_above_root: Some(false),
+            uppercase_percent_encoding: Some(false),
+            path_parameters: Some(PathParametersAction::Keep),
+            max_path_bytes: Some(ENVOY_MAX_PATH_BYTES),
+        }
+    }
+
+    /// Lays `more_specific` (say, a virtual host's policy) over `self` (say,
+    /// the route configuration's): every field set in `more_specific` wins.
+    ///
+    /// ```
+    /// use rauta_router::path::PathPolicy;
+    ///
+    /// let mut vhost = PathPolicy::default();
+    /// vhost.merge_slashes = Some(false);
+    /// let merged = PathPolicy::safe_default().overlay(&vhost);
+    /// assert_eq!(merged.merge_slashes, Some(false));
+    /// assert_eq!(merged.normalize_path, Some(true));
+    /// ```
+    pub fn overlay(&self, more_specific: &PathPolicy) -> PathPolicy {
+        PathPolicy {
+            normalize_path: more_specific.normalize_path.or(self.normalize_path),
+            merge_slashes: more_specific.merge_slashes.or(self.merge_slashes),
+            path_with_escaped_slashes_action: more_specific
+                .path_with_escaped_slashes_action
+                .or(self.path_with_escaped_slashes_action),
+            reject_fragment: more_specific.reject_fragment.or(self.reject_fragment),
+            reject_control_bytes: more_specific
+                .reject_control_bytes
+                .or(self.reject_control_bytes),
+            reject_backslash: more_specific.reject_backslash.or(self.reject_backslash),
+            reject_malformed_escapes: more_specific
+                .reject_malformed_escapes
+                .or(self.reject_malformed_escapes),
+            reject_dot_segments_above_root: more_specific
+                .reject_dot_segments_above_root
+                .or(self.reject_dot_segments_above_root),
+            uppercase_percent_encoding: more_specific
+                .uppercase_percent_encoding
+                .or(self.uppercase_percent_encoding),
+            path_parameters: more_specific.path_parameters.or(self.path_parameters),
+            max_path_bytes: more_specific.max_path_bytes.or(self.max_path_bytes),
+        }
+    }
+
+    fn resolved(&self) -> Resolved {
+        Resolved {
+            normalize: self.normalize_path.unwrap_or(true),
+            merge: self.merge_slashes.unwrap_or(true),
+            escaped_slashes: self
+                .path_with_escaped_slashes_action
+                .unwrap_or(EscapedSlashesAction::RejectRequest),
+            reject_fragment: self.reject_fragment.unwrap_or(true),
+            reject_control: self.reject_control_bytes.unwrap_or(true),
+            reject_backslash: self.reject_backslash.unwrap_or(true),
+            reject_malformed: self.reject_malformed_escapes.unwrap_or(true),
+            reject_above_root: self.reject_dot_segments_above_root.unwrap_or(true),
+            uppercase: self.uppercase_percent_encoding.unwrap_or(true),
+            params: self
+                .path_parameters
+                .unwrap_or(PathParametersAction::StripForMatching),
+            max_len: self.max_path_bytes.unwrap_or(DEFAULT_MAX_PATH_BYTES),
+        }
+    }
+
+    /// Decides what happens to a request with this origin-form
+    /// request-target (path and optional query, as it arrived).
+    ///
+    /// The order is: length cap, origin form, fragment, byte validation,
+    /// escaped slashes, normalization (decode, dot segments, slash merging),
+    /// redirect. An already canonical request-target is returned borrowed,
+    /// without allocating. The function never panics.
+    ///
+    /// The asterisk form (`OPTIONS *`) and the authority form (`CONNECT
+    /// host:port`) carry no path; recognise them with
+    /// [`crate::authority::parse_request_target`] and do not call this.
+    pub fn apply<'a>(&self, path_and_query: &'a str) -> PathOutcome<'a> {
+        let r = self.resolved();
+        if path_and_query.len() > r.max_len {
+            return PathOutcome::reject(RejectReason::PathTooLong {
+                len: path_and_query.len(),
+                max: r.max_len,
+            });
+        }
+        if !path_and_query.starts_with('/') {
+            return PathOutcome::reject(RejectReason::NotOriginForm);
+        }
+        let mut target = path_and_query;
+        if let Some(hash) = path_and_query.find('#') {
+            if r.reject_fragment {
+                return PathOutcome::reject(RejectReason::Fragment);
+            }
+            target = &path_and_query[..hash];
+        }
+        let split = target.find('?').unwrap_or(target.len());
+        let (path, query) = target.split_at(split);
+
+        if let Err(reason) = check_query(query, split, &r) {
+            return PathOutcome::reject(reason);
+        }
+        let scan = match scan_path(path, &r) {
+            Ok(scan) => scan,
+            Err(reason) => return PathOutcome::reject(reason),
+        };
+
+        let mut current: Cow<'a, str> = Cow::Borrowed(path);
+        let mut redirect = false;
+        if scan.escaped_slash && r.escaped_slashes != EscapedSlashesAction::KeepUnchanged {
+            let (unescaped, found) = envoy::unescape_slashes(path);
+            if found {
+                match r.escaped_slashes {
+                    EscapedSlashesAction::RejectRequest => {
+                        return PathOutcome::reject(RejectReason::EscapedSlash)
+                    }
+                    EscapedSlashesAction::UnescapeAndRedirect => redirect = true,
+                    _ => {}
+                }
+                if r.reject_backslash && !r.normalize && unescaped.contains('\\') {
+                    // Without normalization the decoded backslash would be forwarded
+                    // raw, which this policy refuses.
+                    return PathOutcome::reject(RejectReason::Backslash);
+                }
+                current = Cow::Owned(unescaped.into_owned());
+            }
+        }
+        let unescaped = matches!(current, Cow::Owned(_));
+
+        if r.normalize {
+            let needs_work = unescaped
+                || scan.escape_work
+                || scan.backslash
+                || scan.dot_segment
+                || scan.needs_escape
+                || (r.merge && scan.double_slash);
+            if needs_work {
+                match normalize_segments(&current, &r) {
+                    Ok(out) => {
+                        if out != *current {
+                            current = Cow::Owned(out);
+                        }
+                    }
+                    Err(reason) => return PathOutcome::reject(reason),
+                }
+            }
+        } else if r.merge && current.contains("//") {
+            current = Cow::Owned(merge_slash_runs(&current));
+        }
+
+        // Normalization may lengthen a path (raw bytes are percent-encoded):
+        // what is forwarded or redirected to obeys the same cap as what came
+        // in, so that a second pass over it gives the same answer.
+        if let Cow::Owned(p) = &current {
+            let len = p.len() + query.len();
+            if len > r.max_len {
+                return PathOutcome::reject(RejectReason::PathTooLong {
+                    len,
+                    max: r.max_len,
+                });
+            }
+        }
+
+        if redirect {
+            let mut location = current.into_owned();
+            location.push_str(query);
+            return PathOutcome::Redirect {
+                location,
+                status: 307,
+            };
+        }
+
+        let strip_params = r.params == PathParametersAction::StripForMatching
+            && scan.semicolon
+            && current.contains(';');
+        match current {
+            Cow::Borrowed(p) => PathOutcome::Forward {
+                path: Cow::Borrowed(target),
+                match_path: if strip_params {
+                    Cow::Owned(strip_params_for_matching(p, r.merge))
+                } else {
+                    Cow::Borrowed(p)
+                },
+            },
+            Cow::Owned(p) => {
+                let match_path = if strip_params {
+                    strip_params_for_matching(&p, r.merge)
+                } else {
+                    p.clone()
+                };
+                let mut forward = p;
+                forward.push_str(query);
+                PathOutcome::Forward {
+                    path: Cow::Owned(forward),
+                    match_path: Cow::Owned(match_path),
+                }
+            }
+        }
+    }
+}
+
+/// True for bytes the policy refuses when `reject_control_bytes` is on:
+/// C0 controls, space, DEL and every non-ASCII byte.
+fn is_control_or_non_ascii(b: u8) -> bool {
+    b <= b' ' || b >= 0x7f
+}
+
+/// True for bytes that break HTTP/1 framing or C strings: never forwarded.
+fn is_always_refused(b: u8) -> bool {
+    matches!(b, 0 | b'\r' | b'\n')
+}
+
+fn check_query(query: &str, offset: usize, r: &Resolved) -> Result<(), RejectReason> {
+    for (i, &b) in query.as_bytes().iter().enumerate() {
+        if is_always_refused(b) || (r.reject_control && is_control_or_non_ascii(b)) {
+            return Err(RejectReason::ControlByte {
+                byte: b,
+                offset: offset + i,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Bytes that a normalized path never carries raw; normalization writes
+/// them percent-encoded (Envoy's canonicalizer does the same).
+fn needs_escape(b: u8) -> bool {
+    !(b' '..0x7f).contains(&b)
+        || matches!(
+            b,
+            b' ' | b'"' | b'#' | b'<' | b'>' | b'?' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Validates the bytes of the path (no query) and notes what normalization
+/// will have to do.
+fn scan_path(path: &str, r: &Resolved) -> Result<Scan, RejectReason> {
+    let bytes = path.as_bytes();
+    let mut scan = Scan::default();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => match bytes.get(i + 1) {
+                Some(b'/') => scan.double_slash = true,
+                Some(b'.') => scan.dot_segment |= is_dot_segment(&bytes[i + 1..]),
+                _ => {}
+            },
+            b'%' => match decode_escape(bytes, i) {
+                Some(v)
+                    if (v == 0x7f || v < b' ') && (r.reject_control || (v == 0 && r.normalize)) =>
+                {
+                    return Err(RejectReason::EncodedControl { byte: v });
+                }
+                Some(v) => {
+                    scan.escaped_slash |= v == b'/' || v == b'\\';
+                    scan.escape_work |= is_unreserved(v)
+                        || (r.uppercase
+                            && (bytes[i + 1].is_ascii_lowercase()
+                                || bytes[i + 2].is_ascii_lowercase()));
+                }
+                None if r.reject_malformed => {
+                    return Err(RejectReason::MalformedEscape { offset: i })
+                }
+                None => scan.escape_work = true,
+            },
+            b'\\' => {
+                if r.reject_backslash {
+                    return Err(RejectReason::Backslash);
+                }
+                scan.backslash = true;
+            }
+            b';' => {
+                if r.params == PathParametersAction::RejectRequest {
+                    return Err(RejectReason::PathParameters);
+                }
+                scan.semicolon = true;
+            }
+            _ => {
+                if is_always_refused(b) || (r.reject_control && is_control_or_non_ascii(b)) {
+                    return Err(RejectReason::ControlByte { byte: b, offset: i });
+                }
+                scan.needs_escape |= needs_escape(b);
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// True when the segment at the start of `rest` (up to the next `/`) is a
+/// dot segment; `rest` starts with `.`.
+fn is_dot_segment(rest: &[u8]) -> bool {
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    classify(&rest[..end]) != Segment::Name
+}
+
+/// Kind of one decoded segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    Empty,
+    Current,
+    Parent,
+    Name,
+}
+
+fn classify(seg: &[u8]) -> Segment {
+    if seg.is_empty() {
+        Segment::Empty
+    } else if seg == b"." || seg.starts_with(b".;") {
+        Segment::Current
+    } else if seg == b".." || seg.starts_with(b"..;") {
+        Segment::Parent
+    } else {
+        Segment::Name
+    }
+}
+
+/// Decodes one raw segment into `out`: unreserved escapes decoded, other
+/// valid escapes kept (upper-cased if asked), stray `%` written `%25`, bytes
+/// that may not appear raw percent-encoded.
+fn decode_segment(raw: &[u8], r: &Resolved, out: &mut Vec<u8>) -> Result<(), RejectReason> {
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            match decode_escape(raw, i) {
+                Some(v) if is_unreserved(v) => out.push(v),
+                Some(0) => return Err(RejectReason::EncodedControl { byte: 0 }),
+                Some(v) if r.uppercase => {
+                    out.extend_from_slice(&[b'%', hex_digit(v >> 4), hex_digit(v)]);
+                }
+                Some(_) => out.extend_from_slice(&raw[i..i + 3]),
+                None => {
+                    out.extend_from_slice(b"%25");
+                    i += 1;
+                    continue;
+                }
+            }
+            i += 3;
+        } else {
+            if needs_escape(b) {
+                push_escaped(out, b);
+            } else {
+                out.push(b);
+            }
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// RAUTA's normalizer on a path without query: segment by segment (`/` and
+/// `\` both separate segments), decode, resolve dot segments (`..;x` and
+/// `.;x` included), drop empty segments when merging.
+fn normalize_segments(path: &str, r: &Resolved) -> Result<String, RejectReason> {
+    let bytes = path.as_bytes();
+    let body = bytes.get(1..).unwrap_or(&[]);
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 8);
+    let mut starts: SmallVec<[usize; 16]> = SmallVec::new();
+    let mut segment = Vec::new();
+    let mut trailing_slash = false;
+    let count = body.split(|&b| b == b'/' || b == b'\\').count();
+    for (n, raw) in body.split(|&b| b == b'/' || b == b'\\').enumerate() {
+        let last = n + 1 == count;
+        segment.clear();
+        decode_segment(raw, r, &mut segment)?;
+        match classify(&segment) {
+            Segment::Name => {
+                starts.push(out.len());
+                out.push(b'/');
+                out.extend_from_slice(&segment);
+            }
+            Segment::Empty => {
+                if r.merge {
+                    trailing_slash = last;
+                } else {
+                    starts.push(out.len());
+                    out.push(b'/');
+                }
+            }
+            Segment::Current => trailing_slash = last,
+            Segment::Parent => {
+                match starts.pop() {
+                    Some(start) => out.truncate(start),
+                    None if r.reject_above_root => return Err(RejectReason::AboveRoot),
+                    None => {}
+                }
+                trailing_slash = last;
+            }
+        }
+    }
+    if trailing_slash || out.is_empty() {
+        out.push(b'/');
+    }
+    Ok(into_string(out))
+}
+
+/// Collapses every run of `/` into one (no other change).
+fn merge_slash_runs(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut prev_slash = false;
+    for c in path.chars() {
+        if c == '/' && prev_slash {
+            continue;
+        }
+        prev_slash = c == '/';
+        out.push(c);
+    }
+    out
+}
+
+/// The match copy of a path: each segment cut at its first `;`; when
+/// merging, segments left empty by the cut disappear.
+fn strip_params_for_matching(path: &str, merge: bool) -> String {
+    let mut out = String::with_capacity(path.len());
+    let body = path.strip_prefix('/').unwrap_or(path);
+    let count = body.split('/').count();
+    for (n, seg) in body.split('/').enumerate() {
+        let kept = seg.split(';').next().unwrap_or("");
+        if merge && kept.is_empty() && n + 1 < count {
+            continue;
+        }
+        out.push('/');
+        out.push_str(kept);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward(policy: &PathPolicy, input: &str) -> (String, String) {
+        match policy.apply(input) {
+            PathOutcome::Forward { path, match_path } => {
+                (path.into_owned(), match_path.into_owned())
+            }
+            other => panic!("{input:?}: expected forward, got {other:?}"),
+        }
+    }
+
+    fn reason(policy: &PathPolicy, input: &str) -> RejectReason {
+        match policy.apply(input) {
+            PathOutcome::Reject { reason, status } => {
+                assert_eq!(status, reason.status());
+                reason
+            }
+            other => panic!("{input:?}: expected reject, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unset_fields_behave_as_the_safe_default() {
+        let unset = PathPolicy::default();
+        let safe = PathPolicy::safe_default();
+        for input in ["/a/../b", "//x", "/a%2fb", "/a;x", "/../a", "/%41", "/x#y"] {
+            assert_eq!(unset.apply(input), safe.apply(input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn max_path_bytes_boundary() {
+        let mut p = PathPolicy::safe_default();
+        p.max_path_bytes = Some(10);
+        assert!(matches!(p.apply("/123456789"), PathOutcome::Forward { .. }));
+        assert_eq!(
+            p.apply("/1234567890"),
+            PathOutcome::Reject {
+                status: 414,
+                reason: RejectReason::PathTooLong { len: 11, max: 10 }
+            }
+        );
+        let default_max = "/".to_string() + &"a".repeat(DEFAULT_MAX_PATH_BYTES - 1);
+        assert!(matches!(
+            PathPolicy::default().apply(&default_max),
+            PathOutcome::Forward { .. }
+        ));
+        let over = default_max + "a";
+        assert_eq!(reason(&PathPolicy::default(), &over).status(), 414);
+    }
+
+    #[test]
+    fn envoy_policy_forwards_unchanged() {
+        let envoy = PathPolicy::envoy();
+        assert_eq!(
+            forward(&envoy, "/a/../b//c%2f"),
+            ("/a/../b//c%2f".into(), "/a/../b//c%2f".into())
+        );
+        assert_eq!(reason(&envoy, "/a#b"), RejectReason::Fragment);
+        assert!(matches!(
+            reason(&envoy, "/a\r\nb"),
+            RejectReason::ControlByte { byte: b'\r', .. }
+        ));
+    }
+
+    #[test]
+    fn escaped_slash_actions() {
+        let mut p = PathPolicy::safe_default();
+        p.path_with_escaped_slashes_action = Some(EscapedSlashesAction::UnescapeAndRedirect);
+        assert_eq!(
+            p.apply("/a%2Fb?q=%2F"),
+            PathOutcome::Redirect {
+                location: "/a/b?q=%2F".into(),
+                status: 307
+            }
+        );
+        p.path_with_escaped_slashes_action = Some(EscapedSlashesAction::UnescapeAndForward);
+        assert_eq!(forward(&p, "/a%2F..%2Fb"), ("/b".into(), "/b".into()));
+        p.path_with_escaped_slashes_action = Some(EscapedSlashesAction::KeepUnchanged);
+        assert_eq!(forward(&p, "/a%2fb"), ("/a%2Fb".into(), "/a%2Fb".into()));
+    }
+
+    #[test]
+    fn params_handling() {
+        let safe = PathPolicy::safe_default();
+        assert_eq!(
+            forward(&safe, "/a;x/b;y?z"),
+            ("/a;x/b;y?z".into(), "/a/b".into())
+        );
+        assert_eq!(forward(&safe, "/a/;x/b"), ("/a/;x/b".into(), "/a/b".into()));
+        assert_eq!(forward(&safe, "/a/%2e%2e;x/b"), ("/b".into(), "/b".into()));
+        let mut p = PathPolicy::safe_default();
+        p.path_parameters = Some(PathParametersAction::RejectRequest);
+        assert_eq!(reason(&p, "/a;x"), RejectReason::PathParameters);
+        p.path_parameters = Some(PathParametersAction::Keep);
+        assert_eq!(forward(&p, "/a;x"), ("/a;x".into(), "/a;x".into()));
+    }
+
+    #[test]
+    fn lenient_options() {
+        let mut p = PathPolicy::safe_default();
+        p.reject_dot_segments_above_root = Some(false);
+        p.reject_malformed_escapes = Some(false);
+        p.reject_backslash = Some(false);
+        p.reject_control_bytes = Some(false);
+        p.uppercase_percent_encoding = Some(false);
+        assert_eq!(forward(&p, "/../a").0, "/a");
+        assert_eq!(forward(&p, "/x%zz").0, "/x%25zz");
+        assert_eq!(forward(&p, "/a\\..\\b").0, "/b");
+        assert_eq!(forward(&p, "/a b\u{e9}").0, "/a%20b%C3%A9");
+        assert_eq!(forward(&p, "/%c0%af").0, "/%c0%af");
+        assert_eq!(
+            reason(&p, "/a%00"),
+            RejectReason::EncodedControl { byte: 0 }
+        );
+        assert!(matches!(
+            reason(&p, "/a\0"),
+            RejectReason::ControlByte { byte: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn merge_without_normalize() {
+        let mut p = PathPolicy::envoy();
+        p.merge_slashes = Some(true);
+        assert_eq!(forward(&p, "//a//../b/?x//y").0, "/a/../b/?x//y");
+        assert_eq!(forward(&p, "//").0, "/");
+    }
+
+    #[test]
+    fn non_merging_normalization_keeps_empty_segments() {
+        let mut p = PathPolicy::safe_default();
+        p.merge_slashes = Some(false);
+        assert_eq!(forward(&p, "/a//./b").0, "/a//b");
+        assert_eq!(forward(&p, "/a//..").0, "/a/");
+        assert_eq!(forward(&p, "/a//.").0, "/a//");
+    }
+}
