@@ -706,37 +706,25 @@ pub(crate) fn port_colon(host: &str) -> Option<usize> {
 }
 
 fn normalize_host<'h>(h: &'h str, n: &config::HostNormalization) -> Cow<'h, str> {
-    let mut host = Cow::Borrowed(h);
-    if n.strip_trailing_host_dot {
-        let (name, port) = match port_colon(&host) {
-            Some(i) => (&host[..i], &host[i..]),
-            None => (&host[..], ""),
-        };
-        if let Some(stripped) = name.strip_suffix('.') {
-            host = Cow::Owned(format!("{stripped}{port}"));
-        }
+    use crate::authority::{strip_host_port, strip_trailing_host_dot};
+    let host = if n.strip_trailing_host_dot {
+        strip_trailing_host_dot(h)
+    } else {
+        Cow::Borrowed(h)
+    };
+    if !n.strip_any_host_port && n.strip_matching_host_port.is_none() {
+        return host;
     }
-    if n.strip_any_host_port || n.strip_matching_host_port.is_some() {
-        if let Some(i) = port_colon(&host) {
-            let port = &host[i + 1..];
-            let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-            let well_formed = i > 0 && !host[..i].ends_with(':');
-            let strip = numeric
-                && well_formed
-                && (n.strip_any_host_port
-                    || n.strip_matching_host_port.map(|p| p.to_string()).as_deref() == Some(port));
-            if strip {
-                host = match host {
-                    Cow::Borrowed(b) => Cow::Borrowed(&b[..i]),
-                    Cow::Owned(mut o) => {
-                        o.truncate(i);
-                        Cow::Owned(o)
-                    }
-                };
-            }
-        }
+    // `None` strips any numeric port (strip_any_host_port).
+    let listener = if n.strip_any_host_port {
+        None
+    } else {
+        n.strip_matching_host_port
+    };
+    match host {
+        Cow::Borrowed(b) => Cow::Borrowed(strip_host_port(b, listener)),
+        Cow::Owned(o) => Cow::Owned(strip_host_port(&o, listener).to_owned()),
     }
-    host
 }
 
 impl RouteTable {

@@ -265,3 +265,27 @@ virtual_hosts:
         "{e}"
     );
 }
+
+#[test]
+fn host_normalization_before_vhost_selection() {
+    let mut cfg = RouteConfig::from_yaml(
+        r#"
+host_normalization: {strip_matching_host_port: 8443, strip_trailing_host_dot: true}
+virtual_hosts:
+  - {name: a, domains: [a.com], routes: [{name: a, match: {prefix: /}, action: {cluster: a}}]}
+  - {name: other, domains: ["*"], routes: [{name: o, match: {prefix: /}, action: {cluster: o}}]}
+"#,
+    )
+    .unwrap();
+    let t = RouteTable::build(cfg.clone()).unwrap();
+    let route = |t: &RouteTable, host: &str| {
+        let req = rauta_router::Request::get(host, "/");
+        let m = t.route(&req, 0).into_route().unwrap();
+        (m.route_name().to_string(), m.host().to_string())
+    };
+    assert_eq!(route(&t, "a.com.:8443"), ("a".into(), "a.com".into()));
+    assert_eq!(route(&t, "a.com:9000"), ("o".into(), "a.com:9000".into()));
+    cfg.host_normalization = None;
+    let t = RouteTable::build(cfg).unwrap();
+    assert_eq!(route(&t, "a.com.:8443"), ("o".into(), "a.com.:8443".into()));
+}
