@@ -66,7 +66,7 @@ impl Ctx<'_> {
         match crate::re::full_match(pattern, self.regex_limits()) {
             Ok(r) => Some(r),
             Err(e) => {
-                self.err(ErrorKind::Regex, field, e);
+                self.err(regex_error_kind(&e), field, e);
                 None
             }
         }
@@ -87,7 +87,7 @@ impl Ctx<'_> {
         match RegexSub::compile(r, self.regex_limits()) {
             Ok(r) => Some(r),
             Err(e) => {
-                self.err(ErrorKind::Regex, field, e);
+                self.err(regex_error_kind(&e), field, e);
                 None
             }
         }
@@ -265,6 +265,15 @@ impl Ctx<'_> {
             name: q.name.as_str().into(),
             test,
         })
+    }
+}
+
+/// A regex over a configured bound is a limit error, not a syntax error.
+fn regex_error_kind(message: &str) -> ErrorKind {
+    if message.contains("(limits.") {
+        ErrorKind::Limit
+    } else {
+        ErrorKind::Regex
     }
 }
 
