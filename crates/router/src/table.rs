@@ -914,18 +914,12 @@ impl RouteTable {
             }
         }
         let is_connect = req.method().eq_ignore_ascii_case("CONNECT");
-        let (path, match_path) = match raw_path {
-            None => (Cow::Borrowed(""), None),
-            Some(p) if is_connect || vhost.path_policy.is_none() => {
-                (Cow::Borrowed(p), Some(Cow::Borrowed(p)))
-            }
-            Some(p) => match vhost.path_policy.as_ref().map_or(
-                PathOutcome::Forward {
-                    path: Cow::Borrowed(p),
-                    match_path: Cow::Borrowed(p),
-                },
-                |pp| pp.apply(p),
-            ) {
+        // CONNECT targets carry no origin-form path to normalize.
+        let policy = vhost.path_policy.as_ref().filter(|_| !is_connect);
+        let (path, match_path) = match (raw_path, policy) {
+            (None, _) => (Cow::Borrowed(""), None),
+            (Some(p), None) => (Cow::Borrowed(p), Some(Cow::Borrowed(p))),
+            (Some(p), Some(policy)) => match policy.apply(p) {
                 PathOutcome::Forward { path, match_path } => (path, Some(match_path)),
                 PathOutcome::Redirect { location, status } => {
                     return Decision::PathRedirect {
