@@ -473,9 +473,13 @@ pub(crate) struct DomainIndex {
 }
 
 impl DomainIndex {
-    fn insert_wild(list: &mut Vec<WildBucket>, key: &[u8], v: u32) {
+    /// Adds a wildcard key; false when the key is already taken.
+    fn insert_wild(list: &mut Vec<WildBucket>, key: &[u8], v: u32) -> bool {
         match list.iter_mut().find(|(l, _)| *l == key.len()) {
             Some((_, m)) => {
+                if m.contains_key(key) {
+                    return false;
+                }
                 m.insert(key.into(), v);
             }
             None => {
@@ -485,6 +489,7 @@ impl DomainIndex {
                 list.sort_by_key(|b| std::cmp::Reverse(b.0));
             }
         }
+        true
     }
 
     fn only_default(&self) -> bool {
@@ -1497,26 +1502,10 @@ impl DomainIndex {
             return true;
         }
         if let Some(key) = d.strip_prefix(b"*") {
-            if self
-                .suffix
-                .iter()
-                .any(|(l, m)| *l == key.len() && m.contains_key(key))
-            {
-                return false;
-            }
-            Self::insert_wild(&mut self.suffix, key, vhost);
-            return true;
+            return Self::insert_wild(&mut self.suffix, key, vhost);
         }
         if let Some(key) = d.strip_suffix(b"*") {
-            if self
-                .prefix
-                .iter()
-                .any(|(l, m)| *l == key.len() && m.contains_key(key))
-            {
-                return false;
-            }
-            Self::insert_wild(&mut self.prefix, key, vhost);
-            return true;
+            return Self::insert_wild(&mut self.prefix, key, vhost);
         }
         self.exact.insert(d.into(), vhost).is_none()
     }
