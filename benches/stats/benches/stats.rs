@@ -87,7 +87,8 @@ fn counters(c: &mut Criterion) {
         b.iter_custom(|n| two_threads(n, |_| black_box(&met).increment(1)))
     });
     g.finish();
-    assert!(rauta.get() > 0 && prom.get() > 0);
+    // Keep the counters observable (a filtered run may not have touched them).
+    black_box((rauta.get(), prom.get()));
 }
 
 fn histograms(c: &mut Criterion) {

@@ -47,6 +47,13 @@ pub fn escape_label_value(v: &str, out: &mut String) {
     out.push_str(&v[start..]);
 }
 
+/// "00" to "99": numbers are written two digits per division.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Appends the decimal digits of `v`.
 pub(crate) fn write_u64(v: u64, out: &mut String) {
     if v < 10 {
@@ -55,12 +62,33 @@ pub(crate) fn write_u64(v: u64, out: &mut String) {
         return;
     }
     let mut buf = [0u8; 20];
-    let i = digits(u128::from(v), &mut buf);
+    let i = digits_u64(v, &mut buf);
     push_ascii(&buf[i..], out);
 }
 
-/// Writes `v` right-aligned into `buf`, returns where the digits start.
+/// Writes `v` right-aligned into `buf` (at least 20 bytes), returns where
+/// the digits start.
 #[inline]
+fn digits_u64(mut v: u64, buf: &mut [u8]) -> usize {
+    let mut i = buf.len();
+    while v >= 100 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+    }
+    if v >= 10 {
+        let r = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    i
+}
+
+/// Like [`digits_u64`] for any `u128` (at least 39 bytes).
 fn digits(mut v: u128, buf: &mut [u8]) -> usize {
     let mut i = buf.len();
     // Narrow to u64 as soon as possible: u128 division is slow.
@@ -69,22 +97,15 @@ fn digits(mut v: u128, buf: &mut [u8]) -> usize {
         buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    let mut v = v as u64;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return i;
-        }
-    }
+    digits_u64(v as u64, &mut buf[..i])
 }
 
 #[inline]
 fn push_ascii(bytes: &[u8], out: &mut String) {
-    // Only ASCII digits, '-' and '.' are ever passed in.
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        out.push_str(s);
+    // Only ASCII digits and '.' are ever passed in, a few at a time: pushing
+    // them one by one is cheaper than validating them as UTF-8.
+    for &b in bytes {
+        out.push(char::from(b));
     }
 }
 
@@ -97,9 +118,14 @@ fn write_i64(v: i64, out: &mut String) {
 
 /// Appends `ns` nanoseconds as decimal seconds, exactly: `0.005`, `1.0`.
 pub(crate) fn write_seconds(ns: u128, out: &mut String) {
-    const NS: u128 = 1_000_000_000;
+    const NS: u64 = 1_000_000_000;
     let mut buf = [0u8; 56];
-    let mut frac = (ns % NS) as u64;
+    // u128 division is slow, and every value but a huge sum fits a u64.
+    let (whole, mut frac) = match u64::try_from(ns) {
+        Ok(ns) => (u128::from(ns / NS), ns % NS),
+        Err(_) => (ns / u128::from(NS), (ns % u128::from(NS)) as u64),
+    };
+    // Nine fraction digits, trailing zeros dropped (one kept after the point).
     let mut end = buf.len();
     if frac == 0 {
         end -= 1;
@@ -110,15 +136,18 @@ pub(crate) fn write_seconds(ns: u128, out: &mut String) {
             frac /= 10;
             width -= 1;
         }
-        for _ in 0..width {
-            end -= 1;
-            buf[end] = b'0' + (frac % 10) as u8;
-            frac /= 10;
-        }
+        let start = digits_u64(frac, &mut buf[..end]);
+        // Leading zeros of the fraction.
+        let first = end - width;
+        buf[first..start].fill(b'0');
+        end = first;
     }
     end -= 1;
     buf[end] = b'.';
-    let start = digits(ns / NS, &mut buf[..end]);
+    let start = match u64::try_from(whole) {
+        Ok(w) => digits_u64(w, &mut buf[..end]),
+        Err(_) => digits(whole, &mut buf[..end]),
+    };
     push_ascii(&buf[start..], out);
 }
 
@@ -323,64 +352,111 @@ impl Writer<'_> {
     }
 }
 
+/// Buffers a render reuses: the registry keeps one, so that a scrape of many
+/// routes does not fault in megabytes of fresh memory every time.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    cells: Vec<u64>,
+    request: HistColumn,
+    upstream: HistColumn,
+    labels: Labels,
+    idx: Vec<u16>,
+    counts: Vec<u64>,
+    ends: Vec<usize>,
+    extremes: Vec<(u64, u64)>,
+    sums: Vec<u128>,
+    snap: HistogramSnapshot,
+}
+
+impl HistColumn {
+    fn clear(&mut self) {
+        self.cumulative.clear();
+        self.count.clear();
+        self.sum.clear();
+        self.quantiles.clear();
+    }
+}
+
 /// Renders the three kinds of stats (routes, virtual hosts, clusters).
 pub(crate) fn render(
     layout: &Layout,
     sets: &[Vec<Arc<RequestStats>>],
     format: Format,
     out: &mut String,
+    scratch: &mut Scratch,
 ) {
     let width = CODE0 + layout.codes.len();
-    let mut snap = HistogramSnapshot::default();
+    let Scratch {
+        cells,
+        request,
+        upstream,
+        labels,
+        idx,
+        counts,
+        ends,
+        extremes,
+        sums,
+        snap,
+    } = scratch;
     for (&kind, stats) in StatsKind::ALL.iter().zip(sets) {
         if stats.is_empty() {
             continue;
         }
         // Read everything first, so that each family is one pass of writes.
-        let mut cells = vec![0u64; stats.len() * width];
-        let mut request = HistColumn::default();
-        let mut upstream = HistColumn::default();
+        cells.clear();
+        cells.resize(stats.len() * width, 0);
+        request.clear();
+        upstream.clear();
         // Labels copied next to each other: every family pass reads them
         // again, and scattered small allocations would miss the cache.
-        let mut labels = Labels::default();
+        labels.text.clear();
+        labels.ends.clear();
         // Read in passes whose loads do not depend on each other, so that the
         // cache misses of many stats overlap: labels and the buckets in use,
         // then the bucket counts, then the counter lines.
-        let mut idx = Vec::new();
-        let mut bucket_cells = Vec::new();
-        let mut ends = Vec::with_capacity(2 * stats.len());
-        let mut extremes = Vec::with_capacity(2 * stats.len());
+        idx.clear();
+        ends.clear();
+        extremes.clear();
+        let mut warm = 0;
+        for s in stats {
+            warm ^= s.warm();
+        }
+        std::hint::black_box(warm);
         for s in stats {
             labels.push(&s.label);
             for up in [false, true] {
                 let core = s.core(up);
-                core.used_buckets(&mut idx, &mut bucket_cells);
+                core.used_buckets(idx);
                 ends.push(idx.len());
                 extremes.push(core.extremes());
             }
         }
-        let counts: Vec<u64> = bucket_cells
-            .iter()
-            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-            .collect();
-        drop(bucket_cells);
-        let mut sums = Vec::with_capacity(2 * stats.len());
+        counts.clear();
+        let mut start = 0;
+        for (k, &end) in ends.iter().enumerate() {
+            stats[k / 2]
+                .core(k % 2 == 1)
+                .load_buckets(&idx[start..end], counts);
+            start = end;
+        }
+        sums.clear();
         for (s, row) in stats.iter().zip(cells.chunks_exact_mut(width)) {
             s.cells.sum_all(row);
             sums.push(s.latency_sum(false));
             sums.push(s.latency_sum(true));
         }
         let mut start = 0;
-        for (k, (&end, &ext)) in ends.iter().zip(&extremes).enumerate() {
+        for (k, (&end, &ext)) in ends.iter().zip(extremes.iter()).enumerate() {
             snap.fill(&idx[start..end], &counts[start..end], ext);
             snap.sum = sums[k];
             if k % 2 == 1 {
-                upstream.push(&snap, layout);
+                upstream.push(snap, layout);
             } else {
-                request.push(&snap, layout);
+                request.push(snap, layout);
             }
             start = end;
         }
+        let (labels, cells, request, upstream) = (&*labels, &*cells, &*request, &*upstream);
         let per_line = 60 + labels.text.len() / stats.len();
         let lines = 12 + layout.codes.len() + 2 * (layout.bounds.len() + 3);
         let lines = lines
@@ -397,8 +473,8 @@ pub(crate) fn render(
             noun: kind.noun(),
         };
         w.counter(
-            &labels,
-            &cells,
+            labels,
+            cells,
             width,
             "requests",
             "Requests started on the {}.",
@@ -457,28 +533,28 @@ pub(crate) fn render(
             }
         }
         w.counter(
-            &labels,
-            &cells,
+            labels,
+            cells,
             width,
             "timeouts",
             "Requests on the {} that timed out.",
             TIMEOUTS,
         );
         w.counter(
-            &labels,
-            &cells,
+            labels,
+            cells,
             width,
             "upstream_connect_failures",
             "Failed upstream connection attempts for the {}.",
             CONNECT_FAILURES,
         );
         let hists = [
-            (&request, "request", "Request"),
-            (&upstream, "upstream", "Upstream"),
+            (request, "request", "Request"),
+            (upstream, "upstream", "Upstream"),
         ];
         for (col, base, what) in hists {
             w.histogram(
-                &labels,
+                labels,
                 layout,
                 col,
                 &format!("{base}_duration_seconds"),
@@ -486,7 +562,7 @@ pub(crate) fn render(
             );
             if layout.quantiles {
                 w.summary(
-                    &labels,
+                    labels,
                     col,
                     &format!("{base}_duration_quantile_seconds"),
                     &format!(
@@ -528,5 +604,41 @@ mod tests {
         write_u64(u64::MAX, &mut s);
         write_i64(i64::MIN, &mut s);
         assert_eq!(s, "18446744073709551615-9223372036854775808");
+    }
+
+    #[test]
+    fn numbers_match_std_formatting() {
+        // Every digit count, both sides of each power of ten, and a spread
+        // of odd values, against `Display` and a plain decimal expansion.
+        let mut values: Vec<u128> = vec![0, 1, 9, 10, 99, 100, u128::from(u64::MAX), u128::MAX];
+        let mut p = 1u128;
+        while let Some(next) = p.checked_mul(10) {
+            values.extend([p - 1, p, p + 1, p * 7 + 3]);
+            p = next;
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(u128::from(x >> (x % 64)));
+        }
+        for v in values {
+            if let Ok(small) = u64::try_from(v) {
+                let mut s = String::new();
+                write_u64(small, &mut s);
+                assert_eq!(s, small.to_string());
+            }
+            let mut s = String::new();
+            write_seconds(v, &mut s);
+            let frac = format!("{:09}", v % 1_000_000_000);
+            let frac = frac.trim_end_matches('0');
+            let want = format!(
+                "{}.{}",
+                v / 1_000_000_000,
+                if frac.is_empty() { "0" } else { frac }
+            );
+            assert_eq!(s, want, "{v} ns");
+        }
     }
 }

@@ -178,11 +178,11 @@ impl Core {
         self.head.words.fetch_or(1 << w, Ordering::Relaxed);
     }
 
-    /// First half of a batched read: appends the index and the cell of every
-    /// bucket in use. Reading many histograms this way, then loading all the
-    /// cells in one go, lets the cache misses overlap instead of waiting for
-    /// each histogram's in turn.
-    pub(crate) fn used_buckets<'a>(&'a self, idx: &mut Vec<u16>, cells: &mut Vec<&'a AtomicU64>) {
+    /// First half of a batched read: appends the index of every bucket in
+    /// use. Reading many histograms this way, then loading all their counts
+    /// in a second pass ([`load_buckets`](Self::load_buckets)), lets the cache
+    /// misses overlap instead of waiting for each histogram's in turn.
+    pub(crate) fn used_buckets(&self, idx: &mut Vec<u16>) {
         let mut words = self.head.words.load(Ordering::Relaxed);
         while words != 0 {
             let w = words.trailing_zeros() as usize;
@@ -192,9 +192,16 @@ impl Core {
                 let i = w * 64 + used.trailing_zeros() as usize;
                 used &= used - 1;
                 idx.push(i as u16);
-                cells.push(&self.buckets[i]);
             }
         }
+    }
+
+    /// Second half of a batched read: appends the counts of buckets `idx`.
+    pub(crate) fn load_buckets(&self, idx: &[u16], counts: &mut Vec<u64>) {
+        counts.extend(
+            idx.iter()
+                .map(|&i| self.buckets[usize::from(i)].load(Ordering::Relaxed)),
+        );
     }
 
     /// The recorded minimum and maximum (`u64::MAX`, `0` when empty).
@@ -208,9 +215,9 @@ impl Core {
     /// Fills everything but `into.sum`.
     pub(crate) fn snapshot_into(&self, into: &mut HistogramSnapshot) {
         let mut idx = Vec::new();
-        let mut cells = Vec::new();
-        self.used_buckets(&mut idx, &mut cells);
-        let counts: Vec<u64> = cells.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let mut counts = Vec::new();
+        self.used_buckets(&mut idx);
+        self.load_buckets(&idx, &mut counts);
         into.fill(&idx, &counts, self.extremes());
     }
 }

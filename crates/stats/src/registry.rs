@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::config::{Layout, StatsConfig};
 use crate::error::{StatsError, StatsErrorKind};
@@ -63,6 +63,8 @@ struct Inner {
     max_retired: usize,
     max_stats: usize,
     state: Mutex<State>,
+    /// Buffers reused by renders; a render that finds them busy uses its own.
+    scratch: Mutex<expo::Scratch>,
 }
 
 #[derive(Default)]
@@ -119,6 +121,7 @@ impl Registry {
                 max_retired: c.max_retired,
                 max_stats: c.max_stats,
                 state: Mutex::new(State::default()),
+                scratch: Mutex::new(expo::Scratch::default()),
             }),
         })
     }
@@ -242,10 +245,26 @@ impl Registry {
 
     /// Appends the exposition text to `out` (reuse the buffer across scrapes
     /// to avoid regrowing it).
+    ///
+    /// The registry keeps the working buffers of the last render (under 1 KB
+    /// per stat) for the next one, so that scraping many routes does not
+    /// fault in fresh memory every time; a render that runs while another is
+    /// in progress uses buffers of its own.
     pub fn render_into(&self, format: Format, out: &mut String) {
-        let sets: Vec<Vec<Arc<RequestStats>>> =
-            StatsKind::ALL.iter().map(|&k| self.stats(k)).collect();
-        expo::render(&self.inner.layout, &sets, format, out);
+        // Taken out of the lock, so that reloads never wait for a render.
+        let sets = StatsKind::ALL.map(|k| self.stats(k));
+        let layout = &self.inner.layout;
+        match self.inner.scratch.try_lock() {
+            Ok(mut scratch) => expo::render(layout, &sets, format, out, &mut scratch),
+            // Every buffer is cleared before use, so a render that panicked
+            // half-way left nothing that matters behind.
+            Err(TryLockError::Poisoned(p)) => {
+                expo::render(layout, &sets, format, out, &mut p.into_inner())
+            }
+            Err(TryLockError::WouldBlock) => {
+                expo::render(layout, &sets, format, out, &mut expo::Scratch::default())
+            }
+        }
     }
 }
 

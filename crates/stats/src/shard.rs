@@ -209,6 +209,14 @@ impl ShardedCells {
         })
     }
 
+    /// Loads for warming the cache (see `RequestStats::warm`): the in-use mask
+    /// and the first word of every group in use.
+    pub(crate) fn warm(&self) -> u64 {
+        self.groups().fold(0, |acc, g| {
+            acc ^ self.lines[g * self.stride].0[0].load(Ordering::Relaxed)
+        })
+    }
+
     /// Sum of cell `i` over all groups (wrapping).
     pub(crate) fn sum(&self, i: usize) -> u64 {
         self.groups().fold(0u64, |acc, g| {
