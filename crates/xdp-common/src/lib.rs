@@ -11,10 +11,10 @@
 //! | name | kind | key | value |
 //! |---|---|---|---|
 //! | [`MAP_DENY_V4_24`] | array, [`V4_MAP24_WORDS`] entries | word index | `u64`: a 2-bit state per IPv4 /24 |
-//! | [`MAP_DENY_V4_HOSTS`] | hash | `[u8; 4]` | `u8` (1) |
-//! | [`MAP_DENY_V4`] | LPM trie | `prefix_len: u32` + `[u8; 4]` | `u8` (1) |
+//! | [`MAP_DENY_V4`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
 //! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
 //! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64` bitmaps of hashed /32s and /48s |
+//! | [`MAP_DENY_V6_LEAF`] | hash | `u64`: [`v6_leaf_key`] | [`V6Leaf`] |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
 //! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
@@ -27,21 +27,25 @@ pub const PROGRAM_NAME: &str = "rauta_xdp";
 /// the same object as the cost floor for benchmarks.
 pub const PASS_PROGRAM_NAME: &str = "rauta_xdp_pass";
 
-/// LPM trie of denied IPv4 source prefixes longer than /24 (the shorter
-/// ones live in [`MAP_DENY_V4_24`] only).
+/// The denied addresses of each /24 that holds a denied prefix longer than
+/// /24 (/25 to /32), one bit per address: the /24s in state
+/// [`V4_24_HOSTS`] of [`MAP_DENY_V4_24`] are looked up here.
 pub const MAP_DENY_V4: &str = "DENY_V4";
-/// A 2-bit state per IPv4 /24: nothing denied in it (0), [`V4_24_DENIED`],
-/// [`V4_24_HOSTS`] or [`V4_24_TRIE`].
+/// A 2-bit state per IPv4 /24: nothing denied in it (0), [`V4_24_DENIED`]
+/// or [`V4_24_HOSTS`].
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
-/// Hash set of denied IPv4 hosts (/32), for /24s in state [`V4_24_HOSTS`].
-pub const MAP_DENY_V4_HOSTS: &str = "DENY_V4_HOSTS";
 /// LPM trie of denied IPv6 source prefixes.
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Two bitmaps of 2^20 bits: words `0..V6_FILTER_WORDS` mark hashed /32s
 /// holding a denied prefix of length 32 to 47, words `V6_FILTER_WORDS..`
 /// hashed /48s holding one of length >= 48. A source whose two bits are
-/// clear skips the trie walk (see [`v6_filter_slot`]).
+/// clear is not denied (unless prefixes shorter than /32 exist), with no
+/// hash lookup (see [`v6_filter_slot`]).
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
+/// The denied prefixes of each /32 (lengths 32 to 47) and each /48 (lengths
+/// 48 to 128) that holds any, up to [`V6_LEAF_PREFIXES`] per leaf; a leaf
+/// with more sends the program to the trie [`MAP_DENY_V6`].
+pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// Bitmap of denied destination ports, one bit per (protocol, port).
 pub const MAP_DENY_PORTS: &str = "DENY_PORTS";
 /// One [`Config`] value at index 0.
@@ -51,9 +55,10 @@ pub const MAP_SYN_STATE: &str = "SYN_STATE";
 /// Per-CPU [`CounterTable`] at index 0.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
-/// Default capacity of [`MAP_DENY_V4`].
+/// Default number of IPv4 prefixes (and capacity of [`MAP_DENY_V4`]).
 pub const DEFAULT_DENY_V4_ENTRIES: u32 = 65_536;
-/// Default capacity of [`MAP_DENY_V6`].
+/// Default number of IPv6 prefixes (and capacity of [`MAP_DENY_V6`] and
+/// [`MAP_DENY_V6_LEAF`]).
 pub const DEFAULT_DENY_V6_ENTRIES: u32 = 16_384;
 /// Default capacity of [`MAP_SYN_STATE`] (least recently used sources are
 /// evicted first).
@@ -63,12 +68,77 @@ pub const DEFAULT_SYN_STATE_ENTRIES: u32 = 65_536;
 pub const V4_MAP24_WORDS: u32 = 1 << 19;
 /// State of a /24 in [`MAP_DENY_V4_24`]: a prefix of length <= 24 covers it.
 pub const V4_24_DENIED: u64 = 1;
-/// State of a /24: only denied hosts (/32) lie in it: look the address up in
-/// [`MAP_DENY_V4_HOSTS`].
+/// State of a /24: prefixes /25 to /32 lie in it: test the address's bit in
+/// its [`V4HostBits`] in [`MAP_DENY_V4`].
 pub const V4_24_HOSTS: u64 = 2;
-/// State of a /24: prefixes /25 to /31 lie in it: look the address up in the
-/// trie [`MAP_DENY_V4`] (which holds the hosts too).
-pub const V4_24_TRIE: u64 = 3;
+
+/// Value of [`MAP_DENY_V4`]: bit `a % 64` of word `a / 64` set when address
+/// `a` (the last byte) of the /24 is denied.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4HostBits {
+    /// 256 bits, one per address.
+    pub words: [u64; 4],
+}
+
+/// Prefixes one [`V6Leaf`] holds.
+pub const V6_LEAF_PREFIXES: usize = 4;
+
+/// One denied IPv6 prefix, as the masked address and the mask, each split
+/// into the first and last 64 bits: an address `a` is inside when
+/// `a & mask == addr` on both halves. An unused slot has `mask` 0 and
+/// `addr` all ones, which nothing matches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Prefix {
+    /// The prefix's address bits (host bits zero), first 64 bits.
+    pub addr_hi: u64,
+    /// Last 64 bits of the address.
+    pub addr_lo: u64,
+    /// The mask, first 64 bits.
+    pub mask_hi: u64,
+    /// Last 64 bits of the mask.
+    pub mask_lo: u64,
+}
+
+impl V6Prefix {
+    /// The slot that matches nothing.
+    pub const UNUSED: V6Prefix = V6Prefix {
+        addr_hi: u64::MAX,
+        addr_lo: u64::MAX,
+        mask_hi: 0,
+        mask_lo: 0,
+    };
+
+    /// Whether the address given as its two halves lies inside.
+    #[inline(always)]
+    pub const fn contains(&self, hi: u64, lo: u64) -> bool {
+        hi & self.mask_hi == self.addr_hi && lo & self.mask_lo == self.addr_lo
+    }
+}
+
+/// Value of [`MAP_DENY_V6_LEAF`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Leaf {
+    /// Non-zero: the leaf's /32 or /48 holds more than
+    /// [`V6_LEAF_PREFIXES`] prefixes; look the source up in the trie.
+    pub overflow: u64,
+    /// The prefixes, unused slots [`V6Prefix::UNUSED`].
+    pub prefixes: [V6Prefix; V6_LEAF_PREFIXES],
+}
+
+/// Key of [`MAP_DENY_V6_LEAF`] for the /32 (`level48 == false`, prefixes
+/// of length 32 to 47) or the /48 (`level48 == true`, length 48 and more)
+/// of an address whose first 64 bits are `top64`.
+#[inline(always)]
+pub const fn v6_leaf_key(top64: u64, level48: bool) -> u64 {
+    if level48 {
+        (top64 >> 16) | (1 << 62)
+    } else {
+        top64 >> 32
+    }
+}
 
 /// Word index in [`MAP_DENY_V4_24`] and bit shift of the two bits of the /24
 /// numbered `net24` (the address shifted right by 8).
@@ -259,6 +329,11 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: `#[repr(C)]` byte array, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::SourceKey {}
+    // SAFETY: `#[repr(C)]`, four `u64`, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::V4HostBits {}
+    // SAFETY: `#[repr(C)]`, one `u64` and an array of `V6Prefix` (four
+    // `u64` each), no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::V6Leaf {}
 }
 
 #[cfg(test)]
@@ -271,6 +346,18 @@ mod tests {
         assert_eq!(core::mem::size_of::<CounterTable>(), 16 * cell::COUNT);
         assert_eq!(core::mem::size_of::<Config>(), 24);
         assert_eq!(core::mem::size_of::<SourceKey>(), 16);
+        assert_eq!(core::mem::size_of::<V4HostBits>(), 32);
+        assert_eq!(core::mem::size_of::<V6Leaf>(), 8 + 32 * V6_LEAF_PREFIXES);
+    }
+
+    #[test]
+    fn v6_leaf_keys_keep_levels_apart() {
+        let top = 0x2001_0db8_1234_5678u64;
+        assert_eq!(v6_leaf_key(top, false), 0x2001_0db8);
+        assert_eq!(v6_leaf_key(top, true), 0x2001_0db8_1234 | 1 << 62);
+        assert_ne!(v6_leaf_key(top >> 16, false), v6_leaf_key(top, true));
+        assert!(!V6Prefix::UNUSED.contains(0, 0));
+        assert!(!V6Prefix::UNUSED.contains(u64::MAX, u64::MAX));
     }
 
     #[test]

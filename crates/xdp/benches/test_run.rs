@@ -72,11 +72,18 @@ fn load_deny_lists(f: &mut XdpFilter) {
     // The denied sources the drop cases use.
     f.deny_source("198.19.7.0/24".parse().unwrap()).unwrap();
     f.deny_source("198.19.8.8/32".parse().unwrap()).unwrap();
-    // A /24 holding a longer prefix: its other addresses take the trie walk.
+    // A /24 holding a longer prefix: its addresses are looked up in its
+    // address bitmap.
     f.deny_source("198.18.4.128/25".parse().unwrap()).unwrap();
     f.deny_source("2001:db8:7::/48".parse().unwrap()).unwrap();
-    // A /48 holding a denied /64: its other sources take the trie walk.
+    // A /48 holding a denied /64: its sources are looked up in its leaf.
     f.deny_source("2001:db8:9:1::/64".parse().unwrap()).unwrap();
+    // A /48 holding more prefixes than a leaf holds: its sources take the
+    // trie walk.
+    for i in 1..=5 {
+        f.deny_source(format!("2001:db8:a:{i}::/64").parse().unwrap())
+            .unwrap();
+    }
     f.deny_port(Protocol::Tcp, 23).unwrap();
     f.deny_port(Protocol::Udp, 11211).unwrap();
     f.set_syn_limit(Some(SynLimit::every(Duration::from_secs(3600), 1).unwrap()))
@@ -94,14 +101,20 @@ struct Case {
 enum Kind {
     /// The empty program.
     Floor,
-    /// Passed; the /24 state, the /32+/48 filter or the host set answers.
+    /// Passed; the /24 state or the IPv6 /32+/48 filter answers (array
+    /// lookups only).
     Pass,
-    /// Passed after a trie walk.
+    /// Passed after one hash lookup (a /24's address bitmap or an IPv6
+    /// leaf).
+    PassHash,
+    /// Passed after a trie walk (an IPv6 leaf that overflowed).
     PassTrie,
     /// Passed before any lookup (not IP, or malformed).
     PassOther,
-    /// Dropped by the deny lists; no trie walk.
+    /// Dropped by the deny lists; array lookups only.
     Drop,
+    /// Dropped by the deny lists after one hash lookup.
+    DropHash,
     /// Dropped by the deny lists after a trie walk.
     DropTrie,
     /// Dropped by the SYN limit (LRU hash lookup and clock read).
@@ -216,20 +229,26 @@ fn cases() -> Vec<Case> {
             Kind::Pass,
         ),
         c(
-            "pass ipv4 udp, /24 holds a longer prefix (trie miss)",
+            "pass ipv4 udp, /24 holds a /25 (address bitmap)",
             v4_frame(v4(198, 18, 4, 4), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
-            Kind::PassTrie,
+            Kind::PassHash,
         ),
         c(
-            "pass ipv4 udp, /24 holds a denied host (hash miss)",
+            "pass ipv4 udp, /24 holds a denied host (address bitmap)",
             v4_frame(v4(198, 19, 8, 9), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
-            Kind::Pass,
+            Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /48 holds a denied /64 (trie miss)",
+            "pass ipv6 udp, /48 holds a denied /64 (leaf)",
             v6_frame(v6("2001:db8:9:2::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, /48 holds 5 denied /64s (trie walk)",
+            v6_frame(v6("2001:db8:a:9::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassTrie,
         ),
@@ -252,20 +271,26 @@ fn cases() -> Vec<Case> {
             Kind::Drop,
         ),
         c(
-            "drop deny source ipv4 /25 (trie hit)",
+            "drop deny source ipv4 /25 (address bitmap)",
             v4_frame(v4(198, 18, 4, 200), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
-            Kind::DropTrie,
+            Kind::DropHash,
         ),
         c(
-            "drop deny source ipv4 /32 (host set)",
+            "drop deny source ipv4 /32 (address bitmap)",
             v4_frame(v4(198, 19, 8, 8), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
-            Kind::Drop,
+            Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /48 (trie hit)",
+            "drop deny source ipv6 /48 (leaf)",
             v6_frame(bad6, TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /64, /48 holds 5 (trie walk)",
+            v6_frame(v6("2001:db8:a:3::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropTrie,
         ),
@@ -357,9 +382,15 @@ fn main() {
     };
     println!();
     for (kind, label, target) in [
-        (Kind::Pass, "pass, answered without a trie walk", Some(2.5)),
+        (Kind::Pass, "pass, array lookups only", Some(2.5)),
+        (Kind::PassHash, "pass after one hash lookup", Some(2.5)),
         (Kind::PassTrie, "pass after a trie walk", Some(2.5)),
-        (Kind::Drop, "deny-list drop without a trie walk", Some(5.0)),
+        (Kind::Drop, "deny-list drop, array lookups only", Some(5.0)),
+        (
+            Kind::DropHash,
+            "deny-list drop after one hash lookup",
+            Some(5.0),
+        ),
         (
             Kind::DropTrie,
             "deny-list drop after a trie walk",

@@ -12,11 +12,11 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use rauta_xdp_common::{
-    port_bit, v4_24_slot, v6_filter_slot, Config, CounterTable, SourceKey, DEFAULT_DENY_V4_ENTRIES,
-    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
-    MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_HOSTS, MAP_DENY_V6, MAP_DENY_V6_32, MAP_SYN_STATE,
-    PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS, V4_24_TRIE, V4_MAP24_WORDS,
-    V6_FILTER_WORDS,
+    port_bit, v4_24_slot, v6_filter_slot, v6_leaf_key, Config, CounterTable, SourceKey, V4HostBits,
+    V6Leaf, V6Prefix, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
+    MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V6,
+    MAP_DENY_V6_32, MAP_DENY_V6_LEAF, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED,
+    V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
 };
 
 use crate::{errno, Counters, Error, ErrorKind, IpPrefix};
@@ -256,8 +256,8 @@ impl Builder {
         }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_DENY_V4, self.deny_v4)
-            .map_max_entries(MAP_DENY_V4_HOSTS, self.deny_v4)
             .map_max_entries(MAP_DENY_V6, self.deny_v6)
+            .map_max_entries(MAP_DENY_V6_LEAF, self.deny_v6)
             .map_max_entries(MAP_SYN_STATE, self.syn_state)
             .load(object)
             .map_err(load_error)?;
@@ -269,11 +269,11 @@ impl Builder {
                 .map_err(|e| Error::with_source(object_error(format!("{name} is not XDP")), e))?;
             program.load().map_err(|e| program_load_error(name, e))?;
         }
-        let deny_v4 = take(&mut ebpf, MAP_DENY_V4, LpmTrie::try_from)?;
+        let deny_v4 = take(&mut ebpf, MAP_DENY_V4, HashMap::try_from)?;
         let deny_v4_24 = take(&mut ebpf, MAP_DENY_V4_24, Array::try_from)?;
-        let deny_v4_hosts = take(&mut ebpf, MAP_DENY_V4_HOSTS, HashMap::try_from)?;
         let deny_v6 = take(&mut ebpf, MAP_DENY_V6, LpmTrie::try_from)?;
         let deny_v6_32 = take(&mut ebpf, MAP_DENY_V6_32, Array::try_from)?;
+        let deny_v6_leaf = take(&mut ebpf, MAP_DENY_V6_LEAF, HashMap::try_from)?;
         let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
         let config = take(&mut ebpf, MAP_CONFIG, Array::try_from)?;
         let syn_state = take(&mut ebpf, MAP_SYN_STATE, HashMap::try_from)?;
@@ -282,11 +282,11 @@ impl Builder {
             capacities: self.clone(),
             deny_v4,
             deny_v4_24,
-            deny_v4_hosts,
             v4_set: BTreeSet::new(),
             v4_words: vec![0; V4_MAP24_WORDS as usize],
             deny_v6,
             deny_v6_32,
+            deny_v6_leaf,
             v6_set: BTreeSet::new(),
             v6_words: vec![0; 2 * V6_FILTER_WORDS as usize],
             cfg: Config::default(),
@@ -371,20 +371,21 @@ struct Attachment {
 /// See the [crate docs](crate) for an example.
 pub struct XdpFilter {
     capacities: Builder,
-    /// Denied IPv4 prefixes longer than /24.
-    deny_v4: LpmTrie<MapData, [u8; 4], u8>,
+    /// Address bitmaps of the /24s holding prefixes longer than /24.
+    deny_v4: HashMap<MapData, [u8; 4], V4HostBits>,
     /// Two bits per /24 (see `rauta_xdp_common::MAP_DENY_V4_24`).
     deny_v4_24: Array<MapData, u64>,
-    /// Denied IPv4 hosts.
-    deny_v4_hosts: HashMap<MapData, [u8; 4], u8>,
     /// Every denied IPv4 prefix as (network address, length): the truth the
-    /// three IPv4 maps are derived from.
+    /// two IPv4 maps are derived from.
     v4_set: BTreeSet<(u32, u8)>,
     /// The kernel's `deny_v4_24` words, mirrored.
     v4_words: Vec<u64>,
     deny_v6: LpmTrie<MapData, [u8; 16], u8>,
-    /// Hashed /32 and /48 filters in front of `deny_v6`.
+    /// Hashed /32 and /48 filters in front of `deny_v6_leaf`.
     deny_v6_32: Array<MapData, u64>,
+    /// The prefixes of each /32 and /48 holding any (see
+    /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
+    deny_v6_leaf: HashMap<MapData, u64, V6Leaf>,
     /// Every denied IPv6 prefix as (network address, length).
     v6_set: BTreeSet<(u128, u8)>,
     /// The kernel's `deny_v6_32` words, mirrored.
@@ -573,19 +574,14 @@ impl XdpFilter {
             }));
         }
         let (lo, n, state) = v4_span(key);
-        // The trie and the host set first: the /24 state sends the program
-        // to them.
-        if len > 24 {
-            self.deny_v4
-                .insert(&Key::new(u32::from(len), a.octets()), 1, 0)
-                .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
-        }
-        if len == 32 {
-            self.deny_v4_hosts
-                .insert(a.octets(), 1, 0)
-                .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
-        }
         self.v4_set.insert(key);
+        // The address bitmap first: the /24 state sends the program to it.
+        if len > 24 {
+            if let Err(e) = self.store_v4_hosts(lo) {
+                self.v4_set.remove(&key);
+                return Err(e);
+            }
+        }
         let mut words = self.v4_words_of(lo, n);
         for net in lo..lo + n {
             let old = get_bits(&words.1, words.0, net);
@@ -641,21 +637,28 @@ impl XdpFilter {
             }
         }
         self.store_v4_words(words)?;
-        if len == 32 {
-            match self.deny_v4_hosts.remove(&a.octets()) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) if errno(&e) == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
-            }
-        }
         if len > 24 {
-            match self.deny_v4.remove(&Key::new(u32::from(len), a.octets())) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) if errno(&e) == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
-            }
+            self.store_v4_hosts(lo)?;
         }
         Ok(true)
+    }
+
+    /// Writes the address bitmap of /24 `net24` from the prefixes longer
+    /// than /24 in it, or removes it when there are none.
+    fn store_v4_hosts(&mut self, net24: u32) -> Result<(), Error> {
+        let base = net24 << 8;
+        let mut bits = V4HostBits::default();
+        for &(addr, len) in self.v4_set.range((base, 25)..=(base | 255, 32)) {
+            if len <= 24 {
+                continue;
+            }
+            let first = addr & 255;
+            for host in first..first + (1u32 << (32 - len)) {
+                bits.words[(host / 64) as usize] |= 1u64 << (host % 64);
+            }
+        }
+        let value = (bits != V4HostBits::default()).then_some(bits);
+        put_or_remove(&mut self.deny_v4, base.to_be_bytes(), value)
     }
 
     /// A copy of the mirrored words holding /24s `lo .. lo + n`, with the
@@ -690,12 +693,16 @@ impl XdpFilter {
                 capacity: self.capacities.deny_v6,
             }));
         }
-        // The trie first, then what sends the program to it.
+        // The trie and the leaf first, then what sends the program to them.
         self.deny_v6
             .insert(&Key::new(u32::from(len), addr.to_be_bytes()), 1, 0)
             .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
         self.v6_set.insert((addr, len));
         if len >= 32 {
+            if let Err(e) = self.store_v6_leaf(addr, len >= 48) {
+                self.v6_set.remove(&(addr, len));
+                return Err(e);
+            }
             let (word, bit) = v6_filter_slot((addr >> 64) as u64, len >= 48);
             self.store_v6_word(word, self.v6_words[word as usize] | bit)
         } else {
@@ -726,11 +733,45 @@ impl XdpFilter {
             if !still {
                 self.store_v6_word(word, self.v6_words[word as usize] & !bit)?;
             }
+            self.store_v6_leaf(addr, level48)?;
         } else {
             self.cfg.v6_short_prefixes -= 1;
             self.store_config()?;
         }
         Ok(true)
+    }
+
+    /// Writes the leaf of the /32 (`level48 == false`) or /48 holding `addr`
+    /// from the prefixes of that level in it, or removes it when there are
+    /// none.
+    fn store_v6_leaf(&mut self, addr: u128, level48: bool) -> Result<(), Error> {
+        let width = if level48 { 48 } else { 32 };
+        let base = addr & v6_mask(width);
+        let last = base | !v6_mask(width);
+        let mut leaf = V6Leaf {
+            overflow: 0,
+            prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
+        };
+        let mut n = 0;
+        for &(a, len) in self.v6_set.range((base, 0)..=(last, 128)) {
+            if len < 32 || (len >= 48) != level48 {
+                continue;
+            }
+            if n == V6_LEAF_PREFIXES {
+                leaf.overflow = 1;
+                break;
+            }
+            let mask = v6_mask(len);
+            leaf.prefixes[n] = V6Prefix {
+                addr_hi: (a >> 64) as u64,
+                addr_lo: a as u64,
+                mask_hi: (mask >> 64) as u64,
+                mask_lo: mask as u64,
+            };
+            n += 1;
+        }
+        let key = v6_leaf_key((addr >> 64) as u64, level48);
+        put_or_remove(&mut self.deny_v6_leaf, key, (n > 0).then_some(leaf))
     }
 
     fn store_v6_word(&mut self, word: u32, value: u64) -> Result<(), Error> {
@@ -899,21 +940,37 @@ impl XdpFilter {
     }
 }
 
+/// Writes `value` under `key`, or removes the key (absent or not) for `None`.
+fn put_or_remove<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: K,
+    value: Option<V>,
+) -> Result<(), Error> {
+    match value {
+        Some(v) => map
+            .insert(key, v, 0)
+            .map_err(|e| Error::kernel("adding a deny-list entry", e)),
+        None => match map.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(Error::kernel("removing a deny-list entry", e)),
+        },
+    }
+}
+
 /// The /24s a v4 prefix covers (first, count) and the state it gives them.
 fn v4_span((addr, len): (u32, u8)) -> (u32, u32, u64) {
     match len {
         0..=24 => (addr >> 8, 1u32 << (24 - len), V4_24_DENIED),
-        32 => (addr >> 8, 1, V4_24_HOSTS),
-        _ => (addr >> 8, 1, V4_24_TRIE),
+        _ => (addr >> 8, 1, V4_24_HOSTS),
     }
 }
 
 /// The state of a /24 holding what both states describe: a covering prefix
-/// wins over everything, a /25../31 (trie) over hosts only.
+/// wins over the address bitmap.
 fn merge(a: u64, b: u64) -> u64 {
     let rank = |s: u64| match s {
-        V4_24_DENIED => 3,
-        V4_24_TRIE => 2,
+        V4_24_DENIED => 2,
         V4_24_HOSTS => 1,
         _ => 0,
     };
@@ -922,6 +979,10 @@ fn merge(a: u64, b: u64) -> u64 {
     } else {
         b
     }
+}
+
+fn v6_mask(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
 
 fn v4_mask(len: u8) -> u32 {

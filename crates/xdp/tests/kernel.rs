@@ -874,13 +874,37 @@ fn root_test_run_deny_list_v4_matches_an_oracle() {
     }
 }
 
-/// The IPv6 deny list (a hashed-/32 filter in front of the trie, walked
-/// always while prefixes shorter than /32 exist) against a plain list.
+/// The IPv6 deny list (hashed /32 and /48 filters in front of the leaves,
+/// the trie walked while prefixes shorter than /32 exist) against a plain
+/// list.
 #[test]
 #[ignore = "needs root"]
 fn root_test_run_deny_list_v6_matches_an_oracle() {
+    v6_oracle(
+        0x9e37_79b9_7f4a_7c15,
+        &[16, 24, 31, 32, 40, 48, 56, 64, 96, 127, 128],
+        false,
+    );
+}
+
+/// Prefixes of /32 and longer only (no trie walk for short prefixes), packed
+/// into eight /48s so that leaves fill past `V6_LEAF_PREFIXES` (and the trie
+/// takes over) and empty again as prefixes are removed.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_v6_leaves_overflow_and_recover() {
+    v6_oracle(
+        0x2545_f491_4f6c_dd1d,
+        &[32, 33, 40, 47, 48, 49, 56, 64, 96, 127, 128],
+        true,
+    );
+}
+
+/// Random denies and allows, checked after each batch against `oracle`;
+/// `narrow` keeps bits 32..48 of every address to 0 or 1.
+fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
     let mut f = filter();
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = seed;
     let mut next = move || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -891,10 +915,16 @@ fn root_test_run_deny_list_v6_matches_an_oracle() {
     let mut random_addr = move || {
         let r = next();
         let low = u128::from(next()) << 32 | u128::from(r >> 32);
-        (tops[(r % 4) as usize] << 96) | (low & ((1u128 << 96) - 1) & !0xffff_0000u128 << 60)
+        let a =
+            (tops[(r % 4) as usize] << 96) | (low & ((1u128 << 96) - 1) & !0xffff_0000u128 << 60);
+        if narrow {
+            (a & !(0xffffu128 << 80)) | (u128::from((r >> 7) & 1) << 80)
+        } else {
+            a
+        }
     };
-    let lens = [16u8, 24, 31, 32, 40, 48, 56, 64, 96, 127, 128];
     let mut oracle: Vec<IpPrefix> = Vec::new();
+    let mut fullest = 0;
     for round in 0..30 {
         for _ in 0..10 {
             let r = random_addr();
@@ -915,6 +945,21 @@ fn root_test_run_deny_list_v6_matches_an_oracle() {
         let mut want = oracle.clone();
         listed.sort_by_key(|p| (p.addr(), p.len()));
         want.sort_by_key(|p| (p.addr(), p.len()));
+        // The most prefixes one /48 leaf has had to hold so far.
+        for p in &oracle {
+            let IpAddr::V6(a) = p.addr() else {
+                unreachable!()
+            };
+            let top48 = u128::from(a) >> 80;
+            let n = oracle
+                .iter()
+                .filter(|q| {
+                    q.len() >= 48
+                        && matches!(q.addr(), IpAddr::V6(b) if u128::from(b) >> 80 == top48)
+                })
+                .count();
+            fullest = fullest.max(n);
+        }
         assert_eq!(listed, want, "round {round}: listed prefixes");
         let mut probes: Vec<u128> = (0..32).map(|_| random_addr()).collect();
         for p in &oracle {
@@ -936,6 +981,12 @@ fn root_test_run_deny_list_v6_matches_an_oracle() {
                 "round {round}: {src} in {oracle:?}"
             );
         }
+    }
+    if narrow {
+        assert!(
+            fullest > rauta_xdp_common::V6_LEAF_PREFIXES,
+            "a leaf overflowed at least once ({fullest})"
+        );
     }
 }
 

@@ -41,9 +41,9 @@ fn embedded_object_maps_have_the_shared_layouts() {
     let expect: [(&str, u32, usize, usize, u32); 9] = [
         (
             common::MAP_DENY_V4,
-            bpf_map_type::BPF_MAP_TYPE_LPM_TRIE as u32,
-            4 + 4,
-            1,
+            bpf_map_type::BPF_MAP_TYPE_HASH as u32,
+            4,
+            size_of::<common::V4HostBits>(),
             common::DEFAULT_DENY_V4_ENTRIES,
         ),
         (
@@ -68,11 +68,11 @@ fn embedded_object_maps_have_the_shared_layouts() {
             2 * common::V6_FILTER_WORDS,
         ),
         (
-            common::MAP_DENY_V4_HOSTS,
+            common::MAP_DENY_V6_LEAF,
             bpf_map_type::BPF_MAP_TYPE_HASH as u32,
-            4,
-            1,
-            common::DEFAULT_DENY_V4_ENTRIES,
+            8,
+            size_of::<common::V6Leaf>(),
+            common::DEFAULT_DENY_V6_ENTRIES,
         ),
         (
             common::MAP_DENY_PORTS,
@@ -115,12 +115,10 @@ fn embedded_object_maps_have_the_shared_layouts() {
         assert_eq!(m.value_size() as usize, value, "{name} value size");
         assert_eq!(m.max_entries(), entries, "{name} capacity");
     }
-    // LPM tries must be created without preallocation.
-    for name in [common::MAP_DENY_V4, common::MAP_DENY_V6] {
-        assert_ne!(
-            obj.maps[name].map_flags() & 1,
-            0,
-            "{name} has BPF_F_NO_PREALLOC"
-        );
-    }
+    // An LPM trie must be created without preallocation.
+    assert_ne!(
+        obj.maps[common::MAP_DENY_V6].map_flags() & 1,
+        0,
+        "DENY_V6 has BPF_F_NO_PREALLOC"
+    );
 }

@@ -247,7 +247,7 @@ fn our_objects() -> BTreeSet<String> {
         rauta_xdp_common::MAP_DENY_V4,
         rauta_xdp_common::MAP_DENY_V6,
         rauta_xdp_common::MAP_DENY_V4_24,
-        rauta_xdp_common::MAP_DENY_V4_HOSTS,
+        rauta_xdp_common::MAP_DENY_V6_LEAF,
         rauta_xdp_common::MAP_DENY_V6_32,
         rauta_xdp_common::MAP_DENY_PORTS,
         rauta_xdp_common::MAP_CONFIG,

@@ -21,14 +21,15 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_xdp_common::{
-    cell, port_bit, slot, v4_24_slot, v6_filter_slot, Config, CounterTable, SourceKey,
-    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
-    MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, V4_24_DENIED, V4_24_HOSTS, V4_24_TRIE, V4_MAP24_WORDS,
-    V6_FILTER_WORDS,
+    cell, port_bit, slot, v4_24_slot, v6_filter_slot, v6_leaf_key, Config, CounterTable,
+    SourceKey, V4HostBits, V6Leaf, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
+    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, V4_24_DENIED, V4_24_HOSTS,
+    V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
 };
 
 #[map]
-static DENY_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(DEFAULT_DENY_V4_ENTRIES, 0);
+static DENY_V4: HashMap<[u8; 4], V4HostBits> =
+    HashMap::with_max_entries(DEFAULT_DENY_V4_ENTRIES, 0);
 
 #[map]
 static DENY_V4_24: Array<u64> = Array::with_max_entries(V4_MAP24_WORDS, 0);
@@ -37,10 +38,10 @@ static DENY_V4_24: Array<u64> = Array::with_max_entries(V4_MAP24_WORDS, 0);
 static DENY_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_DENY_V6_ENTRIES, 0);
 
 #[map]
-static DENY_V4_HOSTS: HashMap<[u8; 4], u8> = HashMap::with_max_entries(DEFAULT_DENY_V4_ENTRIES, 0);
+static DENY_V6_32: Array<u64> = Array::with_max_entries(2 * V6_FILTER_WORDS, 0);
 
 #[map]
-static DENY_V6_32: Array<u64> = Array::with_max_entries(2 * V6_FILTER_WORDS, 0);
+static DENY_V6_LEAF: HashMap<u64, V6Leaf> = HashMap::with_max_entries(DEFAULT_DENY_V6_ENTRIES, 0);
 
 #[map]
 static DENY_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
@@ -232,8 +233,8 @@ fn classify_v4(f: &Frame, off: usize, vlan: bool) -> Outcome {
     )
 }
 
-/// Prefixes up to /24 are answered by the /24 state alone, hosts by one hash
-/// lookup; the trie is walked only in /24s holding a /25 to /31.
+/// Prefixes up to /24 are answered by the /24 state alone; in a /24 holding
+/// longer prefixes, one hash lookup finds the bit of the address.
 #[inline(always)]
 fn v4_denied(src: [u8; 4]) -> bool {
     let (word, shift) = v4_24_slot(u32::from_be_bytes(src) >> 8);
@@ -243,8 +244,16 @@ fn v4_denied(src: [u8; 4]) -> bool {
     };
     match bits {
         V4_24_DENIED => true,
-        V4_24_HOSTS => DENY_V4_HOSTS.get_ptr(src).is_some(),
-        V4_24_TRIE => DENY_V4.get(Key::new(32, src)).is_some(),
+        V4_24_HOSTS => match DENY_V4.get_ptr([src[0], src[1], src[2], 0]) {
+            Some(p) => {
+                let host = src[3];
+                // SAFETY: the map returned a valid pointer to a value of
+                // this type, which lives as long as the program runs.
+                let w = unsafe { (*p).words[usize::from(host >> 6)] };
+                (w >> (host & 63)) & 1 != 0
+            }
+            None => false,
+        },
         _ => false,
     }
 }
@@ -328,27 +337,74 @@ fn classify_v6(f: &Frame, off: usize, vlan: bool) -> Outcome {
     )
 }
 
-/// The trie is walked only when the source's /32 or /48 may hold a denied
-/// prefix (its bit in the hashed bitmaps is set) or when prefixes shorter
-/// than /32 exist.
+/// What a leaf says about a source: inside one of its prefixes, outside all,
+/// or "ask the trie" (the leaf overflowed).
+#[derive(PartialEq, Eq)]
+enum LeafAnswer {
+    Denied,
+    Clear,
+    Walk,
+}
+
+/// Looks the source up in the leaf of its /32 or /48, if the hashed filter
+/// marks that level.
+#[inline(always)]
+fn v6_leaf(top: u64, low: u64, level48: bool) -> LeafAnswer {
+    let (word, bit) = v6_filter_slot(top, level48);
+    let marked = match DENY_V6_32.get(word) {
+        Some(w) => *w & bit != 0,
+        None => false,
+    };
+    if !marked {
+        return LeafAnswer::Clear;
+    }
+    let Some(p) = DENY_V6_LEAF.get_ptr(v6_leaf_key(top, level48)) else {
+        // Another /32 or /48 hashed onto the same bit.
+        return LeafAnswer::Clear;
+    };
+    // SAFETY: the map returned a valid pointer to a value of this type,
+    // which lives as long as the program runs.
+    let leaf = unsafe { &*p };
+    if leaf.overflow != 0 {
+        return LeafAnswer::Walk;
+    }
+    let mut i = 0;
+    while i < V6_LEAF_PREFIXES {
+        if leaf.prefixes[i].contains(top, low) {
+            return LeafAnswer::Denied;
+        }
+        i += 1;
+    }
+    LeafAnswer::Clear
+}
+
+/// Prefixes of length 32 and more are found in the leaf of the source's /32
+/// or /48 (behind a hashed bitmap, so most sources need no hash lookup); the
+/// trie is walked only when prefixes shorter than /32 exist or a leaf holds
+/// more than `V6_LEAF_PREFIXES` prefixes.
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
         src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
     ]);
-    let marked = |level48| {
-        let (word, bit) = v6_filter_slot(top, level48);
-        match DENY_V6_32.get(word) {
-            Some(w) => *w & bit != 0,
-            None => false,
+    let low = u64::from_be_bytes([
+        src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
+    ]);
+    let short = match CONFIG.get(0) {
+        Some(c) => c.v6_short_prefixes != 0,
+        None => false,
+    };
+    let walk = short || {
+        match v6_leaf(top, low, false) {
+            LeafAnswer::Denied => return true,
+            LeafAnswer::Walk => true,
+            LeafAnswer::Clear => match v6_leaf(top, low, true) {
+                LeafAnswer::Denied => return true,
+                LeafAnswer::Walk => true,
+                LeafAnswer::Clear => false,
+            },
         }
     };
-    let walk = marked(false)
-        || marked(true)
-        || match CONFIG.get(0) {
-            Some(c) => c.v6_short_prefixes != 0,
-            None => false,
-        };
     walk && DENY_V6.get(Key::new(128, src)).is_some()
 }
 
