@@ -13,7 +13,7 @@
 //! | [`MAP_DENY_V4_24`] | array, [`V4_MAP24_WORDS`] entries | word index | `u64`: a 2-bit state per IPv4 /24 |
 //! | [`MAP_DENY_V4`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
 //! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
-//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64` bitmaps of hashed /32s and /48s |
+//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 32 bits of hashed /32s, 32 of hashed /48s |
 //! | [`MAP_DENY_V6_LEAF`] | hash | `u64`: [`v6_leaf_key`] | [`V6Leaf`] |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
@@ -36,10 +36,10 @@ pub const MAP_DENY_V4: &str = "DENY_V4";
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of denied IPv6 source prefixes.
 pub const MAP_DENY_V6: &str = "DENY_V6";
-/// Two bitmaps of 2^20 bits: words `0..V6_FILTER_WORDS` mark hashed /32s
-/// holding a denied prefix of length 32 to 47, words `V6_FILTER_WORDS..`
-/// hashed /48s holding one of length >= 48. A source whose two bits are
-/// clear is not denied (unless prefixes shorter than /32 exist), with no
+/// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-31
+/// mark /32s holding a denied prefix of length 32 to 47, bits 32-63 /48s
+/// holding one of length >= 48. A source whose two bits are clear is not
+/// denied (unless prefixes shorter than /32 exist), with no
 /// hash lookup (see [`v6_filter_slot`]).
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /32 (lengths 32 to 47) and each /48 (lengths
@@ -147,21 +147,26 @@ pub const fn v4_24_slot(net24: u32) -> (u32, u32) {
     (net24 >> 5, (net24 & 31) * 2)
 }
 
-/// Number of `u64` words of each half of [`MAP_DENY_V6_32`] (2^20 bits).
+/// Half the number of `u64` words of [`MAP_DENY_V6_32`].
 pub const V6_FILTER_WORDS: u32 = 1 << 14;
 
 /// Word index in [`MAP_DENY_V6_32`] and bit of an IPv6 source's /32
 /// (`level48 == false`) or /48 (`level48 == true`); `top64` is the first 64
-/// bits of the address. A multiplicative hash onto 2^20 bits per level.
+/// bits of the address. The word comes from a multiplicative hash of the /32,
+/// so both bits of one address lie in the same word (one array read answers
+/// both levels): bits 0-31 mark /32s, bits 32-63 /48s.
 #[inline(always)]
 pub const fn v6_filter_slot(top64: u64, level48: bool) -> (u32, u64) {
-    let (key, base) = if level48 {
-        (top64 >> 16, V6_FILTER_WORDS)
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let h32 = (top64 >> 32).wrapping_mul(K);
+    // 2 * V6_FILTER_WORDS = 2^15 words.
+    let word = (h32 >> 49) as u32;
+    let bit = if level48 {
+        32 + ((top64 >> 16).wrapping_mul(K) >> 59)
     } else {
-        (top64 >> 32, 0)
+        (h32 >> 44) & 31
     };
-    let h = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 44) as u32;
-    (base + (h >> 6), 1u64 << (h & 63))
+    (word, 1u64 << bit)
 }
 
 /// Number of `u64` words of the port bitmap: 65,536 TCP ports then 65,536
@@ -348,6 +353,25 @@ mod tests {
         assert_eq!(core::mem::size_of::<SourceKey>(), 16);
         assert_eq!(core::mem::size_of::<V4HostBits>(), 32);
         assert_eq!(core::mem::size_of::<V6Leaf>(), 8 + 32 * V6_LEAF_PREFIXES);
+    }
+
+    #[test]
+    fn v6_filter_levels_share_a_word() {
+        let mut x = 0x2001_0db8_0000_0000u64;
+        for _ in 0..1000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (w32, b32) = v6_filter_slot(x, false);
+            let (w48, b48) = v6_filter_slot(x, true);
+            assert_eq!(w32, w48);
+            assert!(w32 < 2 * V6_FILTER_WORDS);
+            assert_eq!(b32.count_ones(), 1);
+            assert_eq!(b48.count_ones(), 1);
+            assert!(b32 < 1 << 32 && b48 >= 1 << 32);
+            // Only the /32 picks the word; the /48 picks its bit.
+            assert_eq!(v6_filter_slot(x ^ 0xffff_ffff, false), (w32, b32));
+        }
     }
 
     #[test]

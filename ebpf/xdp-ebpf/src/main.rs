@@ -346,20 +346,11 @@ enum LeafAnswer {
     Walk,
 }
 
-/// Looks the source up in the leaf of its /32 or /48, if the hashed filter
-/// marks that level.
+/// Looks the source up in the leaf of its /32 or /48.
 #[inline(always)]
 fn v6_leaf(top: u64, low: u64, level48: bool) -> LeafAnswer {
-    let (word, bit) = v6_filter_slot(top, level48);
-    let marked = match DENY_V6_32.get(word) {
-        Some(w) => *w & bit != 0,
-        None => false,
-    };
-    if !marked {
-        return LeafAnswer::Clear;
-    }
     let Some(p) = DENY_V6_LEAF.get_ptr(v6_leaf_key(top, level48)) else {
-        // Another /32 or /48 hashed onto the same bit.
+        // Another /32 or /48 hashed onto the same filter bit.
         return LeafAnswer::Clear;
     };
     // SAFETY: the map returned a valid pointer to a value of this type,
@@ -379,32 +370,45 @@ fn v6_leaf(top: u64, low: u64, level48: bool) -> LeafAnswer {
 }
 
 /// Prefixes of length 32 and more are found in the leaf of the source's /32
-/// or /48 (behind a hashed bitmap, so most sources need no hash lookup); the
-/// trie is walked only when prefixes shorter than /32 exist or a leaf holds
-/// more than `V6_LEAF_PREFIXES` prefixes.
+/// or /48, looked up only when the hashed filter word (one array read for
+/// both levels) marks that level; the trie is walked only when prefixes
+/// shorter than /32 exist or a leaf holds more than `V6_LEAF_PREFIXES`.
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
         src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
     ]);
-    let low = u64::from_be_bytes([
-        src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
-    ]);
+    let (word, bit32) = v6_filter_slot(top, false);
+    let (_, bit48) = v6_filter_slot(top, true);
+    let marks = match DENY_V6_32.get(word) {
+        Some(w) => *w & (bit32 | bit48),
+        None => 0,
+    };
     let short = match CONFIG.get(0) {
         Some(c) => c.v6_short_prefixes != 0,
         None => false,
     };
-    let walk = short || {
+    if marks == 0 && !short {
+        return false;
+    }
+    let low = u64::from_be_bytes([
+        src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
+    ]);
+    let mut walk = short;
+    if !walk && marks & bit32 != 0 {
         match v6_leaf(top, low, false) {
             LeafAnswer::Denied => return true,
-            LeafAnswer::Walk => true,
-            LeafAnswer::Clear => match v6_leaf(top, low, true) {
-                LeafAnswer::Denied => return true,
-                LeafAnswer::Walk => true,
-                LeafAnswer::Clear => false,
-            },
+            LeafAnswer::Walk => walk = true,
+            LeafAnswer::Clear => {}
         }
-    };
+    }
+    if !walk && marks & bit48 != 0 {
+        match v6_leaf(top, low, true) {
+            LeafAnswer::Denied => return true,
+            LeafAnswer::Walk => walk = true,
+            LeafAnswer::Clear => {}
+        }
+    }
     walk && DENY_V6.get(Key::new(128, src)).is_some()
 }
 
