@@ -52,7 +52,18 @@ fn main() {
         .arg(&target_dir)
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            [arch_cfg.as_str(), "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
+            [
+                arch_cfg.as_str(),
+                "-Cdebuginfo=2",
+                "-Clink-arg=--btf",
+                // Let loads of packet fields be single instructions instead of
+                // one byte at a time: the verifier allows misaligned packet
+                // and map access on architectures that handle it (x86-64,
+                // arm64), and the JIT emits plain loads. rustc hands the
+                // feature on to bpf-linker, which generates the code.
+                "-Ctarget-feature=+allows-misaligned-mem-access",
+            ]
+            .join("\x1f"),
         );
     // The host build's compiler settings must not leak into the nested build.
     for key in [

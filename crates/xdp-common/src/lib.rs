@@ -11,10 +11,12 @@
 //! | name | kind | key | value |
 //! |---|---|---|---|
 //! | [`MAP_DENY_V4_24`] | array, [`V4_MAP24_WORDS`] entries | word index | `u64`: a 2-bit state per IPv4 /24 |
-//! | [`MAP_DENY_V4`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
+//! | [`MAP_DENY_V4`] | array, a power of two of entries | [`v4_bucket`] | [`V4Bucket`] |
+//! | [`MAP_DENY_V4_SPILL`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
 //! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
 //! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 32 bits of hashed /32s, 32 of hashed /48s |
-//! | [`MAP_DENY_V6_LEAF`] | hash | `u64`: [`v6_leaf_key`] | [`V6Leaf`] |
+//! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
+//! | [`MAP_DENY_V6_SPILL`] | hash | `u64`: [`v6_leaf_key`] | [`V6Leaf`] |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
 //! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
@@ -28,9 +30,14 @@ pub const PROGRAM_NAME: &str = "rauta_xdp";
 pub const PASS_PROGRAM_NAME: &str = "rauta_xdp_pass";
 
 /// The denied addresses of each /24 that holds a denied prefix longer than
-/// /24 (/25 to /32), one bit per address: the /24s in state
-/// [`V4_24_HOSTS`] of [`MAP_DENY_V4_24`] are looked up here.
+/// /24 (/25 to /32), one bit per address, in a bucket of
+/// [`BUCKET_SLOTS`] slots chosen by a hash of the /24: the /24s in state
+/// [`V4_24_HOSTS`] of [`MAP_DENY_V4_24`] are looked up here. An array, so
+/// the lookup is inlined by the verifier (no hash helper call).
 pub const MAP_DENY_V4: &str = "DENY_V4";
+/// The /24s whose bucket in [`MAP_DENY_V4`] was full (that bucket's
+/// `spilled` is set).
+pub const MAP_DENY_V4_SPILL: &str = "DENY_V4_SPILL";
 /// A 2-bit state per IPv4 /24: nothing denied in it (0), [`V4_24_DENIED`]
 /// or [`V4_24_HOSTS`].
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
@@ -43,9 +50,12 @@ pub const MAP_DENY_V6: &str = "DENY_V6";
 /// hash lookup (see [`v6_filter_slot`]).
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /32 (lengths 32 to 47) and each /48 (lengths
-/// 48 to 128) that holds any, up to [`V6_LEAF_PREFIXES`] per leaf; a leaf
-/// with more sends the program to the trie [`MAP_DENY_V6`].
+/// 48 to 128) that holds any, up to [`V6_LEAF_PREFIXES`] per leaf (a leaf
+/// with more sends the program to the trie [`MAP_DENY_V6`]), in buckets of
+/// [`BUCKET_SLOTS`] leaves chosen by a hash of the leaf key.
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
+/// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
+pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
 /// Bitmap of denied destination ports, one bit per (protocol, port).
 pub const MAP_DENY_PORTS: &str = "DENY_PORTS";
 /// One [`Config`] value at index 0.
@@ -72,8 +82,8 @@ pub const V4_24_DENIED: u64 = 1;
 /// its [`V4HostBits`] in [`MAP_DENY_V4`].
 pub const V4_24_HOSTS: u64 = 2;
 
-/// Value of [`MAP_DENY_V4`]: bit `a % 64` of word `a / 64` set when address
-/// `a` (the last byte) of the /24 is denied.
+/// The address bitmap of one /24: bit `a % 64` of word `a / 64` set when
+/// address `a` (the last byte) is denied.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct V4HostBits {
@@ -117,7 +127,7 @@ impl V6Prefix {
     }
 }
 
-/// Value of [`MAP_DENY_V6_LEAF`].
+/// The denied prefixes of one /32 or /48.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Leaf {
@@ -128,7 +138,107 @@ pub struct V6Leaf {
     pub prefixes: [V6Prefix; V6_LEAF_PREFIXES],
 }
 
-/// Key of [`MAP_DENY_V6_LEAF`] for the /32 (`level48 == false`, prefixes
+/// Slots per bucket of [`MAP_DENY_V4`] and [`MAP_DENY_V6_LEAF`].
+pub const BUCKET_SLOTS: usize = 4;
+
+/// Marks a used slot in a bucket (the top bit of its tag).
+pub const SLOT_USED_V4: u32 = 1 << 31;
+/// Marks a used slot in a bucket of [`MAP_DENY_V6_LEAF`].
+pub const SLOT_USED_V6: u64 = 1 << 63;
+
+/// One /24 in a [`V4Bucket`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Slot {
+    /// The /24 number (address >> 8) with [`SLOT_USED_V4`] set; 0 when free.
+    pub tag: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Its denied addresses.
+    pub bits: V4HostBits,
+}
+
+/// Value of [`MAP_DENY_V4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Bucket {
+    /// Non-zero: a /24 hashed here did not fit; look in [`MAP_DENY_V4_SPILL`]
+    /// when no slot matches.
+    pub spilled: u64,
+    /// The slots.
+    pub slots: [V4Slot; BUCKET_SLOTS],
+}
+
+/// One leaf in a [`V6Bucket`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Slot {
+    /// The [`v6_leaf_key`] with [`SLOT_USED_V6`] set; 0 when free.
+    pub tag: u64,
+    /// The leaf.
+    pub leaf: V6Leaf,
+}
+
+/// Value of [`MAP_DENY_V6_LEAF`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Bucket {
+    /// Non-zero: a leaf hashed here did not fit; look in
+    /// [`MAP_DENY_V6_SPILL`] when no slot matches.
+    pub spilled: u64,
+    /// The slots.
+    pub slots: [V6Slot; BUCKET_SLOTS],
+}
+
+impl Default for V6Bucket {
+    fn default() -> Self {
+        let leaf = V6Leaf {
+            overflow: 0,
+            prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
+        };
+        V6Bucket {
+            spilled: 0,
+            slots: [V6Slot { tag: 0, leaf }; BUCKET_SLOTS],
+        }
+    }
+}
+
+/// The bucket of /24 `net24` among `mask + 1` buckets (a power of two).
+#[inline(always)]
+pub const fn v4_bucket(net24: u32, mask: u32) -> u32 {
+    ((net24 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
+}
+
+/// The bucket of leaf `key` ([`v6_leaf_key`]) among `mask + 1` buckets.
+#[inline(always)]
+pub const fn v6_bucket(key: u64, mask: u32) -> u32 {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
+}
+
+/// Number of buckets for `entries` entries: a power of two with room for
+/// twice as many (half the slots free on average when full).
+pub const fn buckets_for(entries: u32) -> u32 {
+    let want = (entries as u64 * 2).div_ceil(BUCKET_SLOTS as u64);
+    let n = want.next_power_of_two();
+    if n > 1 << 24 {
+        1 << 24
+    } else {
+        n as u32
+    }
+}
+
+/// Capacity of the spill hash of a table of `entries` entries: a quarter of
+/// them, at least 64 (with half the slots free, few buckets ever fill).
+pub const fn spill_for(entries: u32) -> u32 {
+    let n = entries / 4;
+    if n < 64 {
+        64
+    } else {
+        n
+    }
+}
+
+/// Key of [`MAP_DENY_V6_SPILL`] (and tag of a leaf) for the /32 (`level48 == false`, prefixes
 /// of length 32 to 47) or the /48 (`level48 == true`, length 48 and more)
 /// of an address whose first 64 bits are `top64`.
 #[inline(always)]
@@ -301,6 +411,10 @@ pub struct Config {
     /// Number of denied IPv6 prefixes shorter than /32: while it is not 0,
     /// every IPv6 source is looked up in the trie.
     pub v6_short_prefixes: u64,
+    /// Number of buckets of [`MAP_DENY_V4`] minus one.
+    pub v4_bucket_mask: u32,
+    /// Number of buckets of [`MAP_DENY_V6_LEAF`] minus one.
+    pub v6_bucket_mask: u32,
 }
 
 /// Key of [`MAP_SYN_STATE`]: a source address, IPv4 as IPv4-mapped IPv6
@@ -330,7 +444,8 @@ mod pod {
     unsafe impl aya::Pod for super::CounterSlot {}
     // SAFETY: `#[repr(C)]` array of `CounterSlot` (itself Pod), no padding.
     unsafe impl aya::Pod for super::CounterTable {}
-    // SAFETY: `#[repr(C)]`, three `u64` fields, no padding, every bit pattern valid.
+    // SAFETY: `#[repr(C)]`, three `u64` then two `u32` fields, no padding,
+    // every bit pattern valid.
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: `#[repr(C)]` byte array, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::SourceKey {}
@@ -339,6 +454,12 @@ mod pod {
     // SAFETY: `#[repr(C)]`, one `u64` and an array of `V6Prefix` (four
     // `u64` each), no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6Leaf {}
+    // SAFETY: `#[repr(C)]`, a `u64` and an array of `V4Slot` (two `u32` and
+    // four `u64`, 40 bytes, no padding), every bit pattern valid.
+    unsafe impl aya::Pod for super::V4Bucket {}
+    // SAFETY: `#[repr(C)]`, a `u64` and an array of `V6Slot` (a `u64` and a
+    // `V6Leaf`, all `u64`s), no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::V6Bucket {}
 }
 
 #[cfg(test)]
@@ -349,10 +470,32 @@ mod tests {
     fn layouts_have_no_padding() {
         assert_eq!(core::mem::size_of::<CounterSlot>(), 16);
         assert_eq!(core::mem::size_of::<CounterTable>(), 16 * cell::COUNT);
-        assert_eq!(core::mem::size_of::<Config>(), 24);
+        assert_eq!(core::mem::size_of::<Config>(), 32);
+        assert_eq!(core::mem::size_of::<V4Slot>(), 40);
+        assert_eq!(core::mem::size_of::<V4Bucket>(), 8 + 40 * BUCKET_SLOTS);
+        assert_eq!(
+            core::mem::size_of::<V6Bucket>(),
+            8 + (8 + core::mem::size_of::<V6Leaf>()) * BUCKET_SLOTS
+        );
         assert_eq!(core::mem::size_of::<SourceKey>(), 16);
         assert_eq!(core::mem::size_of::<V4HostBits>(), 32);
         assert_eq!(core::mem::size_of::<V6Leaf>(), 8 + 32 * V6_LEAF_PREFIXES);
+    }
+
+    #[test]
+    fn buckets_leave_half_the_slots_free() {
+        assert_eq!(buckets_for(1), 1);
+        assert_eq!(buckets_for(2), 1);
+        assert_eq!(buckets_for(3), 2);
+        assert_eq!(buckets_for(65_536), 32_768);
+        assert_eq!(buckets_for(u32::MAX), 1 << 24);
+        for n in [1u32, 7, 1000, 65_536, 100_000] {
+            let b = buckets_for(n);
+            assert!(b.is_power_of_two());
+            assert!(u64::from(b) * BUCKET_SLOTS as u64 >= 2 * u64::from(n));
+            assert!(v4_bucket(0xc6_12_04, b - 1) < b);
+            assert!(v6_bucket(0x2001_0db8, b - 1) < b);
+        }
     }
 
     #[test]

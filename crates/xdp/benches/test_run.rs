@@ -78,8 +78,8 @@ fn load_deny_lists(f: &mut XdpFilter) {
     f.deny_source("2001:db8:7::/48".parse().unwrap()).unwrap();
     // A /48 holding a denied /64: its sources are looked up in its leaf.
     f.deny_source("2001:db8:9:1::/64".parse().unwrap()).unwrap();
-    // A /48 holding more prefixes than a leaf holds: its sources take the
-    // trie walk.
+    // A /48 holding more prefixes than a leaf holds (4): its sources take
+    // the trie walk.
     for i in 1..=5 {
         f.deny_source(format!("2001:db8:a:{i}::/64").parse().unwrap())
             .unwrap();
@@ -104,8 +104,8 @@ enum Kind {
     /// Passed; the /24 state or the IPv6 /32+/48 filter answers (array
     /// lookups only).
     Pass,
-    /// Passed after one hash lookup (a /24's address bitmap or an IPv6
-    /// leaf).
+    /// Passed after a bucket read (a /24's address bitmap or an IPv6 leaf,
+    /// in an array).
     PassHash,
     /// Passed after a trie walk (an IPv6 leaf that overflowed).
     PassTrie,
@@ -113,7 +113,7 @@ enum Kind {
     PassOther,
     /// Dropped by the deny lists; array lookups only.
     Drop,
-    /// Dropped by the deny lists after one hash lookup.
+    /// Dropped by the deny lists after a bucket read.
     DropHash,
     /// Dropped by the deny lists after a trie walk.
     DropTrie,
@@ -383,12 +383,12 @@ fn main() {
     println!();
     for (kind, label, target) in [
         (Kind::Pass, "pass, array lookups only", Some(2.5)),
-        (Kind::PassHash, "pass after one hash lookup", Some(2.5)),
+        (Kind::PassHash, "pass after a bucket read", Some(2.5)),
         (Kind::PassTrie, "pass after a trie walk", Some(2.5)),
         (Kind::Drop, "deny-list drop, array lookups only", Some(5.0)),
         (
             Kind::DropHash,
-            "deny-list drop after one hash lookup",
+            "deny-list drop after a bucket read",
             Some(5.0),
         ),
         (

@@ -12,12 +12,15 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use rauta_xdp_common::{
-    port_bit, v4_24_slot, v6_filter_slot, v6_leaf_key, Config, CounterTable, SourceKey, V4HostBits,
-    V6Leaf, V6Prefix, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
-    MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V6,
-    MAP_DENY_V6_32, MAP_DENY_V6_LEAF, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED,
-    V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
+    buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_filter_slot,
+    v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6Prefix,
+    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG,
+    MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6,
+    MAP_DENY_V6_32, MAP_DENY_V6_LEAF, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME,
+    PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
 };
+
+use crate::buckets::{v4_tag, v6_tag, Table};
 
 use crate::{errno, Counters, Error, ErrorKind, IpPrefix};
 
@@ -255,9 +258,11 @@ impl Builder {
             }
         }
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_DENY_V4, self.deny_v4)
+            .map_max_entries(MAP_DENY_V4, buckets_for(self.deny_v4))
+            .map_max_entries(MAP_DENY_V4_SPILL, spill_for(self.deny_v4))
             .map_max_entries(MAP_DENY_V6, self.deny_v6)
-            .map_max_entries(MAP_DENY_V6_LEAF, self.deny_v6)
+            .map_max_entries(MAP_DENY_V6_LEAF, buckets_for(self.deny_v6))
+            .map_max_entries(MAP_DENY_V6_SPILL, spill_for(self.deny_v6))
             .map_max_entries(MAP_SYN_STATE, self.syn_state)
             .load(object)
             .map_err(load_error)?;
@@ -269,16 +274,26 @@ impl Builder {
                 .map_err(|e| Error::with_source(object_error(format!("{name} is not XDP")), e))?;
             program.load().map_err(|e| program_load_error(name, e))?;
         }
-        let deny_v4 = take(&mut ebpf, MAP_DENY_V4, HashMap::try_from)?;
+        let deny_v4 = Table::new(
+            take(&mut ebpf, MAP_DENY_V4, Array::try_from)?,
+            take(&mut ebpf, MAP_DENY_V4_SPILL, HashMap::try_from)?,
+            MAP_DENY_V4_SPILL,
+            spill_for(self.deny_v4),
+        );
         let deny_v4_24 = take(&mut ebpf, MAP_DENY_V4_24, Array::try_from)?;
         let deny_v6 = take(&mut ebpf, MAP_DENY_V6, LpmTrie::try_from)?;
         let deny_v6_32 = take(&mut ebpf, MAP_DENY_V6_32, Array::try_from)?;
-        let deny_v6_leaf = take(&mut ebpf, MAP_DENY_V6_LEAF, HashMap::try_from)?;
+        let deny_v6_leaf = Table::new(
+            take(&mut ebpf, MAP_DENY_V6_LEAF, Array::try_from)?,
+            take(&mut ebpf, MAP_DENY_V6_SPILL, HashMap::try_from)?,
+            MAP_DENY_V6_SPILL,
+            spill_for(self.deny_v6),
+        );
         let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
         let config = take(&mut ebpf, MAP_CONFIG, Array::try_from)?;
         let syn_state = take(&mut ebpf, MAP_SYN_STATE, HashMap::try_from)?;
         let counters = take(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
-        Ok(XdpFilter {
+        let mut filter = XdpFilter {
             capacities: self.clone(),
             deny_v4,
             deny_v4_24,
@@ -289,14 +304,21 @@ impl Builder {
             deny_v6_leaf,
             v6_set: BTreeSet::new(),
             v6_words: vec![0; 2 * V6_FILTER_WORDS as usize],
-            cfg: Config::default(),
+            cfg: Config {
+                v4_bucket_mask: buckets_for(self.deny_v4) - 1,
+                v6_bucket_mask: buckets_for(self.deny_v6) - 1,
+                ..Config::default()
+            },
             deny_ports,
             config,
             syn_state,
             counters,
             attached: None,
             ebpf,
-        })
+        };
+        // The bucket counts the program hashes with.
+        filter.store_config()?;
+        Ok(filter)
     }
 }
 
@@ -372,7 +394,7 @@ struct Attachment {
 pub struct XdpFilter {
     capacities: Builder,
     /// Address bitmaps of the /24s holding prefixes longer than /24.
-    deny_v4: HashMap<MapData, [u8; 4], V4HostBits>,
+    deny_v4: Table<V4Bucket, [u8; 4]>,
     /// Two bits per /24 (see `rauta_xdp_common::MAP_DENY_V4_24`).
     deny_v4_24: Array<MapData, u64>,
     /// Every denied IPv4 prefix as (network address, length): the truth the
@@ -385,7 +407,7 @@ pub struct XdpFilter {
     deny_v6_32: Array<MapData, u64>,
     /// The prefixes of each /32 and /48 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
-    deny_v6_leaf: HashMap<MapData, u64, V6Leaf>,
+    deny_v6_leaf: Table<V6Bucket, u64>,
     /// Every denied IPv6 prefix as (network address, length).
     v6_set: BTreeSet<(u128, u8)>,
     /// The kernel's `deny_v6_32` words, mirrored.
@@ -658,7 +680,9 @@ impl XdpFilter {
             }
         }
         let value = (bits != V4HostBits::default()).then_some(bits);
-        put_or_remove(&mut self.deny_v4, base.to_be_bytes(), value)
+        let b = v4_bucket(net24, self.cfg.v4_bucket_mask);
+        self.deny_v4
+            .put(b, v4_tag(net24), base.to_be_bytes(), value)
     }
 
     /// A copy of the mirrored words holding /24s `lo .. lo + n`, with the
@@ -771,7 +795,9 @@ impl XdpFilter {
             n += 1;
         }
         let key = v6_leaf_key((addr >> 64) as u64, level48);
-        put_or_remove(&mut self.deny_v6_leaf, key, (n > 0).then_some(leaf))
+        let b = v6_bucket(key, self.cfg.v6_bucket_mask);
+        self.deny_v6_leaf
+            .put(b, v6_tag(key), key, (n > 0).then_some(leaf))
     }
 
     fn store_v6_word(&mut self, word: u32, value: u64) -> Result<(), Error> {
@@ -788,6 +814,15 @@ impl XdpFilter {
         self.config
             .set(0, self.cfg, 0)
             .map_err(|e| Error::kernel("updating the configuration", e))
+    }
+
+    /// How many IPv4 /24 bitmaps and IPv6 leaves did not fit the bucket
+    /// their hash picked and live in the spill hash maps instead (each costs
+    /// the program a hash lookup more). Buckets are sized for twice the
+    /// configured capacity, so this stays near zero unless the list is much
+    /// larger than the capacity it was loaded with or oddly clustered.
+    pub fn spilled_entries(&self) -> usize {
+        self.deny_v4.spilled() + self.deny_v6_leaf.spilled()
     }
 
     /// The denied source prefixes, IPv4 then IPv6.
@@ -937,24 +972,6 @@ impl XdpFilter {
             verdict: Verdict::from_code(r.return_value),
             per_run: r.duration,
         })
-    }
-}
-
-/// Writes `value` under `key`, or removes the key (absent or not) for `None`.
-fn put_or_remove<K: aya::Pod, V: aya::Pod>(
-    map: &mut HashMap<MapData, K, V>,
-    key: K,
-    value: Option<V>,
-) -> Result<(), Error> {
-    match value {
-        Some(v) => map
-            .insert(key, v, 0)
-            .map_err(|e| Error::kernel("adding a deny-list entry", e)),
-        None => match map.remove(&key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
-            Err(e) => Err(Error::kernel("removing a deny-list entry", e)),
-        },
     }
 }
 

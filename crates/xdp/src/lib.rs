@@ -51,6 +51,7 @@
 //! nothing attached); per-CPU array lookups inlined since 5.x make the
 //! counters cheap.
 
+mod buckets;
 mod error;
 mod filter;
 mod prefix;

@@ -1037,3 +1037,91 @@ fn root_unprivileged_thread_gets_not_root() {
     assert_eq!(e.kind(), &ErrorKind::NotRoot, "{e}");
     assert!(std::error::Error::source(&e).is_some());
 }
+
+/// Bitmaps and leaves whose buckets are full spill into the hash maps and
+/// are still found; removing them empties the spill maps again.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_buckets_spill_and_recover() {
+    use rauta_xdp_common::{buckets_for, v4_bucket, v6_bucket, v6_leaf_key, BUCKET_SLOTS};
+    require_root();
+    let mut f = XdpFilter::builder()
+        .deny_v4_capacity(16)
+        .deny_v6_capacity(16)
+        .load()
+        .unwrap();
+    let mask = buckets_for(16) - 1;
+    let n = BUCKET_SLOTS + 3;
+    // IPv4: hosts in /24s that all hash to one bucket.
+    let first = u32::from(v4(198, 18, 0, 0)) >> 8;
+    let nets: Vec<u32> = (first..first + 512)
+        .filter(|&net| v4_bucket(net, mask) == v4_bucket(first, mask))
+        .take(n)
+        .collect();
+    assert_eq!(nets.len(), n);
+    let host = |net: u32, last: u32| std::net::Ipv4Addr::from(net << 8 | last);
+    // IPv6: /64s in /48s whose leaves all hash to one bucket.
+    let top = |i: u64| 0x2001_0db8_0000_0000u64 | i << 16;
+    let leaf_bucket = |i: u64| v6_bucket(v6_leaf_key(top(i), true), mask);
+    let tops: Vec<u64> = (0..4096u64)
+        .filter(|&i| leaf_bucket(i) == leaf_bucket(0))
+        .take(n)
+        .map(top)
+        .collect();
+    assert_eq!(tops.len(), n);
+    let addr6 = |t: u64, sub: u64, low: u64| {
+        std::net::Ipv6Addr::from(u128::from(t | sub) << 64 | u128::from(low))
+    };
+    let verdicts = |f: &XdpFilter, denied: usize| {
+        for (k, (&net, &t)) in nets.iter().zip(&tops).enumerate() {
+            let want = if k < denied {
+                Verdict::Drop
+            } else {
+                Verdict::Pass
+            };
+            let frame = v4_frame(host(net, 5), UDP, &udp(1, 2, b""));
+            assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "v4 {k}");
+            let frame = v4_frame(host(net, 6), UDP, &udp(1, 2, b""));
+            assert_eq!(f.test_run(&frame, 1).unwrap().verdict, Verdict::Pass);
+            let frame = v6_frame(addr6(t, 1, 7), UDP, &udp(1, 2, b""));
+            assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "v6 {k}");
+            let frame = v6_frame(addr6(t, 2, 7), UDP, &udp(1, 2, b""));
+            assert_eq!(f.test_run(&frame, 1).unwrap().verdict, Verdict::Pass);
+        }
+    };
+    let p4 = |net: u32| IpPrefix::new(host(net, 5).into(), 32).unwrap();
+    let p6 = |t: u64| IpPrefix::new(addr6(t, 1, 0).into(), 64).unwrap();
+    for k in 0..n {
+        f.deny_source(p4(nets[k])).unwrap();
+        f.deny_source(p6(tops[k])).unwrap();
+        verdicts(&f, k + 1);
+        assert_eq!(
+            f.spilled_entries(),
+            2 * (k + 1).saturating_sub(BUCKET_SLOTS),
+            "after {} entries per family",
+            k + 1
+        );
+    }
+    // Remove the ones in the bucket first, then the spilled ones.
+    for k in 0..n {
+        assert!(f.allow_source(p4(nets[k])).unwrap());
+        assert!(f.allow_source(p6(tops[k])).unwrap());
+        for (j, (&net, &t)) in nets.iter().zip(&tops).enumerate() {
+            let want = if j > k { Verdict::Drop } else { Verdict::Pass };
+            let frame = v4_frame(host(net, 5), UDP, &udp(1, 2, b""));
+            assert_eq!(
+                f.test_run(&frame, 1).unwrap().verdict,
+                want,
+                "v4 {j} after {k}"
+            );
+            let frame = v6_frame(addr6(t, 1, 7), UDP, &udp(1, 2, b""));
+            assert_eq!(
+                f.test_run(&frame, 1).unwrap().verdict,
+                want,
+                "v6 {j} after {k}"
+            );
+        }
+    }
+    assert_eq!(f.spilled_entries(), 0);
+    assert!(f.denied_sources().unwrap().is_empty());
+}

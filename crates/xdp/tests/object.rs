@@ -38,13 +38,20 @@ fn embedded_object_holds_both_xdp_programs() {
 fn embedded_object_maps_have_the_shared_layouts() {
     use std::mem::size_of;
     let obj = object();
-    let expect: [(&str, u32, usize, usize, u32); 9] = [
+    let expect: [(&str, u32, usize, usize, u32); 11] = [
         (
             common::MAP_DENY_V4,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            size_of::<common::V4Bucket>(),
+            common::buckets_for(common::DEFAULT_DENY_V4_ENTRIES),
+        ),
+        (
+            common::MAP_DENY_V4_SPILL,
             bpf_map_type::BPF_MAP_TYPE_HASH as u32,
             4,
             size_of::<common::V4HostBits>(),
-            common::DEFAULT_DENY_V4_ENTRIES,
+            common::spill_for(common::DEFAULT_DENY_V4_ENTRIES),
         ),
         (
             common::MAP_DENY_V6,
@@ -69,10 +76,17 @@ fn embedded_object_maps_have_the_shared_layouts() {
         ),
         (
             common::MAP_DENY_V6_LEAF,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            size_of::<common::V6Bucket>(),
+            common::buckets_for(common::DEFAULT_DENY_V6_ENTRIES),
+        ),
+        (
+            common::MAP_DENY_V6_SPILL,
             bpf_map_type::BPF_MAP_TYPE_HASH as u32,
             8,
             size_of::<common::V6Leaf>(),
-            common::DEFAULT_DENY_V6_ENTRIES,
+            common::spill_for(common::DEFAULT_DENY_V6_ENTRIES),
         ),
         (
             common::MAP_DENY_PORTS,

@@ -21,15 +21,19 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_xdp_common::{
-    cell, port_bit, slot, v4_24_slot, v6_filter_slot, v6_leaf_key, Config, CounterTable,
-    SourceKey, V4HostBits, V6Leaf, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
-    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, V4_24_DENIED, V4_24_HOSTS,
-    V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
+    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket,
+    v6_filter_slot, v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
+    V6Leaf, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
+    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, SLOT_USED_V6,
+    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
 };
 
 #[map]
-static DENY_V4: HashMap<[u8; 4], V4HostBits> =
-    HashMap::with_max_entries(DEFAULT_DENY_V4_ENTRIES, 0);
+static DENY_V4: Array<V4Bucket> = Array::with_max_entries(buckets_for(DEFAULT_DENY_V4_ENTRIES), 0);
+
+#[map]
+static DENY_V4_SPILL: HashMap<[u8; 4], V4HostBits> =
+    HashMap::with_max_entries(spill_for(DEFAULT_DENY_V4_ENTRIES), 0);
 
 #[map]
 static DENY_V4_24: Array<u64> = Array::with_max_entries(V4_MAP24_WORDS, 0);
@@ -41,7 +45,12 @@ static DENY_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_DENY_V
 static DENY_V6_32: Array<u64> = Array::with_max_entries(2 * V6_FILTER_WORDS, 0);
 
 #[map]
-static DENY_V6_LEAF: HashMap<u64, V6Leaf> = HashMap::with_max_entries(DEFAULT_DENY_V6_ENTRIES, 0);
+static DENY_V6_LEAF: Array<V6Bucket> =
+    Array::with_max_entries(buckets_for(DEFAULT_DENY_V6_ENTRIES), 0);
+
+#[map]
+static DENY_V6_SPILL: HashMap<u64, V6Leaf> =
+    HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), 0);
 
 #[map]
 static DENY_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
@@ -234,27 +243,55 @@ fn classify_v4(f: &Frame, off: usize, vlan: bool) -> Outcome {
 }
 
 /// Prefixes up to /24 are answered by the /24 state alone; in a /24 holding
-/// longer prefixes, one hash lookup finds the bit of the address.
+/// longer prefixes, the address's bit in the /24's bitmap.
 #[inline(always)]
 fn v4_denied(src: [u8; 4]) -> bool {
-    let (word, shift) = v4_24_slot(u32::from_be_bytes(src) >> 8);
+    let net24 = u32::from_be_bytes(src) >> 8;
+    let (word, shift) = v4_24_slot(net24);
     let bits = match DENY_V4_24.get(word) {
         Some(w) => (*w >> shift) & 3,
         None => 0,
     };
     match bits {
         V4_24_DENIED => true,
-        V4_24_HOSTS => match DENY_V4.get_ptr([src[0], src[1], src[2], 0]) {
-            Some(p) => {
-                let host = src[3];
-                // SAFETY: the map returned a valid pointer to a value of
-                // this type, which lives as long as the program runs.
-                let w = unsafe { (*p).words[usize::from(host >> 6)] };
-                (w >> (host & 63)) & 1 != 0
-            }
-            None => false,
-        },
+        V4_24_HOSTS => v4_host_denied(net24, src),
         _ => false,
+    }
+}
+
+#[inline(always)]
+fn host_bit(bits: &V4HostBits, host: u8) -> bool {
+    (bits.words[usize::from(host >> 6)] >> (host & 63)) & 1 != 0
+}
+
+/// The address's bit in its /24's bitmap: a slot of the /24's bucket (an
+/// array read), or the spill hash when the bucket overflowed.
+#[inline(always)]
+fn v4_host_denied(net24: u32, src: [u8; 4]) -> bool {
+    let mask = match CONFIG.get(0) {
+        Some(c) => c.v4_bucket_mask,
+        None => 0,
+    };
+    let Some(bucket) = DENY_V4.get(v4_bucket(net24, mask)) else {
+        return false;
+    };
+    let tag = net24 | SLOT_USED_V4;
+    let mut i = 0;
+    while i < BUCKET_SLOTS {
+        let s = &bucket.slots[i];
+        if s.tag == tag {
+            return host_bit(&s.bits, src[3]);
+        }
+        i += 1;
+    }
+    if bucket.spilled == 0 {
+        return false;
+    }
+    match DENY_V4_SPILL.get_ptr([src[0], src[1], src[2], 0]) {
+        // SAFETY: the map returned a valid pointer to a value of this type,
+        // which lives as long as the program runs.
+        Some(p) => host_bit(unsafe { &*p }, src[3]),
+        None => false,
     }
 }
 
@@ -346,16 +383,40 @@ enum LeafAnswer {
     Walk,
 }
 
-/// Looks the source up in the leaf of its /32 or /48.
+/// Looks the source up in the leaf of its /32 or /48: a slot of the leaf's
+/// bucket (an array read), or the spill hash when the bucket overflowed.
 #[inline(always)]
-fn v6_leaf(top: u64, low: u64, level48: bool) -> LeafAnswer {
-    let Some(p) = DENY_V6_LEAF.get_ptr(v6_leaf_key(top, level48)) else {
-        // Another /32 or /48 hashed onto the same filter bit.
+fn v6_leaf(top: u64, low: u64, level48: bool, mask: u32) -> LeafAnswer {
+    let key = v6_leaf_key(top, level48);
+    let Some(bucket) = DENY_V6_LEAF.get(v6_bucket(key, mask)) else {
         return LeafAnswer::Clear;
     };
-    // SAFETY: the map returned a valid pointer to a value of this type,
-    // which lives as long as the program runs.
-    let leaf = unsafe { &*p };
+    let tag = key | SLOT_USED_V6;
+    let mut found = None;
+    let mut i = 0;
+    while i < BUCKET_SLOTS {
+        if bucket.slots[i].tag == tag {
+            found = Some(&bucket.slots[i].leaf);
+            break;
+        }
+        i += 1;
+    }
+    let leaf = match found {
+        Some(l) => l,
+        None if bucket.spilled != 0 => match DENY_V6_SPILL.get_ptr(key) {
+            // SAFETY: the map returned a valid pointer to a value of this
+            // type, which lives as long as the program runs.
+            Some(p) => unsafe { &*p },
+            None => return LeafAnswer::Clear,
+        },
+        // Another /32 or /48 hashed onto the same filter bit.
+        None => return LeafAnswer::Clear,
+    };
+    leaf_answer(leaf, top, low)
+}
+
+#[inline(always)]
+fn leaf_answer(leaf: &V6Leaf, top: u64, low: u64) -> LeafAnswer {
     if leaf.overflow != 0 {
         return LeafAnswer::Walk;
     }
@@ -384,9 +445,9 @@ fn v6_denied(src: [u8; 16]) -> bool {
         Some(w) => *w & (bit32 | bit48),
         None => 0,
     };
-    let short = match CONFIG.get(0) {
-        Some(c) => c.v6_short_prefixes != 0,
-        None => false,
+    let (short, mask) = match CONFIG.get(0) {
+        Some(c) => (c.v6_short_prefixes != 0, c.v6_bucket_mask),
+        None => (false, 0),
     };
     if marks == 0 && !short {
         return false;
@@ -396,20 +457,53 @@ fn v6_denied(src: [u8; 16]) -> bool {
     ]);
     let mut walk = short;
     if !walk && marks & bit32 != 0 {
-        match v6_leaf(top, low, false) {
+        match v6_leaf(top, low, false, mask) {
             LeafAnswer::Denied => return true,
             LeafAnswer::Walk => walk = true,
             LeafAnswer::Clear => {}
         }
     }
     if !walk && marks & bit48 != 0 {
-        match v6_leaf(top, low, true) {
+        match v6_leaf(top, low, true, mask) {
             LeafAnswer::Denied => return true,
             LeafAnswer::Walk => walk = true,
             LeafAnswer::Clear => {}
         }
     }
-    walk && DENY_V6.get(Key::new(128, src)).is_some()
+    walk && DENY_V6.get(v6_trie_key(&TrieKeyBuf::new(src))).is_some()
+}
+
+/// An LPM trie key laid out so that its address starts 8-byte aligned: the
+/// program is built to merge byte copies into 8-byte loads and stores, and
+/// the verifier refuses misaligned stack access (aya's `Key` is packed, its
+/// data at offset 4).
+#[repr(C, align(8))]
+struct TrieKeyBuf {
+    _pad: u32,
+    prefix_len: u32,
+    data: [u8; 16],
+}
+
+impl TrieKeyBuf {
+    #[inline(always)]
+    fn new(src: [u8; 16]) -> TrieKeyBuf {
+        TrieKeyBuf {
+            _pad: 0,
+            prefix_len: 128,
+            data: src,
+        }
+    }
+}
+
+/// The trie key inside `buf`: `prefix_len` and `data` are contiguous, as in
+/// `Key`.
+#[inline(always)]
+fn v6_trie_key(buf: &TrieKeyBuf) -> &Key<[u8; 16]> {
+    // SAFETY: `Key<[u8; 16]>` is `repr(C, packed)` (alignment 1): a u32
+    // then 16 bytes, which is exactly `buf.prefix_len` followed by
+    // `buf.data` (`repr(C)`, offsets 4 and 8, no padding between them); the
+    // reference lives no longer than `buf`.
+    unsafe { &*(core::ptr::addr_of!(buf.prefix_len) as *const Key<[u8; 16]>) }
 }
 
 #[inline(always)]

@@ -1,0 +1,198 @@
+//! Bucketed tables in array maps, with a hash map for what does not fit.
+//!
+//! The program finds an entry by reading one array element (a bucket of
+//! [`BUCKET_SLOTS`] slots, chosen by a hash of the key) and comparing tags:
+//! the verifier inlines array lookups, where a hash map lookup is a helper
+//! call that costs several times as much. A key whose bucket is full goes to
+//! the spill hash map, and the bucket's `spilled` flag sends the program
+//! there when no slot matches. Keys never move, so an update is one bucket
+//! write or one spill write.
+
+use std::collections::HashSet;
+
+use aya::maps::{Array, HashMap, MapData, MapError};
+use aya::Pod;
+use rauta_xdp_common::{
+    V4Bucket, V4HostBits, V4Slot, V6Bucket, V6Leaf, V6Slot, BUCKET_SLOTS, SLOT_USED_V4,
+    SLOT_USED_V6,
+};
+
+use crate::{errno, Error, ErrorKind};
+
+/// A bucket value of one of the tables.
+pub(crate) trait Bucket: Pod + Default {
+    /// What a slot holds besides its tag.
+    type Value: Pod;
+    /// The tag of slot `i` (0 when free).
+    fn tag(&self, i: usize) -> u64;
+    /// Fills slot `i`.
+    fn fill(&mut self, i: usize, tag: u64, value: Self::Value);
+    /// Frees slot `i`.
+    fn free(&mut self, i: usize);
+    /// Sets or clears the `spilled` flag.
+    fn set_spilled(&mut self, on: bool);
+}
+
+impl Bucket for V4Bucket {
+    type Value = V4HostBits;
+    fn tag(&self, i: usize) -> u64 {
+        u64::from(self.slots[i].tag)
+    }
+    fn fill(&mut self, i: usize, tag: u64, bits: V4HostBits) {
+        self.slots[i] = V4Slot {
+            tag: tag as u32,
+            reserved: 0,
+            bits,
+        };
+    }
+    fn free(&mut self, i: usize) {
+        self.slots[i] = V4Slot::default();
+    }
+    fn set_spilled(&mut self, on: bool) {
+        self.spilled = u64::from(on);
+    }
+}
+
+impl Bucket for V6Bucket {
+    type Value = V6Leaf;
+    fn tag(&self, i: usize) -> u64 {
+        self.slots[i].tag
+    }
+    fn fill(&mut self, i: usize, tag: u64, leaf: V6Leaf) {
+        self.slots[i] = V6Slot { tag, leaf };
+    }
+    fn free(&mut self, i: usize) {
+        self.slots[i] = V6Bucket::default().slots[0];
+    }
+    fn set_spilled(&mut self, on: bool) {
+        self.spilled = u64::from(on);
+    }
+}
+
+/// The tag of a /24 (`net24`) in the IPv4 table.
+pub(crate) fn v4_tag(net24: u32) -> u64 {
+    u64::from(net24 | SLOT_USED_V4)
+}
+
+/// The tag of a leaf key in the IPv6 table.
+pub(crate) fn v6_tag(key: u64) -> u64 {
+    key | SLOT_USED_V6
+}
+
+/// One bucketed table, its spill map and their user-space mirror.
+pub(crate) struct Table<B: Bucket, K: Pod> {
+    buckets: Array<MapData, B>,
+    spill: HashMap<MapData, K, B::Value>,
+    spill_name: &'static str,
+    spill_capacity: u32,
+    /// The kernel's buckets, as last written.
+    mirror: Vec<B>,
+    /// Keys (tags) living in the spill map, and how many per bucket.
+    spilled: HashSet<u64>,
+    spilled_per_bucket: Vec<u32>,
+}
+
+impl<B: Bucket, K: Pod> Table<B, K> {
+    pub(crate) fn new(
+        buckets: Array<MapData, B>,
+        spill: HashMap<MapData, K, B::Value>,
+        spill_name: &'static str,
+        spill_capacity: u32,
+    ) -> Self {
+        let n = buckets.len() as usize;
+        Table {
+            buckets,
+            spill,
+            spill_name,
+            spill_capacity,
+            mirror: vec![B::default(); n],
+            spilled: HashSet::new(),
+            spilled_per_bucket: vec![0; n],
+        }
+    }
+
+    /// Number of keys in the spill map.
+    pub(crate) fn spilled(&self) -> usize {
+        self.spilled.len()
+    }
+
+    /// Stores `value` for the key (`tag` in bucket `b`, `key` in the spill
+    /// map), or removes it for `None`.
+    pub(crate) fn put(
+        &mut self,
+        b: u32,
+        tag: u64,
+        key: K,
+        value: Option<B::Value>,
+    ) -> Result<(), Error> {
+        let i = b as usize;
+        let mut bucket = self.mirror[i];
+        let slot = (0..BUCKET_SLOTS).find(|&s| bucket.tag(s) == tag);
+        match (slot, value) {
+            (Some(s), Some(v)) => {
+                bucket.fill(s, tag, v);
+                self.write(b, bucket)
+            }
+            (Some(s), None) => {
+                bucket.free(s);
+                self.write(b, bucket)
+            }
+            (None, Some(v)) if self.spilled.contains(&tag) => self.spill_insert(key, v),
+            (None, None) if self.spilled.contains(&tag) => {
+                match self.spill.remove(&key) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
+                }
+                self.spilled.remove(&tag);
+                self.spilled_per_bucket[i] -= 1;
+                if self.spilled_per_bucket[i] == 0 {
+                    bucket.set_spilled(false);
+                    self.write(b, bucket)?;
+                }
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            (None, Some(v)) => match (0..BUCKET_SLOTS).find(|&s| bucket.tag(s) == 0) {
+                Some(s) => {
+                    bucket.fill(s, tag, v);
+                    self.write(b, bucket)
+                }
+                None => {
+                    // The entry first, then the flag that sends the program
+                    // to it.
+                    self.spill_insert(key, v)?;
+                    self.spilled.insert(tag);
+                    self.spilled_per_bucket[i] += 1;
+                    if self.spilled_per_bucket[i] == 1 {
+                        bucket.set_spilled(true);
+                        self.write(b, bucket)?;
+                    }
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    fn spill_insert(&mut self, key: K, value: B::Value) -> Result<(), Error> {
+        self.spill.insert(key, value, 0).map_err(|e| {
+            if errno(&e) == Some(libc::E2BIG) {
+                Error::new(ErrorKind::MapFull {
+                    map: self.spill_name,
+                    capacity: self.spill_capacity,
+                })
+            } else {
+                Error::kernel("adding a deny-list entry", e)
+            }
+        })
+    }
+
+    /// Writes bucket `b` to the kernel, then to the mirror.
+    fn write(&mut self, b: u32, bucket: B) -> Result<(), Error> {
+        self.buckets
+            .set(b, bucket, 0)
+            .map_err(|e| Error::kernel("updating a deny-list bucket", e))?;
+        self.mirror[b as usize] = bucket;
+        Ok(())
+    }
+}
