@@ -14,9 +14,9 @@
 //! | [`MAP_DENY_V4`] | array, a power of two of entries | [`v4_bucket`] | [`V4Bucket`] |
 //! | [`MAP_DENY_V4_SPILL`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
 //! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
-//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 32 bits of hashed /32s, 32 of hashed /48s |
+//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 16 bits of hashed /32s, 16 of /48s, 32 of /64s |
 //! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
-//! | [`MAP_DENY_V6_SPILL`] | hash | `u64`: [`v6_leaf_key`] | [`V6Leaf`] |
+//! | [`MAP_DENY_V6_SPILL`] | hash | [`V6SpillKey`] | [`V6Leaf`] |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
 //! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
@@ -43,16 +43,16 @@ pub const MAP_DENY_V4_SPILL: &str = "DENY_V4_SPILL";
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of denied IPv6 source prefixes.
 pub const MAP_DENY_V6: &str = "DENY_V6";
-/// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-31
-/// mark /32s holding a denied prefix of length 32 to 47, bits 32-63 /48s
-/// holding one of length >= 48. A source whose two bits are clear is not
-/// denied (unless prefixes shorter than /32 exist), with no
+/// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-15
+/// mark /32s holding a denied prefix of length 32 to 47, bits 16-31 /48s
+/// holding one of length 48 to 63, bits 32-63 /64s holding one of length 64
+/// or more. A source whose three bits are clear is not denied (unless prefixes shorter than /32 exist), with no
 /// hash lookup (see [`v6_filter_slot`]).
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
-/// The denied prefixes of each /32 (lengths 32 to 47) and each /48 (lengths
-/// 48 to 128) that holds any, up to [`V6_LEAF_PREFIXES`] per leaf (a leaf
-/// with more sends the program to the trie [`MAP_DENY_V6`]), in buckets of
-/// [`BUCKET_SLOTS`] leaves chosen by a hash of the leaf key.
+/// The denied prefixes of each /32 (lengths 32 to 47), /48 (48 to 63) and
+/// /64 (64 to 128) that holds any, up to [`V6_LEAF_PREFIXES`] per leaf (a
+/// leaf with more sends the program to the trie [`MAP_DENY_V6`]), in
+/// buckets of [`BUCKET_SLOTS`] leaves chosen by a hash of the leaf key.
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
 pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
@@ -127,13 +127,17 @@ impl V6Prefix {
     }
 }
 
-/// The denied prefixes of one /32 or /48.
+/// The denied prefixes of one level's block: the prefixes of length 32 to
+/// 47 inside one /32, of length 48 to 63 inside one /48, or of length 64 and
+/// more inside one /64 (see [`v6_level`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Leaf {
-    /// Non-zero: the leaf's /32 or /48 holds more than
-    /// [`V6_LEAF_PREFIXES`] prefixes; look the source up in the trie.
-    pub overflow: u64,
+    /// Non-zero: the block holds more than [`V6_LEAF_PREFIXES`] prefixes of
+    /// its level; look the source up in the trie.
+    pub overflow: u32,
+    /// The level (32, 48 or 64); 0 in a free bucket slot.
+    pub level: u32,
     /// The prefixes, unused slots [`V6Prefix::UNUSED`].
     pub prefixes: [V6Prefix; V6_LEAF_PREFIXES],
 }
@@ -141,10 +145,10 @@ pub struct V6Leaf {
 /// Slots per bucket of [`MAP_DENY_V4`] and [`MAP_DENY_V6_LEAF`].
 pub const BUCKET_SLOTS: usize = 4;
 
-/// Marks a used slot in a bucket (the top bit of its tag).
+/// Marks a used slot in a bucket of [`MAP_DENY_V4`] (the top bit of its
+/// tag; a slot of [`MAP_DENY_V6_LEAF`] is used when its leaf's level is not
+/// 0).
 pub const SLOT_USED_V4: u32 = 1 << 31;
-/// Marks a used slot in a bucket of [`MAP_DENY_V6_LEAF`].
-pub const SLOT_USED_V6: u64 = 1 << 63;
 
 /// One /24 in a [`V4Bucket`].
 #[repr(C)]
@@ -173,7 +177,7 @@ pub struct V4Bucket {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Slot {
-    /// The [`v6_leaf_key`] with [`SLOT_USED_V6`] set; 0 when free.
+    /// The [`v6_leaf_key`] of the leaf's block (its level is the leaf's).
     pub tag: u64,
     /// The leaf.
     pub leaf: V6Leaf,
@@ -194,6 +198,7 @@ impl Default for V6Bucket {
     fn default() -> Self {
         let leaf = V6Leaf {
             overflow: 0,
+            level: 0,
             prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
         };
         V6Bucket {
@@ -209,10 +214,21 @@ pub const fn v4_bucket(net24: u32, mask: u32) -> u32 {
     ((net24 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
 }
 
-/// The bucket of leaf `key` ([`v6_leaf_key`]) among `mask + 1` buckets.
+/// The bucket of the leaf `key` ([`v6_leaf_key`]) of `level` among
+/// `mask + 1` buckets.
 #[inline(always)]
-pub const fn v6_bucket(key: u64, mask: u32) -> u32 {
-    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
+pub const fn v6_bucket(key: u64, level: u32, mask: u32) -> u32 {
+    ((key ^ ((level as u64) << 56)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
+}
+
+/// Key of [`MAP_DENY_V6_SPILL`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V6SpillKey {
+    /// The [`v6_leaf_key`].
+    pub key: u64,
+    /// The level.
+    pub level: u64,
 }
 
 /// Number of buckets for `entries` entries: a power of two with room for
@@ -238,15 +254,27 @@ pub const fn spill_for(entries: u32) -> u32 {
     }
 }
 
-/// Key of [`MAP_DENY_V6_SPILL`] (and tag of a leaf) for the /32 (`level48 == false`, prefixes
-/// of length 32 to 47) or the /48 (`level48 == true`, length 48 and more)
-/// of an address whose first 64 bits are `top64`.
+/// The level of the leaf that holds a prefix of length `len`: 32 for
+/// lengths 32 to 47, 48 for 48 to 63, 64 for 64 to 128; `None` below 32
+/// (those live in the trie only).
 #[inline(always)]
-pub const fn v6_leaf_key(top64: u64, level48: bool) -> u64 {
-    if level48 {
-        (top64 >> 16) | (1 << 62)
+pub const fn v6_level(len: u8) -> Option<u32> {
+    match len {
+        32..=47 => Some(32),
+        48..=63 => Some(48),
+        64..=128 => Some(64),
+        _ => None,
+    }
+}
+
+/// The block number of an address (first 64 bits `top64`) at `level`: its
+/// first `level` bits.
+#[inline(always)]
+pub const fn v6_leaf_key(top64: u64, level: u32) -> u64 {
+    if level >= 64 {
+        top64
     } else {
-        top64 >> 32
+        top64 >> (64 - level)
     }
 }
 
@@ -260,21 +288,21 @@ pub const fn v4_24_slot(net24: u32) -> (u32, u32) {
 /// Half the number of `u64` words of [`MAP_DENY_V6_32`].
 pub const V6_FILTER_WORDS: u32 = 1 << 14;
 
-/// Word index in [`MAP_DENY_V6_32`] and bit of an IPv6 source's /32
-/// (`level48 == false`) or /48 (`level48 == true`); `top64` is the first 64
-/// bits of the address. The word comes from a multiplicative hash of the /32,
-/// so both bits of one address lie in the same word (one array read answers
-/// both levels): bits 0-31 mark /32s, bits 32-63 /48s.
+/// Word index in [`MAP_DENY_V6_32`] and bit of an IPv6 source's block at
+/// `level` (32, 48 or 64); `top64` is the first 64 bits of the address. The
+/// word comes from a multiplicative hash of the /32, so the three bits of
+/// one address lie in the same word (one array read answers every level):
+/// bits 0-15 mark /32s, bits 16-31 /48s, bits 32-63 /64s.
 #[inline(always)]
-pub const fn v6_filter_slot(top64: u64, level48: bool) -> (u32, u64) {
+pub const fn v6_filter_slot(top64: u64, level: u32) -> (u32, u64) {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let h32 = (top64 >> 32).wrapping_mul(K);
     // 2 * V6_FILTER_WORDS = 2^15 words.
     let word = (h32 >> 49) as u32;
-    let bit = if level48 {
-        32 + ((top64 >> 16).wrapping_mul(K) >> 59)
-    } else {
-        (h32 >> 44) & 31
+    let bit = match level {
+        32 => (h32 >> 44) & 15,
+        48 => 16 + ((top64 >> 16).wrapping_mul(K) >> 60),
+        _ => 32 + (top64.wrapping_mul(K) >> 59),
     };
     (word, 1u64 << bit)
 }
@@ -451,9 +479,11 @@ mod pod {
     unsafe impl aya::Pod for super::SourceKey {}
     // SAFETY: `#[repr(C)]`, four `u64`, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V4HostBits {}
-    // SAFETY: `#[repr(C)]`, one `u64` and an array of `V6Prefix` (four
+    // SAFETY: `#[repr(C)]`, two `u32` and an array of `V6Prefix` (four
     // `u64` each), no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6Leaf {}
+    // SAFETY: `#[repr(C)]`, two `u64`, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::V6SpillKey {}
     // SAFETY: `#[repr(C)]`, a `u64` and an array of `V4Slot` (two `u32` and
     // four `u64`, 40 bytes, no padding), every bit pattern valid.
     unsafe impl aya::Pod for super::V4Bucket {}
@@ -494,7 +524,7 @@ mod tests {
             assert!(b.is_power_of_two());
             assert!(u64::from(b) * BUCKET_SLOTS as u64 >= 2 * u64::from(n));
             assert!(v4_bucket(0xc6_12_04, b - 1) < b);
-            assert!(v6_bucket(0x2001_0db8, b - 1) < b);
+            assert!(v6_bucket(0x2001_0db8, 32, b - 1) < b);
         }
     }
 
@@ -505,24 +535,35 @@ mod tests {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let (w32, b32) = v6_filter_slot(x, false);
-            let (w48, b48) = v6_filter_slot(x, true);
-            assert_eq!(w32, w48);
+            let (w32, b32) = v6_filter_slot(x, 32);
+            let (w48, b48) = v6_filter_slot(x, 48);
+            let (w64, b64) = v6_filter_slot(x, 64);
+            assert_eq!((w32, w32), (w48, w64));
             assert!(w32 < 2 * V6_FILTER_WORDS);
-            assert_eq!(b32.count_ones(), 1);
-            assert_eq!(b48.count_ones(), 1);
-            assert!(b32 < 1 << 32 && b48 >= 1 << 32);
-            // Only the /32 picks the word; the /48 picks its bit.
-            assert_eq!(v6_filter_slot(x ^ 0xffff_ffff, false), (w32, b32));
+            for b in [b32, b48, b64] {
+                assert_eq!(b.count_ones(), 1);
+            }
+            assert!(b32 < 1 << 16 && (1 << 16..1 << 32).contains(&b48) && b64 >= 1 << 32);
+            // Only the /32 picks the word; the lower bits pick the others.
+            assert_eq!(v6_filter_slot(x ^ 0xffff_ffff, 32), (w32, b32));
+            assert_eq!(v6_filter_slot(x ^ 0xffff, 48), (w48, b48));
         }
     }
 
     #[test]
-    fn v6_leaf_keys_keep_levels_apart() {
+    fn v6_levels_and_keys() {
+        assert_eq!(v6_level(31), None);
+        assert_eq!(v6_level(32), Some(32));
+        assert_eq!(v6_level(47), Some(32));
+        assert_eq!(v6_level(48), Some(48));
+        assert_eq!(v6_level(63), Some(48));
+        assert_eq!(v6_level(64), Some(64));
+        assert_eq!(v6_level(128), Some(64));
         let top = 0x2001_0db8_1234_5678u64;
-        assert_eq!(v6_leaf_key(top, false), 0x2001_0db8);
-        assert_eq!(v6_leaf_key(top, true), 0x2001_0db8_1234 | 1 << 62);
-        assert_ne!(v6_leaf_key(top >> 16, false), v6_leaf_key(top, true));
+        assert_eq!(v6_leaf_key(top, 32), 0x2001_0db8);
+        assert_eq!(v6_leaf_key(top, 48), 0x2001_0db8_1234);
+        assert_eq!(v6_leaf_key(top, 64), top);
+        assert_ne!(v6_bucket(7, 32, u32::MAX), v6_bucket(7, 48, u32::MAX));
         assert!(!V6Prefix::UNUSED.contains(0, 0));
         assert!(!V6Prefix::UNUSED.contains(u64::MAX, u64::MAX));
     }

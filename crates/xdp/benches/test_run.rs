@@ -76,12 +76,12 @@ fn load_deny_lists(f: &mut XdpFilter) {
     // address bitmap.
     f.deny_source("198.18.4.128/25".parse().unwrap()).unwrap();
     f.deny_source("2001:db8:7::/48".parse().unwrap()).unwrap();
-    // A /48 holding a denied /64: its sources are looked up in its leaf.
-    f.deny_source("2001:db8:9:1::/64".parse().unwrap()).unwrap();
-    // A /48 holding more prefixes than a leaf holds (4): its sources take
-    // the trie walk.
+    // A /64 holding a denied /80: its sources are looked up in its leaf.
+    f.deny_source("2001:db8:9:1::/80".parse().unwrap()).unwrap();
+    // A /48 holding more /49-/63 prefixes than a leaf holds (4): its sources
+    // take the trie walk.
     for i in 1..=5 {
-        f.deny_source(format!("2001:db8:a:{i}::/64").parse().unwrap())
+        f.deny_source(format!("2001:db8:a:{i}00::/56").parse().unwrap())
             .unwrap();
     }
     f.deny_port(Protocol::Tcp, 23).unwrap();
@@ -241,14 +241,14 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /48 holds a denied /64 (leaf)",
-            v6_frame(v6("2001:db8:9:2::1"), UDP, &udp(1, 53, &payload)),
+            "pass ipv6 udp, /64 holds a denied /80 (leaf)",
+            v6_frame(v6("2001:db8:9:1:1::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /48 holds 5 denied /64s (trie walk)",
-            v6_frame(v6("2001:db8:a:9::1"), UDP, &udp(1, 53, &payload)),
+            "pass ipv6 udp, /48 holds 5 denied /56s (trie walk)",
+            v6_frame(v6("2001:db8:a:900::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassTrie,
         ),
@@ -289,8 +289,8 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /64, /48 holds 5 (trie walk)",
-            v6_frame(v6("2001:db8:a:3::1"), TCP, &tcp(40000, 443, SYN)),
+            "drop deny source ipv6 /56, /48 holds 5 (trie walk)",
+            v6_frame(v6("2001:db8:a:300::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropTrie,
         ),

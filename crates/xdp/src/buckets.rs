@@ -9,38 +9,43 @@
 //! write or one spill write.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 
 use aya::maps::{Array, HashMap, MapData, MapError};
 use aya::Pod;
 use rauta_xdp_common::{
     V4Bucket, V4HostBits, V4Slot, V6Bucket, V6Leaf, V6Slot, BUCKET_SLOTS, SLOT_USED_V4,
-    SLOT_USED_V6,
 };
 
 use crate::{errno, Error, ErrorKind};
 
 /// A bucket value of one of the tables.
 pub(crate) trait Bucket: Pod + Default {
+    /// What names an entry.
+    type Tag: Copy + Eq + Hash;
     /// What a slot holds besides its tag.
     type Value: Pod;
-    /// The tag of slot `i` (0 when free).
-    fn tag(&self, i: usize) -> u64;
+    /// The tag of slot `i`, `None` when free.
+    fn tag(&self, i: usize) -> Option<Self::Tag>;
     /// Fills slot `i`.
-    fn fill(&mut self, i: usize, tag: u64, value: Self::Value);
+    fn fill(&mut self, i: usize, tag: Self::Tag, value: Self::Value);
     /// Frees slot `i`.
     fn free(&mut self, i: usize);
     /// Sets or clears the `spilled` flag.
     fn set_spilled(&mut self, on: bool);
 }
 
+/// An IPv4 entry: the /24 number (address >> 8).
 impl Bucket for V4Bucket {
+    type Tag = u32;
     type Value = V4HostBits;
-    fn tag(&self, i: usize) -> u64 {
-        u64::from(self.slots[i].tag)
+    fn tag(&self, i: usize) -> Option<u32> {
+        let t = self.slots[i].tag;
+        (t & SLOT_USED_V4 != 0).then_some(t & !SLOT_USED_V4)
     }
-    fn fill(&mut self, i: usize, tag: u64, bits: V4HostBits) {
+    fn fill(&mut self, i: usize, net24: u32, bits: V4HostBits) {
         self.slots[i] = V4Slot {
-            tag: tag as u32,
+            tag: net24 | SLOT_USED_V4,
             reserved: 0,
             bits,
         };
@@ -53,13 +58,19 @@ impl Bucket for V4Bucket {
     }
 }
 
+/// An IPv6 entry: the leaf key and its level.
 impl Bucket for V6Bucket {
+    type Tag = (u64, u32);
     type Value = V6Leaf;
-    fn tag(&self, i: usize) -> u64 {
-        self.slots[i].tag
+    fn tag(&self, i: usize) -> Option<(u64, u32)> {
+        let s = &self.slots[i];
+        (s.leaf.level != 0).then_some((s.tag, s.leaf.level))
     }
-    fn fill(&mut self, i: usize, tag: u64, leaf: V6Leaf) {
-        self.slots[i] = V6Slot { tag, leaf };
+    fn fill(&mut self, i: usize, (key, level): (u64, u32), leaf: V6Leaf) {
+        self.slots[i] = V6Slot {
+            tag: key,
+            leaf: V6Leaf { level, ..leaf },
+        };
     }
     fn free(&mut self, i: usize) {
         self.slots[i] = V6Bucket::default().slots[0];
@@ -67,16 +78,6 @@ impl Bucket for V6Bucket {
     fn set_spilled(&mut self, on: bool) {
         self.spilled = u64::from(on);
     }
-}
-
-/// The tag of a /24 (`net24`) in the IPv4 table.
-pub(crate) fn v4_tag(net24: u32) -> u64 {
-    u64::from(net24 | SLOT_USED_V4)
-}
-
-/// The tag of a leaf key in the IPv6 table.
-pub(crate) fn v6_tag(key: u64) -> u64 {
-    key | SLOT_USED_V6
 }
 
 /// One bucketed table, its spill map and their user-space mirror.
@@ -88,7 +89,7 @@ pub(crate) struct Table<B: Bucket, K: Pod> {
     /// The kernel's buckets, as last written.
     mirror: Vec<B>,
     /// Keys (tags) living in the spill map, and how many per bucket.
-    spilled: HashSet<u64>,
+    spilled: HashSet<B::Tag>,
     spilled_per_bucket: Vec<u32>,
 }
 
@@ -121,13 +122,13 @@ impl<B: Bucket, K: Pod> Table<B, K> {
     pub(crate) fn put(
         &mut self,
         b: u32,
-        tag: u64,
+        tag: B::Tag,
         key: K,
         value: Option<B::Value>,
     ) -> Result<(), Error> {
         let i = b as usize;
         let mut bucket = self.mirror[i];
-        let slot = (0..BUCKET_SLOTS).find(|&s| bucket.tag(s) == tag);
+        let slot = (0..BUCKET_SLOTS).find(|&s| bucket.tag(s) == Some(tag));
         match (slot, value) {
             (Some(s), Some(v)) => {
                 bucket.fill(s, tag, v);
@@ -153,7 +154,7 @@ impl<B: Bucket, K: Pod> Table<B, K> {
                 Ok(())
             }
             (None, None) => Ok(()),
-            (None, Some(v)) => match (0..BUCKET_SLOTS).find(|&s| bucket.tag(s) == 0) {
+            (None, Some(v)) => match (0..BUCKET_SLOTS).find(|&s| bucket.tag(s).is_none()) {
                 Some(s) => {
                     bucket.fill(s, tag, v);
                     self.write(b, bucket)

@@ -13,14 +13,15 @@ use aya::{
 };
 use rauta_xdp_common::{
     buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_filter_slot,
-    v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6Prefix,
-    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG,
-    MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6,
-    MAP_DENY_V6_32, MAP_DENY_V6_LEAF, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME,
-    PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
+    v6_leaf_key, v6_level, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf,
+    V6Prefix, V6SpillKey, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
+    DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4,
+    MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_32, MAP_DENY_V6_LEAF,
+    MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS,
+    V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
 };
 
-use crate::buckets::{v4_tag, v6_tag, Table};
+use crate::buckets::Table;
 
 use crate::{errno, Counters, Error, ErrorKind, IpPrefix};
 
@@ -407,7 +408,7 @@ pub struct XdpFilter {
     deny_v6_32: Array<MapData, u64>,
     /// The prefixes of each /32 and /48 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
-    deny_v6_leaf: Table<V6Bucket, u64>,
+    deny_v6_leaf: Table<V6Bucket, V6SpillKey>,
     /// Every denied IPv6 prefix as (network address, length).
     v6_set: BTreeSet<(u128, u8)>,
     /// The kernel's `deny_v6_32` words, mirrored.
@@ -681,8 +682,7 @@ impl XdpFilter {
         }
         let value = (bits != V4HostBits::default()).then_some(bits);
         let b = v4_bucket(net24, self.cfg.v4_bucket_mask);
-        self.deny_v4
-            .put(b, v4_tag(net24), base.to_be_bytes(), value)
+        self.deny_v4.put(b, net24, base.to_be_bytes(), value)
     }
 
     /// A copy of the mirrored words holding /24s `lo .. lo + n`, with the
@@ -722,12 +722,12 @@ impl XdpFilter {
             .insert(&Key::new(u32::from(len), addr.to_be_bytes()), 1, 0)
             .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
         self.v6_set.insert((addr, len));
-        if len >= 32 {
-            if let Err(e) = self.store_v6_leaf(addr, len >= 48) {
+        if let Some(level) = v6_level(len) {
+            if let Err(e) = self.store_v6_leaf(addr, level) {
                 self.v6_set.remove(&(addr, len));
                 return Err(e);
             }
-            let (word, bit) = v6_filter_slot((addr >> 64) as u64, len >= 48);
+            let (word, bit) = v6_filter_slot((addr >> 64) as u64, level);
             self.store_v6_word(word, self.v6_words[word as usize] | bit)
         } else {
             self.cfg.v6_short_prefixes += 1;
@@ -747,17 +747,16 @@ impl XdpFilter {
             Err(e) if errno(&e) == Some(libc::ENOENT) => {}
             Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
         }
-        if len >= 32 {
-            let level48 = len >= 48;
-            let slot = v6_filter_slot((addr >> 64) as u64, level48);
+        if let Some(level) = v6_level(len) {
+            let slot = v6_filter_slot((addr >> 64) as u64, level);
             let (word, bit) = slot;
             let still = self.v6_set.iter().any(|&(a, l)| {
-                l >= 32 && (l >= 48) == level48 && v6_filter_slot((a >> 64) as u64, level48) == slot
+                v6_level(l) == Some(level) && v6_filter_slot((a >> 64) as u64, level) == slot
             });
             if !still {
                 self.store_v6_word(word, self.v6_words[word as usize] & !bit)?;
             }
-            self.store_v6_leaf(addr, level48)?;
+            self.store_v6_leaf(addr, level)?;
         } else {
             self.cfg.v6_short_prefixes -= 1;
             self.store_config()?;
@@ -765,20 +764,21 @@ impl XdpFilter {
         Ok(true)
     }
 
-    /// Writes the leaf of the /32 (`level48 == false`) or /48 holding `addr`
-    /// from the prefixes of that level in it, or removes it when there are
-    /// none.
-    fn store_v6_leaf(&mut self, addr: u128, level48: bool) -> Result<(), Error> {
-        let width = if level48 { 48 } else { 32 };
+    /// Writes the leaf of the block at `level` (32, 48 or 64) holding
+    /// `addr` from the prefixes of that level in it, or removes it when
+    /// there are none.
+    fn store_v6_leaf(&mut self, addr: u128, level: u32) -> Result<(), Error> {
+        let width = level as u8;
         let base = addr & v6_mask(width);
         let last = base | !v6_mask(width);
         let mut leaf = V6Leaf {
             overflow: 0,
+            level,
             prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
         };
         let mut n = 0;
         for &(a, len) in self.v6_set.range((base, 0)..=(last, 128)) {
-            if len < 32 || (len >= 48) != level48 {
+            if v6_level(len) != Some(level) {
                 continue;
             }
             if n == V6_LEAF_PREFIXES {
@@ -794,10 +794,14 @@ impl XdpFilter {
             };
             n += 1;
         }
-        let key = v6_leaf_key((addr >> 64) as u64, level48);
-        let b = v6_bucket(key, self.cfg.v6_bucket_mask);
+        let key = v6_leaf_key((addr >> 64) as u64, level);
+        let b = v6_bucket(key, level, self.cfg.v6_bucket_mask);
+        let spill = V6SpillKey {
+            key,
+            level: u64::from(level),
+        };
         self.deny_v6_leaf
-            .put(b, v6_tag(key), key, (n > 0).then_some(leaf))
+            .put(b, (key, level), spill, (n > 0).then_some(leaf))
     }
 
     fn store_v6_word(&mut self, word: u32, value: u64) -> Result<(), Error> {

@@ -888,20 +888,21 @@ fn root_test_run_deny_list_v6_matches_an_oracle() {
 }
 
 /// Prefixes of /32 and longer only (no trie walk for short prefixes), packed
-/// into eight /48s so that leaves fill past `V6_LEAF_PREFIXES` (and the trie
-/// takes over) and empty again as prefixes are removed.
+/// into four blocks per leaf level so that leaves fill past
+/// `V6_LEAF_PREFIXES` (and the trie takes over) and empty again as prefixes
+/// are removed.
 #[test]
 #[ignore = "needs root"]
 fn root_test_run_deny_list_v6_leaves_overflow_and_recover() {
     v6_oracle(
         0x2545_f491_4f6c_dd1d,
-        &[32, 33, 40, 47, 48, 49, 56, 64, 96, 127, 128],
+        &[32, 33, 40, 47, 48, 49, 56, 63, 64, 96, 127, 128],
         true,
     );
 }
 
 /// Random denies and allows, checked after each batch against `oracle`;
-/// `narrow` keeps bits 32..48 of every address to 0 or 1.
+/// `narrow` packs the prefixes into few leaves.
 fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
     let mut f = filter();
     let mut rng = seed;
@@ -915,12 +916,19 @@ fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
     let mut random_addr = move || {
         let r = next();
         let low = u128::from(next()) << 32 | u128::from(r >> 32);
-        let a =
-            (tops[(r % 4) as usize] << 96) | (low & ((1u128 << 96) - 1) & !0xffff_0000u128 << 60);
-        if narrow {
-            (a & !(0xffffu128 << 80)) | (u128::from((r >> 7) & 1) << 80)
-        } else {
-            a
+        (tops[(r % 4) as usize] << 96) | (low & ((1u128 << 96) - 1) & !0xffff_0000u128 << 60)
+    };
+    // Narrow: the prefix lies in one of four blocks of its leaf level
+    // (2001:db8::/32 to 2001:dbb::/32, 2001:db8:0::/48 to 2001:db8:3::/48,
+    // 2001:db8::/64 to 2001:db8:0:3::/64), with random bits below the block.
+    let place = |r: u128, x: u128, len: u8| -> u128 {
+        match rauta_xdp_common::v6_level(len) {
+            Some(level) if narrow => {
+                let block = x & 3;
+                let base = (0x2001_0db8u128 << 96) | (block << (128 - level));
+                base | ((x >> 2) & (u128::MAX >> level))
+            }
+            _ => r,
         }
     };
     let mut oracle: Vec<IpPrefix> = Vec::new();
@@ -928,12 +936,18 @@ fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
     for round in 0..30 {
         for _ in 0..10 {
             let r = random_addr();
-            if r % 3 == 0 && !oracle.is_empty() {
-                let p = oracle.swap_remove((r >> 8) as usize % oracle.len());
+            // The address's low bits are zero: decide from all of its bits.
+            let mut x = (r >> 60).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+            x ^= x >> 67;
+            x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9_94d0_49bb_1331_11eb);
+            x ^= x >> 61;
+            if x % 3 == 0 && !oracle.is_empty() {
+                let p = oracle.swap_remove((x >> 8) as usize % oracle.len());
                 assert!(f.allow_source(p).unwrap(), "{p} was denied");
             } else {
-                let len = lens[(r >> 4) as usize % lens.len()];
-                let a = r & !(u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
+                let len = lens[(x >> 16) as usize % lens.len()];
+                let a =
+                    place(r, x >> 24, len) & !(u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
                 let p = IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap();
                 f.deny_source(p).unwrap();
                 if !oracle.contains(&p) {
@@ -945,20 +959,18 @@ fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
         let mut want = oracle.clone();
         listed.sort_by_key(|p| (p.addr(), p.len()));
         want.sort_by_key(|p| (p.addr(), p.len()));
-        // The most prefixes one /48 leaf has had to hold so far.
-        for p in &oracle {
+        // The most prefixes one leaf has had to hold so far.
+        let block = |p: &IpPrefix| {
             let IpAddr::V6(a) = p.addr() else {
                 unreachable!()
             };
-            let top48 = u128::from(a) >> 80;
-            let n = oracle
-                .iter()
-                .filter(|q| {
-                    q.len() >= 48
-                        && matches!(q.addr(), IpAddr::V6(b) if u128::from(b) >> 80 == top48)
-                })
-                .count();
-            fullest = fullest.max(n);
+            rauta_xdp_common::v6_level(p.len()).map(|l| (l, u128::from(a) >> (128 - l)))
+        };
+        for p in &oracle {
+            if let Some(b) = block(p) {
+                let n = oracle.iter().filter(|q| block(q) == Some(b)).count();
+                fullest = fullest.max(n);
+            }
         }
         assert_eq!(listed, want, "round {round}: listed prefixes");
         let mut probes: Vec<u128> = (0..32).map(|_| random_addr()).collect();
@@ -1062,7 +1074,7 @@ fn root_test_run_deny_list_buckets_spill_and_recover() {
     let host = |net: u32, last: u32| std::net::Ipv4Addr::from(net << 8 | last);
     // IPv6: /64s in /48s whose leaves all hash to one bucket.
     let top = |i: u64| 0x2001_0db8_0000_0000u64 | i << 16;
-    let leaf_bucket = |i: u64| v6_bucket(v6_leaf_key(top(i), true), mask);
+    let leaf_bucket = |i: u64| v6_bucket(v6_leaf_key(top(i) | 1, 64), 64, mask);
     let tops: Vec<u64> = (0..4096u64)
         .filter(|&i| leaf_bucket(i) == leaf_bucket(0))
         .take(n)

@@ -84,7 +84,7 @@ fn embedded_object_maps_have_the_shared_layouts() {
         (
             common::MAP_DENY_V6_SPILL,
             bpf_map_type::BPF_MAP_TYPE_HASH as u32,
-            8,
+            size_of::<common::V6SpillKey>(),
             size_of::<common::V6Leaf>(),
             common::spill_for(common::DEFAULT_DENY_V6_ENTRIES),
         ),

@@ -24,8 +24,8 @@ use rauta_xdp_common::{
     buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket,
     v6_filter_slot, v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
     V6Leaf, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
-    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, SLOT_USED_V6,
-    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
+    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4,
+    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6SpillKey, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
 };
 
 #[map]
@@ -49,7 +49,7 @@ static DENY_V6_LEAF: Array<V6Bucket> =
     Array::with_max_entries(buckets_for(DEFAULT_DENY_V6_ENTRIES), 0);
 
 #[map]
-static DENY_V6_SPILL: HashMap<u64, V6Leaf> =
+static DENY_V6_SPILL: HashMap<V6SpillKey, V6Leaf> =
     HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), 0);
 
 #[map]
@@ -383,33 +383,40 @@ enum LeafAnswer {
     Walk,
 }
 
-/// Looks the source up in the leaf of its /32 or /48: a slot of the leaf's
-/// bucket (an array read), or the spill hash when the bucket overflowed.
+/// Looks the source up in the leaf of its block at `level`: a slot of the
+/// leaf's bucket (an array read), or the spill hash when the bucket
+/// overflowed.
 #[inline(always)]
-fn v6_leaf(top: u64, low: u64, level48: bool, mask: u32) -> LeafAnswer {
-    let key = v6_leaf_key(top, level48);
-    let Some(bucket) = DENY_V6_LEAF.get(v6_bucket(key, mask)) else {
+fn v6_leaf(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
+    let key = v6_leaf_key(top, level);
+    let Some(bucket) = DENY_V6_LEAF.get(v6_bucket(key, level, mask)) else {
         return LeafAnswer::Clear;
     };
-    let tag = key | SLOT_USED_V6;
     let mut found = None;
     let mut i = 0;
     while i < BUCKET_SLOTS {
-        if bucket.slots[i].tag == tag {
-            found = Some(&bucket.slots[i].leaf);
+        let s = &bucket.slots[i];
+        if s.tag == key && s.leaf.level == level {
+            found = Some(&s.leaf);
             break;
         }
         i += 1;
     }
     let leaf = match found {
         Some(l) => l,
-        None if bucket.spilled != 0 => match DENY_V6_SPILL.get_ptr(key) {
-            // SAFETY: the map returned a valid pointer to a value of this
-            // type, which lives as long as the program runs.
-            Some(p) => unsafe { &*p },
-            None => return LeafAnswer::Clear,
-        },
-        // Another /32 or /48 hashed onto the same filter bit.
+        None if bucket.spilled != 0 => {
+            let spill = V6SpillKey {
+                key,
+                level: u64::from(level),
+            };
+            match DENY_V6_SPILL.get_ptr(spill) {
+                // SAFETY: the map returned a valid pointer to a value of
+                // this type, which lives as long as the program runs.
+                Some(p) => unsafe { &*p },
+                None => return LeafAnswer::Clear,
+            }
+        }
+        // Another block hashed onto the same filter bit.
         None => return LeafAnswer::Clear,
     };
     leaf_answer(leaf, top, low)
@@ -430,19 +437,21 @@ fn leaf_answer(leaf: &V6Leaf, top: u64, low: u64) -> LeafAnswer {
     LeafAnswer::Clear
 }
 
-/// Prefixes of length 32 and more are found in the leaf of the source's /32
-/// or /48, looked up only when the hashed filter word (one array read for
-/// both levels) marks that level; the trie is walked only when prefixes
-/// shorter than /32 exist or a leaf holds more than `V6_LEAF_PREFIXES`.
+/// Prefixes of length 32 and more are found in the leaf of the source's
+/// /32, /48 or /64 (by the prefix's length), looked up only when the hashed
+/// filter word (one array read for every level) marks that level; the trie
+/// is walked only when prefixes shorter than /32 exist or a leaf holds more
+/// than `V6_LEAF_PREFIXES`.
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
         src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
     ]);
-    let (word, bit32) = v6_filter_slot(top, false);
-    let (_, bit48) = v6_filter_slot(top, true);
+    let (word, bit32) = v6_filter_slot(top, 32);
+    let (_, bit48) = v6_filter_slot(top, 48);
+    let (_, bit64) = v6_filter_slot(top, 64);
     let marks = match DENY_V6_32.get(word) {
-        Some(w) => *w & (bit32 | bit48),
+        Some(w) => *w & (bit32 | bit48 | bit64),
         None => 0,
     };
     let (short, mask) = match CONFIG.get(0) {
@@ -456,18 +465,13 @@ fn v6_denied(src: [u8; 16]) -> bool {
         src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
     ]);
     let mut walk = short;
-    if !walk && marks & bit32 != 0 {
-        match v6_leaf(top, low, false, mask) {
-            LeafAnswer::Denied => return true,
-            LeafAnswer::Walk => walk = true,
-            LeafAnswer::Clear => {}
-        }
-    }
-    if !walk && marks & bit48 != 0 {
-        match v6_leaf(top, low, true, mask) {
-            LeafAnswer::Denied => return true,
-            LeafAnswer::Walk => walk = true,
-            LeafAnswer::Clear => {}
+    for (level, bit) in [(32, bit32), (48, bit48), (64, bit64)] {
+        if !walk && marks & bit != 0 {
+            match v6_leaf(top, low, level, mask) {
+                LeafAnswer::Denied => return true,
+                LeafAnswer::Walk => walk = true,
+                LeafAnswer::Clear => {}
+            }
         }
     }
     walk && DENY_V6.get(v6_trie_key(&TrieKeyBuf::new(src))).is_some()
