@@ -209,13 +209,16 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Capacity of the IPv4 source deny list (default 65,536 prefixes).
+    /// Capacity of the IPv4 source deny list (default 65,536 prefixes). The
+    /// kernel preallocates about 84 bytes of buckets per prefix of capacity
+    /// (docs/xdp.md, "Maps").
     pub fn deny_v4_capacity(mut self, n: u32) -> Self {
         self.deny_v4 = n;
         self
     }
 
-    /// Capacity of the IPv6 source deny list (default 16,384 prefixes).
+    /// Capacity of the IPv6 source deny list (default 16,384 prefixes). The
+    /// kernel preallocates about 292 bytes of buckets per prefix of capacity.
     pub fn deny_v6_capacity(mut self, n: u32) -> Self {
         self.deny_v6 = n;
         self
