@@ -34,16 +34,36 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_RETRIES: u32 = 5;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// Names, not strings: removing by `&str` parses the name every time.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
 ];
+
+/// Removes the hop-by-hop headers, and the headers the `Connection` header
+/// names as such (RFC 9110 section 7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(http::header::CONNECTION) {
+        for token in v.to_str().unwrap_or("").split(',') {
+            if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        headers.remove(name);
+    }
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
 
 /// A pooled HTTP/1.1 client with TCP_NODELAY and [`CONNECT_TIMEOUT`].
 pub fn client() -> UpstreamClient {
@@ -327,9 +347,7 @@ async fn forward(
     // Upstream headers: the downstream ones minus hop-by-hop, plus the
     // route's mutations and rewrites, plus forwarding headers.
     let mut headers = parts.headers.clone();
-    for h in HOP_BY_HOP {
-        headers.remove(h);
-    }
+    strip_hop_by_hop(&mut headers);
     let upstream = m.apply_request(&mut headers);
     let Ok(path) = PathAndQuery::from_maybe_shared(Bytes::from(upstream.path.into_owned())) else {
         return text(StatusCode::BAD_REQUEST, "bad upstream path\n");
@@ -455,9 +473,7 @@ async fn forward(
                     && policy.is_some_and(|p| retriable(p, None, Some(status)));
                 if !again {
                     let (mut rp, rb) = resp.into_parts();
-                    for h in HOP_BY_HOP {
-                        rp.headers.remove(h);
-                    }
+                    strip_hop_by_hop(&mut rp.headers);
                     return Response::from_parts(rp, rb.boxed());
                 }
                 tracing::debug!(status, upstream = %addr, attempt, "retrying on status");
@@ -511,6 +527,26 @@ virtual_hosts:
         assert!(retriable(&p, Some(Failure::Connect), None));
         assert!(retriable(&p, None, Some(409)));
         assert!(!retriable(&p, None, Some(503)));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_go() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, X-Secret , bogus name"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "2"),
+            ("host", "a"),
+        ] {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-kept"]);
     }
 
     #[test]
