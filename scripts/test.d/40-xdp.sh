@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # rauta-xdp: builds the real eBPF object (feature `ebpf`), runs the tests that
 # parse it without privileges, then, as root, the BPF_PROG_TEST_RUN tests, the
-# veth + network-namespace end-to-end tests and the attach/detach leak check,
-# one at a time. Network namespaces named rauta-test-* are removed on exit,
+# veth + network-namespace end-to-end tests, the attach/detach leak check and
+# rauta-proxy's --xdp flag, one at a time. Network namespaces named rauta-test-* are removed on exit,
 # whatever happened. RAUTA_QUICK=1 skips the privileged part.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,6 +29,10 @@ fi
 
 echo "xdp: privileged tests (BPF_PROG_TEST_RUN, veth, attach/detach x100), one at a time"
 cargo test -p rauta-xdp --features ebpf --locked -- --ignored --test-threads=1
+
+echo "xdp: rauta-proxy --xdp IFACE in a network namespace (config deny lists, /metrics)"
+cargo clippy -p rauta-proxy --features xdp,rauta-xdp/ebpf --all-targets --locked -- -D warnings
+cargo test -p rauta-proxy --features xdp,rauta-xdp/ebpf --locked --test xdp -- --ignored
 
 echo "xdp: no rauta-test-* namespace is left behind"
 left="$(ip netns list | awk '/^rauta-test-/ {print $1}')"
