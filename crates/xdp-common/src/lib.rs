@@ -65,10 +65,13 @@ pub const MAP_SYN_STATE: &str = "SYN_STATE";
 /// Per-CPU [`CounterTable`] at index 0.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
-/// Default number of IPv4 prefixes (and capacity of [`MAP_DENY_V4`]).
+/// Default number of IPv4 prefixes; [`MAP_DENY_V4`] gets
+/// [`buckets_for`] that many buckets, [`MAP_DENY_V4_SPILL`] [`spill_for`]
+/// entries.
 pub const DEFAULT_DENY_V4_ENTRIES: u32 = 65_536;
-/// Default number of IPv6 prefixes (and capacity of [`MAP_DENY_V6`] and
-/// [`MAP_DENY_V6_LEAF`]).
+/// Default number of IPv6 prefixes: the capacity of [`MAP_DENY_V6`];
+/// [`MAP_DENY_V6_LEAF`] gets [`buckets_for`] that many buckets,
+/// [`MAP_DENY_V6_SPILL`] [`spill_for`] entries.
 pub const DEFAULT_DENY_V6_ENTRIES: u32 = 16_384;
 /// Default capacity of [`MAP_SYN_STATE`] (least recently used sources are
 /// evicted first).

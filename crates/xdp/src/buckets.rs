@@ -5,10 +5,11 @@
 //! the verifier inlines array lookups, where a hash map lookup is a helper
 //! call that costs several times as much. A key whose bucket is full goes to
 //! the spill hash map, and the bucket's `spilled` flag sends the program
-//! there when no slot matches. Keys never move, so an update is one bucket
-//! write or one spill write.
+//! there when no slot matches. Keys never move between slots or between a
+//! slot and the spill map, so an update is one bucket write or one spill
+//! write (plus the flag).
 
-use std::collections::HashSet;
+use std::collections::HashMap as StdHashMap;
 use std::hash::Hash;
 
 use aya::maps::{Array, HashMap, MapData, MapError};
@@ -27,6 +28,10 @@ pub(crate) trait Bucket: Pod + Default {
     type Value: Pod;
     /// The tag of slot `i`, `None` when free.
     fn tag(&self, i: usize) -> Option<Self::Tag>;
+    /// What slot `i` holds.
+    fn value(&self, i: usize) -> Self::Value;
+    /// Whether the `spilled` flag is set.
+    fn is_spilled(&self) -> bool;
     /// Fills slot `i`.
     fn fill(&mut self, i: usize, tag: Self::Tag, value: Self::Value);
     /// Frees slot `i`.
@@ -42,6 +47,12 @@ impl Bucket for V4Bucket {
     fn tag(&self, i: usize) -> Option<u32> {
         let t = self.slots[i].tag;
         (t & SLOT_USED_V4 != 0).then_some(t & !SLOT_USED_V4)
+    }
+    fn value(&self, i: usize) -> V4HostBits {
+        self.slots[i].bits
+    }
+    fn is_spilled(&self) -> bool {
+        self.spilled != 0
     }
     fn fill(&mut self, i: usize, net24: u32, bits: V4HostBits) {
         self.slots[i] = V4Slot {
@@ -66,6 +77,12 @@ impl Bucket for V6Bucket {
         let s = &self.slots[i];
         (s.leaf.level != 0).then_some((s.tag, s.leaf.level))
     }
+    fn value(&self, i: usize) -> V6Leaf {
+        self.slots[i].leaf
+    }
+    fn is_spilled(&self) -> bool {
+        self.spilled != 0
+    }
     fn fill(&mut self, i: usize, (key, level): (u64, u32), leaf: V6Leaf) {
         self.slots[i] = V6Slot {
             tag: key,
@@ -88,8 +105,9 @@ pub(crate) struct Table<B: Bucket, K: Pod> {
     spill_capacity: u32,
     /// The kernel's buckets, as last written.
     mirror: Vec<B>,
-    /// Keys (tags) living in the spill map, and how many per bucket.
-    spilled: HashSet<B::Tag>,
+    /// Keys (tags) living in the spill map with their values, and how many
+    /// per bucket.
+    spilled: StdHashMap<B::Tag, B::Value>,
     spilled_per_bucket: Vec<u32>,
 }
 
@@ -107,7 +125,7 @@ impl<B: Bucket, K: Pod> Table<B, K> {
             spill_name,
             spill_capacity,
             mirror: vec![B::default(); n],
-            spilled: HashSet::new(),
+            spilled: StdHashMap::new(),
             spilled_per_bucket: vec![0; n],
         }
     }
@@ -117,8 +135,20 @@ impl<B: Bucket, K: Pod> Table<B, K> {
         self.spilled.len()
     }
 
+    /// The value stored for `tag` in bucket `b` (its slot or the spill
+    /// map), as last written.
+    pub(crate) fn get(&self, b: u32, tag: B::Tag) -> Option<B::Value> {
+        let bucket = &self.mirror[b as usize];
+        (0..BUCKET_SLOTS)
+            .find(|&s| bucket.tag(s) == Some(tag))
+            .map(|s| bucket.value(s))
+            .or_else(|| self.spilled.get(&tag).copied())
+    }
+
     /// Stores `value` for the key (`tag` in bucket `b`, `key` in the spill
-    /// map), or removes it for `None`.
+    /// map), or removes it for `None`. On error the kernel maps and the
+    /// mirror are as before, or the entry is stored and only the cleanup of
+    /// a flag failed (which costs the program a lookup, never a miss).
     pub(crate) fn put(
         &mut self,
         b: u32,
@@ -129,6 +159,8 @@ impl<B: Bucket, K: Pod> Table<B, K> {
         let i = b as usize;
         let mut bucket = self.mirror[i];
         let slot = (0..BUCKET_SLOTS).find(|&s| bucket.tag(s) == Some(tag));
+        let free = (0..BUCKET_SLOTS).find(|&s| bucket.tag(s).is_none());
+        let spilled = self.spilled.contains_key(&tag);
         match (slot, value) {
             (Some(s), Some(v)) => {
                 bucket.fill(s, tag, v);
@@ -138,8 +170,7 @@ impl<B: Bucket, K: Pod> Table<B, K> {
                 bucket.free(s);
                 self.write(b, bucket)
             }
-            (None, Some(v)) if self.spilled.contains(&tag) => self.spill_insert(key, v),
-            (None, None) if self.spilled.contains(&tag) => {
+            (None, None) if spilled => {
                 match self.spill.remove(&key) {
                     Ok(()) | Err(MapError::KeyNotFound) => {}
                     Err(e) if errno(&e) == Some(libc::ENOENT) => {}
@@ -149,29 +180,37 @@ impl<B: Bucket, K: Pod> Table<B, K> {
                 self.spilled_per_bucket[i] -= 1;
                 if self.spilled_per_bucket[i] == 0 {
                     bucket.set_spilled(false);
-                    self.write(b, bucket)?;
+                    // A flag left set only costs the program a lookup.
+                    let _ = self.write(b, bucket);
                 }
                 Ok(())
             }
             (None, None) => Ok(()),
-            (None, Some(v)) => match (0..BUCKET_SLOTS).find(|&s| bucket.tag(s).is_none()) {
-                Some(s) => {
+            (None, Some(v)) if !spilled && free.is_some() => {
+                if let Some(s) = free {
                     bucket.fill(s, tag, v);
-                    self.write(b, bucket)
                 }
-                None => {
-                    // The entry first, then the flag that sends the program
-                    // to it.
-                    self.spill_insert(key, v)?;
-                    self.spilled.insert(tag);
-                    self.spilled_per_bucket[i] += 1;
-                    if self.spilled_per_bucket[i] == 1 {
-                        bucket.set_spilled(true);
-                        self.write(b, bucket)?;
+                self.write(b, bucket)
+            }
+            (None, Some(v)) => {
+                // The entry first, then the flag that sends the program to
+                // it (set whenever it is not, so a failed write is repaired
+                // by the next put).
+                self.spill_insert(key, v)?;
+                if !bucket.is_spilled() {
+                    bucket.set_spilled(true);
+                    if let Err(e) = self.write(b, bucket) {
+                        if !spilled {
+                            let _ = self.spill.remove(&key);
+                        }
+                        return Err(e);
                     }
-                    Ok(())
                 }
-            },
+                if self.spilled.insert(tag, v).is_none() {
+                    self.spilled_per_bucket[i] += 1;
+                }
+                Ok(())
+            }
         }
     }
 

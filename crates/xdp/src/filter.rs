@@ -407,9 +407,9 @@ pub struct XdpFilter {
     /// The kernel's `deny_v4_24` words, mirrored.
     v4_words: Vec<u64>,
     deny_v6: LpmTrie<MapData, [u8; 16], u8>,
-    /// Hashed /32 and /48 filters in front of `deny_v6_leaf`.
+    /// Hashed /32, /48 and /64 filter words in front of `deny_v6_leaf`.
     deny_v6_32: Array<MapData, u64>,
-    /// The prefixes of each /32 and /48 holding any (see
+    /// The prefixes of each /32, /48 and /64 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
     deny_v6_leaf: Table<V6Bucket, V6SpillKey>,
     /// Every denied IPv6 prefix as (network address, length).
@@ -599,21 +599,15 @@ impl XdpFilter {
                 capacity: self.capacities.deny_v4,
             }));
         }
-        let (lo, n, state) = v4_span(key);
         self.v4_set.insert(key);
-        // The address bitmap first: the /24 state sends the program to it.
-        if len > 24 {
-            if let Err(e) = self.store_v4_hosts(lo) {
-                self.v4_set.remove(&key);
-                return Err(e);
-            }
+        if let Err(e) = self.apply_v4(key, true) {
+            // Back to the maps of the set without it (best effort: the
+            // error is the one to report).
+            self.v4_set.remove(&key);
+            let _ = self.apply_v4(key, false);
+            return Err(e);
         }
-        let mut words = self.v4_words_of(lo, n);
-        for net in lo..lo + n {
-            let old = get_bits(&words.1, words.0, net);
-            set_bits(&mut words.1, words.0, net, merge(old, state));
-        }
-        self.store_v4_words(words)
+        Ok(())
     }
 
     /// Removes `prefix` (exactly this prefix, not the ones inside it) from
@@ -621,7 +615,7 @@ impl XdpFilter {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Kernel`].
+    /// [`ErrorKind::Kernel`]; the prefix is then still denied.
     pub fn allow_source(&mut self, prefix: IpPrefix) -> Result<bool, Error> {
         let len = prefix.len();
         let a = match prefix.addr() {
@@ -632,8 +626,34 @@ impl XdpFilter {
         if !self.v4_set.remove(&key) {
             return Ok(false);
         }
-        // The bitmap first, recomputed from the prefixes that remain, then
-        // the trie.
+        if let Err(e) = self.apply_v4(key, false) {
+            self.v4_set.insert(key);
+            let _ = self.apply_v4(key, true);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Brings the IPv4 maps that `key` touches in line with the set, which
+    /// already holds (`added`) or lacks it. An added prefix's bitmap is
+    /// written before the /24 state that sends the program there; a removed
+    /// one's state first.
+    fn apply_v4(&mut self, key: (u32, u8), added: bool) -> Result<(), Error> {
+        let (lo, _, _) = v4_span(key);
+        let long = key.1 > 24;
+        if added && long {
+            self.store_v4_hosts(lo)?;
+        }
+        self.refresh_v4_words(key)?;
+        if !added && long {
+            self.store_v4_hosts(lo)?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes the /24 states of the span of `key` from the set.
+    fn refresh_v4_words(&mut self, key: (u32, u8)) -> Result<(), Error> {
+        let (addr, len) = key;
         let (lo, n, _) = v4_span(key);
         let mut words = self.v4_words_of(lo, n);
         for net in lo..lo + n {
@@ -650,7 +670,7 @@ impl XdpFilter {
             .collect();
         // Shorter prefixes around it.
         let around: Vec<(u32, u8)> = (0..len.min(25))
-            .map(|l| (u32::from(a) & v4_mask(l), l))
+            .map(|l| (addr & v4_mask(l), l))
             .filter(|k| self.v4_set.contains(k))
             .collect();
         for q in inside.into_iter().chain(around) {
@@ -662,11 +682,7 @@ impl XdpFilter {
                 set_bits(&mut words.1, words.0, net, merge(old, state));
             }
         }
-        self.store_v4_words(words)?;
-        if len > 24 {
-            self.store_v4_hosts(lo)?;
-        }
-        Ok(true)
+        self.store_v4_words(words)
     }
 
     /// Writes the address bitmap of /24 `net24` from the prefixes longer
@@ -720,91 +736,130 @@ impl XdpFilter {
                 capacity: self.capacities.deny_v6,
             }));
         }
-        // The trie and the leaf first, then what sends the program to them.
-        self.deny_v6
-            .insert(&Key::new(u32::from(len), addr.to_be_bytes()), 1, 0)
-            .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
         self.v6_set.insert((addr, len));
-        if let Some(level) = v6_level(len) {
-            if let Err(e) = self.store_v6_leaf(addr, level) {
-                self.v6_set.remove(&(addr, len));
-                return Err(e);
-            }
-            let (word, bit) = v6_filter_slot((addr >> 64) as u64, level);
-            self.store_v6_word(word, self.v6_words[word as usize] | bit)
-        } else {
-            self.cfg.v6_short_prefixes += 1;
-            self.store_config()
+        if let Err(e) = self.apply_v6(addr, len, true) {
+            self.v6_set.remove(&(addr, len));
+            let _ = self.apply_v6(addr, len, false);
+            return Err(e);
         }
+        Ok(())
     }
 
     fn allow_v6(&mut self, addr: u128, len: u8) -> Result<bool, Error> {
         if !self.v6_set.remove(&(addr, len)) {
             return Ok(false);
         }
-        match self
-            .deny_v6
-            .remove(&Key::new(u32::from(len), addr.to_be_bytes()))
-        {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(e) if errno(&e) == Some(libc::ENOENT) => {}
-            Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
-        }
-        if let Some(level) = v6_level(len) {
-            let slot = v6_filter_slot((addr >> 64) as u64, level);
-            let (word, bit) = slot;
-            let still = self.v6_set.iter().any(|&(a, l)| {
-                v6_level(l) == Some(level) && v6_filter_slot((a >> 64) as u64, level) == slot
-            });
-            if !still {
-                self.store_v6_word(word, self.v6_words[word as usize] & !bit)?;
-            }
-            self.store_v6_leaf(addr, level)?;
-        } else {
-            self.cfg.v6_short_prefixes -= 1;
-            self.store_config()?;
+        if let Err(e) = self.apply_v6(addr, len, false) {
+            self.v6_set.insert((addr, len));
+            let _ = self.apply_v6(addr, len, true);
+            return Err(e);
         }
         Ok(true)
+    }
+
+    /// Brings the IPv6 maps that `(addr, len)` touches in line with the set,
+    /// which already holds (`added`) or lacks it. An added prefix goes into
+    /// the trie and its leaf before the filter bit or the short-prefix count
+    /// sends the program there; a removed one leaves in the opposite order.
+    fn apply_v6(&mut self, addr: u128, len: u8, added: bool) -> Result<(), Error> {
+        let trie_key = Key::new(u32::from(len), addr.to_be_bytes());
+        if added {
+            self.deny_v6
+                .insert(&trie_key, 1, 0)
+                .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
+        }
+        match v6_level(len) {
+            Some(level) => {
+                let slot = v6_filter_slot((addr >> 64) as u64, level);
+                let (word, bit) = slot;
+                if added {
+                    self.store_v6_leaf(addr, level)?;
+                    self.store_v6_word(word, self.v6_words[word as usize] | bit)?;
+                } else {
+                    let still = self.v6_set.iter().any(|&(a, l)| {
+                        v6_level(l) == Some(level)
+                            && v6_filter_slot((a >> 64) as u64, level) == slot
+                    });
+                    if !still {
+                        self.store_v6_word(word, self.v6_words[word as usize] & !bit)?;
+                    }
+                    self.store_v6_leaf(addr, level)?;
+                }
+            }
+            None => {
+                let short = self.v6_set.iter().filter(|&&(_, l)| l < 32).count();
+                self.cfg.v6_short_prefixes = short as u64;
+                self.store_config()?;
+            }
+        }
+        if !added {
+            match self.deny_v6.remove(&trie_key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
+            }
+        }
+        Ok(())
     }
 
     /// Writes the leaf of the block at `level` (32, 48 or 64) holding
     /// `addr` from the prefixes of that level in it, or removes it when
     /// there are none.
+    ///
+    /// A running program may read a leaf while it is being written, so the
+    /// prefixes that stay keep their slots (a new one takes a free slot, a
+    /// removed one frees its slot), and a leaf goes into and out of
+    /// `overflow` (the trie answers while it is set) in writes of its own.
     fn store_v6_leaf(&mut self, addr: u128, level: u32) -> Result<(), Error> {
         let width = level as u8;
         let base = addr & v6_mask(width);
         let last = base | !v6_mask(width);
-        let mut leaf = V6Leaf {
-            overflow: 0,
-            level,
-            prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
-        };
-        let mut n = 0;
-        for &(a, len) in self.v6_set.range((base, 0)..=(last, 128)) {
-            if v6_level(len) != Some(level) {
-                continue;
-            }
-            if n == V6_LEAF_PREFIXES {
-                leaf.overflow = 1;
-                break;
-            }
-            let mask = v6_mask(len);
-            leaf.prefixes[n] = V6Prefix {
-                addr_hi: (a >> 64) as u64,
-                addr_lo: a as u64,
-                mask_hi: (mask >> 64) as u64,
-                mask_lo: mask as u64,
-            };
-            n += 1;
-        }
+        let want: Vec<V6Prefix> = self
+            .v6_set
+            .range((base, 0)..=(last, 128))
+            .filter(|&&(_, len)| v6_level(len) == Some(level))
+            .map(|&(a, len)| {
+                let mask = v6_mask(len);
+                V6Prefix {
+                    addr_hi: (a >> 64) as u64,
+                    addr_lo: a as u64,
+                    mask_hi: (mask >> 64) as u64,
+                    mask_lo: mask as u64,
+                }
+            })
+            .collect();
         let key = v6_leaf_key((addr >> 64) as u64, level);
         let b = v6_bucket(key, level, self.cfg.v6_bucket_mask);
+        let tag = (key, level);
         let spill = V6SpillKey {
             key,
             level: u64::from(level),
         };
-        self.deny_v6_leaf
-            .put(b, (key, level), spill, (n > 0).then_some(leaf))
+        let old = self.deny_v6_leaf.get(b, tag);
+        if want.is_empty() {
+            return self.deny_v6_leaf.put(b, tag, spill, None);
+        }
+        let mut leaf = old.unwrap_or(V6Leaf {
+            overflow: 0,
+            level,
+            prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
+        });
+        if want.len() > V6_LEAF_PREFIXES {
+            // Too many: the trie (which holds them all) answers; the slots
+            // are left as they are.
+            if leaf.overflow == 0 || old.is_none() {
+                leaf.overflow = 1;
+                return self.deny_v6_leaf.put(b, tag, spill, Some(leaf));
+            }
+            return Ok(());
+        }
+        leaf.prefixes = place_stably(leaf.prefixes, &want);
+        if leaf.overflow != 0 {
+            // The slots first, while the trie still answers.
+            self.deny_v6_leaf.put(b, tag, spill, Some(leaf))?;
+            leaf.overflow = 0;
+        }
+        self.deny_v6_leaf.put(b, tag, spill, Some(leaf))
     }
 
     fn store_v6_word(&mut self, word: u32, value: u64) -> Result<(), Error> {
@@ -982,6 +1037,28 @@ impl XdpFilter {
     }
 }
 
+/// The slots of a leaf holding `want` (at most `V6_LEAF_PREFIXES`), given
+/// its slots now: a prefix already there stays in its slot, a gone one
+/// leaves its slot unused, a new one takes the first unused slot.
+fn place_stably(
+    mut slots: [V6Prefix; V6_LEAF_PREFIXES],
+    want: &[V6Prefix],
+) -> [V6Prefix; V6_LEAF_PREFIXES] {
+    for p in slots.iter_mut() {
+        if !want.contains(p) {
+            *p = V6Prefix::UNUSED;
+        }
+    }
+    for p in want {
+        if !slots.contains(p) {
+            if let Some(free) = slots.iter_mut().find(|q| **q == V6Prefix::UNUSED) {
+                *free = *p;
+            }
+        }
+    }
+    slots
+}
+
 /// The /24s a v4 prefix covers (first, count) and the state it gives them.
 fn v4_span((addr, len): (u32, u8)) -> (u32, u32, u64) {
     match len {
@@ -1031,5 +1108,47 @@ impl Drop for XdpFilter {
             // link with its last file descriptor anyway.
             let _ = self.detach();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: u64) -> V6Prefix {
+        V6Prefix {
+            addr_hi: n << 16,
+            addr_lo: 0,
+            mask_hi: u64::MAX << 16,
+            mask_lo: 0,
+        }
+    }
+
+    #[test]
+    fn leaf_prefixes_keep_their_slots() {
+        let u = V6Prefix::UNUSED;
+        let slots = place_stably([u; V6_LEAF_PREFIXES], &[p(1), p(2), p(3)]);
+        assert_eq!(slots, [p(1), p(2), p(3), u]);
+        // Adding one in front of the others (in sorted order) moves nothing.
+        let slots = place_stably(slots, &[p(0), p(1), p(2), p(3)]);
+        assert_eq!(slots, [p(1), p(2), p(3), p(0)]);
+        // Removing one frees its slot only; the next one takes it.
+        let slots = place_stably(slots, &[p(0), p(1), p(3)]);
+        assert_eq!(slots, [p(1), u, p(3), p(0)]);
+        let slots = place_stably(slots, &[p(0), p(1), p(3), p(9)]);
+        assert_eq!(slots, [p(1), p(9), p(3), p(0)]);
+        assert_eq!(place_stably(slots, &[]), [u; V6_LEAF_PREFIXES]);
+    }
+
+    #[test]
+    fn v4_spans_and_masks() {
+        assert_eq!(v4_span((0xc612_0000, 16)), (0x00c6_1200, 256, V4_24_DENIED));
+        assert_eq!(v4_span((0xc612_0480, 25)), (0x00c6_1204, 1, V4_24_HOSTS));
+        assert_eq!(v4_mask(0), 0);
+        assert_eq!(v4_mask(32), u32::MAX);
+        assert_eq!(v6_mask(0), 0);
+        assert_eq!(v6_mask(128), u128::MAX);
+        assert_eq!(merge(V4_24_HOSTS, V4_24_DENIED), V4_24_DENIED);
+        assert_eq!(merge(0, V4_24_HOSTS), V4_24_HOSTS);
     }
 }

@@ -874,7 +874,7 @@ fn root_test_run_deny_list_v4_matches_an_oracle() {
     }
 }
 
-/// The IPv6 deny list (hashed /32 and /48 filters in front of the leaves,
+/// The IPv6 deny list (hashed /32, /48 and /64 filters in front of the leaves,
 /// the trie walked while prefixes shorter than /32 exist) against a plain
 /// list.
 #[test]
