@@ -575,6 +575,12 @@ pub(crate) fn render(
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
     }
+    // Buffers sized for many more stats than are left (routes retired for
+    // good) are given back rather than kept for ever.
+    let most = sets.iter().map(Vec::len).max().unwrap_or(0);
+    if cells.capacity() > 4 * most * width + 1024 {
+        *scratch = Scratch::default();
+    }
 }
 
 #[cfg(test)]
@@ -604,6 +610,58 @@ mod tests {
         write_u64(u64::MAX, &mut s);
         write_i64(i64::MIN, &mut s);
         assert_eq!(s, "18446744073709551615-9223372036854775808");
+    }
+
+    #[test]
+    fn scratch_is_reused_and_given_back_when_oversized() {
+        let registry = crate::Registry::new(crate::StatsConfig::new()).unwrap();
+        let many: Vec<_> = (0..500)
+            .map(|i| registry.route(&format!("r{i}")).unwrap())
+            .collect();
+        let layout = &many[0].layout;
+        let mut scratch = Scratch::default();
+        let mut out = String::new();
+        render(
+            layout,
+            &[many.clone(), vec![], vec![]],
+            Format::Prometheus,
+            &mut out,
+            &mut scratch,
+        );
+        let big = scratch.cells.capacity();
+        assert!(big >= 500 * (CODE0 + layout.codes.len()));
+        // The same size again: the buffers are kept.
+        out.clear();
+        render(
+            layout,
+            &[many.clone(), vec![], vec![]],
+            Format::Prometheus,
+            &mut out,
+            &mut scratch,
+        );
+        assert_eq!(scratch.cells.capacity(), big);
+        let full = out.clone();
+        // Far fewer stats: given back, and the text is unaffected by the
+        // buffers' history.
+        out.clear();
+        render(
+            layout,
+            &[many[..1].to_vec(), vec![], vec![]],
+            Format::Prometheus,
+            &mut out,
+            &mut scratch,
+        );
+        assert_eq!(scratch.cells.capacity(), 0);
+        let mut fresh = String::new();
+        render(
+            layout,
+            &[many[..1].to_vec(), vec![], vec![]],
+            Format::Prometheus,
+            &mut fresh,
+            &mut Scratch::default(),
+        );
+        assert_eq!(out, fresh);
+        assert!(full.len() > 100 * out.len());
     }
 
     #[test]
