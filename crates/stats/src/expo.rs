@@ -619,49 +619,25 @@ mod tests {
             .map(|i| registry.route(&format!("r{i}")).unwrap())
             .collect();
         let layout = &many[0].layout;
+        let text = |routes: &[Arc<RequestStats>], scratch: &mut Scratch| {
+            let mut out = String::new();
+            let sets = [routes.to_vec(), vec![], vec![]];
+            render(layout, &sets, Format::Prometheus, &mut out, scratch);
+            out
+        };
         let mut scratch = Scratch::default();
-        let mut out = String::new();
-        render(
-            layout,
-            &[many.clone(), vec![], vec![]],
-            Format::Prometheus,
-            &mut out,
-            &mut scratch,
-        );
+        let full = text(&many, &mut scratch);
         let big = scratch.cells.capacity();
         assert!(big >= 500 * (CODE0 + layout.codes.len()));
         // The same size again: the buffers are kept.
-        out.clear();
-        render(
-            layout,
-            &[many.clone(), vec![], vec![]],
-            Format::Prometheus,
-            &mut out,
-            &mut scratch,
-        );
+        assert_eq!(text(&many, &mut scratch), full);
         assert_eq!(scratch.cells.capacity(), big);
-        let full = out.clone();
         // Far fewer stats: given back, and the text is unaffected by the
         // buffers' history.
-        out.clear();
-        render(
-            layout,
-            &[many[..1].to_vec(), vec![], vec![]],
-            Format::Prometheus,
-            &mut out,
-            &mut scratch,
-        );
+        let one = text(&many[..1], &mut scratch);
         assert_eq!(scratch.cells.capacity(), 0);
-        let mut fresh = String::new();
-        render(
-            layout,
-            &[many[..1].to_vec(), vec![], vec![]],
-            Format::Prometheus,
-            &mut fresh,
-            &mut Scratch::default(),
-        );
-        assert_eq!(out, fresh);
-        assert!(full.len() > 100 * out.len());
+        assert_eq!(one, text(&many[..1], &mut Scratch::default()));
+        assert!(full.len() > 100 * one.len());
     }
 
     #[test]

@@ -4,22 +4,12 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
 use rauta_proxy::upstream::Upstream;
-
-/// Kills and reaps the process however the test ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts the binary and reads the listener address from its first line.
 fn spawn(args: &[&str]) -> (Proc, SocketAddr) {

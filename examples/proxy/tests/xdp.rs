@@ -9,27 +9,19 @@
 //! ```
 #![cfg(feature = "xdp")]
 
+mod common;
+
 // The namespace helpers of rauta-xdp's own privileged tests.
 #[path = "../../../crates/xdp/tests/common/mod.rs"]
 mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Proc;
 use netns::{ip, require_root, NetnsPair, CLI_ADDR, CLI_IF, SRV_ADDR, SRV_IF};
-
-/// Kills and reaps the proxy however the test ends (before the namespaces
-/// go: declared after them).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const DENIED_SOURCE: &str = "198.18.0.200";
 
@@ -119,6 +111,7 @@ xdp:
         .spawn()
         .expect("start rauta-proxy");
     let stdout = child.stdout.take().unwrap();
+    // Killed before the namespaces go (declared after them).
     let proc = Proc(child);
     // The first line announces the listener: attach and deny lists are done.
     let mut line = String::new();

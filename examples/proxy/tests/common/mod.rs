@@ -15,6 +15,16 @@ use hyper_util::rt::TokioExecutor;
 use rauta_proxy::config::ProxyConfig;
 use rauta_proxy::{Options, Proxy};
 
+/// A child process, killed and reaped however the test ends.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Every request in these tests is bounded by this.
 pub const REQUEST_BOUND: Duration = Duration::from_secs(20);
 
