@@ -225,6 +225,23 @@ fn responses_timeouts_failures_and_latency() {
 }
 
 #[test]
+fn a_request_started_at_a_given_time_measures_from_it() {
+    let r = Registry::new(StatsConfig::new()).unwrap();
+    let s = r.route("r").unwrap();
+    let earlier = std::time::Instant::now()
+        .checked_sub(Duration::from_secs(5))
+        .unwrap();
+    let active = s.start_at(earlier);
+    assert_eq!(active.started(), earlier);
+    assert_eq!(s.snapshot().requests_active(), 1);
+    active.finish(200);
+    let snap = s.snapshot();
+    assert_eq!(snap.requests_active(), 0);
+    assert_eq!(snap.requests_total(), 1);
+    assert!(snap.request_latency().max().unwrap() >= 5_000_000_000);
+}
+
+#[test]
 fn quantile_view_can_be_turned_off() {
     let r = Registry::new(StatsConfig::new().quantiles(false)).unwrap();
     r.virtual_host("v").unwrap();

@@ -2,7 +2,7 @@
 //!
 //! HTTP/1.1 and h2c in (hyper 1 and hyper-util), routed by
 //! [`rauta_router`], balanced by [`rauta_balance`], counted by
-//! [`rauta_stats`], forwarded over a pooled HTTP/1.1 client. It is meant to
+//! [`rauta_stats`], forwarded over a pooled HTTP/1.1 client ([`h1`]). It is meant to
 //! be read and copied: each module is one concern.
 //!
 //! | module | what it does |
@@ -11,6 +11,8 @@
 //! | [`cluster`] | a balancer per cluster; passive outlier ejection |
 //! | [`state`] | table + clusters + route stats, swapped as one piece on reload |
 //! | [`proxy`] | one request: route, answer locally or forward with retries and timeouts |
+//! | [`downstream`] | downstream connections: an HTTP/1.1 fast path, hyper for the rest |
+//! | [`h1`] | the upstream HTTP/1.1 client and its connection pool |
 //! | [`admin`] | `/metrics`, `/ready`, `/config`, `/routes` |
 //! | [`upstream`] | a small HTTP server for the demo and the tests |
 //! | [`demo`] | `rauta-proxy --demo` |
@@ -32,6 +34,8 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod downstream;
+pub mod h1;
 pub mod proxy;
 pub mod state;
 pub mod upstream;
@@ -236,18 +240,12 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let state = Arc::clone(&state);
-        let client = client.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                proxy::handle(Arc::clone(&state), client.clone(), remote, req)
-            });
-            // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), on one port.
-            let conn = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = conn.serve_connection(TokioIo::new(stream), svc).await {
-                tracing::debug!(error = %e, %remote, "connection ended with an error");
-            }
-        });
+        tokio::spawn(downstream::serve(
+            stream,
+            remote,
+            Arc::clone(&state),
+            client.clone(),
+        ));
     }
 }
 

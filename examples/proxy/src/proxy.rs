@@ -1,31 +1,31 @@
 //! One request: route, answer locally or pick an endpoint and forward, with
 //! retries and timeouts; then stats and an access log line.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rauta_balance::{HashInput, Pick};
 use rauta_router::{ActionKind, Decision, RetryPolicy, RouteMatch};
 
 use crate::cluster::Cluster;
 use crate::state::{Runtime, State};
 
-/// The body type on both sides of the proxy.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// A body's error, on either side of the proxy.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The pooled upstream client.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+/// The body type on both sides of the proxy.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// The pooled upstream client ([`crate::h1`]).
+pub type UpstreamClient = crate::h1::Pool;
 
 /// Connect timeout for every upstream connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -35,7 +35,7 @@ pub const MAX_RETRIES: u32 = 5;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1).
 /// Names, not strings: removing by `&str` parses the name every time.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -46,9 +46,56 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     http::header::TRANSFER_ENCODING,
 ];
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// A fresh `x-request-id`: 128 random bits in hex.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (half, word) in id.chunks_exact_mut(16).zip([random_u64(), random_u64()]) {
+        for (i, d) in half.iter_mut().enumerate() {
+            *d = HEX[((word >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// `ip` as a header value. Every request on a connection comes from the
+/// same address, so the last one formatted is kept per thread.
+fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(std::net::IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((a, v)) if *a == ip => v.clone(),
+            _ => {
+                let v = HeaderValue::from_str(&ip.to_string())
+                    .unwrap_or(HeaderValue::from_static("unknown"));
+                *last = Some((ip, v.clone()));
+                v
+            }
+        }
+    })
+}
+
+/// Whether `name` is one of the hop-by-hop fields (RFC 9110 section 7.6.1).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.iter().any(|h| h == name)
+}
+
 /// Removes the hop-by-hop headers, and the headers the `Connection` header
 /// names as such (RFC 9110 section 7.6.1).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass to find out is cheaper than eight
+    // hashed removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for v in headers.get_all(http::header::CONNECTION) {
         for token in v.to_str().unwrap_or("").split(',') {
@@ -65,14 +112,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A pooled HTTP/1.1 client with TCP_NODELAY and [`CONNECT_TIMEOUT`].
+/// How long an idle upstream connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pooled HTTP/1.1 client with TCP_NODELAY, [`IDLE_TIMEOUT`] and
+/// [`CONNECT_TIMEOUT`].
 pub fn client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
+    crate::h1::Pool::new(IDLE_TIMEOUT, CONNECT_TIMEOUT)
 }
 
 /// A response with a small text body.
@@ -93,7 +139,8 @@ pub fn full(body: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-fn empty() -> Body {
+/// An empty body.
+pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
@@ -213,22 +260,26 @@ impl Log<'_> {
     }
 }
 
-/// Handles one downstream request.
-pub async fn handle(
+/// Handles one downstream request, whatever its body type (hyper's
+/// `Incoming`, or an empty body on the HTTP/1.1 fast path).
+pub async fn handle<B>(
     state: Arc<State>,
     client: UpstreamClient,
     remote: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, std::convert::Infallible> {
+    req: Request<B>,
+) -> Result<Response<Body>, std::convert::Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = Instant::now();
     let rt = state.runtime();
     let (mut parts, body) = req.into_parts();
-    let request_id = match parts.headers.get("x-request-id") {
+    let request_id = match parts.headers.get(X_REQUEST_ID) {
         Some(v) => v.clone(),
         None => {
-            let id = format!("{:016x}{:016x}", random_u64(), random_u64());
-            let v = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"));
-            parts.headers.insert("x-request-id", v.clone());
+            let v = new_request_id();
+            parts.headers.insert(X_REQUEST_ID, v.clone());
             v
         }
     };
@@ -236,7 +287,7 @@ pub async fn handle(
     let decision = rt.snapshot.route(&parts, random_u64());
     let resp = match decision {
         Decision::Route(m) => {
-            let active = rt.route(m.route_id()).map(|r| r.stats.start());
+            let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
             log.route = m.route_name();
             let resp = route(&rt, &client, &parts, body, remote, &m, &mut log).await;
             if let Some(a) = active {
@@ -296,15 +347,19 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 }
 
 /// Acts on a matched route.
-async fn route<'a>(
+async fn route<'a, B>(
     rt: &Runtime,
     client: &UpstreamClient,
     parts: &http::request::Parts,
-    body: Incoming,
+    body: B,
     remote: SocketAddr,
     m: &RouteMatch<'a>,
     log: &mut Log<'a>,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let mut resp = match m.action() {
         ActionKind::Redirect { status } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
@@ -334,39 +389,62 @@ async fn route<'a>(
 
 /// Forwards to one cluster: pick, send, retry per the route's policy.
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+async fn forward<B>(
     rt: &Runtime,
     client: &UpstreamClient,
     cluster: &Cluster,
     parts: &http::request::Parts,
-    body: Incoming,
+    body: B,
     remote: SocketAddr,
     m: &RouteMatch<'_>,
     log: &mut Log<'_>,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     // Upstream headers: the downstream ones minus hop-by-hop, plus the
     // route's mutations and rewrites, plus forwarding headers.
-    let mut headers = parts.headers.clone();
+    // Room for the headers added below without growing the map.
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
+    headers.extend(parts.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     strip_hop_by_hop(&mut headers);
     let upstream = m.apply_request(&mut headers);
-    let Ok(path) = PathAndQuery::from_maybe_shared(Bytes::from(upstream.path.into_owned())) else {
-        return text(StatusCode::BAD_REQUEST, "bad upstream path\n");
+    // The path goes into the request line as it is: it must be a valid
+    // origin-form target (no spaces, no control bytes).
+    let path = match upstream.path {
+        Cow::Borrowed(p) if p == parts.uri.path_and_query().map_or("/", |pq| pq.as_str()) => {
+            Cow::Borrowed(p)
+        }
+        p => match PathAndQuery::try_from(&*p) {
+            Ok(_) => p,
+            Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream path\n"),
+        },
     };
     let host = upstream.host;
-    let ip = remote.ip();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.to_string(),
+    let ip = ip_value(remote.ip());
+    let xff = match headers.get(X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        None => Some(ip),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&host) {
-        headers.insert(HOST, v);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    // The downstream Host is already there when the route keeps it.
+    if headers
+        .get(HOST)
+        .is_none_or(|h| h.as_bytes() != host.as_bytes())
+    {
+        if let Ok(v) = HeaderValue::from_str(&host) {
+            headers.insert(HOST, v);
+        }
     }
 
     let hash = rt
@@ -398,7 +476,7 @@ async fn forward(
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
 
-    let mut body = Some(body.boxed());
+    let mut body = Some(body.map_err(Into::into).boxed());
     let mut failure = Failure::NoHealthy;
     for attempt in 0..=max_retries {
         if attempt > 0 {
@@ -419,36 +497,28 @@ async fn forward(
         let addr = ep.address();
         log.upstream = Some(addr);
         let _load = ep.start_request();
-
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(ep.user_data().clone());
-        uri.path_and_query = Some(path.clone());
-        let mut req = Request::new(body.take().unwrap_or_else(empty));
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = match Uri::from_parts(uri) {
-            Ok(u) => u,
-            Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream path\n"),
-        };
-        *req.headers_mut() = if attempt == max_retries {
-            std::mem::take(&mut headers)
-        } else {
-            headers.clone()
-        };
+        let req = client.send(
+            addr,
+            &parts.method,
+            &path,
+            &headers,
+            body.take().unwrap_or_else(empty),
+        );
 
         // This attempt ends at the per-try timeout or the route deadline.
-        let now = tokio::time::Instant::now();
+        // One clock read serves the deadline and both stats.
+        let sent = Instant::now();
+        let now = tokio::time::Instant::from_std(sent);
         let try_end = match (deadline, per_try) {
             (Some(d), Some(t)) => Some(d.min(now + t)),
             (Some(d), None) => Some(d),
             (None, Some(t)) => Some(now + t),
             (None, None) => None,
         };
-        let up = cluster.stats().start();
-        let sent = Instant::now();
+        let up = cluster.stats().start_at(sent);
         let result = match try_end {
-            Some(end) => tokio::time::timeout_at(end, client.request(req)).await,
-            None => Ok(client.request(req).await),
+            Some(end) => tokio::time::timeout_at(end, req).await,
+            None => Ok(req.await),
         };
         let outcome = match result {
             Err(_) => {
@@ -474,7 +544,7 @@ async fn forward(
                 if !again {
                     let (mut rp, rb) = resp.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
-                    return Response::from_parts(rp, rb.boxed());
+                    return Response::from_parts(rp, rb);
                 }
                 tracing::debug!(status, upstream = %addr, attempt, "retrying on status");
                 continue;

@@ -1,0 +1,441 @@
+//! Downstream connections: an HTTP/1.1 fast path for requests without a
+//! body, hyper for everything else.
+//!
+//! Most requests a proxy sees are `GET`s with a handful of headers and no
+//! body. For those, this loop parses the head with `httparse`, runs
+//! [`proxy::handle`] and writes the response itself, with one read and one
+//! write per request. The first request it does not take — one with a body
+//! or `Expect`, an upgrade, `CONNECT`, HTTP/1.0, an absolute-form or
+//! malformed target, too many headers, or the HTTP/2 preface — hands the
+//! whole connection, bytes already read included, to hyper's server, which
+//! serves it from then on. Both paths run the same handler, so routing,
+//! retries, timeouts, header mutations and stats do not depend on which one
+//! served a request.
+//!
+//! Responses on the fast path: `content-length` when the body's size is
+//! known, else `transfer-encoding: chunked`; no body for `HEAD`, 1xx, 204 and
+//! 304; a `date` header when the handler set none; the connection closes
+//! after a request that asked for it (`connection: close`). Response
+//! trailers are dropped.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Body as _;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::h1::{push_decimal, Field};
+use crate::proxy::{self, Body, UpstreamClient};
+use crate::state::State;
+
+/// The most header fields the fast path parses; a request with more goes to
+/// hyper (which allows 100).
+const MAX_HEADERS: usize = 64;
+
+/// Past this many bytes without a complete head, hyper takes over (and
+/// answers 431 when its own limit is hit).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Response bodies up to this size are copied behind the head and written
+/// with it in one call.
+const COALESCE: usize = 16 * 1024;
+
+/// Serves one downstream connection until it closes.
+pub async fn serve(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    state: Arc<State>,
+    client: UpstreamClient,
+) {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let (req, close) = loop {
+            if !buf.is_empty() {
+                match parse_request(&mut buf) {
+                    Parse::Fast(req, close) => break (req, close),
+                    Parse::Partial if buf.len() <= MAX_HEAD => {}
+                    Parse::Partial | Parse::HandOver => {
+                        return hyper_serve(
+                            Rewind::new(buf.freeze(), stream),
+                            remote,
+                            state,
+                            client,
+                        )
+                        .await;
+                    }
+                }
+            }
+            buf.reserve(4096);
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let head_request = req.method() == Method::HEAD;
+        let resp = match proxy::handle(Arc::clone(&state), client.clone(), remote, req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        if write_response(&mut stream, &mut out, resp, head_request)
+            .await
+            .is_err()
+            || close
+        {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Serves `io` with hyper: HTTP/1.1, or HTTP/2 with prior knowledge.
+pub async fn hyper_serve<I>(io: I, remote: SocketAddr, state: Arc<State>, client: UpstreamClient)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| proxy::handle(Arc::clone(&state), client.clone(), remote, req));
+    let conn = auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = conn.serve_connection(TokioIo::new(io), svc).await {
+        tracing::debug!(error = %e, %remote, "connection ended with an error");
+    }
+}
+
+// Returned once per request and matched at once: a box would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Parse {
+    /// A complete head the fast path serves, and whether to close after it.
+    Fast(Request<Empty<Bytes>>, bool),
+    Partial,
+    HandOver,
+}
+
+/// Parses one request head from the front of `buf`; consumes it only when
+/// the fast path takes it.
+fn parse_request(buf: &mut BytesMut) -> Parse {
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::HandOver,
+    };
+    if req.version != Some(1) {
+        return Parse::HandOver;
+    }
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Parse::HandOver;
+    };
+    if !path.starts_with('/') {
+        return Parse::HandOver;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parse::HandOver;
+    };
+    if method == Method::CONNECT {
+        return Parse::HandOver;
+    }
+    // Offsets into the head, so that the URI and the values can share one
+    // frozen buffer instead of being copied.
+    let base = buf.as_ptr() as usize;
+    let path_at = (path.as_ptr() as usize - base, path.len());
+    let mut fields = [Field::default(); MAX_HEADERS];
+    let n = req.headers.len();
+    let mut close = false;
+    for (i, h) in req.headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if h.value.trim_ascii() != b"0" {
+                return Parse::HandOver;
+            }
+        } else if name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str().as_bytes())
+            || name.eq_ignore_ascii_case(EXPECT.as_str().as_bytes())
+            || name.eq_ignore_ascii_case(UPGRADE.as_str().as_bytes())
+        {
+            return Parse::HandOver;
+        } else if name.eq_ignore_ascii_case(CONNECTION.as_str().as_bytes()) {
+            close |= h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        fields[i] = Field::locate(base, h);
+    }
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1)) else {
+        // Put it back: hyper answers a bad target with 400.
+        let mut back = BytesMut::from(&head[..]);
+        back.extend_from_slice(buf);
+        *buf = back;
+        return Parse::HandOver;
+    };
+    // One spare slot: the handler adds `x-request-id` when it is missing.
+    let mut headers = HeaderMap::with_capacity(n + 1);
+    for f in &fields[..n] {
+        match f.take(&head) {
+            Some((name, value)) => {
+                headers.append(name, value);
+            }
+            None => {
+                let mut back = BytesMut::from(&head[..]);
+                back.extend_from_slice(buf);
+                *buf = back;
+                return Parse::HandOver;
+            }
+        }
+    }
+    let mut r = Request::new(Empty::new());
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    *r.version_mut() = Version::HTTP_11;
+    *r.headers_mut() = headers;
+    Parse::Fast(r, close)
+}
+
+/// Encodes and writes one response.
+async fn write_response(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    resp: Response<Body>,
+    head_request: bool,
+) -> io::Result<()> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let bodyless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let length = if body.is_end_stream() {
+        Some(0)
+    } else {
+        body.size_hint().exact()
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // The framing is this hop's: written below from the body. A HEAD
+        // response keeps the length the upstream gave.
+        if (name == CONTENT_LENGTH && !head_request) || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(DATE) {
+        out.extend_from_slice(b"date: ");
+        push_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    let chunked = !bodyless && length.is_none();
+    if !bodyless {
+        match length {
+            Some(n) => {
+                out.extend_from_slice(b"content-length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if bodyless {
+        // Dropping the body drops its upstream connection unless it was
+        // complete already.
+        return stream.write_all(out).await;
+    }
+    let coalesce = length.is_some_and(|n| n as usize <= COALESCE);
+    if !coalesce {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // The upstream failed mid-body: all the client can be told is a
+            // closed connection.
+            return Err(io::Error::other("response body failed"));
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if coalesce {
+            out.extend_from_slice(&data);
+        } else if chunked {
+            stream
+                .write_all(format!("{:x}\r\n", data.len()).as_bytes())
+                .await?;
+            stream.write_all_buf(&mut data).await?;
+            stream.write_all(b"\r\n").await?;
+        } else {
+            stream.write_all_buf(&mut data).await?;
+        }
+    }
+    if coalesce {
+        stream.write_all(out).await?;
+    } else if chunked {
+        stream.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// Appends the current time as an HTTP date, formatted once a second.
+fn push_date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(c.1.as_bytes());
+    });
+}
+
+/// A stream with bytes already read from it put back in front.
+#[derive(Debug)]
+pub struct Rewind {
+    prefix: Bytes,
+    io: TcpStream,
+}
+
+impl Rewind {
+    /// `prefix` is read before anything more from `io`.
+    pub fn new(prefix: Bytes, io: TcpStream) -> Rewind {
+        Rewind { prefix, io }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(wire: &str) -> (Parse, BytesMut) {
+        let mut buf = BytesMut::from(wire);
+        (parse_request(&mut buf), buf)
+    }
+
+    #[test]
+    fn plain_gets_take_the_fast_path() {
+        let (p, rest) =
+            parse("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next");
+        let Parse::Fast(req, close) = p else {
+            panic!("not fast")
+        };
+        assert!(!close);
+        assert_eq!(req.uri().path(), "/a");
+        assert_eq!(req.uri().query(), Some("b=1"));
+        assert_eq!(req.headers()["host"], "x");
+        assert_eq!(req.headers().get_all("x-a").iter().count(), 2);
+        assert_eq!(&rest[..], b"GET /next");
+        let (p, _) =
+            parse("HEAD / HTTP/1.1\r\nconnection: keep-alive, Close\r\ncontent-length: 0\r\n\r\n");
+        assert!(matches!(p, Parse::Fast(_, true)));
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper_untouched() {
+        for wire in [
+            "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello",
+            "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n",
+            "PUT / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 0\r\n\r\n",
+            "GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            "CONNECT x:443 HTTP/1.1\r\nhost: x:443\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET http://x/ HTTP/1.1\r\nhost: x\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\nhost: x\r\nbad\x01value: 1\r\n\r\n",
+            "GET /a\x7fb HTTP/1.1\r\nhost: x\r\n\r\n",
+        ] {
+            let (p, rest) = parse(wire);
+            assert!(matches!(p, Parse::HandOver), "{wire:?}");
+            assert_eq!(&rest[..], wire.as_bytes(), "{wire:?}: bytes must stay");
+        }
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "x-h: 1\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert!(matches!(parse(&many).0, Parse::HandOver));
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nhost: x\r\n").0,
+            Parse::Partial
+        ));
+    }
+
+    #[test]
+    fn dates_are_http_dates() {
+        let mut out = Vec::new();
+        push_date(&mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(httpdate::parse_http_date(&s).is_ok(), "{s}");
+    }
+}

@@ -1,0 +1,1004 @@
+//! The upstream side: a pooled HTTP/1.1 client that runs in the calling task.
+//!
+//! A request is written to an idle pooled connection (or a new one) and its
+//! response head is read and parsed with `httparse`, all inside the task that
+//! serves the downstream request: no connection task, no channel, no wake-up
+//! between tasks. The response body streams from the connection; once it has
+//! been read to its end, the connection goes back to the pool.
+//!
+//! # Framing
+//!
+//! - Requests: a body of known size is sent with `content-length`, any other
+//!   body with `transfer-encoding: chunked`; a request without a body carries
+//!   a `content-length` only if the downstream request had one.
+//! - Responses: no body for `HEAD`, 1xx, 204 and 304; else chunked if the last
+//!   transfer coding is `chunked` (the connection is then not reused if a
+//!   `content-length` came too), else `content-length` (several differing
+//!   values are an error), else the body runs to the end of the connection.
+//!   Interim 1xx responses are skipped; `101 Switching Protocols` is an error
+//!   (the proxy does not forward upgrades). Trailers are read and dropped.
+//! - Hop-by-hop response fields (RFC 9110 section 7.6.1: `connection`,
+//!   `keep-alive`, `transfer-encoding` and the rest, and any field
+//!   `connection` names) are read for framing and reuse, and not kept.
+//!
+//! # Reuse
+//!
+//! A connection is reused when its response said nothing against it
+//! (`connection: close`, or HTTP/1.0 without `keep-alive`) and its body was
+//! read to the end with no byte beyond it. Idle connections are kept last in,
+//! first out, at most [`Pool::MAX_IDLE_PER_ENDPOINT`] per endpoint, for at
+//! most the pool's idle timeout. A connection the upstream closed while idle
+//! is noticed when it is taken (a read that does not block), and a request
+//! without a body whose reused connection fails before the first response
+//! byte is sent again once, on a new connection.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::proxy::{full, Body, BoxError};
+
+/// The most bytes a response head (status line and headers) may take.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// The most header fields a response head may carry.
+pub const MAX_HEADERS: usize = 128;
+
+/// The most bytes of trailer fields after a chunked body.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Why an exchange with an upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The connection could not be opened (refused, unreachable, timed out).
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// What the socket said.
+        source: io::Error,
+    },
+    /// Reading or writing failed, or the upstream closed the connection early.
+    #[error("upstream i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The upstream's response is not HTTP/1.x as this client reads it.
+    #[error("upstream response: {0}")]
+    Protocol(&'static str),
+    /// The downstream request body failed while it was being sent.
+    #[error("request body: {0}")]
+    Body(BoxError),
+}
+
+impl Error {
+    /// Whether the connection could not be opened at all.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Error::Connect { .. })
+    }
+}
+
+/// One upstream connection and its read buffer.
+#[derive(Debug)]
+struct Conn {
+    io: TcpStream,
+    /// Bytes read and not yet consumed.
+    buf: BytesMut,
+    /// The last request head written (kept for its allocation).
+    head: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Inner {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, ahash::RandomState>>,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// Pooled HTTP/1.1 connections to upstream endpoints, keyed by address.
+/// Cheap to clone (one reference count).
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    /// The most idle connections kept per endpoint.
+    pub const MAX_IDLE_PER_ENDPOINT: usize = 512;
+
+    /// A pool that closes connections idle longer than `idle_timeout` and
+    /// gives up connecting after `connect_timeout`.
+    pub fn new(idle_timeout: Duration, connect_timeout: Duration) -> Pool {
+        Pool {
+            inner: Arc::new(Inner {
+                idle: Mutex::new(HashMap::default()),
+                idle_timeout,
+                connect_timeout,
+            }),
+        }
+    }
+
+    /// How many idle connections the pool holds to `addr`.
+    pub fn idle(&self, addr: SocketAddr) -> usize {
+        self.inner.lock().get(&addr).map_or(0, Vec::len)
+    }
+
+    /// Sends one request to `addr` and reads the response head. The
+    /// response body streams from the connection.
+    ///
+    /// `headers` are written as they are, except `content-length` and
+    /// `transfer-encoding`, which follow from `body`.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response<Body>, Error> {
+        let had_length = headers.contains_key(CONTENT_LENGTH);
+        let framing = if body.is_end_stream() {
+            ReqFraming::None { had_length }
+        } else {
+            match body.size_hint().exact() {
+                Some(n) => ReqFraming::Length(n),
+                None => ReqFraming::Chunked,
+            }
+        };
+        let mut body = Some(body);
+        // A request without a body can be sent again if a reused
+        // connection turns out to be closed.
+        let replayable = matches!(framing, ReqFraming::None { .. });
+        let mut conn = self.checkout(addr);
+        loop {
+            let reused = conn.is_some();
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => self.connect(addr).await?,
+            };
+            let mut head = std::mem::take(&mut c.head);
+            head.clear();
+            encode_head(&mut head, method, path, headers, framing);
+            let sent = exchange(&mut c, &head, framing, body.take(), method).await;
+            c.head = head;
+            match sent {
+                Ok(parsed) => return Ok(self.respond(addr, c, parsed)),
+                Err(Exchange::Stale(_)) if reused && replayable => continue,
+                Err(Exchange::Stale(e)) => {
+                    return Err(Error::Io(e.unwrap_or_else(|| {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a response")
+                    })))
+                }
+                Err(Exchange::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<Conn, Error> {
+        let io = match tokio::time::timeout(self.inner.connect_timeout, TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(io)) => io,
+            Ok(Err(source)) => return Err(Error::Connect { addr, source }),
+            Err(_) => {
+                return Err(Error::Connect {
+                    addr,
+                    source: io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                })
+            }
+        };
+        let _ = io.set_nodelay(true);
+        Ok(Conn {
+            io,
+            buf: BytesMut::with_capacity(8 * 1024),
+            head: Vec::with_capacity(512),
+        })
+    }
+
+    /// An idle connection to `addr` that still looks open, if any.
+    fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
+        let mut idle = self.inner.lock();
+        let list = idle.get_mut(&addr)?;
+        while let Some(Idle { conn, since }) = list.pop() {
+            if since.elapsed() > self.inner.idle_timeout {
+                // Last in, first out: everything below is older still.
+                list.clear();
+                return None;
+            }
+            // An open, quiet connection has nothing to read. This costs no
+            // system call unless the socket was marked readable.
+            let mut probe = [0u8; 1];
+            match conn.io.try_read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, addr: SocketAddr, conn: Conn) {
+        if !conn.buf.is_empty() {
+            return;
+        }
+        let mut idle = self.inner.lock();
+        let list = idle.entry(addr).or_default();
+        if list.len() < Self::MAX_IDLE_PER_ENDPOINT {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Turns a parsed head into a response whose body reads from `conn`.
+    fn respond(&self, addr: SocketAddr, mut conn: Conn, head: Parsed) -> Response<Body> {
+        let mut resp = Response::new(crate::proxy::empty());
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        match head.body {
+            RespFraming::None => {
+                if head.reuse {
+                    self.checkin(addr, conn);
+                }
+            }
+            RespFraming::Length(n) if (conn.buf.len() as u64) >= n => {
+                // The whole body is here already (the common case for small
+                // responses): answer from memory, reuse the connection now.
+                let body = conn.buf.split_to(n as usize).freeze();
+                *resp.body_mut() = full(body);
+                if head.reuse {
+                    self.checkin(addr, conn);
+                }
+            }
+            framing => {
+                *resp.body_mut() = UpstreamBody {
+                    conn: Some(conn),
+                    framing,
+                    reuse: head.reuse,
+                    pool: self.clone(),
+                    addr,
+                }
+                .boxed();
+            }
+        }
+        resp
+    }
+}
+
+impl Inner {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>, ahash::RandomState>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ReqFraming {
+    None { had_length: bool },
+    Length(u64),
+    Chunked,
+}
+
+/// Writes the request line and headers.
+fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    framing: ReqFraming,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        ReqFraming::None { had_length: true } => out.extend_from_slice(b"content-length: 0\r\n"),
+        ReqFraming::None { had_length: false } => {}
+        ReqFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        ReqFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How an exchange failed: `Stale` before any response byte arrived (the
+/// request may be sent again on another connection), `Failed` otherwise.
+enum Exchange {
+    Stale(Option<io::Error>),
+    Failed(Error),
+}
+
+/// A response head, parsed.
+struct Parsed {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    body: RespFraming,
+    reuse: bool,
+}
+
+/// Writes the request and reads the final response head.
+async fn exchange(
+    c: &mut Conn,
+    head: &[u8],
+    framing: ReqFraming,
+    body: Option<Body>,
+    method: &Method,
+) -> Result<Parsed, Exchange> {
+    if let Err(e) = c.io.write_all(head).await {
+        return Err(Exchange::Stale(Some(e)));
+    }
+    if let (Some(mut body), ReqFraming::Length(_) | ReqFraming::Chunked) = (body, framing) {
+        let chunked = matches!(framing, ReqFraming::Chunked);
+        send_body(c, &mut body, chunked)
+            .await
+            .map_err(Exchange::Failed)?;
+    }
+    let mut received = false;
+    loop {
+        if !c.buf.is_empty() {
+            received = true;
+            match parse_head(&mut c.buf, method).map_err(Exchange::Failed)? {
+                Some(Some(parsed)) => return Ok(parsed),
+                Some(None) => continue, // an interim 1xx, skipped
+                None => {}
+            }
+            if c.buf.len() > MAX_HEAD {
+                return Err(Exchange::Failed(Error::Protocol("response head too large")));
+            }
+        }
+        c.buf.reserve(4096);
+        match c.io.read_buf(&mut c.buf).await {
+            Ok(0) if received => {
+                return Err(Exchange::Failed(Error::Protocol(
+                    "closed inside the response head",
+                )))
+            }
+            Ok(0) => return Err(Exchange::Stale(None)),
+            Ok(_) => {}
+            Err(e) if received => return Err(Exchange::Failed(Error::Io(e))),
+            Err(e) => return Err(Exchange::Stale(Some(e))),
+        }
+    }
+}
+
+async fn send_body(c: &mut Conn, body: &mut Body, chunked: bool) -> Result<(), Error> {
+    let mut line = Vec::with_capacity(32);
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+        let frame = frame.map_err(Error::Body)?;
+        if let Ok(mut data) = frame.into_data() {
+            if data.is_empty() {
+                continue;
+            }
+            if chunked {
+                line.clear();
+                line.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                c.io.write_all(&line).await?;
+                c.io.write_all_buf(&mut data).await?;
+                c.io.write_all(b"\r\n").await?;
+            } else {
+                c.io.write_all_buf(&mut data).await?;
+            }
+        }
+        // Request trailers are not forwarded.
+    }
+    if chunked {
+        c.io.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// Parses a response head from the front of `buf`. `None`: incomplete;
+/// `Some(None)`: an interim response, consumed; `Some(Some(_))`: the final
+/// head, consumed.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parsed>>, Error> {
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Error::Protocol("too many response header fields"))
+        }
+        Err(_) => return Err(Error::Protocol("malformed response head")),
+    };
+    let code = resp.code.unwrap_or(0);
+    if code == 101 {
+        return Err(Error::Protocol(
+            "101 switching protocols (upgrades are not proxied)",
+        ));
+    }
+    if (100..200).contains(&code) {
+        buf.advance(len);
+        return Ok(Some(None));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| Error::Protocol("bad status code"))?;
+    let version = if resp.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    // Offsets of each field inside the head, so the values can share one
+    // frozen buffer instead of being copied.
+    let base = buf.as_ptr() as usize;
+    let mut fields = [Field::default(); MAX_HEADERS];
+    let n = resp.headers.len();
+    for (f, h) in fields.iter_mut().zip(resp.headers.iter()) {
+        *f = Field::locate(base, h);
+    }
+    let head = buf.split_to(len).freeze();
+
+    let mut headers = HeaderMap::with_capacity(n);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoded = false;
+    let mut close = version == Version::HTTP_10;
+    // Fields the `connection` field names as hop-by-hop (rare).
+    let mut connection_named: Vec<HeaderName> = Vec::new();
+    for f in &fields[..n] {
+        let (name, value) = f.take(&head).ok_or(Error::Protocol("bad header field"))?;
+        if name == CONTENT_LENGTH {
+            let n = parse_length(value.as_bytes()).ok_or(Error::Protocol("bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Protocol("conflicting content-length values"));
+            }
+            length = Some(n);
+        } else if name == TRANSFER_ENCODING {
+            transfer_encoded = true;
+            // Only the last coding counts: chunked must be last.
+            chunked = value
+                .as_bytes()
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONNECTION {
+            for token in value.as_bytes().split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    if version == Version::HTTP_10 {
+                        close = false;
+                    }
+                } else if let Ok(named) = HeaderName::from_bytes(token) {
+                    connection_named.push(named);
+                }
+            }
+        }
+        // Hop-by-hop fields describe this connection, not the response:
+        // they are read above and not kept.
+        if !crate::proxy::is_hop_by_hop(&name) {
+            headers.append(name, value);
+        }
+    }
+    for name in connection_named {
+        headers.remove(name);
+    }
+    let bodyless = *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let body = if bodyless {
+        RespFraming::None
+    } else if chunked {
+        if length.is_some() {
+            // Both: chunked wins, and the connection is not trusted after.
+            close = true;
+        }
+        RespFraming::Chunked(Chunk::Size)
+    } else if transfer_encoded {
+        // A coding other than chunked last: the body ends with the connection.
+        close = true;
+        RespFraming::Close
+    } else if let Some(n) = length {
+        if n == 0 {
+            RespFraming::None
+        } else {
+            RespFraming::Length(n)
+        }
+    } else {
+        close = true;
+        RespFraming::Close
+    };
+    Ok(Some(Some(Parsed {
+        status,
+        version,
+        headers,
+        body,
+        reuse: !close,
+    })))
+}
+
+/// Where one header field sits in a head buffer, so its value can share the
+/// frozen buffer instead of being copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Field {
+    /// The offsets of `h` in the buffer that starts at address `base`.
+    pub(crate) fn locate(base: usize, h: &httparse::Header<'_>) -> Field {
+        let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
+        Field {
+            name: at(h.name.as_bytes()),
+            value: at(h.value),
+        }
+    }
+
+    /// The field's name and value, validated, from the frozen buffer.
+    pub(crate) fn take(&self, head: &Bytes) -> Option<(HeaderName, HeaderValue)> {
+        let (na, nl) = (self.name.0 as usize, self.name.1 as usize);
+        let (va, vl) = (self.value.0 as usize, self.value.1 as usize);
+        let name = HeaderName::from_bytes(head.get(na..na + nl)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(va..va + vl)).ok()?;
+        Some((name, value))
+    }
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// How a response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RespFraming {
+    None,
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside chunk data: this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one; bytes so far.
+    Trailers(usize),
+    /// The body has ended.
+    Done,
+}
+
+/// What one step of decoding produced.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Data(Bytes),
+    NeedMore,
+    Done,
+}
+
+/// Decodes as much of a chunked body from `buf` as one step allows.
+fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, Error> {
+    loop {
+        match *state {
+            Chunk::Size => {
+                let Some(eol) = buf.iter().position(|b| *b == b'\n') else {
+                    if buf.len() > 1024 {
+                        return Err(Error::Protocol("chunk size line too long"));
+                    }
+                    return Ok(Step::NeedMore);
+                };
+                let line = &buf[..eol];
+                let line = line
+                    .strip_suffix(b"\r")
+                    .ok_or(Error::Protocol("bad chunk size line"))?;
+                // The size, then optional extensions after ';'.
+                let digits = line
+                    .split(|b| *b == b';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_ascii();
+                if digits.is_empty() || digits.len() > 15 {
+                    return Err(Error::Protocol("bad chunk size"));
+                }
+                let mut size = 0u64;
+                for d in digits {
+                    let v = (*d as char)
+                        .to_digit(16)
+                        .ok_or(Error::Protocol("bad chunk size"))?;
+                    size = size * 16 + u64::from(v);
+                }
+                buf.advance(eol + 1);
+                *state = if size == 0 {
+                    Chunk::Trailers(0)
+                } else {
+                    Chunk::Data(size)
+                };
+            }
+            Chunk::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::NeedMore);
+                }
+                let take = (buf.len() as u64).min(left) as usize;
+                let data = buf.split_to(take).freeze();
+                *state = if take as u64 == left {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - take as u64)
+                };
+                return Ok(Step::Data(data));
+            }
+            Chunk::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(Step::NeedMore);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(Error::Protocol("chunk data not followed by CRLF"));
+                }
+                buf.advance(2);
+                *state = Chunk::Size;
+            }
+            Chunk::Trailers(seen) => {
+                let Some(eol) = buf.iter().position(|b| *b == b'\n') else {
+                    if seen + buf.len() > MAX_TRAILERS {
+                        return Err(Error::Protocol("trailers too large"));
+                    }
+                    return Ok(Step::NeedMore);
+                };
+                let empty = eol == 0 || (eol == 1 && buf[0] == b'\r');
+                buf.advance(eol + 1);
+                if empty {
+                    *state = Chunk::Done;
+                    return Ok(Step::Done);
+                }
+                if seen + eol + 1 > MAX_TRAILERS {
+                    return Err(Error::Protocol("trailers too large"));
+                }
+                *state = Chunk::Trailers(seen + eol + 1);
+            }
+            Chunk::Done => return Ok(Step::Done),
+        }
+    }
+}
+
+/// A response body read from an upstream connection.
+struct UpstreamBody {
+    /// `None` once the body has ended (or failed).
+    conn: Option<Conn>,
+    framing: RespFraming,
+    reuse: bool,
+    pool: Pool,
+    addr: SocketAddr,
+}
+
+impl UpstreamBody {
+    /// One step of decoding from what is buffered.
+    fn step(&mut self) -> Result<Step, Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Step::Done);
+        };
+        let buf = &mut conn.buf;
+        match &mut self.framing {
+            RespFraming::None => Ok(Step::Done),
+            RespFraming::Length(0) => Ok(Step::Done),
+            RespFraming::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::NeedMore);
+                }
+                let take = (buf.len() as u64).min(*left) as usize;
+                *left -= take as u64;
+                Ok(Step::Data(buf.split_to(take).freeze()))
+            }
+            RespFraming::Chunked(state) => decode_chunked(state, buf),
+            RespFraming::Close => {
+                if buf.is_empty() {
+                    Ok(Step::NeedMore)
+                } else {
+                    Ok(Step::Data(buf.split().freeze()))
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.reuse {
+                self.pool.checkin(self.addr, conn);
+            }
+        }
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            match self.step() {
+                Ok(Step::Data(d)) => {
+                    if matches!(self.framing, RespFraming::Length(0)) {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Ok(Step::Done) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            let close_delimited = self.framing == RespFraming::Close;
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            conn.buf.reserve(8 * 1024);
+            match conn.io.try_read_buf(&mut conn.buf) {
+                Ok(0) if close_delimited => {
+                    self.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    self.conn = None;
+                    let e =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed mid-body");
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = ready!(conn.io.poll_read_ready(cx)) {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                }
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            RespFraming::Length(n) if self.conn.is_some() => SizeHint::with_exact(n),
+            _ if self.conn.is_none() => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(bytes: &str, method: &Method) -> Result<Option<Option<Parsed>>, Error> {
+        parse_head(&mut BytesMut::from(bytes), method)
+    }
+
+    fn final_head(bytes: &str) -> Parsed {
+        head(bytes, &Method::GET).unwrap().unwrap().unwrap()
+    }
+
+    #[test]
+    fn request_heads_carry_the_framing_the_body_needs() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("a"));
+        h.insert("content-length", HeaderValue::from_static("99"));
+        let enc = |framing| {
+            let mut out = Vec::new();
+            encode_head(&mut out, &Method::POST, "/x?y", &h, framing);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            enc(ReqFraming::Length(5)),
+            "POST /x?y HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\n"
+        );
+        assert_eq!(
+            enc(ReqFraming::Chunked),
+            "POST /x?y HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            enc(ReqFraming::None { had_length: true }),
+            "POST /x?y HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            enc(ReqFraming::None { had_length: false }),
+            "POST /x?y HTTP/1.1\r\nhost: a\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        push_decimal(&mut out, u64::MAX);
+        assert_eq!(out, u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn response_framing() {
+        let p = final_head("HTTP/1.1 200 OK\r\ncontent-length: 12\r\nx-a: b\r\n\r\n");
+        assert_eq!(p.body, RespFraming::Length(12));
+        assert!(p.reuse);
+        assert_eq!(p.headers["x-a"], "b");
+        let p = final_head(
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\nkeep-alive: timeout=5\r\nx-end: 2\r\ncontent-length: 1\r\n\r\n",
+        );
+        assert!(p.reuse);
+        let mut kept: Vec<&str> = p.headers.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["content-length", "x-end"]);
+        let p = final_head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(p.body, RespFraming::Chunked(Chunk::Size));
+        assert!(p.reuse);
+        let p = final_head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+        );
+        assert_eq!(p.body, RespFraming::Chunked(Chunk::Size));
+        assert!(!p.reuse);
+        let p = final_head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");
+        assert_eq!(p.body, RespFraming::Close);
+        assert!(!p.reuse);
+        let p = final_head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(p.body, RespFraming::Close);
+        assert!(!p.reuse);
+        let p = final_head("HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(p.body, RespFraming::None);
+        assert!(p.reuse);
+        let p = final_head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n");
+        assert!(!p.reuse);
+        let p = final_head("HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\n");
+        assert!(!p.reuse);
+        assert_eq!(p.version, Version::HTTP_10);
+        let p =
+            final_head("HTTP/1.0 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n");
+        assert!(p.reuse);
+        let p = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            &Method::HEAD,
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.body, RespFraming::None);
+        let p = final_head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(p.body, RespFraming::Length(5));
+    }
+
+    #[test]
+    fn bad_response_heads_are_errors_not_guesses() {
+        for bad in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 1 2\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+        ] {
+            assert!(head(bad, &Method::GET).is_err(), "{bad:?}");
+        }
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi",
+        );
+        assert!(matches!(parse_head(&mut buf, &Method::GET), Ok(Some(None))));
+        let p = parse_head(&mut buf, &Method::GET)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.status, StatusCode::OK);
+        assert_eq!(&buf[..], b"hi");
+    }
+
+    /// Feeds `wire` to the chunked decoder in pieces of `step` bytes.
+    fn dechunk(wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let mut state = Chunk::Size;
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decode_chunked(&mut state, &mut buf)? {
+                Step::Data(d) => out.extend_from_slice(&d),
+                Step::Done => return Ok((out, buf.to_vec())),
+                Step::NeedMore => {
+                    if fed == wire.len() {
+                        return Err(Error::Protocol("ran out"));
+                    }
+                    let end = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let wire =
+            b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\n\r\nNEXT";
+        for step in [1, 2, 3, 7, 100] {
+            let (body, rest) = dechunk(wire, step).unwrap();
+            assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz", "step {step}");
+            // Nothing past the end is consumed (it would poison reuse).
+            assert!(b"NEXT".starts_with(&rest), "step {step}");
+        }
+        for bad in [
+            &b"x\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"10000000000000000\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                dechunk(bad, 4).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

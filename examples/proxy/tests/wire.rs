@@ -1,0 +1,242 @@
+//! HTTP/1.1 on the wire: the upstream client's framings against a scripted
+//! upstream, and the downstream fast path (pipelining, hand-over to hyper,
+//! closing) driven by a raw client. Loopback only; every read is bounded.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use http::StatusCode;
+use rauta_proxy::upstream::Upstream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn one_cluster(addr: SocketAddr) -> String {
+    format!(
+        r#"
+clusters: [{{name: c, endpoints: ["{addr}"]}}]
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes: [{{name: r, match: {{prefix: /}}, action: {{cluster: c}}}}]
+"#
+    )
+}
+
+/// What the scripted upstream answers to a request for `path`, and whether
+/// it closes the connection after.
+fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
+    let text = |s: &str| (s.as_bytes().to_vec(), false);
+    match (method, path) {
+        (_, "/length") => text("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-s: 1\r\n\r\nhello"),
+        (_, "/chunked") => text(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+        ),
+        (_, "/until-close") => (
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end".to_vec(),
+            true,
+        ),
+        (_, "/big") => {
+            let mut r = b"HTTP/1.1 200 OK\r\ncontent-length: 200000\r\n\r\n".to_vec();
+            r.extend(std::iter::repeat_n(b'y', 200_000));
+            (r, false)
+        }
+        ("HEAD", "/head") => text("HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n"),
+        (_, "/interim") => text(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        (_, "/no-content") => text("HTTP/1.1 204 No Content\r\nx-s: 2\r\n\r\n"),
+        (_, "/conflicting") => (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello".to_vec(),
+            true,
+        ),
+        (_, "/garbage") => (b"this is not http\r\n\r\n".to_vec(), true),
+        (_, "/answer-and-close") => (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            true,
+        ),
+        _ => text("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"),
+    }
+}
+
+/// A raw HTTP/1.1 upstream answering from [`scripted`]; counts connections.
+async fn scripted_upstream() -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&conns);
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request head at a time (these requests have no body).
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let mut words = head.split(' ');
+                    let method = words.next().unwrap_or("");
+                    let path = words.next().unwrap_or("");
+                    let (reply, close) = scripted(method, path);
+                    if s.write_all(&reply).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_framings_reach_the_client_intact() {
+    let (up, _, _task) = scripted_upstream().await;
+    let proxy = start(&one_cluster(up)).await;
+    let c = http1();
+    let addr = proxy.addr();
+
+    let r = get(&c, addr, "x", "/length").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hello"));
+    assert_eq!(r.headers["x-s"], "1");
+    let r = get(&c, addr, "x", "/chunked").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hello world"));
+    assert!(r.headers.get("x-trailer").is_none());
+    let r = get(&c, addr, "x", "/until-close").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, "until the end")
+    );
+    let r = get(&c, addr, "x", "/big").await;
+    assert_eq!(r.body.len(), 200_000);
+    assert!(r.body.bytes().all(|b| b == b'y'));
+    let r = get(&c, addr, "x", "/interim").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ok"));
+    let r = get(&c, addr, "x", "/no-content").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::NO_CONTENT, ""));
+    assert_eq!(r.headers["x-s"], "2");
+
+    // HEAD keeps the upstream's length and sends no body.
+    let head = raw(
+        addr,
+        "HEAD /head HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\ncontent-length: 1234\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+
+    // Responses that are not HTTP as the client reads it are not guessed at.
+    for path in ["/conflicting", "/garbage"] {
+        let r = get(&c, addr, "x", path).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(r.body, "upstream reset\n", "{path}");
+    }
+    // And the connections that served them are not reused.
+    let r = get(&c, addr, "x", "/length").await;
+    assert_eq!(r.body, "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_are_reused_and_dead_ones_are_not_trusted() {
+    let (up, conns, _task) = scripted_upstream().await;
+    let proxy = start(&one_cluster(up)).await;
+    let c = http1();
+    for _ in 0..20 {
+        assert_eq!(get(&c, proxy.addr(), "x", "/length").await.body, "hello");
+    }
+    // Sequential requests share one upstream connection.
+    assert_eq!(conns.load(Ordering::Relaxed), 1);
+
+    // An upstream that closes every connection after one answer (and says
+    // nothing about it): each pooled connection is dead by the next
+    // request, which must still succeed.
+    for i in 0..20 {
+        let r = get(&c, proxy.addr(), "x", "/answer-and-close").await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, "ok"),
+            "request {i}"
+        );
+    }
+    // The first of them reused the live connection; every later one needed
+    // a new connection.
+    assert_eq!(conns.load(Ordering::Relaxed), 20);
+}
+
+/// Writes `wire` to the proxy and reads until it closes the connection.
+async fn raw(addr: SocketAddr, wire: &str) -> String {
+    let io = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(wire.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    tokio::time::timeout(REQUEST_BOUND, io)
+        .await
+        .expect("the proxy closes the connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_keep_their_order_across_the_hand_over() {
+    let echo = Upstream::new("echo").spawn().await.unwrap();
+    let proxy = start(&one_cluster(echo.addr())).await;
+    // Two requests for the fast path, one with a body (hyper takes the
+    // connection over), one more after it; all in one write.
+    let out = raw(
+        proxy.addr(),
+        "GET /a HTTP/1.1\r\nhost: x\r\n\r\n\
+         GET /b HTTP/1.1\r\nhost: x\r\n\r\n\
+         POST /c HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc\
+         GET /d HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 4, "{out}");
+    let at = |needle: &str| {
+        out.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {out}"))
+    };
+    assert!(at("\"path\":\"/a\"") < at("\"path\":\"/b\""));
+    assert!(at("\"path\":\"/b\"") < at("\"path\":\"/c\""));
+    assert!(at("\"path\":\"/c\"") < at("\"path\":\"/d\""));
+    assert!(out.contains("\"body_len\":3"), "{out}");
+    assert_eq!(echo.served(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_closes_when_asked_and_hands_odd_requests_to_hyper() {
+    let echo = Upstream::new("echo").spawn().await.unwrap();
+    let proxy = start(&one_cluster(echo.addr())).await;
+    let out = raw(
+        proxy.addr(),
+        "GET /a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET /never HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    assert!(out.contains("\r\ndate: "), "{out}");
+    assert!(out.contains("\"path\":\"/a\""), "{out}");
+
+    // HTTP/1.0: hyper answers, and closes (no keep-alive asked for).
+    let out = raw(proxy.addr(), "GET /old HTTP/1.0\r\nhost: x\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
+    assert!(out.contains("\"path\":\"/old\""), "{out}");
+
+    // A malformed request line gets hyper's 400.
+    let out = raw(proxy.addr(), "GET /a b c\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    assert_eq!(echo.served(), 2);
+}
