@@ -86,7 +86,7 @@ pub async fn serve(
             }
         };
         let head_request = req.method() == Method::HEAD;
-        let resp = match proxy::handle(Arc::clone(&state), client.clone(), remote, req).await {
+        let resp = match proxy::handle(&state, &client, remote, req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
@@ -106,7 +106,10 @@ pub async fn hyper_serve<I>(io: I, remote: SocketAddr, state: Arc<State>, client
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| proxy::handle(Arc::clone(&state), client.clone(), remote, req));
+    let svc = service_fn(move |req| {
+        let (state, client) = (Arc::clone(&state), client.clone());
+        async move { proxy::handle(&state, &client, remote, req).await }
+    });
     let conn = auto::Builder::new(TokioExecutor::new());
     if let Err(e) = conn.serve_connection(TokioIo::new(io), svc).await {
         tracing::debug!(error = %e, %remote, "connection ended with an error");

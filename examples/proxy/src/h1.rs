@@ -45,7 +45,6 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
-use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -87,6 +86,25 @@ impl Error {
     /// Whether the connection could not be opened at all.
     pub fn is_connect(&self) -> bool {
         matches!(self, Error::Connect { .. })
+    }
+}
+
+/// The header fields of a request to send.
+pub trait Fields {
+    /// Calls `f` with every field, in order.
+    fn each_field(&self, f: &mut dyn FnMut(&HeaderName, &HeaderValue));
+    /// Whether `name` has a value.
+    fn has(&self, name: &HeaderName) -> bool;
+}
+
+impl Fields for HeaderMap {
+    fn each_field(&self, f: &mut dyn FnMut(&HeaderName, &HeaderValue)) {
+        for (n, v) in self {
+            f(n, v);
+        }
+    }
+    fn has(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
     }
 }
 
@@ -151,10 +169,10 @@ impl Pool {
         addr: SocketAddr,
         method: &Method,
         path: &str,
-        headers: &HeaderMap,
+        headers: &(dyn Fields + Sync),
         body: Body,
     ) -> Result<Response<Body>, Error> {
-        let had_length = headers.contains_key(CONTENT_LENGTH);
+        let had_length = headers.has(&CONTENT_LENGTH);
         let framing = if body.is_end_stream() {
             ReqFraming::None { had_length }
         } else {
@@ -270,14 +288,13 @@ impl Pool {
                 }
             }
             framing => {
-                *resp.body_mut() = UpstreamBody {
+                *resp.body_mut() = Body::upstream(UpstreamBody {
                     conn: Some(conn),
                     framing,
                     reuse: head.reuse,
                     pool: self.clone(),
                     addr,
-                }
-                .boxed();
+                });
             }
         }
         resp
@@ -306,22 +323,22 @@ fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     path: &str,
-    headers: &HeaderMap,
+    headers: &(dyn Fields + Sync),
     framing: ReqFraming,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    headers.each_field(&mut |name, value| {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
-            continue;
+            return;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-    }
+    });
     match framing {
         ReqFraming::None { had_length: true } => out.extend_from_slice(b"content-length: 0\r\n"),
         ReqFraming::None { had_length: false } => {}
@@ -714,7 +731,8 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, Error> 
 }
 
 /// A response body read from an upstream connection.
-struct UpstreamBody {
+#[derive(Debug)]
+pub struct UpstreamBody {
     /// `None` once the body has ended (or failed).
     conn: Option<Conn>,
     framing: RespFraming,

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::BodyExt;
 use rauta_balance::{HashInput, Pick};
 use rauta_router::{ActionKind, Decision, RetryPolicy, RouteMatch};
 
@@ -21,8 +20,72 @@ use crate::state::{Runtime, State};
 /// A body's error, on either side of the proxy.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The body type on both sides of the proxy.
-pub type Body = BoxBody<Bytes, BoxError>;
+/// The body type on both sides of the proxy: nothing, one buffer, a
+/// response streaming from an upstream connection, or any other body, boxed.
+/// The common cases cost no allocation and no dynamic call.
+#[derive(Debug)]
+pub struct Body(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Upstream(crate::h1::UpstreamBody),
+    Boxed(BoxBody<Bytes, BoxError>),
+}
+
+impl Body {
+    /// Any body whose errors convert to [`BoxError`].
+    pub fn new<B>(body: B) -> Body
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Body(Kind::Boxed(body.map_err(Into::into).boxed()))
+    }
+
+    pub(crate) fn upstream(body: crate::h1::UpstreamBody) -> Body {
+        Body(Kind::Upstream(body))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match &mut self.0 {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(hyper::body::Frame::data(d)))),
+            Kind::Upstream(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Kind::Boxed(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty => true,
+            Kind::Full(data) => data.is_none(),
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match &self.0 {
+            Kind::Empty => hyper::body::SizeHint::with_exact(0),
+            Kind::Full(data) => {
+                hyper::body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::Boxed(b) => b.size_hint(),
+        }
+    }
+}
 
 /// The pooled upstream client ([`crate::h1`]).
 pub type UpstreamClient = crate::h1::Pool;
@@ -115,6 +178,127 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// How long an idle upstream connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The upstream request's header fields: the downstream request's, minus
+/// the hop-by-hop ones, with the route's edits and the forwarding headers on
+/// top. It borrows the downstream header map instead of copying it: the
+/// upstream client writes the downstream fields that were not dropped, then
+/// the added ones.
+#[derive(Debug)]
+pub struct UpstreamHeaders<'a> {
+    base: &'a HeaderMap,
+    /// Names whose downstream values are not forwarded.
+    dropped: Vec<HeaderName>,
+    /// Fields added or replaced, in order.
+    added: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl<'a> UpstreamHeaders<'a> {
+    /// `base` minus its hop-by-hop fields and the ones its `connection`
+    /// field names (RFC 9110 section 7.6.1).
+    pub fn new(base: &'a HeaderMap) -> Self {
+        let mut dropped = Vec::new();
+        if base.keys().any(is_hop_by_hop) {
+            for v in base.get_all(http::header::CONNECTION) {
+                for token in v.to_str().unwrap_or("").split(',') {
+                    if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                        dropped.push(name);
+                    }
+                }
+            }
+            dropped.extend(HOP_BY_HOP.iter().filter(|h| base.contains_key(*h)).cloned());
+        }
+        UpstreamHeaders {
+            base,
+            dropped,
+            added: Vec::with_capacity(4),
+        }
+    }
+
+    fn is_dropped(&self, name: &HeaderName) -> bool {
+        self.dropped.iter().any(|d| d == name)
+    }
+
+    /// The first value of `name` the upstream will see.
+    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        let base = if self.is_dropped(name) {
+            None
+        } else {
+            self.base.get(name)
+        };
+        base.or_else(|| self.added.iter().find(|(n, _)| n == name).map(|(_, v)| v))
+    }
+
+    /// Replaces every value of `name` with `value`.
+    pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        self.remove_name(&name);
+        self.added.push((name, value));
+    }
+
+    /// Adds one more value of `name`.
+    pub fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        self.added.push((name, value));
+    }
+
+    fn remove_name(&mut self, name: &HeaderName) {
+        if self.base.contains_key(name) && !self.is_dropped(name) {
+            self.dropped.push(name.clone());
+        }
+        self.added.retain(|(n, _)| n != name);
+    }
+
+    /// Calls `f` with every field the upstream will see, in order.
+    pub fn each(&self, mut f: impl FnMut(&HeaderName, &HeaderValue)) {
+        for (n, v) in self.base {
+            if !self.is_dropped(n) {
+                f(n, v);
+            }
+        }
+        for (n, v) in &self.added {
+            f(n, v);
+        }
+    }
+}
+
+impl rauta_router::HeaderMapMut for UpstreamHeaders<'_> {
+    fn first(&self, name: &str) -> Option<&str> {
+        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+        self.get(&name).and_then(|v| v.to_str().ok())
+    }
+    fn contains(&self, name: &str) -> bool {
+        HeaderName::from_bytes(name.as_bytes()).is_ok_and(|n| self.get(&n).is_some())
+    }
+    fn append(&mut self, name: &str, value: &str) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            UpstreamHeaders::append(self, n, v);
+        }
+    }
+    fn set(&mut self, name: &str, value: &str) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            self.insert(n, v);
+        }
+    }
+    fn remove(&mut self, name: &str) {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            self.remove_name(&n);
+        }
+    }
+}
+
+impl crate::h1::Fields for UpstreamHeaders<'_> {
+    fn each_field(&self, f: &mut dyn FnMut(&HeaderName, &HeaderValue)) {
+        self.each(f);
+    }
+    fn has(&self, name: &HeaderName) -> bool {
+        self.get(name).is_some()
+    }
+}
+
 /// A pooled HTTP/1.1 client with TCP_NODELAY, [`IDLE_TIMEOUT`] and
 /// [`CONNECT_TIMEOUT`].
 pub fn client() -> UpstreamClient {
@@ -134,14 +318,17 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 /// A complete body.
 pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into())
-        .map_err(|never| match never {})
-        .boxed()
+    let body = body.into();
+    Body(if body.is_empty() {
+        Kind::Empty
+    } else {
+        Kind::Full(Some(body))
+    })
 }
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
+    Body(Kind::Empty)
 }
 
 /// A per-request random number (splitmix64 over a per-thread seed).
@@ -263,8 +450,8 @@ impl Log<'_> {
 /// Handles one downstream request, whatever its body type (hyper's
 /// `Incoming`, or an empty body on the HTTP/1.1 fast path).
 pub async fn handle<B>(
-    state: Arc<State>,
-    client: UpstreamClient,
+    state: &State,
+    client: &UpstreamClient,
     remote: SocketAddr,
     req: Request<B>,
 ) -> Result<Response<Body>, std::convert::Infallible>
@@ -289,7 +476,7 @@ where
         Decision::Route(m) => {
             let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
             log.route = m.route_name();
-            let resp = route(&rt, &client, &parts, body, remote, &m, &mut log).await;
+            let resp = route(&rt, client, &parts, body, remote, &m, &mut log).await;
             if let Some(a) = active {
                 if let Some(d) = log.upstream_time {
                     a.upstream_latency(d);
@@ -405,10 +592,7 @@ where
 {
     // Upstream headers: the downstream ones minus hop-by-hop, plus the
     // route's mutations and rewrites, plus forwarding headers.
-    // Room for the headers added below without growing the map.
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
-    headers.extend(parts.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-    strip_hop_by_hop(&mut headers);
+    let mut headers = UpstreamHeaders::new(&parts.headers);
     let upstream = m.apply_request(&mut headers);
     // The path goes into the request line as it is: it must be a valid
     // origin-form target (no spaces, no control bytes).
@@ -423,7 +607,7 @@ where
     };
     let host = upstream.host;
     let ip = ip_value(remote.ip());
-    let xff = match headers.get(X_FORWARDED_FOR) {
+    let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prev) => {
             let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
             v.extend_from_slice(prev.as_bytes());
@@ -439,7 +623,7 @@ where
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     // The downstream Host is already there when the route keeps it.
     if headers
-        .get(HOST)
+        .get(&HOST)
         .is_none_or(|h| h.as_bytes() != host.as_bytes())
     {
         if let Ok(v) = HeaderValue::from_str(&host) {
@@ -476,7 +660,7 @@ where
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
 
-    let mut body = Some(body.map_err(Into::into).boxed());
+    let mut body = Some(Body::new(body));
     let mut failure = Failure::NoHealthy;
     for attempt in 0..=max_retries {
         if attempt > 0 {
@@ -617,6 +801,43 @@ virtual_hosts:
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn upstream_headers_drop_hop_by_hop_and_apply_edits_over_the_downstream_map() {
+        use rauta_router::HeaderMapMut;
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-kept", "2"),
+            ("x-replaced", "old"),
+            ("x-removed", "gone"),
+            ("host", "a"),
+        ] {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        let mut u = UpstreamHeaders::new(&h);
+        HeaderMapMut::set(&mut u, "x-replaced", "new");
+        HeaderMapMut::remove(&mut u, "x-removed");
+        HeaderMapMut::append(&mut u, "x-kept", "3");
+        HeaderMapMut::append(&mut u, "x-added", "4");
+        HeaderMapMut::remove(&mut u, "x-added");
+        HeaderMapMut::append(&mut u, "bad name", "5");
+        assert_eq!(u.first("x-replaced"), Some("new"));
+        assert_eq!(u.first("x-kept"), Some("2"));
+        assert!(!u.contains("x-secret") && !u.contains("x-removed") && !u.contains("x-added"));
+        let mut seen = Vec::new();
+        u.each(|n, v| seen.push(format!("{}: {}", n, v.to_str().unwrap())));
+        assert_eq!(
+            seen,
+            ["x-kept: 2", "host: a", "x-replaced: new", "x-kept: 3"],
+            "downstream fields first, in their order, then the added ones"
+        );
+        // Nothing to drop: nothing is allocated for it.
+        let plain = HeaderMap::new();
+        assert_eq!(UpstreamHeaders::new(&plain).dropped.capacity(), 0);
     }
 
     #[test]
