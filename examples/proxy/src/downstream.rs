@@ -10,13 +10,16 @@
 //! whole connection, bytes already read included, to hyper's server, which
 //! serves it from then on. Both paths run the same handler, so routing,
 //! retries, timeouts, header mutations and stats do not depend on which one
-//! served a request.
+//! served a request. (The status line is always `HTTP/1.1` here; hyper
+//! mirrors an HTTP/1.0 upstream's.)
 //!
 //! Responses on the fast path: `content-length` when the body's size is
 //! known, else `transfer-encoding: chunked`; no body for `HEAD`, 1xx, 204 and
-//! 304; a `date` header when the handler set none; the connection closes
-//! after a request that asked for it (`connection: close`). Response
-//! trailers are dropped.
+//! 304 (a `HEAD` answered locally gets the length its `GET` would have); a
+//! `date` header when the handler set none; `connection: close`, and the
+//! connection closed, after a request that asked for it or a response a
+//! route marked so. A body that yields more or fewer bytes than its length
+//! closes the connection. Response trailers are dropped.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -90,13 +93,12 @@ pub async fn serve(
             Ok(r) => r,
             Err(never) => match never {},
         };
-        if write_response(&mut stream, &mut out, resp, head_request)
-            .await
-            .is_err()
-            || close
-        {
-            let _ = stream.shutdown().await;
-            return;
+        match write_response(&mut stream, &mut out, resp, head_request, close).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                let _ = stream.shutdown().await;
+                return;
+            }
         }
     }
 }
@@ -208,17 +210,22 @@ fn parse_request(buf: &mut BytesMut) -> Parse {
     Parse::Fast(r, close)
 }
 
-/// Encodes and writes one response.
+/// Encodes and writes one response; answers whether the connection stays
+/// open (not when the client or the response asked to close it).
 async fn write_response(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     resp: Response<Body>,
     head_request: bool,
-) -> io::Result<()> {
+    mut close: bool,
+) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let bodyless = head_request
         || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let length = if body.is_end_stream() {
@@ -226,6 +233,12 @@ async fn write_response(
     } else {
         body.size_hint().exact()
     };
+    // A `connection: close` a route added to the response is honoured.
+    close |= parts.headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -248,6 +261,18 @@ async fn write_response(
         push_date(out);
         out.extend_from_slice(b"\r\n");
     }
+    if close && !parts.headers.contains_key(CONNECTION) {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    // A HEAD answered here (not by an upstream, whose length is kept above)
+    // gets the length its GET would have.
+    if head_request && !no_body && !parts.headers.contains_key(CONTENT_LENGTH) {
+        if let Some(n) = length {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     let chunked = !bodyless && length.is_none();
     if !bodyless {
         match length {
@@ -263,9 +288,11 @@ async fn write_response(
     if bodyless {
         // Dropping the body drops its upstream connection unless it was
         // complete already.
-        return stream.write_all(out).await;
+        stream.write_all(out).await?;
+        return Ok(!close);
     }
-    let coalesce = length.is_some_and(|n| n as usize <= COALESCE);
+    let coalesce = length.is_some_and(|n| n <= COALESCE as u64);
+    let mut sent = 0u64;
     if !coalesce {
         stream.write_all(out).await?;
         out.clear();
@@ -282,6 +309,10 @@ async fn write_response(
         if data.is_empty() {
             continue;
         }
+        sent += data.len() as u64;
+        if length.is_some_and(|n| sent > n) {
+            return Err(io::Error::other("response body longer than its length"));
+        }
         if coalesce {
             out.extend_from_slice(&data);
         } else if chunked {
@@ -294,12 +325,15 @@ async fn write_response(
             stream.write_all_buf(&mut data).await?;
         }
     }
+    if length.is_some_and(|n| sent != n) {
+        return Err(io::Error::other("response body shorter than its length"));
+    }
     if coalesce {
         stream.write_all(out).await?;
     } else if chunked {
         stream.write_all(b"0\r\n\r\n").await?;
     }
-    Ok(())
+    Ok(!close)
 }
 
 /// Appends the current time as an HTTP date, formatted once a second.

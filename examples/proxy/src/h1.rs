@@ -27,12 +27,14 @@
 //! (`connection: close`, or HTTP/1.0 without `keep-alive`) and its body was
 //! read to the end with no byte beyond it. Idle connections are kept last in,
 //! first out, at most [`Pool::MAX_IDLE_PER_ENDPOINT`] per endpoint, for at
-//! most the pool's idle timeout. A connection the upstream closed while idle
-//! is noticed when it is taken (a read that does not block), and a request
+//! most the pool's idle timeout (expired ones are closed when the endpoint is
+//! next used, and by [`Pool::spawn_reaper`]). A connection the upstream
+//! closed while idle is usually noticed when it is taken (a read that does
+//! not block sees the close once the runtime has), and an idempotent request
 //! without a body whose reused connection fails before the first response
 //! byte is sent again once, on a new connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io;
 use std::mem::MaybeUninit;
@@ -124,9 +126,12 @@ struct Idle {
     since: Instant,
 }
 
+/// Idle connections per endpoint, oldest first.
+type IdleMap = HashMap<SocketAddr, VecDeque<Idle>, ahash::RandomState>;
+
 #[derive(Debug)]
 struct Inner {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, ahash::RandomState>>,
+    idle: Mutex<IdleMap>,
     idle_timeout: Duration,
     connect_timeout: Duration,
 }
@@ -156,7 +161,28 @@ impl Pool {
 
     /// How many idle connections the pool holds to `addr`.
     pub fn idle(&self, addr: SocketAddr) -> usize {
-        self.inner.lock().get(&addr).map_or(0, Vec::len)
+        self.inner.lock().get(&addr).map_or(0, VecDeque::len)
+    }
+
+    /// Closes every connection idle longer than the idle timeout and forgets
+    /// endpoints with none left.
+    pub fn reap(&self) {
+        self.inner.reap();
+    }
+
+    /// Runs [`reap`](Self::reap) every `period` on the current runtime, until
+    /// the pool is dropped.
+    pub fn spawn_reaper(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let pool = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                match pool.upgrade() {
+                    Some(inner) => inner.reap(),
+                    None => return,
+                }
+            }
+        })
     }
 
     /// Sends one request to `addr` and reads the response head. The
@@ -184,7 +210,10 @@ impl Pool {
         let mut body = Some(body);
         // A request without a body can be sent again if a reused
         // connection turns out to be closed.
-        let replayable = matches!(framing, ReqFraming::None { .. });
+        // Only for idempotent methods (RFC 9110 section 9.2.2): the
+        // upstream may have acted on the request before the connection died.
+        let replayable =
+            matches!(framing, ReqFraming::None { .. }) && crate::proxy::idempotent(method);
         let mut conn = self.checkout(addr);
         loop {
             let reused = conn.is_some();
@@ -233,37 +262,50 @@ impl Pool {
 
     /// An idle connection to `addr` that still looks open, if any.
     fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
-        let mut idle = self.inner.lock();
-        let list = idle.get_mut(&addr)?;
-        while let Some(Idle { conn, since }) = list.pop() {
-            if since.elapsed() > self.inner.idle_timeout {
-                // Last in, first out: everything below is older still.
-                list.clear();
-                return None;
-            }
-            // An open, quiet connection has nothing to read. This costs no
-            // system call unless the socket was marked readable.
-            let mut probe = [0u8; 1];
-            match conn.io.try_read(&mut probe) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
-                _ => continue,
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let mut found = None;
+        {
+            let mut idle = self.inner.lock();
+            let list = idle.get_mut(&addr)?;
+            self.inner.expire(list, now, &mut expired);
+            while let Some(Idle { conn, .. }) = list.pop_back() {
+                // An open, quiet connection has nothing to read. This costs
+                // no system call unless the socket was marked readable; a
+                // close the runtime has not seen yet is caught by the
+                // replay in `send` instead.
+                let mut probe = [0u8; 1];
+                match conn.io.try_read(&mut probe) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        found = Some(conn);
+                        break;
+                    }
+                    _ => expired.push(conn),
+                }
             }
         }
-        None
+        // Sockets close here, outside the lock.
+        drop(expired);
+        found
     }
 
     fn checkin(&self, addr: SocketAddr, conn: Conn) {
         if !conn.buf.is_empty() {
             return;
         }
-        let mut idle = self.inner.lock();
-        let list = idle.entry(addr).or_default();
-        if list.len() < Self::MAX_IDLE_PER_ENDPOINT {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut idle = self.inner.lock();
+            let list = idle.entry(addr).or_default();
+            self.inner.expire(list, now, &mut expired);
+            if list.len() < Self::MAX_IDLE_PER_ENDPOINT {
+                list.push_back(Idle { conn, since: now });
+            } else {
+                expired.push(conn);
+            }
         }
+        drop(expired);
     }
 
     /// Turns a parsed head into a response whose body reads from `conn`.
@@ -302,12 +344,32 @@ impl Pool {
 }
 
 impl Inner {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>, ahash::RandomState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves the connections of `list` idle past the timeout to `out`.
+    fn expire(&self, list: &mut VecDeque<Idle>, now: Instant, out: &mut Vec<Conn>) {
+        while list
+            .front()
+            .is_some_and(|i| now.saturating_duration_since(i.since) >= self.idle_timeout)
+        {
+            if let Some(i) = list.pop_front() {
+                out.push(i.conn);
+            }
+        }
+    }
+
+    fn reap(&self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        self.lock().retain(|_, list| {
+            self.expire(list, now, &mut expired);
+            !list.is_empty()
+        });
+        drop(expired);
     }
 }
 
@@ -379,9 +441,13 @@ async fn exchange(
     if let Err(e) = c.io.write_all(head).await {
         return Err(Exchange::Stale(Some(e)));
     }
-    if let (Some(mut body), ReqFraming::Length(_) | ReqFraming::Chunked) = (body, framing) {
-        let chunked = matches!(framing, ReqFraming::Chunked);
-        send_body(c, &mut body, chunked)
+    let length = match framing {
+        ReqFraming::None { .. } => Some(0),
+        ReqFraming::Length(n) => Some(n),
+        ReqFraming::Chunked => None,
+    };
+    if let (Some(mut body), false) = (body, length == Some(0)) {
+        send_body(c, &mut body, length)
             .await
             .map_err(Exchange::Failed)?;
     }
@@ -413,13 +479,22 @@ async fn exchange(
     }
 }
 
-async fn send_body(c: &mut Conn, body: &mut Body, chunked: bool) -> Result<(), Error> {
+/// Sends the request body: `length` bytes exactly (a body that yields more
+/// or fewer is an error: extra bytes would be read as another request), or
+/// chunked when `length` is `None`.
+async fn send_body(c: &mut Conn, body: &mut Body, length: Option<u64>) -> Result<(), Error> {
+    let chunked = length.is_none();
+    let mut sent = 0u64;
     let mut line = Vec::with_capacity(32);
     while let Some(frame) = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
         let frame = frame.map_err(Error::Body)?;
         if let Ok(mut data) = frame.into_data() {
             if data.is_empty() {
                 continue;
+            }
+            sent += data.len() as u64;
+            if length.is_some_and(|n| sent > n) {
+                return Err(Error::Body("request body longer than its length".into()));
             }
             if chunked {
                 line.clear();
@@ -433,8 +508,12 @@ async fn send_body(c: &mut Conn, body: &mut Body, chunked: bool) -> Result<(), E
         }
         // Request trailers are not forwarded.
     }
-    if chunked {
-        c.io.write_all(b"0\r\n\r\n").await?;
+    match length {
+        None => c.io.write_all(b"0\r\n\r\n").await?,
+        Some(n) if sent != n => {
+            return Err(Error::Body("request body shorter than its length".into()))
+        }
+        Some(_) => {}
     }
     Ok(())
 }
@@ -455,7 +534,14 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parse
         }
         Err(_) => return Err(Error::Protocol("malformed response head")),
     };
+    if len > MAX_HEAD {
+        return Err(Error::Protocol("response head too large"));
+    }
     let code = resp.code.unwrap_or(0);
+    if *method == Method::CONNECT && (200..300).contains(&code) {
+        // The connection would become a tunnel (RFC 9112 section 6.3).
+        return Err(Error::Protocol("CONNECT tunnels are not proxied"));
+    }
     if code == 101 {
         return Err(Error::Protocol(
             "101 switching protocols (upgrades are not proxied)",
@@ -526,6 +612,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parse
     }
     for name in connection_named {
         headers.remove(name);
+    }
+    if transfer_encoded {
+        // The transfer coding frames the body; a length beside it is wrong
+        // for every later hop (RFC 9112 section 6.3).
+        headers.remove(CONTENT_LENGTH);
     }
     let bodyless = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -604,14 +695,24 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// A `content-length` value: one number, or a list of equal ones (RFC 9110
+/// section 8.6 lets a recipient accept `5, 5`).
 fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
+    let mut length = None;
+    for part in v.split(|b| *b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })?;
+        if length.is_some_and(|l| l != n) {
+            return None;
+        }
+        length = Some(n);
     }
-    v.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    length
 }
 
 /// How a response body ends.
@@ -661,17 +762,23 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, Error> 
                 let line = line
                     .strip_suffix(b"\r")
                     .ok_or(Error::Protocol("bad chunk size line"))?;
-                // The size, then optional extensions after ';'.
-                let digits = line
-                    .split(|b| *b == b';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_ascii();
-                if digits.is_empty() || digits.len() > 15 {
+                // The size in hex, then optional whitespace and extensions
+                // after ';' (RFC 9112 section 7.1.1). Nothing else.
+                let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                if digits == 0 || digits > 15 {
                     return Err(Error::Protocol("bad chunk size"));
                 }
+                let rest = &line[digits..];
+                let ws = rest
+                    .iter()
+                    .take_while(|b| matches!(b, b' ' | b'\t'))
+                    .count();
+                let rest = &rest[ws..];
+                if !(rest.is_empty() || rest[0] == b';') || rest.contains(&b'\r') {
+                    return Err(Error::Protocol("bad chunk size line"));
+                }
                 let mut size = 0u64;
-                for d in digits {
+                for d in &line[..digits] {
                     let v = (*d as char)
                         .to_digit(16)
                         .ok_or(Error::Protocol("bad chunk size"))?;
@@ -714,7 +821,10 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, Error> 
                     }
                     return Ok(Step::NeedMore);
                 };
-                let empty = eol == 0 || (eol == 1 && buf[0] == b'\r');
+                if eol == 0 || buf[eol - 1] != b'\r' {
+                    return Err(Error::Protocol("trailer line without CRLF"));
+                }
+                let empty = eol == 1;
                 buf.advance(eol + 1);
                 if empty {
                     *state = Chunk::Done;
@@ -913,6 +1023,10 @@ mod tests {
         );
         assert_eq!(p.body, RespFraming::Chunked(Chunk::Size));
         assert!(!p.reuse);
+        assert!(
+            p.headers.get("content-length").is_none(),
+            "a length beside a transfer coding is not passed on"
+        );
         let p = final_head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");
         assert_eq!(p.body, RespFraming::Close);
         assert!(!p.reuse);
@@ -952,9 +1066,22 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
             "SSH-2.0-OpenSSH\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5,\r\n\r\n",
         ] {
             assert!(head(bad, &Method::GET).is_err(), "{bad:?}");
         }
+        // A tunnel is not proxied either.
+        assert!(head("HTTP/1.1 200 OK\r\n\r\n", &Method::CONNECT).is_err());
+        // The head limit holds however the bytes arrived.
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert!(head(&huge, &Method::GET).is_err());
+        // Equal repeated lengths are one length (RFC 9110 section 8.6).
+        let p = final_head("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n");
+        assert_eq!(p.body, RespFraming::Length(5));
         assert!(head("HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
             .unwrap()
             .is_none());
@@ -1011,6 +1138,10 @@ mod tests {
             b"5\r\nhelloXX0\r\n\r\n",
             b"10000000000000000\r\n",
             b"5\nhello\r\n0\r\n\r\n",
+            b"5\r;x\r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"0\r\nx-t: 1\n\r\n",
         ] {
             assert!(
                 dechunk(bad, 4).is_err(),
@@ -1018,5 +1149,105 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// An upstream that answers every request on a connection with `ok`.
+    async fn ok_upstream() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..i + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if s.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn idle_connections_go_after_the_idle_timeout() {
+        let addr = ok_upstream().await;
+        let get = |pool: Pool| async move {
+            let r = pool
+                .send(
+                    addr,
+                    &Method::GET,
+                    "/",
+                    &HeaderMap::new(),
+                    crate::proxy::empty(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        };
+        let keep = Pool::new(Duration::from_secs(3600), Duration::from_secs(1));
+        get(keep.clone()).await;
+        assert_eq!(keep.idle(addr), 1);
+        keep.reap();
+        assert_eq!(keep.idle(addr), 1, "not idle long enough to go");
+
+        let expire = Pool::new(Duration::ZERO, Duration::from_secs(1));
+        get(expire.clone()).await;
+        assert_eq!(expire.idle(addr), 1);
+        expire.reap();
+        assert_eq!(expire.idle(addr), 0);
+        assert!(expire.inner.lock().is_empty(), "the endpoint is forgotten");
+        // Taking one expires the rest first.
+        get(expire.clone()).await;
+        get(expire.clone()).await;
+        assert_eq!(expire.idle(addr), 1);
+    }
+
+    /// A body whose size hint promises `promised` bytes and yields `actual`.
+    struct Lying {
+        promised: u64,
+        actual: Option<Bytes>,
+    }
+
+    impl hyper::body::Body for Lying {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.actual.take().map(|d| Ok(Frame::data(d))))
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.promised)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_body_must_match_its_length() {
+        let addr = ok_upstream().await;
+        let pool = Pool::new(Duration::from_secs(60), Duration::from_secs(1));
+        for (promised, actual) in [(3, "abcde"), (5, "abc")] {
+            let body = Body::new(Lying {
+                promised,
+                actual: Some(Bytes::from(actual)),
+            });
+            let r = pool
+                .send(addr, &Method::POST, "/", &HeaderMap::new(), body)
+                .await;
+            assert!(matches!(r, Err(Error::Body(_))), "{promised} vs {actual}");
+        }
+        assert_eq!(
+            pool.idle(addr),
+            0,
+            "a connection left mid-request is not reused"
+        );
     }
 }

@@ -229,6 +229,15 @@ impl Proxy {
 
 async fn serve(listener: TcpListener, state: Arc<State>) {
     let client = proxy::client();
+    // Closes upstream connections idle past their timeout; stops with this
+    // task.
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _reaper = AbortOnDrop(client.spawn_reaper(Duration::from_secs(5)));
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,

@@ -1,13 +1,11 @@
 //! One request: route, answer locally or pick an endpoint and forward, with
 //! retries and timeouts; then stats and an access log line.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
-use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
@@ -228,6 +226,20 @@ impl<'a> UpstreamHeaders<'a> {
         base.or_else(|| self.added.iter().find(|(n, _)| n == name).map(|(_, v)| v))
     }
 
+    /// The value of `name` if the upstream will see exactly one.
+    pub fn only(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        let base = (!self.is_dropped(name))
+            .then(|| self.base.get_all(name).iter())
+            .into_iter()
+            .flatten();
+        let added = self.added.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+        let mut all = base.chain(added);
+        match (all.next(), all.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Replaces every value of `name` with `value`.
     pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
         self.remove_name(&name);
@@ -394,6 +406,12 @@ impl Failure {
     }
 }
 
+/// Whether `path` can go into a request line: starts with `/`, and has no
+/// byte that ends or splits it (controls, space, DEL) and no fragment.
+fn valid_target(path: &str) -> bool {
+    path.starts_with('/') && path.bytes().all(|b| b > b' ' && b != 0x7f && b != b'#')
+}
+
 /// Whether `retry_on` allows retrying after `failure` or `status`.
 fn retriable(p: &RetryPolicy, failure: Option<Failure>, status: Option<u16>) -> bool {
     p.retry_on
@@ -410,7 +428,7 @@ fn retriable(p: &RetryPolicy, failure: Option<Failure>, status: Option<u16>) -> 
         })
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -471,6 +489,17 @@ where
         }
     };
     let mut log = Log::new();
+    // RFC 9112 section 3.2: more than one Host is a 400 (which one would be
+    // routed and which one would an upstream believe?).
+    if parts.headers.get_all(HOST).iter().nth(1).is_some() {
+        log.detail = "multiple host headers";
+        let resp = text(
+            StatusCode::BAD_REQUEST,
+            "bad request: multiple host headers\n",
+        );
+        access_log(&parts, &resp, &log, started, &request_id, remote);
+        return Ok(resp);
+    }
     let decision = rt.snapshot.route(&parts, random_u64());
     let resp = match decision {
         Decision::Route(m) => {
@@ -506,6 +535,19 @@ where
             text(StatusCode::NOT_FOUND, "no route\n")
         }
     };
+    access_log(&parts, &resp, &log, started, &request_id, remote);
+    Ok(resp)
+}
+
+/// The access log line (target `rauta_proxy::access`, level info).
+fn access_log(
+    parts: &http::request::Parts,
+    resp: &Response<Body>,
+    log: &Log<'_>,
+    started: Instant,
+    request_id: &HeaderValue,
+    remote: SocketAddr,
+) {
     tracing::info!(
         target: "rauta_proxy::access",
         method = %parts.method,
@@ -522,7 +564,6 @@ where
         request_id = request_id.to_str().unwrap_or("-"),
         remote = %remote,
     );
-    Ok(resp)
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response<Body> {
@@ -594,17 +635,13 @@ where
     // route's mutations and rewrites, plus forwarding headers.
     let mut headers = UpstreamHeaders::new(&parts.headers);
     let upstream = m.apply_request(&mut headers);
-    // The path goes into the request line as it is: it must be a valid
-    // origin-form target (no spaces, no control bytes).
-    let path = match upstream.path {
-        Cow::Borrowed(p) if p == parts.uri.path_and_query().map_or("/", |pq| pq.as_str()) => {
-            Cow::Borrowed(p)
-        }
-        p => match PathAndQuery::try_from(&*p) {
-            Ok(_) => p,
-            Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream path\n"),
-        },
-    };
+    // The path goes into the request line as it is: it must be an
+    // origin-form target (RFC 9112 section 3.2.1).
+    let path = upstream.path;
+    if !valid_target(&path) {
+        log.detail = "bad upstream path";
+        return text(StatusCode::BAD_REQUEST, "bad upstream path\n");
+    }
     let host = upstream.host;
     let ip = ip_value(remote.ip());
     let xff = match headers.get(&X_FORWARDED_FOR) {
@@ -621,13 +658,15 @@ where
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    // The downstream Host is already there when the route keeps it.
+    // Exactly one Host, the routed one. The downstream field is reused
+    // when it is already that.
     if headers
-        .get(&HOST)
+        .only(&HOST)
         .is_none_or(|h| h.as_bytes() != host.as_bytes())
     {
-        if let Ok(v) = HeaderValue::from_str(&host) {
-            headers.insert(HOST, v);
+        match HeaderValue::from_str(&host) {
+            Ok(v) => headers.insert(HOST, v),
+            Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream host\n"),
         }
     }
 

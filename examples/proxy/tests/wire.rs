@@ -55,6 +55,12 @@ fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
             true,
         ),
         (_, "/garbage") => (b"this is not http\r\n\r\n".to_vec(), true),
+        (_, "/read-and-close") => (Vec::new(), true),
+        (_, "/te-and-cl") => (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"
+                .to_vec(),
+            false,
+        ),
         (_, "/answer-and-close") => (
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             true,
@@ -63,15 +69,24 @@ fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
     }
 }
 
-/// A raw HTTP/1.1 upstream answering from [`scripted`]; counts connections.
-async fn scripted_upstream() -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+/// What a scripted upstream counts.
+#[derive(Default)]
+struct Counts {
+    connections: AtomicU64,
+    /// Requests for `/read-and-close`.
+    read_and_close: AtomicU64,
+}
+
+/// A raw HTTP/1.1 upstream answering from [`scripted`].
+async fn scripted_upstream() -> (SocketAddr, Arc<Counts>, tokio::task::JoinHandle<()>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let conns = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&conns);
+    let counts = Arc::new(Counts::default());
+    let counted = Arc::clone(&counts);
     let task = tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            counted.fetch_add(1, Ordering::Relaxed);
+            counted.connections.fetch_add(1, Ordering::Relaxed);
+            let counted = Arc::clone(&counted);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -91,6 +106,9 @@ async fn scripted_upstream() -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHa
                     let mut words = head.split(' ');
                     let method = words.next().unwrap_or("");
                     let path = words.next().unwrap_or("");
+                    if path == "/read-and-close" {
+                        counted.read_and_close.fetch_add(1, Ordering::Relaxed);
+                    }
                     let (reply, close) = scripted(method, path);
                     if s.write_all(&reply).await.is_err() || close {
                         return;
@@ -99,7 +117,7 @@ async fn scripted_upstream() -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHa
             });
         }
     });
-    (addr, conns, task)
+    (addr, counts, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,11 +166,43 @@ async fn upstream_framings_reach_the_client_intact() {
     // And the connections that served them are not reused.
     let r = get(&c, addr, "x", "/length").await;
     assert_eq!(r.body, "hello");
+
+    // A transfer coding beside a length: the coding frames the body, and
+    // the stale length is not passed on, on either downstream path.
+    for client in [http1(), h2c()] {
+        let r = get(&client, addr, "x", "/te-and-cl").await;
+        assert_eq!(r.body, "0123456789", "{:?}", r.version);
+        assert!(r.headers.get("content-length").is_none_or(|v| v == "10"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_idempotent_requests_are_sent_twice_after_a_dead_connection() {
+    let (up, counts, _task) = scripted_upstream().await;
+    let proxy = start(&one_cluster(up)).await;
+    let addr = proxy.addr();
+    let warm = || async { get(&http1(), addr, "x", "/length").await };
+    // A POST without a body on a pooled connection that the upstream reads
+    // and closes: it may have acted on it, so it is not sent again.
+    warm().await;
+    let out = raw(
+        addr,
+        "POST /read-and-close HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+    assert_eq!(counts.read_and_close.load(Ordering::Relaxed), 1);
+    // A GET is: once on the pooled connection, once on a new one.
+    warm().await;
+    let r = get(&http1(), addr, "x", "/read-and-close").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(counts.read_and_close.load(Ordering::Relaxed), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_are_reused_and_dead_ones_are_not_trusted() {
-    let (up, conns, _task) = scripted_upstream().await;
+    let (up, counts, _task) = scripted_upstream().await;
+    let conns = &counts.connections;
     let proxy = start(&one_cluster(up)).await;
     let c = http1();
     for _ in 0..20 {
@@ -228,6 +278,7 @@ async fn the_fast_path_closes_when_asked_and_hands_odd_requests_to_hyper() {
     .await;
     assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
     assert!(out.contains("\r\ndate: "), "{out}");
+    assert!(out.contains("\r\nconnection: close\r\n"), "{out}");
     assert!(out.contains("\"path\":\"/a\""), "{out}");
 
     // HTTP/1.0: hyper answers, and closes (no keep-alive asked for).
@@ -238,5 +289,37 @@ async fn the_fast_path_closes_when_asked_and_hands_odd_requests_to_hyper() {
     // A malformed request line gets hyper's 400.
     let out = raw(proxy.addr(), "GET /a b c\r\n\r\n").await;
     assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+
+    // Two Host fields: 400 on both paths, nothing reaches the upstream.
+    for wire in [
+        "GET /two HTTP/1.1\r\nhost: a\r\nhost: evil\r\nconnection: close\r\n\r\n",
+        "POST /two HTTP/1.1\r\nhost: a\r\nhost: evil\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx",
+    ] {
+        let out = raw(proxy.addr(), wire).await;
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(out.contains("multiple host headers"), "{out}");
+    }
     assert_eq!(echo.served(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_requests_answered_locally_carry_their_length() {
+    let proxy = start(
+        r#"
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes: [{name: r, match: {prefix: /}, action: {direct_response: {status: 200, body: "twelve bytes"}}}]
+"#,
+    )
+    .await;
+    let out = raw(
+        proxy.addr(),
+        "HEAD / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("\r\ncontent-length: 12\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "no body: {out}");
 }
