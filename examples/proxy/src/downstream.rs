@@ -65,6 +65,7 @@ pub async fn serve(
 ) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut timer = proxy::ConnTimer::default();
     loop {
         let (req, close) = loop {
             if !buf.is_empty() {
@@ -89,7 +90,7 @@ pub async fn serve(
             }
         };
         let head_request = req.method() == Method::HEAD;
-        let resp = match proxy::handle(&state, &client, remote, req).await {
+        let resp = match proxy::handle(&state, &client, remote, req, Some(&mut timer)).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
@@ -110,7 +111,7 @@ where
 {
     let svc = service_fn(move |req| {
         let (state, client) = (Arc::clone(&state), client.clone());
-        async move { proxy::handle(&state, &client, remote, req).await }
+        async move { proxy::handle(&state, &client, remote, req, None).await }
     });
     let conn = auto::Builder::new(TokioExecutor::new());
     if let Err(e) = conn.serve_connection(TokioIo::new(io), svc).await {

@@ -189,7 +189,9 @@ impl Pool {
     /// response body streams from the connection.
     ///
     /// `headers` are written as they are, except `content-length` and
-    /// `transfer-encoding`, which follow from `body`.
+    /// `transfer-encoding`, which follow from `body`. `now` is about when the
+    /// request is sent: the pool's idle bookkeeping uses it instead of
+    /// reading the clock again (a connection's idle time counts from it).
     pub async fn send(
         &self,
         addr: SocketAddr,
@@ -197,6 +199,7 @@ impl Pool {
         path: &str,
         headers: &(dyn Fields + Sync),
         body: Body,
+        now: Instant,
     ) -> Result<Response<Body>, Error> {
         let had_length = headers.has(&CONTENT_LENGTH);
         let framing = if body.is_end_stream() {
@@ -214,12 +217,14 @@ impl Pool {
         // upstream may have acted on the request before the connection died.
         let replayable =
             matches!(framing, ReqFraming::None { .. }) && crate::proxy::idempotent(method);
-        let mut conn = self.checkout(addr);
+        let mut conn = self.checkout(addr, now);
         loop {
             let reused = conn.is_some();
             let mut c = match conn.take() {
                 Some(c) => c,
-                None => self.connect(addr).await?,
+                // Boxed: a connect is rare next to a pooled exchange, and
+                // its large future inline would be copied on every request.
+                None => Box::pin(self.connect(addr)).await?,
             };
             let mut head = std::mem::take(&mut c.head);
             head.clear();
@@ -227,7 +232,7 @@ impl Pool {
             let sent = exchange(&mut c, &head, framing, body.take(), method).await;
             c.head = head;
             match sent {
-                Ok(parsed) => return Ok(self.respond(addr, c, parsed)),
+                Ok(parsed) => return Ok(self.respond(addr, c, parsed, now)),
                 Err(Exchange::Stale(_)) if reused && replayable => continue,
                 Err(Exchange::Stale(e)) => {
                     return Err(Error::Io(e.unwrap_or_else(|| {
@@ -261,8 +266,7 @@ impl Pool {
     }
 
     /// An idle connection to `addr` that still looks open, if any.
-    fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
-        let now = Instant::now();
+    fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<Conn> {
         let mut expired = Vec::new();
         let mut found = None;
         {
@@ -289,11 +293,10 @@ impl Pool {
         found
     }
 
-    fn checkin(&self, addr: SocketAddr, conn: Conn) {
+    fn checkin(&self, addr: SocketAddr, conn: Conn, now: Instant) {
         if !conn.buf.is_empty() {
             return;
         }
-        let now = Instant::now();
         let mut expired = Vec::new();
         {
             let mut idle = self.inner.lock();
@@ -309,7 +312,13 @@ impl Pool {
     }
 
     /// Turns a parsed head into a response whose body reads from `conn`.
-    fn respond(&self, addr: SocketAddr, mut conn: Conn, head: Parsed) -> Response<Body> {
+    fn respond(
+        &self,
+        addr: SocketAddr,
+        mut conn: Conn,
+        head: Parsed,
+        now: Instant,
+    ) -> Response<Body> {
         let mut resp = Response::new(crate::proxy::empty());
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
@@ -317,7 +326,7 @@ impl Pool {
         match head.body {
             RespFraming::None => {
                 if head.reuse {
-                    self.checkin(addr, conn);
+                    self.checkin(addr, conn, now);
                 }
             }
             RespFraming::Length(n) if (conn.buf.len() as u64) >= n => {
@@ -326,7 +335,7 @@ impl Pool {
                 let body = conn.buf.split_to(n as usize).freeze();
                 *resp.body_mut() = full(body);
                 if head.reuse {
-                    self.checkin(addr, conn);
+                    self.checkin(addr, conn, now);
                 }
             }
             framing => {
@@ -336,6 +345,7 @@ impl Pool {
                     reuse: head.reuse,
                     pool: self.clone(),
                     addr,
+                    since: now,
                 });
             }
         }
@@ -447,7 +457,8 @@ async fn exchange(
         ReqFraming::Chunked => None,
     };
     if let (Some(mut body), false) = (body, length == Some(0)) {
-        send_body(c, &mut body, length)
+        // Boxed for the same reason: most requests have no body.
+        Box::pin(send_body(c, &mut body, length))
             .await
             .map_err(Exchange::Failed)?;
     }
@@ -849,6 +860,8 @@ pub struct UpstreamBody {
     reuse: bool,
     pool: Pool,
     addr: SocketAddr,
+    /// When the request was sent (the idle clock starts from it).
+    since: Instant,
 }
 
 impl UpstreamBody {
@@ -883,7 +896,7 @@ impl UpstreamBody {
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.reuse {
-                self.pool.checkin(self.addr, conn);
+                self.pool.checkin(self.addr, conn, self.since);
             }
         }
     }
@@ -1187,6 +1200,7 @@ mod tests {
                     "/",
                     &HeaderMap::new(),
                     crate::proxy::empty(),
+                    Instant::now(),
                 )
                 .await
                 .unwrap();
@@ -1240,7 +1254,14 @@ mod tests {
                 actual: Some(Bytes::from(actual)),
             });
             let r = pool
-                .send(addr, &Method::POST, "/", &HeaderMap::new(), body)
+                .send(
+                    addr,
+                    &Method::POST,
+                    "/",
+                    &HeaderMap::new(),
+                    body,
+                    Instant::now(),
+                )
                 .await;
             assert!(matches!(r, Err(Error::Body(_))), "{promised} vs {actual}");
         }

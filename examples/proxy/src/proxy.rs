@@ -28,7 +28,9 @@ pub struct Body(Kind);
 enum Kind {
     Empty,
     Full(Option<Bytes>),
-    Upstream(crate::h1::UpstreamBody),
+    // Boxed: small responses arrive whole (`Full`), and a body type this
+    // large would be copied with every future that holds one.
+    Upstream(Box<crate::h1::UpstreamBody>),
     Boxed(BoxBody<Bytes, BoxError>),
 }
 
@@ -43,7 +45,7 @@ impl Body {
     }
 
     pub(crate) fn upstream(body: crate::h1::UpstreamBody) -> Body {
-        Body(Kind::Upstream(body))
+        Body(Kind::Upstream(Box::new(body)))
     }
 }
 
@@ -59,7 +61,7 @@ impl hyper::body::Body for Body {
         match &mut self.0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(hyper::body::Frame::data(d)))),
-            Kind::Upstream(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Kind::Upstream(b) => std::pin::Pin::new(&mut **b).poll_frame(cx),
             Kind::Boxed(b) => std::pin::Pin::new(b).poll_frame(cx),
         }
     }
@@ -146,7 +148,9 @@ fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
 
 /// Whether `name` is one of the hop-by-hop fields (RFC 9110 section 7.6.1).
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.iter().any(|h| h == name)
+    // Only names of these lengths can be one: most fields are ruled out
+    // without a comparison.
+    matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19) && HOP_BY_HOP.iter().any(|h| h == name)
 }
 
 /// Removes the hop-by-hop headers, and the headers the `Connection` header
@@ -343,6 +347,59 @@ pub fn empty() -> Body {
     Body(Kind::Empty)
 }
 
+/// A downstream connection's upstream timer, reused by its requests.
+///
+/// A fresh `tokio::time::timeout` per request registers an entry in the
+/// timer wheel and removes it again, every time. Requests on one connection
+/// come one after another with deadlines that only move later, so this
+/// timer is left armed at an earlier deadline and re-armed only when it
+/// fires before the request's own deadline (or when a request's deadline
+/// is earlier than the armed one). Timeouts still fire on time.
+#[derive(Debug)]
+pub struct ConnTimer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Default for ConnTimer {
+    fn default() -> Self {
+        // Not registered until first polled.
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        ConnTimer {
+            sleep: Box::pin(tokio::time::sleep_until(far)),
+        }
+    }
+}
+
+impl ConnTimer {
+    /// Runs `fut` until it finishes (`Some`) or `end` passes (`None`).
+    pub async fn within<F: std::future::Future>(
+        &mut self,
+        end: tokio::time::Instant,
+        fut: F,
+    ) -> Option<F::Output> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        if self.sleep.deadline() > end {
+            self.sleep.as_mut().reset(end);
+        }
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            while self.sleep.as_mut().poll(cx).is_ready() {
+                if self.sleep.deadline() >= end {
+                    return Poll::Ready(None);
+                }
+                // Fired at an earlier request's deadline: wait for ours.
+                self.sleep.as_mut().reset(end);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 /// A per-request random number (splitmix64 over a per-thread seed).
 pub fn random_u64() -> u64 {
     use std::cell::Cell;
@@ -467,11 +524,15 @@ impl Log<'_> {
 
 /// Handles one downstream request, whatever its body type (hyper's
 /// `Incoming`, or an empty body on the HTTP/1.1 fast path).
+///
+/// `timer` is the connection's reusable upstream timer, if it has one;
+/// without it each attempt uses a `tokio::time::timeout` of its own.
 pub async fn handle<B>(
     state: &State,
     client: &UpstreamClient,
     remote: SocketAddr,
     req: Request<B>,
+    timer: Option<&mut ConnTimer>,
 ) -> Result<Response<Body>, std::convert::Infallible>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
@@ -505,7 +566,16 @@ where
         Decision::Route(m) => {
             let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
             log.route = m.route_name();
-            let resp = route(&rt, client, &parts, body, remote, &m, &mut log).await;
+            let mut resp = match local_answer(&rt, &m, &mut log) {
+                Some(r) => r,
+                None => match rt.clusters.get(log.cluster) {
+                    Some(c) => {
+                        forward(&rt, client, c, &parts, body, remote, &m, &mut log, timer).await
+                    }
+                    None => text(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"),
+                },
+            };
+            m.apply_response(resp.headers_mut());
             if let Some(a) = active {
                 if let Some(d) = log.upstream_time {
                     a.upstream_latency(d);
@@ -574,21 +644,11 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     r
 }
 
-/// Acts on a matched route.
-async fn route<'a, B>(
-    rt: &Runtime,
-    client: &UpstreamClient,
-    parts: &http::request::Parts,
-    body: B,
-    remote: SocketAddr,
-    m: &RouteMatch<'a>,
-    log: &mut Log<'a>,
-) -> Response<Body>
-where
-    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: Into<BoxError>,
-{
-    let mut resp = match m.action() {
+/// A matched route's local answer, or `None` when it forwards to a cluster
+/// (a plain function: an async one would nest, and copy, the forwarding
+/// future once more per request).
+fn local_answer<'a>(rt: &Runtime, m: &RouteMatch<'a>, log: &mut Log<'a>) -> Option<Response<Body>> {
+    Some(match m.action() {
         ActionKind::Redirect { status } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
             redirect(status, &m.redirect_location().unwrap_or_default())
@@ -599,20 +659,16 @@ where
         ),
         ActionKind::Forward { cluster } => {
             log.cluster = cluster;
-            match rt.clusters.get(cluster) {
-                Some(c) => forward(rt, client, c, parts, body, remote, m, log).await,
-                None => {
-                    log.detail = "cluster not found";
-                    let s = StatusCode::from_u16(m.cluster_not_found_status())
-                        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                    text(s, "cluster not found\n")
-                }
+            if rt.clusters.contains_key(cluster) {
+                return None;
             }
+            log.detail = "cluster not found";
+            let s = StatusCode::from_u16(m.cluster_not_found_status())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            text(s, "cluster not found\n")
         }
         _ => text(StatusCode::INTERNAL_SERVER_ERROR, "unsupported action\n"),
-    };
-    m.apply_response(resp.headers_mut());
-    resp
+    })
 }
 
 /// Forwards to one cluster: pick, send, retry per the route's policy.
@@ -626,6 +682,7 @@ async fn forward<B>(
     remote: SocketAddr,
     m: &RouteMatch<'_>,
     log: &mut Log<'_>,
+    mut timer: Option<&mut ConnTimer>,
 ) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
@@ -720,17 +777,19 @@ where
         let addr = ep.address();
         log.upstream = Some(addr);
         let _load = ep.start_request();
+        // One clock read serves the pool, the attempt's deadline and both
+        // stats.
+        let sent = Instant::now();
         let req = client.send(
             addr,
             &parts.method,
             &path,
             &headers,
             body.take().unwrap_or_else(empty),
+            sent,
         );
 
         // This attempt ends at the per-try timeout or the route deadline.
-        // One clock read serves the deadline and both stats.
-        let sent = Instant::now();
         let now = tokio::time::Instant::from_std(sent);
         let try_end = match (deadline, per_try) {
             (Some(d), Some(t)) => Some(d.min(now + t)),
@@ -739,9 +798,10 @@ where
             (None, None) => None,
         };
         let up = cluster.stats().start_at(sent);
-        let result = match try_end {
-            Some(end) => tokio::time::timeout_at(end, req).await,
-            None => Ok(req.await),
+        let result = match (try_end, timer.as_deref_mut()) {
+            (Some(end), Some(t)) => t.within(end, req).await.ok_or(()),
+            (Some(end), None) => tokio::time::timeout_at(end, req).await.map_err(|_| ()),
+            (None, _) => Ok(req.await),
         };
         let outcome = match result {
             Err(_) => {
@@ -877,6 +937,33 @@ virtual_hosts:
         // Nothing to drop: nothing is allocated for it.
         let plain = HeaderMap::new();
         assert_eq!(UpstreamHeaders::new(&plain).dropped.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_timer_fires_at_each_requests_deadline_not_before() {
+        use tokio::time::Instant;
+        let mut t = ConnTimer::default();
+        let never = std::future::pending::<()>;
+        // Done in time: the value.
+        let far = Instant::now() + Duration::from_secs(60);
+        assert_eq!(t.within(far, async { 7 }).await, Some(7));
+        // A deadline already past: at once.
+        assert_eq!(t.within(Instant::now(), never()).await, None);
+        // Armed at an earlier request's deadline, which passes first: the
+        // timer re-arms and waits for this request's own deadline.
+        let early = Instant::now() + Duration::from_millis(5);
+        assert_eq!(t.within(early, async { 1 }).await, Some(1));
+        let start = Instant::now();
+        let end = start + Duration::from_millis(30);
+        assert_eq!(t.within(end, never()).await, None);
+        assert!(Instant::now() >= end, "fired before the deadline");
+        // A later request with an earlier deadline than the armed one.
+        let _ = t
+            .within(Instant::now() + Duration::from_secs(60), async {})
+            .await;
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert_eq!(t.within(soon, never()).await, None);
+        assert!(Instant::now() >= soon);
     }
 
     #[test]
