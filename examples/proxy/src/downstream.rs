@@ -154,14 +154,21 @@ fn parse_request(buf: &mut BytesMut) -> Parse {
     if method == Method::CONNECT {
         return Parse::HandOver;
     }
-    // Offsets into the head, so that the URI and the values can share one
-    // frozen buffer instead of being copied.
+    // One copy of the head, which the URI and the values share; the read
+    // buffer stays unshared, and is consumed only once the fast path takes
+    // the request (hyper gets it untouched otherwise).
+    let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let path_at = (path.as_ptr() as usize - base, path.len());
-    let mut fields = [Field::default(); MAX_HEADERS];
-    let n = req.headers.len();
+    let at = |s: &[u8]| s.as_ptr() as usize - base;
+    let Ok(uri) =
+        Uri::from_maybe_shared(head.slice(at(path.as_bytes())..at(path.as_bytes()) + path.len()))
+    else {
+        return Parse::HandOver; // hyper answers a bad target with 400
+    };
+    // One spare slot: the handler adds `x-request-id` when it is missing.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 1);
     let mut close = false;
-    for (i, h) in req.headers.iter().enumerate() {
+    for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             if h.value.trim_ascii() != b"0" {
@@ -178,31 +185,12 @@ fn parse_request(buf: &mut BytesMut) -> Parse {
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
-        fields[i] = Field::locate(base, h);
+        let Some((name, value)) = Field::locate(base, h).take(&head) else {
+            return Parse::HandOver;
+        };
+        headers.append(name, value);
     }
-    let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1)) else {
-        // Put it back: hyper answers a bad target with 400.
-        let mut back = BytesMut::from(&head[..]);
-        back.extend_from_slice(buf);
-        *buf = back;
-        return Parse::HandOver;
-    };
-    // One spare slot: the handler adds `x-request-id` when it is missing.
-    let mut headers = HeaderMap::with_capacity(n + 1);
-    for f in &fields[..n] {
-        match f.take(&head) {
-            Some((name, value)) => {
-                headers.append(name, value);
-            }
-            None => {
-                let mut back = BytesMut::from(&head[..]);
-                back.extend_from_slice(buf);
-                *buf = back;
-                return Parse::HandOver;
-            }
-        }
-    }
+    buf.advance(len);
     let mut r = Request::new(Empty::new());
     *r.method_mut() = method;
     *r.uri_mut() = uri;

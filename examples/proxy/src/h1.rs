@@ -568,25 +568,21 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parse
     } else {
         Version::HTTP_11
     };
-    // Offsets of each field inside the head, so the values can share one
-    // frozen buffer instead of being copied.
+    // One copy of the head, which the values share; the read buffer stays
+    // unshared, so reusing it costs nothing.
+    let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let mut fields = [Field::default(); MAX_HEADERS];
-    let n = resp.headers.len();
-    for (f, h) in fields.iter_mut().zip(resp.headers.iter()) {
-        *f = Field::locate(base, h);
-    }
-    let head = buf.split_to(len).freeze();
-
-    let mut headers = HeaderMap::with_capacity(n);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoded = false;
     let mut close = version == Version::HTTP_10;
     // Fields the `connection` field names as hop-by-hop (rare).
     let mut connection_named: Vec<HeaderName> = Vec::new();
-    for f in &fields[..n] {
-        let (name, value) = f.take(&head).ok_or(Error::Protocol("bad header field"))?;
+    for h in resp.headers.iter() {
+        let (name, value) = Field::locate(base, h)
+            .take(&head)
+            .ok_or(Error::Protocol("bad header field"))?;
         if name == CONTENT_LENGTH {
             let n = parse_length(value.as_bytes()).ok_or(Error::Protocol("bad content-length"))?;
             if length.is_some_and(|l| l != n) {
@@ -654,6 +650,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parse
         close = true;
         RespFraming::Close
     };
+    buf.advance(len);
     Ok(Some(Some(Parsed {
         status,
         version,
@@ -685,10 +682,38 @@ impl Field {
     pub(crate) fn take(&self, head: &Bytes) -> Option<(HeaderName, HeaderValue)> {
         let (na, nl) = (self.name.0 as usize, self.name.1 as usize);
         let (va, vl) = (self.value.0 as usize, self.value.1 as usize);
-        let name = HeaderName::from_bytes(head.get(na..na + nl)?).ok()?;
+        let name = header_name(head.get(na..na + nl)?)?;
         let value = HeaderValue::from_maybe_shared(head.slice(va..va + vl)).ok()?;
         Some((name, value))
     }
+}
+
+/// `raw` as a header name. Peers send the same few names on every message,
+/// so the names parsed last are kept per thread (64 slots, by length and
+/// first and last byte); a hit costs a case-insensitive comparison instead
+/// of a parse.
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    use std::cell::RefCell;
+    const SLOTS: usize = 64;
+    thread_local! {
+        static NAMES: RefCell<[Option<HeaderName>; SLOTS]> =
+            const { RefCell::new([const { None }; SLOTS]) };
+    }
+    let (&first, &last) = (raw.first()?, raw.last()?);
+    let slot = (raw.len() * 7 + usize::from(first | 0x20) * 3 + usize::from(last | 0x20)) % SLOTS;
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(n) = &names[slot] {
+            // A name equal to a valid one but for ASCII case is valid, and
+            // names are case-insensitive.
+            if n.as_str().as_bytes().eq_ignore_ascii_case(raw) {
+                return Some(n.clone());
+            }
+        }
+        let n = HeaderName::from_bytes(raw).ok()?;
+        names[slot] = Some(n.clone());
+        Some(n)
+    })
 }
 
 /// Appends `n` in decimal.
@@ -1098,6 +1123,26 @@ mod tests {
         assert!(head("HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn cached_header_names_are_the_parsed_ones() {
+        for raw in [
+            "Content-Type",
+            "content-type",
+            "CONTENT-TYPE",
+            "X-Custom-1",
+            "x-custom-2",
+            "Content-Length",
+            "X-Custom-1",
+        ] {
+            let want = HeaderName::from_bytes(raw.as_bytes()).unwrap();
+            assert_eq!(header_name(raw.as_bytes()), Some(want.clone()), "{raw}");
+            assert_eq!(header_name(raw.as_bytes()), Some(want), "{raw} again");
+        }
+        for bad in ["", "bad name", "x\u{1}y", "caf\u{e9}"] {
+            assert_eq!(header_name(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 
     #[test]
