@@ -1,9 +1,10 @@
 //! rauta-proxy: the reference proxy built on the RAUTA crates.
 //!
-//! HTTP/1.1 and h2c in (hyper 1 and hyper-util), routed by
-//! [`rauta_router`], balanced by [`rauta_balance`], counted by
-//! [`rauta_stats`], forwarded over a pooled HTTP/1.1 client ([`h1`]). It is meant to
-//! be read and copied: each module is one concern.
+//! HTTP/1.1 and h2c in (a fast path for body-less HTTP/1.1 requests, hyper 1
+//! for the rest: [`downstream`]), routed by [`rauta_router`], balanced by
+//! [`rauta_balance`], counted by [`rauta_stats`], forwarded over a pooled
+//! HTTP/1.1 client ([`h1`]). It is meant to be read and copied: each module
+//! is one concern.
 //!
 //! | module | what it does |
 //! |---|---|
