@@ -268,6 +268,23 @@ async fn pipelined_requests_keep_their_order_across_the_hand_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_request_body_goes_upstream_chunked_and_whole() {
+    let echo = Upstream::new("echo").spawn().await.unwrap();
+    let proxy = start(&one_cluster(echo.addr())).await;
+    // A body of unknown length (chunked downstream) is sent chunked
+    // upstream; the echo counts every byte of it.
+    let out = raw(
+        proxy.addr(),
+        "POST /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("\"body_len\":8"), "{out}");
+    assert!(out.contains("\"transfer-encoding\":\"chunked\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fast_path_closes_when_asked_and_hands_odd_requests_to_hyper() {
     let echo = Upstream::new("echo").spawn().await.unwrap();
     let proxy = start(&one_cluster(echo.addr())).await;
