@@ -65,7 +65,9 @@ pub async fn serve(
 ) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
-    let mut timer = proxy::ConnTimer::default();
+    // Made on the first request this loop serves (not for connections
+    // handed to hyper at once).
+    let mut timer: Option<proxy::ConnTimer> = None;
     loop {
         let (req, close) = loop {
             if !buf.is_empty() {
@@ -90,7 +92,8 @@ pub async fn serve(
             }
         };
         let head_request = req.method() == Method::HEAD;
-        let resp = match proxy::handle(&state, &client, remote, req, Some(&mut timer)).await {
+        let timer = Some(timer.get_or_insert_with(proxy::ConnTimer::default));
+        let resp = match proxy::handle(&state, &client, remote, req, timer).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
@@ -223,11 +226,12 @@ async fn write_response(
         body.size_hint().exact()
     };
     // A `connection: close` a route added to the response is honoured.
-    close |= parts.headers.get_all(CONNECTION).iter().any(|v| {
+    let says_close = parts.headers.get_all(CONNECTION).iter().any(|v| {
         v.as_bytes()
             .split(|b| *b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
     });
+    close |= says_close;
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -250,13 +254,14 @@ async fn write_response(
         push_date(out);
         out.extend_from_slice(b"\r\n");
     }
-    if close && !parts.headers.contains_key(CONNECTION) {
+    if close && !says_close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    // A HEAD answered here (not by an upstream, whose length is kept above)
-    // gets the length its GET would have.
+    // A HEAD answered here gets the length its GET would have: its body is
+    // the GET's. (An upstream's HEAD response has an empty body and keeps
+    // whatever length it gave, above; no length is made up for it.)
     if head_request && !no_body && !parts.headers.contains_key(CONTENT_LENGTH) {
-        if let Some(n) = length {
+        if let Some(n) = length.filter(|n| *n > 0) {
             out.extend_from_slice(b"content-length: ");
             push_decimal(out, n);
             out.extend_from_slice(b"\r\n");

@@ -126,7 +126,8 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections per endpoint, oldest first.
+/// Idle connections per endpoint, in the order they were put back (which
+/// is oldest first, give or take one response time).
 type IdleMap = HashMap<SocketAddr, VecDeque<Idle>, ahash::RandomState>;
 
 #[derive(Debug)]
@@ -191,7 +192,9 @@ impl Pool {
     /// `headers` are written as they are, except `content-length` and
     /// `transfer-encoding`, which follow from `body`. `now` is about when the
     /// request is sent: the pool's idle bookkeeping uses it instead of
-    /// reading the clock again (a connection's idle time counts from it).
+    /// reading the clock again (a connection whose response arrives whole
+    /// with its head counts as idle from then; one whose body streams, from
+    /// the body's end).
     pub async fn send(
         &self,
         addr: SocketAddr,
@@ -267,30 +270,27 @@ impl Pool {
 
     /// An idle connection to `addr` that still looks open, if any.
     fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<Conn> {
-        let mut expired = Vec::new();
-        let mut found = None;
-        {
-            let mut idle = self.inner.lock();
-            let list = idle.get_mut(&addr)?;
-            self.inner.expire(list, now, &mut expired);
-            while let Some(Idle { conn, .. }) = list.pop_back() {
-                // An open, quiet connection has nothing to read. This costs
-                // no system call unless the socket was marked readable; a
-                // close the runtime has not seen yet is caught by the
-                // replay in `send` instead.
-                let mut probe = [0u8; 1];
-                match conn.io.try_read(&mut probe) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        found = Some(conn);
-                        break;
-                    }
-                    _ => expired.push(conn),
-                }
+        loop {
+            let mut expired = Vec::new();
+            let candidate = {
+                let mut idle = self.inner.lock();
+                let list = idle.get_mut(&addr)?;
+                self.inner.expire(list, now, &mut expired);
+                list.pop_back()
+            };
+            // Sockets close, and the probe reads, outside the lock.
+            drop(expired);
+            let Idle { conn, .. } = candidate?;
+            // An open, quiet connection has nothing to read. This costs no
+            // system call unless the socket was marked readable; a close
+            // the runtime has not seen yet is caught by the replay in `send`
+            // instead.
+            let mut probe = [0u8; 1];
+            match conn.io.try_read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
             }
         }
-        // Sockets close here, outside the lock.
-        drop(expired);
-        found
     }
 
     fn checkin(&self, addr: SocketAddr, conn: Conn, now: Instant) {
@@ -345,7 +345,6 @@ impl Pool {
                     reuse: head.reuse,
                     pool: self.clone(),
                     addr,
-                    since: now,
                 });
             }
         }
@@ -700,6 +699,10 @@ fn header_name(raw: &[u8]) -> Option<HeaderName> {
             const { RefCell::new([const { None }; SLOTS]) };
     }
     let (&first, &last) = (raw.first()?, raw.last()?);
+    if raw.len() > 32 {
+        // Long names are rare and would pin memory per thread.
+        return HeaderName::from_bytes(raw).ok();
+    }
     let slot = (raw.len() * 7 + usize::from(first | 0x20) * 3 + usize::from(last | 0x20)) % SLOTS;
     NAMES.with(|names| {
         let mut names = names.borrow_mut();
@@ -885,8 +888,6 @@ pub struct UpstreamBody {
     reuse: bool,
     pool: Pool,
     addr: SocketAddr,
-    /// When the request was sent (the idle clock starts from it).
-    since: Instant,
 }
 
 impl UpstreamBody {
@@ -921,7 +922,9 @@ impl UpstreamBody {
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.reuse {
-                self.pool.checkin(self.addr, conn, self.since);
+                // The connection goes idle now, not when the request was
+                // sent (a long body would otherwise come back expired).
+                self.pool.checkin(self.addr, conn, Instant::now());
             }
         }
     }
@@ -1140,6 +1143,11 @@ mod tests {
             assert_eq!(header_name(raw.as_bytes()), Some(want.clone()), "{raw}");
             assert_eq!(header_name(raw.as_bytes()), Some(want), "{raw} again");
         }
+        let long = "x-".to_owned() + &"long".repeat(20);
+        assert_eq!(
+            header_name(long.to_uppercase().as_bytes()),
+            Some(HeaderName::from_bytes(long.as_bytes()).unwrap())
+        );
         for bad in ["", "bad name", "x\u{1}y", "caf\u{e9}"] {
             assert_eq!(header_name(bad.as_bytes()), None, "{bad:?}");
         }

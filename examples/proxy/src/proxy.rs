@@ -206,14 +206,24 @@ impl<'a> UpstreamHeaders<'a> {
         base.or_else(|| self.added.iter().find(|(n, _)| n == name).map(|(_, v)| v))
     }
 
-    /// The value of `name` if the upstream will see exactly one.
-    pub fn only(&self, name: &HeaderName) -> Option<&HeaderValue> {
+    /// Every value of `name` the upstream will see, in order.
+    pub fn all<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s HeaderValue> + 's {
         let base = (!self.is_dropped(name))
             .then(|| self.base.get_all(name).iter())
             .into_iter()
             .flatten();
-        let added = self.added.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
-        let mut all = base.chain(added);
+        let name = name.clone();
+        let added = self
+            .added
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v);
+        base.chain(added)
+    }
+
+    /// The value of `name` if the upstream will see exactly one.
+    pub fn only(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        let mut all = self.all(name);
         match (all.next(), all.next()) {
             (Some(v), None) => Some(v),
             _ => None,
@@ -251,13 +261,36 @@ impl<'a> UpstreamHeaders<'a> {
     }
 }
 
+/// Lookups by `&str` name without building a `HeaderName` (which allocates
+/// for names that are not standard ones).
+impl UpstreamHeaders<'_> {
+    fn is_dropped_str(&self, name: &str) -> bool {
+        self.dropped
+            .iter()
+            .any(|d| d.as_str().eq_ignore_ascii_case(name))
+    }
+
+    fn get_str(&self, name: &str) -> Option<&HeaderValue> {
+        let base = if self.is_dropped_str(name) {
+            None
+        } else {
+            self.base.get(name)
+        };
+        base.or_else(|| {
+            self.added
+                .iter()
+                .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+    }
+}
+
 impl rauta_router::HeaderMapMut for UpstreamHeaders<'_> {
     fn first(&self, name: &str) -> Option<&str> {
-        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-        self.get(&name).and_then(|v| v.to_str().ok())
+        self.get_str(name).and_then(|v| v.to_str().ok())
     }
     fn contains(&self, name: &str) -> bool {
-        HeaderName::from_bytes(name.as_bytes()).is_ok_and(|n| self.get(&n).is_some())
+        self.get_str(name).is_some()
     }
     fn append(&mut self, name: &str, value: &str) {
         if let (Ok(n), Ok(v)) = (
@@ -276,9 +309,13 @@ impl rauta_router::HeaderMapMut for UpstreamHeaders<'_> {
         }
     }
     fn remove(&mut self, name: &str) {
-        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-            self.remove_name(&n);
+        if self.base.contains_key(name) && !self.is_dropped_str(name) {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                self.dropped.push(n);
+            }
         }
+        self.added
+            .retain(|(n, _)| !n.as_str().eq_ignore_ascii_case(name));
     }
 }
 
@@ -678,15 +715,18 @@ where
     }
     let host = upstream.host;
     let ip = ip_value(remote.ip());
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
+    // The client's address goes after every address already listed (all
+    // lines of the field, in order).
+    let xff = if headers.get(&X_FORWARDED_FOR).is_some() {
+        let mut v = Vec::with_capacity(64);
+        for prev in headers.all(&X_FORWARDED_FOR) {
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
-            v.extend_from_slice(ip.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
         }
-        None => Some(ip),
+        v.extend_from_slice(ip.as_bytes());
+        HeaderValue::from_bytes(&v).ok()
+    } else {
+        Some(ip)
     };
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);

@@ -46,6 +46,7 @@ fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
             (r, false)
         }
         ("HEAD", "/head") => text("HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n"),
+        ("HEAD", "/head-chunked") => text("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"),
         (_, "/interim") => text(
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         ),
@@ -156,6 +157,14 @@ async fn upstream_framings_reach_the_client_intact() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.contains("\r\ncontent-length: 1234\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "{head}");
+    // An upstream HEAD answer without a length gets none made up for it.
+    let head = raw(
+        addr,
+        "HEAD /head-chunked HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
 
     // Responses that are not HTTP as the client reads it are not guessed at.
     for path in ["/conflicting", "/garbage"] {
@@ -265,6 +274,17 @@ async fn pipelined_requests_keep_their_order_across_the_hand_over() {
     assert!(at("\"path\":\"/c\"") < at("\"path\":\"/d\""));
     assert!(out.contains("\"body_len\":3"), "{out}");
     assert_eq!(echo.served(), 4);
+
+    // Every line of x-forwarded-for is kept, in order, before the client.
+    let out = raw(
+        proxy.addr(),
+        "GET /xff HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2, 3.3.3.3\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.contains("\"x-forwarded-for\":\"1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1\""),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
