@@ -6,8 +6,9 @@
 # separate nginx answering a fixed 200), with access logs off. wrk and the
 # upstream are pinned to the other CPU(s). Each round runs both proxies, in
 # alternating order, with the same connections and duration; the report
-# gives the median over rounds of requests/s and p50/p99 latency, and the
-# ratios rauta-proxy / nginx.
+# gives the median over rounds of requests/s, p50/p99 latency and the
+# proxy's CPU time per request (user and system), and the ratios
+# rauta-proxy / nginx.
 #
 #   benches/proxy/run.sh [ROUNDS] [DURATION] [CONNECTIONS]
 #   benches/proxy/run.sh 5 10s 64          (defaults)
@@ -89,39 +90,50 @@ CONF
 
 taskset -c "$load_cpus" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" & pids+=($!)
 taskset -c "$proxy_cpu" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" & pids+=($!)
+nginx_master=$!
 RUST_LOG=warn taskset -c "$proxy_cpu" "$bin" --config "$work/rauta.yaml" --threads 1 \
     --listen "127.0.0.1:$rauta_port" --admin none >/dev/null & pids+=($!)
+rauta_pid=$!
 
 wait_up() { for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "run.sh: port $1 not up" >&2; exit 1; }
 wait_up "$up_port"; wait_up "$nginx_port"; wait_up "$rauta_port"
+# The processes whose CPU time is counted: nginx's one worker, rauta-proxy.
+nginx_pid=$(pgrep -P "$nginx_master" | head -n 1)
+tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user system
 
 # wrk's latency figures in microseconds.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; gsub(/[0-9.]/, "", u);
     if (u == "us") print n; else if (u == "ms") print n * 1000; else if (u == "s") print n * 1e6; else print n }'; }
-run_wrk() { # port -> "rps p50_us p99_us"
-    local out
+run_wrk() { # port pid -> "rps p50_us p99_us user_us_per_req sys_us_per_req"
+    local out u0 s0 u1 s1
+    read -r u0 s0 < <(cpu_ticks "$2")
     out=$(taskset -c "$load_cpus" wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$1/")
-    local rps p50 p99
+    read -r u1 s1 < <(cpu_ticks "$2")
+    local rps p50 p99 n
     rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
+    n=$(awk '/requests in/ { print $1 }' <<<"$out")
     p50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
     p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
     local errs
     errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
     [ -n "$errs" ] && echo "  $1: $errs" >&2
-    echo "$rps $(to_us "$p50") $(to_us "$p99")"
+    echo "$rps $(to_us "$p50") $(to_us "$p99") $(awk -v n="$n" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t="$tck" \
+        'BEGIN { printf "%.2f %.2f", u / t * 1e6 / n, s / t * 1e6 / n }')"
 }
 
 # Warm both up once.
-run_wrk "$nginx_port" >/dev/null; run_wrk "$rauta_port" >/dev/null
+run_wrk "$nginx_port" "$nginx_pid" >/dev/null; run_wrk "$rauta_port" "$rauta_pid" >/dev/null
 
 : >"$work/nginx.txt"; : >"$work/rauta.txt"
 for r in $(seq "$rounds"); do
     if [ $((r % 2)) = 1 ]; then order="nginx rauta"; else order="rauta nginx"; fi
     for who in $order; do
-        port=$nginx_port; [ "$who" = rauta ] && port=$rauta_port
-        res=$(run_wrk "$port")
+        port=$nginx_port; pid=$nginx_pid
+        [ "$who" = rauta ] && { port=$rauta_port; pid=$rauta_pid; }
+        res=$(run_wrk "$port" "$pid")
         echo "$res" >>"$work/$who.txt"
-        echo "round $r $who: req/s p50_us p99_us = $res" >&2
+        echo "round $r $who: req/s p50_us p99_us user_us/req sys_us/req = $res" >&2
     done
 done
 
@@ -129,6 +141,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 col() { awk -v c="$2" '{ print $c }' "$work/$1.txt" | median; }
 n_rps=$(col nginx 1); n_p50=$(col nginx 2); n_p99=$(col nginx 3)
 r_rps=$(col rauta 1); r_p50=$(col rauta 2); r_p99=$(col rauta 3)
+n_usr=$(col nginx 4); n_sys=$(col nginx 5); r_usr=$(col rauta 4); r_sys=$(col rauta 5)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 cat <<REPORT
@@ -140,7 +153,16 @@ rounds: $rounds x $duration, $conns connections, wrk -t1 on CPU $load_cpus, prox
 | rauta-proxy | $r_rps | $r_p50 | $r_p99 |
 | ratio rauta / nginx | $(ratio "$r_rps" "$n_rps") | $(ratio "$r_p50" "$n_p50") | $(ratio "$r_p99" "$n_p99") |
 
-| round | nginx req/s, p50 us, p99 us | rauta-proxy req/s, p50 us, p99 us |
+CPU time per request of the proxy process (median, us; from /proc/PID/stat,
+counted in clock ticks of 1/$tck s):
+
+| proxy | user | system |
+|---|---|---|
+| nginx | $n_usr | $n_sys |
+| rauta-proxy | $r_usr | $r_sys |
+| ratio rauta / nginx | $(ratio "$r_usr" "$n_usr") | $(ratio "$r_sys" "$n_sys") |
+
+| round | nginx req/s, p50 us, p99 us, user us, sys us | rauta-proxy req/s, p50 us, p99 us, user us, sys us |
 |---|---|---|
 REPORT
 paste -d'|' "$work/nginx.txt" "$work/rauta.txt" | awk -F'|' '{ printf "| %d | %s | %s |\n", NR, $1, $2 }'
