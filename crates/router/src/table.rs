@@ -644,6 +644,8 @@ pub struct RouteMatch<'a> {
     caps: Captures,
     cluster: &'a str,
     entry: Option<u16>,
+    /// The port a CONNECT request's host carried (routing ignored it).
+    connect_port: Option<&'a str>,
 }
 
 impl PartialEq for RouteTable {
@@ -886,7 +888,29 @@ impl RouteTable {
             }
             None => req.authority(),
         };
-        let host = raw_host.map(|h| normalize_host(h, &self.host_norm));
+        let is_connect = req.method().eq_ignore_ascii_case("CONNECT");
+        // CONNECT routes on the host without its port, which goes back on
+        // the upstream Host (Envoy's strip_port_from_connect).
+        let connect_port: Option<&'a str> = if is_connect {
+            raw_host.and_then(|h| {
+                let stripped = crate::authority::strip_host_port(h, None);
+                (stripped.len() < h.len()).then(|| &h[stripped.len() + 1..])
+            })
+        } else {
+            None
+        };
+        let host = raw_host.map(|h| {
+            let host = normalize_host(h, &self.host_norm);
+            match host {
+                Cow::Borrowed(b) if connect_port.is_some() => {
+                    Cow::Borrowed(crate::authority::strip_host_port(b, None))
+                }
+                Cow::Owned(o) if connect_port.is_some() => {
+                    Cow::Owned(crate::authority::strip_host_port(&o, None).to_owned())
+                }
+                host => host,
+            }
+        });
         let vhost = if self.domains.only_default() {
             self.domains.default.map(|i| &self.vhosts[i as usize])
         } else {
@@ -918,7 +942,6 @@ impl RouteTable {
                 };
             }
         }
-        let is_connect = req.method().eq_ignore_ascii_case("CONNECT");
         // CONNECT targets carry no origin-form path to normalize.
         let policy = vhost.path_policy.as_ref().filter(|_| !is_connect);
         let (path, match_path) = match (raw_path, policy) {
@@ -991,6 +1014,7 @@ impl RouteTable {
             caps,
             cluster,
             entry,
+            connect_port,
         })
     }
 }
@@ -1298,7 +1322,11 @@ impl<'a> RouteMatch<'a> {
                 }
                 Cow::Owned(h)
             }
-            None => Cow::Borrowed(&*self.host),
+            // A CONNECT target's port goes back on, as Envoy does.
+            None => match self.connect_port {
+                Some(port) => Cow::Owned(format!("{}:{port}", self.host)),
+                None => Cow::Borrowed(&*self.host),
+            },
         };
         Upstream { path, host }
     }

@@ -289,3 +289,40 @@ virtual_hosts:
     let t = RouteTable::build(cfg).unwrap();
     assert_eq!(route(&t, "a.com.:8443"), ("o".into(), "a.com.:8443".into()));
 }
+
+#[test]
+fn connect_routes_without_the_port_and_puts_it_back_upstream() {
+    let t = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: tunnel
+    domains: ["bat3.com", "[::1]"]
+    routes: [{name: c, match: {connect_matcher: {}}, action: {cluster: tunnels}}]
+"#,
+    )
+    .unwrap();
+    for (target, upstream_host) in [
+        ("bat3.com:443", "bat3.com:443"),
+        ("[::1]:8443", "[::1]:8443"),
+        ("bat3.com", "bat3.com"),
+    ] {
+        let req = http::Request::builder()
+            .method("CONNECT")
+            .uri(target)
+            .body(())
+            .unwrap();
+        let Decision::Route(m) = t.route(&req, 0) else {
+            panic!("{target}: no route")
+        };
+        assert_eq!(m.route_name(), "c", "{target}");
+        let up = m.apply_request(&mut http::HeaderMap::new());
+        assert_eq!(up.host, upstream_host, "{target}");
+    }
+    // Only CONNECT: a GET keeps its port for virtual host selection.
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", "bat3.com:443")
+        .body(())
+        .unwrap();
+    assert!(!matches!(t.route(&req, 0), Decision::Route(_)));
+}
