@@ -40,7 +40,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::h1::{push_decimal, Field};
+use crate::h1::{ends_head, push_decimal, Field};
 use crate::proxy::{self, Body, UpstreamClient};
 use crate::state::State;
 
@@ -69,11 +69,18 @@ pub async fn serve(
     // handed to hyper at once).
     let mut timer: Option<proxy::ConnTimer> = None;
     loop {
+        // The buffer's length at the last incomplete parse (see `ends_head`).
+        let mut partial_at: Option<usize> = None;
         let (req, close) = loop {
             if !buf.is_empty() {
-                match parse_request(&mut buf) {
+                let parsed = if partial_at.is_none_or(|at| ends_head(&buf, at)) {
+                    parse_request(&mut buf)
+                } else {
+                    Parse::Partial
+                };
+                match parsed {
                     Parse::Fast(req, close) => break (req, close),
-                    Parse::Partial if buf.len() <= MAX_HEAD => {}
+                    Parse::Partial if buf.len() <= MAX_HEAD => partial_at = Some(buf.len()),
                     Parse::Partial | Parse::HandOver => {
                         return hyper_serve(
                             Rewind::new(buf.freeze(), stream),

@@ -462,14 +462,23 @@ async fn exchange(
             .map_err(Exchange::Failed)?;
     }
     let mut received = false;
+    // The buffer's length at the last incomplete parse (see `ends_head`).
+    let mut partial_at: Option<usize> = None;
     loop {
         if !c.buf.is_empty() {
             received = true;
-            match parse_head(&mut c.buf, method).map_err(Exchange::Failed)? {
-                Some(Some(parsed)) => return Ok(parsed),
-                Some(None) => continue, // an interim 1xx, skipped
-                None => {}
+            if partial_at.is_none_or(|at| ends_head(&c.buf, at)) {
+                match parse_head(&mut c.buf, method).map_err(Exchange::Failed)? {
+                    Some(Some(parsed)) => return Ok(parsed),
+                    Some(None) => {
+                        // An interim 1xx, skipped; the next head starts now.
+                        partial_at = None;
+                        continue;
+                    }
+                    None => {}
+                }
             }
+            partial_at = Some(c.buf.len());
             if c.buf.len() > MAX_HEAD {
                 return Err(Exchange::Failed(Error::Protocol("response head too large")));
             }
@@ -716,6 +725,23 @@ fn header_name(raw: &[u8]) -> Option<HeaderName> {
         let n = HeaderName::from_bytes(raw).ok()?;
         names[slot] = Some(n.clone());
         Some(n)
+    })
+}
+
+/// Whether `buf[from..]` (and the two bytes before it, for a blank line
+/// split across reads) holds the blank line that ends a message head.
+/// httparse starts over on every call, so parsing a head that trickles in
+/// after every read would cost O(n^2); after an incomplete parse, a parse is
+/// only tried again once this is true.
+pub(crate) fn ends_head(buf: &[u8], from: usize) -> bool {
+    let s = &buf[from.saturating_sub(2).min(buf.len())..];
+    s.iter().enumerate().any(|(i, &b)| {
+        b == b'\n'
+            && match s.get(i + 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => s.get(i + 2) == Some(&b'\n'),
+                _ => false,
+            }
     })
 }
 
@@ -1151,6 +1177,33 @@ mod tests {
         for bad in ["", "bad name", "x\u{1}y", "caf\u{e9}"] {
             assert_eq!(header_name(bad.as_bytes()), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_head_end_is_found_wherever_the_reads_split_it() {
+        for wire in [
+            "GET / HTTP/1.1\r\nhost: a\r\n\r\n",
+            "HTTP/1.1 200 OK\nx: 1\n\n",
+        ] {
+            let bytes = wire.as_bytes();
+            // Fed in pieces of every size, scanning only what each read
+            // added: the end is seen exactly when the last byte arrives.
+            for step in 1..=bytes.len() {
+                let mut seen_at = None;
+                let mut at = 0;
+                while at < bytes.len() {
+                    let next = (at + step).min(bytes.len());
+                    if seen_at.is_none() && ends_head(&bytes[..next], at) {
+                        seen_at = Some(next);
+                    }
+                    at = next;
+                }
+                assert_eq!(seen_at, Some(bytes.len()), "{wire:?} in steps of {step}");
+            }
+        }
+        assert!(!ends_head(b"GET / HTTP/1.1\r\nhost: a\r\n", 0));
+        assert!(!ends_head(b"", 0));
+        assert!(!ends_head(b"abc", 10));
     }
 
     #[test]

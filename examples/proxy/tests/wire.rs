@@ -110,6 +110,17 @@ async fn scripted_upstream() -> (SocketAddr, Arc<Counts>, tokio::task::JoinHandl
                     if path == "/read-and-close" {
                         counted.read_and_close.fetch_add(1, Ordering::Relaxed);
                     }
+                    if path == "/trickle" {
+                        // The same response as /length, a byte per write.
+                        let (reply, _) = scripted(method, "/length");
+                        let _ = s.set_nodelay(true);
+                        for b in reply {
+                            if s.write_all(&[b]).await.is_err() {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
                     let (reply, close) = scripted(method, path);
                     if s.write_all(&reply).await.is_err() || close {
                         return;
@@ -131,6 +142,26 @@ async fn upstream_framings_reach_the_client_intact() {
     let r = get(&c, addr, "x", "/length").await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hello"));
     assert_eq!(r.headers["x-s"], "1");
+    // A response that arrives a byte at a time reads the same.
+    let r = get(&c, addr, "x", "/trickle").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hello"));
+    assert_eq!(r.headers["x-s"], "1");
+    // And so does a request (on the fast path) written a byte at a time.
+    let trickled = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        for b in b"GET /length HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n" {
+            s.write_all(&[*b]).await.unwrap();
+        }
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let out = tokio::time::timeout(REQUEST_BOUND, trickled).await.unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("hello"),
+        "{out}"
+    );
     let r = get(&c, addr, "x", "/chunked").await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hello world"));
     assert!(r.headers.get("x-trailer").is_none());
