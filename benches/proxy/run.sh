@@ -25,8 +25,9 @@ load_cpus=${LOAD_CPUS:-0}
 for tool in wrk nginx taskset; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (scripts/setup.d/proxy.apt)" >&2; exit 1; }
 done
-cargo build -q --release -p rauta-proxy
-bin=target/release/rauta-proxy
+# The `dist` profile: how the binary ships (fat LTO, one codegen unit).
+cargo build -q --profile dist -p rauta-proxy
+bin=target/dist/rauta-proxy
 
 work=$(mktemp -d /tmp/rauta-bench-proxy.XXXXXX)
 pids=()
