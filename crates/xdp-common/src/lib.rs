@@ -17,6 +17,7 @@
 //! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 16 bits of hashed /32s, 16 of /48s, 32 of /64s |
 //! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
 //! | [`MAP_DENY_V6_SPILL`] | hash | [`V6SpillKey`] | [`V6Leaf`] |
+//! | [`MAP_DENY_V6_SHORT`] | array, 1 entry | `0` | [`V6ShortTable`] |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
 //! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
@@ -41,21 +42,30 @@ pub const MAP_DENY_V4_SPILL: &str = "DENY_V4_SPILL";
 /// A 2-bit state per IPv4 /24: nothing denied in it (0), [`V4_24_DENIED`]
 /// or [`V4_24_HOSTS`].
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
-/// LPM trie of denied IPv6 source prefixes.
+/// LPM trie of every denied IPv6 source prefix: the program walks it only
+/// when a block holds more prefixes of its level than its leaves hold
+/// ([`V6_OVERFLOW`]) or more prefixes shorter than /32 are denied than
+/// [`MAP_DENY_V6_SHORT`] holds ([`V6_SHORT_TRIE`]).
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-15
 /// mark /32s holding a denied prefix of length 32 to 47, bits 16-31 /48s
 /// holding one of length 48 to 63, bits 32-63 /64s holding one of length 64
-/// or more. A source whose three bits are clear is not denied (unless prefixes shorter than /32 exist), with no
-/// hash lookup (see [`v6_filter_slot`]).
+/// or more. A source whose three bits are clear is not denied (unless
+/// prefixes shorter than /32 exist), with no further lookup (see
+/// [`v6_filter_slot`]).
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /32 (lengths 32 to 47), /48 (48 to 63) and
-/// /64 (64 to 128) that holds any, up to [`V6_LEAF_PREFIXES`] per leaf (a
-/// leaf with more sends the program to the trie [`MAP_DENY_V6`]), in
-/// buckets of [`BUCKET_SLOTS`] leaves chosen by a hash of the leaf key.
+/// /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
+/// up to [`V6_MAX_PARTS`] leaves per block (a block with more sends the
+/// program to the trie [`MAP_DENY_V6`]), in buckets of [`BUCKET_SLOTS`]
+/// leaves chosen by a hash of the block and part ([`v6_bucket`]).
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
 pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
+/// The denied IPv6 prefixes shorter than /32, while there are at most
+/// [`V6_SHORT_PREFIXES`]: every IPv6 source is compared with the first
+/// [`Config::v6_short`] of them.
+pub const MAP_DENY_V6_SHORT: &str = "DENY_V6_SHORT";
 /// Bitmap of denied destination ports, one bit per (protocol, port).
 pub const MAP_DENY_PORTS: &str = "DENY_PORTS";
 /// One [`Config`] value at index 0.
@@ -95,54 +105,145 @@ pub struct V4HostBits {
 }
 
 /// Prefixes one [`V6Leaf`] holds.
-pub const V6_LEAF_PREFIXES: usize = 4;
+pub const V6_LEAF_PREFIXES: usize = 8;
 
-/// One denied IPv6 prefix, as the masked address and the mask, each split
-/// into the first and last 64 bits: an address `a` is inside when
-/// `a & mask == addr` on both halves. An unused slot has `mask` 0 and
-/// `addr` all ones, which nothing matches.
+/// Leaves one block may use (part 0 and its continuations): a block holding
+/// more than `V6_LEAF_PREFIXES * V6_MAX_PARTS` prefixes of its level is
+/// looked up in the trie.
+pub const V6_MAX_PARTS: u32 = 4;
+
+/// [`V6Leaf::parts`] of a block that holds more prefixes than its leaves:
+/// look the source up in the trie.
+pub const V6_OVERFLOW: u32 = u32::MAX;
+
+/// One denied IPv6 prefix, on the half of the address its leaf leaves open:
+/// the first 64 bits in a /32 or /48 leaf (prefixes shorter than /64), the
+/// last 64 bits in a /64 leaf (the first 64 are the leaf's block, matched by
+/// its tag). An address half `h` is inside when `h & mask == addr`. An
+/// unused slot has `mask` 0 and `addr` all ones, which nothing matches.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Prefix {
-    /// The prefix's address bits (host bits zero), first 64 bits.
-    pub addr_hi: u64,
-    /// Last 64 bits of the address.
-    pub addr_lo: u64,
-    /// The mask, first 64 bits.
-    pub mask_hi: u64,
-    /// Last 64 bits of the mask.
-    pub mask_lo: u64,
+    /// The prefix's bits on this half (the others zero).
+    pub addr: u64,
+    /// The mask on this half.
+    pub mask: u64,
 }
 
 impl V6Prefix {
     /// The slot that matches nothing.
     pub const UNUSED: V6Prefix = V6Prefix {
-        addr_hi: u64::MAX,
-        addr_lo: u64::MAX,
-        mask_hi: 0,
-        mask_lo: 0,
+        addr: u64::MAX,
+        mask: 0,
     };
 
-    /// Whether the address given as its two halves lies inside.
+    /// The prefix `len` bits long (`len <= 64`) of the address half `bits`.
     #[inline(always)]
-    pub const fn contains(&self, hi: u64, lo: u64) -> bool {
-        hi & self.mask_hi == self.addr_hi && lo & self.mask_lo == self.addr_lo
+    pub const fn of(bits: u64, len: u32) -> V6Prefix {
+        let mask = if len == 0 {
+            0
+        } else if len >= 64 {
+            u64::MAX
+        } else {
+            u64::MAX << (64 - len)
+        };
+        V6Prefix {
+            addr: bits & mask,
+            mask,
+        }
+    }
+
+    /// Whether the address half `h` lies inside.
+    #[inline(always)]
+    pub const fn contains(&self, h: u64) -> bool {
+        h & self.mask == self.addr
     }
 }
 
-/// The denied prefixes of one level's block: the prefixes of length 32 to
-/// 47 inside one /32, of length 48 to 63 inside one /48, or of length 64 and
-/// more inside one /64 (see [`v6_level`]).
+/// The denied prefixes of one level's block, or one part of them: the
+/// prefixes of length 32 to 47 inside one /32, of length 48 to 63 inside one
+/// /48, or of length 64 and more inside one /64 (see [`v6_level`]).
+///
+/// A block's part 0 says how many parts it has; parts 1 and on are
+/// continuation leaves in the same table under their own [`v6_leaf_code`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Leaf {
-    /// Non-zero: the block holds more than [`V6_LEAF_PREFIXES`] prefixes of
-    /// its level; look the source up in the trie.
-    pub overflow: u32,
-    /// The level (32, 48 or 64); 0 in a free bucket slot.
-    pub level: u32,
+    /// In part 0: the block's number of parts (1 to [`V6_MAX_PARTS`]), or
+    /// [`V6_OVERFLOW`] (look the source up in the trie). 0 in continuations.
+    pub parts: u32,
+    /// Slots to compare: the last used slot's index plus one.
+    pub used: u32,
+    /// In part 0: one bit per 64th of the block ([`v6_chunk`]), set when a
+    /// prefix of the block reaches into it; a source in a chunk whose bit
+    /// is clear is outside every prefix of the block. 0 in continuations.
+    pub chunks: u64,
     /// The prefixes, unused slots [`V6Prefix::UNUSED`].
     pub prefixes: [V6Prefix; V6_LEAF_PREFIXES],
+}
+
+impl V6Leaf {
+    /// A leaf with no prefixes and no parts.
+    pub const EMPTY: V6Leaf = V6Leaf {
+        parts: 0,
+        used: 0,
+        chunks: 0,
+        prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
+    };
+}
+
+/// Which 64th of its block at `level` (32, 48 or 64) an address lies in:
+/// the 6 bits after the block's, taken from `half`, the 64 bits a leaf of
+/// that level compares (the first 64 below /64, the last 64 at /64).
+#[inline(always)]
+pub const fn v6_chunk(half: u64, level: u32) -> u32 {
+    let used = level % 64;
+    ((half << used) >> 58) as u32
+}
+
+/// The [`V6Leaf::chunks`] bits a prefix `len` bits long (`level <= len`)
+/// starting at address half `half` reaches into.
+#[inline(always)]
+pub const fn v6_chunk_bits(half: u64, len: u32, level: u32) -> u64 {
+    let first = v6_chunk(half, level);
+    if len >= level + 6 {
+        1u64 << first
+    } else {
+        let n = 1u32 << (level + 6 - len);
+        let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        run << first
+    }
+}
+
+/// The code that tells a block's leaves apart in [`MAP_DENY_V6_LEAF`]: the
+/// level (32, 48 or 64) and the part (0 to [`V6_MAX_PARTS`] - 1). Never 0.
+#[inline(always)]
+pub const fn v6_leaf_code(level: u32, part: u32) -> u32 {
+    level | part << 8
+}
+
+/// Prefixes [`MAP_DENY_V6_SHORT`] holds.
+pub const V6_SHORT_PREFIXES: usize = 16;
+
+/// [`Config::v6_short`] when more than [`V6_SHORT_PREFIXES`] prefixes
+/// shorter than /32 are denied: every IPv6 source is looked up in the trie.
+pub const V6_SHORT_TRIE: u32 = u32::MAX;
+
+/// Value of [`MAP_DENY_V6_SHORT`]: the denied prefixes shorter than /32, on
+/// the first 64 bits of the address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6ShortTable {
+    /// The prefixes, unused slots [`V6Prefix::UNUSED`].
+    pub prefixes: [V6Prefix; V6_SHORT_PREFIXES],
+}
+
+impl Default for V6ShortTable {
+    fn default() -> Self {
+        V6ShortTable {
+            prefixes: [V6Prefix::UNUSED; V6_SHORT_PREFIXES],
+        }
+    }
 }
 
 /// Slots per bucket of [`MAP_DENY_V4`] and [`MAP_DENY_V6_LEAF`].
@@ -176,37 +277,29 @@ pub struct V4Bucket {
     pub slots: [V4Slot; BUCKET_SLOTS],
 }
 
-/// One leaf in a [`V6Bucket`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct V6Slot {
-    /// The [`v6_leaf_key`] of the leaf's block (its level is the leaf's).
-    pub tag: u64,
-    /// The leaf.
-    pub leaf: V6Leaf,
-}
-
-/// Value of [`MAP_DENY_V6_LEAF`].
+/// Value of [`MAP_DENY_V6_LEAF`]: the tags of its slots come first, so
+/// finding the slot reads one cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Bucket {
     /// Non-zero: a leaf hashed here did not fit; look in
     /// [`MAP_DENY_V6_SPILL`] when no slot matches.
     pub spilled: u64,
-    /// The slots.
-    pub slots: [V6Slot; BUCKET_SLOTS],
+    /// The [`v6_leaf_key`] of each slot's block.
+    pub keys: [u64; BUCKET_SLOTS],
+    /// The [`v6_leaf_code`] of each slot; 0 when the slot is free.
+    pub codes: [u32; BUCKET_SLOTS],
+    /// The leaves.
+    pub leaves: [V6Leaf; BUCKET_SLOTS],
 }
 
 impl Default for V6Bucket {
     fn default() -> Self {
-        let leaf = V6Leaf {
-            overflow: 0,
-            level: 0,
-            prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
-        };
         V6Bucket {
             spilled: 0,
-            slots: [V6Slot { tag: 0, leaf }; BUCKET_SLOTS],
+            keys: [0; BUCKET_SLOTS],
+            codes: [0; BUCKET_SLOTS],
+            leaves: [V6Leaf::EMPTY; BUCKET_SLOTS],
         }
     }
 }
@@ -217,11 +310,12 @@ pub const fn v4_bucket(net24: u32, mask: u32) -> u32 {
     ((net24 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
 }
 
-/// The bucket of the leaf `key` ([`v6_leaf_key`]) of `level` among
-/// `mask + 1` buckets.
+/// The bucket of the leaf of block `key` ([`v6_leaf_key`]) with `code`
+/// ([`v6_leaf_code`]) among `mask + 1` buckets.
 #[inline(always)]
-pub const fn v6_bucket(key: u64, level: u32, mask: u32) -> u32 {
-    ((key ^ ((level as u64) << 56)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
+pub const fn v6_bucket(key: u64, code: u32, mask: u32) -> u32 {
+    let h = (key ^ ((code as u64) << 52)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 32) as u32 & mask
 }
 
 /// Key of [`MAP_DENY_V6_SPILL`].
@@ -230,8 +324,8 @@ pub const fn v6_bucket(key: u64, level: u32, mask: u32) -> u32 {
 pub struct V6SpillKey {
     /// The [`v6_leaf_key`].
     pub key: u64,
-    /// The level.
-    pub level: u64,
+    /// The [`v6_leaf_code`].
+    pub code: u64,
 }
 
 /// Number of buckets for `entries` entries: a power of two with room for
@@ -259,7 +353,7 @@ pub const fn spill_for(entries: u32) -> u32 {
 
 /// The level of the leaf that holds a prefix of length `len`: 32 for
 /// lengths 32 to 47, 48 for 48 to 63, 64 for 64 to 128; `None` below 32
-/// (those live in the trie only).
+/// (those live in [`MAP_DENY_V6_SHORT`] or the trie).
 #[inline(always)]
 pub const fn v6_level(len: u8) -> Option<u32> {
     match len {
@@ -439,9 +533,12 @@ pub struct Config {
     /// Burst tolerance: a SYN passes while the source's theoretical arrival
     /// time is at most this far ahead of now (`(burst - 1) * interval`).
     pub syn_tolerance_ns: u64,
-    /// Number of denied IPv6 prefixes shorter than /32: while it is not 0,
-    /// every IPv6 source is looked up in the trie.
-    pub v6_short_prefixes: u64,
+    /// Slots of [`MAP_DENY_V6_SHORT`] to compare every IPv6 source with
+    /// (the last used slot's index plus one; 0 when no prefix shorter than
+    /// /32 is denied), or [`V6_SHORT_TRIE`].
+    pub v6_short: u32,
+    /// Zero.
+    pub reserved: u32,
     /// Number of buckets of [`MAP_DENY_V4`] minus one.
     pub v4_bucket_mask: u32,
     /// Number of buckets of [`MAP_DENY_V6_LEAF`] minus one.
@@ -475,23 +572,27 @@ mod pod {
     unsafe impl aya::Pod for super::CounterSlot {}
     // SAFETY: `#[repr(C)]` array of `CounterSlot` (itself Pod), no padding.
     unsafe impl aya::Pod for super::CounterTable {}
-    // SAFETY: `#[repr(C)]`, three `u64` then two `u32` fields, no padding,
+    // SAFETY: `#[repr(C)]`, two `u64` then four `u32` fields, no padding,
     // every bit pattern valid.
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: `#[repr(C)]` byte array, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::SourceKey {}
     // SAFETY: `#[repr(C)]`, four `u64`, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V4HostBits {}
-    // SAFETY: `#[repr(C)]`, two `u32` and an array of `V6Prefix` (four
-    // `u64` each), no padding, every bit pattern valid.
+    // SAFETY: `#[repr(C)]`, two `u32`, a `u64` and an array of `V6Prefix`
+    // (two `u64` each), no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6Leaf {}
+    // SAFETY: `#[repr(C)]` array of `V6Prefix` (two `u64`), no padding,
+    // every bit pattern valid.
+    unsafe impl aya::Pod for super::V6ShortTable {}
     // SAFETY: `#[repr(C)]`, two `u64`, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6SpillKey {}
     // SAFETY: `#[repr(C)]`, a `u64` and an array of `V4Slot` (two `u32` and
     // four `u64`, 40 bytes, no padding), every bit pattern valid.
     unsafe impl aya::Pod for super::V4Bucket {}
-    // SAFETY: `#[repr(C)]`, a `u64` and an array of `V6Slot` (a `u64` and a
-    // `V6Leaf`, all `u64`s), no padding, every bit pattern valid.
+    // SAFETY: `#[repr(C)]`: a `u64`, four `u64`, four `u32` (56 bytes, a
+    // multiple of 8) and four `V6Leaf` (144 bytes each, alignment 8), no
+    // padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6Bucket {}
 }
 
@@ -508,11 +609,12 @@ mod tests {
         assert_eq!(core::mem::size_of::<V4Bucket>(), 8 + 40 * BUCKET_SLOTS);
         assert_eq!(
             core::mem::size_of::<V6Bucket>(),
-            8 + (8 + core::mem::size_of::<V6Leaf>()) * BUCKET_SLOTS
+            8 + 12 * BUCKET_SLOTS + core::mem::size_of::<V6Leaf>() * BUCKET_SLOTS
         );
+        assert_eq!(core::mem::size_of::<V6ShortTable>(), 16 * V6_SHORT_PREFIXES);
         assert_eq!(core::mem::size_of::<SourceKey>(), 16);
         assert_eq!(core::mem::size_of::<V4HostBits>(), 32);
-        assert_eq!(core::mem::size_of::<V6Leaf>(), 8 + 32 * V6_LEAF_PREFIXES);
+        assert_eq!(core::mem::size_of::<V6Leaf>(), 16 + 16 * V6_LEAF_PREFIXES);
     }
 
     #[test]
@@ -527,7 +629,7 @@ mod tests {
             assert!(b.is_power_of_two());
             assert!(u64::from(b) * BUCKET_SLOTS as u64 >= 2 * u64::from(n));
             assert!(v4_bucket(0xc6_12_04, b - 1) < b);
-            assert!(v6_bucket(0x2001_0db8, 32, b - 1) < b);
+            assert!(v6_bucket(0x2001_0db8, v6_leaf_code(32, 3), b - 1) < b);
         }
     }
 
@@ -567,8 +669,60 @@ mod tests {
         assert_eq!(v6_leaf_key(top, 48), 0x2001_0db8_1234);
         assert_eq!(v6_leaf_key(top, 64), top);
         assert_ne!(v6_bucket(7, 32, u32::MAX), v6_bucket(7, 48, u32::MAX));
-        assert!(!V6Prefix::UNUSED.contains(0, 0));
-        assert!(!V6Prefix::UNUSED.contains(u64::MAX, u64::MAX));
+        assert_ne!(
+            v6_bucket(7, v6_leaf_code(48, 0), u32::MAX),
+            v6_bucket(7, v6_leaf_code(48, 1), u32::MAX)
+        );
+        for level in [32, 48, 64] {
+            for part in 0..V6_MAX_PARTS {
+                let code = v6_leaf_code(level, part);
+                assert_ne!(code, 0);
+                assert_eq!((code & 0xff, code >> 8), (level, part));
+            }
+        }
+        assert!(!V6Prefix::UNUSED.contains(0));
+        assert!(!V6Prefix::UNUSED.contains(u64::MAX));
+        let p = V6Prefix::of(0x2001_0db8_0000_0000, 29);
+        assert_eq!(p.mask, 0xffff_fff8_0000_0000);
+        assert!(p.contains(0x2001_0dbf_ffff_ffff));
+        assert!(!p.contains(0x2001_0dc0_0000_0000));
+        assert_eq!(
+            V6Prefix::of(5, 64),
+            V6Prefix {
+                addr: 5,
+                mask: u64::MAX
+            }
+        );
+        assert!(V6Prefix::of(5, 0).contains(u64::MAX));
+    }
+
+    #[test]
+    fn v6_chunks_split_each_block_in_64() {
+        let top = 0x2001_0db8_0a09_1234u64;
+        // /32 block 2001:db8: the 6 bits after it are the top of 0x0a09.
+        assert_eq!(v6_chunk(top, 32), 0x0a09 >> 10);
+        assert_eq!(v6_chunk(top, 48), 0x1234 >> 10);
+        let low = 0xfc00_0000_0000_0001u64;
+        assert_eq!(v6_chunk(low, 64), 63);
+        // A /56 in a /48: one chunk (a /54 holds four /56s).
+        let p56 = 0x2001_0db8_000a_0900u64;
+        assert_eq!(v6_chunk(p56, 48), 2);
+        assert_eq!(v6_chunk_bits(p56, 56, 48), 1 << 2);
+        assert_eq!(v6_chunk_bits(0x2001_0db8_000a_0c00, 54, 48), 1 << 3);
+        // A /52 covers 4 chunks, a /48 (the block itself) all of them.
+        assert_eq!(v6_chunk_bits(0x2001_0db8_000a_1000, 52, 48), 0b1111 << 4);
+        assert_eq!(v6_chunk_bits(0x2001_0db8_000a_0000, 48, 48), u64::MAX);
+        assert_eq!(v6_chunk_bits(0x2001_0db8_8000_0000, 33, 32), u64::MAX << 32);
+        assert_eq!(v6_chunk_bits(0, 64, 64), u64::MAX);
+        assert_eq!(v6_chunk_bits(0x0400_0000_0000_0000, 128, 64), 1 << 1);
+        // Every address of a prefix lies in a chunk whose bit it sets.
+        for (half, len, level) in [(p56, 56u32, 48u32), (0x2001_0db8_4000_0000, 35, 32)] {
+            let bits = v6_chunk_bits(half, len, level);
+            let span = 1u64 << (64 - len);
+            for k in [0, span / 3, span - 1] {
+                assert_ne!(bits & 1 << v6_chunk(half + k, level), 0);
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! BPF_PROG_TEST_RUN, next to the empty XDP_PASS program in the same run.
 //!
 //! 10,000 IPv4 and 1,000 IPv6 deny prefixes are loaded, two ports are
-//! denied and the SYN limit is on. Each case is warmed up, then run for
+//! denied and the SYN limit is on. Two more filters hold the same lists
+//! plus IPv6 prefixes shorter than /32: 2 (the short table answers) and 17
+//! (one more than the table holds: the trie answers for every IPv6
+//! source). Each case is warmed up, then run for
 //! `RAUTA_XDP_BENCH_ROUNDS` rounds (default 7) of `RAUTA_XDP_BENCH_REPEAT`
 //! repeats (default 1,000,000), the cases interleaved round by round; the
 //! table gives the median of the rounds' per-packet means.
@@ -76,13 +79,17 @@ fn load_deny_lists(f: &mut XdpFilter) {
     // address bitmap.
     f.deny_source("198.18.4.128/25".parse().unwrap()).unwrap();
     f.deny_source("2001:db8:7::/48".parse().unwrap()).unwrap();
-    // A /64 holding a denied /80: its sources are looked up in its leaf.
+    // A /64 holding a denied /80: its sources are looked up in its leaf
+    // (and compared with its prefixes when in the same 64th of the /64).
     f.deny_source("2001:db8:9:1::/80".parse().unwrap()).unwrap();
-    // A /48 holding more /49-/63 prefixes than a leaf holds (4): its sources
-    // take the trie walk.
-    for i in 1..=5 {
-        f.deny_source(format!("2001:db8:a:{i}00::/56").parse().unwrap())
-            .unwrap();
+    // A /48 holding 5 /56s (one leaf), one holding 12 (two leaves: the
+    // second is a continuation), one holding 40 (more than a block's 4
+    // leaves of 8 hold: its sources take the trie walk).
+    for (block, n) in [("a", 5), ("b", 12), ("c", 40)] {
+        for i in 1..=n {
+            f.deny_source(format!("2001:db8:{block}:{i:x}00::/56").parse().unwrap())
+                .unwrap();
+        }
     }
     f.deny_port(Protocol::Tcp, 23).unwrap();
     f.deny_port(Protocol::Udp, 11211).unwrap();
@@ -90,7 +97,31 @@ fn load_deny_lists(f: &mut XdpFilter) {
         .unwrap();
 }
 
+/// The filter a case runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum On {
+    /// The lists above.
+    Main,
+    /// Plus 2 IPv6 prefixes shorter than /32.
+    Short2,
+    /// Plus 17 IPv6 prefixes shorter than /32 (the short table holds 16).
+    Short17,
+}
+
+/// Denies `n` IPv6 prefixes shorter than /32, none near the benchmark's
+/// sources (2001:db8::/32 is left alone): the first is 2c00::/12, the
+/// second 2400::/29 (the drop case's source lies in it).
+fn load_short_prefixes(f: &mut XdpFilter, n: usize) {
+    f.deny_source("2c00::/12".parse().unwrap()).unwrap();
+    f.deny_source("2400::/29".parse().unwrap()).unwrap();
+    for i in 2..n {
+        let p = format!("3{:03x}::/16", i);
+        f.deny_source(p.parse().unwrap()).unwrap();
+    }
+}
+
 struct Case {
+    on: On,
     name: &'static str,
     frame: Vec<u8>,
     verdict: Verdict,
@@ -105,9 +136,10 @@ enum Kind {
     /// lookups only).
     Pass,
     /// Passed after a bucket read (a /24's address bitmap or an IPv6 leaf,
-    /// in an array).
+    /// in an array) or the IPv6 short table.
     PassHash,
-    /// Passed after a trie walk (an IPv6 leaf that overflowed).
+    /// Passed after a trie walk (an IPv6 block holding more than its leaves,
+    /// or more prefixes shorter than /32 than the short table).
     PassTrie,
     /// Passed before any lookup (not IP, or malformed).
     PassOther,
@@ -128,11 +160,13 @@ fn cases() -> Vec<Case> {
     let bad6 = v6("2001:db8:7::9");
     let payload = [0u8; 64];
     let c = |name, frame, verdict, kind| Case {
+        on: On::Main,
         name,
         frame,
         verdict,
         kind,
     };
+    let on = |on, case: Case| Case { on, ..case };
     vec![
         c(
             "empty program (floor)",
@@ -241,16 +275,58 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /64 holds a denied /80 (leaf)",
+            "pass ipv6 udp, /64 holds a denied /80, other 64th (leaf)",
+            v6_frame(v6("2001:db8:9:1:8001::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, /64 holds a denied /80, same 64th (leaf compares)",
             v6_frame(v6("2001:db8:9:1:1::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /48 holds 5 denied /56s (trie walk)",
+            "pass ipv6 udp, /48 holds 5 denied /56s, other 64th (leaf)",
             v6_frame(v6("2001:db8:a:900::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, /48 holds 5 denied /56s, same 64th (leaf compares)",
+            v6_frame(v6("2001:db8:a:0::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, /48 holds 12 denied /56s, same 64th (2 leaves compare)",
+            v6_frame(v6("2001:db8:b:f00::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        on(
+            On::Short2,
+            c(
+                "pass ipv6 udp, 2 prefixes shorter than /32 denied (short table)",
+                v6_frame(ok6, UDP, &udp(1, 53, &payload)),
+                Verdict::Pass,
+                Kind::PassHash,
+            ),
+        ),
+        c(
+            "pass ipv6 udp, /48 holds 40 denied /56s (trie walk)",
+            v6_frame(v6("2001:db8:c:ff00::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
             Kind::PassTrie,
+        ),
+        on(
+            On::Short17,
+            c(
+                "pass ipv6 udp, 17 prefixes shorter than /32 denied (trie walk)",
+                v6_frame(ok6, UDP, &udp(1, 53, &payload)),
+                Verdict::Pass,
+                Kind::PassTrie,
+            ),
         ),
         c(
             "pass other (arp)",
@@ -289,10 +365,40 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /56, /48 holds 5 (trie walk)",
+            "drop deny source ipv6 /56, /48 holds 5 (leaf)",
             v6_frame(v6("2001:db8:a:300::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /56, /48 holds 12 (2nd leaf)",
+            v6_frame(v6("2001:db8:b:c00::1"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        on(
+            On::Short2,
+            c(
+                "drop deny source ipv6 /29 (short table)",
+                v6_frame(v6("2400:1::1"), TCP, &tcp(40000, 443, SYN)),
+                Verdict::Drop,
+                Kind::DropHash,
+            ),
+        ),
+        c(
+            "drop deny source ipv6 /56, /48 holds 40 (trie walk)",
+            v6_frame(v6("2001:db8:c:2800::1"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
             Kind::DropTrie,
+        ),
+        on(
+            On::Short17,
+            c(
+                "drop deny source ipv6 /29, 17 shorter than /32 (trie walk)",
+                v6_frame(v6("2400:1::1"), TCP, &tcp(40000, 443, SYN)),
+                Verdict::Drop,
+                Kind::DropTrie,
+            ),
         ),
         c(
             "drop deny port tcp/23",
@@ -322,19 +428,34 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     let repeat = env_u32("RAUTA_XDP_BENCH_REPEAT", 1_000_000).max(1);
     let rounds = env_u32("RAUTA_XDP_BENCH_ROUNDS", 7).max(1) as usize;
-    let mut f = match XdpFilter::load() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("xdp test_run bench: cannot load the program ({e}); needs root");
-            std::process::exit(1);
+    let load = |short: usize| {
+        let mut f = match XdpFilter::load() {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("xdp test_run bench: cannot load the program ({e}); needs root");
+                std::process::exit(1);
+            }
+        };
+        load_deny_lists(&mut f);
+        if short > 0 {
+            load_short_prefixes(&mut f, short);
         }
+        f
     };
-    load_deny_lists(&mut f);
+    let f = load(0);
+    let short2 = load(2);
+    let short17 = load(17);
     let cases = cases();
     // The kernel's own mean per run: whole nanoseconds (truncated), without
     // the time the loop spent rescheduled, so other load on the machine
-    // does not inflate it.
+    // does not inflate it. (The call's wall-clock time is no substitute:
+    // on this kernel it comes out in whole timer ticks, 4 ms per call.)
     let run = |c: &Case, n: u32| {
+        let f = match c.on {
+            On::Main => &f,
+            On::Short2 => &short2,
+            On::Short17 => &short17,
+        };
         let out = if c.kind == Kind::Floor {
             f.test_run_empty(&c.frame, n)
         } else {
@@ -356,10 +477,13 @@ fn main() {
     }
     let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
     let floor = medians[0].max(1.0);
-    let c = f.counters().unwrap();
+    let counted: u64 = [&f, &short2, &short17]
+        .iter()
+        .map(|f| f.counters().unwrap().total().packets)
+        .sum();
     println!(
         "BPF_PROG_TEST_RUN, {repeat} repeats x {rounds} rounds per case; \
-         10,000 IPv4 + 1,000 IPv6 deny prefixes loaded"
+         10,000 IPv4 + 1,000 IPv6 deny prefixes loaded (+ 2 or 17 shorter than /32 where said)"
     );
     println!();
     println!("| case | median ns/packet | min | max | x empty program |");
@@ -407,5 +531,5 @@ fn main() {
             None => println!("worst {label}: {x:.2}x (no target)"),
         }
     }
-    println!("frames counted by the program: {}", c.total().packets);
+    println!("frames counted by the program: {counted}");
 }

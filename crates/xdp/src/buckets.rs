@@ -15,7 +15,7 @@ use std::hash::Hash;
 use aya::maps::{Array, HashMap, MapData, MapError};
 use aya::Pod;
 use rauta_xdp_common::{
-    V4Bucket, V4HostBits, V4Slot, V6Bucket, V6Leaf, V6Slot, BUCKET_SLOTS, SLOT_USED_V4,
+    V4Bucket, V4HostBits, V4Slot, V6Bucket, V6Leaf, BUCKET_SLOTS, SLOT_USED_V4,
 };
 
 use crate::{errno, Error, ErrorKind};
@@ -69,28 +69,29 @@ impl Bucket for V4Bucket {
     }
 }
 
-/// An IPv6 entry: the leaf key and its level.
+/// An IPv6 entry: the block's leaf key and the leaf's code (level and
+/// part).
 impl Bucket for V6Bucket {
     type Tag = (u64, u32);
     type Value = V6Leaf;
     fn tag(&self, i: usize) -> Option<(u64, u32)> {
-        let s = &self.slots[i];
-        (s.leaf.level != 0).then_some((s.tag, s.leaf.level))
+        (self.codes[i] != 0).then_some((self.keys[i], self.codes[i]))
     }
     fn value(&self, i: usize) -> V6Leaf {
-        self.slots[i].leaf
+        self.leaves[i]
     }
     fn is_spilled(&self) -> bool {
         self.spilled != 0
     }
-    fn fill(&mut self, i: usize, (key, level): (u64, u32), leaf: V6Leaf) {
-        self.slots[i] = V6Slot {
-            tag: key,
-            leaf: V6Leaf { level, ..leaf },
-        };
+    fn fill(&mut self, i: usize, (key, code): (u64, u32), leaf: V6Leaf) {
+        self.keys[i] = key;
+        self.codes[i] = code;
+        self.leaves[i] = leaf;
     }
     fn free(&mut self, i: usize) {
-        self.slots[i] = V6Bucket::default().slots[0];
+        self.keys[i] = 0;
+        self.codes[i] = 0;
+        self.leaves[i] = V6Leaf::EMPTY;
     }
     fn set_spilled(&mut self, on: bool) {
         self.spilled = u64::from(on);

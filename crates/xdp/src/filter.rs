@@ -12,13 +12,14 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use rauta_xdp_common::{
-    buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_filter_slot,
-    v6_leaf_key, v6_level, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf,
-    V6Prefix, V6SpillKey, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
-    DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4,
-    MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_32, MAP_DENY_V6_LEAF,
-    MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS,
-    V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
+    buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk_bits,
+    v6_filter_slot, v6_leaf_code, v6_leaf_key, v6_level, Config, CounterTable, SourceKey, V4Bucket,
+    V4HostBits, V6Bucket, V6Leaf, V6Prefix, V6ShortTable, V6SpillKey, DEFAULT_DENY_V4_ENTRIES,
+    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
+    MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_32, MAP_DENY_V6_LEAF,
+    MAP_DENY_V6_SHORT, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME,
+    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS,
+    V6_OVERFLOW, V6_SHORT_PREFIXES, V6_SHORT_TRIE,
 };
 
 use crate::buckets::Table;
@@ -293,6 +294,7 @@ impl Builder {
             MAP_DENY_V6_SPILL,
             spill_for(self.deny_v6),
         );
+        let deny_v6_short = take(&mut ebpf, MAP_DENY_V6_SHORT, Array::try_from)?;
         let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
         let config = take(&mut ebpf, MAP_CONFIG, Array::try_from)?;
         let syn_state = take(&mut ebpf, MAP_SYN_STATE, HashMap::try_from)?;
@@ -306,6 +308,8 @@ impl Builder {
             deny_v6,
             deny_v6_32,
             deny_v6_leaf,
+            deny_v6_short,
+            v6_short: V6ShortTable::default(),
             v6_set: BTreeSet::new(),
             v6_words: vec![0; 2 * V6_FILTER_WORDS as usize],
             cfg: Config {
@@ -412,6 +416,10 @@ pub struct XdpFilter {
     /// The prefixes of each /32, /48 and /64 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
     deny_v6_leaf: Table<V6Bucket, V6SpillKey>,
+    /// The prefixes shorter than /32, while they fit.
+    deny_v6_short: Array<MapData, V6ShortTable>,
+    /// The kernel's `deny_v6_short` value, mirrored.
+    v6_short: V6ShortTable,
     /// Every denied IPv6 prefix as (network address, length).
     v6_set: BTreeSet<(u128, u8)>,
     /// The kernel's `deny_v6_32` words, mirrored.
@@ -759,8 +767,9 @@ impl XdpFilter {
 
     /// Brings the IPv6 maps that `(addr, len)` touches in line with the set,
     /// which already holds (`added`) or lacks it. An added prefix goes into
-    /// the trie and its leaf before the filter bit or the short-prefix count
-    /// sends the program there; a removed one leaves in the opposite order.
+    /// the trie and its leaf (or the short table) before the filter bit or
+    /// the short-prefix count sends the program there; a removed one leaves
+    /// in the opposite order.
     fn apply_v6(&mut self, addr: u128, len: u8, added: bool) -> Result<(), Error> {
         let trie_key = Key::new(u32::from(len), addr.to_be_bytes());
         if added {
@@ -786,11 +795,7 @@ impl XdpFilter {
                     self.store_v6_leaf(addr, level)?;
                 }
             }
-            None => {
-                let short = self.v6_set.iter().filter(|&&(_, l)| l < 32).count();
-                self.cfg.v6_short_prefixes = short as u64;
-                self.store_config()?;
-            }
+            None => self.store_v6_short()?,
         }
         if !added {
             match self.deny_v6.remove(&trie_key) {
@@ -802,15 +807,17 @@ impl XdpFilter {
         Ok(())
     }
 
-    /// Writes the leaf of the block at `level` (32, 48 or 64) holding
-    /// `addr` from the prefixes of that level in it, or removes it when
+    /// Writes the leaves of the block at `level` (32, 48 or 64) holding
+    /// `addr` from the prefixes of that level in it, or removes them when
     /// there are none.
     ///
     /// A running program may read a leaf while it is being written, so the
-    /// prefixes that stay keep their slots (a new one takes a free slot, a
-    /// removed one frees its slot), and a leaf goes into and out of
-    /// `overflow` (the trie answers while it is set) in writes of its own.
+    /// prefixes that stay keep their part and slot (a new one takes the
+    /// first free slot, a removed one frees its slot), a continuation part is
+    /// written before part 0 announces it, and a block goes into and out of
+    /// overflow (the trie answers while part 0 says so) in writes of its own.
     fn store_v6_leaf(&mut self, addr: u128, level: u32) -> Result<(), Error> {
+        const SLOTS: usize = V6_LEAF_PREFIXES * V6_MAX_PARTS as usize;
         let width = level as u8;
         let base = addr & v6_mask(width);
         let last = base | !v6_mask(width);
@@ -818,48 +825,139 @@ impl XdpFilter {
             .v6_set
             .range((base, 0)..=(last, 128))
             .filter(|&&(_, len)| v6_level(len) == Some(level))
-            .map(|&(a, len)| {
-                let mask = v6_mask(len);
-                V6Prefix {
-                    addr_hi: (a >> 64) as u64,
-                    addr_lo: a as u64,
-                    mask_hi: (mask >> 64) as u64,
-                    mask_lo: mask as u64,
-                }
-            })
+            .map(|&(a, len)| leaf_prefix(a, len, level))
             .collect();
         let key = v6_leaf_key((addr >> 64) as u64, level);
-        let b = v6_bucket(key, level, self.cfg.v6_bucket_mask);
-        let tag = (key, level);
-        let spill = V6SpillKey {
-            key,
-            level: u64::from(level),
+        let mask = self.cfg.v6_bucket_mask;
+        let at = |part: u32| {
+            let code = v6_leaf_code(level, part);
+            let spill = V6SpillKey {
+                key,
+                code: u64::from(code),
+            };
+            (v6_bucket(key, code, mask), (key, code), spill)
         };
-        let old = self.deny_v6_leaf.get(b, tag);
+        let table = &mut self.deny_v6_leaf;
+        let (b0, tag0, spill0) = at(0);
+        let first = table.get(b0, tag0);
+        let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
+        let remove_continuations = |table: &mut Table<V6Bucket, V6SpillKey>| {
+            for part in 1..V6_MAX_PARTS {
+                let (b, tag, spill) = at(part);
+                if table.get(b, tag).is_some() {
+                    table.put(b, tag, spill, None)?;
+                }
+            }
+            Ok::<(), Error>(())
+        };
         if want.is_empty() {
-            return self.deny_v6_leaf.put(b, tag, spill, None);
+            // Part 0 first: the block is clear as soon as it is gone.
+            table.put(b0, tag0, spill0, None)?;
+            return remove_continuations(table);
         }
-        let mut leaf = old.unwrap_or(V6Leaf {
-            overflow: 0,
-            level,
-            prefixes: [V6Prefix::UNUSED; V6_LEAF_PREFIXES],
-        });
-        if want.len() > V6_LEAF_PREFIXES {
+        if want.len() > SLOTS {
             // Too many: the trie (which holds them all) answers; the slots
-            // are left as they are.
-            if leaf.overflow == 0 || old.is_none() {
-                leaf.overflow = 1;
-                return self.deny_v6_leaf.put(b, tag, spill, Some(leaf));
+            // of part 0 stay for the way back.
+            if !overflowed {
+                let mut leaf = first.unwrap_or(V6Leaf::EMPTY);
+                leaf.parts = V6_OVERFLOW;
+                table.put(b0, tag0, spill0, Some(leaf))?;
+                remove_continuations(table)?;
             }
             return Ok(());
         }
-        leaf.prefixes = place_stably(leaf.prefixes, &want);
-        if leaf.overflow != 0 {
-            // The slots first, while the trie still answers.
-            self.deny_v6_leaf.put(b, tag, spill, Some(leaf))?;
-            leaf.overflow = 0;
+        // The block's slots now, part after part.
+        let mut slots = [V6Prefix::UNUSED; SLOTS];
+        if let Some(l) = first {
+            slots[..V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
         }
-        self.deny_v6_leaf.put(b, tag, spill, Some(leaf))
+        if !overflowed {
+            for part in 1..V6_MAX_PARTS {
+                let (b, tag, _) = at(part);
+                if let Some(l) = table.get(b, tag) {
+                    let i = part as usize * V6_LEAF_PREFIXES;
+                    slots[i..i + V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
+                }
+            }
+        }
+        let slots = place_stably(slots, &want);
+        let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
+        // Continuations before part 0 announces them; those no longer needed
+        // hold only removed prefixes.
+        for part in 1..V6_MAX_PARTS {
+            let (b, tag, spill) = at(part);
+            let old = table.get(b, tag);
+            if part < parts {
+                let i = part as usize * V6_LEAF_PREFIXES;
+                let leaf = leaf_of(&slots[i..i + V6_LEAF_PREFIXES], 0);
+                if old != Some(leaf) {
+                    table.put(b, tag, spill, Some(leaf))?;
+                }
+            } else if old.is_some() {
+                table.put(b, tag, spill, None)?;
+            }
+        }
+        let mut leaf = leaf_of(&slots[..V6_LEAF_PREFIXES], parts);
+        leaf.chunks = self
+            .v6_set
+            .range((base, 0)..=(last, 128))
+            .filter(|&&(_, len)| v6_level(len) == Some(level))
+            .map(|&(a, len)| {
+                let half = if level == 64 {
+                    a as u64
+                } else {
+                    (a >> 64) as u64
+                };
+                v6_chunk_bits(half, u32::from(len), level)
+            })
+            .fold(0, |acc, bits| acc | bits);
+        if overflowed {
+            // The slots first, while the trie still answers.
+            let slots_only = V6Leaf {
+                parts: V6_OVERFLOW,
+                ..leaf
+            };
+            table.put(b0, tag0, spill0, Some(slots_only))?;
+        }
+        if table.get(b0, tag0) != Some(leaf) {
+            table.put(b0, tag0, spill0, Some(leaf))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the short table from the prefixes shorter than /32, or sends
+    /// the program to the trie when there are more than it holds. The table
+    /// keeps each prefix in its slot, as a leaf does, and is written before
+    /// the count that makes the program read more of it.
+    fn store_v6_short(&mut self) -> Result<(), Error> {
+        let want: Vec<V6Prefix> = self
+            .v6_set
+            .iter()
+            .filter(|&&(_, len)| len < 32)
+            .map(|&(a, len)| V6Prefix::of((a >> 64) as u64, u32::from(len)))
+            .collect();
+        if want.len() > V6_SHORT_PREFIXES {
+            if self.cfg.v6_short != V6_SHORT_TRIE {
+                self.cfg.v6_short = V6_SHORT_TRIE;
+                self.store_config()?;
+            }
+            return Ok(());
+        }
+        let table = V6ShortTable {
+            prefixes: place_stably(self.v6_short.prefixes, &want),
+        };
+        if table != self.v6_short {
+            self.deny_v6_short
+                .set(0, table, 0)
+                .map_err(|e| Error::kernel("updating the IPv6 short-prefix table", e))?;
+            self.v6_short = table;
+        }
+        let used = used_slots(&table.prefixes) as u32;
+        if self.cfg.v6_short != used {
+            self.cfg.v6_short = used;
+            self.store_config()?;
+        }
+        Ok(())
     }
 
     fn store_v6_word(&mut self, word: u32, value: u64) -> Result<(), Error> {
@@ -1037,13 +1135,10 @@ impl XdpFilter {
     }
 }
 
-/// The slots of a leaf holding `want` (at most `V6_LEAF_PREFIXES`), given
-/// its slots now: a prefix already there stays in its slot, a gone one
-/// leaves its slot unused, a new one takes the first unused slot.
-fn place_stably(
-    mut slots: [V6Prefix; V6_LEAF_PREFIXES],
-    want: &[V6Prefix],
-) -> [V6Prefix; V6_LEAF_PREFIXES] {
+/// The slots of a leaf, a block or the short table holding `want` (at most
+/// `N`), given its slots now: a prefix already there stays in its slot, a
+/// gone one leaves its slot unused, a new one takes the first unused slot.
+fn place_stably<const N: usize>(mut slots: [V6Prefix; N], want: &[V6Prefix]) -> [V6Prefix; N] {
     for p in slots.iter_mut() {
         if !want.contains(p) {
             *p = V6Prefix::UNUSED;
@@ -1057,6 +1152,35 @@ fn place_stably(
         }
     }
     slots
+}
+
+/// The index of the last used slot plus one.
+fn used_slots(slots: &[V6Prefix]) -> usize {
+    slots
+        .iter()
+        .rposition(|p| *p != V6Prefix::UNUSED)
+        .map_or(0, |i| i + 1)
+}
+
+/// A leaf holding `slots` (`V6_LEAF_PREFIXES` of them).
+fn leaf_of(slots: &[V6Prefix], parts: u32) -> V6Leaf {
+    let mut leaf = V6Leaf {
+        parts,
+        used: used_slots(slots) as u32,
+        ..V6Leaf::EMPTY
+    };
+    leaf.prefixes.copy_from_slice(slots);
+    leaf
+}
+
+/// The prefix `(a, len)` as a leaf of `level` holds it: on the first 64
+/// bits below /64, on the last 64 in a /64 leaf.
+fn leaf_prefix(a: u128, len: u8, level: u32) -> V6Prefix {
+    if level == 64 {
+        V6Prefix::of(a as u64, u32::from(len) - 64)
+    } else {
+        V6Prefix::of((a >> 64) as u64, u32::from(len))
+    }
 }
 
 /// The /24s a v4 prefix covers (first, count) and the state it gives them.
@@ -1116,28 +1240,63 @@ mod tests {
     use super::*;
 
     fn p(n: u64) -> V6Prefix {
-        V6Prefix {
-            addr_hi: n << 16,
-            addr_lo: 0,
-            mask_hi: u64::MAX << 16,
-            mask_lo: 0,
-        }
+        V6Prefix::of(n << 16, 48)
     }
 
     #[test]
     fn leaf_prefixes_keep_their_slots() {
         let u = V6Prefix::UNUSED;
-        let slots = place_stably([u; V6_LEAF_PREFIXES], &[p(1), p(2), p(3)]);
+        let slots = place_stably([u; 4], &[p(1), p(2), p(3)]);
         assert_eq!(slots, [p(1), p(2), p(3), u]);
+        assert_eq!(used_slots(&slots), 3);
         // Adding one in front of the others (in sorted order) moves nothing.
         let slots = place_stably(slots, &[p(0), p(1), p(2), p(3)]);
         assert_eq!(slots, [p(1), p(2), p(3), p(0)]);
         // Removing one frees its slot only; the next one takes it.
         let slots = place_stably(slots, &[p(0), p(1), p(3)]);
         assert_eq!(slots, [p(1), u, p(3), p(0)]);
+        assert_eq!(used_slots(&slots), 4);
         let slots = place_stably(slots, &[p(0), p(1), p(3), p(9)]);
         assert_eq!(slots, [p(1), p(9), p(3), p(0)]);
-        assert_eq!(place_stably(slots, &[]), [u; V6_LEAF_PREFIXES]);
+        assert_eq!(place_stably(slots, &[]), [u; 4]);
+        assert_eq!(used_slots(&[u; 4]), 0);
+    }
+
+    #[test]
+    fn leaves_hold_the_half_their_level_leaves_open() {
+        let a: u128 = 0x2001_0db8_0001_0002_0003_0004_0005_0006;
+        // A /40 in its /32 leaf: the first 64 bits.
+        let q = leaf_prefix(a & !(u128::MAX >> 40), 40, 32);
+        assert_eq!(q, V6Prefix::of(0x2001_0db8_0000_0000, 40));
+        assert!(q.contains((a >> 64) as u64));
+        // A /80 and a /64 in their /64 leaf: the last 64 bits.
+        let q = leaf_prefix(a & !(u128::MAX >> 80), 80, 64);
+        assert_eq!(q, V6Prefix::of(0x0003_0004_0000_0000, 16));
+        assert!(q.contains(a as u64));
+        assert!(q.contains(0x0003_ffff_0000_0000));
+        assert!(!q.contains(0x0004_0004_0000_0000));
+        assert!(leaf_prefix(a & !(u128::MAX >> 64), 64, 64).contains(u64::MAX));
+        assert_eq!(
+            leaf_prefix(a, 128, 64),
+            V6Prefix {
+                addr: a as u64,
+                mask: u64::MAX
+            }
+        );
+        let leaf = leaf_of(
+            &[
+                p(1),
+                V6Prefix::UNUSED,
+                p(2),
+                V6Prefix::UNUSED,
+                V6Prefix::UNUSED,
+                V6Prefix::UNUSED,
+                V6Prefix::UNUSED,
+                V6Prefix::UNUSED,
+            ],
+            3,
+        );
+        assert_eq!((leaf.parts, leaf.used), (3, 3));
     }
 
     #[test]

@@ -874,8 +874,8 @@ fn root_test_run_deny_list_v4_matches_an_oracle() {
     }
 }
 
-/// The IPv6 deny list (hashed /32, /48 and /64 filters in front of the leaves,
-/// the trie walked while prefixes shorter than /32 exist) against a plain
+/// The IPv6 deny list (hashed /32, /48 and /64 filters in front of the
+/// leaves, the short table for prefixes shorter than /32) against a plain
 /// list.
 #[test]
 #[ignore = "needs root"]
@@ -883,27 +883,65 @@ fn root_test_run_deny_list_v6_matches_an_oracle() {
     v6_oracle(
         0x9e37_79b9_7f4a_7c15,
         &[16, 24, 31, 32, 40, 48, 56, 64, 96, 127, 128],
-        false,
+        0,
+        30,
     );
 }
 
-/// Prefixes of /32 and longer only (no trie walk for short prefixes), packed
-/// into four blocks per leaf level so that leaves fill past
-/// `V6_LEAF_PREFIXES` (and the trie takes over) and empty again as prefixes
-/// are removed.
+/// More prefixes shorter than /32 than the short table holds (16): the
+/// count goes past it (the trie answers for every IPv6 source) and back to
+/// none as the list is drained.
 #[test]
 #[ignore = "needs root"]
-fn root_test_run_deny_list_v6_leaves_overflow_and_recover() {
-    v6_oracle(
+fn root_test_run_deny_list_v6_short_table_overflows_and_recovers() {
+    let seen = v6_oracle(0x5851_f42d_4c95_7f2d, &[8, 12, 20, 29, 31, 48], 0, 15);
+    assert!(
+        seen.short_max > rauta_xdp_common::V6_SHORT_PREFIXES,
+        "{seen:?}"
+    );
+}
+
+/// Prefixes of /32 and longer only (no short prefixes), packed into four
+/// blocks per leaf level so that blocks fill past `V6_LEAF_PREFIXES` (and
+/// take continuation leaves) and empty again as prefixes are removed.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_v6_leaves_continue_and_recover() {
+    let seen = v6_oracle(
         0x2545_f491_4f6c_dd1d,
         &[32, 33, 40, 47, 48, 49, 56, 63, 64, 96, 127, 128],
-        true,
+        4,
+        60,
     );
+    assert!(
+        seen.block_max > rauta_xdp_common::V6_LEAF_PREFIXES,
+        "a block took a continuation leaf: {seen:?}"
+    );
+}
+
+/// One block per leaf level: blocks fill past what their leaves hold
+/// (`V6_LEAF_PREFIXES * V6_MAX_PARTS`, the trie answers) and come back as
+/// the list is drained.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_v6_blocks_overflow_and_recover() {
+    let seen = v6_oracle(0x2545_f491_4f6c_dd1d, &[40, 47, 56, 63, 96, 128], 1, 60);
+    let cap = rauta_xdp_common::V6_LEAF_PREFIXES * rauta_xdp_common::V6_MAX_PARTS as usize;
+    assert!(seen.block_max > cap, "a block overflowed: {seen:?}");
+}
+
+/// The most prefixes one block, and the short table, held during a run of
+/// [`v6_oracle`].
+#[derive(Debug, Default)]
+struct Fullest {
+    block_max: usize,
+    short_max: usize,
 }
 
 /// Random denies and allows, checked after each batch against `oracle`;
-/// `narrow` packs the prefixes into few leaves.
-fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
+/// `blocks` (1 to 4) packs the prefixes of /32 and longer into that many
+/// blocks per leaf level, 0 spreads them.
+fn v6_oracle(seed: u64, lens: &[u8], blocks: u128, rounds: usize) -> Fullest {
     let mut f = filter();
     let mut rng = seed;
     let mut next = move || {
@@ -918,22 +956,27 @@ fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
         let low = u128::from(next()) << 32 | u128::from(r >> 32);
         (tops[(r % 4) as usize] << 96) | (low & ((1u128 << 96) - 1) & !0xffff_0000u128 << 60)
     };
-    // Narrow: the prefix lies in one of four blocks of its leaf level
+    // Packed: the prefix lies in one of `blocks` blocks of its leaf level
     // (2001:db8::/32 to 2001:dbb::/32, 2001:db8:0::/48 to 2001:db8:3::/48,
     // 2001:db8::/64 to 2001:db8:0:3::/64), with random bits below the block.
     let place = |r: u128, x: u128, len: u8| -> u128 {
         match rauta_xdp_common::v6_level(len) {
-            Some(level) if narrow => {
-                let block = x & 3;
+            Some(level) if blocks > 0 => {
+                let block = x % blocks;
                 let base = (0x2001_0db8u128 << 96) | (block << (128 - level));
                 base | ((x >> 2) & (u128::MAX >> level))
             }
+            // Shorter than /32: anywhere (the four tops would give few).
+            None => r ^ (x << 64),
             _ => r,
         }
     };
     let mut oracle: Vec<IpPrefix> = Vec::new();
-    let mut fullest = 0;
-    for round in 0..30 {
+    let mut fullest = Fullest::default();
+    // `rounds` rounds of denies and allows, then as many of allows only
+    // (which empty the list: fewer than 10 prefixes per round stay).
+    for round in 0..2 * rounds {
+        let draining = round >= rounds;
         for _ in 0..10 {
             let r = random_addr();
             // The address's low bits are zero: decide from all of its bits.
@@ -941,10 +984,10 @@ fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
             x ^= x >> 67;
             x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9_94d0_49bb_1331_11eb);
             x ^= x >> 61;
-            if x % 3 == 0 && !oracle.is_empty() {
+            if (draining || x % 3 == 0) && !oracle.is_empty() {
                 let p = oracle.swap_remove((x >> 8) as usize % oracle.len());
                 assert!(f.allow_source(p).unwrap(), "{p} was denied");
-            } else {
+            } else if !draining {
                 let len = lens[(x >> 16) as usize % lens.len()];
                 let a =
                     place(r, x >> 24, len) & !(u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
@@ -969,9 +1012,11 @@ fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
         for p in &oracle {
             if let Some(b) = block(p) {
                 let n = oracle.iter().filter(|q| block(q) == Some(b)).count();
-                fullest = fullest.max(n);
+                fullest.block_max = fullest.block_max.max(n);
             }
         }
+        let short = oracle.iter().filter(|p| p.len() < 32).count();
+        fullest.short_max = fullest.short_max.max(short);
         assert_eq!(listed, want, "round {round}: listed prefixes");
         let mut probes: Vec<u128> = (0..32).map(|_| random_addr()).collect();
         for p in &oracle {
@@ -994,12 +1039,8 @@ fn v6_oracle(seed: u64, lens: &[u8], narrow: bool) {
             );
         }
     }
-    if narrow {
-        assert!(
-            fullest > rauta_xdp_common::V6_LEAF_PREFIXES,
-            "a leaf overflowed at least once ({fullest})"
-        );
-    }
+    assert!(oracle.is_empty(), "drained: {oracle:?}");
+    fullest
 }
 
 /// A program the verifier rejects: the embedded object with `r0 = 2`

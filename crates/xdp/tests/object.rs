@@ -38,7 +38,7 @@ fn embedded_object_holds_both_xdp_programs() {
 fn embedded_object_maps_have_the_shared_layouts() {
     use std::mem::size_of;
     let obj = object();
-    let expect: [(&str, u32, usize, usize, u32); 11] = [
+    let expect: [(&str, u32, usize, usize, u32); 12] = [
         (
             common::MAP_DENY_V4,
             bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
@@ -87,6 +87,13 @@ fn embedded_object_maps_have_the_shared_layouts() {
             size_of::<common::V6SpillKey>(),
             size_of::<common::V6Leaf>(),
             common::spill_for(common::DEFAULT_DENY_V6_ENTRIES),
+        ),
+        (
+            common::MAP_DENY_V6_SHORT,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            size_of::<common::V6ShortTable>(),
+            1,
         ),
         (
             common::MAP_DENY_PORTS,

@@ -241,7 +241,7 @@ fn xdp_prog_on(net: &NetnsPair) -> Option<u64> {
 
 /// Kernel objects of ours (program names, map names) as `kind:id:name`.
 fn our_objects() -> BTreeSet<String> {
-    let names: [&str; 13] = [
+    let names: [&str; 14] = [
         rauta_xdp_common::PROGRAM_NAME,
         rauta_xdp_common::PASS_PROGRAM_NAME,
         rauta_xdp_common::MAP_DENY_V4,
@@ -251,6 +251,7 @@ fn our_objects() -> BTreeSet<String> {
         rauta_xdp_common::MAP_DENY_V4_SPILL,
         rauta_xdp_common::MAP_DENY_V6_SPILL,
         rauta_xdp_common::MAP_DENY_V6_32,
+        rauta_xdp_common::MAP_DENY_V6_SHORT,
         rauta_xdp_common::MAP_DENY_PORTS,
         rauta_xdp_common::MAP_CONFIG,
         rauta_xdp_common::MAP_SYN_STATE,
@@ -289,8 +290,8 @@ fn root_kernel_attach_detach_100_times_leaks_nothing() {
             let live = our_objects();
             assert_eq!(
                 live.len() - baseline.len(),
-                13,
-                "2 programs + 11 maps live: {live:?}"
+                14,
+                "2 programs + 12 maps live: {live:?}"
             );
             assert!(xdp_prog_on(&net).is_some());
         }

@@ -22,10 +22,11 @@ use aya_ebpf::{
 };
 use rauta_xdp_common::{
     buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket,
-    v6_filter_slot, v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
-    V6Leaf, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
-    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4,
-    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6SpillKey, V6_FILTER_WORDS, V6_LEAF_PREFIXES,
+    v6_chunk, v6_filter_slot, v6_leaf_code, v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket,
+    V4HostBits, V6Bucket, V6Leaf, V6ShortTable, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES,
+    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS,
+    SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6SpillKey, V6_FILTER_WORDS,
+    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SHORT_PREFIXES, V6_SHORT_TRIE,
 };
 
 #[map]
@@ -51,6 +52,9 @@ static DENY_V6_LEAF: Array<V6Bucket> =
 #[map]
 static DENY_V6_SPILL: HashMap<V6SpillKey, V6Leaf> =
     HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), 0);
+
+#[map]
+static DENY_V6_SHORT: Array<V6ShortTable> = Array::with_max_entries(1, 0);
 
 #[map]
 static DENY_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
@@ -374,8 +378,8 @@ fn classify_v6(f: &Frame, off: usize, vlan: bool) -> Outcome {
     )
 }
 
-/// What a leaf says about a source: inside one of its prefixes, outside all,
-/// or "ask the trie" (the leaf overflowed).
+/// What a block's leaves say about a source: inside one of its prefixes,
+/// outside all, or "ask the trie" (the block overflowed).
 #[derive(PartialEq, Eq)]
 enum LeafAnswer {
     Denied,
@@ -383,65 +387,104 @@ enum LeafAnswer {
     Walk,
 }
 
-/// Looks the source up in the leaf of its block at `level`: a slot of the
-/// leaf's bucket (an array read), or the spill hash when the bucket
-/// overflowed.
+/// The leaf of block `key` with `code` (level and part): a slot of its
+/// bucket (an array read; the tags share a cache line), or the spill hash
+/// when the bucket overflowed.
 #[inline(always)]
-fn v6_leaf(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
-    let key = v6_leaf_key(top, level);
-    let Some(bucket) = DENY_V6_LEAF.get(v6_bucket(key, level, mask)) else {
-        return LeafAnswer::Clear;
-    };
-    let mut found = None;
+fn v6_leaf(key: u64, code: u32, mask: u32) -> Option<&'static V6Leaf> {
+    let bucket = DENY_V6_LEAF.get(v6_bucket(key, code, mask))?;
     let mut i = 0;
     while i < BUCKET_SLOTS {
-        let s = &bucket.slots[i];
-        if s.tag == key && s.leaf.level == level {
-            found = Some(&s.leaf);
-            break;
+        if bucket.keys[i] == key && bucket.codes[i] == code {
+            return Some(&bucket.leaves[i]);
         }
         i += 1;
     }
-    let leaf = match found {
-        Some(l) => l,
-        None if bucket.spilled != 0 => {
-            let spill = V6SpillKey {
-                key,
-                level: u64::from(level),
-            };
-            match DENY_V6_SPILL.get_ptr(spill) {
-                // SAFETY: the map returned a valid pointer to a value of
-                // this type, which lives as long as the program runs.
-                Some(p) => unsafe { &*p },
-                None => return LeafAnswer::Clear,
-            }
-        }
+    if bucket.spilled == 0 {
         // Another block hashed onto the same filter bit.
-        None => return LeafAnswer::Clear,
+        return None;
+    }
+    let spill = V6SpillKey {
+        key,
+        code: u64::from(code),
     };
-    leaf_answer(leaf, top, low)
+    // SAFETY: the map returned a valid pointer to a value of this type,
+    // which lives as long as the program runs.
+    DENY_V6_SPILL.get_ptr(spill).map(|p| unsafe { &*p })
 }
 
+/// Whether the address half `half` lies in one of the leaf's prefixes.
 #[inline(always)]
-fn leaf_answer(leaf: &V6Leaf, top: u64, low: u64) -> LeafAnswer {
-    if leaf.overflow != 0 {
-        return LeafAnswer::Walk;
-    }
+fn leaf_holds(leaf: &V6Leaf, half: u64) -> bool {
+    let used = leaf.used as usize;
     let mut i = 0;
-    while i < V6_LEAF_PREFIXES {
-        if leaf.prefixes[i].contains(top, low) {
-            return LeafAnswer::Denied;
+    while i < V6_LEAF_PREFIXES && i < used {
+        if leaf.prefixes[i].contains(half) {
+            return true;
         }
         i += 1;
+    }
+    false
+}
+
+/// Looks the source up in the leaves of its block at `level`: part 0, then
+/// the continuation parts part 0 announces.
+#[inline(always)]
+fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
+    let key = v6_leaf_key(top, level);
+    // A /64 leaf's prefixes are on the last 64 bits (its key is the first
+    // 64); the others' on the first 64.
+    let half = if level == 64 { low } else { top };
+    let Some(first) = v6_leaf(key, v6_leaf_code(level, 0), mask) else {
+        return LeafAnswer::Clear;
+    };
+    let parts = first.parts;
+    if parts == V6_OVERFLOW {
+        return LeafAnswer::Walk;
+    }
+    // No prefix of the block reaches the source's 64th of it.
+    if (first.chunks >> v6_chunk(half, level)) & 1 == 0 {
+        return LeafAnswer::Clear;
+    }
+    if leaf_holds(first, half) {
+        return LeafAnswer::Denied;
+    }
+    let mut part = 1;
+    while part < V6_MAX_PARTS && part < parts {
+        if let Some(leaf) = v6_leaf(key, v6_leaf_code(level, part), mask) {
+            if leaf_holds(leaf, half) {
+                return LeafAnswer::Denied;
+            }
+        }
+        part += 1;
     }
     LeafAnswer::Clear
 }
 
-/// Prefixes of length 32 and more are found in the leaf of the source's
+/// Whether the first 64 bits of the source lie in one of the first `n`
+/// prefixes shorter than /32.
+#[inline(always)]
+fn v6_short_denied(top: u64, n: u32) -> bool {
+    let Some(table) = DENY_V6_SHORT.get(0) else {
+        return false;
+    };
+    let n = n as usize;
+    let mut i = 0;
+    while i < V6_SHORT_PREFIXES && i < n {
+        if table.prefixes[i].contains(top) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Prefixes of length 32 and more are found in the leaves of the source's
 /// /32, /48 or /64 (by the prefix's length), looked up only when the hashed
-/// filter word (one array read for every level) marks that level; the trie
-/// is walked only when prefixes shorter than /32 exist or a leaf holds more
-/// than `V6_LEAF_PREFIXES`.
+/// filter word (one array read for every level) marks that level; prefixes
+/// shorter than /32 in a short table compared with every IPv6 source. The
+/// trie is walked only when a block holds more prefixes than its leaves or
+/// the short table overflowed.
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
@@ -455,26 +498,38 @@ fn v6_denied(src: [u8; 16]) -> bool {
         None => 0,
     };
     let (short, mask) = match CONFIG.get(0) {
-        Some(c) => (c.v6_short_prefixes != 0, c.v6_bucket_mask),
-        None => (false, 0),
+        Some(c) => (c.v6_short, c.v6_bucket_mask),
+        None => (0, 0),
     };
-    if marks == 0 && !short {
+    if marks == 0 && short == 0 {
         return false;
+    }
+    if short == V6_SHORT_TRIE {
+        return v6_trie_denied(src);
+    }
+    if short != 0 && v6_short_denied(top, short) {
+        return true;
     }
     let low = u64::from_be_bytes([
         src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
     ]);
-    let mut walk = short;
     for (level, bit) in [(32, bit32), (48, bit48), (64, bit64)] {
-        if !walk && marks & bit != 0 {
-            match v6_leaf(top, low, level, mask) {
+        if marks & bit != 0 {
+            match v6_block(top, low, level, mask) {
                 LeafAnswer::Denied => return true,
-                LeafAnswer::Walk => walk = true,
+                // The trie holds every prefix: its answer is the whole one.
+                LeafAnswer::Walk => return v6_trie_denied(src),
                 LeafAnswer::Clear => {}
             }
         }
     }
-    walk && DENY_V6.get(v6_trie_key(&TrieKeyBuf::new(src))).is_some()
+    false
+}
+
+/// The longest-prefix-match trie of every denied IPv6 prefix.
+#[inline(always)]
+fn v6_trie_denied(src: [u8; 16]) -> bool {
+    DENY_V6.get(v6_trie_key(&TrieKeyBuf::new(src))).is_some()
 }
 
 /// An LPM trie key laid out so that its address starts 8-byte aligned: the
