@@ -325,7 +325,7 @@ impl Builder {
             ebpf,
         };
         // The bucket counts the program hashes with.
-        filter.store_config()?;
+        filter.store_config(filter.cfg)?;
         Ok(filter)
     }
 }
@@ -816,65 +816,54 @@ impl XdpFilter {
     /// first free slot, a removed one frees its slot), a continuation part is
     /// written before part 0 announces it, and a block goes into and out of
     /// overflow (the trie answers while part 0 says so) in writes of its own.
+    /// When the prefixes left fit in fewer parts than they occupy, they are
+    /// first copied into the parts that stay and, once no program run can
+    /// still hold the old part 0 ([`wait_for_readers`]), the others go.
     fn store_v6_leaf(&mut self, addr: u128, level: u32) -> Result<(), Error> {
-        const SLOTS: usize = V6_LEAF_PREFIXES * V6_MAX_PARTS as usize;
         let width = level as u8;
         let base = addr & v6_mask(width);
         let last = base | !v6_mask(width);
-        let want: Vec<V6Prefix> = self
-            .v6_set
-            .range((base, 0)..=(last, 128))
-            .filter(|&&(_, len)| v6_level(len) == Some(level))
-            .map(|&(a, len)| leaf_prefix(a, len, level))
-            .collect();
-        let key = v6_leaf_key((addr >> 64) as u64, level);
-        let mask = self.cfg.v6_bucket_mask;
-        let at = |part: u32| {
-            let code = v6_leaf_code(level, part);
-            let spill = V6SpillKey {
-                key,
-                code: u64::from(code),
-            };
-            (v6_bucket(key, code, mask), (key, code), spill)
-        };
-        let table = &mut self.deny_v6_leaf;
-        let (b0, tag0, spill0) = at(0);
-        let first = table.get(b0, tag0);
-        let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
-        let remove_continuations = |table: &mut Table<V6Bucket, V6SpillKey>| {
-            for part in 1..V6_MAX_PARTS {
-                let (b, tag, spill) = at(part);
-                if table.get(b, tag).is_some() {
-                    table.put(b, tag, spill, None)?;
-                }
+        let mut want = Vec::new();
+        let mut chunks = 0;
+        for &(a, len) in self.v6_set.range((base, 0)..=(last, 128)) {
+            if v6_level(len) == Some(level) {
+                want.push(leaf_prefix(a, len, level));
+                let half = if level == 64 {
+                    a as u64
+                } else {
+                    (a >> 64) as u64
+                };
+                chunks |= v6_chunk_bits(half, u32::from(len), level);
             }
-            Ok::<(), Error>(())
-        };
+        }
+        let block = LeafBlock::new((addr >> 64) as u64, level, self.cfg.v6_bucket_mask);
+        let table = &mut self.deny_v6_leaf;
+        let first = block.get(table, 0);
+        let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
         if want.is_empty() {
             // Part 0 first: the block is clear as soon as it is gone.
-            table.put(b0, tag0, spill0, None)?;
-            return remove_continuations(table);
+            block.put(table, 0, None)?;
+            return block.remove_continuations(table);
         }
-        if want.len() > SLOTS {
+        if want.len() > BLOCK_SLOTS {
             // Too many: the trie (which holds them all) answers; the slots
             // of part 0 stay for the way back.
             if !overflowed {
                 let mut leaf = first.unwrap_or(V6Leaf::EMPTY);
                 leaf.parts = V6_OVERFLOW;
-                table.put(b0, tag0, spill0, Some(leaf))?;
-                remove_continuations(table)?;
+                block.put(table, 0, Some(leaf))?;
+                block.remove_continuations(table)?;
             }
             return Ok(());
         }
         // The block's slots now, part after part.
-        let mut slots = [V6Prefix::UNUSED; SLOTS];
+        let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
         if let Some(l) = first {
             slots[..V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
         }
         if !overflowed {
             for part in 1..V6_MAX_PARTS {
-                let (b, tag, _) = at(part);
-                if let Some(l) = table.get(b, tag) {
+                if let Some(l) = block.get(table, part) {
                     let i = part as usize * V6_LEAF_PREFIXES;
                     slots[i..i + V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
                 }
@@ -882,47 +871,39 @@ impl XdpFilter {
         }
         let slots = place_stably(slots, &want);
         let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
-        // Continuations before part 0 announces them; those no longer needed
-        // hold only removed prefixes.
-        for part in 1..V6_MAX_PARTS {
-            let (b, tag, spill) = at(part);
-            let old = table.get(b, tag);
-            if part < parts {
-                let i = part as usize * V6_LEAF_PREFIXES;
-                let leaf = leaf_of(&slots[i..i + V6_LEAF_PREFIXES], 0);
-                if old != Some(leaf) {
-                    table.put(b, tag, spill, Some(leaf))?;
-                }
-            } else if old.is_some() {
-                table.put(b, tag, spill, None)?;
-            }
-        }
-        let mut leaf = leaf_of(&slots[..V6_LEAF_PREFIXES], parts);
-        leaf.chunks = self
-            .v6_set
-            .range((base, 0)..=(last, 128))
-            .filter(|&&(_, len)| v6_level(len) == Some(level))
-            .map(|&(a, len)| {
-                let half = if level == 64 {
-                    a as u64
-                } else {
-                    (a >> 64) as u64
-                };
-                v6_chunk_bits(half, u32::from(len), level)
-            })
-            .fold(0, |acc, bits| acc | bits);
+        let fewer = want.len().div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
         if overflowed {
-            // The slots first, while the trie still answers.
-            let slots_only = V6Leaf {
-                parts: V6_OVERFLOW,
-                ..leaf
-            };
-            table.put(b0, tag0, spill0, Some(slots_only))?;
+            // Out of overflow: every part is written while the trie still
+            // answers. Without room for the continuations, the block stays
+            // in overflow (the trie's answer is right) rather than fail.
+            match block.write(table, &slots, parts, chunks, true) {
+                Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
+                    let _ = block.remove_continuations(table);
+                    Ok(())
+                }
+                other => other,
+            }
+        } else if parts > fewer {
+            // Compaction: the prefixes of the parts that go are copied into
+            // free slots of the parts that stay (they match twice for a
+            // while), then those parts go.
+            let keep = fewer as usize * V6_LEAF_PREFIXES;
+            let mut both = slots;
+            let (low, high) = both.split_at_mut(keep);
+            for p in high.iter().filter(|p| **p != V6Prefix::UNUSED) {
+                if !low.contains(p) {
+                    if let Some(free) = low.iter_mut().find(|q| **q == V6Prefix::UNUSED) {
+                        *free = *p;
+                    }
+                }
+            }
+            block.write(table, &both, parts, chunks, false)?;
+            wait_for_readers();
+            both[keep..].fill(V6Prefix::UNUSED);
+            block.write(table, &both, fewer, chunks, false)
+        } else {
+            block.write(table, &slots, parts, chunks, false)
         }
-        if table.get(b0, tag0) != Some(leaf) {
-            table.put(b0, tag0, spill0, Some(leaf))?;
-        }
-        Ok(())
     }
 
     /// Writes the short table from the prefixes shorter than /32, or sends
@@ -938,8 +919,10 @@ impl XdpFilter {
             .collect();
         if want.len() > V6_SHORT_PREFIXES {
             if self.cfg.v6_short != V6_SHORT_TRIE {
-                self.cfg.v6_short = V6_SHORT_TRIE;
-                self.store_config()?;
+                self.store_config(Config {
+                    v6_short: V6_SHORT_TRIE,
+                    ..self.cfg
+                })?;
             }
             return Ok(());
         }
@@ -954,8 +937,10 @@ impl XdpFilter {
         }
         let used = used_slots(&table.prefixes) as u32;
         if self.cfg.v6_short != used {
-            self.cfg.v6_short = used;
-            self.store_config()?;
+            self.store_config(Config {
+                v6_short: used,
+                ..self.cfg
+            })?;
         }
         Ok(())
     }
@@ -970,10 +955,14 @@ impl XdpFilter {
         Ok(())
     }
 
-    fn store_config(&mut self) -> Result<(), Error> {
+    /// Writes `cfg` to the kernel, then to the mirror (which so never says
+    /// what the program does not see).
+    fn store_config(&mut self, cfg: Config) -> Result<(), Error> {
         self.config
-            .set(0, self.cfg, 0)
-            .map_err(|e| Error::kernel("updating the configuration", e))
+            .set(0, cfg, 0)
+            .map_err(|e| Error::kernel("updating the configuration", e))?;
+        self.cfg = cfg;
+        Ok(())
     }
 
     /// How many IPv4 /24 bitmaps and IPv6 leaves did not fit the bucket
@@ -1041,9 +1030,13 @@ impl XdpFilter {
     ///
     /// [`ErrorKind::Kernel`].
     pub fn set_syn_limit(&mut self, limit: Option<SynLimit>) -> Result<(), Error> {
-        (self.cfg.syn_interval_ns, self.cfg.syn_tolerance_ns) =
+        let (syn_interval_ns, syn_tolerance_ns) =
             limit.map(SynLimit::to_config).unwrap_or_default();
-        self.store_config()?;
+        self.store_config(Config {
+            syn_interval_ns,
+            syn_tolerance_ns,
+            ..self.cfg
+        })?;
         if limit.is_none() {
             let keys: Vec<SourceKey> = self.syn_state.keys().filter_map(Result::ok).collect();
             for k in keys {
@@ -1180,6 +1173,119 @@ fn leaf_prefix(a: u128, len: u8, level: u32) -> V6Prefix {
         V6Prefix::of(a as u64, u32::from(len) - 64)
     } else {
         V6Prefix::of((a >> 64) as u64, u32::from(len))
+    }
+}
+
+/// Slots of one IPv6 block: its parts' slots one after another.
+const BLOCK_SLOTS: usize = V6_LEAF_PREFIXES * V6_MAX_PARTS as usize;
+
+/// Where the leaves of one IPv6 block live in the leaf table.
+struct LeafBlock {
+    key: u64,
+    level: u32,
+    mask: u32,
+}
+
+impl LeafBlock {
+    fn new(top64: u64, level: u32, mask: u32) -> LeafBlock {
+        LeafBlock {
+            key: v6_leaf_key(top64, level),
+            level,
+            mask,
+        }
+    }
+
+    /// Part `part`'s bucket, tag and spill key.
+    fn at(&self, part: u32) -> (u32, (u64, u32), V6SpillKey) {
+        let code = v6_leaf_code(self.level, part);
+        let spill = V6SpillKey {
+            key: self.key,
+            code: u64::from(code),
+        };
+        (
+            v6_bucket(self.key, code, self.mask),
+            (self.key, code),
+            spill,
+        )
+    }
+
+    fn get(&self, table: &Table<V6Bucket, V6SpillKey>, part: u32) -> Option<V6Leaf> {
+        let (b, tag, _) = self.at(part);
+        table.get(b, tag)
+    }
+
+    fn put(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        part: u32,
+        leaf: Option<V6Leaf>,
+    ) -> Result<(), Error> {
+        let (b, tag, spill) = self.at(part);
+        table.put(b, tag, spill, leaf)
+    }
+
+    fn remove_continuations(&self, table: &mut Table<V6Bucket, V6SpillKey>) -> Result<(), Error> {
+        for part in 1..V6_MAX_PARTS {
+            if self.get(table, part).is_some() {
+                self.put(table, part, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the block as `slots` in `parts` parts: the continuations first
+    /// (those past `parts` removed), part 0 last, so part 0 never announces
+    /// a part that is not there. `from_overflow`: part 0 says overflow now;
+    /// its slots are written before the write that clears it.
+    fn write(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        slots: &[V6Prefix; BLOCK_SLOTS],
+        parts: u32,
+        chunks: u64,
+        from_overflow: bool,
+    ) -> Result<(), Error> {
+        for part in 1..V6_MAX_PARTS {
+            let old = self.get(table, part);
+            if part < parts {
+                let i = part as usize * V6_LEAF_PREFIXES;
+                let leaf = leaf_of(&slots[i..i + V6_LEAF_PREFIXES], 0);
+                if old != Some(leaf) {
+                    self.put(table, part, Some(leaf))?;
+                }
+            } else if old.is_some() {
+                self.put(table, part, None)?;
+            }
+        }
+        let mut leaf = leaf_of(&slots[..V6_LEAF_PREFIXES], parts);
+        leaf.chunks = chunks;
+        if from_overflow {
+            let slots_only = V6Leaf {
+                parts: V6_OVERFLOW,
+                ..leaf
+            };
+            self.put(table, 0, Some(slots_only))?;
+        }
+        if self.get(table, 0) != Some(leaf) {
+            self.put(table, 0, Some(leaf))?;
+        }
+        Ok(())
+    }
+}
+
+/// Returns once every run of the program that had started before the call
+/// has ended: the classifier runs inside an RCU read-side section, and
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for an RCU grace period. Where
+/// the kernel refuses it (CPUs in `nohz_full` mode), a pause far longer than
+/// any program run stands in for it.
+fn wait_for_readers() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+    // SAFETY: membarrier takes no pointers and changes no memory of this
+    // process; with this command and flags 0 it only blocks until a grace
+    // period has passed (or fails with an errno).
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if r != 0 {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
