@@ -85,6 +85,11 @@ pub(crate) struct Mutations {
 }
 
 impl Mutations {
+    /// Whether applying these changes nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty()
+    }
+
     pub(crate) fn apply<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) {
         for name in self.remove.iter() {
             headers.remove(name);

@@ -1337,6 +1337,16 @@ impl<'a> RouteMatch<'a> {
         matches!(self.route.host_rewrite, Some(HostRewrite::Auto))
     }
 
+    /// Whether [`apply_response`](Self::apply_response) changes anything:
+    /// when it does not, a proxy can pass an upstream's response fields on
+    /// as they came, without building a header map for them.
+    pub fn edits_response(&self) -> bool {
+        self.weighted().is_some_and(|e| !e.response.is_empty())
+            || !self.route.response.is_empty()
+            || !self.vhost.response.is_empty()
+            || !self.table.response.is_empty()
+    }
+
     /// Applies the response header mutations (weighted entry, then route,
     /// virtual host and configuration in Envoy's order). Call it for
     /// upstream responses, redirects and direct responses alike.

@@ -31,7 +31,7 @@ use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as _;
 use hyper::service::service_fn;
@@ -41,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::h1::{ends_head, push_decimal, Field};
-use crate::proxy::{self, Body, UpstreamClient};
+use crate::proxy::{self, UpstreamClient};
 use crate::state::State;
 
 /// The most header fields the fast path parses; a request with more goes to
@@ -121,7 +121,11 @@ where
 {
     let svc = service_fn(move |req| {
         let (state, client) = (Arc::clone(&state), client.clone());
-        async move { proxy::handle(&state, &client, remote, req, None).await }
+        async move {
+            proxy::handle(&state, &client, remote, req, None)
+                .await
+                .map(proxy::Reply::into_response)
+        }
     });
     let conn = auto::Builder::new(TokioExecutor::new());
     if let Err(e) = conn.serve_connection(TokioIo::new(io), svc).await {
@@ -214,10 +218,11 @@ fn parse_request(buf: &mut BytesMut) -> Parse {
 async fn write_response(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    resp: Response<Body>,
+    reply: proxy::Reply,
     head_request: bool,
     mut close: bool,
 ) -> io::Result<bool> {
+    let (resp, raw) = reply.into_parts();
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let bodyless = head_request
@@ -232,7 +237,8 @@ async fn write_response(
     } else {
         body.size_hint().exact()
     };
-    // A `connection: close` a route added to the response is honoured.
+    // A `connection: close` a route added to the response is honoured
+    // (raw fields have no `connection`: it is hop-by-hop).
     let says_close = parts.headers.get_all(CONNECTION).iter().any(|v| {
         v.as_bytes()
             .split(|b| *b == b',')
@@ -245,18 +251,36 @@ async fn write_response(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        // The framing is this hop's: written below from the body. A HEAD
-        // response keeps the length the upstream gave.
-        if (name == CONTENT_LENGTH && !head_request) || name == TRANSFER_ENCODING {
-            continue;
+    // The framing is this hop's: written below from the body. A HEAD
+    // response keeps the length the upstream gave.
+    let (has_date, has_length) = match &raw {
+        Some(raw) => {
+            out.extend_from_slice(raw.lines());
+            let kept = raw.content_length().filter(|_| head_request);
+            if let Some(n) = kept {
+                out.extend_from_slice(b"content-length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            (raw.has_date(), kept.is_some())
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if !parts.headers.contains_key(DATE) {
+        None => {
+            for (name, value) in &parts.headers {
+                if (name == CONTENT_LENGTH && !head_request) || name == TRANSFER_ENCODING {
+                    continue;
+                }
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            (
+                parts.headers.contains_key(DATE),
+                parts.headers.contains_key(CONTENT_LENGTH),
+            )
+        }
+    };
+    if !has_date {
         out.extend_from_slice(b"date: ");
         push_date(out);
         out.extend_from_slice(b"\r\n");
@@ -267,7 +291,7 @@ async fn write_response(
     // A HEAD answered here gets the length its GET would have: its body is
     // the GET's. (An upstream's HEAD response has an empty body and keeps
     // whatever length it gave, above; no length is made up for it.)
-    if head_request && !no_body && !parts.headers.contains_key(CONTENT_LENGTH) {
+    if head_request && !no_body && !has_length {
         if let Some(n) = length.filter(|n| *n > 0) {
             out.extend_from_slice(b"content-length: ");
             push_decimal(out, n);

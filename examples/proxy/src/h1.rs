@@ -45,13 +45,13 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::proxy::{full, Body, BoxError};
+use crate::proxy::{full, Body, BoxError, Reply};
 
 /// The most bytes a response head (status line and headers) may take.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -203,7 +203,7 @@ impl Pool {
         headers: &(dyn Fields + Sync),
         body: Body,
         now: Instant,
-    ) -> Result<Response<Body>, Error> {
+    ) -> Result<Reply, Error> {
         let had_length = headers.has(&CONTENT_LENGTH);
         let framing = if body.is_end_stream() {
             ReqFraming::None { had_length }
@@ -311,18 +311,12 @@ impl Pool {
         drop(expired);
     }
 
-    /// Turns a parsed head into a response whose body reads from `conn`.
-    fn respond(
-        &self,
-        addr: SocketAddr,
-        mut conn: Conn,
-        head: Parsed,
-        now: Instant,
-    ) -> Response<Body> {
+    /// Turns a parsed head into a reply whose body reads from `conn`; its
+    /// fields stay raw (see [`Reply`]).
+    fn respond(&self, addr: SocketAddr, mut conn: Conn, head: Parsed, now: Instant) -> Reply {
         let mut resp = Response::new(crate::proxy::empty());
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
-        *resp.headers_mut() = head.headers;
         match head.body {
             RespFraming::None => {
                 if head.reuse {
@@ -348,7 +342,7 @@ impl Pool {
                 });
             }
         }
-        resp
+        Reply::raw(resp, head.fields)
     }
 }
 
@@ -434,7 +428,7 @@ enum Exchange {
 struct Parsed {
     status: StatusCode,
     version: Version,
-    headers: HeaderMap,
+    fields: RawFields,
     body: RespFraming,
     reuse: bool,
 }
@@ -576,37 +570,29 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parse
     } else {
         Version::HTTP_11
     };
-    // One copy of the head, which the values share; the read buffer stays
-    // unshared, so reusing it costs nothing.
-    let head = Bytes::copy_from_slice(&buf[..len]);
-    let base = buf.as_ptr() as usize;
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoded = false;
     let mut close = version == Version::HTTP_10;
     // Fields the `connection` field names as hop-by-hop (rare).
-    let mut connection_named: Vec<HeaderName> = Vec::new();
+    let mut connection_named: Vec<&[u8]> = Vec::new();
     for h in resp.headers.iter() {
-        let (name, value) = Field::locate(base, h)
-            .take(&head)
-            .ok_or(Error::Protocol("bad header field"))?;
-        if name == CONTENT_LENGTH {
-            let n = parse_length(value.as_bytes()).ok_or(Error::Protocol("bad content-length"))?;
+        let (name, value) = (h.name.as_bytes(), h.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_length(value).ok_or(Error::Protocol("bad content-length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(Error::Protocol("conflicting content-length values"));
             }
             length = Some(n);
-        } else if name == TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoded = true;
             // Only the last coding counts: chunked must be last.
             chunked = value
-                .as_bytes()
                 .rsplit(|b| *b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == CONNECTION {
-            for token in value.as_bytes().split(|b| *b == b',') {
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
@@ -614,25 +600,43 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parse
                     if version == Version::HTTP_10 {
                         close = false;
                     }
-                } else if let Ok(named) = HeaderName::from_bytes(token) {
-                    connection_named.push(named);
+                } else if !token.is_empty() {
+                    connection_named.push(token);
                 }
             }
         }
-        // Hop-by-hop fields describe this connection, not the response:
-        // they are read above and not kept.
-        if !crate::proxy::is_hop_by_hop(&name) {
-            headers.append(name, value);
+    }
+    // The fields passed on, as lines ready to write: hop-by-hop fields
+    // describe this connection, not the response (they are read above), and
+    // the length is kept apart (each hop frames the body its own way).
+    let mut lines = BytesMut::with_capacity(len);
+    let mut count = 0;
+    let mut has_date = false;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if crate::proxy::is_hop_by_hop_bytes(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || connection_named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+        {
+            continue;
         }
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        lines.extend_from_slice(name);
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(h.value);
+        lines.extend_from_slice(b"\r\n");
+        count += 1;
     }
-    for name in connection_named {
-        headers.remove(name);
-    }
-    if transfer_encoded {
-        // The transfer coding frames the body; a length beside it is wrong
-        // for every later hop (RFC 9112 section 6.3).
-        headers.remove(CONTENT_LENGTH);
-    }
+    let fields = RawFields {
+        lines: lines.freeze(),
+        count,
+        // A length beside a transfer coding is wrong for every later hop
+        // (RFC 9112 section 6.3).
+        length: if transfer_encoded { None } else { length },
+        has_date,
+    };
     let bodyless = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
@@ -662,10 +666,72 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Option<Parse
     Ok(Some(Some(Parsed {
         status,
         version,
-        headers,
+        fields,
         body,
         reuse: !close,
     })))
+}
+
+/// An upstream response's header fields as they came, for passing on
+/// without building a header map: the fields a proxy forwards as lines ready
+/// to write (`name: value` and CRLF each, names as the upstream spelled
+/// them), without the hop-by-hop fields and without `content-length`, which
+/// is kept apart (each hop frames the body its own way).
+#[derive(Debug, Clone, Default)]
+pub struct RawFields {
+    lines: Bytes,
+    count: usize,
+    length: Option<u64>,
+    has_date: bool,
+}
+
+impl RawFields {
+    /// The field lines, ready to write after a status line.
+    pub fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// The upstream's `content-length`, unless a transfer coding came with
+    /// it.
+    pub fn content_length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// Whether the upstream sent a `date`.
+    pub fn has_date(&self) -> bool {
+        self.has_date
+    }
+
+    /// The fields as a header map, `content-length` included (the values
+    /// share the lines' buffer).
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.count + 1);
+        let b = &self.lines;
+        let mut at = 0;
+        while at < b.len() {
+            let end = b[at..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .map_or(b.len(), |i| at + i);
+            let line = &b[at..end];
+            // Written by `parse_head` as `name: value`: the first colon ends
+            // the name (names have none).
+            if let Some(colon) = line.iter().position(|c| *c == b':') {
+                let value = (at + colon + 2).min(end);
+                if let (Some(name), Ok(value)) = (
+                    header_name(&line[..colon]),
+                    HeaderValue::from_maybe_shared(b.slice(value..end)),
+                ) {
+                    map.append(name, value);
+                }
+            }
+            at = end + 2;
+        }
+        if let Some(n) = self.length {
+            map.append(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        map
+    }
 }
 
 /// Where one header field sits in a head buffer, so its value can share the
@@ -1074,14 +1140,18 @@ mod tests {
         let p = final_head("HTTP/1.1 200 OK\r\ncontent-length: 12\r\nx-a: b\r\n\r\n");
         assert_eq!(p.body, RespFraming::Length(12));
         assert!(p.reuse);
-        assert_eq!(p.headers["x-a"], "b");
+        assert_eq!(p.fields.to_map()["x-a"], "b");
+        assert_eq!(p.fields.lines(), b"x-a: b\r\n");
+        assert_eq!(p.fields.content_length(), Some(12));
         let p = final_head(
             "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\nkeep-alive: timeout=5\r\nx-end: 2\r\ncontent-length: 1\r\n\r\n",
         );
         assert!(p.reuse);
-        let mut kept: Vec<&str> = p.headers.keys().map(|k| k.as_str()).collect();
+        let map = p.fields.to_map();
+        let mut kept: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         kept.sort_unstable();
         assert_eq!(kept, ["content-length", "x-end"]);
+        assert_eq!(p.fields.lines(), b"x-end: 2\r\n");
         let p = final_head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n");
         assert_eq!(p.body, RespFraming::Chunked(Chunk::Size));
         assert!(p.reuse);
@@ -1091,7 +1161,7 @@ mod tests {
         assert_eq!(p.body, RespFraming::Chunked(Chunk::Size));
         assert!(!p.reuse);
         assert!(
-            p.headers.get("content-length").is_none(),
+            p.fields.to_map().get("content-length").is_none(),
             "a length beside a transfer coding is not passed on"
         );
         let p = final_head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");

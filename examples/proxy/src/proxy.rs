@@ -153,6 +153,73 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19) && HOP_BY_HOP.iter().any(|h| h == name)
 }
 
+/// [`is_hop_by_hop`] for a name as bytes, in any case.
+pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
+    matches!(name.len(), 2 | 7 | 10 | 16..=19)
+        && HOP_BY_HOP
+            .iter()
+            .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// What the handler answers: a response, and for an upstream's HTTP/1.1
+/// response whose fields nothing has edited, those fields as they came (the
+/// response's own header map is empty then). A writer that can use the raw
+/// fields writes them as they are; anything else takes
+/// [`into_response`](Reply::into_response), which moves them into the map.
+#[derive(Debug)]
+pub struct Reply {
+    response: Response<Body>,
+    raw: Option<crate::h1::RawFields>,
+}
+
+impl Reply {
+    /// A response whose fields are `raw` (its header map is empty).
+    pub(crate) fn raw(response: Response<Body>, raw: crate::h1::RawFields) -> Reply {
+        debug_assert!(response.headers().is_empty());
+        Reply {
+            response,
+            raw: Some(raw),
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.response.status()
+    }
+
+    /// The response and its raw fields, if they are still raw.
+    pub fn into_parts(self) -> (Response<Body>, Option<crate::h1::RawFields>) {
+        (self.response, self.raw)
+    }
+
+    /// The response with every field in its header map.
+    pub fn into_response(mut self) -> Response<Body> {
+        self.materialize();
+        self.response
+    }
+
+    /// The header map, holding every field.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.materialize();
+        self.response.headers_mut()
+    }
+
+    fn materialize(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            *self.response.headers_mut() = raw.to_map();
+        }
+    }
+}
+
+impl From<Response<Body>> for Reply {
+    fn from(response: Response<Body>) -> Reply {
+        Reply {
+            response,
+            raw: None,
+        }
+    }
+}
+
 /// How long an idle upstream connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -386,31 +453,53 @@ impl Default for ConnTimer {
 
 impl ConnTimer {
     /// Runs `fut` until it finishes (`Some`) or `end` passes (`None`).
-    pub async fn within<F: std::future::Future>(
-        &mut self,
+    ///
+    /// The future is borrowed pinned, not moved in: a request's future is
+    /// large, and a wrapper owning it would copy it once more per request.
+    pub fn within<'a, F: std::future::Future + ?Sized>(
+        &'a mut self,
         end: tokio::time::Instant,
-        fut: F,
-    ) -> Option<F::Output> {
-        use std::future::Future as _;
-        use std::task::Poll;
+        fut: std::pin::Pin<&'a mut F>,
+    ) -> Within<'a, F> {
         if self.sleep.deadline() > end {
             self.sleep.as_mut().reset(end);
         }
-        let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
+        Within {
+            timer: self,
+            end,
+            fut,
+        }
+    }
+}
+
+/// The future of [`ConnTimer::within`].
+#[derive(Debug)]
+pub struct Within<'a, F: ?Sized> {
+    timer: &'a mut ConnTimer,
+    end: tokio::time::Instant,
+    fut: std::pin::Pin<&'a mut F>,
+}
+
+impl<F: std::future::Future + ?Sized> std::future::Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Poll::Ready(v) = this.fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        while this.timer.sleep.as_mut().poll(cx).is_ready() {
+            if this.timer.sleep.deadline() >= this.end {
+                return Poll::Ready(None);
             }
-            while self.sleep.as_mut().poll(cx).is_ready() {
-                if self.sleep.deadline() >= end {
-                    return Poll::Ready(None);
-                }
-                // Fired at an earlier request's deadline: wait for ours.
-                self.sleep.as_mut().reset(end);
-            }
-            Poll::Pending
-        })
-        .await
+            // Fired at an earlier request's deadline: wait for ours.
+            this.timer.sleep.as_mut().reset(this.end);
+        }
+        Poll::Pending
     }
 }
 
@@ -541,19 +630,21 @@ impl Log<'_> {
 ///
 /// `timer` is the connection's reusable upstream timer, if it has one;
 /// without it each attempt uses a `tokio::time::timeout` of its own.
-pub async fn handle<B>(
-    state: &State,
-    client: &UpstreamClient,
+pub fn handle<'a, B>(
+    state: &'a State,
+    client: &'a UpstreamClient,
     remote: SocketAddr,
     req: Request<B>,
-    timer: Option<&mut ConnTimer>,
-) -> Result<Response<Body>, std::convert::Infallible>
+    timer: Option<&'a mut ConnTimer>,
+) -> impl std::future::Future<Output = Result<Reply, std::convert::Infallible>> + Send + 'a
 where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
     let started = Instant::now();
-    let rt = state.runtime();
+    // Taken apart and given its id before the future is made: what an async
+    // function changes of its arguments it keeps twice, and the future is
+    // copied whole when it is made and awaited.
     let (mut parts, body) = req.into_parts();
     let request_id = match parts.headers.get(X_REQUEST_ID) {
         Some(v) => v.clone(),
@@ -563,41 +654,73 @@ where
             v
         }
     };
+    handle_parts(
+        state, client, remote, parts, body, request_id, started, timer,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle_parts<B>(
+    state: &State,
+    client: &UpstreamClient,
+    remote: SocketAddr,
+    parts: http::request::Parts,
+    body: B,
+    request_id: HeaderValue,
+    started: Instant,
+    timer: Option<&mut ConnTimer>,
+) -> Result<Reply, std::convert::Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let rt = state.runtime();
     let mut log = Log::new();
     // RFC 9112 section 3.2: more than one Host is a 400 (which one would be
     // routed and which one would an upstream believe?).
     if parts.headers.get_all(HOST).iter().nth(1).is_some() {
         log.detail = "multiple host headers";
-        let resp = text(
+        let resp: Reply = text(
             StatusCode::BAD_REQUEST,
             "bad request: multiple host headers\n",
-        );
+        )
+        .into();
         access_log(&parts, &resp, &log, started, &request_id, remote);
         return Ok(resp);
     }
-    let decision = rt.snapshot.route(&parts, random_u64());
-    let resp = match decision {
-        Decision::Route(m) => {
-            let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
-            log.route = m.route_name();
-            let mut resp = match local_answer(&rt, &m, &mut log) {
-                Some(r) => r,
-                None => match rt.clusters.get(log.cluster) {
-                    Some(c) => {
-                        forward(&rt, client, c, &parts, body, remote, &m, &mut log, timer).await
-                    }
-                    None => text(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"),
-                },
-            };
-            m.apply_response(resp.headers_mut());
-            if let Some(a) = active {
-                if let Some(d) = log.upstream_time {
-                    a.upstream_latency(d);
-                }
-                a.finish_with_latency(resp.status().as_u16(), started.elapsed());
-            }
-            resp
+    // Only the match lives on across the await below (the decision it
+    // came in is not kept in the future).
+    let m = match rt.snapshot.route(&parts, random_u64()) {
+        Decision::Route(m) => m,
+        other => {
+            let resp = not_routed(other, &mut log);
+            access_log(&parts, &resp, &log, started, &request_id, remote);
+            return Ok(resp);
         }
+    };
+    let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
+    log.route = m.route_name();
+    let mut resp: Reply = match forwards_to(&rt, &m, &mut log) {
+        Some(c) => forward(&rt, client, c, &parts, body, remote, &m, &mut log, timer).await,
+        None => local_answer(&m, &mut log).into(),
+    };
+    // An upstream's fields stay raw unless the route edits them.
+    if m.edits_response() {
+        m.apply_response(resp.headers_mut());
+    }
+    if let Some(a) = active {
+        if let Some(d) = log.upstream_time {
+            a.upstream_latency(d);
+        }
+        a.finish_with_latency(resp.status().as_u16(), started.elapsed());
+    }
+    access_log(&parts, &resp, &log, started, &request_id, remote);
+    Ok(resp)
+}
+
+/// The answer to a request no route takes: a redirect, a rejection or 404.
+fn not_routed(decision: Decision<'_>, log: &mut Log<'_>) -> Reply {
+    match decision {
         Decision::TlsRedirect { location, .. } => {
             redirect(StatusCode::MOVED_PERMANENTLY, &location)
         }
@@ -618,15 +741,14 @@ where
             log.detail = "no route";
             text(StatusCode::NOT_FOUND, "no route\n")
         }
-    };
-    access_log(&parts, &resp, &log, started, &request_id, remote);
-    Ok(resp)
+    }
+    .into()
 }
 
 /// The access log line (target `rauta_proxy::access`, level info).
 fn access_log(
     parts: &http::request::Parts,
-    resp: &Response<Body>,
+    resp: &Reply,
     log: &Log<'_>,
     started: Instant,
     request_id: &HeaderValue,
@@ -658,11 +780,27 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     r
 }
 
-/// A matched route's local answer, or `None` when it forwards to a cluster
-/// (a plain function: an async one would nest, and copy, the forwarding
-/// future once more per request).
-fn local_answer<'a>(rt: &Runtime, m: &RouteMatch<'a>, log: &mut Log<'a>) -> Option<Response<Body>> {
-    Some(match m.action() {
+/// The cluster a matched route forwards to, when it forwards and the
+/// cluster exists.
+fn forwards_to<'r, 'a>(
+    rt: &'r Runtime,
+    m: &RouteMatch<'a>,
+    log: &mut Log<'a>,
+) -> Option<&'r Cluster> {
+    match m.action() {
+        ActionKind::Forward { cluster } => {
+            log.cluster = cluster;
+            rt.clusters.get(cluster).map(|c| &**c)
+        }
+        _ => None,
+    }
+}
+
+/// The answer to a matched route that does not forward (a plain function:
+/// an async one would nest, and copy, the forwarding future once more per
+/// request).
+fn local_answer(m: &RouteMatch<'_>, log: &mut Log<'_>) -> Response<Body> {
+    match m.action() {
         ActionKind::Redirect { status } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
             redirect(status, &m.redirect_location().unwrap_or_default())
@@ -671,18 +809,14 @@ fn local_answer<'a>(rt: &Runtime, m: &RouteMatch<'a>, log: &mut Log<'a>) -> Opti
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             Bytes::copy_from_slice(body.as_bytes()),
         ),
-        ActionKind::Forward { cluster } => {
-            log.cluster = cluster;
-            if rt.clusters.contains_key(cluster) {
-                return None;
-            }
+        ActionKind::Forward { .. } => {
             log.detail = "cluster not found";
             let s = StatusCode::from_u16(m.cluster_not_found_status())
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             text(s, "cluster not found\n")
         }
         _ => text(StatusCode::INTERNAL_SERVER_ERROR, "unsupported action\n"),
-    })
+    }
 }
 
 /// Forwards to one cluster: pick, send, retry per the route's policy.
@@ -697,7 +831,7 @@ async fn forward<B>(
     m: &RouteMatch<'_>,
     log: &mut Log<'_>,
     mut timer: Option<&mut ConnTimer>,
-) -> Response<Body>
+) -> Reply
 where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -711,7 +845,7 @@ where
     let path = upstream.path;
     if !valid_target(&path) {
         log.detail = "bad upstream path";
-        return text(StatusCode::BAD_REQUEST, "bad upstream path\n");
+        return text(StatusCode::BAD_REQUEST, "bad upstream path\n").into();
     }
     let host = upstream.host;
     let ip = ip_value(remote.ip());
@@ -740,7 +874,7 @@ where
     {
         match HeaderValue::from_str(&host) {
             Ok(v) => headers.insert(HOST, v),
-            Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream host\n"),
+            Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream host\n").into(),
         }
     }
 
@@ -797,14 +931,16 @@ where
         // One clock read serves the pool, the attempt's deadline and both
         // stats.
         let sent = Instant::now();
-        let req = client.send(
+        // Pinned here once: the timeouts below borrow it instead of moving
+        // it (it is the largest part of this future).
+        let mut req = std::pin::pin!(client.send(
             addr,
             &parts.method,
             &path,
             &headers,
             body.take().unwrap_or_else(empty),
             sent,
-        );
+        ));
 
         // This attempt ends at the per-try timeout or the route deadline.
         let now = tokio::time::Instant::from_std(sent);
@@ -816,9 +952,11 @@ where
         };
         let up = cluster.stats().start_at(sent);
         let result = match (try_end, timer.as_deref_mut()) {
-            (Some(end), Some(t)) => t.within(end, req).await.ok_or(()),
-            (Some(end), None) => tokio::time::timeout_at(end, req).await.map_err(|_| ()),
-            (None, _) => Ok(req.await),
+            (Some(end), Some(t)) => t.within(end, req.as_mut()).await.ok_or(()),
+            (Some(end), None) => tokio::time::timeout_at(end, req.as_mut())
+                .await
+                .map_err(|_| ()),
+            (None, _) => Ok(req.as_mut().await),
         };
         let outcome = match result {
             Err(_) => {
@@ -857,7 +995,7 @@ where
         }
     }
     log.detail = failure.label();
-    text(failure.status(), format!("{}\n", failure.label()))
+    text(failure.status(), format!("{}\n", failure.label())).into()
 }
 
 #[cfg(test)]
@@ -958,28 +1096,29 @@ virtual_hosts:
 
     #[tokio::test]
     async fn a_reused_connection_timer_fires_at_each_requests_deadline_not_before() {
+        use std::pin::pin;
         use tokio::time::Instant;
         let mut t = ConnTimer::default();
         let never = std::future::pending::<()>;
         // Done in time: the value.
         let far = Instant::now() + Duration::from_secs(60);
-        assert_eq!(t.within(far, async { 7 }).await, Some(7));
+        assert_eq!(t.within(far, pin!(async { 7 })).await, Some(7));
         // A deadline already past: at once.
-        assert_eq!(t.within(Instant::now(), never()).await, None);
+        assert_eq!(t.within(Instant::now(), pin!(never())).await, None);
         // Armed at an earlier request's deadline, which passes first: the
         // timer re-arms and waits for this request's own deadline.
         let early = Instant::now() + Duration::from_millis(5);
-        assert_eq!(t.within(early, async { 1 }).await, Some(1));
+        assert_eq!(t.within(early, pin!(async { 1 })).await, Some(1));
         let start = Instant::now();
         let end = start + Duration::from_millis(30);
-        assert_eq!(t.within(end, never()).await, None);
+        assert_eq!(t.within(end, pin!(never())).await, None);
         assert!(Instant::now() >= end, "fired before the deadline");
         // A later request with an earlier deadline than the armed one.
         let _ = t
-            .within(Instant::now() + Duration::from_secs(60), async {})
+            .within(Instant::now() + Duration::from_secs(60), pin!(async {}))
             .await;
         let soon = Instant::now() + Duration::from_millis(10);
-        assert_eq!(t.within(soon, never()).await, None);
+        assert_eq!(t.within(soon, pin!(never())).await, None);
         assert!(Instant::now() >= soon);
     }
 

@@ -62,6 +62,9 @@ fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
                 .to_vec(),
             false,
         ),
+        (_, "/fields") => text(
+            "HTTP/1.1 200 OK\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Custom: A b\r\nSet-Cookie: a=1\r\nServer: scripted\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok",
+        ),
         (_, "/answer-and-close") => (
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             true,
@@ -213,6 +216,84 @@ async fn upstream_framings_reach_the_client_intact() {
         let r = get(&client, addr, "x", "/te-and-cl").await;
         assert_eq!(r.body, "0123456789", "{:?}", r.version);
         assert!(r.headers.get("content-length").is_none_or(|v| v == "10"));
+    }
+}
+
+/// The upstream's fields pass on as they came (names as spelled, order and
+/// repeats kept, its `date` the only one), minus the hop-by-hop ones and the
+/// ones `connection` names; on the fast path as raw lines, through hyper
+/// (h2c) as a header map, and as a map again when a route edits them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_fields_pass_through_minus_hop_by_hop() {
+    let (up, _, _task) = scripted_upstream().await;
+    let upstream_date = "Mon, 02 Jan 2006 15:04:05 GMT";
+    let proxy = start(&one_cluster(up)).await;
+    let out = raw(
+        proxy.addr(),
+        "GET /fields HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "ok");
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(lines[0], "HTTP/1.1 200 OK");
+    let named = |n: &str| -> Vec<&str> {
+        lines[1..]
+            .iter()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v)
+            .collect()
+    };
+    assert_eq!(named("x-custom"), ["A b"], "{head}");
+    assert!(
+        head.contains("\r\nX-Custom: A b\r\n"),
+        "spelled as sent: {head}"
+    );
+    assert_eq!(named("set-cookie"), ["a=1", "b=2"], "{head}");
+    assert_eq!(named("server"), ["scripted"], "{head}");
+    assert_eq!(named("date"), [upstream_date], "{head}");
+    assert_eq!(named("content-length"), ["2"], "{head}");
+    for gone in ["x-hop", "keep-alive"] {
+        assert!(named(gone).is_empty(), "{gone}: {head}");
+    }
+    assert_eq!(named("connection"), ["close"], "{head}");
+
+    let r = get(&h2c(), proxy.addr(), "x", "/fields").await;
+    assert_eq!(r.body, "ok");
+    assert_eq!(r.headers["x-custom"], "A b");
+    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(r.headers["date"], upstream_date);
+    assert!(r.headers.get("x-hop").is_none() && r.headers.get("keep-alive").is_none());
+
+    // A route that edits response fields gets them as a map, on both paths.
+    let edited = format!(
+        r#"
+clusters: [{{name: c, endpoints: ["{up}"]}}]
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: r
+          match: {{prefix: /}}
+          action: {{cluster: c}}
+          response_headers_to_remove: [server]
+          response_headers_to_add: [{{header: {{key: x-added, value: "1"}}}}]
+"#
+    );
+    let proxy = start(&edited).await;
+    for client in [http1(), h2c()] {
+        let r = get(&client, proxy.addr(), "x", "/fields").await;
+        assert_eq!(r.body, "ok");
+        assert_eq!(r.headers["x-added"], "1");
+        assert!(r.headers.get("server").is_none());
+        assert_eq!(r.headers["x-custom"], "A b");
+        assert_eq!(r.headers.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(r.headers["date"], upstream_date);
+        assert_eq!(r.headers["content-length"], "2");
+        assert!(r.headers.get("x-hop").is_none());
     }
 }
 
