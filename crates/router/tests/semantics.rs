@@ -326,3 +326,67 @@ virtual_hosts:
         .unwrap();
     assert!(!matches!(t.route(&req, 0), Decision::Route(_)));
 }
+
+/// `edits_response` is true exactly when some level that applies to the
+/// match (weighted entry, route, virtual host, table) has response edits.
+#[test]
+fn edits_response_follows_every_level() {
+    let t = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: plain
+    domains: [plain]
+    routes:
+      - {name: none, match: {prefix: /none}, action: {cluster: a}}
+      - name: route
+        match: {prefix: /route}
+        action: {cluster: a}
+        response_headers_to_remove: [server]
+      - name: split
+        match: {prefix: /split}
+        action:
+          weighted_clusters:
+            clusters:
+              - {name: a, weight: 1}
+              - {name: b, weight: 1, response_headers_to_add: [{header: {key: x-b, value: "1"}}]}
+  - name: vhost
+    domains: [vhost]
+    response_headers_to_add: [{header: {key: x-v, value: "1"}}]
+    routes: [{name: v, match: {prefix: /}, action: {cluster: a}}]
+"#,
+    )
+    .unwrap();
+    // `random` picks the weighted entry: 0 the first, 1 the second.
+    let edits = |host: &str, path: &str, random: u64| {
+        let req = http::Request::builder()
+            .uri(path)
+            .header("host", host)
+            .body(())
+            .unwrap();
+        let Decision::Route(m) = t.route(&req, random) else {
+            panic!("no route for {host}{path}")
+        };
+        m.edits_response()
+    };
+    assert!(!edits("plain", "/none", 0));
+    assert!(edits("plain", "/route", 0));
+    assert!(edits("vhost", "/", 0));
+    assert!(!edits("plain", "/split", 0));
+    assert!(edits("plain", "/split", 1));
+    let top = RouteTable::from_yaml(
+        r#"
+response_headers_to_add: [{header: {key: x-t, value: "1"}}]
+virtual_hosts: [{name: all, domains: ["*"], routes: [{name: r, match: {prefix: /}, action: {cluster: a}}]}]
+"#,
+    )
+    .unwrap();
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", "x")
+        .body(())
+        .unwrap();
+    let Decision::Route(m) = top.route(&req, 0) else {
+        panic!("no route")
+    };
+    assert!(m.edits_response());
+}

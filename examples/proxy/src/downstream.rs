@@ -232,6 +232,8 @@ async fn write_response(
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    // RFC 9110 section 8.6: never a length on a 1xx or 204.
+    let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
     let length = if body.is_end_stream() {
         Some(0)
     } else {
@@ -256,7 +258,7 @@ async fn write_response(
     let (has_date, has_length) = match &raw {
         Some(raw) => {
             out.extend_from_slice(raw.lines());
-            let kept = raw.content_length().filter(|_| head_request);
+            let kept = raw.content_length().filter(|_| head_request && !no_length);
             if let Some(n) = kept {
                 out.extend_from_slice(b"content-length: ");
                 push_decimal(out, n);
@@ -266,7 +268,9 @@ async fn write_response(
         }
         None => {
             for (name, value) in &parts.headers {
-                if (name == CONTENT_LENGTH && !head_request) || name == TRANSFER_ENCODING {
+                if (name == CONTENT_LENGTH && (!head_request || no_length))
+                    || name == TRANSFER_ENCODING
+                {
                     continue;
                 }
                 out.extend_from_slice(name.as_str().as_bytes());

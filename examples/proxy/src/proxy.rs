@@ -98,7 +98,7 @@ pub const MAX_RETRIES: u32 = 5;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1).
 /// Names, not strings: removing by `&str` parses the name every time.
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -107,6 +107,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     http::header::TE,
     http::header::TRAILER,
     http::header::TRANSFER_ENCODING,
+    // Upgrades are not proxied.
+    http::header::UPGRADE,
 ];
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -472,8 +474,10 @@ impl ConnTimer {
     }
 }
 
-/// The future of [`ConnTimer::within`].
+/// The future of [`ConnTimer::within`] (the timer is re-armed when
+/// `within` is called).
 #[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
 pub struct Within<'a, F: ?Sized> {
     timer: &'a mut ConnTimer,
     end: tokio::time::Instant,

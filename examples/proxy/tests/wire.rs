@@ -65,6 +65,12 @@ fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
         (_, "/fields") => text(
             "HTTP/1.1 200 OK\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Custom: A b\r\nSet-Cookie: a=1\r\nServer: scripted\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok",
         ),
+        (_, "/twice-the-length") => text(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        ("HEAD", "/head-no-content") => {
+            text("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nupgrade: h2c\r\n\r\n")
+        }
         (_, "/answer-and-close") => (
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             true,
@@ -266,6 +272,39 @@ async fn upstream_fields_pass_through_minus_hop_by_hop() {
     assert_eq!(cookies, ["a=1", "b=2"]);
     assert_eq!(r.headers["date"], upstream_date);
     assert!(r.headers.get("x-hop").is_none() && r.headers.get("keep-alive").is_none());
+
+    // Equal repeated lengths are one length, sent once, on every path.
+    for client in [http1(), h2c()] {
+        let r = get(&client, proxy.addr(), "x", "/twice-the-length").await;
+        assert_eq!(r.body, "ok", "{:?}", r.version);
+        let lengths: Vec<_> = r.headers.get_all("content-length").iter().collect();
+        assert!(lengths.is_empty() || lengths == ["2"], "{lengths:?}");
+    }
+    let out = raw(
+        proxy.addr(),
+        "HEAD /twice-the-length HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        out.to_ascii_lowercase()
+            .matches("content-length: 2\r\n")
+            .count(),
+        1,
+        "{out}"
+    );
+    // No length on a 204 (RFC 9110 section 8.6), even for HEAD; upgrade is
+    // hop-by-hop.
+    let out = raw(
+        proxy.addr(),
+        "HEAD /head-no-content HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 204 No Content\r\n"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        !lower.contains("content-length") && !lower.contains("upgrade"),
+        "{out}"
+    );
 
     // A route that edits response fields gets them as a map, on both paths.
     let edited = format!(
