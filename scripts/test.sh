@@ -17,6 +17,8 @@ scripts/setup.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
+# The XDP program is a crate of its own (built for the BPF target).
+cargo fmt --check --manifest-path ebpf/xdp-ebpf/Cargo.toml
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

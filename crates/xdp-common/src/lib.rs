@@ -43,8 +43,9 @@ pub const MAP_DENY_V4_SPILL: &str = "DENY_V4_SPILL";
 /// or [`V4_24_HOSTS`].
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of every denied IPv6 source prefix: the program walks it only
-/// when a block holds more prefixes of its level than its leaves hold
-/// ([`V6_OVERFLOW`]) or more prefixes shorter than /32 are denied than
+/// when more prefixes reach one 64th of a block than a leaf holds, or the
+/// leaf table had no room for a block's chunk leaves ([`V6_OVERFLOW`]), or
+/// more prefixes shorter than /32 are denied than
 /// [`MAP_DENY_V6_SHORT`] holds ([`V6_SHORT_TRIE`]).
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-15
@@ -56,9 +57,11 @@ pub const MAP_DENY_V6: &str = "DENY_V6";
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /32 (lengths 32 to 47), /48 (48 to 63) and
 /// /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
-/// up to [`V6_MAX_PARTS`] leaves per block (a block with more sends the
-/// program to the trie [`MAP_DENY_V6`]), in buckets of [`BUCKET_SLOTS`]
-/// leaves chosen by a hash of the block and part ([`v6_bucket`]).
+/// up to [`V6_MAX_PARTS`] leaves per block; a block with more is split by
+/// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches, a
+/// chunk with more prefixes than a leaf holds sending the program to the
+/// trie [`MAP_DENY_V6`]). In buckets of [`BUCKET_SLOTS`] leaves chosen by a
+/// hash of the block and code ([`v6_bucket`]).
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
 pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
@@ -112,9 +115,15 @@ pub const V6_LEAF_PREFIXES: usize = 8;
 /// looked up in the trie.
 pub const V6_MAX_PARTS: u32 = 4;
 
-/// [`V6Leaf::parts`] of a block that holds more prefixes than its leaves:
-/// look the source up in the trie.
+/// [`V6Leaf::parts`] of a block (or of a chunk leaf) that holds more
+/// prefixes than its leaves: look the source up in the trie.
 pub const V6_OVERFLOW: u32 = u32::MAX;
+
+/// [`V6Leaf::parts`] of a block split by chunk: it holds more prefixes than
+/// its parts do, so each 64th of it ([`v6_chunk`]) that a prefix reaches has
+/// a leaf of its own ([`v6_chunk_leaf_code`]) holding the prefixes that
+/// reach it. Part 0 then holds only the block's [`V6Leaf::chunks`].
+pub const V6_SPLIT: u32 = u32::MAX - 1;
 
 /// One denied IPv6 prefix, on the half of the address its leaf leaves open:
 /// the first 64 bits in a /32 or /48 leaf (prefixes shorter than /64), the
@@ -169,8 +178,11 @@ impl V6Prefix {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Leaf {
-    /// In part 0: the block's number of parts (1 to [`V6_MAX_PARTS`]), or
-    /// [`V6_OVERFLOW`] (look the source up in the trie). 0 in continuations.
+    /// In part 0: the block's number of parts (1 to [`V6_MAX_PARTS`]),
+    /// [`V6_SPLIT`] (look in the leaf of the source's chunk) or
+    /// [`V6_OVERFLOW`] (look the source up in the trie). 0 in continuations;
+    /// in a chunk leaf 0, or [`V6_OVERFLOW`] when more prefixes reach the
+    /// chunk than a leaf holds.
     pub parts: u32,
     /// Slots to compare: the last used slot's index plus one.
     pub used: u32,
@@ -220,6 +232,13 @@ pub const fn v6_chunk_bits(half: u64, len: u32, level: u32) -> u64 {
 #[inline(always)]
 pub const fn v6_leaf_code(level: u32, part: u32) -> u32 {
     level | part << 8
+}
+
+/// The code of the leaf of chunk `chunk` (0 to 63) of a block at `level`
+/// split by chunk ([`V6_SPLIT`]); no part's code is the same.
+#[inline(always)]
+pub const fn v6_chunk_leaf_code(level: u32, chunk: u32) -> u32 {
+    v6_leaf_code(level, V6_MAX_PARTS + chunk)
 }
 
 /// Prefixes [`MAP_DENY_V6_SHORT`] holds.
@@ -314,7 +333,10 @@ pub const fn v4_bucket(net24: u32, mask: u32) -> u32 {
 /// ([`v6_leaf_code`]) among `mask + 1` buckets.
 #[inline(always)]
 pub const fn v6_bucket(key: u64, code: u32, mask: u32) -> u32 {
-    let h = (key ^ ((code as u64) << 52)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The code goes below the bits the bucket is taken from (a product's
+    // bit depends only on the factor's bits at or below it), so a block's
+    // leaves spread over the table instead of sharing one bucket.
+    let h = (key ^ ((code as u64) << 16)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (h >> 32) as u32 & mask
 }
 
@@ -669,10 +691,22 @@ mod tests {
         assert_eq!(v6_leaf_key(top, 48), 0x2001_0db8_1234);
         assert_eq!(v6_leaf_key(top, 64), top);
         assert_ne!(v6_bucket(7, 32, u32::MAX), v6_bucket(7, 48, u32::MAX));
-        assert_ne!(
-            v6_bucket(7, v6_leaf_code(48, 0), u32::MAX),
-            v6_bucket(7, v6_leaf_code(48, 1), u32::MAX)
-        );
+        // The leaves of one block (its parts and chunk leaves) spread over
+        // the buckets of a table of the default size: no bucket gets more
+        // than its slots.
+        let mask = buckets_for(DEFAULT_DENY_V6_ENTRIES) - 1;
+        for level in [32, 48, 64] {
+            let key = v6_leaf_key(0x2001_0db8_1234_5678, level);
+            let mut per_bucket = std::collections::HashMap::new();
+            let codes = (0..V6_MAX_PARTS)
+                .map(|p| v6_leaf_code(level, p))
+                .chain((0..64).map(|c| v6_chunk_leaf_code(level, c)));
+            for code in codes {
+                *per_bucket.entry(v6_bucket(key, code, mask)).or_insert(0) += 1;
+            }
+            assert!(per_bucket.len() > 60, "{level}: {per_bucket:?}");
+            assert!(per_bucket.values().all(|&n| n <= BUCKET_SLOTS), "{level}");
+        }
         for level in [32, 48, 64] {
             for part in 0..V6_MAX_PARTS {
                 let code = v6_leaf_code(level, part);

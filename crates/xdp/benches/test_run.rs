@@ -84,12 +84,18 @@ fn load_deny_lists(f: &mut XdpFilter) {
     f.deny_source("2001:db8:9:1::/80".parse().unwrap()).unwrap();
     // A /48 holding 5 /56s (one leaf), one holding 12 (two leaves: the
     // second is a continuation), one holding 40 (more than a block's 4
-    // leaves of 8 hold: its sources take the trie walk).
+    // leaves of 8 hold: it is split by chunk, a leaf per 64th, a /54).
     for (block, n) in [("a", 5), ("b", 12), ("c", 40)] {
         for i in 1..=n {
             f.deny_source(format!("2001:db8:{block}:{i:x}00::/56").parse().unwrap())
                 .unwrap();
         }
+    }
+    // Ten /60s in one /54 of the split block (more than a leaf holds: the
+    // sources of that 64th take the trie walk).
+    for i in 0..10 {
+        f.deny_source(format!("2001:db8:c:30{i:x}0::/60").parse().unwrap())
+            .unwrap();
     }
     f.deny_port(Protocol::Tcp, 23).unwrap();
     f.deny_port(Protocol::Udp, 11211).unwrap();
@@ -138,8 +144,9 @@ enum Kind {
     /// Passed after a bucket read (a /24's address bitmap or an IPv6 leaf,
     /// in an array) or the IPv6 short table.
     PassHash,
-    /// Passed after a trie walk (an IPv6 block holding more than its leaves,
-    /// or more prefixes shorter than /32 than the short table).
+    /// Passed after a trie walk (a 64th of an IPv6 block reached by more
+    /// prefixes than a leaf holds, or more prefixes shorter than /32 than
+    /// the short table).
     PassTrie,
     /// Passed before any lookup (not IP, or malformed).
     PassOther,
@@ -314,8 +321,20 @@ fn cases() -> Vec<Case> {
             ),
         ),
         c(
-            "pass ipv6 udp, /48 holds 40 denied /56s (trie walk)",
+            "pass ipv6 udp, /48 holds 40 denied /56s, other 64th (split)",
             v6_frame(v6("2001:db8:c:ff00::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, /48 holds 40 denied /56s, same 64th (chunk leaf compares)",
+            v6_frame(v6("2001:db8:c:2b00::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, a 64th holds 10 denied /60s (trie walk)",
+            v6_frame(v6("2001:db8:c:30a0::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassTrie,
         ),
@@ -386,8 +405,14 @@ fn cases() -> Vec<Case> {
             ),
         ),
         c(
-            "drop deny source ipv6 /56, /48 holds 40 (trie walk)",
+            "drop deny source ipv6 /56, /48 holds 40 (chunk leaf)",
             v6_frame(v6("2001:db8:c:2800::1"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /60, its 64th holds 10 (trie walk)",
+            v6_frame(v6("2001:db8:c:3010::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropTrie,
         ),
@@ -532,4 +557,8 @@ fn main() {
         }
     }
     println!("frames counted by the program: {counted}");
+    println!(
+        "entries in the spill maps (a bucket was full): {}",
+        f.spilled_entries()
+    );
 }

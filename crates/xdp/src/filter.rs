@@ -19,7 +19,7 @@ use rauta_xdp_common::{
     MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_32, MAP_DENY_V6_LEAF,
     MAP_DENY_V6_SHORT, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME,
     V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS,
-    V6_OVERFLOW, V6_SHORT_PREFIXES, V6_SHORT_TRIE,
+    V6_OVERFLOW, V6_SHORT_PREFIXES, V6_SHORT_TRIE, V6_SPLIT,
 };
 
 use crate::buckets::Table;
@@ -811,19 +811,27 @@ impl XdpFilter {
     /// `addr` from the prefixes of that level in it, or removes them when
     /// there are none.
     ///
+    /// A block holding up to `V6_LEAF_PREFIXES` prefixes keeps them in part
+    /// 0; one holding more is split by chunk ([`LeafBlock::write_split`]),
+    /// unless its prefixes reach so many chunks that the split would take
+    /// more than two leaves a prefix: then up to `BLOCK_SLOTS` are kept in
+    /// parts (part 0 and continuations), and past that it is split anyway.
+    ///
     /// A running program may read a leaf while it is being written, so the
     /// prefixes that stay keep their part and slot (a new one takes the
     /// first free slot, a removed one frees its slot), a continuation part is
     /// written before part 0 announces it, and a block goes into and out of
-    /// overflow (the trie answers while part 0 says so) in writes of its own.
-    /// When the prefixes left fit in fewer parts than they occupy, they are
-    /// first copied into the parts that stay and, once no program run can
-    /// still hold the old part 0 ([`wait_for_readers`]), the others go.
+    /// overflow or the split (the trie or the chunk leaves answer while part
+    /// 0 says so) in writes of its own. When the prefixes left fit in fewer
+    /// parts than they occupy, they are first copied into the parts that
+    /// stay and, once no program run can still hold the old part 0
+    /// ([`wait_for_readers`]), the others go.
     fn store_v6_leaf(&mut self, addr: u128, level: u32) -> Result<(), Error> {
         let width = level as u8;
         let base = addr & v6_mask(width);
         let last = base | !v6_mask(width);
         let mut want = Vec::new();
+        let mut reach = Vec::new();
         let mut chunks = 0;
         for &(a, len) in self.v6_set.range((base, 0)..=(last, 128)) {
             if v6_level(len) == Some(level) {
@@ -833,28 +841,48 @@ impl XdpFilter {
                 } else {
                     (a >> 64) as u64
                 };
-                chunks |= v6_chunk_bits(half, u32::from(len), level);
+                let bits = v6_chunk_bits(half, u32::from(len), level);
+                reach.push(bits);
+                chunks |= bits;
             }
         }
         let block = LeafBlock::new((addr >> 64) as u64, level, self.cfg.v6_bucket_mask);
         let table = &mut self.deny_v6_leaf;
         let first = block.get(table, 0);
         let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
+        let split = first.is_some_and(|l| l.parts == V6_SPLIT);
         if want.is_empty() {
             // Part 0 first: the block is clear as soon as it is gone.
             block.put(table, 0, None)?;
-            return block.remove_continuations(table);
+            block.remove_continuations(table)?;
+            return block.remove_chunk_leaves(table, 0);
         }
-        if want.len() > BLOCK_SLOTS {
-            // Too many: the trie (which holds them all) answers; the slots
-            // of part 0 stay for the way back.
-            if !overflowed {
-                let mut leaf = first.unwrap_or(V6Leaf::EMPTY);
-                leaf.parts = V6_OVERFLOW;
-                block.put(table, 0, Some(leaf))?;
-                block.remove_continuations(table)?;
-            }
-            return Ok(());
+        // Split by chunk when the parts do not hold them, or when more than
+        // one part would and the split costs no more than two leaves a
+        // prefix (the table has two slots per entry): a source then reads
+        // part 0 and at most one chunk leaf, never a chain of parts.
+        let chunk_leaves = chunks.count_ones() as usize;
+        if want.len() > BLOCK_SLOTS
+            || (want.len() > V6_LEAF_PREFIXES && chunk_leaves < 2 * want.len())
+        {
+            return block.write_split(table, &want, &reach, chunks, first);
+        }
+        if split {
+            // Back to parts: written while the chunk leaves still answer;
+            // without room for them, the block stays split.
+            let slots = place_stably([V6Prefix::UNUSED; BLOCK_SLOTS], &want);
+            let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
+            return match block.write(table, &slots, parts, chunks, Some(V6_SPLIT)) {
+                Ok(()) => {
+                    wait_for_readers();
+                    block.remove_chunk_leaves(table, 0)
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
+                    let _ = block.remove_continuations(table);
+                    block.write_split(table, &want, &reach, chunks, first)
+                }
+                Err(e) => Err(e),
+            };
         }
         // The block's slots now, part after part.
         let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
@@ -876,7 +904,7 @@ impl XdpFilter {
             // Out of overflow: every part is written while the trie still
             // answers. Without room for the continuations, the block stays
             // in overflow (the trie's answer is right) rather than fail.
-            match block.write(table, &slots, parts, chunks, true) {
+            match block.write(table, &slots, parts, chunks, Some(V6_OVERFLOW)) {
                 Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
                     let _ = block.remove_continuations(table);
                     Ok(())
@@ -897,12 +925,12 @@ impl XdpFilter {
                     }
                 }
             }
-            block.write(table, &both, parts, chunks, false)?;
+            block.write(table, &both, parts, chunks, None)?;
             wait_for_readers();
             both[keep..].fill(V6Prefix::UNUSED);
-            block.write(table, &both, fewer, chunks, false)
+            block.write(table, &both, fewer, chunks, None)
         } else {
-            block.write(table, &slots, parts, chunks, false)
+            block.write(table, &slots, parts, chunks, None)
         }
     }
 
@@ -1233,17 +1261,127 @@ impl LeafBlock {
         Ok(())
     }
 
+    /// The part number under which the leaf of chunk `chunk` is stored
+    /// (its code is [`rauta_xdp_common::v6_chunk_leaf_code`]).
+    const fn chunk_part(chunk: u32) -> u32 {
+        V6_MAX_PARTS + chunk
+    }
+
+    /// Removes the chunk leaves of the chunks whose bit in `keep` is clear.
+    fn remove_chunk_leaves(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        keep: u64,
+    ) -> Result<(), Error> {
+        for chunk in 0..64 {
+            let part = Self::chunk_part(chunk);
+            if (keep >> chunk) & 1 == 0 && self.get(table, part).is_some() {
+                self.put(table, part, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the block split by chunk: every chunk a prefix reaches
+    /// (`reach[i]` are the chunk bits of `want[i]`) gets a leaf holding the
+    /// prefixes that reach it (its slots kept stable as a part's are; one
+    /// with more prefixes than a leaf holds says overflow: the trie answers
+    /// for it). The chunk leaves are written first, then part 0 says split
+    /// (its slots are left as they were: nothing reads them), then the
+    /// continuations go once no program run can still follow the old part
+    /// 0 to them, and the leaves of chunks no prefix reaches any more go.
+    ///
+    /// Without room for the chunk leaves the block goes to overflow (the
+    /// trie holds every prefix) instead of failing.
+    fn write_split(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        want: &[V6Prefix],
+        reach: &[u64],
+        chunks: u64,
+        first: Option<V6Leaf>,
+    ) -> Result<(), Error> {
+        let continued = (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some());
+        let written: Result<(), Error> = (|| {
+            for chunk in 0..64u32 {
+                if (chunks >> chunk) & 1 == 0 {
+                    continue;
+                }
+                let part = Self::chunk_part(chunk);
+                let old = self.get(table, part);
+                let here: Vec<V6Prefix> = want
+                    .iter()
+                    .zip(reach)
+                    .filter(|(_, r)| (*r >> chunk) & 1 == 1)
+                    .map(|(p, _)| *p)
+                    .collect();
+                let before = old.map_or([V6Prefix::UNUSED; V6_LEAF_PREFIXES], |l| l.prefixes);
+                let leaf = if here.len() > V6_LEAF_PREFIXES {
+                    V6Leaf {
+                        parts: V6_OVERFLOW,
+                        ..old.unwrap_or(V6Leaf::EMPTY)
+                    }
+                } else {
+                    let leaf = leaf_of(&place_stably(before, &here), 0);
+                    if old.is_some_and(|l| l.parts == V6_OVERFLOW) {
+                        // Out of overflow: the slots first, while the trie
+                        // still answers.
+                        let slots_only = V6Leaf {
+                            parts: V6_OVERFLOW,
+                            ..leaf
+                        };
+                        self.put(table, part, Some(slots_only))?;
+                    }
+                    leaf
+                };
+                if old != Some(leaf) {
+                    self.put(table, part, Some(leaf))?;
+                }
+            }
+            let leaf = V6Leaf {
+                parts: V6_SPLIT,
+                chunks,
+                ..first.unwrap_or(V6Leaf::EMPTY)
+            };
+            if first != Some(leaf) {
+                self.put(table, 0, Some(leaf))?;
+            }
+            Ok(())
+        })();
+        match written {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
+                // Overflow: the trie answers for the whole block.
+                let leaf = V6Leaf {
+                    parts: V6_OVERFLOW,
+                    ..first.unwrap_or(V6Leaf::EMPTY)
+                };
+                self.put(table, 0, Some(leaf))?;
+                wait_for_readers();
+                self.remove_continuations(table)?;
+                return self.remove_chunk_leaves(table, 0);
+            }
+            Err(e) => return Err(e),
+        }
+        if continued {
+            wait_for_readers();
+            self.remove_continuations(table)?;
+        }
+        self.remove_chunk_leaves(table, chunks)
+    }
+
     /// Writes the block as `slots` in `parts` parts: the continuations first
     /// (those past `parts` removed), part 0 last, so part 0 never announces
-    /// a part that is not there. `from_overflow`: part 0 says overflow now;
-    /// its slots are written before the write that clears it.
+    /// a part that is not there. `from`: part 0 says overflow or split now
+    /// (this value); its slots are written under it before the write that
+    /// changes it.
     fn write(
         &self,
         table: &mut Table<V6Bucket, V6SpillKey>,
         slots: &[V6Prefix; BLOCK_SLOTS],
         parts: u32,
         chunks: u64,
-        from_overflow: bool,
+        from: Option<u32>,
     ) -> Result<(), Error> {
         for part in 1..V6_MAX_PARTS {
             let old = self.get(table, part);
@@ -1259,11 +1397,8 @@ impl LeafBlock {
         }
         let mut leaf = leaf_of(&slots[..V6_LEAF_PREFIXES], parts);
         leaf.chunks = chunks;
-        if from_overflow {
-            let slots_only = V6Leaf {
-                parts: V6_OVERFLOW,
-                ..leaf
-            };
+        if let Some(now) = from {
+            let slots_only = V6Leaf { parts: now, ..leaf };
             self.put(table, 0, Some(slots_only))?;
         }
         if self.get(table, 0) != Some(leaf) {
@@ -1344,6 +1479,69 @@ impl Drop for XdpFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which way the block of 2001:db8::/48 holds its prefixes: part 0's
+    /// `parts`, and how many continuation and chunk leaves it has.
+    #[cfg(feature = "ebpf")]
+    fn block_shape(f: &XdpFilter) -> (Option<u32>, usize, usize) {
+        let block = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask);
+        let has = |part| block.get(&f.deny_v6_leaf, part).is_some();
+        (
+            block.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
+            (1..V6_MAX_PARTS).filter(|&p| has(p)).count(),
+            (0..64).filter(|&c| has(LeafBlock::chunk_part(c))).count(),
+        )
+    }
+
+    /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf
+    /// for each 64th a prefix reaches, no continuations) and comes back to
+    /// one leaf (the chunk leaves gone); where the split would take more
+    /// than two leaves a prefix it keeps parts, up to `BLOCK_SLOTS`.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_blocks_split_by_chunk_and_come_back() {
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // Prefix number k of length len in 2001:db8::/48, counted in units
+        // of /56s: a 64th (a /54) holds four /56s.
+        let p = |k: u128, len: u8| {
+            let a = (0x2001_0db8u128 << 96) | (k << 72);
+            IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap()
+        };
+        for k in 0..V6_LEAF_PREFIXES as u128 {
+            f.deny_source(p(k, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(1), 0, 0));
+        f.deny_source(p(8, 56)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 3));
+        f.deny_source(p(255, 56)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 4));
+        assert!(f.allow_source(p(255, 56)).unwrap());
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 3));
+        assert!(f.allow_source(p(0, 56)).unwrap());
+        assert_eq!(block_shape(&f), (Some(1), 0, 0));
+        for k in 1..=8 {
+            assert!(f.allow_source(p(k, 56)).unwrap());
+        }
+        assert_eq!(block_shape(&f), (None, 0, 0));
+        // A /49 reaching 32 64ths and /56s in 8 more: 40 chunk leaves for
+        // 9 prefixes, so parts; 12 more /56s in 3 more 64ths: 43 for 21,
+        // still parts (three); one more /56 in a 64th reached: 43 for 22,
+        // split.
+        f.deny_source(p(0, 49)).unwrap();
+        for i in 0..8 {
+            f.deny_source(p(128 + 4 * i, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(2), 1, 0));
+        for i in 0..12 {
+            f.deny_source(p(160 + i, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(3), 2, 0));
+        f.deny_source(p(129, 56)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 32 + 8 + 3));
+        assert!(f.allow_source(p(0, 49)).unwrap());
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 8 + 3));
+    }
 
     fn p(n: u64) -> V6Prefix {
         V6Prefix::of(n << 16, 48)

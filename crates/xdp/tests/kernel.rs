@@ -919,15 +919,15 @@ fn root_test_run_deny_list_v6_leaves_continue_and_recover() {
     );
 }
 
-/// One block per leaf level: blocks fill past what their leaves hold
-/// (`V6_LEAF_PREFIXES * V6_MAX_PARTS`, the trie answers) and come back as
-/// the list is drained.
+/// One block per leaf level: blocks fill past what their parts hold
+/// (`V6_LEAF_PREFIXES * V6_MAX_PARTS`: they are split by chunk) and come
+/// back as the list is drained.
 #[test]
 #[ignore = "needs root"]
-fn root_test_run_deny_list_v6_blocks_overflow_and_recover() {
+fn root_test_run_deny_list_v6_blocks_split_and_recover() {
     let seen = v6_oracle(0x2545_f491_4f6c_dd1d, &[40, 47, 56, 63, 96, 128], 1, 60);
     let cap = rauta_xdp_common::V6_LEAF_PREFIXES * rauta_xdp_common::V6_MAX_PARTS as usize;
-    assert!(seen.block_max > cap, "a block overflowed: {seen:?}");
+    assert!(seen.block_max > cap, "a block was split: {seen:?}");
 }
 
 /// The most prefixes one block, and the short table, held during a run of
@@ -1191,7 +1191,10 @@ fn slash56(block: u128, k: u128) -> u128 {
 /// A block that once needed four leaves and keeps one prefix goes back to
 /// one leaf: with a small table, a hundred such blocks fit (without
 /// compaction the leaves of the 80th no longer would), and the prefix that
-/// moved from the last part to the first is found all along.
+/// moved from the last part to the first is found all along. The blocks
+/// hold a /49, /50, /51 and /52 (reaching 60 of its 64ths, so a split would
+/// take more than two leaves a prefix and the block keeps parts), 20 /56s
+/// inside the /49 and, 25th, the last /56 of the block.
 #[test]
 #[ignore = "needs root"]
 fn root_test_run_deny_list_v6_blocks_compact_as_they_empty() {
@@ -1202,15 +1205,21 @@ fn root_test_run_deny_list_v6_blocks_compact_as_they_empty() {
         f.test_run(&frame, 1).unwrap().verdict
     };
     for block in 0..100u128 {
-        for k in 0..25 {
-            f.deny_source(v6_prefix(slash56(block, k), 56)).unwrap();
+        let nested: Vec<IpPrefix> = (1..=20).map(|k| v6_prefix(slash56(block, k), 56)).collect();
+        let spanning: Vec<IpPrefix> = [(0, 49), (128, 50), (192, 51), (224, 52)]
+            .into_iter()
+            .map(|(k, len)| v6_prefix(slash56(block, k), len))
+            .collect();
+        for &p in spanning.iter().chain(&nested) {
+            f.deny_source(p).unwrap();
         }
+        f.deny_source(v6_prefix(slash56(block, 255), 56)).unwrap();
         // The 25th sits alone in the block's fourth leaf.
-        for k in 0..24 {
-            assert!(f.allow_source(v6_prefix(slash56(block, k), 56)).unwrap());
+        for &p in nested.iter().chain(&spanning) {
+            assert!(f.allow_source(p).unwrap());
         }
         assert_eq!(
-            probe(&f, slash56(block, 24)),
+            probe(&f, slash56(block, 255)),
             Verdict::Drop,
             "block {block}"
         );
@@ -1218,7 +1227,7 @@ fn root_test_run_deny_list_v6_blocks_compact_as_they_empty() {
     }
     for block in 0..100u128 {
         assert_eq!(
-            probe(&f, slash56(block, 24)),
+            probe(&f, slash56(block, 255)),
             Verdict::Drop,
             "block {block}"
         );
@@ -1227,13 +1236,15 @@ fn root_test_run_deny_list_v6_blocks_compact_as_they_empty() {
     assert_eq!(f.denied_sources().unwrap().len(), 100);
 }
 
-/// Leaving overflow needs room for continuation leaves; without it the
-/// block stays in overflow (the trie answers) and `allow_source` still
-/// succeeds.
+/// Leaving the split for parts needs room for continuation leaves, a split
+/// block room for its chunk leaves. Without room for the continuations the
+/// block stays split; without room for a chunk leaf it goes to overflow (the
+/// trie answers); with room again it comes back. `allow_source` and
+/// `deny_source` succeed all along and every probe is answered right.
 #[test]
 #[ignore = "needs root"]
-fn root_test_run_deny_list_v6_leaving_overflow_without_room_stays_in_overflow() {
-    use rauta_xdp_common::{buckets_for, v6_bucket, v6_leaf_code, v6_leaf_key};
+fn root_test_run_deny_list_v6_split_and_overflow_without_room() {
+    use rauta_xdp_common::{buckets_for, v6_bucket, v6_chunk_leaf_code, v6_leaf_code, v6_leaf_key};
     require_root();
     let mut f = XdpFilter::builder().deny_v6_capacity(128).load().unwrap();
     let mask = buckets_for(128) - 1;
@@ -1241,17 +1252,31 @@ fn root_test_run_deny_list_v6_leaving_overflow_without_room_stays_in_overflow() 
         let frame = v6_frame((a | 1).into(), UDP, &udp(1, 2, b""));
         f.test_run(&frame, 1).unwrap().verdict
     };
+    let check = |f: &XdpFilter, drop: &[u128], pass: &[u128], step: &str| {
+        for &k in drop {
+            assert_eq!(probe(f, slash56(0, k)), Verdict::Drop, "{step}: /56 {k}");
+        }
+        for &k in pass {
+            assert_eq!(probe(f, slash56(0, k)), Verdict::Pass, "{step}: /56 {k}");
+        }
+    };
     let key = |block: u128| v6_leaf_key((slash56(block, 0) >> 64) as u64, 48);
-    for k in 0..33 {
+    // Block 0: a /49 (32 of its 64ths) and 21 /56s in 11 more 64ths: split
+    // (43 chunk leaves for 22 prefixes); without the /56 number 129, parts
+    // (43 for 21: three parts).
+    f.deny_source(v6_prefix(slash56(0, 0), 49)).unwrap();
+    for k in (0..8).map(|i| 128 + 4 * i).chain(160..172).chain([129]) {
         f.deny_source(v6_prefix(slash56(0, k), 56)).unwrap();
     }
-    // Fill the bucket of block 0's second leaf, then the spill map, with
-    // other blocks' first leaves.
+    // Fill the buckets of block 0's second part and of the leaf of its 64th
+    // number 43, then the spill map, with other blocks' first leaves.
     let second = v6_bucket(key(0), v6_leaf_code(48, 1), mask);
+    let chunk43 = v6_bucket(key(0), v6_chunk_leaf_code(48, 43), mask);
     let mut fillers = Vec::new();
-    for block in
-        (1..1u128 << 16).filter(|&b| v6_bucket(key(b), v6_leaf_code(48, 0), mask) == second)
-    {
+    for block in (1..1u128 << 16).filter(|&b| {
+        let at = v6_bucket(key(b), v6_leaf_code(48, 0), mask);
+        at == second || at == chunk43
+    }) {
         match f.deny_source(v6_prefix(slash56(block, 0), 56)) {
             Ok(()) => fillers.push(block),
             Err(e) => {
@@ -1261,22 +1286,108 @@ fn root_test_run_deny_list_v6_leaving_overflow_without_room_stays_in_overflow() 
         }
         assert!(fillers.len() < 200, "the spill map never filled");
     }
-    assert!(f.allow_source(v6_prefix(slash56(0, 7), 56)).unwrap());
-    assert_eq!(probe(&f, slash56(0, 7)), Verdict::Pass);
-    for k in [0, 8, 32] {
-        assert_eq!(probe(&f, slash56(0, k)), Verdict::Drop, "{k}");
-    }
+    check(&f, &[0, 127, 128, 129, 160, 171], &[130, 172, 255], "split");
+    // 21 left: the parts do not fit, the block stays split.
+    assert!(f.allow_source(v6_prefix(slash56(0, 129), 56)).unwrap());
+    check(
+        &f,
+        &[0, 127, 128, 160, 171],
+        &[129, 130, 172, 255],
+        "still split",
+    );
+    // A /56 in the 64th number 43, whose leaf has no room: overflow.
+    f.deny_source(v6_prefix(slash56(0, 172), 56)).unwrap();
+    check(&f, &[0, 127, 128, 160, 172], &[129, 173, 255], "overflow");
     for &b in &fillers {
         assert_eq!(probe(&f, slash56(b, 0)), Verdict::Drop, "filler {b}");
     }
-    // With room again (the fillers gone), the block leaves overflow.
+    // With room again (the fillers gone), out of overflow to parts, then
+    // split again.
     for &b in &fillers {
         assert!(f.allow_source(v6_prefix(slash56(b, 0), 56)).unwrap());
     }
-    assert!(f.allow_source(v6_prefix(slash56(0, 8), 56)).unwrap());
-    assert_eq!(probe(&f, slash56(0, 8)), Verdict::Pass);
-    for k in [0, 9, 32] {
-        assert_eq!(probe(&f, slash56(0, k)), Verdict::Drop, "{k}");
+    assert!(f.allow_source(v6_prefix(slash56(0, 172), 56)).unwrap());
+    check(&f, &[0, 127, 128, 160, 171], &[129, 172, 255], "parts");
+    f.deny_source(v6_prefix(slash56(0, 129), 56)).unwrap();
+    check(&f, &[0, 128, 129, 171], &[130, 172, 255], "split again");
+    for p in f.denied_sources().unwrap() {
+        assert!(f.allow_source(p).unwrap());
     }
+    check(&f, &[], &[0, 128, 129, 255], "drained");
     assert_eq!(f.spilled_entries(), 0);
+}
+
+/// A block holding more prefixes than its parts is split by chunk: every
+/// 64th of it that a prefix reaches gets a leaf; a 64th reached by more
+/// prefixes than a leaf holds is answered by the trie, a prefix reaching
+/// many 64ths is in each of their leaves, and the block comes back to parts
+/// as it empties. Every /56 of the block (and the /60s of a crowded 64th)
+/// is probed after each step.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_deny_list_v6_blocks_split_by_chunk() {
+    let mut f = filter();
+    // /56 number k of 2001:db8::/48 (its 64ths are /54s: four /56s each),
+    // and /60 number j of /56 number k.
+    let s56 = |k: u128| slash56(0, k);
+    let s60 = |k: u128, j: u128| slash56(0, k) | (j << 68);
+    let mut denied: Vec<IpPrefix> = Vec::new();
+    let check_all = |f: &XdpFilter, denied: &[IpPrefix], step: &str| {
+        let mut probes: Vec<u128> = (0..256).map(|k| s56(k) | 0x42).collect();
+        probes.extend((0..16).map(|j| s60(50, j) | 7));
+        probes.extend([s56(0) - 1, s56(255) | u128::from(u64::MAX)]);
+        for a in probes {
+            let src = std::net::Ipv6Addr::from(a);
+            let want = if denied.iter().any(|p| p.contains(src.into())) {
+                Verdict::Drop
+            } else {
+                Verdict::Pass
+            };
+            let frame = v6_frame(src, UDP, &udp(1, 2, b""));
+            assert_eq!(
+                f.test_run(&frame, 1).unwrap().verdict,
+                want,
+                "{step}: {src}"
+            );
+        }
+    };
+    let deny = |f: &mut XdpFilter, denied: &mut Vec<IpPrefix>, p: IpPrefix| {
+        f.deny_source(p).unwrap();
+        denied.push(p);
+    };
+    for k in 0..40 {
+        deny(&mut f, &mut denied, v6_prefix(s56(k), 56));
+    }
+    check_all(&f, &denied, "40 /56s");
+    // Ten /60s in /56 number 50: its 64th (/56s 48 to 51) holds more than
+    // a leaf.
+    for j in 0..10 {
+        deny(&mut f, &mut denied, v6_prefix(s60(50, j), 60));
+    }
+    check_all(&f, &denied, "and 10 /60s in one 64th");
+    // A /49: the second half of the block, 32 of its 64ths.
+    deny(&mut f, &mut denied, v6_prefix(s56(128), 49));
+    check_all(&f, &denied, "and a /49");
+    // Out of overflow, then the /49 and the /56s go.
+    let allow = |f: &mut XdpFilter, denied: &mut Vec<IpPrefix>, p: IpPrefix| {
+        assert!(f.allow_source(p).unwrap(), "{p} was denied");
+        denied.retain(|q| *q != p);
+    };
+    for j in 0..3 {
+        allow(&mut f, &mut denied, v6_prefix(s60(50, j), 60));
+    }
+    check_all(&f, &denied, "7 /60s left in the 64th");
+    allow(&mut f, &mut denied, v6_prefix(s56(128), 49));
+    check_all(&f, &denied, "the /49 gone");
+    for k in (0..40).rev() {
+        allow(&mut f, &mut denied, v6_prefix(s56(k), 56));
+        if k % 4 == 0 {
+            check_all(&f, &denied, &format!("/56s below {k} left"));
+        }
+    }
+    for j in 3..10 {
+        allow(&mut f, &mut denied, v6_prefix(s60(50, j), 60));
+    }
+    check_all(&f, &denied, "drained");
+    assert!(f.denied_sources().unwrap().is_empty());
 }

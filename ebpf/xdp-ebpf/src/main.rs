@@ -21,12 +21,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_xdp_common::{
-    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket,
-    v6_chunk, v6_filter_slot, v6_leaf_code, v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket,
-    V4HostBits, V6Bucket, V6Leaf, V6ShortTable, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES,
-    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS,
-    SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6SpillKey, V6_FILTER_WORDS,
-    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SHORT_PREFIXES, V6_SHORT_TRIE,
+    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk,
+    v6_chunk_leaf_code, v6_filter_slot, v6_leaf_code, v6_leaf_key, Config, CounterTable, SourceKey,
+    V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6ShortTable, V6SpillKey, BUCKET_SLOTS,
+    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
+    MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS,
+    V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW,
+    V6_SHORT_PREFIXES, V6_SHORT_TRIE, V6_SPLIT,
 };
 
 #[map]
@@ -428,7 +429,8 @@ fn leaf_holds(leaf: &V6Leaf, half: u64) -> bool {
 }
 
 /// Looks the source up in the leaves of its block at `level`: part 0, then
-/// the continuation parts part 0 announces.
+/// the continuation parts part 0 announces, or the leaf of the source's
+/// chunk when the block is split by chunk.
 #[inline(always)]
 fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     let key = v6_leaf_key(top, level);
@@ -443,8 +445,17 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
         return LeafAnswer::Walk;
     }
     // No prefix of the block reaches the source's 64th of it.
-    if (first.chunks >> v6_chunk(half, level)) & 1 == 0 {
+    let chunk = v6_chunk(half, level);
+    if (first.chunks >> chunk) & 1 == 0 {
         return LeafAnswer::Clear;
+    }
+    if parts == V6_SPLIT {
+        return match v6_leaf(key, v6_chunk_leaf_code(level, chunk), mask) {
+            None => LeafAnswer::Clear,
+            Some(leaf) if leaf.parts == V6_OVERFLOW => LeafAnswer::Walk,
+            Some(leaf) if leaf_holds(leaf, half) => LeafAnswer::Denied,
+            Some(_) => LeafAnswer::Clear,
+        };
     }
     if leaf_holds(first, half) {
         return LeafAnswer::Denied;
@@ -483,8 +494,9 @@ fn v6_short_denied(top: u64, n: u32) -> bool {
 /// /32, /48 or /64 (by the prefix's length), looked up only when the hashed
 /// filter word (one array read for every level) marks that level; prefixes
 /// shorter than /32 in a short table compared with every IPv6 source. The
-/// trie is walked only when a block holds more prefixes than its leaves or
-/// the short table overflowed.
+/// trie is walked only when more prefixes reach the source's 64th of a block
+/// than a leaf holds (or the leaf table was full) or the short table
+/// overflowed.
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
