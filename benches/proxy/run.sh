@@ -10,6 +10,15 @@
 # proxy's CPU time per request (user and system), and the ratios
 # rauta-proxy / nginx.
 #
+# Each round then measures both again with paced clients: every connection
+# waits PACE_MS milliseconds (default 1) after each response before it
+# sends the next request (wrk's `delay()`, benches/proxy/pace.lua), which
+# holds the load well below saturation (about 40% here). With wrk driving
+# as fast as it can, the proxy that answers faster also pushes more load
+# onto the CPU that wrk and the upstream share, so the saturated p99 mixes
+# the proxy's latency with that CPU's time-slicing; the paced p99 compares
+# the two at the same offered schedule. PACE_MS=0 skips this part.
+#
 #   benches/proxy/run.sh [ROUNDS] [DURATION] [CONNECTIONS]
 #   benches/proxy/run.sh 5 10s 64          (defaults)
 #
@@ -19,6 +28,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-5}
 duration=${2:-10s}
 conns=${3:-64}
+pace_ms=${PACE_MS:-1}
 proxy_cpu=${PROXY_CPU:-1}
 load_cpus=${LOAD_CPUS:-0}
 
@@ -106,11 +116,12 @@ cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user system
 # wrk's latency figures in microseconds.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; gsub(/[0-9.]/, "", u);
     if (u == "us") print n; else if (u == "ms") print n * 1000; else if (u == "s") print n * 1e6; else print n }'; }
-run_wrk() { # port pid -> "rps p50_us p99_us user_us_per_req sys_us_per_req"
-    local out u0 s0 u1 s1
-    read -r u0 s0 < <(cpu_ticks "$2")
-    out=$(taskset -c "$load_cpus" wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$1/")
-    read -r u1 s1 < <(cpu_ticks "$2")
+run_wrk() { # port pid [wrk args] -> "rps p50_us p99_us user_us_per_req sys_us_per_req"
+    local out u0 s0 u1 s1 port=$1 pid=$2
+    shift 2
+    read -r u0 s0 < <(cpu_ticks "$pid")
+    out=$(taskset -c "$load_cpus" wrk -t1 -c"$conns" -d"$duration" --latency "$@" "http://127.0.0.1:$port/")
+    read -r u1 s1 < <(cpu_ticks "$pid")
     local rps p50 p99 n
     rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
     n=$(awk '/requests in/ { print $1 }' <<<"$out")
@@ -118,7 +129,7 @@ run_wrk() { # port pid -> "rps p50_us p99_us user_us_per_req sys_us_per_req"
     p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
     local errs
     errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
-    [ -n "$errs" ] && echo "  $1: $errs" >&2
+    [ -n "$errs" ] && echo "  $port: $errs" >&2
     echo "$rps $(to_us "$p50") $(to_us "$p99") $(awk -v n="$n" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t="$tck" \
         'BEGIN { printf "%.2f %.2f", u / t * 1e6 / n, s / t * 1e6 / n }')"
 }
@@ -126,7 +137,8 @@ run_wrk() { # port pid -> "rps p50_us p99_us user_us_per_req sys_us_per_req"
 # Warm both up once.
 run_wrk "$nginx_port" "$nginx_pid" >/dev/null; run_wrk "$rauta_port" "$rauta_pid" >/dev/null
 
-: >"$work/nginx.txt"; : >"$work/rauta.txt"
+: >"$work/nginx.txt"; : >"$work/rauta.txt"; : >"$work/nginx-paced.txt"; : >"$work/rauta-paced.txt"
+export PACE_MS=$pace_ms
 for r in $(seq "$rounds"); do
     if [ $((r % 2)) = 1 ]; then order="nginx rauta"; else order="rauta nginx"; fi
     for who in $order; do
@@ -135,6 +147,14 @@ for r in $(seq "$rounds"); do
         res=$(run_wrk "$port" "$pid")
         echo "$res" >>"$work/$who.txt"
         echo "round $r $who: req/s p50_us p99_us user_us/req sys_us/req = $res" >&2
+    done
+    [ "$pace_ms" = 0 ] && continue
+    for who in $order; do
+        port=$nginx_port; pid=$nginx_pid
+        [ "$who" = rauta ] && { port=$rauta_port; pid=$rauta_pid; }
+        res=$(run_wrk "$port" "$pid" -s benches/proxy/pace.lua)
+        echo "$res" >>"$work/$who-paced.txt"
+        echo "round $r $who paced: req/s p50_us p99_us user_us/req sys_us/req = $res" >&2
     done
 done
 
@@ -167,3 +187,21 @@ counted in clock ticks of 1/$tck s):
 |---|---|---|
 REPORT
 paste -d'|' "$work/nginx.txt" "$work/rauta.txt" | awk -F'|' '{ printf "| %d | %s | %s |\n", NR, $1, $2 }'
+[ "$pace_ms" = 0 ] && exit 0
+p_n_rps=$(col nginx-paced 1); p_n_p50=$(col nginx-paced 2); p_n_p99=$(col nginx-paced 3)
+p_r_rps=$(col rauta-paced 1); p_r_p50=$(col rauta-paced 2); p_r_p99=$(col rauta-paced 3)
+cat <<REPORT
+
+Paced: every connection waits $pace_ms ms after each response before its next
+request (same rounds, same connections and duration):
+
+| proxy | req/s (median) | p50 latency (us) | p99 latency (us) |
+|---|---|---|---|
+| nginx | $p_n_rps | $p_n_p50 | $p_n_p99 |
+| rauta-proxy | $p_r_rps | $p_r_p50 | $p_r_p99 |
+| ratio rauta / nginx | $(ratio "$p_r_rps" "$p_n_rps") | $(ratio "$p_r_p50" "$p_n_p50") | $(ratio "$p_r_p99" "$p_n_p99") |
+
+| round | nginx req/s, p50 us, p99 us, user us, sys us | rauta-proxy req/s, p50 us, p99 us, user us, sys us |
+|---|---|---|
+REPORT
+paste -d'|' "$work/nginx-paced.txt" "$work/rauta-paced.txt" | awk -F'|' '{ printf "| %d | %s | %s |\n", NR, $1, $2 }'
