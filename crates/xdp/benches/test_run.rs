@@ -82,14 +82,23 @@ fn load_deny_lists(f: &mut XdpFilter) {
     // A /64 holding a denied /80: its sources are looked up in its leaf
     // (and compared with its prefixes when in the same 64th of the /64).
     f.deny_source("2001:db8:9:1::/80".parse().unwrap()).unwrap();
-    // A /48 holding 5 /56s (one leaf), one holding 12 (two leaves: the
-    // second is a continuation), one holding 40 (more than a block's 4
-    // leaves of 8 hold: it is split by chunk, a leaf per 64th, a /54).
+    // A /48 holding 5 /56s (one leaf), one holding 12 and one holding 40
+    // (more than a leaf holds: split by chunk, a leaf per 64th, a /54).
     for (block, n) in [("a", 5), ("b", 12), ("c", 40)] {
         for i in 1..=n {
             f.deny_source(format!("2001:db8:{block}:{i:x}00::/56").parse().unwrap())
                 .unwrap();
         }
+    }
+    // A /48 holding a /49, a /50 and 8 /56s: they reach 56 of its 64ths, so
+    // the block keeps part 0 and a continuation (the last two /56s).
+    f.deny_source("2001:db8:d::/49".parse().unwrap()).unwrap();
+    f.deny_source("2001:db8:d:8000::/50".parse().unwrap())
+        .unwrap();
+    for i in 0..8 {
+        let k = 0xc0 + 4 * i;
+        f.deny_source(format!("2001:db8:d:{k:x}00::/56").parse().unwrap())
+            .unwrap();
     }
     // Ten /60s in one /54 of the split block (more than a leaf holds: the
     // sources of that 64th take the trie walk).
@@ -306,8 +315,14 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /48 holds 12 denied /56s, same 64th (2 leaves compare)",
+            "pass ipv6 udp, /48 holds 12 denied /56s, same 64th (chunk leaf compares)",
             v6_frame(v6("2001:db8:b:f00::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, /48 kept in 2 parts, same 64th (2 leaves compare)",
+            v6_frame(v6("2001:db8:d:dd00::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassHash,
         ),
@@ -390,8 +405,14 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /56, /48 holds 12 (2nd leaf)",
+            "drop deny source ipv6 /56, /48 holds 12 (chunk leaf)",
             v6_frame(v6("2001:db8:b:c00::1"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /56, /48 kept in 2 parts (2nd leaf)",
+            v6_frame(v6("2001:db8:d:dc00::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropHash,
         ),
