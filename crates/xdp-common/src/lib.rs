@@ -110,9 +110,10 @@ pub struct V4HostBits {
 /// Prefixes one [`V6Leaf`] holds.
 pub const V6_LEAF_PREFIXES: usize = 8;
 
-/// Leaves one block may use (part 0 and its continuations): a block holding
-/// more than `V6_LEAF_PREFIXES * V6_MAX_PARTS` prefixes of its level is
-/// looked up in the trie.
+/// Leaves one block kept in parts may use (part 0 and its continuations): a
+/// block holding more than `V6_LEAF_PREFIXES * V6_MAX_PARTS` prefixes of its
+/// level is split by chunk ([`V6_SPLIT`]) or, when the split would take more
+/// leaves than it has prefixes, looked up in the trie ([`V6_OVERFLOW`]).
 pub const V6_MAX_PARTS: u32 = 4;
 
 /// [`V6Leaf::parts`] of a block (or of a chunk leaf) that holds more
@@ -333,11 +334,13 @@ pub const fn v4_bucket(net24: u32, mask: u32) -> u32 {
 /// ([`v6_leaf_code`]) among `mask + 1` buckets.
 #[inline(always)]
 pub const fn v6_bucket(key: u64, code: u32, mask: u32) -> u32 {
-    // The code goes below the bits the bucket is taken from (a product's
-    // bit depends only on the factor's bits at or below it), so a block's
-    // leaves spread over the table instead of sharing one bucket.
-    let h = (key ^ ((code as u64) << 16)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> 32) as u32 & mask
+    // The bucket comes from bits 32 and up of a product, and a product's
+    // bit depends only on the factor's bits at or below it: the key's high
+    // half is folded down and the code spread over every bit first, so
+    // neither blocks that differ only in their high bits nor the leaves of
+    // one block share buckets by construction.
+    let x = key ^ (key >> 32) ^ (code as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & mask
 }
 
 /// Key of [`MAP_DENY_V6_SPILL`].
@@ -707,6 +710,27 @@ mod tests {
             assert!(per_bucket.len() > 60, "{level}: {per_bucket:?}");
             assert!(per_bucket.values().all(|&n| n <= BUCKET_SLOTS), "{level}");
         }
+        // /64s that differ only in their first bits (2001:db8:1:x:: and
+        // 2a01:db8:1:x::), and /32s whose part 0 and another's chunk leaf
+        // differ by a code's bits, rarely share a bucket.
+        let mut shared = 0;
+        for x in 0..1000u64 {
+            let a = 0x2001_0db8_0001_0000 | x;
+            let b = 0x2a01_0db8_0001_0000 | x;
+            shared += usize::from(
+                v6_bucket(a, v6_leaf_code(64, 0), mask) == v6_bucket(b, v6_leaf_code(64, 0), mask),
+            );
+            let c = 0x2001_0db8 + (x << 12);
+            shared += usize::from(
+                v6_bucket(c, v6_chunk_leaf_code(32, 0), mask)
+                    == v6_bucket(
+                        c ^ (u64::from(v6_chunk_leaf_code(32, 0) ^ 32) << 16),
+                        32,
+                        mask,
+                    ),
+            );
+        }
+        assert!(shared < 10, "{shared} of 2,000 pairs share a bucket");
         for level in [32, 48, 64] {
             for part in 0..V6_MAX_PARTS {
                 let code = v6_leaf_code(level, part);

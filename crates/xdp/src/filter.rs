@@ -812,10 +812,12 @@ impl XdpFilter {
     /// there are none.
     ///
     /// A block holding up to `V6_LEAF_PREFIXES` prefixes keeps them in part
-    /// 0; one holding more is split by chunk ([`LeafBlock::write_split`]),
-    /// unless its prefixes reach so many chunks that the split would take
-    /// more than two leaves a prefix: then up to `BLOCK_SLOTS` are kept in
-    /// parts (part 0 and continuations), and past that it is split anyway.
+    /// 0; one holding more is split by chunk ([`LeafBlock::write_split`])
+    /// when that takes at most one chunk leaf a prefix; otherwise up to
+    /// `BLOCK_SLOTS` are kept in parts (part 0 and continuations), and past
+    /// that the trie answers for the block (overflow). No block of more
+    /// than 8 takes more than 9 leaves for 8: the table is sized for two a
+    /// prefix.
     ///
     /// A running program may read a leaf while it is being written, so the
     /// prefixes that stay keep their part and slot (a new one takes the
@@ -857,20 +859,31 @@ impl XdpFilter {
             block.remove_continuations(table)?;
             return block.remove_chunk_leaves(table, 0);
         }
-        // Split by chunk when the parts do not hold them, or when more than
-        // one part would and the split costs no more than two leaves a
-        // prefix (the table has two slots per entry): a source then reads
-        // part 0 and at most one chunk leaf, never a chain of parts.
-        let chunk_leaves = chunks.count_ones() as usize;
-        if want.len() > BLOCK_SLOTS
-            || (want.len() > V6_LEAF_PREFIXES && chunk_leaves < 2 * want.len())
-        {
+        // Split by chunk when part 0 does not hold them and the split takes
+        // at most one leaf a prefix besides part 0 (so the table, two slots
+        // a prefix, never needs more than it was sized for; prefixes each in
+        // a 64th of their own still split): a source then reads part 0 and
+        // at most one chunk leaf, never a chain of parts. Otherwise parts,
+        // up to `BLOCK_SLOTS`; past that the trie.
+        if want.len() > V6_LEAF_PREFIXES && chunks.count_ones() as usize <= want.len() {
             return block.write_split(table, &want, &reach, chunks, first);
+        }
+        if want.len() > BLOCK_SLOTS {
+            if overflowed {
+                return Ok(());
+            }
+            return block.to_overflow(table, first);
         }
         if split {
             // Back to parts: written while the chunk leaves still answer;
-            // without room for them, the block stays split.
-            let slots = place_stably([V6Prefix::UNUSED; BLOCK_SLOTS], &want);
+            // without room for them, the block stays split (or goes to
+            // overflow). Part 0's slots are still those it had before the
+            // split: a program run that read them then may still be going.
+            let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
+            if let Some(l) = first {
+                slots[..V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
+            }
+            let slots = place_stably(slots, &want);
             let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
             return match block.write(table, &slots, parts, chunks, Some(V6_SPLIT)) {
                 Ok(()) => {
@@ -928,9 +941,13 @@ impl XdpFilter {
             block.write(table, &both, parts, chunks, None)?;
             wait_for_readers();
             both[keep..].fill(V6Prefix::UNUSED);
-            block.write(table, &both, fewer, chunks, None)
+            block.write(table, &both, fewer, chunks, None)?;
+            // Chunk leaves of a split that failed half-way: nothing reads
+            // them.
+            block.remove_chunk_leaves(table, 0)
         } else {
-            block.write(table, &slots, parts, chunks, None)
+            block.write(table, &slots, parts, chunks, None)?;
+            block.remove_chunk_leaves(table, 0)
         }
     }
 
@@ -1338,6 +1355,14 @@ impl LeafBlock {
                     self.put(table, part, Some(leaf))?;
                 }
             }
+            if let Some(l) = first {
+                if l.parts != V6_SPLIT && l.chunks != chunks {
+                    // The bits first, under the mode part 0 has now (which
+                    // they keep right), then the mode alone: a run never
+                    // pairs the split with bits from before.
+                    self.put(table, 0, Some(V6Leaf { chunks, ..l }))?;
+                }
+            }
             let leaf = V6Leaf {
                 parts: V6_SPLIT,
                 chunks,
@@ -1351,15 +1376,7 @@ impl LeafBlock {
         match written {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
-                // Overflow: the trie answers for the whole block.
-                let leaf = V6Leaf {
-                    parts: V6_OVERFLOW,
-                    ..first.unwrap_or(V6Leaf::EMPTY)
-                };
-                self.put(table, 0, Some(leaf))?;
-                wait_for_readers();
-                self.remove_continuations(table)?;
-                return self.remove_chunk_leaves(table, 0);
+                return self.to_overflow(table, self.get(table, 0).or(first));
             }
             Err(e) => return Err(e),
         }
@@ -1368,6 +1385,29 @@ impl LeafBlock {
             self.remove_continuations(table)?;
         }
         self.remove_chunk_leaves(table, chunks)
+    }
+
+    /// Sends the program to the trie for the whole block (part 0 says
+    /// overflow, its slots and bits left as they were), then, once no
+    /// program run can still follow the old part 0 to them, removes the
+    /// continuation and chunk leaves.
+    fn to_overflow(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        first: Option<V6Leaf>,
+    ) -> Result<(), Error> {
+        let leaf = V6Leaf {
+            parts: V6_OVERFLOW,
+            ..first.unwrap_or(V6Leaf::EMPTY)
+        };
+        self.put(table, 0, Some(leaf))?;
+        let more = (1..V6_MAX_PARTS + 64).any(|part| self.get(table, part).is_some());
+        if more {
+            wait_for_readers();
+            self.remove_continuations(table)?;
+            self.remove_chunk_leaves(table, 0)?;
+        }
+        Ok(())
     }
 
     /// Writes the block as `slots` in `parts` parts: the continuations first
@@ -1484,7 +1524,13 @@ mod tests {
     /// `parts`, and how many continuation and chunk leaves it has.
     #[cfg(feature = "ebpf")]
     fn block_shape(f: &XdpFilter) -> (Option<u32>, usize, usize) {
-        let block = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask);
+        block_shape_of(f, 0)
+    }
+
+    /// [`block_shape`] of the /48 number `n` of 2001:db8::/32.
+    #[cfg(feature = "ebpf")]
+    fn block_shape_of(f: &XdpFilter, n: u64) -> (Option<u32>, usize, usize) {
+        let block = LeafBlock::new(0x2001_0db8_0000_0000 | n << 16, 48, f.cfg.v6_bucket_mask);
         let has = |part| block.get(&f.deny_v6_leaf, part).is_some();
         (
             block.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
@@ -1493,21 +1539,31 @@ mod tests {
         )
     }
 
+    /// Prefix number `k` of length `len` in the /48 number `block` of
+    /// 2001:db8::/32, counted in units of /56s: a 64th of a /48 (a /54)
+    /// holds four /56s.
+    #[cfg(feature = "ebpf")]
+    fn p48(block: u128, k: u128, len: u8) -> IpPrefix {
+        IpPrefix::new(std::net::Ipv6Addr::from(a48(block, k)).into(), len).unwrap()
+    }
+
+    /// The first address of [`p48`]'s prefix.
+    #[cfg(feature = "ebpf")]
+    fn a48(block: u128, k: u128) -> u128 {
+        (0x2001_0db8u128 << 96) | (block << 80) | (k << 72)
+    }
+
     /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf
-    /// for each 64th a prefix reaches, no continuations) and comes back to
-    /// one leaf (the chunk leaves gone); where the split would take more
-    /// than two leaves a prefix it keeps parts, up to `BLOCK_SLOTS`.
+    /// for each 64th a prefix reaches, no continuations) while it reaches
+    /// no more 64ths than it has prefixes, and comes back to one leaf (the
+    /// chunk leaves gone); otherwise it keeps parts, up to `BLOCK_SLOTS`,
+    /// and past that the trie answers.
     #[cfg(feature = "ebpf")]
     #[test]
     #[ignore = "needs root"]
     fn root_blocks_split_by_chunk_and_come_back() {
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
-        // Prefix number k of length len in 2001:db8::/48, counted in units
-        // of /56s: a 64th (a /54) holds four /56s.
-        let p = |k: u128, len: u8| {
-            let a = (0x2001_0db8u128 << 96) | (k << 72);
-            IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap()
-        };
+        let p = |k, len| p48(0, k, len);
         for k in 0..V6_LEAF_PREFIXES as u128 {
             f.deny_source(p(k, 56)).unwrap();
         }
@@ -1524,23 +1580,159 @@ mod tests {
             assert!(f.allow_source(p(k, 56)).unwrap());
         }
         assert_eq!(block_shape(&f), (None, 0, 0));
-        // A /49 reaching 32 64ths and /56s in 8 more: 40 chunk leaves for
-        // 9 prefixes, so parts; 12 more /56s in 3 more 64ths: 43 for 21,
-        // still parts (three); one more /56 in a 64th reached: 43 for 22,
-        // split.
+        // A /49 reaching 32 64ths and /56s in 8 more: 40 64ths for 9
+        // prefixes, so parts; 12 more /56s in 3 more 64ths: 43 for 21, three
+        // parts; 12 more in 3 more: 46 for 33, the trie; without the /49, 14
+        // for 32: split.
         f.deny_source(p(0, 49)).unwrap();
         for i in 0..8 {
             f.deny_source(p(128 + 4 * i, 56)).unwrap();
         }
         assert_eq!(block_shape(&f), (Some(2), 1, 0));
-        for i in 0..12 {
-            f.deny_source(p(160 + i, 56)).unwrap();
+        for k in 160..172 {
+            f.deny_source(p(k, 56)).unwrap();
         }
         assert_eq!(block_shape(&f), (Some(3), 2, 0));
-        f.deny_source(p(129, 56)).unwrap();
-        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 32 + 8 + 3));
+        for k in 172..184 {
+            f.deny_source(p(k, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(V6_OVERFLOW), 0, 0));
         assert!(f.allow_source(p(0, 49)).unwrap());
-        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 8 + 3));
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 14));
+    }
+
+    /// A table filled to its capacity with blocks that would take the most
+    /// leaves takes every prefix: the split never needs more leaves than
+    /// the table was sized for. Even blocks hold 8 /53s (two 64ths each)
+    /// and a /56 (18 leaves split: kept in two parts), odd ones 9 /56s each
+    /// in a 64th of its own (split: 10 leaves).
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_split_blocks_fill_the_capacity() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let cap = 1024u32;
+        let mut f = XdpFilter::builder()
+            .deny_v6_capacity(cap)
+            .load()
+            .expect("load the XDP program (as root)");
+        let mut n = 0;
+        'fill: for block in 0.. {
+            let prefixes: Vec<(u128, u8)> = if block % 2 == 0 {
+                (0..8).map(|i| (8 * i, 53)).chain([(252, 56)]).collect()
+            } else {
+                (0..9).map(|i| (4 * i, 56)).collect()
+            };
+            for (k, len) in prefixes {
+                if n == cap {
+                    break 'fill;
+                }
+                f.deny_source(p48(block, k, len))
+                    .unwrap_or_else(|e| panic!("prefix {n} of {cap}: {e}"));
+                n += 1;
+            }
+            match block {
+                0 => assert_eq!(block_shape(&f), (Some(2), 1, 0)),
+                1 => assert_eq!(block_shape_of(&f, 1), (Some(V6_SPLIT), 0, 9)),
+                _ => {}
+            }
+        }
+        assert_eq!(f.denied_sources().unwrap().len(), cap as usize);
+        for block in [1, 57, 111] {
+            for (k, want) in [(0, Verdict::Drop), (4, Verdict::Drop), (2, Verdict::Pass)] {
+                let frame = v6_frame((a48(block, k) | 1).into(), UDP, &udp(1, 2, b""));
+                assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "{block}/{k}");
+            }
+        }
+    }
+
+    /// Leaving the split for parts needs room for a continuation, a split
+    /// block room for its chunk leaves. Without room for the continuation
+    /// the block stays split; without room for a chunk leaf it goes to
+    /// overflow (the trie answers); with room again it comes back. The
+    /// calls succeed and every probe is answered right all along.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_blocks_without_room_stay_split_or_overflow() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        use rauta_xdp_common::v6_chunk_leaf_code;
+
+        let mut f = XdpFilter::builder()
+            .deny_v6_capacity(128)
+            .load()
+            .expect("load the XDP program (as root)");
+        let mask = f.cfg.v6_bucket_mask;
+        let key = |block: u128| v6_leaf_key((a48(block, 0) >> 64) as u64, 48);
+        let check = |f: &XdpFilter, drop: &[u128], pass: &[u128], step: &str| {
+            for (&k, want) in drop
+                .iter()
+                .map(|k| (k, Verdict::Drop))
+                .chain(pass.iter().map(|k| (k, Verdict::Pass)))
+            {
+                let frame = v6_frame((a48(0, k) | 1).into(), UDP, &udp(1, 2, b""));
+                assert_eq!(
+                    f.test_run(&frame, 1).unwrap().verdict,
+                    want,
+                    "{step}: /56 {k}"
+                );
+            }
+        };
+        // A /53 (two 64ths) and 15 /56s in 15 more: 17 64ths for 16
+        // prefixes, two parts; one more /56 in a 64th already reached: 17
+        // for 17, split.
+        f.deny_source(p48(0, 0, 53)).unwrap();
+        for i in 2..17 {
+            f.deny_source(p48(0, 4 * i, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(2), 1, 0));
+        f.deny_source(p48(0, 9, 56)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 17));
+        // Fill the buckets of block 0's part 1 and of the leaf of its 64th
+        // number 17, then the spill map, with other blocks' first leaves.
+        let part1 = v6_bucket(key(0), v6_leaf_code(48, 1), mask);
+        let chunk17 = v6_bucket(key(0), v6_chunk_leaf_code(48, 17), mask);
+        let mut fillers = Vec::new();
+        for block in (1..1u128 << 16).filter(|&b| {
+            let at = v6_bucket(key(b), v6_leaf_code(48, 0), mask);
+            at == part1 || at == chunk17
+        }) {
+            match f.deny_source(p48(block, 0, 56)) {
+                Ok(()) => fillers.push(block),
+                Err(e) => {
+                    assert!(matches!(e.kind(), ErrorKind::MapFull { .. }), "{e}");
+                    break;
+                }
+            }
+            assert!(fillers.len() < 200, "the spill map never filled");
+        }
+        check(&f, &[0, 7, 8, 9, 64], &[10, 68, 255], "split");
+        // 16 left: two parts do not fit, the block stays split.
+        assert!(f.allow_source(p48(0, 9, 56)).unwrap());
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 17));
+        check(&f, &[0, 7, 8, 64], &[9, 10, 68, 255], "still split");
+        // A /56 in the 64th number 17: two parts do not fit, and its chunk
+        // leaf finds no room either: overflow.
+        f.deny_source(p48(0, 68, 56)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_OVERFLOW), 0, 0));
+        check(&f, &[0, 7, 8, 64, 68], &[9, 10, 69, 255], "overflow");
+        // With room again (the fillers gone): out of overflow to parts,
+        // then split again.
+        for &b in &fillers {
+            assert!(f.allow_source(p48(b, 0, 56)).unwrap());
+        }
+        assert!(f.allow_source(p48(0, 68, 56)).unwrap());
+        assert_eq!(block_shape(&f), (Some(2), 1, 0));
+        check(&f, &[0, 7, 8, 64], &[9, 68, 255], "parts");
+        f.deny_source(p48(0, 9, 56)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 17));
+        check(&f, &[0, 8, 9, 64], &[10, 68, 255], "split again");
+        for p in f.denied_sources().unwrap() {
+            assert!(f.allow_source(p).unwrap());
+        }
+        assert_eq!(block_shape(&f), (None, 0, 0));
+        check(&f, &[], &[0, 8, 9, 255], "drained");
+        assert_eq!(f.spilled_entries(), 0);
     }
 
     fn p(n: u64) -> V6Prefix {

@@ -55,6 +55,10 @@ mod buckets;
 mod error;
 mod filter;
 mod prefix;
+/// Crafted frames, shared with the integration tests.
+#[cfg(all(test, feature = "ebpf"))]
+#[path = "../tests/common/frames.rs"]
+mod test_frames;
 
 pub(crate) use error::errno;
 pub use error::{Error, ErrorKind};
