@@ -59,7 +59,7 @@ impl Ctx<'_> {
         *self.regexes <= self.limits.max_regexes
     }
 
-    fn full_regex(&mut self, field: &str, pattern: &str) -> Option<regex::bytes::Regex> {
+    fn full_regex(&mut self, field: &str, pattern: &str) -> Option<crate::local::Matcher> {
         if !self.count_regex(field) {
             return None;
         }

@@ -37,7 +37,9 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
 use ahash::AHashMap;
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex::bytes::RegexSetBuilder;
+
+use crate::local::SetMatcher;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use smallvec::SmallVec;
 
@@ -92,7 +94,7 @@ impl fmt::Debug for RouteIndex {
 struct RegexChunk {
     /// `None` when the set could not be compiled within its size limit: its
     /// routes are then always candidates (each still checks its own regex).
-    set: Option<RegexSet>,
+    set: Option<SetMatcher>,
     routes: Box<[u32]>,
 }
 
@@ -136,7 +138,8 @@ impl RouteIndex {
                     .dfa_size_limit(4 * (1 << 20))
                     .nest_limit(100)
                     .build()
-                    .ok(),
+                    .ok()
+                    .map(SetMatcher::new),
                 routes: chunk.iter().map(|(i, _)| *i).collect(),
             })
             .collect();

@@ -40,6 +40,11 @@
 //! [`http::Request<B>`](http::Request) (any body), [`http::request::Parts`]
 //! and the plain [`Request`]. It borrows; it never copies the request.
 //!
+//! A decision allocates nothing and takes no lock, on any number of threads
+//! sharing one table: the first thread to search with a regex owns its
+//! search cache, and every other thread keeps a copy of its own (made on
+//! its first search with that regex, dropped with the table).
+//!
 //! # Acting on a decision
 //!
 //! [`RouteTable::route`] returns a [`Decision`]: a [`RouteMatch`], a TLS
@@ -102,6 +107,7 @@ mod build;
 mod error;
 mod explain;
 mod index;
+mod local;
 mod matchers;
 mod mutate;
 mod re;

@@ -1,7 +1,8 @@
 //! Compiled header, query-parameter and string conditions.
 
-use regex::bytes::Regex;
 use smallvec::SmallVec;
+
+use crate::local::Matcher;
 
 use crate::request::{values_of, HeaderValues, RequestView};
 
@@ -12,7 +13,7 @@ pub(crate) enum StringTest {
     Prefix(Box<[u8]>),
     Suffix(Box<[u8]>),
     Contains(Box<[u8]>),
-    Regex(Regex),
+    Regex(Matcher),
 }
 
 #[derive(Debug, Clone)]

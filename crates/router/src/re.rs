@@ -4,6 +4,8 @@
 
 use regex::bytes::{Regex, RegexBuilder};
 
+use crate::local::Matcher;
+
 /// Compiled-size and pattern-length bounds for one regex.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RegexLimits {
@@ -11,10 +13,11 @@ pub(crate) struct RegexLimits {
     pub(crate) max_compiled_bytes: usize,
 }
 
-/// Compiles `pattern` so that `is_match` is a full match (RE2::FullMatch).
-pub(crate) fn full_match(pattern: &str, limits: RegexLimits) -> Result<Regex, String> {
+/// Compiles `pattern` so that `is_match` is a full match (RE2::FullMatch),
+/// for the match path (no lock on any thread: [`Matcher`]).
+pub(crate) fn full_match(pattern: &str, limits: RegexLimits) -> Result<Matcher, String> {
     check(pattern, limits)?;
-    build(&format!("^(?:{})$", re2_flavour(pattern)?), limits)
+    build(&format!("^(?:{})$", re2_flavour(pattern)?), limits).map(Matcher::new)
 }
 
 /// Compiles `pattern` to be searched anywhere (rewrites).

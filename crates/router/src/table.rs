@@ -85,7 +85,7 @@ pub(crate) enum PathSpec {
     Prefix(Box<str>),
     Exact(Box<str>),
     Separated(Box<str>),
-    Regex(regex::bytes::Regex),
+    Regex(crate::local::Matcher),
     Template(MatchTemplate),
     Connect,
 }

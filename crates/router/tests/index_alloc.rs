@@ -1,8 +1,10 @@
 //! Routing allocates nothing: a counting global allocator watches a loop of
 //! a few thousand varied decisions (every path matcher kind, misses, header
 //! and query conditions, weighted clusters, wildcard virtual hosts) and must
-//! see zero allocations. This file is its own test binary so that no other
-//! test shares the allocator, and only the measuring thread is counted.
+//! see zero allocations, on the thread that built the table and on two more
+//! routing at the same time. This file is its own test binary so that no
+//! other test shares the allocator, and only the measuring threads are
+//! counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -235,5 +237,27 @@ fn routing_allocates_nothing() {
             "{allocs} allocations in {} decisions",
             rounds as usize * reqs.len()
         );
+
+        // Other threads routing on the same table at the same time: each
+        // searches the regexes with a copy of its own (the first thread
+        // owns the originals), so none allocates once warm, however their
+        // searches overlap.
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        route_all(&table, &reqs, 2);
+                        start.wait();
+                        allocations(|| route_all(&table, &reqs, rounds))
+                    })
+                })
+                .collect();
+            for w in workers {
+                let (allocs, routed) = w.join().unwrap();
+                assert!(routed > 0);
+                assert_eq!(allocs, 0, "{allocs} allocations on another thread");
+            }
+        });
     }
 }
