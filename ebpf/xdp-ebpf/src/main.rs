@@ -14,7 +14,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, BPF_F_NO_PREALLOC},
     helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
@@ -33,9 +33,13 @@ use rauta_xdp_common::{
 #[map]
 static DENY_V4: Array<V4Bucket> = Array::with_max_entries(buckets_for(DEFAULT_DENY_V4_ENTRIES), 0);
 
+/// The spill maps are not preallocated: an entry replaced or removed is
+/// freed after an RCU grace period, so a program run holding it never sees
+/// it reused for another key (a preallocated map hands it to the next
+/// update at once).
 #[map]
 static DENY_V4_SPILL: HashMap<[u8; 4], V4HostBits> =
-    HashMap::with_max_entries(spill_for(DEFAULT_DENY_V4_ENTRIES), 0);
+    HashMap::with_max_entries(spill_for(DEFAULT_DENY_V4_ENTRIES), BPF_F_NO_PREALLOC);
 
 #[map]
 static DENY_V4_24: Array<u64> = Array::with_max_entries(V4_MAP24_WORDS, 0);
@@ -52,7 +56,7 @@ static DENY_V6_LEAF: Array<V6Bucket> =
 
 #[map]
 static DENY_V6_SPILL: HashMap<V6SpillKey, V6Leaf> =
-    HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), 0);
+    HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), BPF_F_NO_PREALLOC);
 
 #[map]
 static DENY_V6_SHORT: Array<V6ShortTable> = Array::with_max_entries(1, 0);
