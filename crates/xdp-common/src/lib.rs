@@ -14,10 +14,10 @@
 //! | [`MAP_DENY_V4`] | array, a power of two of entries | [`v4_bucket`] | [`V4Bucket`] |
 //! | [`MAP_DENY_V4_SPILL`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
 //! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
-//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 16 bits of hashed /32s, 16 of /48s, 32 of /64s |
+//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 16 bits of hashed /32s, [`V6_FILTER_SHORT`], 15 bits of /48s, 32 of /64s |
 //! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
 //! | [`MAP_DENY_V6_SPILL`] | hash | [`V6SpillKey`] | [`V6Leaf`] |
-//! | [`MAP_DENY_V6_SHORT`] | array, 1 entry | `0` | [`V6ShortTable`] |
+//! | [`MAP_DENY_V6_16`] | array, [`V6_16_WORDS`] entries | word index | `u64`: a 2-bit state per IPv6 /16 |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
 //! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
@@ -44,19 +44,18 @@ pub const MAP_DENY_V4_SPILL: &str = "DENY_V4_SPILL";
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of every denied IPv6 source prefix: the program walks it only
 /// when more prefixes reach one 64th of a block than a leaf holds, or the
-/// leaf table had no room for a block's chunk leaves ([`V6_OVERFLOW`]), or
-/// more prefixes shorter than /32 are denied than
-/// [`MAP_DENY_V6_SHORT`] holds ([`V6_SHORT_TRIE`]).
+/// leaf table had no room for a block's chunk leaves ([`V6_OVERFLOW`]).
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-15
-/// mark /32s holding a denied prefix of length 32 to 47, bits 16-31 /48s
+/// mark /32s holding a denied prefix of length 32 to 47, bits 17-31 /48s
 /// holding one of length 48 to 63, bits 32-63 /64s holding one of length 64
-/// or more. A source whose three bits are clear is not denied (unless
-/// prefixes shorter than /32 exist), with no further lookup (see
+/// or more, and bit 16 ([`V6_FILTER_SHORT`]) is set in every word while a
+/// prefix shorter than /32 is denied. A source whose three bits and that
+/// one are clear is not denied, with no further lookup (see
 /// [`v6_filter_slot`]).
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
-/// The denied prefixes of each /32 (lengths 32 to 47), /48 (48 to 63) and
-/// /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
+/// The denied prefixes of each /16 (lengths 17 to 31), /32 (32 to 47), /48
+/// (48 to 63) and /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
 /// up to [`V6_MAX_PARTS`] leaves per block; a block with more is split by
 /// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches, a
 /// chunk with more prefixes than a leaf holds sending the program to the
@@ -65,10 +64,12 @@ pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
 pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
-/// The denied IPv6 prefixes shorter than /32, while there are at most
-/// [`V6_SHORT_PREFIXES`]: every IPv6 source is compared with the first
-/// [`Config::v6_short`] of them.
-pub const MAP_DENY_V6_SHORT: &str = "DENY_V6_SHORT";
+/// A 2-bit state per IPv6 /16 (see [`v6_16_slot`]), read for every IPv6
+/// source while a prefix shorter than /32 is denied ([`V6_FILTER_SHORT`]):
+/// nothing shorter than /32 reaches the /16 (0), a prefix of length 16 or
+/// less covers it ([`V6_16_DENIED`]), or prefixes of length 17 to 31 lie in
+/// it ([`V6_16_LEAVES`]: look in its /16 block in [`MAP_DENY_V6_LEAF`]).
+pub const MAP_DENY_V6_16: &str = "DENY_V6_16";
 /// Bitmap of denied destination ports, one bit per (protocol, port).
 pub const MAP_DENY_PORTS: &str = "DENY_PORTS";
 /// One [`Config`] value at index 0.
@@ -171,8 +172,9 @@ impl V6Prefix {
 }
 
 /// The denied prefixes of one level's block, or one part of them: the
-/// prefixes of length 32 to 47 inside one /32, of length 48 to 63 inside one
-/// /48, or of length 64 and more inside one /64 (see [`v6_level`]).
+/// prefixes of length 17 to 31 inside one /16, of length 32 to 47 inside one
+/// /32, of length 48 to 63 inside one /48, or of length 64 and more inside
+/// one /64 (see [`v6_level`]).
 ///
 /// A block's part 0 says how many parts it has; parts 1 and on are
 /// continuation leaves in the same table under their own [`v6_leaf_code`].
@@ -205,7 +207,7 @@ impl V6Leaf {
     };
 }
 
-/// Which 64th of its block at `level` (32, 48 or 64) an address lies in:
+/// Which 64th of its block at `level` (16, 32, 48 or 64) an address lies in:
 /// the 6 bits after the block's, taken from `half`, the 64 bits a leaf of
 /// that level compares (the first 64 below /64, the last 64 at /64).
 #[inline(always)]
@@ -229,7 +231,7 @@ pub const fn v6_chunk_bits(half: u64, len: u32, level: u32) -> u64 {
 }
 
 /// The code that tells a block's leaves apart in [`MAP_DENY_V6_LEAF`]: the
-/// level (32, 48 or 64) and the part (0 to [`V6_MAX_PARTS`] - 1). Never 0.
+/// level (16, 32, 48 or 64) and the part (0 to [`V6_MAX_PARTS`] - 1). Never 0.
 #[inline(always)]
 pub const fn v6_leaf_code(level: u32, part: u32) -> u32 {
     level | part << 8
@@ -242,28 +244,21 @@ pub const fn v6_chunk_leaf_code(level: u32, chunk: u32) -> u32 {
     v6_leaf_code(level, V6_MAX_PARTS + chunk)
 }
 
-/// Prefixes [`MAP_DENY_V6_SHORT`] holds.
-pub const V6_SHORT_PREFIXES: usize = 16;
+/// Number of `u64` words of [`MAP_DENY_V6_16`]: 2^16 /16s, 32 per word.
+pub const V6_16_WORDS: u32 = 1 << 11;
 
-/// [`Config::v6_short`] when more than [`V6_SHORT_PREFIXES`] prefixes
-/// shorter than /32 are denied: every IPv6 source is looked up in the trie.
-pub const V6_SHORT_TRIE: u32 = u32::MAX;
+/// State of a /16 in [`MAP_DENY_V6_16`]: a prefix of length 16 or less
+/// covers it.
+pub const V6_16_DENIED: u64 = 1;
+/// State of a /16: prefixes of length 17 to 31 lie in it: look the source up
+/// in the leaves of its /16 block (level 16 of [`MAP_DENY_V6_LEAF`]).
+pub const V6_16_LEAVES: u64 = 2;
 
-/// Value of [`MAP_DENY_V6_SHORT`]: the denied prefixes shorter than /32, on
-/// the first 64 bits of the address.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct V6ShortTable {
-    /// The prefixes, unused slots [`V6Prefix::UNUSED`].
-    pub prefixes: [V6Prefix; V6_SHORT_PREFIXES],
-}
-
-impl Default for V6ShortTable {
-    fn default() -> Self {
-        V6ShortTable {
-            prefixes: [V6Prefix::UNUSED; V6_SHORT_PREFIXES],
-        }
-    }
+/// Word index in [`MAP_DENY_V6_16`] and bit shift of the two bits of the /16
+/// numbered `net16` (the first 16 bits of the address).
+#[inline(always)]
+pub const fn v6_16_slot(net16: u32) -> (u32, u32) {
+    (net16 >> 5, (net16 & 31) * 2)
 }
 
 /// Slots per bucket of [`MAP_DENY_V4`] and [`MAP_DENY_V6_LEAF`].
@@ -376,12 +371,14 @@ pub const fn spill_for(entries: u32) -> u32 {
     }
 }
 
-/// The level of the leaf that holds a prefix of length `len`: 32 for
-/// lengths 32 to 47, 48 for 48 to 63, 64 for 64 to 128; `None` below 32
-/// (those live in [`MAP_DENY_V6_SHORT`] or the trie).
+/// The level of the leaf that holds a prefix of length `len`: 16 for
+/// lengths 17 to 31, 32 for 32 to 47, 48 for 48 to 63, 64 for 64 to 128;
+/// `None` for 16 and less (the /16 states of [`MAP_DENY_V6_16`] alone
+/// answer for those).
 #[inline(always)]
 pub const fn v6_level(len: u8) -> Option<u32> {
     match len {
+        17..=31 => Some(16),
         32..=47 => Some(32),
         48..=63 => Some(48),
         64..=128 => Some(64),
@@ -410,11 +407,16 @@ pub const fn v4_24_slot(net24: u32) -> (u32, u32) {
 /// Half the number of `u64` words of [`MAP_DENY_V6_32`].
 pub const V6_FILTER_WORDS: u32 = 1 << 14;
 
+/// Bit of every word of [`MAP_DENY_V6_32`], set while a prefix shorter than
+/// /32 is denied: the source's /16 state in [`MAP_DENY_V6_16`] is read.
+pub const V6_FILTER_SHORT: u64 = 1 << 16;
+
 /// Word index in [`MAP_DENY_V6_32`] and bit of an IPv6 source's block at
 /// `level` (32, 48 or 64); `top64` is the first 64 bits of the address. The
 /// word comes from a multiplicative hash of the /32, so the three bits of
 /// one address lie in the same word (one array read answers every level):
-/// bits 0-15 mark /32s, bits 16-31 /48s, bits 32-63 /64s.
+/// bits 0-15 mark /32s, bits 17-31 /48s, bits 32-63 /64s (bit 16 is
+/// [`V6_FILTER_SHORT`]).
 #[inline(always)]
 pub const fn v6_filter_slot(top64: u64, level: u32) -> (u32, u64) {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -423,7 +425,8 @@ pub const fn v6_filter_slot(top64: u64, level: u32) -> (u32, u64) {
     let word = (h32 >> 49) as u32;
     let bit = match level {
         32 => (h32 >> 44) & 15,
-        48 => 16 + ((top64 >> 16).wrapping_mul(K) >> 60),
+        // 15 bits: 4 hashed bits scaled to 0-14.
+        48 => 17 + ((((top64 >> 16).wrapping_mul(K) >> 60) * 15) >> 4),
         _ => 32 + (top64.wrapping_mul(K) >> 59),
     };
     (word, 1u64 << bit)
@@ -558,12 +561,8 @@ pub struct Config {
     /// Burst tolerance: a SYN passes while the source's theoretical arrival
     /// time is at most this far ahead of now (`(burst - 1) * interval`).
     pub syn_tolerance_ns: u64,
-    /// Slots of [`MAP_DENY_V6_SHORT`] to compare every IPv6 source with
-    /// (the last used slot's index plus one; 0 when no prefix shorter than
-    /// /32 is denied), or [`V6_SHORT_TRIE`].
-    pub v6_short: u32,
     /// Zero.
-    pub reserved: u32,
+    pub reserved: [u32; 2],
     /// Number of buckets of [`MAP_DENY_V4`] minus one.
     pub v4_bucket_mask: u32,
     /// Number of buckets of [`MAP_DENY_V6_LEAF`] minus one.
@@ -597,7 +596,7 @@ mod pod {
     unsafe impl aya::Pod for super::CounterSlot {}
     // SAFETY: `#[repr(C)]` array of `CounterSlot` (itself Pod), no padding.
     unsafe impl aya::Pod for super::CounterTable {}
-    // SAFETY: `#[repr(C)]`, two `u64` then four `u32` fields, no padding,
+    // SAFETY: `#[repr(C)]`, two `u64`, a `[u32; 2]` and two `u32`, no padding,
     // every bit pattern valid.
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: `#[repr(C)]` byte array, no padding, every bit pattern valid.
@@ -607,9 +606,6 @@ mod pod {
     // SAFETY: `#[repr(C)]`, two `u32`, a `u64` and an array of `V6Prefix`
     // (two `u64` each), no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6Leaf {}
-    // SAFETY: `#[repr(C)]` array of `V6Prefix` (two `u64`), no padding,
-    // every bit pattern valid.
-    unsafe impl aya::Pod for super::V6ShortTable {}
     // SAFETY: `#[repr(C)]`, two `u64`, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6SpillKey {}
     // SAFETY: `#[repr(C)]`, a `u64` and an array of `V4Slot` (two `u32` and
@@ -636,7 +632,6 @@ mod tests {
             core::mem::size_of::<V6Bucket>(),
             8 + 12 * BUCKET_SLOTS + core::mem::size_of::<V6Leaf>() * BUCKET_SLOTS
         );
-        assert_eq!(core::mem::size_of::<V6ShortTable>(), 16 * V6_SHORT_PREFIXES);
         assert_eq!(core::mem::size_of::<SourceKey>(), 16);
         assert_eq!(core::mem::size_of::<V4HostBits>(), 32);
         assert_eq!(core::mem::size_of::<V6Leaf>(), 16 + 16 * V6_LEAF_PREFIXES);
@@ -673,7 +668,8 @@ mod tests {
             for b in [b32, b48, b64] {
                 assert_eq!(b.count_ones(), 1);
             }
-            assert!(b32 < 1 << 16 && (1 << 16..1 << 32).contains(&b48) && b64 >= 1 << 32);
+            assert!(b32 < 1 << 16 && (1 << 17..1 << 32).contains(&b48) && b64 >= 1 << 32);
+            assert_ne!(b48, V6_FILTER_SHORT);
             // Only the /32 picks the word; the lower bits pick the others.
             assert_eq!(v6_filter_slot(x ^ 0xffff_ffff, 32), (w32, b32));
             assert_eq!(v6_filter_slot(x ^ 0xffff, 48), (w48, b48));
@@ -682,7 +678,10 @@ mod tests {
 
     #[test]
     fn v6_levels_and_keys() {
-        assert_eq!(v6_level(31), None);
+        assert_eq!(v6_level(0), None);
+        assert_eq!(v6_level(16), None);
+        assert_eq!(v6_level(17), Some(16));
+        assert_eq!(v6_level(31), Some(16));
         assert_eq!(v6_level(32), Some(32));
         assert_eq!(v6_level(47), Some(32));
         assert_eq!(v6_level(48), Some(48));
@@ -690,6 +689,7 @@ mod tests {
         assert_eq!(v6_level(64), Some(64));
         assert_eq!(v6_level(128), Some(64));
         let top = 0x2001_0db8_1234_5678u64;
+        assert_eq!(v6_leaf_key(top, 16), 0x2001);
         assert_eq!(v6_leaf_key(top, 32), 0x2001_0db8);
         assert_eq!(v6_leaf_key(top, 48), 0x2001_0db8_1234);
         assert_eq!(v6_leaf_key(top, 64), top);
@@ -698,7 +698,7 @@ mod tests {
         // the buckets of a table of the default size: no bucket gets more
         // than its slots.
         let mask = buckets_for(DEFAULT_DENY_V6_ENTRIES) - 1;
-        for level in [32, 48, 64] {
+        for level in [16, 32, 48, 64] {
             let key = v6_leaf_key(0x2001_0db8_1234_5678, level);
             let mut per_bucket = std::collections::HashMap::new();
             let codes = (0..V6_MAX_PARTS)
@@ -731,7 +731,7 @@ mod tests {
             );
         }
         assert!(shared < 10, "{shared} of 2,000 pairs share a bucket");
-        for level in [32, 48, 64] {
+        for level in [16, 32, 48, 64] {
             for part in 0..V6_MAX_PARTS {
                 let code = v6_leaf_code(level, part);
                 assert_ne!(code, 0);
@@ -816,6 +816,9 @@ mod tests {
         assert_eq!(v4_24_slot(31), (0, 62));
         assert_eq!(v4_24_slot(32), (1, 0));
         assert_eq!(v4_24_slot((1 << 24) - 1), (V4_MAP24_WORDS - 1, 62));
+        assert_eq!(v6_16_slot(0), (0, 0));
+        assert_eq!(v6_16_slot(0x2001), (0x100, 2));
+        assert_eq!(v6_16_slot(0xffff), (V6_16_WORDS - 1, 62));
     }
 
     #[test]

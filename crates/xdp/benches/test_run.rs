@@ -3,9 +3,9 @@
 //!
 //! 10,000 IPv4 and 1,000 IPv6 deny prefixes are loaded, two ports are
 //! denied and the SYN limit is on. Two more filters hold the same lists
-//! plus IPv6 prefixes shorter than /32: 2 (the short table answers) and 17
-//! (one more than the table holds: the trie answers for every IPv6
-//! source). Each case is warmed up, then run for
+//! plus IPv6 prefixes shorter than /32 (read through the /16 states and
+//! the /16 blocks' leaves): 2, and 100 (19 /29s in one /16, 40 /16s, 40
+//! /24s in /16s of their own). Each case is warmed up, then run for
 //! `RAUTA_XDP_BENCH_ROUNDS` rounds (default 7) of `RAUTA_XDP_BENCH_REPEAT`
 //! repeats (default 1,000,000), the cases interleaved round by round; the
 //! table gives the median of the rounds' per-packet means.
@@ -119,18 +119,24 @@ enum On {
     Main,
     /// Plus 2 IPv6 prefixes shorter than /32.
     Short2,
-    /// Plus 17 IPv6 prefixes shorter than /32 (the short table holds 16).
-    Short17,
+    /// Plus 100 IPv6 prefixes shorter than /32.
+    Short100,
 }
 
-/// Denies `n` IPv6 prefixes shorter than /32, none near the benchmark's
-/// sources (2001:db8::/32 is left alone): the first is 2c00::/12, the
-/// second 2400::/29 (the drop case's source lies in it).
+/// Denies `n` IPv6 prefixes shorter than /32, none in the /16 of the
+/// benchmark's other sources (2001::/16 is left alone): 2c00::/12, then
+/// 2400::/29 (the drop cases' source lies in it); past 2, up to 19 /29s in
+/// 2400::/16 each in a 64th of its own (2400:400::/29, 2400:800::/29, ...:
+/// the /16 block is split by chunk), then /16s from 3014::/16 on, then /24s
+/// from 2a3c:3c00::/24 on, each in a /16 of its own.
 fn load_short_prefixes(f: &mut XdpFilter, n: usize) {
     f.deny_source("2c00::/12".parse().unwrap()).unwrap();
-    f.deny_source("2400::/29".parse().unwrap()).unwrap();
-    for i in 2..n {
-        let p = format!("3{:03x}::/16", i);
+    for i in 1..n {
+        let p = match i {
+            1..=19 => format!("2400:{:x}::/29", (i - 1) << 10),
+            20..=59 => format!("3{i:03x}::/16"),
+            _ => format!("2a{i:02x}:{i:02x}00::/24"),
+        };
         f.deny_source(p.parse().unwrap()).unwrap();
     }
 }
@@ -151,11 +157,10 @@ enum Kind {
     /// lookups only).
     Pass,
     /// Passed after a bucket read (a /24's address bitmap or an IPv6 leaf,
-    /// in an array) or the IPv6 short table.
+    /// in an array).
     PassHash,
     /// Passed after a trie walk (a 64th of an IPv6 block reached by more
-    /// prefixes than a leaf holds, or more prefixes shorter than /32 than
-    /// the short table).
+    /// prefixes than a leaf holds).
     PassTrie,
     /// Passed before any lookup (not IP, or malformed).
     PassOther,
@@ -329,8 +334,35 @@ fn cases() -> Vec<Case> {
         on(
             On::Short2,
             c(
-                "pass ipv6 udp, 2 prefixes shorter than /32 denied (short table)",
+                "pass ipv6 udp, 2 prefixes shorter than /32 denied (/16 state)",
                 v6_frame(ok6, UDP, &udp(1, 53, &payload)),
+                Verdict::Pass,
+                Kind::Pass,
+            ),
+        ),
+        on(
+            On::Short100,
+            c(
+                "pass ipv6 udp, 100 prefixes shorter than /32 denied (/16 state)",
+                v6_frame(ok6, UDP, &udp(1, 53, &payload)),
+                Verdict::Pass,
+                Kind::Pass,
+            ),
+        ),
+        on(
+            On::Short100,
+            c(
+                "pass ipv6 udp, its /16 holds 19 denied /29s, other 64th (/16 split)",
+                v6_frame(v6("2400:fc00::1"), UDP, &udp(1, 53, &payload)),
+                Verdict::Pass,
+                Kind::PassHash,
+            ),
+        ),
+        on(
+            On::Short100,
+            c(
+                "pass ipv6 udp, its /16 holds 19 denied /29s, same 64th (chunk leaf compares)",
+                v6_frame(v6("2400:408::1"), UDP, &udp(1, 53, &payload)),
                 Verdict::Pass,
                 Kind::PassHash,
             ),
@@ -352,15 +384,6 @@ fn cases() -> Vec<Case> {
             v6_frame(v6("2001:db8:c:30a0::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassTrie,
-        ),
-        on(
-            On::Short17,
-            c(
-                "pass ipv6 udp, 17 prefixes shorter than /32 denied (trie walk)",
-                v6_frame(ok6, UDP, &udp(1, 53, &payload)),
-                Verdict::Pass,
-                Kind::PassTrie,
-            ),
         ),
         c(
             "pass other (arp)",
@@ -419,10 +442,28 @@ fn cases() -> Vec<Case> {
         on(
             On::Short2,
             c(
-                "drop deny source ipv6 /29 (short table)",
+                "drop deny source ipv6 /29 (/16 leaf)",
                 v6_frame(v6("2400:1::1"), TCP, &tcp(40000, 443, SYN)),
                 Verdict::Drop,
                 Kind::DropHash,
+            ),
+        ),
+        on(
+            On::Short100,
+            c(
+                "drop deny source ipv6 /29, its /16 holds 19 (chunk leaf)",
+                v6_frame(v6("2400:1::1"), TCP, &tcp(40000, 443, SYN)),
+                Verdict::Drop,
+                Kind::DropHash,
+            ),
+        ),
+        on(
+            On::Short100,
+            c(
+                "drop deny source ipv6 /16 (/16 state)",
+                v6_frame(v6("3014::1"), TCP, &tcp(40000, 443, SYN)),
+                Verdict::Drop,
+                Kind::Drop,
             ),
         ),
         c(
@@ -436,15 +477,6 @@ fn cases() -> Vec<Case> {
             v6_frame(v6("2001:db8:c:3010::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropTrie,
-        ),
-        on(
-            On::Short17,
-            c(
-                "drop deny source ipv6 /29, 17 shorter than /32 (trie walk)",
-                v6_frame(v6("2400:1::1"), TCP, &tcp(40000, 443, SYN)),
-                Verdict::Drop,
-                Kind::DropTrie,
-            ),
         ),
         c(
             "drop deny port tcp/23",
@@ -490,7 +522,7 @@ fn main() {
     };
     let f = load(0);
     let short2 = load(2);
-    let short17 = load(17);
+    let short100 = load(100);
     let cases = cases();
     // The kernel's own mean per run: whole nanoseconds (truncated), without
     // the time the loop spent rescheduled, so other load on the machine
@@ -500,7 +532,7 @@ fn main() {
         let f = match c.on {
             On::Main => &f,
             On::Short2 => &short2,
-            On::Short17 => &short17,
+            On::Short100 => &short100,
         };
         let out = if c.kind == Kind::Floor {
             f.test_run_empty(&c.frame, n)
@@ -523,13 +555,13 @@ fn main() {
     }
     let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
     let floor = medians[0].max(1.0);
-    let counted: u64 = [&f, &short2, &short17]
+    let counted: u64 = [&f, &short2, &short100]
         .iter()
         .map(|f| f.counters().unwrap().total().packets)
         .sum();
     println!(
         "BPF_PROG_TEST_RUN, {repeat} repeats x {rounds} rounds per case; \
-         10,000 IPv4 + 1,000 IPv6 deny prefixes loaded (+ 2 or 17 shorter than /32 where said)"
+         10,000 IPv4 + 1,000 IPv6 deny prefixes loaded (+ 2 or 100 shorter than /32 where said)"
     );
     println!();
     println!("| case | median ns/packet | min | max | x empty program |");
@@ -580,6 +612,6 @@ fn main() {
     println!("frames counted by the program: {counted}");
     println!(
         "entries in the spill maps (a bucket was full): {}",
-        f.spilled_entries()
+        f.spilled_entries() + short2.spilled_entries() + short100.spilled_entries()
     );
 }

@@ -875,8 +875,8 @@ fn root_test_run_deny_list_v4_matches_an_oracle() {
 }
 
 /// The IPv6 deny list (hashed /32, /48 and /64 filters in front of the
-/// leaves, the short table for prefixes shorter than /32) against a plain
-/// list.
+/// leaves, the /16 states and /16 leaves for prefixes shorter than /32)
+/// against a plain list.
 #[test]
 #[ignore = "needs root"]
 fn root_test_run_deny_list_v6_matches_an_oracle() {
@@ -888,17 +888,23 @@ fn root_test_run_deny_list_v6_matches_an_oracle() {
     );
 }
 
-/// More prefixes shorter than /32 than the short table holds (16): the
-/// count goes past it (the trie answers for every IPv6 source) and back to
-/// none as the list is drained.
+/// Many prefixes shorter than /32: those of 17 to 31 packed into one /16
+/// (its block splits by chunk, some 64ths overflow to the trie), those of
+/// 16 and less anywhere (the /16 states they cover, overlapping the /16
+/// block at times), and back to none as the list is drained (the program
+/// stops reading the /16 states).
 #[test]
 #[ignore = "needs root"]
-fn root_test_run_deny_list_v6_short_table_overflows_and_recovers() {
-    let seen = v6_oracle(0x5851_f42d_4c95_7f2d, &[8, 12, 20, 29, 31, 48], 0, 15);
-    assert!(
-        seen.short_max > rauta_xdp_common::V6_SHORT_PREFIXES,
-        "{seen:?}"
+fn root_test_run_deny_list_v6_short_prefixes_fill_a_16_and_recover() {
+    let seen = v6_oracle(
+        0x5851_f42d_4c95_7f2d,
+        &[8, 15, 16, 18, 20, 24, 26, 28, 29, 30, 31],
+        1,
+        60,
     );
+    let cap = rauta_xdp_common::V6_LEAF_PREFIXES * rauta_xdp_common::V6_MAX_PARTS as usize;
+    assert!(seen.short_max > 16, "{seen:?}");
+    assert!(seen.block16_max > cap, "the /16 block was split: {seen:?}");
 }
 
 /// Prefixes of /32 and longer only (no short prefixes), packed into four
@@ -930,11 +936,12 @@ fn root_test_run_deny_list_v6_blocks_split_and_recover() {
     assert!(seen.block_max > cap, "a block was split: {seen:?}");
 }
 
-/// The most prefixes one block, and the short table, held during a run of
-/// [`v6_oracle`].
+/// The most prefixes one block (and one /16 block) held, and the most
+/// prefixes shorter than /32 denied at once, during a run of [`v6_oracle`].
 #[derive(Debug, Default)]
 struct Fullest {
     block_max: usize,
+    block16_max: usize,
     short_max: usize,
 }
 
@@ -957,16 +964,21 @@ fn v6_oracle(seed: u64, lens: &[u8], blocks: u128, rounds: usize) -> Fullest {
         (tops[(r % 4) as usize] << 96) | (low & ((1u128 << 96) - 1) & !0xffff_0000u128 << 60)
     };
     // Packed: the prefix lies in one of `blocks` blocks of its leaf level
-    // (2001:db8::/32 to 2001:dbb::/32, 2001:db8:0::/48 to 2001:db8:3::/48,
-    // 2001:db8::/64 to 2001:db8:0:3::/64), with random bits below the block.
+    // (2001::/16 to 2004::/16, 2001:db8::/32 to 2001:dbb::/32,
+    // 2001:db8:0::/48 to 2001:db8:3::/48, 2001:db8::/64 to
+    // 2001:db8:0:3::/64), with random bits below the block.
     let place = |r: u128, x: u128, len: u8| -> u128 {
         match rauta_xdp_common::v6_level(len) {
             Some(level) if blocks > 0 => {
                 let block = x % blocks;
-                let base = (0x2001_0db8u128 << 96) | (block << (128 - level));
-                base | ((x >> 2) & (u128::MAX >> level))
+                let base =
+                    ((0x2001_0db8u128 << 96) & !(u128::MAX >> level)) + (block << (128 - level));
+                // `x` has its top bits clear: a /16 block takes its
+                // prefixes' bits from lower ones.
+                let bits = if level == 16 { x << 40 } else { x >> 2 };
+                base | (bits & (u128::MAX >> level))
             }
-            // Shorter than /32: anywhere (the four tops would give few).
+            // 16 and shorter: anywhere (the four tops would give few).
             None => r ^ (x << 64),
             _ => r,
         }
@@ -1013,6 +1025,9 @@ fn v6_oracle(seed: u64, lens: &[u8], blocks: u128, rounds: usize) -> Fullest {
             if let Some(b) = block(p) {
                 let n = oracle.iter().filter(|q| block(q) == Some(b)).count();
                 fullest.block_max = fullest.block_max.max(n);
+                if b.0 == 16 {
+                    fullest.block16_max = fullest.block16_max.max(n);
+                }
             }
         }
         let short = oracle.iter().filter(|p| p.len() < 32).count();

@@ -89,11 +89,11 @@ fn embedded_object_maps_have_the_shared_layouts() {
             common::spill_for(common::DEFAULT_DENY_V6_ENTRIES),
         ),
         (
-            common::MAP_DENY_V6_SHORT,
+            common::MAP_DENY_V6_16,
             bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
             4,
-            size_of::<common::V6ShortTable>(),
-            1,
+            8,
+            common::V6_16_WORDS,
         ),
         (
             common::MAP_DENY_PORTS,

@@ -251,7 +251,7 @@ fn our_objects() -> BTreeSet<String> {
         rauta_xdp_common::MAP_DENY_V4_SPILL,
         rauta_xdp_common::MAP_DENY_V6_SPILL,
         rauta_xdp_common::MAP_DENY_V6_32,
-        rauta_xdp_common::MAP_DENY_V6_SHORT,
+        rauta_xdp_common::MAP_DENY_V6_16,
         rauta_xdp_common::MAP_DENY_PORTS,
         rauta_xdp_common::MAP_CONFIG,
         rauta_xdp_common::MAP_SYN_STATE,

@@ -21,13 +21,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_xdp_common::{
-    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk,
-    v6_chunk_leaf_code, v6_filter_slot, v6_leaf_code, v6_leaf_key, Config, CounterTable, SourceKey,
-    V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6ShortTable, V6SpillKey, BUCKET_SLOTS,
+    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_16_slot, v6_bucket,
+    v6_chunk, v6_chunk_leaf_code, v6_filter_slot, v6_leaf_code, v6_leaf_key, Config, CounterTable,
+    SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6SpillKey, BUCKET_SLOTS,
     DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
     MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS,
-    V4_MAP24_WORDS, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW,
-    V6_SHORT_PREFIXES, V6_SHORT_TRIE, V6_SPLIT,
+    V4_MAP24_WORDS, V6_16_DENIED, V6_16_LEAVES, V6_16_WORDS, V6_FILTER_SHORT, V6_FILTER_WORDS,
+    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
 };
 
 #[map]
@@ -59,7 +59,7 @@ static DENY_V6_SPILL: HashMap<V6SpillKey, V6Leaf> =
     HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), BPF_F_NO_PREALLOC);
 
 #[map]
-static DENY_V6_SHORT: Array<V6ShortTable> = Array::with_max_entries(1, 0);
+static DENY_V6_16: Array<u64> = Array::with_max_entries(V6_16_WORDS, 0);
 
 #[map]
 static DENY_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
@@ -476,31 +476,24 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     LeafAnswer::Clear
 }
 
-/// Whether the first 64 bits of the source lie in one of the first `n`
-/// prefixes shorter than /32.
+/// The state of the source's /16 ([`V6_16_DENIED`], [`V6_16_LEAVES`] or 0).
 #[inline(always)]
-fn v6_short_denied(top: u64, n: u32) -> bool {
-    let Some(table) = DENY_V6_SHORT.get(0) else {
-        return false;
-    };
-    let n = n as usize;
-    let mut i = 0;
-    while i < V6_SHORT_PREFIXES && i < n {
-        if table.prefixes[i].contains(top) {
-            return true;
-        }
-        i += 1;
+fn v6_16_state(top: u64) -> u64 {
+    let (word, shift) = v6_16_slot((top >> 48) as u32);
+    match DENY_V6_16.get(word) {
+        Some(w) => (*w >> shift) & 3,
+        None => 0,
     }
-    false
 }
 
 /// Prefixes of length 32 and more are found in the leaves of the source's
 /// /32, /48 or /64 (by the prefix's length), looked up only when the hashed
-/// filter word (one array read for every level) marks that level; prefixes
-/// shorter than /32 in a short table compared with every IPv6 source. The
-/// trie is walked only when more prefixes reach the source's 64th of a block
-/// than a leaf holds (or the leaf table was full) or the short table
-/// overflowed.
+/// filter word (one array read for every level) marks that level. While a
+/// prefix shorter than /32 is denied (the word's `V6_FILTER_SHORT` bit),
+/// the source's /16 state is read too: a
+/// prefix of 16 or less covers the /16, or the leaves of the /16 block hold
+/// those of 17 to 31. The trie is walked only when more prefixes reach the
+/// source's 64th of a block than a leaf holds (or the leaf table was full).
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
@@ -510,25 +503,38 @@ fn v6_denied(src: [u8; 16]) -> bool {
     let (_, bit48) = v6_filter_slot(top, 48);
     let (_, bit64) = v6_filter_slot(top, 64);
     let marks = match DENY_V6_32.get(word) {
-        Some(w) => *w & (bit32 | bit48 | bit64),
+        Some(w) => *w & (bit32 | bit48 | bit64 | V6_FILTER_SHORT),
         None => 0,
     };
-    let (short, mask) = match CONFIG.get(0) {
-        Some(c) => (c.v6_short, c.v6_bucket_mask),
-        None => (0, 0),
-    };
-    if marks == 0 && short == 0 {
+    if marks == 0 {
         return false;
     }
-    if short == V6_SHORT_TRIE {
-        return v6_trie_denied(src);
-    }
-    if short != 0 && v6_short_denied(top, short) {
+    let state = if marks & V6_FILTER_SHORT != 0 {
+        v6_16_state(top)
+    } else {
+        0
+    };
+    if state == V6_16_DENIED {
         return true;
     }
+    if marks & !V6_FILTER_SHORT == 0 && state != V6_16_LEAVES {
+        return false;
+    }
+    // A leaf is to be read.
+    let mask = match CONFIG.get(0) {
+        Some(c) => c.v6_bucket_mask,
+        None => 0,
+    };
     let low = u64::from_be_bytes([
         src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
     ]);
+    if state == V6_16_LEAVES {
+        match v6_block(top, low, 16, mask) {
+            LeafAnswer::Denied => return true,
+            LeafAnswer::Walk => return v6_trie_denied(src),
+            LeafAnswer::Clear => {}
+        }
+    }
     for (level, bit) in [(32, bit32), (48, bit48), (64, bit64)] {
         if marks & bit != 0 {
             match v6_block(top, low, level, mask) {
