@@ -22,6 +22,9 @@ cargo fmt --check --manifest-path ebpf/xdp-ebpf/Cargo.toml
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The XDP program's crate, checked for the host (lints need no BPF target).
+cargo clippy --manifest-path ebpf/xdp-ebpf/Cargo.toml --locked \
+    --target-dir target/xdp-ebpf-host -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
