@@ -128,7 +128,7 @@ pub const V6_OVERFLOW: u32 = u32::MAX;
 pub const V6_SPLIT: u32 = u32::MAX - 1;
 
 /// One denied IPv6 prefix, on the half of the address its leaf leaves open:
-/// the first 64 bits in a /32 or /48 leaf (prefixes shorter than /64), the
+/// the first 64 bits in a /16, /32 or /48 leaf (prefixes shorter than /64), the
 /// last 64 bits in a /64 leaf (the first 64 are the leaf's block, matched by
 /// its tag). An address half `h` is inside when `h & mask == addr`. An
 /// unused slot has `mask` 0 and `addr` all ones, which nothing matches.
@@ -425,8 +425,8 @@ pub const fn v6_filter_slot(top64: u64, level: u32) -> (u32, u64) {
     let word = (h32 >> 49) as u32;
     let bit = match level {
         32 => (h32 >> 44) & 15,
-        // 15 bits: 4 hashed bits scaled to 0-14.
-        48 => 17 + ((((top64 >> 16).wrapping_mul(K) >> 60) * 15) >> 4),
+        // 15 bits: 32 hashed bits scaled to 0-14.
+        48 => 17 + ((((top64 >> 16).wrapping_mul(K) >> 32) * 15) >> 32),
         _ => 32 + (top64.wrapping_mul(K) >> 59),
     };
     (word, 1u64 << bit)
@@ -551,7 +551,8 @@ impl Default for CounterTable {
     }
 }
 
-/// Run-time settings read by the program on every frame.
+/// Run-time settings: the SYN limit's (read for TCP SYNs) and the bucket
+/// counts (read before a bucket is).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -656,6 +657,7 @@ mod tests {
     #[test]
     fn v6_filter_levels_share_a_word() {
         let mut x = 0x2001_0db8_0000_0000u64;
+        let mut seen = 0u64;
         for _ in 0..1000 {
             x = x
                 .wrapping_mul(6364136223846793005)
@@ -670,10 +672,15 @@ mod tests {
             }
             assert!(b32 < 1 << 16 && (1 << 17..1 << 32).contains(&b48) && b64 >= 1 << 32);
             assert_ne!(b48, V6_FILTER_SHORT);
+            seen |= b32 | b48 | b64;
             // Only the /32 picks the word; the lower bits pick the others.
             assert_eq!(v6_filter_slot(x ^ 0xffff_ffff, 32), (w32, b32));
             assert_eq!(v6_filter_slot(x ^ 0xffff, 48), (w48, b48));
         }
+        assert_eq!(
+            seen, !V6_FILTER_SHORT,
+            "every bit but the short one is reached"
+        );
     }
 
     #[test]

@@ -411,9 +411,10 @@ pub struct XdpFilter {
     /// The kernel's `deny_v4_24` words, mirrored.
     v4_words: Vec<u64>,
     deny_v6: LpmTrie<MapData, [u8; 16], u8>,
-    /// Hashed /32, /48 and /64 filter words in front of `deny_v6_leaf`.
+    /// Hashed /32, /48 and /64 filter words in front of `deny_v6_leaf`, and
+    /// the short-prefix bit.
     deny_v6_32: Array<MapData, u64>,
-    /// The prefixes of each /32, /48 and /64 holding any (see
+    /// The prefixes of each /16, /32, /48 and /64 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
     deny_v6_leaf: Table<V6Bucket, V6SpillKey>,
     /// Two bits per /16 for the prefixes shorter than /32 (see
@@ -958,7 +959,10 @@ impl XdpFilter {
     /// `V6_FILTER_SHORT` bit of every filter word: 32,768 writes, made when
     /// the first prefix shorter than /32 comes and when the last goes).
     /// Until every word has it, sources in some /32s are not yet (or no
-    /// longer) checked against the short prefixes.
+    /// longer) checked against the short prefixes. Every call brings every
+    /// word in line (the mirror makes that 32,768 compares when nothing is
+    /// to be written), so a write that failed half-way is finished by the
+    /// next change.
     ///
     /// A /16 is denied when a prefix of length 16 or less covers it; it
     /// holds leaves when a prefix of length 17 to 31 lies in it (those
@@ -966,8 +970,7 @@ impl XdpFilter {
     /// covered has them ready).
     fn store_v6_16(&mut self, lo: u32, n: u32) -> Result<(), Error> {
         let any = self.v6_set.iter().any(|&(_, len)| len < 32);
-        let on = self.v6_words[0] & V6_FILTER_SHORT != 0;
-        if !any && on {
+        if !any {
             self.store_v6_short_bits(false)?;
         }
         let (w0, _) = v6_16_slot(lo);
@@ -980,7 +983,7 @@ impl XdpFilter {
         }
         let what = "updating the IPv6 /16 states";
         store_words(&mut self.deny_v6_16, &mut self.v6_16_words, w0, words, what)?;
-        if any && !on {
+        if any {
             self.store_v6_short_bits(true)?;
         }
         Ok(())
@@ -1678,6 +1681,7 @@ mod tests {
     #[test]
     #[ignore = "needs root"]
     fn root_short_prefixes_set_16_states() {
+        use crate::test_frames::{udp, v6_frame, UDP};
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
         let pre = |s: &str| s.parse::<IpPrefix>().unwrap();
         // (the states of 2400::/16 to 2410::/16, the flag, whether the
@@ -1720,6 +1724,15 @@ mod tests {
         let mut leaves = vec![0; 17];
         leaves[1] = l;
         assert_eq!(look(&f), (leaves.clone(), 1, true));
+        // The leaf written under the cover answers once it is gone.
+        let verdict = |f: &XdpFilter, src: &str| {
+            let frame = v6_frame(src.parse().unwrap(), UDP, &udp(1, 2, b""));
+            f.test_run(&frame, 1).unwrap().verdict
+        };
+        assert_eq!(verdict(&f, "2401:1000::1"), Verdict::Drop);
+        assert_eq!(verdict(&f, "2401:1fff:ffff::1"), Verdict::Drop);
+        assert_eq!(verdict(&f, "2401:2000::1"), Verdict::Pass);
+        assert_eq!(verdict(&f, "2400::1"), Verdict::Pass);
         f.deny_source(pre("2410::/16")).unwrap();
         leaves[16] = d;
         assert_eq!(look(&f), (leaves, 1, true));

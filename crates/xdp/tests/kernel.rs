@@ -889,10 +889,11 @@ fn root_test_run_deny_list_v6_matches_an_oracle() {
 }
 
 /// Many prefixes shorter than /32: those of 17 to 31 packed into one /16
-/// (its block splits by chunk, some 64ths overflow to the trie), those of
-/// 16 and less anywhere (the /16 states they cover, overlapping the /16
-/// block at times), and back to none as the list is drained (the program
-/// stops reading the /16 states).
+/// (its block goes past what its parts hold: split by chunk or sent to the
+/// trie), those of 16 and less anywhere or, one in four, over that /16 (it
+/// is covered, then its leaves answer again once the cover goes), and back
+/// to none as the list is drained (the program stops reading the /16
+/// states).
 #[test]
 #[ignore = "needs root"]
 fn root_test_run_deny_list_v6_short_prefixes_fill_a_16_and_recover() {
@@ -903,8 +904,18 @@ fn root_test_run_deny_list_v6_short_prefixes_fill_a_16_and_recover() {
         60,
     );
     let cap = rauta_xdp_common::V6_LEAF_PREFIXES * rauta_xdp_common::V6_MAX_PARTS as usize;
-    assert!(seen.short_max > 16, "{seen:?}");
-    assert!(seen.block16_max > cap, "the /16 block was split: {seen:?}");
+    assert!(
+        seen.block16_max > cap,
+        "the /16 block outgrew its parts: {seen:?}"
+    );
+    assert!(
+        seen.covered > 0,
+        "a shorter prefix covered the /16 block: {seen:?}"
+    );
+    assert!(
+        seen.uncovered > 0,
+        "the block's leaves answered after a cover: {seen:?}"
+    );
 }
 
 /// Prefixes of /32 and longer only (no short prefixes), packed into four
@@ -936,18 +947,22 @@ fn root_test_run_deny_list_v6_blocks_split_and_recover() {
     assert!(seen.block_max > cap, "a block was split: {seen:?}");
 }
 
-/// The most prefixes one block (and one /16 block) held, and the most
-/// prefixes shorter than /32 denied at once, during a run of [`v6_oracle`].
+/// The most prefixes one block (and one /16 block) held during a run of
+/// [`v6_oracle`]; the rounds in which a prefix of 16 or less covered
+/// prefixes of 17 to 31 in 2001::/16, and those in which such prefixes
+/// were uncovered after an earlier cover.
 #[derive(Debug, Default)]
 struct Fullest {
     block_max: usize,
     block16_max: usize,
-    short_max: usize,
+    covered: usize,
+    uncovered: usize,
 }
 
 /// Random denies and allows, checked after each batch against `oracle`;
-/// `blocks` (1 to 4) packs the prefixes of /32 and longer into that many
-/// blocks per leaf level, 0 spreads them.
+/// `blocks` (1 to 4) packs the prefixes of /17 and longer into that many
+/// blocks per leaf level (and puts one in four of /16 and shorter over the
+/// first /16 block), 0 spreads them.
 fn v6_oracle(seed: u64, lens: &[u8], blocks: u128, rounds: usize) -> Fullest {
     let mut f = filter();
     let mut rng = seed;
@@ -978,7 +993,9 @@ fn v6_oracle(seed: u64, lens: &[u8], blocks: u128, rounds: usize) -> Fullest {
                 let bits = if level == 16 { x << 40 } else { x >> 2 };
                 base | (bits & (u128::MAX >> level))
             }
-            // 16 and shorter: anywhere (the four tops would give few).
+            // 16 and shorter: over the packed /16, or anywhere (the four
+            // tops would give few).
+            None if blocks > 0 && x.is_multiple_of(4) => 0x2001u128 << 112,
             None => r ^ (x << 64),
             _ => r,
         }
@@ -1030,8 +1047,23 @@ fn v6_oracle(seed: u64, lens: &[u8], blocks: u128, rounds: usize) -> Fullest {
                 }
             }
         }
-        let short = oracle.iter().filter(|p| p.len() < 32).count();
-        fullest.short_max = fullest.short_max.max(short);
+        let in_2001 = |p: &IpPrefix| {
+            let IpAddr::V6(a) = p.addr() else {
+                unreachable!()
+            };
+            u128::from(a) >> 112 == 0x2001
+        };
+        let leaves16 = oracle
+            .iter()
+            .any(|p| (17..32).contains(&p.len()) && in_2001(p));
+        let cover = oracle.iter().any(|p| {
+            p.len() <= 16 && p.contains(std::net::Ipv6Addr::from(0x2001u128 << 112).into())
+        });
+        if leaves16 && cover {
+            fullest.covered += 1;
+        } else if leaves16 && fullest.covered > 0 {
+            fullest.uncovered += 1;
+        }
         assert_eq!(listed, want, "round {round}: listed prefixes");
         let mut probes: Vec<u128> = (0..32).map(|_| random_addr()).collect();
         for p in &oracle {
