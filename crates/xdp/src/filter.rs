@@ -1652,6 +1652,229 @@ mod tests {
         assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 14));
     }
 
+    /// One BPF_PROG_TEST_RUN of `frame` through the program `fd`: its
+    /// return code. (`XdpFilter::test_run` borrows the filter, which another
+    /// thread is changing.)
+    #[cfg(feature = "ebpf")]
+    fn raw_test_run(fd: std::os::fd::BorrowedFd<'_>, frame: &[u8]) -> u32 {
+        use std::os::fd::AsRawFd;
+        /// `bpf_attr` for BPF_PROG_TEST_RUN, up to `batch_size`.
+        #[repr(C)]
+        #[derive(Default)]
+        struct Attr {
+            prog_fd: u32,
+            retval: u32,
+            data_size_in: u32,
+            data_size_out: u32,
+            data_in: u64,
+            data_out: u64,
+            repeat: u32,
+            duration: u32,
+            ctx_size_in: u32,
+            ctx_size_out: u32,
+            ctx_in: u64,
+            ctx_out: u64,
+            flags: u32,
+            cpu: u32,
+            batch_size: u32,
+            pad: u32,
+        }
+        const BPF_PROG_TEST_RUN: libc::c_long = 10;
+        let mut out = [0u8; 256];
+        let mut attr = Attr {
+            prog_fd: fd.as_raw_fd() as u32,
+            data_size_in: frame.len() as u32,
+            data_size_out: out.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            data_out: out.as_mut_ptr() as u64,
+            repeat: 1,
+            ..Attr::default()
+        };
+        // SAFETY: `attr` has the kernel's layout for this command (unused
+        // fields zero); its pointers refer to `frame` and `out`, which
+        // outlive the call, with their lengths.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut Attr,
+                std::mem::size_of::<Attr>(),
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "BPF_PROG_TEST_RUN: {}",
+            std::io::Error::last_os_error()
+        );
+        attr.retval
+    }
+
+    /// Deny-list changes while the program runs on the other CPU: a source
+    /// in a prefix that stays denied is dropped by every run, and a source
+    /// no prefix ever covers is passed by every run, whatever the changes
+    /// around them (IPv6 blocks going through one leaf, parts, the split,
+    /// overflow and back; /16 blocks covered and uncovered; the short-prefix
+    /// bit set and cleared in every filter word; IPv4 /24 states and
+    /// bitmaps). A fixed sequence of 3,000 changes, the second half without
+    /// the denied /29 (so that drains of the pool leave no prefix shorter
+    /// than /32 and the short-prefix bit goes); the runs go on until it ends
+    /// (at most 20 million).
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_concurrent_changes_keep_the_verdicts() {
+        use crate::test_frames::{udp, v4_frame, v6_frame, UDP};
+        use std::os::fd::AsFd;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let fd = f
+            .program(PROGRAM_NAME)
+            .unwrap()
+            .fd()
+            .unwrap()
+            .try_clone()
+            .unwrap();
+        let pre = |s: &str| s.parse::<IpPrefix>().unwrap();
+        // Stay denied throughout.
+        for p in [
+            "2001:db8:1::/48",
+            "2001:db8:c:f000::/56",
+            "2401:8000::/29",
+            "198.18.7.0/24",
+            "198.18.8.8/32",
+        ] {
+            f.deny_source(pre(p)).unwrap();
+        }
+        // Changed at random, with a drain of the pool now and then.
+        let mut pool: Vec<IpPrefix> = [
+            "2400::/12",
+            "2401::/16",
+            "2401:1000::/20",
+            "2401:1800::/21",
+            "2401:2000::/24",
+            "2401:8000::/17",
+            "2c00::/8",
+            "2001:db8:c::/49",
+            "2001:db8:c:8000::/50",
+            "198.18.8.0/25",
+            "198.18.8.128/26",
+            "198.18.0.0/16",
+        ]
+        .iter()
+        .map(|s| pre(s))
+        .collect();
+        for i in 0..24u32 {
+            pool.push(pre(&format!("2401:{:x}::/29", i << 10)));
+        }
+        // More than a leaf holds in one 64th of the /16 block.
+        for i in 0..12u32 {
+            pool.push(pre(&format!("2401:{:x}::/31", 0x400 + 2 * i)));
+        }
+        // A /48 block through one leaf, the split, parts and overflow.
+        for i in 0..40u32 {
+            pool.push(pre(&format!("2001:db8:c:{:x}00::/56", 4 * i + 1)));
+        }
+        for i in 0..10u32 {
+            pool.push(pre(&format!("2001:db8:c:30{i:x}0::/60")));
+        }
+        // The /29's probes come first: they are checked in the first half.
+        let probes: Vec<(Vec<u8>, Verdict, &str)> = [
+            ("2401:8000::1", Verdict::Drop),
+            ("2401:8007:ffff::1", Verdict::Drop),
+            ("2001:db8:1::5", Verdict::Drop),
+            ("2001:db8:c:f0ff::1", Verdict::Drop),
+            ("2410::1", Verdict::Pass),
+            ("2001:db8:2::1", Verdict::Pass),
+            ("2001:db8:c:ff00::1", Verdict::Pass),
+            ("2a00::1", Verdict::Pass),
+            ("23ff:ffff::1", Verdict::Pass),
+        ]
+        .iter()
+        .map(|&(a, v)| (v6_frame(a.parse().unwrap(), UDP, &udp(1, 2, b"")), v, a))
+        .chain(
+            [
+                ("198.18.7.9", Verdict::Drop),
+                ("198.18.8.8", Verdict::Drop),
+                ("198.19.8.8", Verdict::Pass),
+                ("198.17.255.255", Verdict::Pass),
+            ]
+            .iter()
+            .map(|&(a, v)| (v4_frame(a.parse().unwrap(), UDP, &udp(1, 2, b"")), v, a)),
+        )
+        .collect();
+        let stop = AtomicBool::new(false);
+        let with_29 = AtomicBool::new(true);
+        // Set by the checker once a pass no longer checks the /29's probes
+        // (or once it has stopped).
+        let without_29_seen = AtomicBool::new(false);
+        let runs = AtomicU64::new(0);
+        let wrong = std::thread::scope(|scope| {
+            let checker = scope.spawn(|| {
+                let mut wrong = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) && n < 20_000_000 {
+                    let skip = if with_29.load(Ordering::SeqCst) {
+                        0
+                    } else {
+                        without_29_seen.store(true, Ordering::SeqCst);
+                        2
+                    };
+                    for (frame, want, src) in &probes[skip..] {
+                        let got = Verdict::from_code(raw_test_run(fd.as_fd(), frame));
+                        n += 1;
+                        if got != *want && wrong.len() < 10 {
+                            wrong.push(format!("{src}: {got:?}, not {want:?}"));
+                        }
+                    }
+                }
+                runs.store(n, Ordering::Relaxed);
+                without_29_seen.store(true, Ordering::SeqCst);
+                wrong
+            });
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut next = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let mut on = vec![false; pool.len()];
+            for step in 0..3_000 {
+                if step == 1_500 {
+                    // The /29 goes once the checker has stopped checking it.
+                    with_29.store(false, Ordering::SeqCst);
+                    while !without_29_seen.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                    }
+                    assert!(f.allow_source(pre("2401:8000::/29")).unwrap());
+                }
+                let r = next();
+                if r % 64 == 0 {
+                    for (p, on) in pool.iter().zip(on.iter_mut()) {
+                        if *on {
+                            assert!(f.allow_source(*p).unwrap());
+                            *on = false;
+                        }
+                    }
+                    continue;
+                }
+                let i = (r >> 8) as usize % pool.len();
+                if on[i] {
+                    assert!(f.allow_source(pool[i]).unwrap());
+                } else {
+                    f.deny_source(pool[i]).unwrap();
+                }
+                on[i] = !on[i];
+            }
+            stop.store(true, Ordering::Relaxed);
+            checker.join().unwrap()
+        });
+        let runs = runs.load(Ordering::Relaxed);
+        assert!(runs > 0);
+        assert!(wrong.is_empty(), "after {runs} runs: {wrong:?}");
+    }
+
     /// The verifier walks the classifier's paths (the IPv6 levels, parts
     /// and prefixes are loops bounded by values from maps) within its limit
     /// of one million instructions with room to spare: a change that
