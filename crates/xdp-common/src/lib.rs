@@ -43,7 +43,7 @@ pub const MAP_DENY_V4_SPILL: &str = "DENY_V4_SPILL";
 /// or [`V4_24_HOSTS`].
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of every denied IPv6 source prefix: the program walks it only
-/// when more prefixes reach one 64th of a block than a leaf holds, or the
+/// when more prefixes reach one 64th of a block than its parts hold, or the
 /// leaf table had no room for a block's chunk leaves ([`V6_OVERFLOW`]).
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-15
@@ -57,9 +57,10 @@ pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /16 (lengths 17 to 31), /32 (32 to 47), /48
 /// (48 to 63) and /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
 /// up to [`V6_MAX_PARTS`] leaves per block; a block with more is split by
-/// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches, a
-/// chunk with more prefixes than a leaf holds sending the program to the
-/// trie [`MAP_DENY_V6`]). In buckets of [`BUCKET_SLOTS`] leaves chosen by a
+/// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches, with
+/// continuations ([`v6_chunk_part_code`]) for a chunk with more prefixes
+/// than a leaf holds, and one with more than its parts hold sending the
+/// program to the trie [`MAP_DENY_V6`]). In buckets of [`BUCKET_SLOTS`] leaves chosen by a
 /// hash of the block and code ([`v6_bucket`]).
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
@@ -118,7 +119,7 @@ pub const V6_LEAF_PREFIXES: usize = 8;
 pub const V6_MAX_PARTS: u32 = 4;
 
 /// [`V6Leaf::parts`] of a block (or of a chunk leaf) that holds more
-/// prefixes than its leaves: look the source up in the trie.
+/// prefixes than its leaves can: look the source up in the trie.
 pub const V6_OVERFLOW: u32 = u32::MAX;
 
 /// [`V6Leaf::parts`] of a block split by chunk: it holds more prefixes than
@@ -184,8 +185,10 @@ pub struct V6Leaf {
     /// In part 0: the block's number of parts (1 to [`V6_MAX_PARTS`]),
     /// [`V6_SPLIT`] (look in the leaf of the source's chunk) or
     /// [`V6_OVERFLOW`] (look the source up in the trie). 0 in continuations;
-    /// in a chunk leaf 0, or [`V6_OVERFLOW`] when more prefixes reach the
-    /// chunk than a leaf holds.
+    /// in a chunk leaf its number of parts (0 or 1: itself alone; up to
+    /// [`V6_MAX_PARTS`]: continuations [`v6_chunk_part_code`]), or
+    /// [`V6_OVERFLOW`] when more prefixes reach the chunk than its parts
+    /// hold.
     pub parts: u32,
     /// Slots to compare: the last used slot's index plus one.
     pub used: u32,
@@ -242,6 +245,19 @@ pub const fn v6_leaf_code(level: u32, part: u32) -> u32 {
 #[inline(always)]
 pub const fn v6_chunk_leaf_code(level: u32, chunk: u32) -> u32 {
     v6_leaf_code(level, V6_MAX_PARTS + chunk)
+}
+
+/// The code of part `part` (1 to [`V6_MAX_PARTS`] - 1) of chunk `chunk` of
+/// a split block: a continuation of its chunk leaf, which says how many
+/// parts it has ([`V6Leaf::parts`]) when more prefixes reach the chunk
+/// than a leaf holds. No other leaf's code is the same; part `p`'s code is
+/// part 1's plus `(p - 1) << 8`.
+#[inline(always)]
+pub const fn v6_chunk_part_code(level: u32, chunk: u32, part: u32) -> u32 {
+    v6_leaf_code(
+        level,
+        V6_MAX_PARTS + 64 + chunk * (V6_MAX_PARTS - 1) + (part - 1),
+    )
 }
 
 /// Number of `u64` words of [`MAP_DENY_V6_16`]: 2^16 /16s, 32 per word.
@@ -716,6 +732,21 @@ mod tests {
             }
             assert!(per_bucket.len() > 60, "{level}: {per_bucket:?}");
             assert!(per_bucket.values().all(|&n| n <= BUCKET_SLOTS), "{level}");
+            // Every leaf a block can have, continuations of chunk leaves
+            // too, has a code of its own.
+            let mut all = std::collections::HashSet::new();
+            for p in 0..V6_MAX_PARTS {
+                assert!(all.insert(v6_leaf_code(level, p)));
+            }
+            for c in 0..64 {
+                assert!(all.insert(v6_chunk_leaf_code(level, c)));
+                for p in 1..V6_MAX_PARTS {
+                    let code = v6_chunk_part_code(level, c, p);
+                    assert!(all.insert(code));
+                    assert_eq!(code, v6_chunk_part_code(level, c, 1) + ((p - 1) << 8));
+                }
+            }
+            assert!(all.iter().all(|&code| code & 0xff == level));
         }
         // /64s that differ only in their first bits (2001:db8:1:x:: and
         // 2a01:db8:1:x::), and /32s whose part 0 and another's chunk leaf

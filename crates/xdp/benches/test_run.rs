@@ -100,10 +100,16 @@ fn load_deny_lists(f: &mut XdpFilter) {
         f.deny_source(format!("2001:db8:d:{k:x}00::/56").parse().unwrap())
             .unwrap();
     }
-    // Ten /60s in one /54 of the split block (more than a leaf holds: the
-    // sources of that 64th take the trie walk).
+    // Ten /60s in one /54 of the split block (more than a leaf holds: its
+    // chunk leaf has a continuation).
     for i in 0..10 {
         f.deny_source(format!("2001:db8:c:30{i:x}0::/60").parse().unwrap())
+            .unwrap();
+    }
+    // Forty /62s in the first /54 of another /48 (more than a chunk's parts
+    // hold: the sources of that 64th take the trie walk).
+    for i in 0..40 {
+        f.deny_source(format!("2001:db8:e:{:x}::/62", 4 * i).parse().unwrap())
             .unwrap();
     }
     f.deny_port(Protocol::Tcp, 23).unwrap();
@@ -380,8 +386,14 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, a 64th holds 10 denied /60s (trie walk)",
+            "pass ipv6 udp, a 64th holds 10 denied /60s (chunk leaf and its continuation compare)",
             v6_frame(v6("2001:db8:c:30a0::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, a 64th holds 40 denied /62s (trie walk)",
+            v6_frame(v6("2001:db8:e:100::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassTrie,
         ),
@@ -473,8 +485,20 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /60, its 64th holds 10 (trie walk)",
+            "drop deny source ipv6 /60, its 64th holds 10 (chunk leaf)",
             v6_frame(v6("2001:db8:c:3010::1"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /60, its 64th holds 10 (chunk continuation)",
+            v6_frame(v6("2001:db8:c:3090::1"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /62, its 64th holds 40 (trie walk)",
+            v6_frame(v6("2001:db8:e:10::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropTrie,
         ),

@@ -13,13 +13,14 @@ use aya::{
 };
 use rauta_xdp_common::{
     buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_16_slot, v6_bucket, v6_chunk_bits,
-    v6_filter_slot, v6_leaf_code, v6_leaf_key, v6_level, Config, CounterTable, SourceKey, V4Bucket,
-    V4HostBits, V6Bucket, V6Leaf, V6Prefix, V6SpillKey, DEFAULT_DENY_V4_ENTRIES,
-    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
-    MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32,
-    MAP_DENY_V6_LEAF, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME,
-    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_LEAVES, V6_16_WORDS,
-    V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
+    v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_leaf_code, v6_leaf_key, v6_level,
+    Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6Prefix, V6SpillKey,
+    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG,
+    MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6,
+    MAP_DENY_V6_16, MAP_DENY_V6_32, MAP_DENY_V6_LEAF, MAP_DENY_V6_SPILL, MAP_SYN_STATE,
+    PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED,
+    V6_16_LEAVES, V6_16_WORDS, V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS,
+    V6_OVERFLOW, V6_SPLIT,
 };
 
 use crate::buckets::Table;
@@ -874,7 +875,7 @@ impl XdpFilter {
             if overflowed {
                 return Ok(());
             }
-            return block.to_overflow(table, first);
+            return block.send_to_trie(table, first);
         }
         if split {
             // Back to parts: written while the chunk leaves still answer;
@@ -899,58 +900,9 @@ impl XdpFilter {
                 Err(e) => Err(e),
             };
         }
-        // The block's slots now, part after part.
-        let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
-        if let Some(l) = first {
-            slots[..V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
-        }
-        if !overflowed {
-            for part in 1..V6_MAX_PARTS {
-                if let Some(l) = block.get(table, part) {
-                    let i = part as usize * V6_LEAF_PREFIXES;
-                    slots[i..i + V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
-                }
-            }
-        }
-        let slots = place_stably(slots, &want);
-        let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
-        let fewer = want.len().div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
-        if overflowed {
-            // Out of overflow: every part is written while the trie still
-            // answers. Without room for the continuations, the block stays
-            // in overflow (the trie's answer is right) rather than fail.
-            match block.write(table, &slots, parts, chunks, Some(V6_OVERFLOW)) {
-                Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
-                    let _ = block.remove_continuations(table);
-                    Ok(())
-                }
-                other => other,
-            }
-        } else if parts > fewer {
-            // Compaction: the prefixes of the parts that go are copied into
-            // free slots of the parts that stay (they match twice for a
-            // while), then those parts go.
-            let keep = fewer as usize * V6_LEAF_PREFIXES;
-            let mut both = slots;
-            let (low, high) = both.split_at_mut(keep);
-            for p in high.iter().filter(|p| **p != V6Prefix::UNUSED) {
-                if !low.contains(p) {
-                    if let Some(free) = low.iter_mut().find(|q| **q == V6Prefix::UNUSED) {
-                        *free = *p;
-                    }
-                }
-            }
-            block.write(table, &both, parts, chunks, None)?;
-            wait_for_readers();
-            both[keep..].fill(V6Prefix::UNUSED);
-            block.write(table, &both, fewer, chunks, None)?;
-            // Chunk leaves of a split that failed half-way: nothing reads
-            // them.
-            block.remove_chunk_leaves(table, 0)
-        } else {
-            block.write(table, &slots, parts, chunks, None)?;
-            block.remove_chunk_leaves(table, 0)
-        }
+        block.store_parts(table, &want, first, chunks)?;
+        // Chunk leaves of a split that failed half-way: nothing reads them.
+        block.remove_chunk_leaves(table, 0)
     }
 
     /// Recomputes the states of /16s `lo .. lo + n` from the set and writes
@@ -1275,11 +1227,15 @@ fn leaf_prefix(a: u128, len: u8, level: u32) -> V6Prefix {
 /// Slots of one IPv6 block: its parts' slots one after another.
 const BLOCK_SLOTS: usize = V6_LEAF_PREFIXES * V6_MAX_PARTS as usize;
 
-/// Where the leaves of one IPv6 block live in the leaf table.
+/// Where the leaves of one IPv6 block live in the leaf table: the block's
+/// own parts, or (`chunk`) those of one chunk of a split block, whose part
+/// 0 is the chunk leaf.
+#[derive(Clone, Copy)]
 struct LeafBlock {
     key: u64,
     level: u32,
     mask: u32,
+    chunk: Option<u32>,
 }
 
 impl LeafBlock {
@@ -1288,12 +1244,25 @@ impl LeafBlock {
             key: v6_leaf_key(top64, level),
             level,
             mask,
+            chunk: None,
+        }
+    }
+
+    /// The leaves of chunk `chunk` of this block, as parts of their own.
+    fn chunk(&self, chunk: u32) -> LeafBlock {
+        LeafBlock {
+            chunk: Some(chunk),
+            ..*self
         }
     }
 
     /// Part `part`'s bucket, tag and spill key.
     fn at(&self, part: u32) -> (u32, (u64, u32), V6SpillKey) {
-        let code = v6_leaf_code(self.level, part);
+        let code = match self.chunk {
+            None => v6_leaf_code(self.level, part),
+            Some(c) if part == 0 => v6_chunk_leaf_code(self.level, c),
+            Some(c) => v6_chunk_part_code(self.level, c, part),
+        };
         let spill = V6SpillKey {
             key: self.key,
             code: u64::from(code),
@@ -1329,32 +1298,108 @@ impl LeafBlock {
         Ok(())
     }
 
-    /// The part number under which the leaf of chunk `chunk` is stored
-    /// (its code is [`rauta_xdp_common::v6_chunk_leaf_code`]).
-    const fn chunk_part(chunk: u32) -> u32 {
-        V6_MAX_PARTS + chunk
-    }
-
-    /// Removes the chunk leaves of the chunks whose bit in `keep` is clear.
+    /// Removes the chunk leaves (and their continuations) of the chunks
+    /// whose bit in `keep` is clear: the chunk leaf first.
     fn remove_chunk_leaves(
         &self,
         table: &mut Table<V6Bucket, V6SpillKey>,
         keep: u64,
     ) -> Result<(), Error> {
         for chunk in 0..64 {
-            let part = Self::chunk_part(chunk);
-            if (keep >> chunk) & 1 == 0 && self.get(table, part).is_some() {
-                self.put(table, part, None)?;
+            if (keep >> chunk) & 1 == 1 {
+                continue;
             }
+            let sub = self.chunk(chunk);
+            if sub.get(table, 0).is_some() {
+                sub.put(table, 0, None)?;
+            }
+            sub.remove_continuations(table)?;
         }
         Ok(())
     }
 
+    /// Whether any continuation or chunk leaf of the block is there.
+    fn has_more_than_part_0(&self, table: &Table<V6Bucket, V6SpillKey>) -> bool {
+        (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some())
+            || (0..64).any(|c| {
+                let sub = self.chunk(c);
+                (0..V6_MAX_PARTS).any(|part| sub.get(table, part).is_some())
+            })
+    }
+
+    /// Writes `want` (at most `BLOCK_SLOTS` prefixes) into part 0 and the
+    /// continuations, from the slots they hold now (`first` is part 0):
+    /// out of overflow (every part written while the trie still answers;
+    /// without room, the trie keeps answering), compacted into fewer parts
+    /// (the prefixes of the parts that go copied into the ones that stay,
+    /// then, after a grace period, those parts removed), or in place.
+    /// `chunks` goes into part 0 (0 for a chunk's leaves).
+    fn store_parts(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        want: &[V6Prefix],
+        first: Option<V6Leaf>,
+        chunks: u64,
+    ) -> Result<(), Error> {
+        let block = self;
+        let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
+        // The block's slots now, part after part.
+        let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
+        if let Some(l) = first {
+            slots[..V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
+        }
+        if !overflowed {
+            for part in 1..V6_MAX_PARTS {
+                if let Some(l) = block.get(table, part) {
+                    let i = part as usize * V6_LEAF_PREFIXES;
+                    slots[i..i + V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
+                }
+            }
+        }
+        let slots = place_stably(slots, want);
+        let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
+        let fewer = want.len().div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
+        if overflowed {
+            // Out of overflow: every part is written while the trie still
+            // answers. Without room for the continuations, the block stays
+            // in overflow (the trie's answer is right) rather than fail.
+            match block.write(table, &slots, parts, chunks, Some(V6_OVERFLOW)) {
+                Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
+                    let _ = block.remove_continuations(table);
+                    Ok(())
+                }
+                other => other,
+            }
+        } else if parts > fewer {
+            // Compaction: the prefixes of the parts that go are copied into
+            // free slots of the parts that stay (they match twice for a
+            // while), then those parts go.
+            let keep = fewer as usize * V6_LEAF_PREFIXES;
+            let mut both = slots;
+            let (low, high) = both.split_at_mut(keep);
+            for p in high.iter().filter(|p| **p != V6Prefix::UNUSED) {
+                if !low.contains(p) {
+                    if let Some(free) = low.iter_mut().find(|q| **q == V6Prefix::UNUSED) {
+                        *free = *p;
+                    }
+                }
+            }
+            block.write(table, &both, parts, chunks, None)?;
+            wait_for_readers();
+            both[keep..].fill(V6Prefix::UNUSED);
+            block.write(table, &both, fewer, chunks, None)
+        } else {
+            block.write(table, &slots, parts, chunks, None)
+        }
+    }
+
     /// Writes the block split by chunk: every chunk a prefix reaches
     /// (`reach[i]` are the chunk bits of `want[i]`) gets a leaf holding the
-    /// prefixes that reach it (its slots kept stable as a part's are; one
-    /// with more prefixes than a leaf holds says overflow: the trie answers
-    /// for it). The chunk leaves are written first, then part 0 says split
+    /// prefixes that reach it (its slots kept stable as a part's are), with
+    /// continuations as a block has when more reach it than a leaf holds
+    /// ([`Self::store_parts`]), up to `BLOCK_SLOTS` and while the block
+    /// takes no more leaves than it has prefixes; past that the chunk leaf
+    /// says overflow (the trie answers for it). The chunk leaves are written first, then part 0 says split
     /// (its slots are left as they were: nothing reads them), then the
     /// continuations go once no program run can still follow the old part
     /// 0 to them, and the leaves of chunks no prefix reaches any more go.
@@ -1370,40 +1415,43 @@ impl LeafBlock {
         first: Option<V6Leaf>,
     ) -> Result<(), Error> {
         let continued = (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some());
+        // Leaves the split may take besides part 0 and one per chunk: the
+        // block's prefixes beyond its chunks, so that it never takes more
+        // than one leaf a prefix (continuations of crowded chunks come out
+        // of that; a chunk that does not fit says overflow).
+        let mut spare = want.len().saturating_sub(chunks.count_ones() as usize);
         let written: Result<(), Error> = (|| {
             for chunk in 0..64u32 {
                 if (chunks >> chunk) & 1 == 0 {
                     continue;
                 }
-                let part = Self::chunk_part(chunk);
-                let old = self.get(table, part);
+                let sub = self.chunk(chunk);
+                let old = sub.get(table, 0);
                 let here: Vec<V6Prefix> = want
                     .iter()
                     .zip(reach)
                     .filter(|(_, r)| (*r >> chunk) & 1 == 1)
                     .map(|(p, _)| *p)
                     .collect();
-                let before = old.map_or([V6Prefix::UNUSED; V6_LEAF_PREFIXES], |l| l.prefixes);
-                let leaf = if here.len() > V6_LEAF_PREFIXES {
-                    V6Leaf {
+                let extra = here.len().div_ceil(V6_LEAF_PREFIXES).max(1) - 1;
+                if here.len() <= BLOCK_SLOTS && extra <= spare {
+                    spare -= extra;
+                    sub.store_parts(table, &here, old, 0)?;
+                } else {
+                    // The trie answers for the chunk (its slots kept as
+                    // they were); its continuations go once no run can
+                    // still follow the old chunk leaf to them.
+                    let leaf = V6Leaf {
                         parts: V6_OVERFLOW,
                         ..old.unwrap_or(V6Leaf::EMPTY)
+                    };
+                    if old != Some(leaf) {
+                        sub.put(table, 0, Some(leaf))?;
                     }
-                } else {
-                    let leaf = leaf_of(&place_stably(before, &here), 0);
-                    if old.is_some_and(|l| l.parts == V6_OVERFLOW) {
-                        // Out of overflow: the slots first, while the trie
-                        // still answers.
-                        let slots_only = V6Leaf {
-                            parts: V6_OVERFLOW,
-                            ..leaf
-                        };
-                        self.put(table, part, Some(slots_only))?;
+                    if (1..V6_MAX_PARTS).any(|part| sub.get(table, part).is_some()) {
+                        wait_for_readers();
+                        sub.remove_continuations(table)?;
                     }
-                    leaf
-                };
-                if old != Some(leaf) {
-                    self.put(table, part, Some(leaf))?;
                 }
             }
             if let Some(l) = first {
@@ -1427,7 +1475,7 @@ impl LeafBlock {
         match written {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
-                return self.to_overflow(table, self.get(table, 0).or(first));
+                return self.send_to_trie(table, self.get(table, 0).or(first));
             }
             Err(e) => return Err(e),
         }
@@ -1442,7 +1490,7 @@ impl LeafBlock {
     /// overflow, its slots and bits left as they were), then, once no
     /// program run can still follow the old part 0 to them, removes the
     /// continuation and chunk leaves.
-    fn to_overflow(
+    fn send_to_trie(
         &self,
         table: &mut Table<V6Bucket, V6SpillKey>,
         first: Option<V6Leaf>,
@@ -1452,8 +1500,7 @@ impl LeafBlock {
             ..first.unwrap_or(V6Leaf::EMPTY)
         };
         self.put(table, 0, Some(leaf))?;
-        let more = (1..V6_MAX_PARTS + 64).any(|part| self.get(table, part).is_some());
-        if more {
+        if self.has_more_than_part_0(table) {
             wait_for_readers();
             self.remove_continuations(table)?;
             self.remove_chunk_leaves(table, 0)?;
@@ -1586,7 +1633,9 @@ mod tests {
         (
             block.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
             (1..V6_MAX_PARTS).filter(|&p| has(p)).count(),
-            (0..64).filter(|&c| has(LeafBlock::chunk_part(c))).count(),
+            (0..64)
+                .filter(|&c| block.chunk(c).get(&f.deny_v6_leaf, 0).is_some())
+                .count(),
         )
     }
 
@@ -1714,7 +1763,7 @@ mod tests {
     /// in a prefix that stays denied is dropped by every run, and a source
     /// no prefix ever covers is passed by every run, whatever the changes
     /// around them (IPv6 blocks going through one leaf, parts, the split,
-    /// overflow and back; /16 blocks covered and uncovered; the short-prefix
+    /// overflow and back, a chunk through one leaf, parts and overflow; /16 blocks covered and uncovered; the short-prefix
     /// bit set and cleared in every filter word; IPv4 /24 states and
     /// bitmaps). A fixed sequence of 3,000 changes, the second half without
     /// the denied /29 (so that drains of the pool leave no prefix shorter
@@ -1740,6 +1789,7 @@ mod tests {
         for p in [
             "2001:db8:1::/48",
             "2001:db8:c:f000::/56",
+            "2001:db8:c:3200::/60",
             "2401:8000::/29",
             "198.18.7.0/24",
             "198.18.8.8/32",
@@ -1784,6 +1834,7 @@ mod tests {
             ("2401:8007:ffff::1", Verdict::Drop),
             ("2001:db8:1::5", Verdict::Drop),
             ("2001:db8:c:f0ff::1", Verdict::Drop),
+            ("2001:db8:c:3205::1", Verdict::Drop),
             ("2410::1", Verdict::Pass),
             ("2001:db8:2::1", Verdict::Pass),
             ("2001:db8:c:ff00::1", Verdict::Pass),
@@ -1879,7 +1930,7 @@ mod tests {
     /// and prefixes are loops bounded by values from maps) within its limit
     /// of one million instructions with room to spare: a change that
     /// multiplies the paths fails here before it fails to load elsewhere.
-    /// (About 372,000 on Linux 6.18 with four leaf levels, 296,000 with
+    /// (About 375,000 on Linux 6.18 with four leaf levels, 296,000 with
     /// three.)
     #[cfg(feature = "ebpf")]
     #[test]
@@ -1978,6 +2029,91 @@ mod tests {
         assert!(f.allow_source(pre("::/0")).unwrap());
         assert!(f.v6_16_words.iter().all(|&w| w == 0));
         assert_eq!(look(&f), (vec![0; 17], 0, false));
+    }
+
+    /// A 64th of a split block reached by more prefixes than a leaf holds
+    /// keeps them in its chunk leaf and continuations (as a block keeps its
+    /// parts), up to `BLOCK_SLOTS`; past that the trie answers for it; and
+    /// back. The verdicts follow at each step.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_crowded_chunks_take_continuations() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // Chunk 0 of 2001:db8::/48 (its first /54) as (chunk leaf's parts,
+        // continuations there).
+        let chunk0 = |f: &XdpFilter| {
+            let sub = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask).chunk(0);
+            (
+                sub.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
+                (1..V6_MAX_PARTS)
+                    .filter(|&p| sub.get(&f.deny_v6_leaf, p).is_some())
+                    .count(),
+            )
+        };
+        // /60 number `j` of the /56 number `k` of the /48.
+        let p60 = |k: u128, j: u128| {
+            IpPrefix::new(std::net::Ipv6Addr::from(a48(0, k) | j << 68).into(), 60).unwrap()
+        };
+        let verdict = |f: &XdpFilter, a: u128| {
+            let frame = v6_frame(std::net::Ipv6Addr::from(a), UDP, &udp(1, 2, b""));
+            f.test_run(&frame, 1).unwrap().verdict
+        };
+        let check = |f: &XdpFilter, denied: &[(u128, u128)]| {
+            for k in 1..3 {
+                for j in 0..16 {
+                    let want = if denied.contains(&(k, j)) {
+                        Verdict::Drop
+                    } else {
+                        Verdict::Pass
+                    };
+                    assert_eq!(
+                        verdict(f, a48(0, k) | j << 68 | 1),
+                        want,
+                        "/56 {k}, /60 {j}"
+                    );
+                }
+            }
+        };
+        // Nine /60s in the /56 number 1: one 64th, the block split.
+        let mut denied = Vec::new();
+        for j in 0..9 {
+            f.deny_source(p60(1, j)).unwrap();
+            denied.push((1, j));
+        }
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 1));
+        assert_eq!(chunk0(&f), (Some(2), 1));
+        check(&f, &denied);
+        // 32 in the 64th: four parts; 33: the trie.
+        for j in 9..16 {
+            f.deny_source(p60(1, j)).unwrap();
+            denied.push((1, j));
+        }
+        for j in 0..16 {
+            f.deny_source(p60(2, j)).unwrap();
+            denied.push((2, j));
+        }
+        assert_eq!(chunk0(&f), (Some(4), 3));
+        check(&f, &denied);
+        f.deny_source(p48(0, 3, 56)).unwrap();
+        assert_eq!(chunk0(&f), (Some(V6_OVERFLOW), 0));
+        check(&f, &denied);
+        // Back: parts, then one leaf (the continuations gone).
+        assert!(f.allow_source(p48(0, 3, 56)).unwrap());
+        assert_eq!(chunk0(&f), (Some(4), 3));
+        check(&f, &denied);
+        for j in 0..16 {
+            assert!(f.allow_source(p60(2, j)).unwrap());
+            denied.retain(|&d| d != (2, j));
+        }
+        for j in 8..16 {
+            assert!(f.allow_source(p60(1, j)).unwrap());
+            denied.retain(|&d| d != (1, j));
+        }
+        assert_eq!(block_shape(&f).0, Some(1), "8 left: one leaf");
+        assert_eq!(chunk0(&f), (None, 0));
+        check(&f, &denied);
     }
 
     /// A table filled to its capacity with blocks that would take the most
