@@ -43,8 +43,10 @@ pub const MAP_DENY_V4_SPILL: &str = "DENY_V4_SPILL";
 /// or [`V4_24_HOSTS`].
 pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of every denied IPv6 source prefix: the program walks it only
-/// when more prefixes reach one 64th of a block than its parts hold, or the
-/// leaf table had no room for a block's chunk leaves ([`V6_OVERFLOW`]).
+/// where a block or one 64th of it says [`V6_OVERFLOW`]: more prefixes reach
+/// the 64th than its parts hold (or than the block's budget of leaves
+/// allows), the block's prefixes fit neither its parts nor the split, or
+/// the leaf table had no room.
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-15
 /// mark /32s holding a denied prefix of length 32 to 47, bits 17-31 /48s
@@ -254,6 +256,7 @@ pub const fn v6_chunk_leaf_code(level: u32, chunk: u32) -> u32 {
 /// part 1's plus `(p - 1) << 8`.
 #[inline(always)]
 pub const fn v6_chunk_part_code(level: u32, chunk: u32, part: u32) -> u32 {
+    debug_assert!(part >= 1 && part < V6_MAX_PARTS);
     v6_leaf_code(
         level,
         V6_MAX_PARTS + 64 + chunk * (V6_MAX_PARTS - 1) + (part - 1),
@@ -724,13 +727,17 @@ mod tests {
         for level in [16, 32, 48, 64] {
             let key = v6_leaf_key(0x2001_0db8_1234_5678, level);
             let mut per_bucket = std::collections::HashMap::new();
-            let codes = (0..V6_MAX_PARTS)
-                .map(|p| v6_leaf_code(level, p))
-                .chain((0..64).map(|c| v6_chunk_leaf_code(level, c)));
+            let codes =
+                (0..V6_MAX_PARTS)
+                    .map(|p| v6_leaf_code(level, p))
+                    .chain((0..64).map(|c| v6_chunk_leaf_code(level, c)))
+                    .chain((0..64).flat_map(|c| {
+                        (1..V6_MAX_PARTS).map(move |p| v6_chunk_part_code(level, c, p))
+                    }));
             for code in codes {
                 *per_bucket.entry(v6_bucket(key, code, mask)).or_insert(0) += 1;
             }
-            assert!(per_bucket.len() > 60, "{level}: {per_bucket:?}");
+            assert!(per_bucket.len() > 200, "{level}: {per_bucket:?}");
             assert!(per_bucket.values().all(|&n| n <= BUCKET_SLOTS), "{level}");
             // Every leaf a block can have, continuations of chunk leaves
             // too, has a code of its own.

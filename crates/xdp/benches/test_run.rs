@@ -166,7 +166,7 @@ enum Kind {
     /// in an array).
     PassHash,
     /// Passed after a trie walk (a 64th of an IPv6 block reached by more
-    /// prefixes than a leaf holds).
+    /// prefixes than its chunk leaf and continuations hold).
     PassTrie,
     /// Passed before any lookup (not IP, or malformed).
     PassOther,

@@ -866,7 +866,8 @@ impl XdpFilter {
         // at most one leaf a prefix besides part 0 (so the table, two slots
         // a prefix, never needs more than it was sized for; prefixes each in
         // a 64th of their own still split): a source then reads part 0 and
-        // at most one chunk leaf, never a chain of parts. Otherwise parts,
+        // one chunk leaf (with its continuations only in a 64th reached by
+        // more than a leaf holds). Otherwise parts,
         // up to `BLOCK_SLOTS`; past that the trie.
         if want.len() > V6_LEAF_PREFIXES && chunks.count_ones() as usize <= want.len() {
             return block.write_split(table, &want, &reach, chunks, first);
@@ -1434,10 +1435,18 @@ impl LeafBlock {
                     .map(|(p, _)| *p)
                     .collect();
                 let extra = here.len().div_ceil(V6_LEAF_PREFIXES).max(1) - 1;
-                if here.len() <= BLOCK_SLOTS && extra <= spare {
-                    spare -= extra;
-                    sub.store_parts(table, &here, old, 0)?;
-                } else {
+                let mut fits = here.len() <= BLOCK_SLOTS && extra <= spare;
+                if fits {
+                    match sub.store_parts(table, &here, old, 0) {
+                        Ok(()) => spare -= extra,
+                        // No room for a continuation: the chunk leaf, written
+                        // last, is as it was; this chunk goes to the trie.
+                        Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => fits = false,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !fits {
+                    let old = sub.get(table, 0);
                     // The trie answers for the chunk (its slots kept as
                     // they were); its continuations go once no run can
                     // still follow the old chunk leaf to them.
@@ -1639,6 +1648,35 @@ mod tests {
         )
     }
 
+    /// How many leaves the /48 number `n` of 2001:db8::/32 takes: part 0,
+    /// continuations, chunk leaves and their continuations.
+    #[cfg(feature = "ebpf")]
+    fn leaves_of(f: &XdpFilter, n: u64) -> usize {
+        let block = LeafBlock::new(0x2001_0db8_0000_0000 | n << 16, 48, f.cfg.v6_bucket_mask);
+        let has = |b: &LeafBlock, part| b.get(&f.deny_v6_leaf, part).is_some();
+        (0..V6_MAX_PARTS).filter(|&p| has(&block, p)).count()
+            + (0..64)
+                .map(|c| {
+                    let sub = block.chunk(c);
+                    (0..V6_MAX_PARTS).filter(|&p| has(&sub, p)).count()
+                })
+                .sum::<usize>()
+    }
+
+    /// The chunk leaf of chunk `c` of the /48 number `n` of 2001:db8::/32:
+    /// its `parts`, and how many continuations it has.
+    #[cfg(feature = "ebpf")]
+    fn chunk_shape(f: &XdpFilter, n: u64, c: u32) -> (Option<u32>, usize) {
+        let block = LeafBlock::new(0x2001_0db8_0000_0000 | n << 16, 48, f.cfg.v6_bucket_mask);
+        let sub = block.chunk(c);
+        (
+            sub.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
+            (1..V6_MAX_PARTS)
+                .filter(|&p| sub.get(&f.deny_v6_leaf, p).is_some())
+                .count(),
+        )
+    }
+
     /// Prefix number `k` of length `len` in the /48 number `block` of
     /// 2001:db8::/32, counted in units of /56s: a 64th of a /48 (a /54)
     /// holds four /56s.
@@ -1763,7 +1801,8 @@ mod tests {
     /// in a prefix that stays denied is dropped by every run, and a source
     /// no prefix ever covers is passed by every run, whatever the changes
     /// around them (IPv6 blocks going through one leaf, parts, the split,
-    /// overflow and back, a chunk through one leaf, parts and overflow; /16 blocks covered and uncovered; the short-prefix
+    /// overflow and back, a crowded chunk through one leaf, continuations
+    /// and overflow; /16 blocks covered and uncovered; the short-prefix
     /// bit set and cleared in every filter word; IPv4 /24 states and
     /// bitmaps). A fixed sequence of 3,000 changes, the second half without
     /// the denied /29 (so that drains of the pool leave no prefix shorter
@@ -1789,7 +1828,7 @@ mod tests {
         for p in [
             "2001:db8:1::/48",
             "2001:db8:c:f000::/56",
-            "2001:db8:c:3200::/60",
+            "2001:db8:c:cbf0::/60",
             "2401:8000::/29",
             "198.18.7.0/24",
             "198.18.8.8/32",
@@ -1828,13 +1867,21 @@ mod tests {
         for i in 0..10u32 {
             pool.push(pre(&format!("2001:db8:c:30{i:x}0::/60")));
         }
+        // A 64th of that /48 outside the /49 and /50 (c:c800::/54) crowded
+        // through one leaf, continuations and overflow (past 32 with the
+        // permanent /60 at its top), filled whole now and then.
+        let crowded = pool.len()..pool.len() + 40;
+        for i in 0..40u32 {
+            pool.push(pre(&format!("2001:db8:c:{:x}::/60", 0xc800 + 0x10 * i)));
+        }
         // The /29's probes come first: they are checked in the first half.
         let probes: Vec<(Vec<u8>, Verdict, &str)> = [
             ("2401:8000::1", Verdict::Drop),
             ("2401:8007:ffff::1", Verdict::Drop),
             ("2001:db8:1::5", Verdict::Drop),
             ("2001:db8:c:f0ff::1", Verdict::Drop),
-            ("2001:db8:c:3205::1", Verdict::Drop),
+            ("2001:db8:c:cbf5::1", Verdict::Drop),
+            ("2001:db8:c:cbe5::1", Verdict::Pass),
             ("2410::1", Verdict::Pass),
             ("2001:db8:2::1", Verdict::Pass),
             ("2001:db8:c:ff00::1", Verdict::Pass),
@@ -1892,6 +1939,14 @@ mod tests {
             };
             let mut on = vec![false; pool.len()];
             for step in 0..3_000 {
+                if step % 500 == 250 {
+                    for i in crowded.clone() {
+                        if !on[i] {
+                            f.deny_source(pool[i]).unwrap();
+                            on[i] = true;
+                        }
+                    }
+                }
                 if step == 1_500 {
                     // The /29 goes once the checker has stopped checking it.
                     with_29.store(false, Ordering::SeqCst);
@@ -2041,17 +2096,8 @@ mod tests {
     fn root_crowded_chunks_take_continuations() {
         use crate::test_frames::{udp, v6_frame, UDP};
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
-        // Chunk 0 of 2001:db8::/48 (its first /54) as (chunk leaf's parts,
-        // continuations there).
-        let chunk0 = |f: &XdpFilter| {
-            let sub = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask).chunk(0);
-            (
-                sub.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
-                (1..V6_MAX_PARTS)
-                    .filter(|&p| sub.get(&f.deny_v6_leaf, p).is_some())
-                    .count(),
-            )
-        };
+        // Chunk 0 of 2001:db8::/48 (its first /54).
+        let chunk0 = |f: &XdpFilter| chunk_shape(f, 0, 0);
         // /60 number `j` of the /56 number `k` of the /48.
         let p60 = |k: u128, j: u128| {
             IpPrefix::new(std::net::Ipv6Addr::from(a48(0, k) | j << 68).into(), 60).unwrap()
@@ -2107,13 +2153,85 @@ mod tests {
             assert!(f.allow_source(p60(2, j)).unwrap());
             denied.retain(|&d| d != (2, j));
         }
-        for j in 8..16 {
+        assert_eq!(chunk0(&f), (Some(2), 1));
+        check(&f, &denied);
+        // Compaction from the chunk leaf's own first slots: 16 -> 9 (two
+        // parts), the prefixes of the continuation moved into the freed
+        // slots.
+        for j in 0..7 {
             assert!(f.allow_source(p60(1, j)).unwrap());
             denied.retain(|&d| d != (1, j));
         }
+        assert_eq!(chunk0(&f), (Some(2), 1));
+        check(&f, &denied);
+        assert!(f.allow_source(p60(1, 7)).unwrap());
+        denied.retain(|&d| d != (1, 7));
         assert_eq!(block_shape(&f).0, Some(1), "8 left: one leaf");
         assert_eq!(chunk0(&f), (None, 0));
+        assert_eq!(leaves_of(&f, 0), 1);
         check(&f, &denied);
+    }
+
+    /// Continuations of crowded chunks come out of a budget (the block's
+    /// prefixes beyond its chunks): a chunk whose continuation no longer
+    /// fits goes to the trie and comes back when it fits again, and a split
+    /// block with a crowded chunk that outgrows the split goes to the trie
+    /// whole, its chunk continuations gone. The block never takes more
+    /// leaves than it has prefixes, plus one.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_chunk_continuations_keep_to_the_budget() {
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // In the /48 number 1: a /51 (64ths 0-7), nine /60s in the /56
+        // number 80 (64th 20), six /56s in 64ths 30-35: 16 prefixes, 15
+        // 64ths, one leaf to spare: 64th 20 takes a continuation.
+        let p60 = |k: u128, j: u128| {
+            IpPrefix::new(std::net::Ipv6Addr::from(a48(1, k) | j << 68).into(), 60).unwrap()
+        };
+        let mut n = 0;
+        f.deny_source(p48(1, 0, 51)).unwrap();
+        for j in 0..9 {
+            f.deny_source(p60(80, j)).unwrap();
+        }
+        for i in 0..6 {
+            f.deny_source(p48(1, 4 * (30 + i), 56)).unwrap();
+        }
+        n += 16;
+        assert_eq!(block_shape_of(&f, 1), (Some(V6_SPLIT), 0, 15));
+        assert_eq!(chunk_shape(&f, 1, 20), (Some(2), 1));
+        assert!(leaves_of(&f, 1) <= n + 1);
+        // A /53 (64ths 40-41): 17 prefixes, 17 64ths, nothing to spare.
+        f.deny_source(p48(1, 160, 53)).unwrap();
+        n += 1;
+        assert_eq!(chunk_shape(&f, 1, 20), (Some(V6_OVERFLOW), 0));
+        assert!(leaves_of(&f, 1) <= n + 1);
+        assert!(f.allow_source(p48(1, 160, 53)).unwrap());
+        n -= 1;
+        assert_eq!(chunk_shape(&f, 1, 20), (Some(2), 1));
+        assert!(leaves_of(&f, 1) <= n + 1);
+        // In the /48 number 2: nine /60s in 64th 0 and 24 /56s in 64ths
+        // 32-55 (33 prefixes, 25 64ths: split, 64th 0 in two parts); a /49
+        // (64ths 0-31) makes 56 64ths for 34: the trie for the whole block.
+        let p60 = |k: u128, j: u128| {
+            IpPrefix::new(std::net::Ipv6Addr::from(a48(2, k) | j << 68).into(), 60).unwrap()
+        };
+        for j in 0..9 {
+            f.deny_source(p60(1, j)).unwrap();
+        }
+        for i in 0..24 {
+            f.deny_source(p48(2, 4 * (32 + i), 56)).unwrap();
+        }
+        assert_eq!(block_shape_of(&f, 2), (Some(V6_SPLIT), 0, 25));
+        assert_eq!(chunk_shape(&f, 2, 0), (Some(2), 1));
+        f.deny_source(p48(2, 0, 49)).unwrap();
+        assert_eq!(block_shape_of(&f, 2), (Some(V6_OVERFLOW), 0, 0));
+        assert_eq!(chunk_shape(&f, 2, 0), (None, 0));
+        assert_eq!(leaves_of(&f, 2), 1);
+        assert!(f.allow_source(p48(2, 0, 49)).unwrap());
+        assert_eq!(block_shape_of(&f, 2), (Some(V6_SPLIT), 0, 25));
+        assert_eq!(chunk_shape(&f, 2, 0), (Some(2), 1));
+        assert!(leaves_of(&f, 2) <= 34);
     }
 
     /// A table filled to its capacity with blocks that would take the most

@@ -1285,7 +1285,8 @@ fn root_test_run_deny_list_v6_blocks_compact_as_they_empty() {
 
 /// A block holding more prefixes than its parts is split by chunk: every
 /// 64th of it that a prefix reaches gets a leaf; a 64th reached by more
-/// prefixes than a leaf holds is answered by the trie, a prefix reaching
+/// prefixes than a leaf holds takes continuations (or, past what they or
+/// the budget allow, the trie answers for it), a prefix reaching
 /// many 64ths is in each of their leaves, and the block comes back to parts
 /// as it empties. Every /56 of the block (and the /60s of a crowded 64th)
 /// is probed after each step.
@@ -1326,7 +1327,7 @@ fn root_test_run_deny_list_v6_blocks_split_by_chunk() {
     }
     check_all(&f, &denied, "40 /56s");
     // Ten /60s in /56 number 50: its 64th (/56s 48 to 51) holds more than
-    // a leaf.
+    // a leaf (its chunk leaf takes a continuation).
     for j in 0..10 {
         deny(&mut f, &mut denied, v6_prefix(s60(50, j), 60));
     }
@@ -1334,7 +1335,9 @@ fn root_test_run_deny_list_v6_blocks_split_by_chunk() {
     // A /49: the second half of the block, 32 of its 64ths.
     deny(&mut f, &mut denied, v6_prefix(s56(128), 49));
     check_all(&f, &denied, "and a /49");
-    // Out of overflow, then the /49 and the /56s go.
+    // Back to one chunk leaf (from the continuation, or out of overflow
+    // when the /49 sent the block to the trie), then the /49 and the /56s
+    // go.
     let allow = |f: &mut XdpFilter, denied: &mut Vec<IpPrefix>, p: IpPrefix| {
         assert!(f.allow_source(p).unwrap(), "{p} was denied");
         denied.retain(|q| *q != p);

@@ -531,7 +531,9 @@ fn v6_16_state(top: u64) -> u64 {
 /// the source's /16 state is read too: a
 /// prefix of 16 or less covers the /16, or the leaves of the /16 block hold
 /// those of 17 to 31. The trie is walked only when more prefixes reach the
-/// source's 64th of a block than its parts hold (or the leaf table was full).
+/// source's 64th of a block than its parts hold (or fit the block's budget),
+/// in a block whose prefixes fit neither parts nor the split, or where the
+/// leaf table was full.
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
