@@ -1930,13 +1930,7 @@ mod tests {
                 without_29_seen.store(true, Ordering::SeqCst);
                 wrong
             });
-            let mut rng = 0x2545_f491_4f6c_dd1du64;
-            let mut next = move || {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng
-            };
+            let mut next = crate::test_frames::xorshift64(0x2545_f491_4f6c_dd1d);
             let mut on = vec![false; pool.len()];
             for step in 0..3_000 {
                 if step % 500 == 250 {
@@ -1956,7 +1950,7 @@ mod tests {
                     assert!(f.allow_source(pre("2401:8000::/29")).unwrap());
                 }
                 let r = next();
-                if r % 64 == 0 {
+                if r.is_multiple_of(64) {
                     for (p, on) in pool.iter().zip(on.iter_mut()) {
                         if *on {
                             assert!(f.allow_source(*p).unwrap());

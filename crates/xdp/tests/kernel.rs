@@ -816,20 +816,14 @@ fn root_load_errors_and_capacities() {
 #[ignore = "needs root"]
 fn root_test_run_deny_list_v4_matches_an_oracle() {
     let mut f = filter();
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift64(0x2545_f491_4f6c_dd1d);
     let mut oracle: Vec<IpPrefix> = Vec::new();
     let base = u32::from(v4(198, 18, 0, 0));
     let random_addr = |r: u64| std::net::Ipv4Addr::from(base | (r as u32 & 0x1_ffff));
     for round in 0..30 {
         for _ in 0..12 {
             let r = next();
-            if r % 3 == 0 && !oracle.is_empty() {
+            if r.is_multiple_of(3) && !oracle.is_empty() {
                 let p = oracle.swap_remove((r >> 8) as usize % oracle.len());
                 assert!(f.allow_source(p).unwrap(), "{p} was denied");
             } else {
@@ -965,13 +959,7 @@ struct Fullest {
 /// first /16 block), 0 spreads them.
 fn v6_oracle(seed: u64, lens: &[u8], blocks: u128, rounds: usize) -> Fullest {
     let mut f = filter();
-    let mut rng = seed;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift64(seed);
     let tops: [u128; 4] = [0x2001_0db8, 0x2001_0db9, 0x2001_0dba, 0x2a00_1450];
     let mut random_addr = move || {
         let r = next();

@@ -171,3 +171,15 @@ pub fn v6_frame(src: Ipv6Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
         &ipv6(src, v6("2001:db8::1"), &[], 0, proto, l4),
     )
 }
+
+/// A xorshift64 generator from `seed` (not 0): the tests' fixed
+/// pseudo-random sequences.
+pub fn xorshift64(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
