@@ -31,6 +31,7 @@ echo "xdp: privileged tests (BPF_PROG_TEST_RUN, veth, attach/detach x100), one a
 cargo test -p rauta-xdp --features ebpf --locked -- --ignored --test-threads=1
 
 echo "xdp: rauta-proxy --xdp IFACE in a network namespace (config deny lists, /metrics)"
+cargo clippy -p rauta-xdp --features ebpf --all-targets --locked -- -D warnings
 cargo clippy -p rauta-proxy --features xdp,rauta-xdp/ebpf --all-targets --locked -- -D warnings
 cargo test -p rauta-proxy --features xdp,rauta-xdp/ebpf --locked --test xdp -- --ignored
 
