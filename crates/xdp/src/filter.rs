@@ -1342,7 +1342,6 @@ impl LeafBlock {
         first: Option<V6Leaf>,
         chunks: u64,
     ) -> Result<(), Error> {
-        let block = self;
         let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
         // The block's slots now, part after part.
         let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
@@ -1351,7 +1350,7 @@ impl LeafBlock {
         }
         if !overflowed {
             for part in 1..V6_MAX_PARTS {
-                if let Some(l) = block.get(table, part) {
+                if let Some(l) = self.get(table, part) {
                     let i = part as usize * V6_LEAF_PREFIXES;
                     slots[i..i + V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
                 }
@@ -1364,9 +1363,9 @@ impl LeafBlock {
             // Out of overflow: every part is written while the trie still
             // answers. Without room for the continuations, the block stays
             // in overflow (the trie's answer is right) rather than fail.
-            match block.write(table, &slots, parts, chunks, Some(V6_OVERFLOW)) {
+            match self.write(table, &slots, parts, chunks, Some(V6_OVERFLOW)) {
                 Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
-                    let _ = block.remove_continuations(table);
+                    let _ = self.remove_continuations(table);
                     Ok(())
                 }
                 other => other,
@@ -1385,12 +1384,12 @@ impl LeafBlock {
                     }
                 }
             }
-            block.write(table, &both, parts, chunks, None)?;
+            self.write(table, &both, parts, chunks, None)?;
             wait_for_readers();
             both[keep..].fill(V6Prefix::UNUSED);
-            block.write(table, &both, fewer, chunks, None)
+            self.write(table, &both, fewer, chunks, None)
         } else {
-            block.write(table, &slots, parts, chunks, None)
+            self.write(table, &slots, parts, chunks, None)
         }
     }
 
@@ -1400,10 +1399,11 @@ impl LeafBlock {
     /// continuations as a block has when more reach it than a leaf holds
     /// ([`Self::store_parts`]), up to `BLOCK_SLOTS` and while the block
     /// takes no more leaves than it has prefixes; past that the chunk leaf
-    /// says overflow (the trie answers for it). The chunk leaves are written first, then part 0 says split
-    /// (its slots are left as they were: nothing reads them), then the
-    /// continuations go once no program run can still follow the old part
-    /// 0 to them, and the leaves of chunks no prefix reaches any more go.
+    /// says overflow (the trie answers for it). The chunk leaves are written
+    /// first, then part 0 says split (its slots are left as they were:
+    /// nothing reads them), then the continuations go once no program run
+    /// can still follow the old part 0 to them, and the leaves of chunks no
+    /// prefix reaches any more go.
     ///
     /// Without room for the chunk leaves the block goes to overflow (the
     /// trie holds every prefix) instead of failing.
