@@ -9,6 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=0
+# Line tables are enough for a failing test's backtrace; full debug info took
+# the test build's target dir to several GiB (a full disk makes the linker
+# die with SIGBUS). Set it yourself to keep full debug info.
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-line-tables-only}"
 
 step() { printf '\n== %s\n' "$*"; }
 
