@@ -46,6 +46,24 @@ impl Rng {
     }
 }
 
+/// An IPv6 source whose /32's filter word no loaded prefix hashes to
+/// (checked after loading): the other IPv6 pass cases' source shares
+/// 2001:db8::/32 with many denied prefixes.
+const QUIET6: &str = "2001:db9:3::4";
+
+/// Panics unless no denied IPv6 prefix of /32 or longer hashes to the
+/// filter word of [`QUIET6`].
+fn check_quiet6(f: &XdpFilter) {
+    let top = |a: Ipv6Addr| (u128::from(a) >> 64) as u64;
+    let word = |a| rauta_xdp_common::v6_filter_slot(top(a), 32).0;
+    let quiet = word(QUIET6.parse().unwrap());
+    for p in f.denied_sources().unwrap() {
+        if let (std::net::IpAddr::V6(a), 32..) = (p.addr(), p.len()) {
+            assert_ne!(word(a), quiet, "{p} shares the word of {QUIET6}");
+        }
+    }
+}
+
 fn load_deny_lists(f: &mut XdpFilter) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut seen = HashSet::new();
@@ -234,6 +252,12 @@ fn cases() -> Vec<Case> {
         c(
             "pass ipv6 icmp",
             v6_frame(ok6, ICMPV6, &icmp_echo(true, &payload)),
+            Verdict::Pass,
+            Kind::Pass,
+        ),
+        c(
+            "pass ipv6 udp, nothing denied in its /32's filter word",
+            v6_frame(QUIET6.parse().unwrap(), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::Pass,
         ),
@@ -545,6 +569,7 @@ fn main() {
         f
     };
     let f = load(0);
+    check_quiet6(&f);
     let short2 = load(2);
     let short100 = load(100);
     let cases = cases();

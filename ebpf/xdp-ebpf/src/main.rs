@@ -540,12 +540,17 @@ fn v6_denied(src: [u8; 16]) -> bool {
         src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
     ]);
     let (word, bit32) = v6_filter_slot(top, 32);
-    let (_, bit48) = v6_filter_slot(top, 48);
-    let (_, bit64) = v6_filter_slot(top, 64);
-    let marks = match DENY_V6_32.get(word) {
-        Some(w) => *w & (bit32 | bit48 | bit64 | V6_FILTER_SHORT),
+    let w = match DENY_V6_32.get(word) {
+        Some(w) => *w,
         None => 0,
     };
+    // Most sources stop here: nothing denied hashes to their /32's word.
+    if w == 0 {
+        return false;
+    }
+    let (_, bit48) = v6_filter_slot(top, 48);
+    let (_, bit64) = v6_filter_slot(top, 64);
+    let marks = w & (bit32 | bit48 | bit64 | V6_FILTER_SHORT);
     if marks == 0 {
         return false;
     }
