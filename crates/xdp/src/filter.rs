@@ -901,7 +901,7 @@ impl XdpFilter {
                 Err(e) => Err(e),
             };
         }
-        block.store_parts(table, &want, first, chunks)?;
+        block.store_parts(table, &want, first, chunks, None)?;
         // Chunk leaves of a split that failed half-way: nothing reads them.
         block.remove_chunk_leaves(table, 0)
     }
@@ -1333,14 +1333,16 @@ impl LeafBlock {
     /// out of overflow (every part written while the trie still answers;
     /// without room, the trie keeps answering), compacted into fewer parts
     /// (the prefixes of the parts that go copied into the ones that stay,
-    /// then, after a grace period, those parts removed), or in place.
-    /// `chunks` goes into part 0 (0 for a chunk's leaves).
+    /// then, after a grace period, those parts removed: at once, or with
+    /// `later`'s one wait for several), or in place. `chunks` goes into part
+    /// 0 (0 for a chunk's leaves).
     fn store_parts(
         &self,
         table: &mut Table<V6Bucket, V6SpillKey>,
         want: &[V6Prefix],
         first: Option<V6Leaf>,
         chunks: u64,
+        later: Option<&mut Later>,
     ) -> Result<(), Error> {
         let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
         // The block's slots now, part after part.
@@ -1385,9 +1387,17 @@ impl LeafBlock {
                 }
             }
             self.write(table, &both, parts, chunks, None)?;
-            wait_for_readers();
             both[keep..].fill(V6Prefix::UNUSED);
-            self.write(table, &both, fewer, chunks, None)
+            match later {
+                Some(later) => {
+                    later.compact.push((*self, both, fewer, chunks));
+                    Ok(())
+                }
+                None => {
+                    wait_for_readers();
+                    self.write(table, &both, fewer, chunks, None)
+                }
+            }
         } else {
             self.write(table, &slots, parts, chunks, None)
         }
@@ -1421,6 +1431,9 @@ impl LeafBlock {
         // than one leaf a prefix (continuations of crowded chunks come out
         // of that; a chunk that does not fit says overflow).
         let mut spare = want.len().saturating_sub(chunks.count_ones() as usize);
+        // What waits for the program runs that may still read the leaves
+        // as they were: one wait for every chunk.
+        let mut later = Later::default();
         let written: Result<(), Error> = (|| {
             for chunk in 0..64u32 {
                 if (chunks >> chunk) & 1 == 0 {
@@ -1437,7 +1450,7 @@ impl LeafBlock {
                 let extra = here.len().div_ceil(V6_LEAF_PREFIXES).max(1) - 1;
                 let mut fits = here.len() <= BLOCK_SLOTS && extra <= spare;
                 if fits {
-                    match sub.store_parts(table, &here, old, 0) {
+                    match sub.store_parts(table, &here, old, 0, Some(&mut later)) {
                         Ok(()) => spare -= extra,
                         // No room for a continuation: the chunk leaf, written
                         // last, is as it was; this chunk goes to the trie.
@@ -1458,8 +1471,7 @@ impl LeafBlock {
                         sub.put(table, 0, Some(leaf))?;
                     }
                     if (1..V6_MAX_PARTS).any(|part| sub.get(table, part).is_some()) {
-                        wait_for_readers();
-                        sub.remove_continuations(table)?;
+                        later.continuations.push(sub);
                     }
                 }
             }
@@ -1484,14 +1496,15 @@ impl LeafBlock {
         match written {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
+                later.finish(table)?;
                 return self.send_to_trie(table, self.get(table, 0).or(first));
             }
             Err(e) => return Err(e),
         }
         if continued {
-            wait_for_readers();
-            self.remove_continuations(table)?;
+            later.continuations.push(*self);
         }
+        later.finish(table)?;
         self.remove_chunk_leaves(table, chunks)
     }
 
@@ -1555,12 +1568,43 @@ impl LeafBlock {
     }
 }
 
+/// Writes of a block change held back until no program run can still
+/// follow what the leaves said before it, so that one wait
+/// ([`wait_for_readers`]) serves every chunk of a split block.
+#[derive(Default)]
+struct Later {
+    /// Compactions' second writes: the slots that stay, in the parts they
+    /// fit.
+    compact: Vec<(LeafBlock, [V6Prefix; BLOCK_SLOTS], u32, u64)>,
+    /// Blocks or chunks whose continuation parts go.
+    continuations: Vec<LeafBlock>,
+}
+
+impl Later {
+    /// Waits once, then makes the writes.
+    fn finish(self, table: &mut Table<V6Bucket, V6SpillKey>) -> Result<(), Error> {
+        if self.compact.is_empty() && self.continuations.is_empty() {
+            return Ok(());
+        }
+        wait_for_readers();
+        for (block, slots, parts, chunks) in self.compact {
+            block.write(table, &slots, parts, chunks, None)?;
+        }
+        for block in self.continuations {
+            block.remove_continuations(table)?;
+        }
+        Ok(())
+    }
+}
+
 /// Returns once every run of the program that had started before the call
 /// has ended: the classifier runs inside an RCU read-side section, and
 /// `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for an RCU grace period. Where
 /// the kernel refuses it (CPUs in `nohz_full` mode), a pause far longer than
 /// any program run stands in for it.
 fn wait_for_readers() {
+    #[cfg(test)]
+    tests::WAITS.with(|n| n.set(n.get() + 1));
     const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
     // SAFETY: membarrier takes no pointers and changes no memory of this
     // process; with this command and flags 0 it only blocks until a grace
@@ -1627,6 +1671,11 @@ impl Drop for XdpFilter {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// How many times this thread waited for the program's runs.
+        pub(super) static WAITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     /// Which way the block of 2001:db8::/48 holds its prefixes: part 0's
     /// `parts`, and how many continuation and chunk leaves it has.
     #[cfg(feature = "ebpf")]
@@ -1689,6 +1738,53 @@ mod tests {
     #[cfg(feature = "ebpf")]
     fn a48(block: u128, k: u128) -> u128 {
         (0x2001_0db8u128 << 96) | (block << 80) | (k << 72)
+    }
+
+    /// A change that compacts the continuations of several chunks of a
+    /// split block waits for the program's runs once, not once a chunk.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_chunks_compact_after_one_wait() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // In the /48 number 3: a /52 over 64ths 0-3, then eight /60s in the
+        // first /56 of each: nine prefixes reach each 64th, which so keeps
+        // a continuation, the /52 in the first slot of its chunk leaf
+        // (so that once it goes, the last /60 moves into the chunk leaf).
+        let p60 = |c: u128, j: u128| {
+            IpPrefix::new(std::net::Ipv6Addr::from(a48(3, 4 * c) | j << 68).into(), 60).unwrap()
+        };
+        f.deny_source(p48(3, 0, 52)).unwrap();
+        for c in 0..4 {
+            for j in 0..8 {
+                f.deny_source(p60(c, j)).unwrap();
+            }
+        }
+        assert_eq!(block_shape_of(&f, 3), (Some(V6_SPLIT), 0, 4));
+        for c in 0..4 {
+            assert_eq!(chunk_shape(&f, 3, c), (Some(2), 1), "64th {c}");
+        }
+        let verdict = |f: &XdpFilter, a: u128| {
+            let frame = v6_frame(std::net::Ipv6Addr::from(a), UDP, &udp(1, 2, b""));
+            f.test_run(&frame, 1).unwrap().verdict
+        };
+        // In the /52, outside the /60s; in a /60 of 64th 2.
+        let (outside, inside) = (a48(3, 1) | 1, a48(3, 8) | 3 << 68 | 1);
+        assert_eq!(verdict(&f, outside), Verdict::Drop);
+        let waits = WAITS.with(|n| n.get());
+        assert!(f.allow_source(p48(3, 0, 52)).unwrap());
+        assert_eq!(
+            WAITS.with(|n| n.get()) - waits,
+            1,
+            "one wait for four chunks"
+        );
+        for c in 0..4 {
+            assert_eq!(chunk_shape(&f, 3, c), (Some(1), 0), "64th {c}");
+        }
+        assert_eq!(verdict(&f, outside), Verdict::Pass);
+        assert_eq!(verdict(&f, inside), Verdict::Drop);
+        assert_eq!(leaves_of(&f, 3), 5);
     }
 
     /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf
