@@ -1740,6 +1740,102 @@ mod tests {
         (0x2001_0db8u128 << 96) | (block << 80) | (k << 72)
     }
 
+    /// Denies a /56 in /48s of 2001:db8::/32 (numbers 1 and up) whose first
+    /// leaf lands in one of `buckets`, until the table says it is full (the
+    /// buckets, then the spill map); returns those /48s' numbers.
+    #[cfg(feature = "ebpf")]
+    fn fill_buckets(f: &mut XdpFilter, buckets: &[u32]) -> Vec<u128> {
+        let mask = f.cfg.v6_bucket_mask;
+        let key = |block: u128| v6_leaf_key((a48(block, 0) >> 64) as u64, 48);
+        let mut fillers = Vec::new();
+        for block in (1..1u128 << 16)
+            .filter(|&b| buckets.contains(&v6_bucket(key(b), v6_leaf_code(48, 0), mask)))
+        {
+            match f.deny_source(p48(block, 0, 56)) {
+                Ok(()) => fillers.push(block),
+                Err(e) => {
+                    assert!(matches!(e.kind(), ErrorKind::MapFull { .. }), "{e}");
+                    return fillers;
+                }
+            }
+            assert!(fillers.len() < 200, "the spill map never filled");
+        }
+        panic!("ran out of /48s before the table filled")
+    }
+
+    /// A crowded 64th whose continuation finds no room (its bucket and the
+    /// spill map full) goes to the trie alone, the call succeeding and the
+    /// block staying split; it takes its continuation once there is room
+    /// and the block changes again. Every probe is answered right.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_chunk_continuation_without_room_sends_its_64th_to_the_trie() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        use rauta_xdp_common::v6_chunk_part_code;
+
+        let mut f = XdpFilter::builder()
+            .deny_v6_capacity(128)
+            .load()
+            .expect("load the XDP program (as root)");
+        let mask = f.cfg.v6_bucket_mask;
+        let key = |block: u128| v6_leaf_key((a48(block, 0) >> 64) as u64, 48);
+        // /60 number `j` of the first /56 of block 0 (its 64th number 0).
+        let p60 = |j: u128| {
+            IpPrefix::new(std::net::Ipv6Addr::from(a48(0, 0) | j << 68).into(), 60).unwrap()
+        };
+        let check = |f: &XdpFilter, drop: &[u128], pass: &[u128], step: &str| {
+            for (&a, want) in drop
+                .iter()
+                .map(|a| (a, Verdict::Drop))
+                .chain(pass.iter().map(|a| (a, Verdict::Pass)))
+            {
+                let frame = v6_frame((a | 1).into(), UDP, &udp(1, 2, b""));
+                let got = f.test_run(&frame, 1).unwrap().verdict;
+                assert_eq!(got, want, "{step}: {:?}", std::net::Ipv6Addr::from(a));
+            }
+        };
+        let in60 = |j: u128| a48(0, 0) | j << 68;
+        // Eight /60s in 64th 0 and a /56 in each of 64ths 1-8: 16 prefixes,
+        // 9 64ths, split; 64th 0's leaf is full.
+        for j in 0..8 {
+            f.deny_source(p60(j)).unwrap();
+        }
+        for i in 1..=8 {
+            f.deny_source(p48(0, 4 * i, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 9));
+        assert_eq!(chunk_shape(&f, 0, 0), (Some(1), 0));
+        // Fill the bucket of 64th 0's first continuation, then the spill
+        // map, with other blocks' first leaves.
+        let cont = v6_bucket(key(0), v6_chunk_part_code(48, 0, 1), mask);
+        let fillers = fill_buckets(&mut f, &[cont]);
+        // A ninth /60 there: no room for the continuation, so the trie
+        // answers for that 64th; the others keep their leaves.
+        f.deny_source(p60(8)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 9));
+        assert_eq!(chunk_shape(&f, 0, 0), (Some(V6_OVERFLOW), 0));
+        let drop = [in60(0), in60(7), in60(8), a48(0, 4), a48(0, 32)];
+        let pass = [in60(9), in60(15), a48(0, 1), a48(0, 5), a48(0, 36)];
+        check(&f, &drop, &pass, "overflow");
+        // Room again, and a change of the block: the continuation.
+        for &b in &fillers {
+            assert!(f.allow_source(p48(b, 0, 56)).unwrap());
+        }
+        assert!(f.allow_source(p60(8)).unwrap());
+        assert_eq!(chunk_shape(&f, 0, 0), (Some(1), 0));
+        check(&f, &drop[..2], &[in60(8), in60(9)], "eight again");
+        f.deny_source(p60(8)).unwrap();
+        assert_eq!(chunk_shape(&f, 0, 0), (Some(2), 1));
+        check(&f, &drop, &pass, "continued");
+        for p in f.denied_sources().unwrap() {
+            assert!(f.allow_source(p).unwrap());
+        }
+        assert_eq!(block_shape(&f), (None, 0, 0));
+        assert_eq!(leaves_of(&f, 0), 0);
+        assert_eq!(f.spilled_entries(), 0);
+    }
+
     /// A change that compacts the continuations of several chunks of a
     /// split block waits for the program's runs once, not once a chunk.
     #[cfg(feature = "ebpf")]
@@ -2415,20 +2511,7 @@ mod tests {
         // number 17, then the spill map, with other blocks' first leaves.
         let part1 = v6_bucket(key(0), v6_leaf_code(48, 1), mask);
         let chunk17 = v6_bucket(key(0), v6_chunk_leaf_code(48, 17), mask);
-        let mut fillers = Vec::new();
-        for block in (1..1u128 << 16).filter(|&b| {
-            let at = v6_bucket(key(b), v6_leaf_code(48, 0), mask);
-            at == part1 || at == chunk17
-        }) {
-            match f.deny_source(p48(block, 0, 56)) {
-                Ok(()) => fillers.push(block),
-                Err(e) => {
-                    assert!(matches!(e.kind(), ErrorKind::MapFull { .. }), "{e}");
-                    break;
-                }
-            }
-            assert!(fillers.len() < 200, "the spill map never filled");
-        }
+        let fillers = fill_buckets(&mut f, &[part1, chunk17]);
         check(&f, &[0, 7, 8, 9, 64], &[10, 68, 255], "split");
         // 16 left: two parts do not fit, the block stays split.
         assert!(f.allow_source(p48(0, 9, 56)).unwrap());
