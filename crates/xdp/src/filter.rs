@@ -313,6 +313,8 @@ impl Builder {
             v6_16_words: vec![0; V6_16_WORDS as usize],
             v6_set: BTreeSet::new(),
             v6_words: vec![0; 2 * V6_FILTER_WORDS as usize],
+            v6_bit_users: std::collections::HashMap::new(),
+            v6_short: 0,
             cfg: Config {
                 v4_bucket_mask: buckets_for(self.deny_v4) - 1,
                 v6_bucket_mask: buckets_for(self.deny_v6) - 1,
@@ -427,6 +429,10 @@ pub struct XdpFilter {
     v6_set: BTreeSet<(u128, u8)>,
     /// The kernel's `deny_v6_32` words, mirrored.
     v6_words: Vec<u64>,
+    /// How many prefixes of the set set each (word, bit) of `deny_v6_32`.
+    v6_bit_users: std::collections::HashMap<(u32, u64), u32>,
+    /// How many prefixes of the set are shorter than /32.
+    v6_short: usize,
     /// The kernel's `CONFIG` value, mirrored.
     cfg: Config,
     deny_ports: Array<MapData, u64>,
@@ -738,9 +744,9 @@ impl XdpFilter {
                 capacity: self.capacities.deny_v6,
             }));
         }
-        self.v6_set.insert((addr, len));
+        self.v6_set_add(addr, len);
         if let Err(e) = self.apply_v6(addr, len, true) {
-            self.v6_set.remove(&(addr, len));
+            self.v6_set_remove(addr, len);
             let _ = self.apply_v6(addr, len, false);
             return Err(e);
         }
@@ -748,15 +754,54 @@ impl XdpFilter {
     }
 
     fn allow_v6(&mut self, addr: u128, len: u8) -> Result<bool, Error> {
-        if !self.v6_set.remove(&(addr, len)) {
+        if !self.v6_set_remove(addr, len) {
             return Ok(false);
         }
         if let Err(e) = self.apply_v6(addr, len, false) {
-            self.v6_set.insert((addr, len));
+            self.v6_set_add(addr, len);
             let _ = self.apply_v6(addr, len, true);
             return Err(e);
         }
         Ok(true)
+    }
+
+    /// Adds a prefix to the IPv6 set and to the counts kept beside it.
+    fn v6_set_add(&mut self, addr: u128, len: u8) {
+        if self.v6_set.insert((addr, len)) {
+            self.v6_count(addr, len, true);
+        }
+    }
+
+    /// Removes a prefix from the IPv6 set and from the counts; whether it
+    /// was there.
+    fn v6_set_remove(&mut self, addr: u128, len: u8) -> bool {
+        let removed = self.v6_set.remove(&(addr, len));
+        if removed {
+            self.v6_count(addr, len, false);
+        }
+        removed
+    }
+
+    /// Counts a prefix in (`add`) or out: how many prefixes shorter than
+    /// /32 there are, and how many set each filter bit, so that neither
+    /// question scans the set.
+    fn v6_count(&mut self, addr: u128, len: u8, add: bool) {
+        match v6_level(len) {
+            Some(level @ 32..=64) => {
+                let slot = v6_filter_slot((addr >> 64) as u64, level);
+                let n = self.v6_bit_users.entry(slot).or_insert(0);
+                if add {
+                    *n += 1;
+                } else {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.v6_bit_users.remove(&slot);
+                    }
+                }
+            }
+            _ if add => self.v6_short += 1,
+            _ => self.v6_short -= 1,
+        }
     }
 
     /// Brings the IPv6 maps that `(addr, len)` touches in line with the set,
@@ -788,11 +833,7 @@ impl XdpFilter {
                     self.store_v6_leaf(addr, level)?;
                     self.store_v6_word(word, self.v6_words[word as usize] | bit)?;
                 } else {
-                    let still = self.v6_set.iter().any(|&(a, l)| {
-                        v6_level(l) == Some(level)
-                            && v6_filter_slot((a >> 64) as u64, level) == slot
-                    });
-                    if !still {
+                    if !self.v6_bit_users.contains_key(&slot) {
                         self.store_v6_word(word, self.v6_words[word as usize] & !bit)?;
                     }
                     self.store_v6_leaf(addr, level)?;
@@ -922,7 +963,7 @@ impl XdpFilter {
     /// leaves are written whatever the state, so a /16 that stops being
     /// covered has them ready).
     fn store_v6_16(&mut self, lo: u32, n: u32) -> Result<(), Error> {
-        let any = self.v6_set.iter().any(|&(_, len)| len < 32);
+        let any = self.v6_short > 0;
         if !any {
             self.store_v6_short_bits(false)?;
         }
@@ -1763,6 +1804,32 @@ mod tests {
         panic!("ran out of /48s before the table filled")
     }
 
+    /// The counts kept beside the IPv6 set agree with it, and the filter
+    /// words hold exactly the bits some prefix sets (besides the short
+    /// bit, set while a prefix shorter than /32 is there).
+    #[cfg(feature = "ebpf")]
+    fn assert_v6_counts(f: &XdpFilter) {
+        let mut users = std::collections::HashMap::new();
+        let mut short = 0;
+        let mut words = vec![0u64; f.v6_words.len()];
+        for &(a, len) in &f.v6_set {
+            match v6_level(len) {
+                Some(level @ 32..=64) => {
+                    let (w, bit) = v6_filter_slot((a >> 64) as u64, level);
+                    *users.entry((w, bit)).or_insert(0u32) += 1;
+                    words[w as usize] |= bit;
+                }
+                _ => short += 1,
+            }
+        }
+        assert_eq!(f.v6_bit_users, users);
+        assert_eq!(f.v6_short, short);
+        let flag = if short > 0 { V6_FILTER_SHORT } else { 0 };
+        for (w, (&have, want)) in f.v6_words.iter().zip(words).enumerate() {
+            assert_eq!(have, want | flag, "word {w}");
+        }
+    }
+
     /// A crowded 64th whose continuation finds no room (its bucket and the
     /// spill map full) goes to the trie alone, the call succeeding and the
     /// block staying split; it takes its continuation once there is room
@@ -2165,6 +2232,12 @@ mod tests {
         let runs = runs.load(Ordering::Relaxed);
         assert!(runs > 0);
         assert!(wrong.is_empty(), "after {runs} runs: {wrong:?}");
+        assert_v6_counts(&f);
+        for p in f.denied_sources().unwrap() {
+            assert!(f.allow_source(p).unwrap());
+        }
+        assert_v6_counts(&f);
+        assert!(f.v6_bit_users.is_empty() && f.v6_words.iter().all(|&w| w == 0));
     }
 
     /// The verifier walks the classifier's paths (the IPv6 levels, parts
