@@ -1327,8 +1327,25 @@ impl LeafBlock {
         part: u32,
         leaf: Option<V6Leaf>,
     ) -> Result<(), Error> {
+        #[cfg(test)]
+        if leaf.is_some() && tests::FAIL_PUT.with(|f| f.get()) == Some((self.chunk, part)) {
+            tests::FAIL_PUT.with(|f| f.set(None));
+            return Err(Error::new(ErrorKind::Kernel {
+                operation: "a write the test made fail",
+            }));
+        }
         let (b, tag, spill) = self.at(part);
-        table.put(b, tag, spill, leaf)
+        table.put(b, tag, spill, leaf)?;
+        #[cfg(test)]
+        tests::JOURNAL.with(|j| {
+            j.borrow_mut().push(tests::Event::Put {
+                key: self.key,
+                chunk: self.chunk,
+                part,
+                leaf,
+            })
+        });
+        Ok(())
     }
 
     fn remove_continuations(&self, table: &mut Table<V6Bucket, V6SpillKey>) -> Result<(), Error> {
@@ -1473,7 +1490,7 @@ impl LeafBlock {
         // of that; a chunk that does not fit says overflow).
         let mut spare = want.len().saturating_sub(chunks.count_ones() as usize);
         // What waits for the program runs that may still read the leaves
-        // as they were: one wait for every chunk.
+        // as they were: a single wait, shared by all the chunks.
         let mut later = Later::default();
         let written: Result<(), Error> = (|| {
             for chunk in 0..64u32 {
@@ -1540,7 +1557,13 @@ impl LeafBlock {
                 later.finish(table)?;
                 return self.send_to_trie(table, self.get(table, 0).or(first));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Still wait before anything can reuse what was held back
+                // (an overflowed chunk's continuations, rewritten in place
+                // when it comes out of overflow).
+                let _ = later.finish(table);
+                return Err(e);
+            }
         }
         if continued {
             later.continuations.push(*self);
@@ -1645,7 +1668,10 @@ impl Later {
 /// any program run stands in for it.
 fn wait_for_readers() {
     #[cfg(test)]
-    tests::WAITS.with(|n| n.set(n.get() + 1));
+    {
+        tests::WAITS.with(|n| n.set(n.get() + 1));
+        tests::JOURNAL.with(|j| j.borrow_mut().push(tests::Event::Wait));
+    }
     const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
     // SAFETY: membarrier takes no pointers and changes no memory of this
     // process; with this command and flags 0 it only blocks until a grace
@@ -1715,6 +1741,35 @@ mod tests {
     thread_local! {
         /// How many times this thread waited for the program's runs.
         pub(super) static WAITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// The next write of a leaf (not a removal) with this chunk and part
+        /// fails, once.
+        pub(super) static FAIL_PUT: std::cell::Cell<Option<(Option<u32>, u32)>> =
+            const { std::cell::Cell::new(None) };
+        /// This thread's IPv6 leaf writes and waits, in order.
+        pub(super) static JOURNAL: std::cell::RefCell<Vec<Event>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// An entry of [`JOURNAL`].
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub(super) enum Event {
+        /// A wait for the program's runs.
+        Wait,
+        /// A leaf of block `key` (chunk leaf or its continuation when
+        /// `chunk` is set) written, or removed (`None`).
+        Put {
+            key: u64,
+            chunk: Option<u32>,
+            part: u32,
+            leaf: Option<V6Leaf>,
+        },
+    }
+
+    /// Runs `f` and returns the journal of what it wrote and waited for.
+    fn journal_of(f: impl FnOnce()) -> Vec<Event> {
+        JOURNAL.with(|j| j.borrow_mut().clear());
+        f();
+        JOURNAL.with(|j| std::mem::take(&mut *j.borrow_mut()))
     }
 
     /// Which way the block of 2001:db8::/48 holds its prefixes: part 0's
@@ -1830,6 +1885,64 @@ mod tests {
         }
     }
 
+    /// A kernel error in the middle of a split block's write still waits
+    /// for the program's runs before the continuations a chunk held back
+    /// can be written again (here by the undo of the failed call, which
+    /// brings the 64th out of the trie and rewrites them in a new order).
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_a_failed_split_write_still_waits_before_reusing_continuations() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let p60 = |j: u128| {
+            IpPrefix::new(std::net::Ipv6Addr::from(a48(4, 0) | j << 68).into(), 60).unwrap()
+        };
+        // 32 /60s in 64th 0 of the /48 number 4, last first: its chunk leaf
+        // and 3 continuations, the /60s out of address order.
+        for j in (0..32).rev() {
+            f.deny_source(p60(j)).unwrap();
+        }
+        assert_eq!(chunk_shape(&f, 4, 0), (Some(4), 3));
+        // A /53 over 64ths 0-1: 64th 0 goes to the trie (33), and the write
+        // of 64th 1's new leaf fails.
+        FAIL_PUT.with(|x| x.set(Some((Some(1), 0))));
+        let journal = journal_of(|| {
+            let e = f.deny_source(p48(4, 0, 53)).unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Kernel { .. }), "{e}");
+        });
+        let chunk0 = |e: &Event, part: u32| matches!(*e, Event::Put { chunk: Some(0), part: p, leaf: Some(_), .. } if p == part);
+        let marked = journal
+            .iter()
+            .position(|e| {
+                matches!(*e, Event::Put { chunk: Some(0), part: 0, leaf: Some(l), .. }
+                    if l.parts == V6_OVERFLOW)
+            })
+            .unwrap_or_else(|| panic!("64th 0 went to the trie: {journal:?}"));
+        let rewritten = journal
+            .iter()
+            .position(|e| (1..V6_MAX_PARTS).any(|p| chunk0(e, p)))
+            .unwrap_or_else(|| panic!("the undo rewrote 64th 0: {journal:?}"));
+        assert!(
+            journal[marked..rewritten].contains(&Event::Wait),
+            "no wait between the trie mark and the rewrite: {journal:?}"
+        );
+        // The call failed and was undone: the /60s as before, no /53.
+        assert_eq!(f.denied_sources().unwrap().len(), 32);
+        assert_eq!(chunk_shape(&f, 4, 0), (Some(4), 3));
+        for j in 0..32 {
+            let frame = v6_frame((a48(4, 0) | j << 68 | 1).into(), UDP, &udp(1, 2, b""));
+            assert_eq!(
+                f.test_run(&frame, 1).unwrap().verdict,
+                Verdict::Drop,
+                "/60 {j}"
+            );
+        }
+        let frame = v6_frame((a48(4, 4) | 1).into(), UDP, &udp(1, 2, b""));
+        assert_eq!(f.test_run(&frame, 1).unwrap().verdict, Verdict::Pass);
+        assert_v6_counts(&f);
+    }
+
     /// A crowded 64th whose continuation finds no room (its bucket and the
     /// spill map full) goes to the trie alone, the call succeeding and the
     /// block staying split; it takes its continuation once there is room
@@ -1932,22 +2045,116 @@ mod tests {
             let frame = v6_frame(std::net::Ipv6Addr::from(a), UDP, &udp(1, 2, b""));
             f.test_run(&frame, 1).unwrap().verdict
         };
-        // In the /52, outside the /60s; in a /60 of 64th 2.
-        let (outside, inside) = (a48(3, 1) | 1, a48(3, 8) | 3 << 68 | 1);
-        assert_eq!(verdict(&f, outside), Verdict::Drop);
-        let waits = WAITS.with(|n| n.get());
-        assert!(f.allow_source(p48(3, 0, 52)).unwrap());
+        let a60 = |c: u128, j: u128| a48(3, 4 * c) | j << 68 | 1;
+        // Every /60 drops; the rest of the /52 drops while it is denied.
+        let check = |f: &XdpFilter, n: u128, covered: bool, step: &str| {
+            for c in 0..4 {
+                for j in 0..16 {
+                    let want = if j < n || covered {
+                        Verdict::Drop
+                    } else {
+                        Verdict::Pass
+                    };
+                    assert_eq!(verdict(f, a60(c, j)), want, "{step}: 64th {c}, /60 {j}");
+                }
+                let other = a48(3, 4 * c + 1) | 1;
+                let want = if covered {
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                };
+                assert_eq!(verdict(f, other), want, "{step}: 64th {c}");
+            }
+        };
+        check(&f, 8, true, "with the /52");
+        let key = v6_leaf_key((a48(3, 0) >> 64) as u64, 48);
+        let journal = journal_of(|| assert!(f.allow_source(p48(3, 0, 52)).unwrap()));
+        let wait = journal.iter().position(|e| *e == Event::Wait);
         assert_eq!(
-            WAITS.with(|n| n.get()) - waits,
+            journal.iter().filter(|e| **e == Event::Wait).count(),
             1,
-            "one wait for four chunks"
+            "one wait for four chunks: {journal:?}"
         );
+        let wait = wait.unwrap();
+        // Before the wait, each chunk leaf still announces its continuation
+        // and already holds all eight /60s (the one from the continuation
+        // moved in); after it, the continuations go and the chunk leaves
+        // say one part.
+        for (i, e) in journal.iter().enumerate() {
+            let Event::Put {
+                key: k,
+                chunk: Some(_),
+                part,
+                leaf,
+            } = *e
+            else {
+                continue;
+            };
+            assert_eq!(k, key);
+            match (i < wait, part, leaf) {
+                (true, 0, Some(l)) => {
+                    assert_eq!((l.parts, l.used), (2, 8), "{e:?}");
+                }
+                (false, 0, Some(l)) => assert_eq!(l.parts, 1, "{e:?}"),
+                (false, 1, None) => {}
+                _ => panic!(
+                    "{e:?} {} the wait",
+                    if i < wait { "before" } else { "after" }
+                ),
+            }
+        }
         for c in 0..4 {
             assert_eq!(chunk_shape(&f, 3, c), (Some(1), 0), "64th {c}");
         }
-        assert_eq!(verdict(&f, outside), Verdict::Pass);
-        assert_eq!(verdict(&f, inside), Verdict::Drop);
+        check(&f, 8, false, "compacted");
         assert_eq!(leaves_of(&f, 3), 5);
+        // A ninth /60 in each: a continuation each again (36 prefixes, 4
+        // 64ths: leaves to spare). A /49 (64ths 0-31) then leaves 5 to
+        // spare for the 4 continuations; a /52 over 64ths 32-35 leaves 2:
+        // 64ths 2 and 3 go to the trie (marked before the one wait, their
+        // continuations removed after it).
+        for c in 0..4 {
+            f.deny_source(p60(c, 8)).unwrap();
+        }
+        f.deny_source(p48(3, 0, 49)).unwrap();
+        for c in 0..4 {
+            assert_eq!(chunk_shape(&f, 3, c), (Some(2), 1), "64th {c}");
+        }
+        let journal = journal_of(|| f.deny_source(p48(3, 128, 52)).unwrap());
+        let wait = journal.iter().position(|e| *e == Event::Wait);
+        assert_eq!(
+            journal.iter().filter(|e| **e == Event::Wait).count(),
+            1,
+            "{journal:?}"
+        );
+        let wait = wait.unwrap();
+        for (i, e) in journal.iter().enumerate() {
+            if let Event::Put {
+                chunk: Some(c @ 2..=3),
+                part,
+                leaf,
+                ..
+            } = *e
+            {
+                match (i < wait, part, leaf) {
+                    (true, 0, Some(l)) => assert_eq!(l.parts, V6_OVERFLOW, "64th {c}"),
+                    (false, 1, None) => {}
+                    _ => panic!(
+                        "{e:?} {} the wait",
+                        if i < wait { "before" } else { "after" }
+                    ),
+                }
+            }
+        }
+        for c in 0..4 {
+            let want = if c < 2 {
+                (Some(2), 1)
+            } else {
+                (Some(V6_OVERFLOW), 0)
+            };
+            assert_eq!(chunk_shape(&f, 3, c), want, "64th {c}");
+        }
+        check(&f, 16, true, "under the /49");
     }
 
     /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf
