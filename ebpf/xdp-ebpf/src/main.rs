@@ -544,7 +544,8 @@ fn v6_denied(src: [u8; 16]) -> bool {
         Some(w) => *w,
         None => 0,
     };
-    // Most sources stop here: nothing denied hashes to their /32's word.
+    // Most sources stop here while no prefix shorter than /32 is denied
+    // (that sets a bit in every word): nothing hashes to their /32's word.
     if w == 0 {
         return false;
     }
