@@ -18,6 +18,13 @@ export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-line-tables-only}"
 step() { printf '\n== %s\n' "$*"; }
 
 step "prerequisites"
+# The whole run needs about 4 GiB for target/; say so up front when the disk
+# is short of it, so that a linker dying of a full disk is explained.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+echo "disk: $((free_kib / 1024)) MiB free where target/ goes"
+if [ "${free_kib:-0}" -lt $((5 * 1024 * 1024)) ]; then
+    echo "warning: less than 5 GiB free; the build may fail for lack of disk" >&2
+fi
 scripts/setup.sh
 
 step "cargo fmt --check"
