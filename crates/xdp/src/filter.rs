@@ -1760,6 +1760,16 @@ mod tests {
         },
     }
 
+    /// Where the journal's only wait is (it fails unless there is exactly one).
+    #[cfg(feature = "ebpf")]
+    fn the_one_wait(journal: &[Event]) -> usize {
+        let waits: Vec<usize> = (0..journal.len())
+            .filter(|&i| journal[i] == Event::Wait)
+            .collect();
+        assert_eq!(waits.len(), 1, "one wait: {journal:?}");
+        waits[0]
+    }
+
     /// Runs `f` and returns the journal of what it wrote and waited for.
     #[cfg(feature = "ebpf")]
     fn journal_of(f: impl FnOnce()) -> Vec<Event> {
@@ -2065,13 +2075,8 @@ mod tests {
         check(&f, 8, true, "with the /52");
         let key = v6_leaf_key((a48(3, 0) >> 64) as u64, 48);
         let journal = journal_of(|| assert!(f.allow_source(p48(3, 0, 52)).unwrap()));
-        let wait = journal.iter().position(|e| *e == Event::Wait);
-        assert_eq!(
-            journal.iter().filter(|e| **e == Event::Wait).count(),
-            1,
-            "one wait for four chunks: {journal:?}"
-        );
-        let wait = wait.unwrap();
+        // One wait for four chunks.
+        let wait = the_one_wait(&journal);
         // Before the wait, each chunk leaf still announces its continuation
         // and already holds all eight /60s (the one from the continuation
         // moved in); after it, the continuations go and the chunk leaves
@@ -2117,13 +2122,7 @@ mod tests {
             assert_eq!(chunk_shape(&f, 3, c), (Some(2), 1), "64th {c}");
         }
         let journal = journal_of(|| f.deny_source(p48(3, 128, 52)).unwrap());
-        let wait = journal.iter().position(|e| *e == Event::Wait);
-        assert_eq!(
-            journal.iter().filter(|e| **e == Event::Wait).count(),
-            1,
-            "{journal:?}"
-        );
-        let wait = wait.unwrap();
+        let wait = the_one_wait(&journal);
         for (i, e) in journal.iter().enumerate() {
             if let Event::Put {
                 chunk: Some(c @ 2..=3),
