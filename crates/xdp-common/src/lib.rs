@@ -14,10 +14,10 @@
 //! | [`MAP_DENY_V4`] | array, a power of two of entries | [`v4_bucket`] | [`V4Bucket`] |
 //! | [`MAP_DENY_V4_SPILL`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
 //! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
-//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | `u64`: 16 bits of hashed /32s, [`V6_FILTER_SHORT`], 15 bits of /48s, 32 of /64s |
+//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | [`V6FilterEntry`]: a word of 16 bits of hashed /32s, [`V6_FILTER_SHORT`], 15 bits of /48s, 32 of /64s, then 7 words of hashed 64ths of blocks |
 //! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
 //! | [`MAP_DENY_V6_SPILL`] | hash | [`V6SpillKey`] | [`V6Leaf`] |
-//! | [`MAP_DENY_V6_16`] | array, [`V6_16_WORDS`] entries | word index | `u64`: a 2-bit state per IPv6 /16 |
+//! | [`MAP_DENY_V6_16`] | array, [`V6_16_ENTRIES`] entries | the /16 (first 16 bits) | [`V6_16Entry`]: the /16's state and the 64ths its prefixes reach |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
 //! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
@@ -48,13 +48,17 @@ pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// allows), the block's prefixes fit neither its parts nor the split, or
 /// the leaf table had no room.
 pub const MAP_DENY_V6: &str = "DENY_V6";
-/// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`]: in each word, bits 0-15
-/// mark /32s holding a denied prefix of length 32 to 47, bits 17-31 /48s
-/// holding one of length 48 to 63, bits 32-63 /64s holding one of length 64
-/// or more, and bit 16 ([`V6_FILTER_SHORT`]) is set in every word while a
-/// prefix shorter than /32 is denied. A source whose three bits and that
-/// one are clear is not denied, with no further lookup (see
-/// [`v6_filter_slot`]).
+/// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`], one
+/// [`V6FilterEntry`] per hashed /32. In its first word, bits 0-15 mark /32s
+/// holding a denied prefix of length 32 to 47, bits 17-31 /48s holding one
+/// of length 48 to 63, bits 32-63 /64s holding one of length 64 or more,
+/// and bit 16 ([`V6_FILTER_SHORT`]) is set in every entry while a prefix
+/// shorter than /32 is denied. A source whose three bits and that one are
+/// clear is not denied, with no further lookup (see [`v6_filter_slot`]).
+/// The next seven words mark hashed 64ths of blocks at levels 32, 48 and
+/// 64 that a denied prefix reaches ([`v6_fine_slot`]): a source
+/// whose block bit is set but whose 64th's bit is clear is not denied at
+/// that level either, with no leaf read.
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /16 (lengths 17 to 31), /32 (32 to 47), /48
 /// (48 to 63) and /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
@@ -67,11 +71,12 @@ pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
 pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
-/// A 2-bit state per IPv6 /16 (see [`v6_16_slot`]), read for every IPv6
-/// source while a prefix shorter than /32 is denied ([`V6_FILTER_SHORT`]):
+/// A [`V6_16Entry`] per IPv6 /16, read for every IPv6 source while a prefix
+/// shorter than /32 is denied ([`V6_FILTER_SHORT`]): its state says that
 /// nothing shorter than /32 reaches the /16 (0), a prefix of length 16 or
 /// less covers it ([`V6_16_DENIED`]), or prefixes of length 17 to 31 lie in
-/// it ([`V6_16_LEAVES`]: look in its /16 block in [`MAP_DENY_V6_LEAF`]).
+/// it ([`V6_16_LEAVES`]: look in its /16 block in [`MAP_DENY_V6_LEAF`],
+/// when they reach the source's 64th of it).
 pub const MAP_DENY_V6_16: &str = "DENY_V6_16";
 /// Bitmap of denied destination ports, one bit per (protocol, port).
 pub const MAP_DENY_PORTS: &str = "DENY_PORTS";
@@ -263,8 +268,14 @@ pub const fn v6_chunk_part_code(level: u32, chunk: u32, part: u32) -> u32 {
     )
 }
 
-/// Number of `u64` words of [`MAP_DENY_V6_16`]: 2^16 /16s, 32 per word.
-pub const V6_16_WORDS: u32 = 1 << 11;
+/// Number of entries of [`MAP_DENY_V6_16`]: one per /16.
+pub const V6_16_ENTRIES: u32 = 1 << 16;
+
+/// Value of [`MAP_DENY_V6_16`] for one /16: its state (0,
+/// [`V6_16_DENIED`] or [`V6_16_LEAVES`]), then the 64ths of it (the /22s,
+/// [`v6_chunk`] at level 16) that its prefixes of length 17 to 31 reach. A
+/// source in a /16 with leaves whose /22's bit is clear reads no leaf.
+pub type V6_16Entry = [u64; 2];
 
 /// State of a /16 in [`MAP_DENY_V6_16`]: a prefix of length 16 or less
 /// covers it.
@@ -272,13 +283,6 @@ pub const V6_16_DENIED: u64 = 1;
 /// State of a /16: prefixes of length 17 to 31 lie in it: look the source up
 /// in the leaves of its /16 block (level 16 of [`MAP_DENY_V6_LEAF`]).
 pub const V6_16_LEAVES: u64 = 2;
-
-/// Word index in [`MAP_DENY_V6_16`] and bit shift of the two bits of the /16
-/// numbered `net16` (the first 16 bits of the address).
-#[inline(always)]
-pub const fn v6_16_slot(net16: u32) -> (u32, u32) {
-    (net16 >> 5, (net16 & 31) * 2)
-}
 
 /// Slots per bucket of [`MAP_DENY_V4`] and [`MAP_DENY_V6_LEAF`].
 pub const BUCKET_SLOTS: usize = 4;
@@ -429,6 +433,53 @@ pub const V6_FILTER_WORDS: u32 = 1 << 14;
 /// Bit of every word of [`MAP_DENY_V6_32`], set while a prefix shorter than
 /// /32 is denied: the source's /16 state in [`MAP_DENY_V6_16`] is read.
 pub const V6_FILTER_SHORT: u64 = 1 << 16;
+
+/// Value of [`MAP_DENY_V6_32`]: word 0 holds the block bits (and
+/// [`V6_FILTER_SHORT`]), words 1-7 the 64th bits of the three levels
+/// ([`v6_fine_slot`]): one word (64 bits) for level 32, two for level 48,
+/// four for level 64. An entry is 64 bytes, a cache line: the program
+/// reads any word of a source's entry after one lookup.
+pub type V6FilterEntry = [u64; 8];
+
+/// The word of a [`V6FilterEntry`] and the bit in it of the 64th `chunk`
+/// ([`v6_chunk`]) of the block `key` ([`v6_leaf_key`]) at `level` (32, 48
+/// or 64): a multiplicative hash of the block and the 64th (the /38, /54
+/// or /70 the 64th is), spread over the level's words.
+#[inline(always)]
+pub const fn v6_fine_slot_of(key: u64, chunk: u32, level: u32) -> (usize, u64) {
+    let x = if level >= 64 {
+        key.rotate_left(6) ^ chunk as u64
+    } else {
+        key << 6 | chunk as u64
+    };
+    v6_fine_spread(x, level)
+}
+
+/// [`v6_fine_slot_of`] for a source address (its first and last 64 bits):
+/// the same word and bit, computed as the program does.
+#[inline(always)]
+pub const fn v6_fine_slot(top64: u64, low64: u64, level: u32) -> (usize, u64) {
+    let x = match level {
+        32 => top64 >> 26,
+        48 => top64 >> 10,
+        _ => top64.rotate_left(6) ^ (low64 >> 58),
+    };
+    v6_fine_spread(x, level)
+}
+
+#[inline(always)]
+const fn v6_fine_spread(x: u64, level: u32) -> (usize, u64) {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let h = x.wrapping_mul(K);
+    // Level 32: 64 bits in word 1; 48: 128 in words 2-3; 64: 256 in 4-7.
+    let (first, shift) = match level {
+        32 => (1, 58),
+        48 => (2, 57),
+        _ => (4, 56),
+    };
+    let i = h >> shift;
+    ((first + (i >> 6)) as usize & 7, 1u64 << (i & 63))
+}
 
 /// Word index in [`MAP_DENY_V6_32`] and bit of an IPv6 source's block at
 /// `level` (32, 48 or 64); `top64` is the first 64 bits of the address. The
@@ -640,6 +691,38 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fine_bits_of_an_address_and_of_its_block_agree() {
+        let mut x: u64 = 0x0123_4567_89ab_cdef;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let top = x;
+            let low = x.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for (level, words) in [(32, 1..2), (48, 2..4), (64, 4..8)] {
+                let half = if level == 64 { low } else { top };
+                let key = v6_leaf_key(top, level);
+                let slot = v6_fine_slot(top, low, level);
+                assert_eq!(
+                    slot,
+                    v6_fine_slot_of(key, v6_chunk(half, level), level),
+                    "{top:#x} {low:#x} /{level}"
+                );
+                assert!(words.contains(&slot.0), "/{level}: word {}", slot.0);
+                assert_eq!(slot.1.count_ones(), 1);
+            }
+        }
+        // The 64ths of one block spread over the level's words.
+        let mut words = [0u64; 8];
+        for c in 0..64 {
+            let (w, bit) = v6_fine_slot_of(0x2001_0db8_0001, c, 48);
+            words[w] |= bit;
+        }
+        let set: u32 = words.iter().map(|w| w.count_ones()).sum();
+        assert!(set > 48 && words[2] != 0 && words[3] != 0, "{words:x?}");
+    }
 
     #[test]
     fn layouts_have_no_padding() {
@@ -861,9 +944,6 @@ mod tests {
         assert_eq!(v4_24_slot(31), (0, 62));
         assert_eq!(v4_24_slot(32), (1, 0));
         assert_eq!(v4_24_slot((1 << 24) - 1), (V4_MAP24_WORDS - 1, 62));
-        assert_eq!(v6_16_slot(0), (0, 0));
-        assert_eq!(v6_16_slot(0x2001), (0x100, 2));
-        assert_eq!(v6_16_slot(0xffff), (V6_16_WORDS - 1, 62));
     }
 
     #[test]

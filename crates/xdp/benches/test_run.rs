@@ -66,6 +66,70 @@ fn check_quiet6(f: &XdpFilter) {
     }
 }
 
+/// Panics unless the only denied prefixes hashing to the filter entry of
+/// 2001:dbc:a::/48 are the five /56s inside it.
+fn check_alone(f: &XdpFilter) {
+    let top = |a: Ipv6Addr| (u128::from(a) >> 64) as u64;
+    let word = |a| rauta_xdp_common::v6_filter_slot(top(a), 32).0;
+    let block: IpPrefix = "2001:dbc:a::/48".parse().unwrap();
+    let std::net::IpAddr::V6(b) = block.addr() else {
+        unreachable!()
+    };
+    for p in f.denied_sources().unwrap() {
+        if let (std::net::IpAddr::V6(a), 32..) = (p.addr(), p.len()) {
+            if word(a) == word(b) {
+                assert!(block.contains(a.into()), "{p} shares the entry of {block}");
+            }
+        }
+    }
+}
+
+/// Whether the program answers an IPv6 source from its filter entry alone,
+/// as the loader derives it from the denied prefixes (no prefix shorter
+/// than /32 loaded): every level whose block bit is set has its 64th's bit
+/// clear. Otherwise it reads a leaf.
+fn answered_by_entry(f: &XdpFilter, src: Ipv6Addr) -> bool {
+    use rauta_xdp_common::{
+        v6_chunk_bits, v6_filter_slot, v6_fine_slot, v6_fine_slot_of, v6_leaf_key, v6_level,
+    };
+    let a = u128::from(src);
+    let (top, low) = ((a >> 64) as u64, a as u64);
+    let word = v6_filter_slot(top, 32).0;
+    let mut entry = [0u64; 8];
+    for p in f.denied_sources().unwrap() {
+        let std::net::IpAddr::V6(pa) = p.addr() else {
+            continue;
+        };
+        let pa = u128::from(pa);
+        let ptop = (pa >> 64) as u64;
+        let Some(level @ 32..) = v6_level(p.len()) else {
+            assert!(p.len() >= 32, "{p}: the check knows no shorter prefixes");
+            continue;
+        };
+        let (w, bit) = v6_filter_slot(ptop, level);
+        if w != word {
+            continue;
+        }
+        entry[0] |= bit;
+        let half = if level == 64 { pa as u64 } else { ptop };
+        let reach = v6_chunk_bits(half, u32::from(p.len()), level);
+        for c in (0..64).filter(|c| reach >> c & 1 != 0) {
+            let (i, b) = v6_fine_slot_of(v6_leaf_key(ptop, level), c, level);
+            entry[i] |= b;
+        }
+    }
+    [32, 48, 64].into_iter().all(|level| {
+        let (i, fine) = v6_fine_slot(top, low, level);
+        entry[0] & v6_filter_slot(top, level).1 == 0 || entry[i] & fine == 0
+    })
+}
+
+/// The source of an IPv6 frame without VLAN tags.
+fn v6_source(frame: &[u8]) -> Option<Ipv6Addr> {
+    let src: [u8; 16] = frame.get(22..38)?.try_into().ok()?;
+    (frame.get(12..14)? == [0x86, 0xdd]).then(|| Ipv6Addr::from(src))
+}
+
 fn load_deny_lists(f: &mut XdpFilter) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut seen = HashSet::new();
@@ -124,6 +188,12 @@ fn load_deny_lists(f: &mut XdpFilter) {
     // chunk leaf has a continuation).
     for i in 0..10 {
         f.deny_source(format!("2001:db8:c:30{i:x}0::/60").parse().unwrap())
+            .unwrap();
+    }
+    // A /48 holding 5 /56s as above, in a /32 no other loaded prefix hashes
+    // with (checked): its 64th bits are its own.
+    for i in 1..=5 {
+        f.deny_source(format!("2001:dbc:a:{i:x}00::/56").parse().unwrap())
             .unwrap();
     }
     // Forty /62s in the first /54 of another /48 (more than a chunk's parts
@@ -328,10 +398,10 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /64 holds a denied /80, other 64th (leaf)",
+            "pass ipv6 udp, /64 holds a denied /80, other 64th (its 64th's bit)",
             v6_frame(v6("2001:db8:9:1:8001::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
-            Kind::PassHash,
+            Kind::Pass,
         ),
         c(
             "pass ipv6 udp, /64 holds a denied /80, same 64th (leaf compares)",
@@ -340,10 +410,16 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /48 holds 5 denied /56s, other 64th (leaf)",
+            "pass ipv6 udp, /48 holds 5 denied /56s, other 64th (leaf: its 64th's bit is shared)",
             v6_frame(v6("2001:db8:a:900::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, /48 holds 5 denied /56s, alone in its /32, other 64th (its 64th's bit)",
+            v6_frame(v6("2001:dbc:a:900::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::Pass,
         ),
         c(
             "pass ipv6 udp, /48 holds 5 denied /56s, same 64th (leaf compares)",
@@ -384,10 +460,10 @@ fn cases() -> Vec<Case> {
         on(
             On::Short100,
             c(
-                "pass ipv6 udp, its /16 holds 19 denied /29s, other 64th (/16 split)",
+                "pass ipv6 udp, its /16 holds 19 denied /29s, other 64th (its /16's 64th bits)",
                 v6_frame(v6("2400:fc00::1"), UDP, &udp(1, 53, &payload)),
                 Verdict::Pass,
-                Kind::PassHash,
+                Kind::Pass,
             ),
         ),
         on(
@@ -572,9 +648,26 @@ fn main() {
     };
     let f = load(0);
     check_quiet6(&f);
+    check_alone(&f);
+    let cases = cases();
+    // Each IPv6 pass case on the main lists takes the path its kind says:
+    // the filter entry alone, or a leaf (or the trie).
+    for c in cases.iter().filter(|c| c.on == On::Main) {
+        let (Some(src), Kind::Pass | Kind::PassHash | Kind::PassTrie) =
+            (v6_source(&c.frame), c.kind)
+        else {
+            continue;
+        };
+        let entry = answered_by_entry(&f, src);
+        assert_eq!(
+            entry,
+            c.kind == Kind::Pass,
+            "{}: answered by the entry: {entry}",
+            c.name
+        );
+    }
     let short2 = load(2);
     let short100 = load(100);
-    let cases = cases();
     // The kernel's own mean per run: whole nanoseconds (truncated), without
     // the time the loop spent rescheduled, so other load on the machine
     // does not inflate it. (The call's wall-clock time alone is no

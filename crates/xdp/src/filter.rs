@@ -12,15 +12,15 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use rauta_xdp_common::{
-    buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_16_slot, v6_bucket, v6_chunk_bits,
-    v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_leaf_code, v6_leaf_key, v6_level,
-    Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6Prefix, V6SpillKey,
-    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG,
-    MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6,
-    MAP_DENY_V6_16, MAP_DENY_V6_32, MAP_DENY_V6_LEAF, MAP_DENY_V6_SPILL, MAP_SYN_STATE,
-    PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED,
-    V6_16_LEAVES, V6_16_WORDS, V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS,
-    V6_OVERFLOW, V6_SPLIT,
+    buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk_bits,
+    v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot_of, v6_leaf_code,
+    v6_leaf_key, v6_level, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
+    V6FilterEntry, V6Leaf, V6Prefix, V6SpillKey, V6_16Entry, DEFAULT_DENY_V4_ENTRIES,
+    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
+    MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32,
+    MAP_DENY_V6_LEAF, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME,
+    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES,
+    V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
 };
 
 use crate::buckets::Table;
@@ -310,10 +310,11 @@ impl Builder {
             deny_v6_32,
             deny_v6_leaf,
             deny_v6_16,
-            v6_16_words: vec![0; V6_16_WORDS as usize],
+            v6_16_words: vec![[0; 2]; V6_16_ENTRIES as usize],
             v6_set: BTreeSet::new(),
-            v6_words: vec![0; 2 * V6_FILTER_WORDS as usize],
+            v6_words: vec![[0; 8]; 2 * V6_FILTER_WORDS as usize],
             v6_bit_users: std::collections::HashMap::new(),
+            v6_fine_users: std::collections::HashMap::new(),
             v6_short: 0,
             cfg: Config {
                 v4_bucket_mask: buckets_for(self.deny_v4) - 1,
@@ -414,23 +415,27 @@ pub struct XdpFilter {
     /// The kernel's `deny_v4_24` words, mirrored.
     v4_words: Vec<u64>,
     deny_v6: LpmTrie<MapData, [u8; 16], u8>,
-    /// Hashed /32, /48 and /64 filter words in front of `deny_v6_leaf`, and
-    /// the short-prefix bit.
-    deny_v6_32: Array<MapData, u64>,
+    /// Hashed /32, /48 and /64 filter entries in front of `deny_v6_leaf`
+    /// (block bits, the short-prefix bit, and the 64ths of each level).
+    deny_v6_32: Array<MapData, V6FilterEntry>,
     /// The prefixes of each /16, /32, /48 and /64 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
     deny_v6_leaf: Table<V6Bucket, V6SpillKey>,
     /// Two bits per /16 for the prefixes shorter than /32 (see
     /// `rauta_xdp_common::MAP_DENY_V6_16`).
-    deny_v6_16: Array<MapData, u64>,
-    /// The kernel's `deny_v6_16` words, mirrored.
-    v6_16_words: Vec<u64>,
+    deny_v6_16: Array<MapData, V6_16Entry>,
+    /// The kernel's `deny_v6_16` entries, mirrored.
+    v6_16_words: Vec<V6_16Entry>,
     /// Every denied IPv6 prefix as (network address, length).
     v6_set: BTreeSet<(u128, u8)>,
-    /// The kernel's `deny_v6_32` words, mirrored.
-    v6_words: Vec<u64>,
-    /// How many prefixes of the set set each (word, bit) of `deny_v6_32`.
+    /// The kernel's `deny_v6_32` entries, mirrored.
+    v6_words: Vec<V6FilterEntry>,
+    /// How many prefixes of the set set each (entry, bit) of the block
+    /// bits of `deny_v6_32`.
     v6_bit_users: std::collections::HashMap<(u32, u64), u32>,
+    /// How many 64ths reached by prefixes of the set hash to each bit of
+    /// the 64th words of `deny_v6_32`, per (entry, word) holding any.
+    v6_fine_users: std::collections::HashMap<(u32, usize), [u32; 64]>,
     /// How many prefixes of the set are shorter than /32.
     v6_short: usize,
     /// The kernel's `CONFIG` value, mirrored.
@@ -783,31 +788,46 @@ impl XdpFilter {
     }
 
     /// Counts a prefix in (`add`) or out: how many prefixes shorter than
-    /// /32 there are, and how many set each filter bit, so that neither
-    /// question scans the set.
+    /// /32 there are, how many set each block bit of the filter and how
+    /// many each 64th bit, so that neither question scans the set.
     fn v6_count(&mut self, addr: u128, len: u8, add: bool) {
-        match v6_level(len) {
-            Some(level @ 32..=64) => {
-                let slot = v6_filter_slot((addr >> 64) as u64, level);
-                let n = self.v6_bit_users.entry(slot).or_insert(0);
-                if add {
-                    *n += 1;
-                } else {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.v6_bit_users.remove(&slot);
-                    }
+        let Some(level @ 32..=64) = v6_level(len) else {
+            if add {
+                self.v6_short += 1;
+            } else {
+                self.v6_short -= 1;
+            }
+            return;
+        };
+        let slot = v6_filter_slot((addr >> 64) as u64, level);
+        let n = self.v6_bit_users.entry(slot).or_insert(0);
+        if add {
+            *n += 1;
+        } else {
+            *n -= 1;
+            if *n == 0 {
+                self.v6_bit_users.remove(&slot);
+            }
+        }
+        for (i, bit) in v6_fine_bits(addr, len, level) {
+            let fine = (slot.0, i);
+            let users = self.v6_fine_users.entry(fine).or_insert([0; 64]);
+            let n = &mut users[bit.trailing_zeros() as usize];
+            if add {
+                *n += 1;
+            } else {
+                *n -= 1;
+                if users.iter().all(|&n| n == 0) {
+                    self.v6_fine_users.remove(&fine);
                 }
             }
-            _ if add => self.v6_short += 1,
-            _ => self.v6_short -= 1,
         }
     }
 
     /// Brings the IPv6 maps that `(addr, len)` touches in line with the set,
     /// which already holds (`added`) or lacks it. An added prefix goes into
-    /// the trie and its leaf before the filter bit or the /16 state sends
-    /// the program there; a removed one leaves in the opposite order.
+    /// the trie and its leaf before the filter entry's bits or the /16 state
+    /// send the program there; a removed one leaves in the opposite order.
     fn apply_v6(&mut self, addr: u128, len: u8, added: bool) -> Result<(), Error> {
         let trie_key = Key::new(u32::from(len), addr.to_be_bytes());
         if added {
@@ -827,15 +847,29 @@ impl XdpFilter {
                 }
             }
             Some(level) => {
+                // The block bit and the 64th bits, from the counts (the set
+                // already holds or lacks the prefix), in one write: a
+                // running program sees either entry, and both send it to
+                // the leaves of every other prefix.
                 let slot = v6_filter_slot((addr >> 64) as u64, level);
                 let (word, bit) = slot;
+                let mut entry = self.v6_words[word as usize];
+                if self.v6_bit_users.contains_key(&slot) {
+                    entry[0] |= bit;
+                } else {
+                    entry[0] &= !bit;
+                }
+                for (i, _) in v6_fine_bits(addr, len, level) {
+                    entry[i] = match self.v6_fine_users.get(&(word, i)) {
+                        Some(users) => (0..64).filter(|&b| users[b] > 0).fold(0, |w, b| w | 1 << b),
+                        None => 0,
+                    };
+                }
                 if added {
                     self.store_v6_leaf(addr, level)?;
-                    self.store_v6_word(word, self.v6_words[word as usize] | bit)?;
+                    self.store_v6_word(word, entry)?;
                 } else {
-                    if !self.v6_bit_users.contains_key(&slot) {
-                        self.store_v6_word(word, self.v6_words[word as usize] & !bit)?;
-                    }
+                    self.store_v6_word(word, entry)?;
                     self.store_v6_leaf(addr, level)?;
                 }
             }
@@ -967,55 +1001,57 @@ impl XdpFilter {
         if !any {
             self.store_v6_short_bits(false)?;
         }
-        let (w0, _) = v6_16_slot(lo);
-        let (w1, _) = v6_16_slot(lo + (n - 1));
-        let mut words = self.v6_16_words[w0 as usize..=w1 as usize].to_vec();
         for net in lo..lo + n {
-            let (w, shift) = v6_16_slot(net);
-            let word = &mut words[(w - w0) as usize];
-            *word = (*word & !(3 << shift)) | self.v6_16_state(net) << shift;
+            let entry = self.v6_16_entry(net);
+            if self.v6_16_words[net as usize] != entry {
+                self.deny_v6_16
+                    .set(net, entry, 0)
+                    .map_err(|e| Error::kernel("updating the IPv6 /16 states", e))?;
+                self.v6_16_words[net as usize] = entry;
+            }
         }
-        let what = "updating the IPv6 /16 states";
-        store_words(&mut self.deny_v6_16, &mut self.v6_16_words, w0, words, what)?;
         if any {
             self.store_v6_short_bits(true)?;
         }
         Ok(())
     }
 
-    /// Sets or clears `V6_FILTER_SHORT` in every IPv6 filter word.
+    /// Sets or clears `V6_FILTER_SHORT` in every IPv6 filter entry.
     fn store_v6_short_bits(&mut self, on: bool) -> Result<(), Error> {
         for word in 0..2 * V6_FILTER_WORDS {
-            let w = self.v6_words[word as usize];
-            let value = if on {
-                w | V6_FILTER_SHORT
+            let mut entry = self.v6_words[word as usize];
+            if on {
+                entry[0] |= V6_FILTER_SHORT;
             } else {
-                w & !V6_FILTER_SHORT
-            };
-            self.store_v6_word(word, value)?;
+                entry[0] &= !V6_FILTER_SHORT;
+            }
+            self.store_v6_word(word, entry)?;
         }
         Ok(())
     }
 
-    /// The state of /16 `net` by the set (see [`Self::store_v6_16`]).
-    fn v6_16_state(&self, net: u32) -> u64 {
+    /// The state of /16 `net` by the set (see [`Self::store_v6_16`]) and
+    /// the 64ths of it its prefixes of 17 to 31 reach.
+    fn v6_16_entry(&self, net: u32) -> V6_16Entry {
         let base = u128::from(net) << 112;
-        if (0..=16).any(|len| self.v6_set.contains(&(base & v6_mask(len), len))) {
-            return V6_16_DENIED;
-        }
         let last = base | !v6_mask(16);
-        let leaves = self
+        let chunks = self
             .v6_set
             .range((base, 0)..=(last, 128))
-            .any(|&(_, len)| v6_level(len) == Some(16));
-        if leaves {
-            V6_16_LEAVES
+            .filter(|&&(_, len)| v6_level(len) == Some(16))
+            .fold(0, |bits, &(a, len)| {
+                bits | v6_chunk_bits((a >> 64) as u64, u32::from(len), 16)
+            });
+        if (0..=16).any(|len| self.v6_set.contains(&(base & v6_mask(len), len))) {
+            [V6_16_DENIED, chunks]
+        } else if chunks != 0 {
+            [V6_16_LEAVES, chunks]
         } else {
-            0
+            [0, 0]
         }
     }
 
-    fn store_v6_word(&mut self, word: u32, value: u64) -> Result<(), Error> {
+    fn store_v6_word(&mut self, word: u32, value: V6FilterEntry) -> Result<(), Error> {
         if self.v6_words[word as usize] != value {
             self.deny_v6_32
                 .set(word, value, 0)
@@ -1702,6 +1738,19 @@ fn merge(a: u64, b: u64) -> u64 {
     }
 }
 
+/// The words and bits of its filter entry ([`v6_fine_slot_of`]) that the
+/// prefix `(addr, len)` at `level` (32, 48 or 64) sets: one per 64th of its
+/// block it reaches (two 64ths may share a bit).
+fn v6_fine_bits(addr: u128, len: u8, level: u32) -> impl Iterator<Item = (usize, u64)> {
+    let top = (addr >> 64) as u64;
+    let key = v6_leaf_key(top, level);
+    let half = if level == 64 { addr as u64 } else { top };
+    let reach = v6_chunk_bits(half, u32::from(len), level);
+    (0..64)
+        .filter(move |c| reach >> c & 1 != 0)
+        .map(move |c| v6_fine_slot_of(key, c, level))
+}
+
 fn v6_mask(len: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
@@ -1866,28 +1915,40 @@ mod tests {
     }
 
     /// The counts kept beside the IPv6 set agree with it, and the filter
-    /// words hold exactly the bits some prefix sets (besides the short
-    /// bit, set while a prefix shorter than /32 is there).
+    /// entries hold exactly the bits some prefix sets (besides the short
+    /// bit, set while a prefix shorter than /32 is there), in the mirror
+    /// and in the kernel.
     #[cfg(feature = "ebpf")]
     fn assert_v6_counts(f: &XdpFilter) {
         let mut users = std::collections::HashMap::new();
+        let mut fine_users = std::collections::HashMap::new();
         let mut short = 0;
-        let mut words = vec![0u64; f.v6_words.len()];
+        let mut words = vec![[0u64; 8]; f.v6_words.len()];
         for &(a, len) in &f.v6_set {
             match v6_level(len) {
                 Some(level @ 32..=64) => {
                     let (w, bit) = v6_filter_slot((a >> 64) as u64, level);
                     *users.entry((w, bit)).or_insert(0u32) += 1;
-                    words[w as usize] |= bit;
+                    words[w as usize][0] |= bit;
+                    for (i, b) in v6_fine_bits(a, len, level) {
+                        let counts = fine_users.entry((w, i)).or_insert([0u32; 64]);
+                        counts[b.trailing_zeros() as usize] += 1;
+                        words[w as usize][i] |= b;
+                    }
                 }
                 _ => short += 1,
             }
         }
         assert_eq!(f.v6_bit_users, users);
+        assert_eq!(f.v6_fine_users, fine_users);
         assert_eq!(f.v6_short, short);
         let flag = if short > 0 { V6_FILTER_SHORT } else { 0 };
-        for (w, (&have, want)) in f.v6_words.iter().zip(words).enumerate() {
-            assert_eq!(have, want | flag, "word {w}");
+        for (w, (&have, mut want)) in f.v6_words.iter().zip(words).enumerate() {
+            want[0] |= flag;
+            assert_eq!(have, want, "entry {w}");
+            if want != [0; 8] {
+                assert_eq!(f.deny_v6_32.get(&(w as u32), 0).unwrap(), want, "entry {w}");
+            }
         }
     }
 
@@ -2150,6 +2211,100 @@ mod tests {
             assert_eq!(chunk_shape(&f, 3, c), want, "64th {c}");
         }
         check(&f, 16, true, "under the /49");
+    }
+
+    /// The program asks the 64th bits of the filter entry before the
+    /// leaves: a source whose 64th no prefix reaches passes on them (with
+    /// the bits cleared behind the loader's back, a denied source passes
+    /// too, which shows they are read), and bits all set change no verdict
+    /// (the leaves decide). The loader keeps them exactly the 64ths its
+    /// prefixes reach, at each level, and clears them with the last.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_64th_bits_answer_before_the_leaves() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let verdict = |f: &XdpFilter, src: &str| {
+            let frame = v6_frame(src.parse().unwrap(), UDP, &udp(1, 2, b""));
+            f.test_run(&frame, 1).unwrap().verdict
+        };
+        // One prefix per level, each in one 64th of its block, and a /49
+        // reaching half of another /48; a source inside each and one in
+        // another 64th of the same block whose bit the prefix does not set.
+        let denied = [
+            ("2001:db8:4000::/40", "2001:db8:4000::1", "2001:db8:f000::1"),
+            (
+                "2001:db9:1:400::/56",
+                "2001:db9:1:400::1",
+                "2001:db9:1:8000::1",
+            ),
+            (
+                "2001:dba:2:3:400::/80",
+                "2001:dba:2:3:400::1",
+                "2001:dba:2:3:8000::1",
+            ),
+            (
+                "2001:dbb:5::/49",
+                "2001:dbb:5:7fff::1",
+                "2001:dbb:5:8000::1",
+            ),
+        ];
+        for (p, _, _) in denied {
+            f.deny_source(p.parse().unwrap()).unwrap();
+        }
+        assert_v6_counts(&f);
+        let entry_of = |src: &str| {
+            let a = u128::from(src.parse::<Ipv6Addr>().unwrap());
+            v6_filter_slot((a >> 64) as u64, 32).0
+        };
+        for (p, inside, other) in denied {
+            assert_eq!(verdict(&f, inside), Verdict::Drop, "{inside}");
+            assert_eq!(verdict(&f, other), Verdict::Pass, "{other}");
+            // `other` is answered by its 64th's bit, clear.
+            let level = v6_level(p.parse::<IpPrefix>().unwrap().len()).unwrap();
+            let a = u128::from(other.parse::<Ipv6Addr>().unwrap());
+            let (i, bit) = rauta_xdp_common::v6_fine_slot((a >> 64) as u64, a as u64, level);
+            let e = f.v6_words[entry_of(other) as usize];
+            assert_eq!(e[i] & bit, 0, "{other}");
+            assert_ne!(
+                e[0] & v6_filter_slot((a >> 64) as u64, level).1,
+                0,
+                "{other}"
+            );
+        }
+        for fine in [0, u64::MAX] {
+            for (_, inside, _) in denied {
+                let w = entry_of(inside);
+                let e = f.v6_words[w as usize];
+                f.deny_v6_32
+                    .set(w, [e[0], fine, fine, fine, fine, fine, fine, fine], 0)
+                    .unwrap();
+            }
+            for (_, inside, other) in denied {
+                let want = if fine == 0 {
+                    Verdict::Pass
+                } else {
+                    Verdict::Drop
+                };
+                assert_eq!(verdict(&f, inside), want, "{inside}, 64th bits {fine:#x}");
+                assert_eq!(
+                    verdict(&f, other),
+                    Verdict::Pass,
+                    "{other}, 64th bits {fine:#x}"
+                );
+            }
+        }
+        for (_, inside, _) in denied {
+            let w = entry_of(inside);
+            f.deny_v6_32.set(w, f.v6_words[w as usize], 0).unwrap();
+        }
+        assert_v6_counts(&f);
+        for (p, _, _) in denied {
+            assert!(f.allow_source(p.parse().unwrap()).unwrap());
+        }
+        assert_v6_counts(&f);
+        assert!(f.v6_fine_users.is_empty());
     }
 
     /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf
@@ -2439,7 +2594,8 @@ mod tests {
             assert!(f.allow_source(p).unwrap());
         }
         assert_v6_counts(&f);
-        assert!(f.v6_bit_users.is_empty() && f.v6_words.iter().all(|&w| w == 0));
+        assert!(f.v6_bit_users.is_empty() && f.v6_fine_users.is_empty());
+        assert!(f.v6_words.iter().all(|&w| w == [0; 8]));
     }
 
     /// The verifier walks the classifier's paths (the IPv6 levels, parts
@@ -2479,18 +2635,17 @@ mod tests {
         let look = |f: &XdpFilter| {
             let states: Vec<u64> = (0x2400..=0x2410)
                 .map(|net| {
-                    let (w, shift) = v6_16_slot(net);
-                    let word = f.deny_v6_16.get(&w, 0).unwrap();
-                    assert_eq!(word, f.v6_16_words[w as usize]);
-                    (word >> shift) & 3
+                    let entry = f.deny_v6_16.get(&net, 0).unwrap();
+                    assert_eq!(entry, f.v6_16_words[net as usize]);
+                    entry[0]
                 })
                 .collect();
             // The short bit, in every filter word or in none.
             let short: Vec<u64> = (0..2 * V6_FILTER_WORDS)
                 .map(|w| {
-                    let word = f.deny_v6_32.get(&w, 0).unwrap();
-                    assert_eq!(word, f.v6_words[w as usize]);
-                    word & V6_FILTER_SHORT
+                    let entry = f.deny_v6_32.get(&w, 0).unwrap();
+                    assert_eq!(entry, f.v6_words[w as usize]);
+                    entry[0] & V6_FILTER_SHORT
                 })
                 .collect();
             assert!(short.iter().all(|&b| b == short[0]), "short bits differ");
@@ -2523,6 +2678,16 @@ mod tests {
         assert_eq!(verdict(&f, "2401:1fff:ffff::1"), Verdict::Drop);
         assert_eq!(verdict(&f, "2401:2000::1"), Verdict::Pass);
         assert_eq!(verdict(&f, "2400::1"), Verdict::Pass);
+        // The /20 reaches the /16's 64ths 4 to 7 (its /22s); the program
+        // reads the leaves for sources in those only: with the bits cleared
+        // behind the loader's back, the /20's sources pass too.
+        assert_eq!(f.v6_16_words[0x2401], [l, 0xf0]);
+        f.deny_v6_16.set(0x2401, [l, 0], 0).unwrap();
+        assert_eq!(verdict(&f, "2401:1000::1"), Verdict::Pass);
+        f.deny_v6_16.set(0x2401, [l, u64::MAX], 0).unwrap();
+        assert_eq!(verdict(&f, "2401:1000::1"), Verdict::Drop);
+        assert_eq!(verdict(&f, "2401:2000::1"), Verdict::Pass);
+        f.deny_v6_16.set(0x2401, f.v6_16_words[0x2401], 0).unwrap();
         f.deny_source(pre("2410::/16")).unwrap();
         leaves[16] = d;
         assert_eq!(look(&f), (leaves, 1, true));
@@ -2537,13 +2702,13 @@ mod tests {
         f.deny_source(pre("2401:db8::/32")).unwrap();
         assert_eq!(look(&f), (vec![0; 17], 0, false));
         f.deny_source(pre("::/0")).unwrap();
-        assert!(f.v6_16_words.iter().all(|&w| w == 0x5555_5555_5555_5555));
+        assert!(f.v6_16_words.iter().all(|&e| e == [V6_16_DENIED, 0]));
         // A /32's filter bit goes and comes without touching the short bit.
         assert!(f.allow_source(pre("2401:db8::/32")).unwrap());
         assert_eq!(look(&f), (vec![d; 17], 1, false));
         f.deny_source(pre("2401:db8::/32")).unwrap();
         assert!(f.allow_source(pre("::/0")).unwrap());
-        assert!(f.v6_16_words.iter().all(|&w| w == 0));
+        assert!(f.v6_16_words.iter().all(|&e| e == [0, 0]));
         assert_eq!(look(&f), (vec![0; 17], 0, false));
     }
 

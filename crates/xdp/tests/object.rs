@@ -71,7 +71,7 @@ fn embedded_object_maps_have_the_shared_layouts() {
             common::MAP_DENY_V6_32,
             bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
             4,
-            8,
+            size_of::<common::V6FilterEntry>(),
             2 * common::V6_FILTER_WORDS,
         ),
         (
@@ -92,8 +92,8 @@ fn embedded_object_maps_have_the_shared_layouts() {
             common::MAP_DENY_V6_16,
             bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
             4,
-            8,
-            common::V6_16_WORDS,
+            size_of::<common::V6_16Entry>(),
+            common::V6_16_ENTRIES,
         ),
         (
             common::MAP_DENY_PORTS,

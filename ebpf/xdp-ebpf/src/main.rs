@@ -21,13 +21,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_xdp_common::{
-    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_16_slot, v6_bucket,
-    v6_chunk, v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_leaf_code, v6_leaf_key,
-    Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6Leaf, V6SpillKey,
-    BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
-    MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS,
-    V4_MAP24_WORDS, V6_16_DENIED, V6_16_LEAVES, V6_16_WORDS, V6_FILTER_SHORT, V6_FILTER_WORDS,
-    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
+    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk,
+    v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot, v6_leaf_code,
+    v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6FilterEntry,
+    V6Leaf, V6SpillKey, V6_16Entry, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
+    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED,
+    V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES, V6_FILTER_SHORT,
+    V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
 };
 
 #[map]
@@ -48,7 +48,7 @@ static DENY_V4_24: Array<u64> = Array::with_max_entries(V4_MAP24_WORDS, 0);
 static DENY_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_DENY_V6_ENTRIES, 0);
 
 #[map]
-static DENY_V6_32: Array<u64> = Array::with_max_entries(2 * V6_FILTER_WORDS, 0);
+static DENY_V6_32: Array<V6FilterEntry> = Array::with_max_entries(2 * V6_FILTER_WORDS, 0);
 
 #[map]
 static DENY_V6_LEAF: Array<V6Bucket> =
@@ -59,7 +59,7 @@ static DENY_V6_SPILL: HashMap<V6SpillKey, V6Leaf> =
     HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), BPF_F_NO_PREALLOC);
 
 #[map]
-static DENY_V6_16: Array<u64> = Array::with_max_entries(V6_16_WORDS, 0);
+static DENY_V6_16: Array<V6_16Entry> = Array::with_max_entries(V6_16_ENTRIES, 0);
 
 #[map]
 static DENY_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
@@ -514,20 +514,26 @@ pub extern "C" fn rauta_v6_chunk_parts(
     0
 }
 
-/// The state of the source's /16 ([`V6_16_DENIED`], [`V6_16_LEAVES`] or 0).
+/// The state of the source's /16 ([`V6_16_DENIED`], [`V6_16_LEAVES`] or 0):
+/// 0 too when the /16 holds leaves but none of its prefixes reaches the
+/// source's 64th of it (its /22).
 #[inline(always)]
 fn v6_16_state(top: u64) -> u64 {
-    let (word, shift) = v6_16_slot((top >> 48) as u32);
-    match DENY_V6_16.get(word) {
-        Some(w) => (*w >> shift) & 3,
-        None => 0,
+    let Some(entry) = DENY_V6_16.get((top >> 48) as u32) else {
+        return 0;
+    };
+    let state = entry[0];
+    if state == V6_16_LEAVES && (entry[1] >> v6_chunk(top, 16)) & 1 == 0 {
+        return 0;
     }
+    state
 }
 
 /// Prefixes of length 32 and more are found in the leaves of the source's
 /// /32, /48 or /64 (by the prefix's length), looked up only when the hashed
-/// filter word (one array read for every level) marks that level. While a
-/// prefix shorter than /32 is denied (the word's `V6_FILTER_SHORT` bit),
+/// filter entry (one array read for every level) marks both that level's
+/// block and the source's 64th of it. While a prefix shorter than /32 is
+/// denied (the entry's `V6_FILTER_SHORT` bit),
 /// the source's /16 state is read too: a
 /// prefix of 16 or less covers the /16, or the leaves of the /16 block hold
 /// those of 17 to 31. The trie is walked only when more prefixes reach the
@@ -540,10 +546,10 @@ fn v6_denied(src: [u8; 16]) -> bool {
         src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
     ]);
     let (word, bit32) = v6_filter_slot(top, 32);
-    let w = match DENY_V6_32.get(word) {
-        Some(w) => *w,
-        None => 0,
+    let Some(entry) = DENY_V6_32.get(word) else {
+        return false;
     };
+    let w = entry[0];
     // Most sources stop here while no prefix shorter than /32 is denied
     // (that sets a bit in every word): nothing hashes to their /32's word.
     if w == 0 {
@@ -551,9 +557,35 @@ fn v6_denied(src: [u8; 16]) -> bool {
     }
     let (_, bit48) = v6_filter_slot(top, 48);
     let (_, bit64) = v6_filter_slot(top, 64);
-    let marks = w & (bit32 | bit48 | bit64 | V6_FILTER_SHORT);
+    let mut marks = w & (bit32 | bit48 | bit64 | V6_FILTER_SHORT);
     if marks == 0 {
         return false;
+    }
+    let low = || {
+        u64::from_be_bytes([
+            src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
+        ])
+    };
+    // A level whose block bit is set is read only if the bit of the
+    // source's 64th of that block is set too (same entry, no lookup; the
+    // last 64 bits of the address matter at level 64 only).
+    if marks & bit32 != 0 {
+        let (i, fine) = v6_fine_slot(top, 0, 32);
+        if entry[i & 7] & fine == 0 {
+            marks &= !bit32;
+        }
+    }
+    if marks & bit48 != 0 {
+        let (i, fine) = v6_fine_slot(top, 0, 48);
+        if entry[i & 7] & fine == 0 {
+            marks &= !bit48;
+        }
+    }
+    if marks & bit64 != 0 {
+        let (i, fine) = v6_fine_slot(top, low(), 64);
+        if entry[i & 7] & fine == 0 {
+            marks &= !bit64;
+        }
     }
     let state = if marks & V6_FILTER_SHORT != 0 {
         v6_16_state(top)
@@ -571,9 +603,7 @@ fn v6_denied(src: [u8; 16]) -> bool {
         Some(c) => c.v6_bucket_mask,
         None => 0,
     };
-    let low = u64::from_be_bytes([
-        src[8], src[9], src[10], src[11], src[12], src[13], src[14], src[15],
-    ]);
+    let low = low();
     if state == V6_16_LEAVES {
         match v6_block(top, low, 16, mask) {
             LeafAnswer::Denied => return true,
