@@ -14,7 +14,7 @@
 //! | [`MAP_DENY_V4`] | array, a power of two of entries | [`v4_bucket`] | [`V4Bucket`] |
 //! | [`MAP_DENY_V4_SPILL`] | hash | `[u8; 4]`: a /24's network address | [`V4HostBits`] |
 //! | [`MAP_DENY_V6`] | LPM trie | `prefix_len: u32` + `[u8; 16]` | `u8` (1) |
-//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | word index | [`V6FilterEntry`]: a word of 16 bits of hashed /32s, [`V6_FILTER_SHORT`], 15 bits of /48s, 32 of /64s, then 7 words of hashed 64ths of blocks |
+//! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | entry index ([`v6_filter_slot`]) | [`V6FilterEntry`]: a word of 16 bits of hashed /32s, [`V6_FILTER_SHORT`], 15 bits of /48s, 32 of /64s, then 7 words of hashed 64ths of blocks |
 //! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
 //! | [`MAP_DENY_V6_SPILL`] | hash | [`V6SpillKey`] | [`V6Leaf`] |
 //! | [`MAP_DENY_V6_16`] | array, [`V6_16_ENTRIES`] entries | the /16 (first 16 bits) | [`V6_16Entry`]: the /16's state and the 64ths its prefixes reach |
@@ -427,10 +427,10 @@ pub const fn v4_24_slot(net24: u32) -> (u32, u32) {
     (net24 >> 5, (net24 & 31) * 2)
 }
 
-/// Half the number of `u64` words of [`MAP_DENY_V6_32`].
+/// Half the number of entries of [`MAP_DENY_V6_32`].
 pub const V6_FILTER_WORDS: u32 = 1 << 14;
 
-/// Bit of every word of [`MAP_DENY_V6_32`], set while a prefix shorter than
+/// Bit of word 0 of every entry of [`MAP_DENY_V6_32`], set while a prefix shorter than
 /// /32 is denied: the source's /16 state in [`MAP_DENY_V6_16`] is read.
 pub const V6_FILTER_SHORT: u64 = 1 << 16;
 
@@ -481,12 +481,12 @@ const fn v6_fine_spread(x: u64, level: u32) -> (usize, u64) {
     ((first + (i >> 6)) as usize & 7, 1u64 << (i & 63))
 }
 
-/// Word index in [`MAP_DENY_V6_32`] and bit of an IPv6 source's block at
-/// `level` (32, 48 or 64); `top64` is the first 64 bits of the address. The
-/// word comes from a multiplicative hash of the /32, so the three bits of
-/// one address lie in the same word (one array read answers every level):
-/// bits 0-15 mark /32s, bits 17-31 /48s, bits 32-63 /64s (bit 16 is
-/// [`V6_FILTER_SHORT`]).
+/// Entry index in [`MAP_DENY_V6_32`] and bit (in the entry's word 0) of an
+/// IPv6 source's block at `level` (32, 48 or 64); `top64` is the first 64
+/// bits of the address. The entry comes from a multiplicative hash of the
+/// /32, so the three bits of one address lie in the same entry (one array
+/// read answers every level): bits 0-15 mark /32s, bits 17-31 /48s, bits
+/// 32-63 /64s (bit 16 is [`V6_FILTER_SHORT`]).
 #[inline(always)]
 pub const fn v6_filter_slot(top64: u64, level: u32) -> (u32, u64) {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -421,8 +421,8 @@ pub struct XdpFilter {
     /// The prefixes of each /16, /32, /48 and /64 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
     deny_v6_leaf: Table<V6Bucket, V6SpillKey>,
-    /// Two bits per /16 for the prefixes shorter than /32 (see
-    /// `rauta_xdp_common::MAP_DENY_V6_16`).
+    /// A state and the /22s reached per /16, for the prefixes shorter than
+    /// /32 (see `rauta_xdp_common::MAP_DENY_V6_16`).
     deny_v6_16: Array<MapData, V6_16Entry>,
     /// The kernel's `deny_v6_16` entries, mirrored.
     v6_16_words: Vec<V6_16Entry>,
@@ -847,24 +847,14 @@ impl XdpFilter {
                 }
             }
             Some(level) => {
-                // The block bit and the 64th bits, from the counts (the set
-                // already holds or lacks the prefix), in one write: a
-                // running program sees either entry, and both send it to
-                // the leaves of every other prefix.
-                let slot = v6_filter_slot((addr >> 64) as u64, level);
-                let (word, bit) = slot;
-                let mut entry = self.v6_words[word as usize];
-                if self.v6_bit_users.contains_key(&slot) {
-                    entry[0] |= bit;
-                } else {
-                    entry[0] &= !bit;
-                }
-                for (i, _) in v6_fine_bits(addr, len, level) {
-                    entry[i] = match self.v6_fine_users.get(&(word, i)) {
-                        Some(users) => (0..64).filter(|&b| users[b] > 0).fold(0, |w, b| w | 1 << b),
-                        None => 0,
-                    };
-                }
+                // The whole entry from the counts (the set already holds or
+                // lacks the prefix; an entry a failed write left behind is
+                // mended too), in one map update. The update is a copy, not
+                // atomic: a running program may read old and new words
+                // mixed, but every bit of a prefix that stays is set in
+                // both, so any mix sends it to that prefix's leaves.
+                let (word, _) = v6_filter_slot((addr >> 64) as u64, level);
+                let entry = self.v6_entry(word);
                 if added {
                     self.store_v6_leaf(addr, level)?;
                     self.store_v6_word(word, entry)?;
@@ -984,11 +974,11 @@ impl XdpFilter {
     /// Recomputes the states of /16s `lo .. lo + n` from the set and writes
     /// the words that changed; turns the program's reading of them on once
     /// a state is set and off before the last is cleared (the
-    /// `V6_FILTER_SHORT` bit of every filter word: 32,768 writes, made when
+    /// `V6_FILTER_SHORT` bit of every filter entry: 32,768 writes, made when
     /// the first prefix shorter than /32 comes and when the last goes).
-    /// Until every word has it, sources in some /32s are not yet (or no
+    /// Until every entry has it, sources in some /32s are not yet (or no
     /// longer) checked against the short prefixes. Every call brings every
-    /// word in line (the mirror makes that 32,768 compares when nothing is
+    /// entry in line (the mirror makes that 32,768 compares when nothing is
     /// to be written), so a write that failed half-way is finished by the
     /// next change.
     ///
@@ -1049,6 +1039,24 @@ impl XdpFilter {
         } else {
             [0, 0]
         }
+    }
+
+    /// Filter entry `word` as the counts say: the block bits some prefix
+    /// sets, the short bit as mirrored, and the 64th bits.
+    fn v6_entry(&self, word: u32) -> V6FilterEntry {
+        let mut entry = [0; 8];
+        entry[0] = self.v6_words[word as usize][0] & V6_FILTER_SHORT;
+        for b in (0..64).filter(|&b| 1u64 << b != V6_FILTER_SHORT) {
+            if self.v6_bit_users.contains_key(&(word, 1 << b)) {
+                entry[0] |= 1 << b;
+            }
+        }
+        for (i, w) in entry.iter_mut().enumerate().skip(1) {
+            if let Some(users) = self.v6_fine_users.get(&(word, i)) {
+                *w = (0..64).filter(|&b| users[b] > 0).fold(0, |w, b| w | 1 << b);
+            }
+        }
+        entry
     }
 
     fn store_v6_word(&mut self, word: u32, value: V6FilterEntry) -> Result<(), Error> {
@@ -2229,26 +2237,41 @@ mod tests {
             let frame = v6_frame(src.parse().unwrap(), UDP, &udp(1, 2, b""));
             f.test_run(&frame, 1).unwrap().verdict
         };
-        // One prefix per level, each in one 64th of its block, and a /49
-        // reaching half of another /48; a source inside each and one in
-        // another 64th of the same block whose bit the prefix does not set.
+        // One prefix per level, each in one 64th of its block, a /49
+        // reaching half of another /48, a /66 reaching 16 64ths of a /64,
+        // and prefixes as long as their level (every 64th of the block); a
+        // source inside each (in the last 64th the prefix reaches) and,
+        // where the block has room, one in another 64th whose bit the
+        // prefix does not set.
         let denied = [
-            ("2001:db8:4000::/40", "2001:db8:4000::1", "2001:db8:f000::1"),
+            (
+                "2001:db8:4000::/40",
+                "2001:db8:40ff::1",
+                Some("2001:db8:f000::1"),
+            ),
             (
                 "2001:db9:1:400::/56",
-                "2001:db9:1:400::1",
-                "2001:db9:1:8000::1",
+                "2001:db9:1:4ff::1",
+                Some("2001:db9:1:8000::1"),
             ),
             (
                 "2001:dba:2:3:400::/80",
                 "2001:dba:2:3:400::1",
-                "2001:dba:2:3:8000::1",
+                Some("2001:dba:2:3:8000::1"),
             ),
             (
                 "2001:dbb:5::/49",
                 "2001:dbb:5:7fff::1",
-                "2001:dbb:5:8000::1",
+                Some("2001:dbb:5:8000::1"),
             ),
+            (
+                "2001:dbc:1:2:4000::/66",
+                "2001:dbc:1:2:7fff::1",
+                Some("2001:dbc:1:2:c000::1"),
+            ),
+            ("2001:dbd::/32", "2001:dbd:ffff::1", None),
+            ("2001:dbe:1::/48", "2001:dbe:1:ffff::1", None),
+            ("2001:dbf:1:2::/64", "2001:dbf:1:2:ffff::1", None),
         ];
         for (p, _, _) in denied {
             f.deny_source(p.parse().unwrap()).unwrap();
@@ -2260,6 +2283,7 @@ mod tests {
         };
         for (p, inside, other) in denied {
             assert_eq!(verdict(&f, inside), Verdict::Drop, "{inside}");
+            let Some(other) = other else { continue };
             assert_eq!(verdict(&f, other), Verdict::Pass, "{other}");
             // `other` is answered by its 64th's bit, clear.
             let level = v6_level(p.parse::<IpPrefix>().unwrap().len()).unwrap();
@@ -2288,11 +2312,13 @@ mod tests {
                     Verdict::Drop
                 };
                 assert_eq!(verdict(&f, inside), want, "{inside}, 64th bits {fine:#x}");
-                assert_eq!(
-                    verdict(&f, other),
-                    Verdict::Pass,
-                    "{other}, 64th bits {fine:#x}"
-                );
+                if let Some(other) = other {
+                    assert_eq!(
+                        verdict(&f, other),
+                        Verdict::Pass,
+                        "{other}, 64th bits {fine:#x}"
+                    );
+                }
             }
         }
         for (_, inside, _) in denied {
@@ -2419,7 +2445,7 @@ mod tests {
     /// around them (IPv6 blocks going through one leaf, parts, the split,
     /// overflow and back, a crowded chunk through one leaf, continuations
     /// and overflow; /16 blocks covered and uncovered; the short-prefix
-    /// bit set and cleared in every filter word; IPv4 /24 states and
+    /// bit set and cleared in every filter entry; IPv4 /24 states and
     /// bitmaps). A fixed sequence of 3,000 changes, the second half without
     /// the denied /29 (so that drains of the pool leave no prefix shorter
     /// than /32 and the short-prefix bit goes); the runs go on until it ends
@@ -2640,7 +2666,7 @@ mod tests {
                     entry[0]
                 })
                 .collect();
-            // The short bit, in every filter word or in none.
+            // The short bit, in every filter entry or in none.
             let short: Vec<u64> = (0..2 * V6_FILTER_WORDS)
                 .map(|w| {
                     let entry = f.deny_v6_32.get(&w, 0).unwrap();
@@ -2665,6 +2691,11 @@ mod tests {
         assert_eq!(look(&f), (covered.clone(), 1, false));
         f.deny_source(pre("2401:1000::/20")).unwrap();
         assert_eq!(look(&f), (covered, 1, true));
+        // Under the cover, the /22 bits are kept but do not gate: a source
+        // of the /16 outside the /20's /22s is dropped.
+        assert_eq!(f.v6_16_words[0x2401], [d, 0xf0]);
+        let frame = v6_frame("2401:2000::1".parse().unwrap(), UDP, &udp(1, 2, b""));
+        assert_eq!(f.test_run(&frame, 1).unwrap().verdict, Verdict::Drop);
         assert!(f.allow_source(pre("2400::/12")).unwrap());
         let mut leaves = vec![0; 17];
         leaves[1] = l;
@@ -2692,6 +2723,7 @@ mod tests {
         leaves[16] = d;
         assert_eq!(look(&f), (leaves, 1, true));
         assert!(f.allow_source(pre("2401:1000::/20")).unwrap());
+        assert_eq!(f.v6_16_words[0x2401], [0, 0]);
         let mut last = vec![0; 17];
         last[16] = d;
         assert_eq!(look(&f), (last, 1, false));
@@ -2983,6 +3015,52 @@ mod tests {
 
     fn p(n: u64) -> V6Prefix {
         V6Prefix::of(n << 16, 48)
+    }
+
+    /// Every address inside a prefix finds its 64th's bit among the bits
+    /// the loader sets for the prefix: the filter entry's 64th bits for
+    /// lengths 32 to 128 (the program computes them from the address, the
+    /// loader from the block and its 64ths), and the /16 entry's /22 bits
+    /// for 17 to 31.
+    #[test]
+    fn addresses_inside_a_prefix_find_its_64th_bits() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        for len in 17..=128u8 {
+            let level = v6_level(len).unwrap();
+            for _ in 0..200 {
+                let addr = (u128::from(next()) << 64 | u128::from(next())) & v6_mask(len);
+                let host_bits = !v6_mask(len);
+                let random = u128::from(next()) << 64 | u128::from(next());
+                for host in [addr, addr | host_bits, addr | (random & host_bits)] {
+                    let (top, low) = ((host >> 64) as u64, host as u64);
+                    let half = if level == 64 { low } else { top };
+                    let prefix_half = if level == 64 {
+                        addr as u64
+                    } else {
+                        (addr >> 64) as u64
+                    };
+                    let chunks = v6_chunk_bits(prefix_half, u32::from(len), level);
+                    assert_ne!(
+                        chunks >> rauta_xdp_common::v6_chunk(half, level) & 1,
+                        0,
+                        "{host:#x} /{len}"
+                    );
+                    if level >= 32 {
+                        let slot = rauta_xdp_common::v6_fine_slot(top, low, level);
+                        assert!(
+                            v6_fine_bits(addr, len, level).any(|s| s == slot),
+                            "{host:#x} in {addr:#x}/{len}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -551,7 +551,7 @@ fn v6_denied(src: [u8; 16]) -> bool {
     };
     let w = entry[0];
     // Most sources stop here while no prefix shorter than /32 is denied
-    // (that sets a bit in every word): nothing hashes to their /32's word.
+    // (that sets a bit in every entry): nothing hashes to their /32's entry.
     if w == 0 {
         return false;
     }
