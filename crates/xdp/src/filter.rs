@@ -847,14 +847,14 @@ impl XdpFilter {
                 }
             }
             Some(level) => {
-                // The whole entry from the counts (the set already holds or
-                // lacks the prefix; an entry a failed write left behind is
-                // mended too), in one map update. The update is a copy, not
+                // The entry from the counts (the set already holds or lacks
+                // the prefix; what a failed write left behind is mended, see
+                // `v6_entry`), in one map update. The update is a copy, not
                 // atomic: a running program may read old and new words
                 // mixed, but every bit of a prefix that stays is set in
                 // both, so any mix sends it to that prefix's leaves.
-                let (word, _) = v6_filter_slot((addr >> 64) as u64, level);
-                let entry = self.v6_entry(word);
+                let (word, bit) = v6_filter_slot((addr >> 64) as u64, level);
+                let entry = self.v6_entry(word, bit);
                 if added {
                     self.store_v6_leaf(addr, level)?;
                     self.store_v6_word(word, entry)?;
@@ -1041,14 +1041,21 @@ impl XdpFilter {
         }
     }
 
-    /// Filter entry `word` as the counts say: the block bits some prefix
-    /// sets, the short bit as mirrored, and the 64th bits.
-    fn v6_entry(&self, word: u32) -> V6FilterEntry {
+    /// Filter entry `word` as the counts say, for a change of block bit
+    /// `bit`: the 64th words whole; of the block bits, `bit` and those the
+    /// mirror has set (one set without a prefix is cleared; one missing
+    /// from a failed write comes back with the next change of its prefix's
+    /// bit); the short bit as mirrored.
+    fn v6_entry(&self, word: u32, bit: u64) -> V6FilterEntry {
         let mut entry = [0; 8];
-        entry[0] = self.v6_words[word as usize][0] & V6_FILTER_SHORT;
-        for b in (0..64).filter(|&b| 1u64 << b != V6_FILTER_SHORT) {
-            if self.v6_bit_users.contains_key(&(word, 1 << b)) {
-                entry[0] |= 1 << b;
+        let mirrored = self.v6_words[word as usize][0];
+        entry[0] = mirrored & V6_FILTER_SHORT;
+        let mut check = (mirrored & !V6_FILTER_SHORT) | bit;
+        while check != 0 {
+            let b = check & check.wrapping_neg();
+            check &= check - 1;
+            if self.v6_bit_users.contains_key(&(word, b)) {
+                entry[0] |= b;
             }
         }
         for (i, w) in entry.iter_mut().enumerate().skip(1) {
