@@ -30,6 +30,20 @@ pub const PROGRAM_NAME: &str = "rauta_xdp";
 /// the same object as the cost floor for benchmarks.
 pub const PASS_PROGRAM_NAME: &str = "rauta_xdp_pass";
 
+/// Section of the program's read-only globals ([`GLOBAL_V4_BUCKET_MASK`],
+/// [`GLOBAL_V6_BUCKET_MASK`]): the loader makes it a one-entry array map of
+/// this name, frozen after it writes the globals.
+pub const MAP_RODATA: &str = ".rodata.rauta";
+/// Read-only global of the program (`u32`): the number of buckets of
+/// [`MAP_DENY_V4`] minus one, set by the loader when it loads the object
+/// (a constant for the run, read without a map lookup). Built in: the mask
+/// for [`DEFAULT_DENY_V4_ENTRIES`].
+pub const GLOBAL_V4_BUCKET_MASK: &str = "RAUTA_V4_BUCKET_MASK";
+/// Read-only global of the program (`u32`): the number of buckets of
+/// [`MAP_DENY_V6_LEAF`] minus one, as [`GLOBAL_V4_BUCKET_MASK`]. Built in:
+/// the mask for [`DEFAULT_DENY_V6_ENTRIES`].
+pub const GLOBAL_V6_BUCKET_MASK: &str = "RAUTA_V6_BUCKET_MASK";
+
 /// The denied addresses of each /24 that holds a denied prefix longer than
 /// /24 (/25 to /32), one bit per address, in a bucket of
 /// [`BUCKET_SLOTS`] slots chosen by a hash of the /24: the /24s in state
@@ -634,9 +648,11 @@ pub struct Config {
     pub syn_tolerance_ns: u64,
     /// Zero.
     pub reserved: [u32; 2],
-    /// Number of buckets of [`MAP_DENY_V4`] minus one.
+    /// Number of buckets of [`MAP_DENY_V4`] minus one (the program reads
+    /// [`GLOBAL_V4_BUCKET_MASK`], the same value).
     pub v4_bucket_mask: u32,
-    /// Number of buckets of [`MAP_DENY_V6_LEAF`] minus one.
+    /// Number of buckets of [`MAP_DENY_V6_LEAF`] minus one (the program
+    /// reads [`GLOBAL_V6_BUCKET_MASK`], the same value).
     pub v6_bucket_mask: u32,
 }
 

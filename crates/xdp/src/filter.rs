@@ -16,11 +16,12 @@ use rauta_xdp_common::{
     v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot_of, v6_leaf_code,
     v6_leaf_key, v6_level, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
     V6FilterEntry, V6Leaf, V6Prefix, V6SpillKey, V6_16Entry, DEFAULT_DENY_V4_ENTRIES,
-    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
-    MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32,
-    MAP_DENY_V6_LEAF, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME,
-    V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES,
-    V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
+    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, GLOBAL_V4_BUCKET_MASK,
+    GLOBAL_V6_BUCKET_MASK, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24,
+    MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32, MAP_DENY_V6_LEAF,
+    MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS,
+    V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS,
+    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
 };
 
 use crate::buckets::Table;
@@ -263,7 +264,11 @@ impl Builder {
                 return Err(invalid(format!("{name} must be at least 1")));
             }
         }
+        let v4_mask = buckets_for(self.deny_v4) - 1;
+        let v6_mask = buckets_for(self.deny_v6) - 1;
         let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_V4_BUCKET_MASK, &v4_mask, true)
+            .override_global(GLOBAL_V6_BUCKET_MASK, &v6_mask, true)
             .map_max_entries(MAP_DENY_V4, buckets_for(self.deny_v4))
             .map_max_entries(MAP_DENY_V4_SPILL, spill_for(self.deny_v4))
             .map_max_entries(MAP_DENY_V6, self.deny_v6)
@@ -317,8 +322,8 @@ impl Builder {
             v6_fine_users: std::collections::HashMap::new(),
             v6_short: 0,
             cfg: Config {
-                v4_bucket_mask: buckets_for(self.deny_v4) - 1,
-                v6_bucket_mask: buckets_for(self.deny_v6) - 1,
+                v4_bucket_mask: v4_mask,
+                v6_bucket_mask: v6_mask,
                 ..Config::default()
             },
             deny_ports,

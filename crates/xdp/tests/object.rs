@@ -126,9 +126,30 @@ fn embedded_object_maps_have_the_shared_layouts() {
     ];
     let mut names: Vec<&str> = obj.maps.keys().map(String::as_str).collect();
     names.sort_unstable();
-    let mut want: Vec<&str> = expect.iter().map(|e| e.0).collect();
+    // Besides the maps, the read-only globals (the bucket masks) live in
+    // a section of their own, which the loader makes a one-entry array.
+    let mut want: Vec<&str> = expect
+        .iter()
+        .map(|e| e.0)
+        .chain([common::MAP_RODATA])
+        .collect();
     want.sort_unstable();
     assert_eq!(names, want, "exactly the documented maps");
+    let rodata = &obj.maps[common::MAP_RODATA];
+    assert_eq!(rodata.map_type(), bpf_map_type::BPF_MAP_TYPE_ARRAY as u32);
+    assert_eq!(rodata.max_entries(), 1);
+    // Both masks, built in for the default capacities, are in it.
+    let data = rodata.data();
+    for mask in [
+        common::buckets_for(common::DEFAULT_DENY_V4_ENTRIES) - 1,
+        common::buckets_for(common::DEFAULT_DENY_V6_ENTRIES) - 1,
+    ] {
+        assert!(
+            data.chunks(4).any(|c| c == mask.to_le_bytes()),
+            "{mask:#x} in {}",
+            common::MAP_RODATA
+        );
+    }
     for (name, kind, key, value, entries) in expect {
         let m = &obj.maps[name];
         assert_eq!(m.map_type(), kind, "{name} type");
