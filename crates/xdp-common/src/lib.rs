@@ -22,6 +22,7 @@
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
 //! | [`MAP_SYN_STATE`] | LRU hash | [`SourceKey`] | `u64` theoretical arrival time |
 //! | [`MAP_COUNTERS`] | per-CPU array, 1 entry | `0` | [`CounterTable`] |
+//! | [`MAP_RODATA`] | array, 1 entry (read-only data, frozen) | `0` | the globals [`GLOBAL_V4_BUCKET_MASK`] and [`GLOBAL_V6_BUCKET_MASK`] (`u32` each) |
 #![cfg_attr(not(test), no_std)]
 
 /// Name of the classifier program in the object.

@@ -2,7 +2,9 @@
 //! Needs no privileges; needs the `ebpf` feature (scripts/test.d/40-xdp.sh).
 #![cfg(feature = "ebpf")]
 
-use aya_obj::{generated::bpf_map_type, programs::XdpAttachType, Object, ProgramSection};
+use aya_obj::{
+    generated::bpf_map_type, programs::XdpAttachType, EbpfSectionKind, Object, ProgramSection,
+};
 use rauta_xdp::XdpFilter;
 use rauta_xdp_common as common;
 
@@ -138,24 +140,34 @@ fn embedded_object_maps_have_the_shared_layouts() {
     let rodata = &obj.maps[common::MAP_RODATA];
     assert_eq!(rodata.map_type(), bpf_map_type::BPF_MAP_TYPE_ARRAY as u32);
     assert_eq!(rodata.max_entries(), 1);
-    // Both masks, built in for the default capacities, are in it.
-    let data = rodata.data();
-    for mask in [
-        common::buckets_for(common::DEFAULT_DENY_V4_ENTRIES) - 1,
-        common::buckets_for(common::DEFAULT_DENY_V6_ENTRIES) - 1,
+    assert_eq!(rodata.section_kind(), EbpfSectionKind::Rodata);
+    // Each global is found by its name (as the loader sets it) and holds
+    // the mask for the default capacity: patched with a sentinel of its
+    // own, the section changes at that global's place only.
+    let before = rodata.data().to_vec();
+    for (name, default) in [
+        (
+            common::GLOBAL_V4_BUCKET_MASK,
+            common::buckets_for(common::DEFAULT_DENY_V4_ENTRIES) - 1,
+        ),
+        (
+            common::GLOBAL_V6_BUCKET_MASK,
+            common::buckets_for(common::DEFAULT_DENY_V6_ENTRIES) - 1,
+        ),
     ] {
-        assert!(
-            data.chunks(4).any(|c| c == mask.to_le_bytes()),
-            "{mask:#x} in {}",
-            common::MAP_RODATA
-        );
-    }
-    for (name, kind, key, value, entries) in expect {
-        let m = &obj.maps[name];
-        assert_eq!(m.map_type(), kind, "{name} type");
-        assert_eq!(m.key_size() as usize, key, "{name} key size");
-        assert_eq!(m.value_size() as usize, value, "{name} value size");
-        assert_eq!(m.max_entries(), entries, "{name} capacity");
+        let mut patched = object();
+        let sentinel = 0x5eu32 << 24 | default;
+        let bytes = sentinel.to_le_bytes();
+        let globals = std::collections::HashMap::from([(name, (&bytes[..], true))]);
+        patched.patch_map_data(globals).expect("the global exists");
+        let after = patched.maps[common::MAP_RODATA].data().to_vec();
+        let changed: Vec<usize> = (0..after.len())
+            .filter(|&i| after[i] != before[i])
+            .collect();
+        assert_eq!(changed.len(), 1, "{name}: {changed:?}");
+        let at = changed[0] - 3;
+        assert_eq!(before[at..at + 4], default.to_le_bytes(), "{name}");
+        assert_eq!(after[at..at + 4], bytes, "{name}");
     }
     // An LPM trie must be created without preallocation.
     assert_ne!(

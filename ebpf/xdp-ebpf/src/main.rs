@@ -84,8 +84,9 @@ static RAUTA_V6_BUCKET_MASK: u32 = buckets_for(DEFAULT_DENY_V6_ENTRIES) - 1;
 #[inline(always)]
 fn global(value: &'static u32) -> u32 {
     // SAFETY: a reference to a static is valid and aligned for the whole
-    // run; the loader writes it before the program is loaded, nothing
-    // after (the map is frozen), so the read races with no write.
+    // run; the loader writes it before the program is loaded, and nothing
+    // writes it after (the section's map is read-only to the program and
+    // frozen against user space), so the read races with no write.
     unsafe { core::ptr::read_volatile(value) }
 }
 
