@@ -315,7 +315,7 @@ impl Builder {
             deny_v6_32,
             deny_v6_leaf,
             deny_v6_16,
-            v6_16_words: vec![[0; 2]; V6_16_ENTRIES as usize],
+            v6_16_entries: vec![[0; 2]; V6_16_ENTRIES as usize],
             v6_set: BTreeSet::new(),
             v6_words: vec![[0; 8]; 2 * V6_FILTER_WORDS as usize],
             v6_bit_users: std::collections::HashMap::new(),
@@ -430,7 +430,7 @@ pub struct XdpFilter {
     /// /32 (see `rauta_xdp_common::MAP_DENY_V6_16`).
     deny_v6_16: Array<MapData, V6_16Entry>,
     /// The kernel's `deny_v6_16` entries, mirrored.
-    v6_16_words: Vec<V6_16Entry>,
+    v6_16_entries: Vec<V6_16Entry>,
     /// Every denied IPv6 prefix as (network address, length).
     v6_set: BTreeSet<(u128, u8)>,
     /// The kernel's `deny_v6_32` entries, mirrored.
@@ -998,11 +998,11 @@ impl XdpFilter {
         }
         for net in lo..lo + n {
             let entry = self.v6_16_entry(net);
-            if self.v6_16_words[net as usize] != entry {
+            if self.v6_16_entries[net as usize] != entry {
                 self.deny_v6_16
                     .set(net, entry, 0)
                     .map_err(|e| Error::kernel("updating the IPv6 /16 states", e))?;
-                self.v6_16_words[net as usize] = entry;
+                self.v6_16_entries[net as usize] = entry;
             }
         }
         if any {
@@ -2674,7 +2674,7 @@ mod tests {
             let states: Vec<u64> = (0x2400..=0x2410)
                 .map(|net| {
                     let entry = f.deny_v6_16.get(&net, 0).unwrap();
-                    assert_eq!(entry, f.v6_16_words[net as usize]);
+                    assert_eq!(entry, f.v6_16_entries[net as usize]);
                     entry[0]
                 })
                 .collect();
@@ -2705,7 +2705,7 @@ mod tests {
         assert_eq!(look(&f), (covered, 1, true));
         // Under the cover, the /22 bits are kept but do not gate: a source
         // of the /16 outside the /20's /22s is dropped.
-        assert_eq!(f.v6_16_words[0x2401], [d, 0xf0]);
+        assert_eq!(f.v6_16_entries[0x2401], [d, 0xf0]);
         let frame = v6_frame("2401:2000::1".parse().unwrap(), UDP, &udp(1, 2, b""));
         assert_eq!(f.test_run(&frame, 1).unwrap().verdict, Verdict::Drop);
         assert!(f.allow_source(pre("2400::/12")).unwrap());
@@ -2724,18 +2724,20 @@ mod tests {
         // The /20 reaches the /16's 64ths 4 to 7 (its /22s); the program
         // reads the leaves for sources in those only: with the bits cleared
         // behind the loader's back, the /20's sources pass too.
-        assert_eq!(f.v6_16_words[0x2401], [l, 0xf0]);
+        assert_eq!(f.v6_16_entries[0x2401], [l, 0xf0]);
         f.deny_v6_16.set(0x2401, [l, 0], 0).unwrap();
         assert_eq!(verdict(&f, "2401:1000::1"), Verdict::Pass);
         f.deny_v6_16.set(0x2401, [l, u64::MAX], 0).unwrap();
         assert_eq!(verdict(&f, "2401:1000::1"), Verdict::Drop);
         assert_eq!(verdict(&f, "2401:2000::1"), Verdict::Pass);
-        f.deny_v6_16.set(0x2401, f.v6_16_words[0x2401], 0).unwrap();
+        f.deny_v6_16
+            .set(0x2401, f.v6_16_entries[0x2401], 0)
+            .unwrap();
         f.deny_source(pre("2410::/16")).unwrap();
         leaves[16] = d;
         assert_eq!(look(&f), (leaves, 1, true));
         assert!(f.allow_source(pre("2401:1000::/20")).unwrap());
-        assert_eq!(f.v6_16_words[0x2401], [0, 0]);
+        assert_eq!(f.v6_16_entries[0x2401], [0, 0]);
         let mut last = vec![0; 17];
         last[16] = d;
         assert_eq!(look(&f), (last, 1, false));
@@ -2746,13 +2748,13 @@ mod tests {
         f.deny_source(pre("2401:db8::/32")).unwrap();
         assert_eq!(look(&f), (vec![0; 17], 0, false));
         f.deny_source(pre("::/0")).unwrap();
-        assert!(f.v6_16_words.iter().all(|&e| e == [V6_16_DENIED, 0]));
+        assert!(f.v6_16_entries.iter().all(|&e| e == [V6_16_DENIED, 0]));
         // A /32's filter bit goes and comes without touching the short bit.
         assert!(f.allow_source(pre("2401:db8::/32")).unwrap());
         assert_eq!(look(&f), (vec![d; 17], 1, false));
         f.deny_source(pre("2401:db8::/32")).unwrap();
         assert!(f.allow_source(pre("::/0")).unwrap());
-        assert!(f.v6_16_words.iter().all(|&e| e == [0, 0]));
+        assert!(f.v6_16_entries.iter().all(|&e| e == [0, 0]));
         assert_eq!(look(&f), (vec![0; 17], 0, false));
     }
 

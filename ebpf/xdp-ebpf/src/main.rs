@@ -67,14 +67,16 @@ static DENY_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
-/// `GLOBAL_V4_BUCKET_MASK`: read-only, set by the loader at load time.
+/// `GLOBAL_V4_BUCKET_MASK`: read-only, set by the loader at load time, in
+/// the section `MAP_RODATA` names.
 #[no_mangle]
-#[link_section = ".rodata.rauta"] // MAP_RODATA
+#[link_section = ".rodata.rauta"]
 static RAUTA_V4_BUCKET_MASK: u32 = buckets_for(DEFAULT_DENY_V4_ENTRIES) - 1;
 
-/// `GLOBAL_V6_BUCKET_MASK`: read-only, set by the loader at load time.
+/// `GLOBAL_V6_BUCKET_MASK`: read-only, set by the loader at load time, in
+/// the section `MAP_RODATA` names.
 #[no_mangle]
-#[link_section = ".rodata.rauta"] // MAP_RODATA
+#[link_section = ".rodata.rauta"]
 static RAUTA_V6_BUCKET_MASK: u32 = buckets_for(DEFAULT_DENY_V6_ENTRIES) - 1;
 
 /// A read-only global as the loader set it. A volatile read: the compiler
