@@ -60,8 +60,8 @@ pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of every denied IPv6 source prefix: the program walks it only
 /// where a block or one 64th of it says [`V6_OVERFLOW`]: more prefixes reach
 /// the 64th than its parts hold (or than the block's budget of leaves
-/// allows), the block's prefixes fit neither its parts nor the split, or
-/// the leaf table had no room.
+/// allows) and its own split cannot hold them either, the block's prefixes
+/// fit neither its parts nor the split, or the leaf table had no room.
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`], one
 /// [`V6FilterEntry`] per hashed /32. In its first word, bits 0-15 mark /32s
@@ -80,8 +80,9 @@ pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// up to [`V6_MAX_PARTS`] leaves per block; a block with more is split by
 /// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches, with
 /// continuations ([`v6_chunk_part_code`]) for a chunk with more prefixes
-/// than a leaf holds, and one with more than its parts hold sending the
-/// program to the trie [`MAP_DENY_V6`]). In buckets of [`BUCKET_SLOTS`] leaves chosen by a
+/// than a leaf holds, a chunk with more than its parts hold split in turn
+/// into a leaf per 64th of it ([`v6_sub_leaf_code`]), and one that fits
+/// neither sending the program to the trie [`MAP_DENY_V6`]). In buckets of [`BUCKET_SLOTS`] leaves chosen by a
 /// hash of the block and code ([`v6_bucket`]).
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
@@ -148,6 +149,16 @@ pub const V6_OVERFLOW: u32 = u32::MAX;
 /// its parts do, so each 64th of it ([`v6_chunk`]) that a prefix reaches has
 /// a leaf of its own ([`v6_chunk_leaf_code`]) holding the prefixes that
 /// reach it. Part 0 then holds only the block's [`V6Leaf::chunks`].
+///
+/// In a chunk leaf: the chunk is split the same way, one level down. It is
+/// reached by more prefixes than its parts hold (or its continuations found
+/// no room in the table), none of which covers it whole; each 64th of
+/// the chunk (a /28 of a /16's /22, a /44 of a /32's /38, a /60 of a /48's
+/// /54, a /76 of a /64's /70: [`v6_chunk`] at `level + 6`) that one of them
+/// reaches has a leaf ([`v6_sub_leaf_code`]) holding those that reach it,
+/// and the chunk leaf's [`V6Leaf::chunks`] marks those 64ths; its slots are
+/// not read. (A chunk whose continuations do not fit the block's budget of
+/// leaves is never split so: that takes more leaves still.)
 pub const V6_SPLIT: u32 = u32::MAX - 1;
 
 /// One denied IPv6 prefix, on the half of the address its leaf leaves open:
@@ -208,15 +219,19 @@ pub struct V6Leaf {
     /// [`V6_SPLIT`] (look in the leaf of the source's chunk) or
     /// [`V6_OVERFLOW`] (look the source up in the trie). 0 in continuations;
     /// in a chunk leaf its number of parts (0 or 1: itself alone; up to
-    /// [`V6_MAX_PARTS`]: continuations [`v6_chunk_part_code`]), or
-    /// [`V6_OVERFLOW`] when more prefixes reach the chunk than its parts
-    /// hold.
+    /// [`V6_MAX_PARTS`]: continuations [`v6_chunk_part_code`]),
+    /// [`V6_SPLIT`] when more prefixes reach the chunk than its parts hold
+    /// and each 64th of it has a leaf of its own ([`v6_sub_leaf_code`]), or
+    /// [`V6_OVERFLOW`] when neither holds them (look in the trie).
     pub parts: u32,
     /// Slots to compare: the last used slot's index plus one.
     pub used: u32,
     /// In part 0: one bit per 64th of the block ([`v6_chunk`]), set when a
     /// prefix of the block reaches into it; a source in a chunk whose bit
-    /// is clear is outside every prefix of the block. 0 in continuations.
+    /// is clear is outside every prefix of the block. 0 in continuations;
+    /// in a chunk leaf, one bit per 64th of the chunk with a leaf of its
+    /// own, read only while it says [`V6_SPLIT`] (left as they were when it
+    /// stops saying so).
     pub chunks: u64,
     /// The prefixes, unused slots [`V6Prefix::UNUSED`].
     pub prefixes: [V6Prefix; V6_LEAF_PREFIXES],
@@ -280,6 +295,18 @@ pub const fn v6_chunk_part_code(level: u32, chunk: u32, part: u32) -> u32 {
     v6_leaf_code(
         level,
         V6_MAX_PARTS + 64 + chunk * (V6_MAX_PARTS - 1) + (part - 1),
+    )
+}
+
+/// The code of the leaf of 64th `sub` (0 to 63, [`v6_chunk`] at
+/// `level + 6`) of chunk `chunk` of a block at `level` whose chunk leaf is
+/// split in turn ([`V6_SPLIT`] in a chunk leaf). No other leaf's code is
+/// the same.
+#[inline(always)]
+pub const fn v6_sub_leaf_code(level: u32, chunk: u32, sub: u32) -> u32 {
+    v6_leaf_code(
+        level,
+        V6_MAX_PARTS + 64 + 64 * (V6_MAX_PARTS - 1) + chunk * 64 + sub,
     )
 }
 
@@ -852,7 +879,18 @@ mod tests {
                     assert!(all.insert(code));
                     assert_eq!(code, v6_chunk_part_code(level, c, 1) + ((p - 1) << 8));
                 }
+                for sub in 0..64 {
+                    assert!(all.insert(v6_sub_leaf_code(level, c, sub)));
+                }
             }
+            // The leaves of one split chunk spread too.
+            let mut per_bucket = std::collections::HashMap::new();
+            for sub in 0..64 {
+                *per_bucket
+                    .entry(v6_bucket(key, v6_sub_leaf_code(level, 9, sub), mask))
+                    .or_insert(0) += 1;
+            }
+            assert!(per_bucket.values().all(|&n| n <= BUCKET_SLOTS), "{level}");
             assert!(all.iter().all(|&code| code & 0xff == level));
         }
         // /64s that differ only in their first bits (2001:db8:1:x:: and

@@ -196,10 +196,17 @@ fn load_deny_lists(f: &mut XdpFilter) {
         f.deny_source(format!("2001:dbc:a:{i:x}00::/56").parse().unwrap())
             .unwrap();
     }
-    // Forty /62s in the first /54 of another /48 (more than a chunk's parts
-    // hold: the sources of that 64th take the trie walk).
+    // Forty /62s in the first /54 of another /48, every other /62 of its
+    // first twenty /60s (more than a chunk's parts hold: that 64th is split
+    // by its own 64ths, a leaf per /60).
     for i in 0..40 {
-        f.deny_source(format!("2001:db8:e:{:x}::/62", 4 * i).parse().unwrap())
+        f.deny_source(format!("2001:db8:e:{:x}::/62", 8 * i).parse().unwrap())
+            .unwrap();
+    }
+    // Forty hosts in the first /76 of a /64 (more than a leaf holds in one
+    // 64th of a 64th: the sources of that /70 take the trie walk).
+    for i in 0..40 {
+        f.deny_source(format!("2001:db8:f:1::{:x}/128", i).parse().unwrap())
             .unwrap();
     }
     f.deny_port(Protocol::Tcp, 23).unwrap();
@@ -256,7 +263,8 @@ enum Kind {
     /// in an array).
     PassHash,
     /// Passed after a trie walk (a 64th of an IPv6 block reached by more
-    /// prefixes than its chunk leaf and continuations hold).
+    /// prefixes than its chunk leaf and continuations hold, one of whose
+    /// own 64ths is reached by more than a leaf holds).
     PassTrie,
     /// Passed before any lookup (not IP, or malformed).
     PassOther,
@@ -494,8 +502,20 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, a 64th holds 40 denied /62s (trie walk)",
-            v6_frame(v6("2001:db8:e:100::1"), UDP, &udp(1, 53, &payload)),
+            "pass ipv6 udp, a 64th holds 40 denied /62s, same 64th of it (leaf of its 64th compares)",
+            v6_frame(v6("2001:db8:e:4::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, a 64th holds 40 denied /62s, other 64th of it (its chunk leaf's bits)",
+            v6_frame(v6("2001:db8:e:200::1"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, a 64th of a 64th holds 40 denied hosts (trie walk)",
+            v6_frame(v6("2001:db8:f:1::100"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassTrie,
         ),
@@ -599,8 +619,14 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /62, its 64th holds 40 (trie walk)",
+            "drop deny source ipv6 /62, its 64th holds 40 (leaf of its 64th)",
             v6_frame(v6("2001:db8:e:10::1"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /128, a 64th of its 64th holds 40 (trie walk)",
+            v6_frame(v6("2001:db8:f:1::7"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropTrie,
         ),

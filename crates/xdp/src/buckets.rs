@@ -136,6 +136,17 @@ impl<B: Bucket, K: Pod> Table<B, K> {
         self.spilled.len()
     }
 
+    /// Number of keys stored, in slots and in the spill map.
+    #[cfg(all(test, feature = "ebpf"))]
+    pub(crate) fn len(&self) -> usize {
+        let in_slots: usize = self
+            .mirror
+            .iter()
+            .map(|b| (0..BUCKET_SLOTS).filter(|&s| b.tag(s).is_some()).count())
+            .sum();
+        in_slots + self.spilled.len()
+    }
+
     /// The value stored for `tag` in bucket `b` (its slot or the spill
     /// map), as last written.
     pub(crate) fn get(&self, b: u32, tag: B::Tag) -> Option<B::Value> {

@@ -14,8 +14,8 @@ use aya::{
 use rauta_xdp_common::{
     buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk_bits,
     v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot_of, v6_leaf_code,
-    v6_leaf_key, v6_level, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
-    V6FilterEntry, V6Leaf, V6Prefix, V6SpillKey, V6_16Entry, DEFAULT_DENY_V4_ENTRIES,
+    v6_leaf_key, v6_level, v6_sub_leaf_code, Config, CounterTable, SourceKey, V4Bucket, V4HostBits,
+    V6Bucket, V6FilterEntry, V6Leaf, V6Prefix, V6SpillKey, V6_16Entry, DEFAULT_DENY_V4_ENTRIES,
     DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, GLOBAL_V4_BUCKET_MASK,
     GLOBAL_V6_BUCKET_MASK, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24,
     MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32, MAP_DENY_V6_LEAF,
@@ -890,8 +890,9 @@ impl XdpFilter {
     /// there are none.
     ///
     /// A block holding up to `V6_LEAF_PREFIXES` prefixes keeps them in part
-    /// 0; one holding more is split by chunk ([`LeafBlock::write_split`])
-    /// when that takes at most one chunk leaf a prefix; otherwise up to
+    /// 0; one holding more is split by chunk ([`LeafBlock::write_split`];
+    /// a crowded chunk keeps continuations or is split in turn) when that
+    /// takes at most one chunk leaf a prefix; otherwise up to
     /// `BLOCK_SLOTS` are kept in parts (part 0 and continuations), and past
     /// that the trie answers for the block (overflow). No block of more
     /// than 8 takes more than 9 leaves for 8: the table is sized for two a
@@ -1336,13 +1337,15 @@ const BLOCK_SLOTS: usize = V6_LEAF_PREFIXES * V6_MAX_PARTS as usize;
 
 /// Where the leaves of one IPv6 block live in the leaf table: the block's
 /// own parts, or (`chunk`) those of one chunk of a split block, whose part
-/// 0 is the chunk leaf.
+/// 0 is the chunk leaf, or (`chunk` and `sub`) the one leaf of a 64th of a
+/// chunk split in turn.
 #[derive(Clone, Copy)]
 struct LeafBlock {
     key: u64,
     level: u32,
     mask: u32,
     chunk: Option<u32>,
+    sub: Option<u32>,
 }
 
 impl LeafBlock {
@@ -1352,6 +1355,7 @@ impl LeafBlock {
             level,
             mask,
             chunk: None,
+            sub: None,
         }
     }
 
@@ -1359,16 +1363,28 @@ impl LeafBlock {
     fn chunk(&self, chunk: u32) -> LeafBlock {
         LeafBlock {
             chunk: Some(chunk),
+            sub: None,
+            ..*self
+        }
+    }
+
+    /// The leaf of 64th `sub` of this chunk (split in turn), as a part 0
+    /// with no continuations.
+    fn sub(&self, sub: u32) -> LeafBlock {
+        debug_assert!(self.chunk.is_some());
+        LeafBlock {
+            sub: Some(sub),
             ..*self
         }
     }
 
     /// Part `part`'s bucket, tag and spill key.
     fn at(&self, part: u32) -> (u32, (u64, u32), V6SpillKey) {
-        let code = match self.chunk {
-            None => v6_leaf_code(self.level, part),
-            Some(c) if part == 0 => v6_chunk_leaf_code(self.level, c),
-            Some(c) => v6_chunk_part_code(self.level, c, part),
+        let code = match (self.chunk, self.sub) {
+            (None, _) => v6_leaf_code(self.level, part),
+            (Some(c), Some(sub)) => v6_sub_leaf_code(self.level, c, sub),
+            (Some(c), None) if part == 0 => v6_chunk_leaf_code(self.level, c),
+            (Some(c), None) => v6_chunk_part_code(self.level, c, part),
         };
         let spill = V6SpillKey {
             key: self.key,
@@ -1393,7 +1409,8 @@ impl LeafBlock {
         leaf: Option<V6Leaf>,
     ) -> Result<(), Error> {
         #[cfg(test)]
-        if leaf.is_some() && tests::FAIL_PUT.with(|f| f.get()) == Some((self.chunk, part)) {
+        if leaf.is_some() && tests::FAIL_PUT.with(|f| f.get()) == Some((self.chunk, self.sub, part))
+        {
             tests::FAIL_PUT.with(|f| f.set(None));
             return Err(Error::new(ErrorKind::Kernel {
                 operation: "a write the test made fail",
@@ -1406,6 +1423,7 @@ impl LeafBlock {
             j.borrow_mut().push(tests::Event::Put {
                 key: self.key,
                 chunk: self.chunk,
+                sub: self.sub,
                 part,
                 leaf,
             })
@@ -1422,8 +1440,10 @@ impl LeafBlock {
         Ok(())
     }
 
-    /// Removes the chunk leaves (and their continuations) of the chunks
-    /// whose bit in `keep` is clear: the chunk leaf first.
+    /// Removes the chunk leaves (and their continuations, and the leaves of
+    /// their 64ths) of the chunks whose bit in `keep` is clear: the leaves
+    /// of its 64ths first (any there, also ones a failed write left behind
+    /// that the chunk leaf does not mark), then the chunk leaf.
     fn remove_chunk_leaves(
         &self,
         table: &mut Table<V6Bucket, V6SpillKey>,
@@ -1435,6 +1455,7 @@ impl LeafBlock {
             }
             let sub = self.chunk(chunk);
             if sub.get(table, 0).is_some() {
+                sub.remove_sub_leaves(table, u64::MAX)?;
                 sub.put(table, 0, None)?;
             }
             sub.remove_continuations(table)?;
@@ -1442,12 +1463,30 @@ impl LeafBlock {
         Ok(())
     }
 
-    /// Whether any continuation or chunk leaf of the block is there.
+    /// Removes the leaves of the 64ths `which` of this chunk (split in
+    /// turn).
+    fn remove_sub_leaves(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        which: u64,
+    ) -> Result<(), Error> {
+        for s in 0..64 {
+            let leaf = self.sub(s);
+            if (which >> s) & 1 == 1 && leaf.get(table, 0).is_some() {
+                leaf.put(table, 0, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any continuation, chunk leaf or leaf of a chunk's 64th of
+    /// the block is there.
     fn has_more_than_part_0(&self, table: &Table<V6Bucket, V6SpillKey>) -> bool {
         (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some())
             || (0..64).any(|c| {
                 let sub = self.chunk(c);
                 (0..V6_MAX_PARTS).any(|part| sub.get(table, part).is_some())
+                    || (0..64).any(|s| sub.sub(s).get(table, 0).is_some())
             })
     }
 
@@ -1457,8 +1496,11 @@ impl LeafBlock {
     /// without room, the trie keeps answering), compacted into fewer parts
     /// (the prefixes of the parts that go copied into the ones that stay,
     /// then, after a grace period, those parts removed: at once, or with
-    /// `later`'s one wait for several), or in place. `chunks` goes into part
-    /// 0 (0 for a chunk's leaves).
+    /// `later`'s one wait for several), out of a chunk's own split (the
+    /// parts written while the leaves of its 64ths answer, those leaves
+    /// removed after `later`'s wait; a write that fails leaves the chunk
+    /// split, its leaves as they were, and is for the caller to mend), or
+    /// in place. `chunks` goes into part 0 (0 for a chunk's leaves).
     fn store_parts(
         &self,
         table: &mut Table<V6Bucket, V6SpillKey>,
@@ -1468,12 +1510,13 @@ impl LeafBlock {
         later: Option<&mut Later>,
     ) -> Result<(), Error> {
         let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
+        let sub_split = self.chunk.is_some() && first.is_some_and(|l| l.parts == V6_SPLIT);
         // The block's slots now, part after part.
         let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
         if let Some(l) = first {
             slots[..V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
         }
-        if !overflowed {
+        if !overflowed && !sub_split {
             for part in 1..V6_MAX_PARTS {
                 if let Some(l) = self.get(table, part) {
                     let i = part as usize * V6_LEAF_PREFIXES;
@@ -1495,6 +1538,22 @@ impl LeafBlock {
                 }
                 other => other,
             }
+        } else if let (true, Some(old)) = (sub_split, first) {
+            // Out of the chunk's own split: part 0's slots (not read while
+            // it says split) and the continuations written first, then the
+            // mode; the leaves of its 64ths go once no program run can
+            // still follow the old chunk leaf to them. Its bits stay (a
+            // chunk leaf in parts reads none): a run that read the split
+            // before the last write finds them still there after it.
+            self.write(table, &slots, parts, old.chunks, Some(V6_SPLIT))?;
+            match later {
+                Some(later) => later.subs.push((*self, old.chunks)),
+                None => {
+                    wait_for_readers();
+                    self.remove_sub_leaves(table, old.chunks)?;
+                }
+            }
+            Ok(())
         } else if parts > fewer {
             // Compaction: the prefixes of the parts that go are copied into
             // free slots of the parts that stay (they match twice for a
@@ -1531,8 +1590,10 @@ impl LeafBlock {
     /// prefixes that reach it (its slots kept stable as a part's are), with
     /// continuations as a block has when more reach it than a leaf holds
     /// ([`Self::store_parts`]), up to `BLOCK_SLOTS` and while the block
-    /// takes no more leaves than it has prefixes; past that the chunk leaf
-    /// says overflow (the trie answers for it). The chunk leaves are written
+    /// takes no more leaves than it has prefixes; past that the chunk is
+    /// split in turn by its own 64ths ([`Self::write_sub_split`]) when that
+    /// fits, and otherwise the chunk leaf says overflow (the trie answers
+    /// for it). The chunk leaves are written
     /// first, then part 0 says split (its slots are left as they were:
     /// nothing reads them), then the continuations go once no program run
     /// can still follow the old part 0 to them, and the leaves of chunks no
@@ -1551,8 +1612,9 @@ impl LeafBlock {
         let continued = (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some());
         // Leaves the split may take besides part 0 and one per chunk: the
         // block's prefixes beyond its chunks, so that it never takes more
-        // than one leaf a prefix (continuations of crowded chunks come out
-        // of that; a chunk that does not fit says overflow).
+        // than one leaf a prefix (continuations of crowded chunks, and the
+        // leaves of chunks split in turn, come out of that; a chunk that
+        // fits neither says overflow).
         let mut spare = want.len().saturating_sub(chunks.count_ones() as usize);
         // What waits for the program runs that may still read the leaves
         // as they were: a single wait, shared by all the chunks.
@@ -1576,16 +1638,31 @@ impl LeafBlock {
                     match sub.store_parts(table, &here, old, 0, Some(&mut later)) {
                         Ok(()) => spare -= extra,
                         // No room for a continuation: the chunk leaf, written
-                        // last, is as it was; this chunk goes to the trie.
+                        // last, is as it was; this chunk is split in turn
+                        // or goes to the trie.
                         Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => fits = false,
                         Err(e) => return Err(e),
                     }
                 }
                 if !fits {
+                    // The chunk split in turn, by its own 64ths.
+                    let old = sub.get(table, 0);
+                    let mut sub_leaves = old.is_some_and(|l| l.parts == V6_SPLIT);
+                    match sub.write_sub_split(table, &here, old, &mut spare, &mut later) {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        // No room for the leaf of one of its 64ths: the
+                        // trie (those written go with the others).
+                        Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
+                            sub_leaves = true;
+                        }
+                        Err(e) => return Err(e),
+                    }
                     let old = sub.get(table, 0);
                     // The trie answers for the chunk (its slots kept as
-                    // they were); its continuations go once no run can
-                    // still follow the old chunk leaf to them.
+                    // they were); its continuations, and the leaves of its
+                    // 64ths, go once no run can still follow the old chunk
+                    // leaf to them.
                     let leaf = V6Leaf {
                         parts: V6_OVERFLOW,
                         ..old.unwrap_or(V6Leaf::EMPTY)
@@ -1595,6 +1672,9 @@ impl LeafBlock {
                     }
                     if (1..V6_MAX_PARTS).any(|part| sub.get(table, part).is_some()) {
                         later.continuations.push(sub);
+                    }
+                    if sub_leaves {
+                        later.subs.push((sub, u64::MAX));
                     }
                 }
             }
@@ -1635,6 +1715,123 @@ impl LeafBlock {
         }
         later.finish(table)?;
         self.remove_chunk_leaves(table, chunks)
+    }
+
+    /// Writes this chunk of a split block, reached by `here` (more prefixes
+    /// than its parts hold, or whose continuations found no room in the
+    /// table), split in turn by its own 64ths (a /28 of a /22, a /44 of a
+    /// /38, a /60 of a /54, a /76 of a /70: [`v6_chunk`] at `level + 6`):
+    /// a leaf for each 64th a prefix reaches, holding those that reach it
+    /// (its slots kept stable as a part's are), written first, then the
+    /// chunk leaf's bits for them (under its mode now, which does not read
+    /// them), then its mode, [`V6_SPLIT`]. The leaves of 64ths no prefix
+    /// reaches any more go after the chunk leaf stops marking them (their
+    /// prefixes are gone); continuations it had go after `later`'s wait.
+    ///
+    /// `Ok(false)`, with nothing written, when it does not fit: a prefix
+    /// covers the whole chunk, more than a leaf holds reach one of its
+    /// 64ths, or it would take more leaves than `spare` (the block's
+    /// budget; what it takes comes out of it).
+    fn write_sub_split(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        here: &[V6Prefix],
+        old: Option<V6Leaf>,
+        spare: &mut usize,
+        later: &mut Later,
+    ) -> Result<bool, Error> {
+        let deeper = self.level + 6;
+        let mut reach = Vec::with_capacity(here.len());
+        let mut subs = 0u64;
+        for p in here {
+            let ones = p.mask.count_ones();
+            let len = if self.level == 64 { 64 + ones } else { ones };
+            if len <= deeper {
+                return Ok(false);
+            }
+            let bits = v6_chunk_bits(p.addr, len, deeper);
+            reach.push(bits);
+            subs |= bits;
+        }
+        let n = subs.count_ones() as usize;
+        if n > *spare {
+            return Ok(false);
+        }
+        let mut leaves = Vec::with_capacity(n);
+        for s in (0..64u32).filter(|s| (subs >> s) & 1 == 1) {
+            let mine: Vec<V6Prefix> = here
+                .iter()
+                .zip(&reach)
+                .filter(|(_, r)| (*r >> s) & 1 == 1)
+                .map(|(p, _)| *p)
+                .collect();
+            if mine.len() > V6_LEAF_PREFIXES {
+                return Ok(false);
+            }
+            leaves.push((s, mine));
+        }
+        let was = old.unwrap_or(V6Leaf::EMPTY);
+        let written = self.write_sub_leaves(table, &leaves, old, subs);
+        if let Err(e) = written {
+            // The chunk leaf reads as it did (at most its bits changed,
+            // under a mode that does not read them): the leaves written
+            // for 64ths it does not mark go (nothing reads them).
+            let marked = if was.parts == V6_SPLIT { was.chunks } else { 0 };
+            let _ = self.remove_sub_leaves(table, subs & !marked);
+            return Err(e);
+        }
+        *spare -= n;
+        if (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some()) {
+            later.continuations.push(*self);
+        }
+        if was.parts == V6_SPLIT {
+            self.remove_sub_leaves(table, was.chunks & !subs)?;
+        }
+        Ok(true)
+    }
+
+    /// [`Self::write_sub_split`]'s writes: the leaves of the 64ths
+    /// (`leaves`: each 64th and its prefixes), then the chunk leaf's bits
+    /// `subs` under its mode now (`old`), then the mode.
+    fn write_sub_leaves(
+        &self,
+        table: &mut Table<V6Bucket, V6SpillKey>,
+        leaves: &[(u32, Vec<V6Prefix>)],
+        old: Option<V6Leaf>,
+        subs: u64,
+    ) -> Result<(), Error> {
+        for (s, mine) in leaves {
+            let leaf_block = self.sub(*s);
+            let now = leaf_block.get(table, 0);
+            let mut slots = [V6Prefix::UNUSED; V6_LEAF_PREFIXES];
+            if let Some(l) = now {
+                slots = l.prefixes;
+            }
+            let leaf = leaf_of(&place_stably(slots, mine), 1);
+            if now != Some(leaf) {
+                leaf_block.put(table, 0, Some(leaf))?;
+            }
+        }
+        let was = old.unwrap_or(V6Leaf::EMPTY);
+        if old.is_some() && was.parts != V6_SPLIT && was.chunks != subs {
+            self.put(
+                table,
+                0,
+                Some(V6Leaf {
+                    chunks: subs,
+                    ..was
+                }),
+            )?;
+        }
+        let leaf = V6Leaf {
+            parts: V6_SPLIT,
+            chunks: subs,
+            ..was
+        };
+        if old != Some(leaf) {
+            self.put(table, 0, Some(leaf))?;
+        }
+        Ok(())
     }
 
     /// Sends the program to the trie for the whole block (part 0 says
@@ -1707,22 +1904,36 @@ struct Later {
     compact: Vec<(LeafBlock, [V6Prefix; BLOCK_SLOTS], u32, u64)>,
     /// Blocks or chunks whose continuation parts go.
     continuations: Vec<LeafBlock>,
+    /// Chunks that stopped being split in turn, and the 64ths of them whose
+    /// leaves go (all but those the chunk leaf marks when the wait is
+    /// over).
+    subs: Vec<(LeafBlock, u64)>,
 }
 
 impl Later {
     /// Waits once, then makes the writes.
     fn finish(self, table: &mut Table<V6Bucket, V6SpillKey>) -> Result<(), Error> {
-        if self.compact.is_empty() && self.continuations.is_empty() {
+        if self.compact.is_empty() && self.continuations.is_empty() && self.subs.is_empty() {
             return Ok(());
         }
         wait_for_readers();
+        // Each kind of write is made even when one before failed; the
+        // first error is the one returned.
+        let mut result = Ok(());
         for (block, slots, parts, chunks) in self.compact {
-            block.write(table, &slots, parts, chunks, None)?;
+            result = result.and(block.write(table, &slots, parts, chunks, None));
         }
         for block in self.continuations {
-            block.remove_continuations(table)?;
+            result = result.and(block.remove_continuations(table));
         }
-        Ok(())
+        for (chunk, which) in self.subs {
+            let keep = match chunk.get(table, 0) {
+                Some(l) if l.parts == V6_SPLIT => l.chunks,
+                _ => 0,
+            };
+            result = result.and(chunk.remove_sub_leaves(table, which & !keep));
+        }
+        result
     }
 }
 
@@ -1819,10 +2030,13 @@ impl Drop for XdpFilter {
 mod tests {
     use super::*;
 
+    /// A leaf of a block: its chunk, the 64th of that chunk, its part.
+    pub(super) type LeafAt = (Option<u32>, Option<u32>, u32);
+
     thread_local! {
-        /// The next write of a leaf (not a removal) with this chunk and part
-        /// fails, once.
-        pub(super) static FAIL_PUT: std::cell::Cell<Option<(Option<u32>, u32)>> =
+        /// The next write of a leaf (not a removal) at this place fails,
+        /// once.
+        pub(super) static FAIL_PUT: std::cell::Cell<Option<LeafAt>> =
             const { std::cell::Cell::new(None) };
         /// This thread's IPv6 leaf writes and waits, in order.
         pub(super) static JOURNAL: std::cell::RefCell<Vec<Event>> =
@@ -1835,10 +2049,12 @@ mod tests {
         /// A wait for the program's runs.
         Wait,
         /// A leaf of block `key` (chunk leaf or its continuation when
-        /// `chunk` is set) written, or removed (`None`).
+        /// `chunk` is set, the leaf of a 64th of the chunk when `sub` is
+        /// too) written, or removed (`None`).
         Put {
             key: u64,
             chunk: Option<u32>,
+            sub: Option<u32>,
             part: u32,
             leaf: Option<V6Leaf>,
         },
@@ -2007,7 +2223,7 @@ mod tests {
         assert_eq!(chunk_shape(&f, 4, 0), (Some(4), 3));
         // A /53 over 64ths 0-1: 64th 0 goes to the trie (33), and the write
         // of 64th 1's new leaf fails.
-        FAIL_PUT.with(|x| x.set(Some((Some(1), 0))));
+        FAIL_PUT.with(|x| x.set(Some((Some(1), None, 0))));
         let journal = journal_of(|| {
             let e = f.deny_source(p48(4, 0, 53)).unwrap_err();
             assert!(matches!(e.kind(), ErrorKind::Kernel { .. }), "{e}");
@@ -2180,6 +2396,7 @@ mod tests {
             let Event::Put {
                 key: k,
                 chunk: Some(_),
+                sub: None,
                 part,
                 leaf,
             } = *e
@@ -2359,6 +2576,314 @@ mod tests {
         assert!(f.v6_fine_users.is_empty());
     }
 
+    /// A 64th of a block reached by more prefixes than its parts hold is
+    /// split in turn, by its own 64ths, at every level (a /22 of a /16, a
+    /// /38 of a /32, a /54 of a /48, a /70 of a /64), and the leaves of
+    /// those 64ths answer without the trie; it comes back to parts, goes to
+    /// the trie when a prefix covers it whole or more than a leaf holds
+    /// reach one of its 64ths, and back again. Going in, the leaves of its
+    /// 64ths are written before the chunk leaf says so and its
+    /// continuations go after the one wait; coming out, those leaves go
+    /// after it. A kernel error on the way in leaves the chunk as it was;
+    /// the block going to the trie takes every leaf of the chunk with it.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_crowded_chunks_split_by_their_64ths() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let mask = f.cfg.v6_bucket_mask;
+        // The chunk crowded at each level.
+        const C: u32 = 5;
+        for (level, base) in [
+            (16u32, 0x2402u128 << 112),
+            (32, 0x2001_0db9u128 << 96),
+            (48, 0x2001_0db8_0005u128 << 80),
+            (64, 0x2001_0db8_0006_0007u128 << 64),
+        ] {
+            // Prefixes 14 bits longer than the block, four in each of the
+            // first 64ths of its chunk `C`.
+            let l = level as u8;
+            let len = l + 14;
+            let sub_bits = 128 - level - 12;
+            let cbase = base | u128::from(C) << (sub_bits + 6);
+            let addr = |sub: u128, j: u128| cbase | sub << sub_bits | j << (128 - u32::from(len));
+            let pre =
+                |a: u128, len: u8| IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap();
+            let block = LeafBlock::new((base >> 64) as u64, level, mask);
+            let chunk = block.chunk(C);
+            let shape = |f: &XdpFilter| {
+                let leaf = chunk.get(&f.deny_v6_leaf, 0);
+                let parts = (1..V6_MAX_PARTS)
+                    .filter(|&p| chunk.get(&f.deny_v6_leaf, p).is_some())
+                    .count();
+                let subs = (0..64)
+                    .filter(|&s| chunk.sub(s).get(&f.deny_v6_leaf, 0).is_some())
+                    .count();
+                (leaf.map(|l| l.parts), parts, subs)
+            };
+            let verdict = |f: &XdpFilter, a: u128| {
+                let frame = v6_frame(std::net::Ipv6Addr::from(a), UDP, &udp(1, 2, b""));
+                f.test_run(&frame, 1).unwrap().verdict
+            };
+            // Every /len of the first 12 64ths (and one in the next chunk):
+            // the first `denied` 64ths' dropped, the others passed.
+            let check = |f: &XdpFilter, denied: u128, what: &str| {
+                for sub in 0..12 {
+                    for j in 0..4 {
+                        let want = if sub < denied {
+                            Verdict::Drop
+                        } else {
+                            Verdict::Pass
+                        };
+                        let a = addr(sub, j) | 1;
+                        assert_eq!(verdict(f, a), want, "/{level}: {what}: 64th {sub}, {j}");
+                    }
+                }
+                let next_chunk = cbase + (1u128 << (sub_bits + 6));
+                assert_eq!(verdict(f, next_chunk), Verdict::Pass, "/{level}: {what}");
+            };
+            // 32 in the 64th: parts (a chunk leaf and 3 continuations).
+            for sub in 0..8 {
+                for j in 0..4 {
+                    f.deny_source(pre(addr(sub, j), len)).unwrap();
+                }
+            }
+            assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
+            check(&f, 8, "32 in parts");
+            // A kernel error writing the leaf of one of its 64ths: the
+            // call fails, the chunk stays in parts, no leaf is left over.
+            let leaves = f.deny_v6_leaf.len();
+            FAIL_PUT.with(|x| x.set(Some((Some(C), Some(4), 0))));
+            assert!(f.deny_source(pre(addr(8, 0), len)).is_err());
+            assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
+            assert_eq!(f.deny_v6_leaf.len(), leaves, "/{level}");
+            check(&f, 8, "a failed write");
+            // The same, writing the chunk leaf itself.
+            FAIL_PUT.with(|x| x.set(Some((Some(C), None, 0))));
+            assert!(f.deny_source(pre(addr(8, 0), len)).is_err());
+            assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
+            assert_eq!(f.deny_v6_leaf.len(), leaves, "/{level}");
+            check(&f, 8, "a failed chunk leaf write");
+            // 33: split by its 64ths: their leaves first, the chunk leaf
+            // then, the continuations after the one wait.
+            let journal = journal_of(|| f.deny_source(pre(addr(8, 0), len)).unwrap());
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 9), "/{level}");
+            let wait = the_one_wait(&journal);
+            let split_at = journal
+                .iter()
+                .position(|e| {
+                    matches!(*e, Event::Put { chunk: Some(C), sub: None, part: 0, leaf: Some(l), .. }
+                        if l.parts == V6_SPLIT)
+                })
+                .expect("the chunk leaf says split");
+            for (i, e) in journal.iter().enumerate() {
+                match *e {
+                    Event::Put {
+                        chunk: Some(C),
+                        sub: Some(_),
+                        leaf,
+                        ..
+                    } => {
+                        assert!(i < split_at && leaf.is_some(), "/{level}: {e:?}")
+                    }
+                    Event::Put {
+                        chunk: Some(C),
+                        sub: None,
+                        part: 1..,
+                        leaf,
+                        ..
+                    } => {
+                        assert!(i > wait && leaf.is_none(), "/{level}: {e:?}")
+                    }
+                    _ => {}
+                }
+            }
+            assert!(split_at < wait, "/{level}");
+            for j in 1..4 {
+                f.deny_source(pre(addr(8, j), len)).unwrap();
+            }
+            check(&f, 9, "36, split by 64ths");
+            // 40, a 64th more.
+            for j in 0..4 {
+                f.deny_source(pre(addr(9, j), len)).unwrap();
+            }
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
+            check(&f, 10, "40, split by 64ths");
+            // The leaves of the 64ths answer, not the trie: taken out of the
+            // trie behind the loader's back, every prefix is still dropped.
+            let keys: Vec<Key<[u8; 16]>> = (0..10)
+                .flat_map(|sub| (0..4).map(move |j| (sub, j)))
+                .map(|(sub, j)| Key::new(u32::from(len), addr(sub, j).to_be_bytes()))
+                .collect();
+            for k in &keys {
+                f.deny_v6.remove(k).unwrap();
+            }
+            check(&f, 10, "40, none in the trie");
+            for k in &keys {
+                f.deny_v6.insert(k, 1, 0).unwrap();
+            }
+            // A prefix covering the chunk: the trie; the leaves of its
+            // 64ths go after the one wait.
+            let cover = pre(cbase, l + 6);
+            let journal = journal_of(|| f.deny_source(cover).unwrap());
+            assert_eq!(shape(&f), (Some(V6_OVERFLOW), 0, 0), "/{level}");
+            let wait = the_one_wait(&journal);
+            for (i, e) in journal.iter().enumerate() {
+                if let Event::Put {
+                    chunk: Some(C),
+                    sub: Some(_),
+                    leaf,
+                    ..
+                } = *e
+                {
+                    assert!(i > wait && leaf.is_none(), "/{level}: {e:?}");
+                }
+            }
+            check(&f, 12, "covered");
+            assert!(f.allow_source(cover).unwrap());
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
+            check(&f, 10, "uncovered");
+            // Nine reaching one 64th (five more nested in it, of the
+            // block's level: the 64th itself, its halves, the halves of its
+            // first prefix): the trie, and back.
+            let nested = [
+                pre(addr(0, 0), l + 12),
+                pre(addr(0, 0), l + 13),
+                pre(addr(0, 2), l + 13),
+                pre(addr(0, 0), l + 15),
+                pre(addr(0, 0) | 1 << (128 - u32::from(l) - 15), l + 15),
+            ];
+            for p in &nested {
+                f.deny_source(*p).unwrap();
+            }
+            assert_eq!(shape(&f), (Some(V6_OVERFLOW), 0, 0), "/{level}");
+            check(&f, 10, "nine in a 64th");
+            for p in &nested {
+                assert!(f.allow_source(*p).unwrap());
+            }
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
+            // A prefix over four 64ths of the chunk (12 to 15).
+            let wide = pre(addr(12, 0), l + 10);
+            f.deny_source(wide).unwrap();
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 14), "/{level}");
+            check(&f, 10, "a wide prefix");
+            for sub in 12..17 {
+                let want = if sub < 16 {
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                };
+                assert_eq!(verdict(&f, addr(sub, 3) | 1), want, "/{level}: 64th {sub}");
+            }
+            assert!(f.allow_source(wide).unwrap());
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
+            // The whole block to the trie (prefixes over chunks 16-63 make
+            // it reach more 64ths than it has prefixes), every leaf but
+            // part 0 gone; and back.
+            let halves = [
+                pre(base | 1 << (127 - level), l + 1),
+                pre(base | 1 << (126 - level), l + 2),
+            ];
+            for p in halves {
+                f.deny_source(p).unwrap();
+            }
+            assert_eq!(
+                block.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
+                Some(V6_OVERFLOW)
+            );
+            assert_eq!(shape(&f), (None, 0, 0), "/{level}");
+            assert_eq!(f.deny_v6_leaf.len(), 1, "/{level}");
+            check(&f, 10, "the block in the trie");
+            for p in halves {
+                assert!(f.allow_source(p).unwrap());
+            }
+            assert_eq!(
+                block.get(&f.deny_v6_leaf, 0).map(|l| l.parts),
+                Some(V6_SPLIT)
+            );
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
+            assert_eq!(f.deny_v6_leaf.len(), 12, "/{level}");
+            // Back to 32: parts again, the leaves of the 64ths after the
+            // one wait (the chunk leaf's slots written under the split
+            // first).
+            // A 64th emptied while the chunk stays split: its bit cleared,
+            // then its leaf removed (no wait: no prefix reaches it).
+            for j in 0..3 {
+                assert!(f.allow_source(pre(addr(9, j), len)).unwrap());
+            }
+            let journal = journal_of(|| assert!(f.allow_source(pre(addr(9, 3), len)).unwrap()));
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 9), "/{level}");
+            assert!(!journal.contains(&Event::Wait), "/{level}: {journal:?}");
+            let cleared = journal.iter().position(|e| {
+                matches!(*e, Event::Put { chunk: Some(C), sub: None, part: 0, leaf: Some(l), .. }
+                    if l.parts == V6_SPLIT && (l.chunks >> 9) & 1 == 0)
+            });
+            let removed = journal.iter().position(|e| {
+                matches!(
+                    *e,
+                    Event::Put {
+                        chunk: Some(C),
+                        sub: Some(9),
+                        leaf: None,
+                        ..
+                    }
+                )
+            });
+            assert!(cleared.unwrap() < removed.unwrap(), "/{level}: {journal:?}");
+            for j in 0..3 {
+                assert!(f.allow_source(pre(addr(8, j), len)).unwrap());
+            }
+            let journal = journal_of(|| assert!(f.allow_source(pre(addr(8, 3), len)).unwrap()));
+            assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
+            let wait = the_one_wait(&journal);
+            let mut saw_slots_under_split = false;
+            for (i, e) in journal.iter().enumerate() {
+                match *e {
+                    Event::Put {
+                        chunk: Some(C),
+                        sub: Some(_),
+                        leaf,
+                        ..
+                    } => {
+                        assert!(i > wait && leaf.is_none(), "/{level}: {e:?}")
+                    }
+                    Event::Put {
+                        chunk: Some(C),
+                        sub: None,
+                        part: 0,
+                        leaf: Some(l),
+                        ..
+                    } => {
+                        assert!(i < wait, "/{level}: {e:?}");
+                        if l.parts == V6_SPLIT {
+                            // The 64ths' bits kept until the mode changes.
+                            assert_eq!(l.chunks.count_ones(), 9, "/{level}: {e:?}");
+                            saw_slots_under_split = true;
+                        } else {
+                            // Its bits too: a run that read the split
+                            // before this write still finds them.
+                            assert!(saw_slots_under_split && l.parts == 4, "/{level}: {e:?}");
+                            assert_eq!(l.chunks.count_ones(), 9, "/{level}: {e:?}");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            check(&f, 8, "back to parts");
+            for sub in 0..8 {
+                for j in 0..4 {
+                    assert!(f.allow_source(pre(addr(sub, j), len)).unwrap());
+                }
+            }
+            assert_eq!(shape(&f), (None, 0, 0), "/{level}");
+            check(&f, 0, "all allowed");
+            assert_v6_counts(&f);
+        }
+        assert!(f.denied_sources().unwrap().is_empty());
+        assert_eq!(f.deny_v6_leaf.len(), 0);
+    }
+
     /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf
     /// for each 64th a prefix reaches, no continuations) while it reaches
     /// no more 64ths than it has prefixes, and comes back to one leaf (the
@@ -2403,8 +2928,31 @@ mod tests {
             f.deny_source(p(k, 56)).unwrap();
         }
         assert_eq!(block_shape(&f), (Some(V6_OVERFLOW), 0, 0));
+        // Out of overflow to parts: part 0's slots are written under
+        // overflow with the bits it will have, those of a /56 denied during
+        // the overflow too (64th 50), so a run that reads the new mode with
+        // the bits of that write still finds it.
+        f.deny_source(p(200, 56)).unwrap();
+        assert!(f.allow_source(p(172, 56)).unwrap());
+        assert_eq!(block_shape(&f).0, Some(V6_OVERFLOW));
+        let journal = journal_of(|| assert!(f.allow_source(p(173, 56)).unwrap()));
+        assert_eq!(block_shape(&f), (Some(4), 3, 0));
+        let block = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask);
+        let bits = block.get(&f.deny_v6_leaf, 0).unwrap().chunks;
+        assert_eq!((bits >> 50) & 1, 1);
+        for e in &journal {
+            if let Event::Put {
+                chunk: None,
+                part: 0,
+                leaf: Some(l),
+                ..
+            } = *e
+            {
+                assert_eq!(l.chunks, bits, "{e:?}");
+            }
+        }
         assert!(f.allow_source(p(0, 49)).unwrap());
-        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 14));
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 15));
     }
 
     /// One BPF_PROG_TEST_RUN of `frame` through the program `fd`: its
@@ -2470,7 +3018,8 @@ mod tests {
     /// no prefix ever covers is passed by every run, whatever the changes
     /// around them (IPv6 blocks going through one leaf, parts, the split,
     /// overflow and back, a crowded chunk through one leaf, continuations
-    /// and overflow; /16 blocks covered and uncovered; the short-prefix
+    /// and overflow, another through continuations and its own split;
+    /// /16 blocks covered and uncovered; the short-prefix
     /// bit set and cleared in every filter entry; IPv4 /24 states and
     /// bitmaps). A fixed sequence of 3,000 changes, the second half without
     /// the denied /29 (so that drains of the pool leave no prefix shorter
@@ -2497,6 +3046,7 @@ mod tests {
             "2001:db8:1::/48",
             "2001:db8:c:f000::/56",
             "2001:db8:c:cbf0::/60",
+            "2001:db8:c:d3fc::/62",
             "2401:8000::/29",
             "198.18.7.0/24",
             "198.18.8.8/32",
@@ -2542,6 +3092,17 @@ mod tests {
         for i in 0..40u32 {
             pool.push(pre(&format!("2001:db8:c:{:x}::/60", 0xc800 + 0x10 * i)));
         }
+        // Another 64th (c:d000::/54) crowded through one leaf,
+        // continuations and its own split (its /60s hold four /62s each:
+        // past 32 with the permanent /62 in its last /60), filled whole
+        // now and then.
+        let split = pool.len()..pool.len() + 40;
+        for i in 0..40u32 {
+            pool.push(pre(&format!(
+                "2001:db8:c:{:x}::/62",
+                0xd000 + 0x10 * (i / 4) + 4 * (i % 4)
+            )));
+        }
         // The /29's probes come first: they are checked in the first half.
         let probes: Vec<(Vec<u8>, Verdict, &str)> = [
             ("2401:8000::1", Verdict::Drop),
@@ -2550,6 +3111,9 @@ mod tests {
             ("2001:db8:c:f0ff::1", Verdict::Drop),
             ("2001:db8:c:cbf5::1", Verdict::Drop),
             ("2001:db8:c:cbe5::1", Verdict::Pass),
+            ("2001:db8:c:d3fd::1", Verdict::Drop),
+            ("2001:db8:c:d3f5::1", Verdict::Pass),
+            ("2001:db8:c:d205::1", Verdict::Pass),
             ("2410::1", Verdict::Pass),
             ("2001:db8:2::1", Verdict::Pass),
             ("2001:db8:c:ff00::1", Verdict::Pass),
@@ -2600,7 +3164,19 @@ mod tests {
             });
             let mut next = crate::test_frames::xorshift64(0x2545_f491_4f6c_dd1d);
             let mut on = vec![false; pool.len()];
+            // The modes the chunk leaf of c:d000::/54 went through.
+            let d000 = LeafBlock::new(0x2001_0db8_000c_0000, 48, f.cfg.v6_bucket_mask).chunk(52);
+            let mut modes = std::collections::BTreeSet::new();
             for step in 0..3_000 {
+                if let Some(l) = d000.get(&f.deny_v6_leaf, 0) {
+                    modes.insert(l.parts);
+                }
+                for i in split.clone().filter(|_| step % 500 == 100) {
+                    if !on[i] {
+                        f.deny_source(pool[i]).unwrap();
+                        on[i] = true;
+                    }
+                }
                 if step % 500 == 250 {
                     for i in crowded.clone() {
                         if !on[i] {
@@ -2636,6 +3212,9 @@ mod tests {
                 on[i] = !on[i];
             }
             stop.store(true, Ordering::Relaxed);
+            for mode in [2, V6_MAX_PARTS, V6_SPLIT, V6_OVERFLOW] {
+                assert!(modes.contains(&mode), "{mode} not in {modes:?}");
+            }
             checker.join().unwrap()
         });
         let runs = runs.load(Ordering::Relaxed);
@@ -2654,8 +3233,8 @@ mod tests {
     /// and prefixes are loops bounded by values from maps) within its limit
     /// of one million instructions with room to spare: a change that
     /// multiplies the paths fails here before it fails to load elsewhere.
-    /// (About 375,000 on Linux 6.18 with four leaf levels, 296,000 with
-    /// three.)
+    /// (About 447,000 on Linux 6.18 with four leaf levels and chunks split
+    /// in turn, 375,000 before that, 296,000 with three levels.)
     #[cfg(feature = "ebpf")]
     #[test]
     #[ignore = "needs root"]

@@ -23,11 +23,12 @@ use aya_ebpf::{
 use rauta_xdp_common::{
     buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk,
     v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot, v6_leaf_code,
-    v6_leaf_key, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket, V6FilterEntry,
-    V6Leaf, V6SpillKey, V6_16Entry, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES,
-    DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED,
-    V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES, V6_FILTER_SHORT,
-    V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
+    v6_leaf_key, v6_sub_leaf_code, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
+    V6FilterEntry, V6Leaf, V6SpillKey, V6_16Entry, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES,
+    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS,
+    SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES,
+    V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW,
+    V6_SPLIT,
 };
 
 #[map]
@@ -440,6 +441,17 @@ fn v6_leaf(key: u64, code: u32, mask: u32) -> Option<&'static V6Leaf> {
     DENY_V6_SPILL.get_ptr(spill).map(|p| unsafe { &*p })
 }
 
+/// A leaf's `parts`, read once: the loader may rewrite the leaf while the
+/// program reads it, and every decision about the leaf must come from the
+/// same value (a reference to map memory would let the compiler read it
+/// again at each use).
+#[inline(always)]
+fn mode(leaf: &V6Leaf) -> u32 {
+    // SAFETY: `leaf` refers to a live, aligned map value (see `v6_leaf`);
+    // a volatile read of one of its fields reads only that field.
+    unsafe { core::ptr::read_volatile(&leaf.parts) }
+}
+
 /// Whether the address half `half` lies in one of the leaf's prefixes.
 #[inline(always)]
 fn leaf_holds(leaf: &V6Leaf, half: u64) -> bool {
@@ -456,7 +468,8 @@ fn leaf_holds(leaf: &V6Leaf, half: u64) -> bool {
 
 /// Looks the source up in the leaves of its block at `level`: part 0, then
 /// the continuation parts part 0 announces, or the leaf of the source's
-/// chunk when the block is split by chunk.
+/// chunk when the block is split by chunk (then its continuations, or the
+/// leaf of the source's 64th of the chunk when the chunk is split too).
 #[inline(always)]
 fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     let key = v6_leaf_key(top, level);
@@ -466,7 +479,7 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     let Some(first) = v6_leaf(key, v6_leaf_code(level, 0), mask) else {
         return LeafAnswer::Clear;
     };
-    let parts = first.parts;
+    let parts = mode(first);
     if parts == V6_OVERFLOW {
         return LeafAnswer::Walk;
     }
@@ -476,20 +489,35 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
         return LeafAnswer::Clear;
     }
     if parts == V6_SPLIT {
-        return match v6_leaf(key, v6_chunk_leaf_code(level, chunk), mask) {
-            None => LeafAnswer::Clear,
-            Some(leaf) if leaf.parts == V6_OVERFLOW => LeafAnswer::Walk,
-            Some(leaf) if leaf_holds(leaf, half) => LeafAnswer::Denied,
-            Some(leaf) if leaf.parts > 1 => {
-                let first = v6_chunk_part_code(level, chunk, 1);
-                if rauta_v6_chunk_parts(key, first, half, mask, leaf.parts) != 0 {
-                    LeafAnswer::Denied
-                } else {
-                    LeafAnswer::Clear
-                }
-            }
-            Some(_) => LeafAnswer::Clear,
+        let Some(leaf) = v6_leaf(key, v6_chunk_leaf_code(level, chunk), mask) else {
+            return LeafAnswer::Clear;
         };
+        let parts = mode(leaf);
+        if parts == V6_OVERFLOW {
+            return LeafAnswer::Walk;
+        }
+        if parts == V6_SPLIT {
+            // The chunk split in turn: the leaf of the source's 64th of it
+            // (the chunk leaf's own slots are not read).
+            let sub = v6_chunk(half, level + 6);
+            if (leaf.chunks >> sub) & 1 == 0 {
+                return LeafAnswer::Clear;
+            }
+            return match v6_leaf(key, v6_sub_leaf_code(level, chunk, sub), mask) {
+                Some(leaf) if leaf_holds(leaf, half) => LeafAnswer::Denied,
+                _ => LeafAnswer::Clear,
+            };
+        }
+        if leaf_holds(leaf, half) {
+            return LeafAnswer::Denied;
+        }
+        if parts > 1 {
+            let first = v6_chunk_part_code(level, chunk, 1);
+            if rauta_v6_chunk_parts(key, first, half, mask, parts) != 0 {
+                return LeafAnswer::Denied;
+            }
+        }
+        return LeafAnswer::Clear;
     }
     if leaf_holds(first, half) {
         return LeafAnswer::Denied;
@@ -559,7 +587,9 @@ fn v6_16_state(top: u64) -> u64 {
 /// the source's /16 state is read too: a
 /// prefix of 16 or less covers the /16, or the leaves of the /16 block hold
 /// those of 17 to 31. The trie is walked only when more prefixes reach the
-/// source's 64th of a block than its parts hold (or fit the block's budget),
+/// source's 64th of a block than its parts hold (or fit the block's budget)
+/// and that 64th is not split in turn (a prefix covers it whole, more than a
+/// leaf holds reach one 64th of it, or its leaves do not fit the budget),
 /// in a block whose prefixes fit neither parts nor the split, or where the
 /// leaf table was full.
 #[inline(always)]
