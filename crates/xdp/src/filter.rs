@@ -1382,7 +1382,10 @@ impl LeafBlock {
     fn at(&self, part: u32) -> (u32, (u64, u32), V6SpillKey) {
         let code = match (self.chunk, self.sub) {
             (None, _) => v6_leaf_code(self.level, part),
-            (Some(c), Some(sub)) => v6_sub_leaf_code(self.level, c, sub),
+            (Some(c), Some(sub)) => {
+                debug_assert_eq!(part, 0, "the leaf of a 64th has no parts");
+                v6_sub_leaf_code(self.level, c, sub)
+            }
             (Some(c), None) if part == 0 => v6_chunk_leaf_code(self.level, c),
             (Some(c), None) => v6_chunk_part_code(self.level, c, part),
         };
@@ -1547,10 +1550,10 @@ impl LeafBlock {
             // before the last write finds them still there after it.
             self.write(table, &slots, parts, old.chunks, Some(V6_SPLIT))?;
             match later {
-                Some(later) => later.subs.push((*self, old.chunks)),
+                Some(later) => later.subs.push((*self, u64::MAX)),
                 None => {
                     wait_for_readers();
-                    self.remove_sub_leaves(table, old.chunks)?;
+                    self.remove_sub_leaves(table, u64::MAX)?;
                 }
             }
             Ok(())
@@ -1731,7 +1734,8 @@ impl LeafBlock {
     /// `Ok(false)`, with nothing written, when it does not fit: a prefix
     /// covers the whole chunk, more than a leaf holds reach one of its
     /// 64ths, or it would take more leaves than `spare` (the block's
-    /// budget; what it takes comes out of it).
+    /// budget; what it takes comes out of it) plus the chunk leaf's own
+    /// (its slots go unused under the split).
     fn write_sub_split(
         &self,
         table: &mut Table<V6Bucket, V6SpillKey>,
@@ -1754,7 +1758,9 @@ impl LeafBlock {
             subs |= bits;
         }
         let n = subs.count_ones() as usize;
-        if n > *spare {
+        // The chunk leaf's slots go unused under the split: its leaf counts
+        // as one of the n.
+        if n > *spare + 1 {
             return Ok(false);
         }
         let mut leaves = Vec::with_capacity(n);
@@ -1780,12 +1786,12 @@ impl LeafBlock {
             let _ = self.remove_sub_leaves(table, subs & !marked);
             return Err(e);
         }
-        *spare -= n;
+        *spare = *spare + 1 - n;
         if (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some()) {
             later.continuations.push(*self);
         }
         if was.parts == V6_SPLIT {
-            self.remove_sub_leaves(table, was.chunks & !subs)?;
+            self.remove_sub_leaves(table, !subs)?;
         }
         Ok(true)
     }
@@ -2261,15 +2267,17 @@ mod tests {
     }
 
     /// A crowded 64th whose continuation finds no room (its bucket and the
-    /// spill map full) goes to the trie alone, the call succeeding and the
-    /// block staying split; it takes its continuation once there is room
-    /// and the block changes again. Every probe is answered right.
+    /// spill map full), nor the leaf of one of its own 64ths, goes to the
+    /// trie alone (the leaves its own split wrote removed), the call
+    /// succeeding and the block staying split; it takes its continuation
+    /// once there is room and the block changes again. Every probe is
+    /// answered right.
     #[cfg(feature = "ebpf")]
     #[test]
     #[ignore = "needs root"]
     fn root_chunk_continuation_without_room_sends_its_64th_to_the_trie() {
         use crate::test_frames::{udp, v6_frame, UDP};
-        use rauta_xdp_common::v6_chunk_part_code;
+        use rauta_xdp_common::{v6_chunk_part_code, v6_sub_leaf_code};
 
         let mut f = XdpFilter::builder()
             .deny_v6_capacity(128)
@@ -2303,15 +2311,20 @@ mod tests {
         }
         assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 9));
         assert_eq!(chunk_shape(&f, 0, 0), (Some(1), 0));
-        // Fill the bucket of 64th 0's first continuation, then the spill
-        // map, with other blocks' first leaves.
+        // Fill the bucket of 64th 0's first continuation and that of the
+        // leaf of its ninth /60 (64th 8 of it), then the spill map, with
+        // other blocks' first leaves.
         let cont = v6_bucket(key(0), v6_chunk_part_code(48, 0, 1), mask);
-        let fillers = fill_buckets(&mut f, &[cont]);
-        // A ninth /60 there: no room for the continuation, so the trie
-        // answers for that 64th; the others keep their leaves.
+        let ninth = v6_bucket(key(0), v6_sub_leaf_code(48, 0, 8), mask);
+        let fillers = fill_buckets(&mut f, &[cont, ninth]);
+        // A ninth /60 there: no room for the continuation, nor for the
+        // split of the 64th by its own 64ths, so the trie answers for that
+        // 64th; the others keep their leaves.
+        let leaves = f.deny_v6_leaf.len();
         f.deny_source(p60(8)).unwrap();
         assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 9));
         assert_eq!(chunk_shape(&f, 0, 0), (Some(V6_OVERFLOW), 0));
+        assert_eq!(f.deny_v6_leaf.len(), leaves);
         let drop = [in60(0), in60(7), in60(8), a48(0, 4), a48(0, 32)];
         let pass = [in60(9), in60(15), a48(0, 1), a48(0, 5), a48(0, 36)];
         check(&f, &drop, &pass, "overflow");
@@ -2884,6 +2897,35 @@ mod tests {
         assert_eq!(f.deny_v6_leaf.len(), 0);
     }
 
+    /// A block whose prefixes all lie in one 64th, each in a 64th of that
+    /// 64th of its own (forty /60s in one /54), splits that 64th in turn:
+    /// its chunk leaf's slots go unused, so it counts as one of the leaves
+    /// (the block takes its prefixes plus two).
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_a_64th_of_lone_prefixes_splits_in_turn() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let a60 = |j: u128| a48(9, 0) | j << 68;
+        for j in 0..40 {
+            let p = IpPrefix::new(std::net::Ipv6Addr::from(a60(j)).into(), 60).unwrap();
+            f.deny_source(p).unwrap();
+        }
+        assert_eq!(block_shape_of(&f, 9), (Some(V6_SPLIT), 0, 1));
+        assert_eq!(chunk_shape(&f, 9, 0), (Some(V6_SPLIT), 0));
+        assert_eq!(f.deny_v6_leaf.len(), 42);
+        for j in 0..64 {
+            let frame = v6_frame(std::net::Ipv6Addr::from(a60(j) | 5), UDP, &udp(1, 2, b""));
+            let want = if j < 40 { Verdict::Drop } else { Verdict::Pass };
+            assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "/60 {j}");
+        }
+        for p in f.denied_sources().unwrap() {
+            assert!(f.allow_source(p).unwrap());
+        }
+        assert_eq!(f.deny_v6_leaf.len(), 0);
+    }
+
     /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf
     /// for each 64th a prefix reaches, no continuations) while it reaches
     /// no more 64ths than it has prefixes, and comes back to one leaf (the
@@ -3227,6 +3269,7 @@ mod tests {
         assert_v6_counts(&f);
         assert!(f.v6_bit_users.is_empty() && f.v6_fine_users.is_empty());
         assert!(f.v6_words.iter().all(|&w| w == [0; 8]));
+        assert_eq!(f.deny_v6_leaf.len(), 0);
     }
 
     /// The verifier walks the classifier's paths (the IPv6 levels, parts

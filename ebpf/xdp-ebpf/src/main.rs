@@ -452,6 +452,15 @@ fn mode(leaf: &V6Leaf) -> u32 {
     unsafe { core::ptr::read_volatile(&leaf.parts) }
 }
 
+/// A leaf's `chunks`, read after its mode ([`mode`]): volatile reads keep
+/// their order, so the bits are never older than the mode they go with
+/// (the loader writes bits that a mode needs before, or with, the mode).
+#[inline(always)]
+fn bits(leaf: &V6Leaf) -> u64 {
+    // SAFETY: as in `mode`.
+    unsafe { core::ptr::read_volatile(&leaf.chunks) }
+}
+
 /// Whether the address half `half` lies in one of the leaf's prefixes.
 #[inline(always)]
 fn leaf_holds(leaf: &V6Leaf, half: u64) -> bool {
@@ -485,7 +494,7 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     }
     // No prefix of the block reaches the source's 64th of it.
     let chunk = v6_chunk(half, level);
-    if (first.chunks >> chunk) & 1 == 0 {
+    if (bits(first) >> chunk) & 1 == 0 {
         return LeafAnswer::Clear;
     }
     if parts == V6_SPLIT {
@@ -500,7 +509,7 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
             // The chunk split in turn: the leaf of the source's 64th of it
             // (the chunk leaf's own slots are not read).
             let sub = v6_chunk(half, level + 6);
-            if (leaf.chunks >> sub) & 1 == 0 {
+            if (bits(leaf) >> sub) & 1 == 0 {
                 return LeafAnswer::Clear;
             }
             return match v6_leaf(key, v6_sub_leaf_code(level, chunk, sub), mask) {
