@@ -1412,12 +1412,19 @@ impl LeafBlock {
         leaf: Option<V6Leaf>,
     ) -> Result<(), Error> {
         #[cfg(test)]
-        if leaf.is_some() && tests::FAIL_PUT.with(|f| f.get()) == Some((self.chunk, self.sub, part))
-        {
-            tests::FAIL_PUT.with(|f| f.set(None));
-            return Err(Error::new(ErrorKind::Kernel {
-                operation: "a write the test made fail",
-            }));
+        if leaf.is_some() {
+            if let Some((at, skip)) = tests::FAIL_PUT.with(|f| f.get()) {
+                if at == (self.chunk, self.sub, part) {
+                    if skip > 0 {
+                        tests::FAIL_PUT.with(|f| f.set(Some((at, skip - 1))));
+                    } else {
+                        tests::FAIL_PUT.with(|f| f.set(None));
+                        return Err(Error::new(ErrorKind::Kernel {
+                            operation: "a write the test made fail",
+                        }));
+                    }
+                }
+            }
         }
         let (b, tag, spill) = self.at(part);
         table.put(b, tag, spill, leaf)?;
@@ -2040,9 +2047,9 @@ mod tests {
     pub(super) type LeafAt = (Option<u32>, Option<u32>, u32);
 
     thread_local! {
-        /// The next write of a leaf (not a removal) at this place fails,
-        /// once.
-        pub(super) static FAIL_PUT: std::cell::Cell<Option<LeafAt>> =
+        /// A write of a leaf (not a removal) at this place fails, once:
+        /// the first after as many writes there as the count.
+        pub(super) static FAIL_PUT: std::cell::Cell<Option<(LeafAt, u32)>> =
             const { std::cell::Cell::new(None) };
         /// This thread's IPv6 leaf writes and waits, in order.
         pub(super) static JOURNAL: std::cell::RefCell<Vec<Event>> =
@@ -2229,7 +2236,7 @@ mod tests {
         assert_eq!(chunk_shape(&f, 4, 0), (Some(4), 3));
         // A /53 over 64ths 0-1: 64th 0 goes to the trie (33), and the write
         // of 64th 1's new leaf fails.
-        FAIL_PUT.with(|x| x.set(Some((Some(1), None, 0))));
+        FAIL_PUT.with(|x| x.set(Some(((Some(1), None, 0), 0))));
         let journal = journal_of(|| {
             let e = f.deny_source(p48(4, 0, 53)).unwrap_err();
             assert!(matches!(e.kind(), ErrorKind::Kernel { .. }), "{e}");
@@ -2625,6 +2632,24 @@ mod tests {
                 |a: u128, len: u8| IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap();
             let block = LeafBlock::new((base >> 64) as u64, level, mask);
             let chunk = block.chunk(C);
+            // The journal's writes of the chunk leaf (not removals): where,
+            // and what.
+            let chunk_leaf_writes = |journal: &[Event]| -> Vec<(usize, V6Leaf)> {
+                journal
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| match *e {
+                        Event::Put {
+                            chunk: Some(C),
+                            sub: None,
+                            part: 0,
+                            leaf: Some(l),
+                            ..
+                        } => Some((i, l)),
+                        _ => None,
+                    })
+                    .collect()
+            };
             let shape = |f: &XdpFilter| {
                 let leaf = chunk.get(&f.deny_v6_leaf, 0);
                 let parts = (1..V6_MAX_PARTS)
@@ -2667,17 +2692,38 @@ mod tests {
             // A kernel error writing the leaf of one of its 64ths: the
             // call fails, the chunk stays in parts, no leaf is left over.
             let leaves = f.deny_v6_leaf.len();
-            FAIL_PUT.with(|x| x.set(Some((Some(C), Some(4), 0))));
+            FAIL_PUT.with(|x| x.set(Some(((Some(C), Some(4), 0), 0))));
             assert!(f.deny_source(pre(addr(8, 0), len)).is_err());
             assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
             assert_eq!(f.deny_v6_leaf.len(), leaves, "/{level}");
             check(&f, 8, "a failed write");
             // The same, writing the chunk leaf itself.
-            FAIL_PUT.with(|x| x.set(Some((Some(C), None, 0))));
+            FAIL_PUT.with(|x| x.set(Some(((Some(C), None, 0), 0))));
             assert!(f.deny_source(pre(addr(8, 0), len)).is_err());
             assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
             assert_eq!(f.deny_v6_leaf.len(), leaves, "/{level}");
             check(&f, 8, "a failed chunk leaf write");
+            // The same, the mode failing after the bits went in under the
+            // chunk leaf's parts (which do not read them): the call fails,
+            // the leaves of the 64ths go and the chunk leaf is as it was.
+            let before = chunk.get(&f.deny_v6_leaf, 0);
+            FAIL_PUT.with(|x| x.set(Some(((Some(C), None, 0), 1))));
+            let journal = journal_of(|| assert!(f.deny_source(pre(addr(9, 0), len)).is_err()));
+            assert_eq!(FAIL_PUT.with(|x| x.get()), None, "/{level}: not failed");
+            let writes = chunk_leaf_writes(&journal);
+            assert_eq!(
+                writes.first().map(|(_, l)| (l.parts, l.chunks)),
+                Some((4, 0x2ff)),
+                "/{level}: the bits under the parts: {journal:?}"
+            );
+            assert!(
+                writes.iter().all(|(_, l)| l.parts == 4),
+                "/{level}: {journal:?}"
+            );
+            assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
+            assert_eq!(chunk.get(&f.deny_v6_leaf, 0), before, "/{level}");
+            assert_eq!(f.deny_v6_leaf.len(), leaves, "/{level}");
+            check(&f, 8, "a failed mode write");
             // 33: split by its 64ths: their leaves first, the chunk leaf
             // then, the continuations after the one wait.
             let journal = journal_of(|| f.deny_source(pre(addr(8, 0), len)).unwrap());
@@ -2690,6 +2736,13 @@ mod tests {
                         if l.parts == V6_SPLIT)
                 })
                 .expect("the chunk leaf says split");
+            // Its writes: the new bits under its parts, then the split.
+            let writes = chunk_leaf_writes(&journal);
+            assert_eq!(writes.len(), 2, "/{level}: {journal:?}");
+            let (bits_at, bits) = writes[0];
+            assert_eq!((bits.parts, bits.chunks), (4, 0x1ff), "/{level}");
+            assert_eq!(writes[1].0, split_at, "/{level}");
+            assert_eq!(writes[1].1.chunks, 0x1ff, "/{level}");
             for (i, e) in journal.iter().enumerate() {
                 match *e {
                     Event::Put {
@@ -2698,7 +2751,7 @@ mod tests {
                         leaf,
                         ..
                     } => {
-                        assert!(i < split_at && leaf.is_some(), "/{level}: {e:?}")
+                        assert!(i < bits_at && leaf.is_some(), "/{level}: {e:?}")
                     }
                     Event::Put {
                         chunk: Some(C),
@@ -2884,6 +2937,28 @@ mod tests {
                 }
             }
             check(&f, 8, "back to parts");
+            // Split again by the same 64ths: the chunk leaf kept their bits,
+            // so the mode alone is written, after the leaves of the 64ths.
+            let journal = journal_of(|| f.deny_source(pre(addr(8, 3), len)).unwrap());
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 9), "/{level}");
+            let writes = chunk_leaf_writes(&journal);
+            assert_eq!(writes.len(), 1, "/{level}: {journal:?}");
+            assert_eq!(
+                (writes[0].1.parts, writes[0].1.chunks),
+                (V6_SPLIT, 0x1ff),
+                "/{level}"
+            );
+            let leaves_at: Vec<usize> = (0..journal.len())
+                .filter(|&i| matches!(journal[i], Event::Put { sub: Some(_), .. }))
+                .collect();
+            assert_eq!(leaves_at.len(), 9, "/{level}: {journal:?}");
+            assert!(leaves_at.iter().all(|&i| i < writes[0].0), "/{level}");
+            assert_eq!(verdict(&f, addr(8, 3) | 1), Verdict::Drop, "/{level}");
+            assert_eq!(verdict(&f, addr(8, 2) | 1), Verdict::Pass, "/{level}");
+            assert_eq!(verdict(&f, addr(7, 2) | 1), Verdict::Drop, "/{level}");
+            assert!(f.allow_source(pre(addr(8, 3), len)).unwrap());
+            assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
+            check(&f, 8, "back to parts again");
             for sub in 0..8 {
                 for j in 0..4 {
                     assert!(f.allow_source(pre(addr(sub, j), len)).unwrap());
@@ -3059,8 +3134,8 @@ mod tests {
     /// in a prefix that stays denied is dropped by every run, and a source
     /// no prefix ever covers is passed by every run, whatever the changes
     /// around them (IPv6 blocks going through one leaf, parts, the split,
-    /// overflow and back, a crowded chunk through one leaf, continuations
-    /// and overflow, another through continuations and its own split;
+    /// overflow and back, two crowded chunks through one leaf,
+    /// continuations, their own split and overflow;
     /// /16 blocks covered and uncovered; the short-prefix
     /// bit set and cleared in every filter entry; IPv4 /24 states and
     /// bitmaps). A fixed sequence of 3,000 changes, the second half without
@@ -3128,16 +3203,17 @@ mod tests {
             pool.push(pre(&format!("2001:db8:c:30{i:x}0::/60")));
         }
         // A 64th of that /48 outside the /49 and /50 (c:c800::/54) crowded
-        // through one leaf, continuations and overflow (past 32 with the
-        // permanent /60 at its top), filled whole now and then.
+        // through one leaf, continuations, its own split (each /60 a 64th
+        // of it) and overflow (past 32 with the permanent /60 at its top,
+        // as the block's budget allows), filled whole now and then.
         let crowded = pool.len()..pool.len() + 40;
         for i in 0..40u32 {
             pool.push(pre(&format!("2001:db8:c:{:x}::/60", 0xc800 + 0x10 * i)));
         }
         // Another 64th (c:d000::/54) crowded through one leaf,
-        // continuations and its own split (its /60s hold four /62s each:
-        // past 32 with the permanent /62 in its last /60), filled whole
-        // now and then.
+        // continuations, its own split (its /60s hold four /62s each:
+        // past 32 with the permanent /62 in its last /60) and overflow,
+        // filled whole now and then.
         let split = pool.len()..pool.len() + 40;
         for i in 0..40u32 {
             pool.push(pre(&format!(
@@ -3206,12 +3282,16 @@ mod tests {
             });
             let mut next = crate::test_frames::xorshift64(0x2545_f491_4f6c_dd1d);
             let mut on = vec![false; pool.len()];
-            // The modes the chunk leaf of c:d000::/54 went through.
-            let d000 = LeafBlock::new(0x2001_0db8_000c_0000, 48, f.cfg.v6_bucket_mask).chunk(52);
-            let mut modes = std::collections::BTreeSet::new();
+            // The modes the chunk leaves of c:c800::/54 and c:d000::/54
+            // went through (the fixed sequence takes each through all).
+            let block = LeafBlock::new(0x2001_0db8_000c_0000, 48, f.cfg.v6_bucket_mask);
+            let crowded_chunks = [block.chunk(50), block.chunk(52)];
+            let mut modes = [(); 2].map(|_| std::collections::BTreeSet::new());
             for step in 0..3_000 {
-                if let Some(l) = d000.get(&f.deny_v6_leaf, 0) {
-                    modes.insert(l.parts);
+                for (chunk, modes) in crowded_chunks.iter().zip(&mut modes) {
+                    if let Some(l) = chunk.get(&f.deny_v6_leaf, 0) {
+                        modes.insert(l.parts);
+                    }
                 }
                 for i in split.clone().filter(|_| step % 500 == 100) {
                     if !on[i] {
@@ -3255,7 +3335,10 @@ mod tests {
             }
             stop.store(true, Ordering::Relaxed);
             for mode in [2, V6_MAX_PARTS, V6_SPLIT, V6_OVERFLOW] {
-                assert!(modes.contains(&mode), "{mode} not in {modes:?}");
+                assert!(
+                    modes.iter().all(|m| m.contains(&mode)),
+                    "{mode} not in {modes:?}"
+                );
             }
             checker.join().unwrap()
         });
