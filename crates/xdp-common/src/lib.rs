@@ -17,6 +17,7 @@
 //! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | entry index ([`v6_filter_slot`]) | [`V6FilterEntry`]: a word of 16 bits of hashed /32s, [`V6_FILTER_SHORT`], 15 bits of /48s, 32 of /64s, then 7 words of hashed 64ths of blocks |
 //! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
 //! | [`MAP_DENY_V6_SPILL`] | hash | [`V6SpillKey`] | [`V6Leaf`] |
+//! | [`MAP_DENY_V6_RANGES`] | array, [`ranges_for`] entries | the slot a chunk leaf names | [`V6Ranges`] |
 //! | [`MAP_DENY_V6_16`] | array, [`V6_16_ENTRIES`] entries | the /16 (first 16 bits) | [`V6_16Entry`]: the /16's state and the 64ths its prefixes reach |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
@@ -60,8 +61,9 @@ pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// LPM trie of every denied IPv6 source prefix: the program walks it only
 /// where a block or one 64th of it says [`V6_OVERFLOW`]: more prefixes reach
 /// the 64th than its parts hold (or than the block's budget of leaves
-/// allows) and its own split cannot hold them either, the block's prefixes
-/// fit neither its parts nor the split, or the leaf table had no room.
+/// allows) and neither its own split nor [`V6_RANGES`] can hold them, the
+/// block's prefixes fit neither its parts nor the split, or the leaf table
+/// had no room.
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`], one
 /// [`V6FilterEntry`] per hashed /32. In its first word, bits 0-15 mark /32s
@@ -78,15 +80,19 @@ pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /16 (lengths 17 to 31), /32 (32 to 47), /48
 /// (48 to 63) and /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
 /// up to [`V6_MAX_PARTS`] leaves per block; a block with more is split by
-/// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches, with
-/// continuations ([`v6_chunk_part_code`]) for a chunk with more prefixes
-/// than a leaf holds, a chunk with more than its parts hold split in turn
-/// into a leaf per 64th of it ([`v6_sub_leaf_code`]), and one that fits
-/// neither sending the program to the trie [`MAP_DENY_V6`]). In buckets of [`BUCKET_SLOTS`] leaves chosen by a
+/// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches; a
+/// chunk with more prefixes than a leaf holds keeps them as address ranges
+/// ([`V6_RANGES`]) or, without a free slot, in continuations
+/// ([`v6_chunk_part_code`]); one with more than its parts hold is split in
+/// turn into a leaf per 64th of it ([`v6_sub_leaf_code`]) or else held as
+/// ranges; past those the trie [`MAP_DENY_V6`]). In buckets of [`BUCKET_SLOTS`] leaves chosen by a
 /// hash of the block and code ([`v6_bucket`]).
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
 pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
+/// The address ranges of the chunks that say [`V6_RANGES`]: a slot per
+/// such chunk, named by its leaf.
+pub const MAP_DENY_V6_RANGES: &str = "DENY_V6_RANGES";
 /// A [`V6_16Entry`] per IPv6 /16, read for every IPv6 source while a prefix
 /// shorter than /32 is denied ([`V6_FILTER_SHORT`]): its state says that
 /// nothing shorter than /32 reaches the /16 (0), a prefix of length 16 or
@@ -161,6 +167,100 @@ pub const V6_OVERFLOW: u32 = u32::MAX;
 /// leaves is never split so: that takes more leaves still.)
 pub const V6_SPLIT: u32 = u32::MAX - 1;
 
+/// [`V6Leaf::parts`] of a chunk leaf reached by more prefixes than a leaf
+/// holds (up to what its parts hold; past that, those its own split cannot
+/// hold either) that make at most [`V6_RANGE_SLOTS`] disjoint address
+/// ranges: they are in the slot of [`MAP_DENY_V6_RANGES`] that its
+/// [`V6Leaf::chunks`] names ([`v6_ranges_name`]), searched by halving; its
+/// prefix slots are not read. A slot is written before a leaf names it
+/// and never changed while one does; a chunk leaf changes the slot it
+/// names only under another mode.
+pub const V6_RANGES: u32 = u32::MAX - 2;
+
+/// High half of a [`V6Leaf::chunks`] that names a range slot: a value
+/// without it (a leaf read as it was being freed, or one of 64th bits)
+/// names none, and the program asks the trie.
+pub const V6_RANGES_TAG: u32 = 0x5241_4e47;
+
+/// The [`V6Leaf::chunks`] of a chunk leaf whose ranges are in slot `slot`.
+#[inline(always)]
+pub const fn v6_ranges_name(slot: u32) -> u64 {
+    (V6_RANGES_TAG as u64) << 32 | slot as u64
+}
+
+/// The slot a [`V6Leaf::chunks`] names ([`v6_ranges_name`]), if any.
+#[inline(always)]
+pub const fn v6_ranges_slot(chunks: u64) -> Option<u32> {
+    if (chunks >> 32) as u32 == V6_RANGES_TAG {
+        Some(chunks as u32)
+    } else {
+        None
+    }
+}
+
+/// Ranges a [`V6Ranges`] holds.
+pub const V6_RANGE_SLOTS: usize = 64;
+
+/// Value of [`MAP_DENY_V6_RANGES`]: disjoint ranges of address halves (as
+/// in [`V6Prefix`]: the first 64 bits below level 64, the last 64 at it),
+/// `lo` ascending; the slots past the last range repeat it, so that a
+/// search by halving over all [`V6_RANGE_SLOTS`] needs no count: a half
+/// `h` is denied when the last `lo[i] <= h` has `h <= hi[i]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Ranges {
+    /// First half of each range.
+    pub lo: [u64; V6_RANGE_SLOTS],
+    /// Last half of each range (inclusive).
+    pub hi: [u64; V6_RANGE_SLOTS],
+}
+
+impl V6Ranges {
+    /// `ranges` (disjoint, ascending, 1 to [`V6_RANGE_SLOTS`]) with the
+    /// slots after them repeating the last; `None` for none or too many.
+    pub fn new(ranges: &[(u64, u64)]) -> Option<V6Ranges> {
+        let last = *ranges.last()?;
+        if ranges.len() > V6_RANGE_SLOTS {
+            return None;
+        }
+        let mut r = V6Ranges {
+            lo: [last.0; V6_RANGE_SLOTS],
+            hi: [last.1; V6_RANGE_SLOTS],
+        };
+        for (i, &(lo, hi)) in ranges.iter().enumerate() {
+            r.lo[i] = lo;
+            r.hi[i] = hi;
+        }
+        Some(r)
+    }
+
+    /// Whether `half` lies in a range: the program's search.
+    #[inline(always)]
+    pub fn holds(&self, half: u64) -> bool {
+        let mut i = 0;
+        let mut step = V6_RANGE_SLOTS / 2;
+        while step > 0 {
+            if self.lo[(i + step) & (V6_RANGE_SLOTS - 1)] <= half {
+                i += step;
+            }
+            step /= 2;
+        }
+        let i = i & (V6_RANGE_SLOTS - 1);
+        self.lo[i] <= half && half <= self.hi[i]
+    }
+}
+
+/// Number of [`MAP_DENY_V6_RANGES`] slots for `entries` IPv6 prefixes: one
+/// per 64, at least 64.
+pub const fn ranges_for(entries: u32) -> u32 {
+    let n = entries / 64;
+    if n < 64 {
+        64
+    } else {
+        n
+    }
+}
+
 /// One denied IPv6 prefix, on the half of the address its leaf leaves open:
 /// the first 64 bits in a /16, /32 or /48 leaf (prefixes shorter than /64), the
 /// last 64 bits in a /64 leaf (the first 64 are the leaf's block, matched by
@@ -221,8 +321,9 @@ pub struct V6Leaf {
     /// in a chunk leaf its number of parts (0 or 1: itself alone; up to
     /// [`V6_MAX_PARTS`]: continuations [`v6_chunk_part_code`]),
     /// [`V6_SPLIT`] when more prefixes reach the chunk than its parts hold
-    /// and each 64th of it has a leaf of its own ([`v6_sub_leaf_code`]), or
-    /// [`V6_OVERFLOW`] when neither holds them (look in the trie).
+    /// and each 64th of it has a leaf of its own ([`v6_sub_leaf_code`]),
+    /// [`V6_RANGES`] when its prefixes are held as address ranges instead,
+    /// or [`V6_OVERFLOW`] when none of those holds them (look in the trie).
     pub parts: u32,
     /// Slots to compare: the last used slot's index plus one.
     pub used: u32,
@@ -231,7 +332,8 @@ pub struct V6Leaf {
     /// is clear is outside every prefix of the block. 0 in continuations;
     /// in a chunk leaf, one bit per 64th of the chunk with a leaf of its
     /// own, read only while it says [`V6_SPLIT`] (left as they were when it
-    /// stops saying so).
+    /// stops saying so); while it says [`V6_RANGES`], the name of the slot
+    /// of [`MAP_DENY_V6_RANGES`] holding its ranges ([`v6_ranges_name`]).
     pub chunks: u64,
     /// The prefixes, unused slots [`V6Prefix::UNUSED`].
     pub prefixes: [V6Prefix; V6_LEAF_PREFIXES],
@@ -730,11 +832,24 @@ mod pod {
     // multiple of 8) and four `V6Leaf` (144 bytes each, alignment 8), no
     // padding, every bit pattern valid.
     unsafe impl aya::Pod for super::V6Bucket {}
+    // SAFETY: `#[repr(C)]`, two arrays of `u64`, no padding, every bit
+    // pattern valid.
+    unsafe impl aya::Pod for super::V6Ranges {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_slot_names_are_told_from_other_values() {
+        for slot in [0, 1, 255, 65_536, u32::MAX] {
+            assert_eq!(v6_ranges_slot(v6_ranges_name(slot)), Some(slot));
+        }
+        for other in [0, 1, u64::MAX, 0x1ff, 1 << 63] {
+            assert_eq!(v6_ranges_slot(other), None, "{other:#x}");
+        }
+    }
 
     #[test]
     fn fine_bits_of_an_address_and_of_its_block_agree() {

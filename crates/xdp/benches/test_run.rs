@@ -184,8 +184,8 @@ fn load_deny_lists(f: &mut XdpFilter) {
         f.deny_source(format!("2001:db8:d:{k:x}00::/56").parse().unwrap())
             .unwrap();
     }
-    // Ten /60s in one /54 of the split block (more than a leaf holds: its
-    // chunk leaf has a continuation).
+    // Ten /60s in one /54 of the split block (more than a leaf holds: that
+    // 64th is held as address ranges; the ten, adjacent, make one).
     for i in 0..10 {
         f.deny_source(format!("2001:db8:c:30{i:x}0::/60").parse().unwrap())
             .unwrap();
@@ -203,11 +203,25 @@ fn load_deny_lists(f: &mut XdpFilter) {
         f.deny_source(format!("2001:db8:e:{:x}::/62", 8 * i).parse().unwrap())
             .unwrap();
     }
-    // Forty hosts in the first /76 of a /64 (more than a leaf holds in one
-    // 64th of a 64th: the sources of that /70 take the trie walk).
+    // Forty hosts in the first /76 of a /64, every third address (more
+    // than a leaf holds in one 64th of a 64th: that /70 is held as 40
+    // address ranges), and seventy so in another /64 (more ranges than a
+    // slot holds: the sources of that /70 take the trie walk).
     for i in 0..40 {
-        f.deny_source(format!("2001:db8:f:1::{:x}/128", i).parse().unwrap())
-            .unwrap();
+        f.deny_source(
+            format!("2001:db8:f:1::{:x}/128", 3 * i + 1)
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    for i in 0..70 {
+        f.deny_source(
+            format!("2001:dbe:f:2::{:x}/128", 3 * i + 1)
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
     }
     f.deny_port(Protocol::Tcp, 23).unwrap();
     f.deny_port(Protocol::Udp, 11211).unwrap();
@@ -264,7 +278,8 @@ enum Kind {
     PassHash,
     /// Passed after a trie walk (a 64th of an IPv6 block reached by more
     /// prefixes than its chunk leaf and continuations hold, one of whose
-    /// own 64ths is reached by more than a leaf holds).
+    /// own 64ths is reached by more than a leaf holds, and which make more
+    /// address ranges than a slot holds).
     PassTrie,
     /// Passed before any lookup (not IP, or malformed).
     PassOther,
@@ -496,7 +511,7 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, a 64th holds 10 denied /60s (chunk leaf and its continuation compare)",
+            "pass ipv6 udp, a 64th holds 10 denied /60s (its ranges)",
             v6_frame(v6("2001:db8:c:30a0::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassHash,
@@ -514,8 +529,14 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, a 64th of a 64th holds 40 denied hosts (trie walk)",
+            "pass ipv6 udp, a 64th of a 64th holds 40 denied hosts (its ranges)",
             v6_frame(v6("2001:db8:f:1::100"), UDP, &udp(1, 53, &payload)),
+            Verdict::Pass,
+            Kind::PassHash,
+        ),
+        c(
+            "pass ipv6 udp, a 64th of a 64th holds 70 denied hosts (trie walk)",
+            v6_frame(v6("2001:dbe:f:2::100"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassTrie,
         ),
@@ -607,13 +628,13 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /60, its 64th holds 10 (chunk leaf)",
+            "drop deny source ipv6 /60, its 64th holds 10 (its ranges, the first /60)",
             v6_frame(v6("2001:db8:c:3010::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /60, its 64th holds 10 (chunk continuation)",
+            "drop deny source ipv6 /60, its 64th holds 10 (its ranges, the tenth /60)",
             v6_frame(v6("2001:db8:c:3090::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropHash,
@@ -625,8 +646,14 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /128, a 64th of its 64th holds 40 (trie walk)",
+            "drop deny source ipv6 /128, a 64th of its 64th holds 40 (its ranges)",
             v6_frame(v6("2001:db8:f:1::7"), TCP, &tcp(40000, 443, SYN)),
+            Verdict::Drop,
+            Kind::DropHash,
+        ),
+        c(
+            "drop deny source ipv6 /128, a 64th of its 64th holds 70 (trie walk)",
+            v6_frame(v6("2001:dbe:f:2::7"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropTrie,
         ),

@@ -147,6 +147,22 @@ impl<B: Bucket, K: Pod> Table<B, K> {
         in_slots + self.spilled.len()
     }
 
+    /// Every value stored, in slots and in the spill map.
+    #[cfg(all(test, feature = "ebpf"))]
+    pub(crate) fn values(&self) -> Vec<B::Value> {
+        let mut all: Vec<B::Value> = self
+            .mirror
+            .iter()
+            .flat_map(|b| {
+                (0..BUCKET_SLOTS)
+                    .filter(|&s| b.tag(s).is_some())
+                    .map(|s| b.value(s))
+            })
+            .collect();
+        all.extend(self.spilled.values().copied());
+        all
+    }
+
     /// The value stored for `tag` in bucket `b` (its slot or the spill
     /// map), as last written.
     pub(crate) fn get(&self, b: u32, tag: B::Tag) -> Option<B::Value> {

@@ -12,19 +12,21 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use rauta_xdp_common::{
-    buckets_for, port_bit, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk_bits,
+    buckets_for, port_bit, ranges_for, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk_bits,
     v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot_of, v6_leaf_code,
     v6_leaf_key, v6_level, v6_sub_leaf_code, Config, CounterTable, SourceKey, V4Bucket, V4HostBits,
-    V6Bucket, V6FilterEntry, V6Leaf, V6Prefix, V6SpillKey, V6_16Entry, DEFAULT_DENY_V4_ENTRIES,
-    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, GLOBAL_V4_BUCKET_MASK,
-    GLOBAL_V6_BUCKET_MASK, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS, MAP_DENY_V4, MAP_DENY_V4_24,
-    MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32, MAP_DENY_V6_LEAF,
-    MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME, PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS,
-    V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS,
-    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_SPLIT,
+    V6Bucket, V6FilterEntry, V6Leaf, V6Prefix, V6Ranges, V6SpillKey, V6_16Entry,
+    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
+    GLOBAL_V4_BUCKET_MASK, GLOBAL_V6_BUCKET_MASK, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
+    MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32,
+    MAP_DENY_V6_LEAF, MAP_DENY_V6_RANGES, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME,
+    PROGRAM_NAME, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES,
+    V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW,
+    V6_RANGES, V6_SPLIT,
 };
 
 use crate::buckets::Table;
+use crate::ranges::{merged_ranges, RangeSlots, V6Leaves};
 
 use crate::{errno, Counters, Error, ErrorKind, IpPrefix};
 
@@ -274,6 +276,7 @@ impl Builder {
             .map_max_entries(MAP_DENY_V6, self.deny_v6)
             .map_max_entries(MAP_DENY_V6_LEAF, buckets_for(self.deny_v6))
             .map_max_entries(MAP_DENY_V6_SPILL, spill_for(self.deny_v6))
+            .map_max_entries(MAP_DENY_V6_RANGES, ranges_for(self.deny_v6))
             .map_max_entries(MAP_SYN_STATE, self.syn_state)
             .load(object)
             .map_err(load_error)?;
@@ -294,12 +297,15 @@ impl Builder {
         let deny_v4_24 = take(&mut ebpf, MAP_DENY_V4_24, Array::try_from)?;
         let deny_v6 = take(&mut ebpf, MAP_DENY_V6, LpmTrie::try_from)?;
         let deny_v6_32 = take(&mut ebpf, MAP_DENY_V6_32, Array::try_from)?;
-        let deny_v6_leaf = Table::new(
-            take(&mut ebpf, MAP_DENY_V6_LEAF, Array::try_from)?,
-            take(&mut ebpf, MAP_DENY_V6_SPILL, HashMap::try_from)?,
-            MAP_DENY_V6_SPILL,
-            spill_for(self.deny_v6),
-        );
+        let deny_v6_leaf = V6Leaves {
+            leaves: Table::new(
+                take(&mut ebpf, MAP_DENY_V6_LEAF, Array::try_from)?,
+                take(&mut ebpf, MAP_DENY_V6_SPILL, HashMap::try_from)?,
+                MAP_DENY_V6_SPILL,
+                spill_for(self.deny_v6),
+            ),
+            ranges: RangeSlots::new(take(&mut ebpf, MAP_DENY_V6_RANGES, Array::try_from)?),
+        };
         let deny_v6_16 = take(&mut ebpf, MAP_DENY_V6_16, Array::try_from)?;
         let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
         let config = take(&mut ebpf, MAP_CONFIG, Array::try_from)?;
@@ -425,7 +431,7 @@ pub struct XdpFilter {
     deny_v6_32: Array<MapData, V6FilterEntry>,
     /// The prefixes of each /16, /32, /48 and /64 holding any (see
     /// `rauta_xdp_common::MAP_DENY_V6_LEAF`).
-    deny_v6_leaf: Table<V6Bucket, V6SpillKey>,
+    deny_v6_leaf: V6Leaves,
     /// A state and the /22s reached per /16, for the prefixes shorter than
     /// /32 (see `rauta_xdp_common::MAP_DENY_V6_16`).
     deny_v6_16: Array<MapData, V6_16Entry>,
@@ -891,7 +897,8 @@ impl XdpFilter {
     ///
     /// A block holding up to `V6_LEAF_PREFIXES` prefixes keeps them in part
     /// 0; one holding more is split by chunk ([`LeafBlock::write_split`];
-    /// a crowded chunk keeps continuations or is split in turn) when that
+    /// a crowded chunk is held as address ranges, keeps continuations or
+    /// is split in turn) when that
     /// takes at most one chunk leaf a prefix; otherwise up to
     /// `BLOCK_SLOTS` are kept in parts (part 0 and continuations), and past
     /// that the trie answers for the block (overflow). No block of more
@@ -1405,12 +1412,7 @@ impl LeafBlock {
         table.get(b, tag)
     }
 
-    fn put(
-        &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
-        part: u32,
-        leaf: Option<V6Leaf>,
-    ) -> Result<(), Error> {
+    fn put(&self, table: &mut V6Leaves, part: u32, leaf: Option<V6Leaf>) -> Result<(), Error> {
         #[cfg(test)]
         if leaf.is_some() {
             if let Some((at, skip)) = tests::FAIL_PUT.with(|f| f.get()) {
@@ -1426,8 +1428,21 @@ impl LeafBlock {
                 }
             }
         }
+        // A chunk leaf that stops naming a range slot gives it back.
+        let named = match (self.chunk, self.sub, part) {
+            (Some(_), None, 0) => self
+                .get(table, 0)
+                .filter(|l| l.parts == V6_RANGES)
+                .map(|l| l.chunks),
+            _ => None,
+        };
         let (b, tag, spill) = self.at(part);
         table.put(b, tag, spill, leaf)?;
+        if let Some(slot) = named {
+            if !leaf.is_some_and(|l| l.parts == V6_RANGES && l.chunks == slot) {
+                table.ranges.release(slot);
+            }
+        }
         #[cfg(test)]
         tests::JOURNAL.with(|j| {
             j.borrow_mut().push(tests::Event::Put {
@@ -1441,7 +1456,7 @@ impl LeafBlock {
         Ok(())
     }
 
-    fn remove_continuations(&self, table: &mut Table<V6Bucket, V6SpillKey>) -> Result<(), Error> {
+    fn remove_continuations(&self, table: &mut V6Leaves) -> Result<(), Error> {
         for part in 1..V6_MAX_PARTS {
             if self.get(table, part).is_some() {
                 self.put(table, part, None)?;
@@ -1454,11 +1469,7 @@ impl LeafBlock {
     /// their 64ths) of the chunks whose bit in `keep` is clear: the leaves
     /// of its 64ths first (any there, also ones a failed write left behind
     /// that the chunk leaf does not mark), then the chunk leaf.
-    fn remove_chunk_leaves(
-        &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
-        keep: u64,
-    ) -> Result<(), Error> {
+    fn remove_chunk_leaves(&self, table: &mut V6Leaves, keep: u64) -> Result<(), Error> {
         for chunk in 0..64 {
             if (keep >> chunk) & 1 == 1 {
                 continue;
@@ -1475,11 +1486,7 @@ impl LeafBlock {
 
     /// Removes the leaves of the 64ths `which` of this chunk (split in
     /// turn).
-    fn remove_sub_leaves(
-        &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
-        which: u64,
-    ) -> Result<(), Error> {
+    fn remove_sub_leaves(&self, table: &mut V6Leaves, which: u64) -> Result<(), Error> {
         for s in 0..64 {
             let leaf = self.sub(s);
             if (which >> s) & 1 == 1 && leaf.get(table, 0).is_some() {
@@ -1509,11 +1516,14 @@ impl LeafBlock {
     /// `later`'s one wait for several), out of a chunk's own split (the
     /// parts written while the leaves of its 64ths answer, those leaves
     /// removed after `later`'s wait; a write that fails leaves the chunk
-    /// split, its leaves as they were, and is for the caller to mend), or
-    /// in place. `chunks` goes into part 0 (0 for a chunk's leaves).
+    /// split, its leaves as they were, and is for the caller to mend), out
+    /// of a chunk's ranges (the parts written while its slot answers, the
+    /// slot's name kept), or in place. `chunks` goes into part 0 (0 for a
+    /// chunk's leaves, which leave their stale bits or name in place when
+    /// they come out of the split or the ranges: parts do not read them).
     fn store_parts(
         &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
+        table: &mut V6Leaves,
         want: &[V6Prefix],
         first: Option<V6Leaf>,
         chunks: u64,
@@ -1521,12 +1531,13 @@ impl LeafBlock {
     ) -> Result<(), Error> {
         let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
         let sub_split = self.chunk.is_some() && first.is_some_and(|l| l.parts == V6_SPLIT);
+        let ranged = first.is_some_and(|l| l.parts == V6_RANGES);
         // The block's slots now, part after part.
         let mut slots = [V6Prefix::UNUSED; BLOCK_SLOTS];
         if let Some(l) = first {
             slots[..V6_LEAF_PREFIXES].copy_from_slice(&l.prefixes);
         }
-        if !overflowed && !sub_split {
+        if !overflowed && !sub_split && !ranged {
             for part in 1..V6_MAX_PARTS {
                 if let Some(l) = self.get(table, part) {
                     let i = part as usize * V6_LEAF_PREFIXES;
@@ -1548,6 +1559,13 @@ impl LeafBlock {
                 }
                 other => other,
             }
+        } else if let (true, Some(old)) = (ranged, first) {
+            // Out of ranges: part 0's slots (not read while it says
+            // ranges) and the continuations written first, its slot number
+            // kept, then the mode; the slot waits out the program's runs
+            // before it is used again. Without room for a continuation the
+            // error goes to the caller, which writes the chunk again.
+            self.write(table, &slots, parts, old.chunks, Some(V6_RANGES))
         } else if let (true, Some(old)) = (sub_split, first) {
             // Out of the chunk's own split: part 0's slots (not read while
             // it says split) and the continuations written first, then the
@@ -1597,13 +1615,15 @@ impl LeafBlock {
 
     /// Writes the block split by chunk: every chunk a prefix reaches
     /// (`reach[i]` are the chunk bits of `want[i]`) gets a leaf holding the
-    /// prefixes that reach it (its slots kept stable as a part's are), with
-    /// continuations as a block has when more reach it than a leaf holds
-    /// ([`Self::store_parts`]), up to `BLOCK_SLOTS` and while the block
-    /// takes no more leaves than it has prefixes; past that the chunk is
-    /// split in turn by its own 64ths ([`Self::write_sub_split`]) when that
-    /// fits, and otherwise the chunk leaf says overflow (the trie answers
-    /// for it). The chunk leaves are written
+    /// prefixes that reach it (its slots kept stable as a part's are). A
+    /// chunk reached by more than a leaf holds, up to `BLOCK_SLOTS`, is held
+    /// as address ranges ([`Self::write_ranges`]) or, without a free slot,
+    /// keeps continuations as a block keeps its parts
+    /// ([`Self::store_parts`]) while the block takes no more leaves than it
+    /// has prefixes; past those the chunk is split in turn by its own 64ths
+    /// ([`Self::write_sub_split`]) when that fits, or else held as ranges,
+    /// and otherwise the chunk leaf says overflow (the trie answers for
+    /// it). The chunk leaves are written
     /// first, then part 0 says split (its slots are left as they were:
     /// nothing reads them), then the continuations go once no program run
     /// can still follow the old part 0 to them, and the leaves of chunks no
@@ -1613,7 +1633,7 @@ impl LeafBlock {
     /// trie holds every prefix) instead of failing.
     fn write_split(
         &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
+        table: &mut V6Leaves,
         want: &[V6Prefix],
         reach: &[u64],
         chunks: u64,
@@ -1623,8 +1643,8 @@ impl LeafBlock {
         // Leaves the split may take besides part 0 and one per chunk: the
         // block's prefixes beyond its chunks, so that it never takes more
         // than one leaf a prefix (continuations of crowded chunks, and the
-        // leaves of chunks split in turn, come out of that; a chunk that
-        // fits neither says overflow).
+        // leaves of chunks split in turn, come out of that; ranges take a
+        // slot, not leaves).
         let mut spare = want.len().saturating_sub(chunks.count_ones() as usize);
         // What waits for the program runs that may still read the leaves
         // as they were: a single wait, shared by all the chunks.
@@ -1642,6 +1662,17 @@ impl LeafBlock {
                     .filter(|(_, r)| (*r >> chunk) & 1 == 1)
                     .map(|(p, _)| *p)
                     .collect();
+                // More than a leaf holds, up to what parts hold: address
+                // ranges rather than continuations (a source reads the
+                // chunk leaf and one slot, not up to four leaves); past
+                // that, its own split first, then ranges.
+                let crowded = here.len() > V6_LEAF_PREFIXES;
+                if crowded
+                    && here.len() <= BLOCK_SLOTS
+                    && sub.write_chunk_ranges(table, &here, old, &mut later)?
+                {
+                    continue;
+                }
                 let extra = here.len().div_ceil(V6_LEAF_PREFIXES).max(1) - 1;
                 let mut fits = here.len() <= BLOCK_SLOTS && extra <= spare;
                 if fits {
@@ -1669,10 +1700,19 @@ impl LeafBlock {
                         Err(e) => return Err(e),
                     }
                     let old = sub.get(table, 0);
+                    if sub_leaves {
+                        later.subs.push((sub, u64::MAX));
+                    }
+                    if here.len() > BLOCK_SLOTS
+                        && sub.write_chunk_ranges(table, &here, old, &mut later)?
+                    {
+                        continue;
+                    }
                     // The trie answers for the chunk (its slots kept as
-                    // they were); its continuations, and the leaves of its
-                    // 64ths, go once no run can still follow the old chunk
-                    // leaf to them.
+                    // they were); then its continuations, and the leaves of
+                    // its 64ths, go once no run can still follow the old
+                    // chunk leaf to them (not if that write failed: the
+                    // chunk leaf may still announce them).
                     let leaf = V6Leaf {
                         parts: V6_OVERFLOW,
                         ..old.unwrap_or(V6Leaf::EMPTY)
@@ -1682,9 +1722,6 @@ impl LeafBlock {
                     }
                     if (1..V6_MAX_PARTS).any(|part| sub.get(table, part).is_some()) {
                         later.continuations.push(sub);
-                    }
-                    if sub_leaves {
-                        later.subs.push((sub, u64::MAX));
                     }
                 }
             }
@@ -1745,7 +1782,7 @@ impl LeafBlock {
     /// (its slots go unused under the split).
     fn write_sub_split(
         &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
+        table: &mut V6Leaves,
         here: &[V6Prefix],
         old: Option<V6Leaf>,
         spare: &mut usize,
@@ -1808,7 +1845,7 @@ impl LeafBlock {
     /// `subs` under its mode now (`old`), then the mode.
     fn write_sub_leaves(
         &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
+        table: &mut V6Leaves,
         leaves: &[(u32, Vec<V6Prefix>)],
         old: Option<V6Leaf>,
         subs: u64,
@@ -1824,6 +1861,16 @@ impl LeafBlock {
             if now != Some(leaf) {
                 leaf_block.put(table, 0, Some(leaf))?;
             }
+        }
+        let mut old = old;
+        if let Some(l) = old.filter(|l| l.parts == V6_RANGES) {
+            // Its slot number is no bits: through overflow (the trie).
+            let through = V6Leaf {
+                parts: V6_OVERFLOW,
+                ..l
+            };
+            self.put(table, 0, Some(through))?;
+            old = Some(through);
         }
         let was = old.unwrap_or(V6Leaf::EMPTY);
         if old.is_some() && was.parts != V6_SPLIT && was.chunks != subs {
@@ -1847,15 +1894,97 @@ impl LeafBlock {
         Ok(())
     }
 
+    /// [`Self::write_ranges`] for a chunk of a split block, with what the
+    /// ranges do not read held back in `later` (its continuations when
+    /// written, the leaves of its 64ths when it stops being split by them,
+    /// written or not).
+    fn write_chunk_ranges(
+        &self,
+        table: &mut V6Leaves,
+        here: &[V6Prefix],
+        old: Option<V6Leaf>,
+        later: &mut Later,
+    ) -> Result<bool, Error> {
+        let ranged = self.write_ranges(table, here, old);
+        let now = self.get(table, 0);
+        if old.is_some_and(|l| l.parts == V6_SPLIT) && now.is_none_or(|l| l.parts != V6_SPLIT) {
+            later.subs.push((*self, u64::MAX));
+        }
+        if matches!(ranged, Ok(true))
+            && (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some())
+        {
+            later.continuations.push(*self);
+        }
+        ranged
+    }
+
+    /// Writes this chunk (`old`: its leaf now), reached by `here`, as
+    /// address ranges ([`V6_RANGES`]): a free slot of the ranges map written
+    /// with them, then the slot's name in the chunk leaf under its mode now
+    /// (parts or overflow, which do not read it; a chunk split in turn, or
+    /// already in ranges, goes through overflow first, its bits or the
+    /// name of its old slot being read under its mode), then the mode. The
+    /// old slot waits out the program's runs before it is used again.
+    ///
+    /// `Ok(false)`, with nothing written, when the prefixes make more than
+    /// `V6_RANGE_SLOTS` ranges or no slot is free.
+    fn write_ranges(
+        &self,
+        table: &mut V6Leaves,
+        here: &[V6Prefix],
+        old: Option<V6Leaf>,
+    ) -> Result<bool, Error> {
+        #[cfg(test)]
+        if crate::ranges::tests::NO_RANGES.with(|n| n.get()) {
+            return Ok(false);
+        }
+        let Some(ranges) = V6Ranges::new(&merged_ranges(here)) else {
+            return Ok(false);
+        };
+        if let Some(l) = old.filter(|l| l.parts == V6_RANGES) {
+            if table.ranges.get(l.chunks) == Some(&ranges) {
+                return Ok(true);
+            }
+        }
+        let Some(slot) = table.ranges.take(&ranges)? else {
+            return Ok(false);
+        };
+        let named: Result<(), Error> = (|| {
+            let mut now = old.unwrap_or(V6Leaf::EMPTY);
+            if old.is_some() && (now.parts == V6_SPLIT || now.parts == V6_RANGES) {
+                // Its bits, or the name of its slot now, are read under its
+                // mode: through overflow (the trie answers meanwhile).
+                now.parts = V6_OVERFLOW;
+                self.put(table, 0, Some(now))?;
+            }
+            if old.is_some() && now.chunks != slot {
+                now.chunks = slot;
+                self.put(table, 0, Some(now))?;
+            }
+            self.put(
+                table,
+                0,
+                Some(V6Leaf {
+                    parts: V6_RANGES,
+                    chunks: slot,
+                    ..now
+                }),
+            )
+        })();
+        if named.is_err() {
+            let now = self.get(table, 0);
+            if !now.is_some_and(|l| l.parts == V6_RANGES && l.chunks == slot) {
+                table.ranges.release(slot);
+            }
+        }
+        named.map(|()| true)
+    }
+
     /// Sends the program to the trie for the whole block (part 0 says
     /// overflow, its slots and bits left as they were), then, once no
     /// program run can still follow the old part 0 to them, removes the
     /// continuation and chunk leaves.
-    fn send_to_trie(
-        &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
-        first: Option<V6Leaf>,
-    ) -> Result<(), Error> {
+    fn send_to_trie(&self, table: &mut V6Leaves, first: Option<V6Leaf>) -> Result<(), Error> {
         let leaf = V6Leaf {
             parts: V6_OVERFLOW,
             ..first.unwrap_or(V6Leaf::EMPTY)
@@ -1871,12 +2000,12 @@ impl LeafBlock {
 
     /// Writes the block as `slots` in `parts` parts: the continuations first
     /// (those past `parts` removed), part 0 last, so part 0 never announces
-    /// a part that is not there. `from`: part 0 says overflow or split now
-    /// (this value); its slots are written under it before the write that
-    /// changes it.
+    /// a part that is not there. `from`: part 0 says overflow, split or
+    /// ranges now (this value); its slots are written under it before the
+    /// write that changes it.
     fn write(
         &self,
-        table: &mut Table<V6Bucket, V6SpillKey>,
+        table: &mut V6Leaves,
         slots: &[V6Prefix; BLOCK_SLOTS],
         parts: u32,
         chunks: u64,
@@ -1925,7 +2054,7 @@ struct Later {
 
 impl Later {
     /// Waits once, then makes the writes.
-    fn finish(self, table: &mut Table<V6Bucket, V6SpillKey>) -> Result<(), Error> {
+    fn finish(self, table: &mut V6Leaves) -> Result<(), Error> {
         if self.compact.is_empty() && self.continuations.is_empty() && self.subs.is_empty() {
             return Ok(());
         }
@@ -1955,7 +2084,7 @@ impl Later {
 /// `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for an RCU grace period. Where
 /// the kernel refuses it (CPUs in `nohz_full` mode), a pause far longer than
 /// any program run stands in for it.
-fn wait_for_readers() {
+pub(crate) fn wait_for_readers() {
     #[cfg(test)]
     tests::JOURNAL.with(|j| j.borrow_mut().push(tests::Event::Wait));
     const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
@@ -2073,6 +2202,14 @@ mod tests {
         },
     }
 
+    /// Makes this thread's filter send the chunks that fit neither parts
+    /// nor their own split to the trie, as when no range slot is free, for
+    /// the tests of the trie's paths.
+    #[cfg(feature = "ebpf")]
+    fn ranges_off() {
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(true));
+    }
+
     /// Where the journal's only wait is (it fails unless there is exactly one).
     #[cfg(feature = "ebpf")]
     fn the_one_wait(journal: &[Event]) -> usize {
@@ -2081,6 +2218,26 @@ mod tests {
             .collect();
         assert_eq!(waits.len(), 1, "one wait: {journal:?}");
         waits[0]
+    }
+
+    /// The journal's writes (not removals) of the leaf of chunk `c`: where,
+    /// and what.
+    #[cfg(feature = "ebpf")]
+    fn chunk_leaf_writes(journal: &[Event], c: u32) -> Vec<(usize, V6Leaf)> {
+        journal
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match *e {
+                Event::Put {
+                    chunk: Some(x),
+                    sub: None,
+                    part: 0,
+                    leaf: Some(l),
+                    ..
+                } if x == c => Some((i, l)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Runs `f` and returns the journal of what it wrote and waited for.
@@ -2213,6 +2370,22 @@ mod tests {
                 assert_eq!(f.deny_v6_32.get(&(w as u32), 0).unwrap(), want, "entry {w}");
             }
         }
+        // Every chunk leaf in ranges names a slot of its own, taken, whose
+        // ranges the kernel holds; no other slot is taken.
+        let named: Vec<u64> = f
+            .deny_v6_leaf
+            .values()
+            .iter()
+            .filter(|l| l.parts == V6_RANGES)
+            .map(|l| l.chunks)
+            .collect();
+        let distinct: BTreeSet<u64> = named.iter().copied().collect();
+        assert_eq!(distinct.len(), named.len(), "{named:?}");
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), named.len());
+        for slot in named {
+            let taken = f.deny_v6_leaf.ranges.get(slot).expect("a taken slot");
+            assert_eq!(f.deny_v6_leaf.ranges.kernel(slot), *taken);
+        }
     }
 
     /// A kernel error in the middle of a split block's write still waits
@@ -2225,6 +2398,8 @@ mod tests {
     fn root_a_failed_split_write_still_waits_before_reusing_continuations() {
         use crate::test_frames::{udp, v6_frame, UDP};
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // The trie where a chunk fits nothing else, not the ranges.
+        ranges_off();
         let p60 = |j: u128| {
             IpPrefix::new(std::net::Ipv6Addr::from(a48(4, 0) | j << 68).into(), 60).unwrap()
         };
@@ -2290,6 +2465,8 @@ mod tests {
             .deny_v6_capacity(128)
             .load()
             .expect("load the XDP program (as root)");
+        // The trie where a chunk fits nothing else, not the ranges.
+        ranges_off();
         let mask = f.cfg.v6_bucket_mask;
         let key = |block: u128| v6_leaf_key((a48(block, 0) >> 64) as u64, 48);
         // /60 number `j` of the first /56 of block 0 (its 64th number 0).
@@ -2361,6 +2538,8 @@ mod tests {
     fn root_chunks_compact_after_one_wait() {
         use crate::test_frames::{udp, v6_frame, UDP};
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // The trie where a chunk fits nothing else, not the ranges.
+        ranges_off();
         // In the /48 number 3: a /52 over 64ths 0-3, then eight /60s in the
         // first /56 of each: nine prefixes reach each 64th, which so keeps
         // a continuation, the /52 in the first slot of its chunk leaf
@@ -2612,6 +2791,10 @@ mod tests {
     fn root_crowded_chunks_split_by_their_64ths() {
         use crate::test_frames::{udp, v6_frame, UDP};
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // Parts and the split, not the ranges (which come first), but
+        // where said.
+        let ranges = |on: bool| crate::ranges::tests::NO_RANGES.with(|n| n.set(!on));
+        ranges(false);
         let mask = f.cfg.v6_bucket_mask;
         // The chunk crowded at each level.
         const C: u32 = 5;
@@ -2632,24 +2815,6 @@ mod tests {
                 |a: u128, len: u8| IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap();
             let block = LeafBlock::new((base >> 64) as u64, level, mask);
             let chunk = block.chunk(C);
-            // The journal's writes of the chunk leaf (not removals): where,
-            // and what.
-            let chunk_leaf_writes = |journal: &[Event]| -> Vec<(usize, V6Leaf)> {
-                journal
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, e)| match *e {
-                        Event::Put {
-                            chunk: Some(C),
-                            sub: None,
-                            part: 0,
-                            leaf: Some(l),
-                            ..
-                        } => Some((i, l)),
-                        _ => None,
-                    })
-                    .collect()
-            };
             let shape = |f: &XdpFilter| {
                 let leaf = chunk.get(&f.deny_v6_leaf, 0);
                 let parts = (1..V6_MAX_PARTS)
@@ -2710,7 +2875,7 @@ mod tests {
             FAIL_PUT.with(|x| x.set(Some(((Some(C), None, 0), 1))));
             let journal = journal_of(|| assert!(f.deny_source(pre(addr(9, 0), len)).is_err()));
             assert_eq!(FAIL_PUT.with(|x| x.get()), None, "/{level}: not failed");
-            let writes = chunk_leaf_writes(&journal);
+            let writes = chunk_leaf_writes(&journal, C);
             assert_eq!(
                 writes.first().map(|(_, l)| (l.parts, l.chunks)),
                 Some((4, 0x2ff)),
@@ -2724,6 +2889,26 @@ mod tests {
             assert_eq!(chunk.get(&f.deny_v6_leaf, 0), before, "/{level}");
             assert_eq!(f.deny_v6_leaf.len(), leaves, "/{level}");
             check(&f, 8, "a failed mode write");
+            // A kernel error on the chunk leaf's write to overflow (a
+            // prefix covering the chunk, the ranges off): its continuations,
+            // which it still announces, stay.
+            FAIL_PUT.with(|x| x.set(Some(((Some(C), None, 0), 0))));
+            let journal = journal_of(|| assert!(f.deny_source(pre(cbase, l + 6)).is_err()));
+            assert_eq!(FAIL_PUT.with(|x| x.get()), None, "/{level}: not failed");
+            for e in &journal {
+                if let Event::Put {
+                    chunk: Some(C),
+                    sub: None,
+                    part: 1..,
+                    leaf: None,
+                    ..
+                } = *e
+                {
+                    panic!("/{level}: a continuation removed: {journal:?}");
+                }
+            }
+            assert_eq!(shape(&f), (Some(4), 3, 0), "/{level}");
+            check(&f, 8, "a failed overflow write");
             // 33: split by its 64ths: their leaves first, the chunk leaf
             // then, the continuations after the one wait.
             let journal = journal_of(|| f.deny_source(pre(addr(8, 0), len)).unwrap());
@@ -2737,7 +2922,7 @@ mod tests {
                 })
                 .expect("the chunk leaf says split");
             // Its writes: the new bits under its parts, then the split.
-            let writes = chunk_leaf_writes(&journal);
+            let writes = chunk_leaf_writes(&journal, C);
             assert_eq!(writes.len(), 2, "/{level}: {journal:?}");
             let (bits_at, bits) = writes[0];
             assert_eq!((bits.parts, bits.chunks), (4, 0x1ff), "/{level}");
@@ -2789,11 +2974,14 @@ mod tests {
             for k in &keys {
                 f.deny_v6.insert(k, 1, 0).unwrap();
             }
-            // A prefix covering the chunk: the trie; the leaves of its
-            // 64ths go after the one wait.
+            // A prefix covering the chunk: ranges (it fits no split); the
+            // chunk leaf goes through overflow (its bits are no slot
+            // number), names the slot under it, then says ranges; the leaves
+            // of its 64ths go after the one wait.
             let cover = pre(cbase, l + 6);
+            ranges(true);
             let journal = journal_of(|| f.deny_source(cover).unwrap());
-            assert_eq!(shape(&f), (Some(V6_OVERFLOW), 0, 0), "/{level}");
+            assert_eq!(shape(&f), (Some(V6_RANGES), 0, 0), "/{level}");
             let wait = the_one_wait(&journal);
             for (i, e) in journal.iter().enumerate() {
                 if let Event::Put {
@@ -2806,13 +2994,52 @@ mod tests {
                     assert!(i > wait && leaf.is_none(), "/{level}: {e:?}");
                 }
             }
+            let writes = chunk_leaf_writes(&journal, C);
+            let modes: Vec<(u32, u64)> = writes.iter().map(|(_, l)| (l.parts, l.chunks)).collect();
+            let slot = modes.last().unwrap().1;
+            assert_eq!(
+                modes,
+                [(V6_OVERFLOW, 0x3ff), (V6_OVERFLOW, slot), (V6_RANGES, slot)],
+                "/{level}"
+            );
+            assert!(writes[2].0 < wait, "/{level}");
+            assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1, "/{level}");
             check(&f, 12, "covered");
-            assert!(f.allow_source(cover).unwrap());
+            // The ranges answer, not the trie.
+            let cover_key = Key::new(u32::from(l) + 6, cbase.to_be_bytes());
+            for k in keys.iter().chain([&cover_key]) {
+                f.deny_v6.remove(k).unwrap();
+            }
+            check(&f, 12, "covered, none in the trie");
+            for k in keys.iter().chain([&cover_key]) {
+                f.deny_v6.insert(k, 1, 0).unwrap();
+            }
+            assert_v6_counts(&f);
+            // Back to the split (ranges off): the leaves of its 64ths, then
+            // overflow (the slot number kept), the bits under it, then the
+            // split; the slot waits in quarantine.
+            ranges(false);
+            let journal = journal_of(|| assert!(f.allow_source(cover).unwrap()));
             assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
+            let writes = chunk_leaf_writes(&journal, C);
+            let modes: Vec<(u32, u64)> = writes.iter().map(|(_, l)| (l.parts, l.chunks)).collect();
+            assert_eq!(
+                modes,
+                [(V6_OVERFLOW, slot), (V6_OVERFLOW, 0x3ff), (V6_SPLIT, 0x3ff)],
+                "/{level}"
+            );
+            for (i, e) in journal.iter().enumerate() {
+                if let Event::Put { sub: Some(_), .. } = *e {
+                    assert!(i < writes[0].0, "/{level}: {e:?}");
+                }
+            }
+            assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0, "/{level}");
+            assert!(f.deny_v6_leaf.ranges.quarantined() > 0, "/{level}");
             check(&f, 10, "uncovered");
             // Nine reaching one 64th (five more nested in it, of the
             // block's level: the 64th itself, its halves, the halves of its
-            // first prefix): the trie, and back.
+            // first prefix): ranges, and back; with the ranges off, the
+            // trie, and back.
             let nested = [
                 pre(addr(0, 0), l + 12),
                 pre(addr(0, 0), l + 13),
@@ -2820,11 +3047,18 @@ mod tests {
                 pre(addr(0, 0), l + 15),
                 pre(addr(0, 0) | 1 << (128 - u32::from(l) - 15), l + 15),
             ];
+            ranges(true);
             for p in &nested {
                 f.deny_source(*p).unwrap();
             }
-            assert_eq!(shape(&f), (Some(V6_OVERFLOW), 0, 0), "/{level}");
+            assert_eq!(shape(&f), (Some(V6_RANGES), 0, 0), "/{level}");
             check(&f, 10, "nine in a 64th");
+            ranges(false);
+            assert!(f.allow_source(nested[4]).unwrap());
+            assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
+            f.deny_source(nested[4]).unwrap();
+            assert_eq!(shape(&f), (Some(V6_OVERFLOW), 0, 0), "/{level}");
+            check(&f, 10, "nine in a 64th, ranges off");
             for p in &nested {
                 assert!(f.allow_source(*p).unwrap());
             }
@@ -2941,7 +3175,7 @@ mod tests {
             // so the mode alone is written, after the leaves of the 64ths.
             let journal = journal_of(|| f.deny_source(pre(addr(8, 3), len)).unwrap());
             assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 9), "/{level}");
-            let writes = chunk_leaf_writes(&journal);
+            let writes = chunk_leaf_writes(&journal, C);
             assert_eq!(writes.len(), 1, "/{level}: {journal:?}");
             assert_eq!(
                 (writes[0].1.parts, writes[0].1.chunks),
@@ -2970,6 +3204,197 @@ mod tests {
         }
         assert!(f.denied_sources().unwrap().is_empty());
         assert_eq!(f.deny_v6_leaf.len(), 0);
+    }
+
+    /// A crowded 64th that fits neither parts nor its own split (forty
+    /// hosts in one /76 of a /64: more than a leaf holds in one 64th of
+    /// it) is held as address ranges, answered without the trie: a change
+    /// takes a new slot in one write of the chunk leaf, the old one waiting
+    /// in quarantine; adjacent hosts merge, so more than 64 prefixes may
+    /// fit; past 64 ranges the trie answers, and the chunk comes back; a
+    /// kernel error leaves the chunk leaf and the slots as they were; back
+    /// to parts the slot number stays in the writes. Slots run out and
+    /// come back out of quarantine after a wait.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_crowded_chunks_fall_back_to_ranges() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        use rauta_xdp_common::v6_ranges_name;
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let base = 0x2001_0db8_000f_0001u128 << 64;
+        // Host `k`: every third address of the /76, so none touch.
+        let host = |k: u128| base | (3 * k + 1);
+        let pre = |a: u128| IpPrefix::new(std::net::Ipv6Addr::from(a).into(), 128).unwrap();
+        let block = LeafBlock::new((base >> 64) as u64, 64, f.cfg.v6_bucket_mask);
+        let chunk = block.chunk(0);
+        let leaf = |f: &XdpFilter| chunk.get(&f.deny_v6_leaf, 0).unwrap();
+        let verdict = |f: &XdpFilter, a: u128| {
+            let frame = v6_frame(std::net::Ipv6Addr::from(a), UDP, &udp(1, 2, b""));
+            f.test_run(&frame, 1).unwrap().verdict
+        };
+        // The first `n` hosts dropped, the addresses after each passed, as
+        // are the next host and an address in the next /76.
+        let check = |f: &XdpFilter, n: u128, what: &str| {
+            for k in 0..n {
+                assert_eq!(verdict(f, host(k)), Verdict::Drop, "{what}: host {k}");
+                assert_eq!(verdict(f, host(k) + 1), Verdict::Pass, "{what}: after {k}");
+            }
+            assert_eq!(verdict(f, host(n)), Verdict::Pass, "{what}: host {n}");
+            assert_eq!(verdict(f, base | 1 << 52), Verdict::Pass, "{what}");
+        };
+        // A host in another 64th of the /64 keeps the block split.
+        let far = base | 1 << 63 | 5;
+        f.deny_source(pre(far)).unwrap();
+        for k in 0..40 {
+            f.deny_source(pre(host(k))).unwrap();
+        }
+        assert_eq!(block.get(&f.deny_v6_leaf, 0).unwrap().parts, V6_SPLIT);
+        assert_eq!(leaf(&f).parts, V6_RANGES);
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        check(&f, 40, "forty");
+        assert_v6_counts(&f);
+        // The ranges answer, not the trie.
+        let keys: Vec<Key<[u8; 16]>> = (0..40)
+            .map(|k| Key::new(128, host(k).to_be_bytes()))
+            .collect();
+        for k in &keys {
+            f.deny_v6.remove(k).unwrap();
+        }
+        check(&f, 40, "forty, none in the trie");
+        for k in &keys {
+            f.deny_v6.insert(k, 1, 0).unwrap();
+        }
+        // One more: a new slot, named under overflow (the old name is read
+        // under the ranges); the old slot waits.
+        let old = leaf(&f);
+        let quarantined = f.deny_v6_leaf.ranges.quarantined();
+        let journal = journal_of(|| f.deny_source(pre(host(40))).unwrap());
+        let named: Vec<V6Leaf> = chunk_leaf_writes(&journal, 0)
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect();
+        let new = leaf(&f);
+        assert_ne!(new.chunks, old.chunks);
+        let through = V6Leaf {
+            parts: V6_OVERFLOW,
+            ..old
+        };
+        assert_eq!(
+            named,
+            [
+                through,
+                V6Leaf {
+                    chunks: new.chunks,
+                    ..through
+                },
+                new
+            ],
+            "{journal:?}"
+        );
+        assert_eq!(
+            new,
+            V6Leaf {
+                chunks: new.chunks,
+                ..old
+            }
+        );
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        assert_eq!(f.deny_v6_leaf.ranges.quarantined(), quarantined + 1);
+        check(&f, 41, "forty-one");
+        // Kernel errors writing the slot, then naming it: the call fails,
+        // the chunk leaf and the slots are as they were.
+        let before = leaf(&f);
+        crate::ranges::tests::FAIL_RANGES.with(|x| x.set(true));
+        assert!(f.deny_source(pre(host(41))).is_err());
+        assert_eq!(leaf(&f), before);
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        FAIL_PUT.with(|x| x.set(Some(((Some(0), None, 0), 0))));
+        assert!(f.deny_source(pre(host(41))).is_err());
+        assert_eq!(FAIL_PUT.with(|x| x.get()), None);
+        assert_eq!(leaf(&f), before);
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        check(&f, 41, "after the errors");
+        assert_v6_counts(&f);
+        // 64 ranges fit; 65 go to the trie; 64 again come back.
+        for k in 41..64 {
+            f.deny_source(pre(host(k))).unwrap();
+        }
+        assert_eq!(leaf(&f).parts, V6_RANGES);
+        f.deny_source(pre(host(64))).unwrap();
+        assert_eq!(leaf(&f).parts, V6_OVERFLOW);
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0);
+        check(&f, 65, "65 ranges: the trie");
+        let journal = journal_of(|| assert!(f.allow_source(pre(host(64))).unwrap()));
+        let modes: Vec<u32> = chunk_leaf_writes(&journal, 0)
+            .into_iter()
+            .map(|(_, l)| l.parts)
+            .collect();
+        // The slot number under overflow, then the mode.
+        assert_eq!(modes, [V6_OVERFLOW, V6_RANGES], "{journal:?}");
+        check(&f, 64, "64 again");
+        // The hosts between the first twenty-one: they merge with them, so
+        // 104 prefixes make 44 ranges (hosts 0-20 one, 21-63 one each).
+        for k in 0..20 {
+            f.deny_source(pre(host(k) + 1)).unwrap();
+            f.deny_source(pre(host(k) + 2)).unwrap();
+        }
+        assert_eq!(leaf(&f).parts, V6_RANGES);
+        let r = *f.deny_v6_leaf.ranges.get(leaf(&f).chunks).unwrap();
+        assert_eq!((r.lo[0], r.hi[0]), (host(0) as u64, host(20) as u64));
+        assert_eq!(r.lo[42], host(62) as u64);
+        assert_eq!(r.lo[43..], [host(63) as u64; 21]);
+        for a in host(0)..=host(20) {
+            assert_eq!(verdict(&f, a), Verdict::Drop, "{a:#x}");
+        }
+        assert_eq!(verdict(&f, host(20) + 1), Verdict::Pass);
+        for k in 0..20 {
+            assert!(f.allow_source(pre(host(k) + 1)).unwrap());
+            assert!(f.allow_source(pre(host(k) + 2)).unwrap());
+        }
+        // Down to 8: one leaf, the slot number in every write of the chunk
+        // leaf (slots under the ranges, then the mode), the slot freed.
+        for k in (8..64).rev() {
+            if k == 8 {
+                let slot = leaf(&f).chunks;
+                let journal = journal_of(|| assert!(f.allow_source(pre(host(k))).unwrap()));
+                let writes: Vec<(u32, u64)> = chunk_leaf_writes(&journal, 0)
+                    .into_iter()
+                    .map(|(_, l)| (l.parts, l.chunks))
+                    .collect();
+                assert_eq!(writes, [(V6_RANGES, slot), (1, slot)], "{journal:?}");
+            } else {
+                assert!(f.allow_source(pre(host(k))).unwrap());
+            }
+        }
+        assert_eq!(leaf(&f).parts, 1);
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0);
+        check(&f, 8, "8 in a leaf");
+        assert_v6_counts(&f);
+        for k in 0..8 {
+            assert!(f.allow_source(pre(host(k))).unwrap());
+        }
+        assert!(f.allow_source(pre(far)).unwrap());
+        assert_eq!(f.deny_v6_leaf.len(), 0);
+        // Every slot taken: none; one released comes back only after a
+        // wait.
+        let slots = &mut f.deny_v6_leaf.ranges;
+        let r = V6Ranges::new(&[(1, 2)]).unwrap();
+        let journal = journal_of(|| {
+            let mut n = 0;
+            while slots.take(&r).unwrap().is_some() {
+                n += 1;
+            }
+            assert_eq!(n as u32, ranges_for(DEFAULT_DENY_V6_ENTRIES));
+        });
+        assert_eq!(journal.iter().filter(|e| **e == Event::Wait).count(), 1);
+        slots.release(v6_ranges_name(7));
+        let journal = journal_of(|| {
+            assert_eq!(slots.take(&r).unwrap(), Some(v6_ranges_name(7)));
+        });
+        assert_eq!(journal, [Event::Wait]);
+        let journal = journal_of(|| assert_eq!(slots.take(&r).unwrap(), None));
+        assert!(journal.is_empty());
     }
 
     /// A block whose prefixes all lie in one 64th, each in a 64th of that
@@ -3135,7 +3560,8 @@ mod tests {
     /// no prefix ever covers is passed by every run, whatever the changes
     /// around them (IPv6 blocks going through one leaf, parts, the split,
     /// overflow and back, two crowded chunks through one leaf,
-    /// continuations, their own split and overflow;
+    /// continuations, their own split, ranges and overflow (ranges off for
+    /// two thirds of the changes);
     /// /16 blocks covered and uncovered; the short-prefix
     /// bit set and cleared in every filter entry; IPv4 /24 states and
     /// bitmaps). A fixed sequence of 3,000 changes, the second half without
@@ -3204,16 +3630,17 @@ mod tests {
         }
         // A 64th of that /48 outside the /49 and /50 (c:c800::/54) crowded
         // through one leaf, continuations, its own split (each /60 a 64th
-        // of it) and overflow (past 32 with the permanent /60 at its top,
-        // as the block's budget allows), filled whole now and then.
+        // of it), ranges and overflow (past 32 with the permanent /60 at
+        // its top, as the block's budget allows), filled whole now and
+        // then.
         let crowded = pool.len()..pool.len() + 40;
         for i in 0..40u32 {
             pool.push(pre(&format!("2001:db8:c:{:x}::/60", 0xc800 + 0x10 * i)));
         }
         // Another 64th (c:d000::/54) crowded through one leaf,
         // continuations, its own split (its /60s hold four /62s each:
-        // past 32 with the permanent /62 in its last /60) and overflow,
-        // filled whole now and then.
+        // past 32 with the permanent /62 in its last /60), ranges and
+        // overflow, filled whole now and then.
         let split = pool.len()..pool.len() + 40;
         for i in 0..40u32 {
             pool.push(pre(&format!(
@@ -3288,6 +3715,11 @@ mod tests {
             let crowded_chunks = [block.chunk(50), block.chunk(52)];
             let mut modes = [(); 2].map(|_| std::collections::BTreeSet::new());
             for step in 0..3_000 {
+                // Two thirds of the steps without the ranges (continuations,
+                // the split and the trie), then with them.
+                if step == 0 || step == 2_000 {
+                    crate::ranges::tests::NO_RANGES.with(|n| n.set(step == 0));
+                }
                 for (chunk, modes) in crowded_chunks.iter().zip(&mut modes) {
                     if let Some(l) = chunk.get(&f.deny_v6_leaf, 0) {
                         modes.insert(l.parts);
@@ -3334,7 +3766,7 @@ mod tests {
                 on[i] = !on[i];
             }
             stop.store(true, Ordering::Relaxed);
-            for mode in [2, V6_MAX_PARTS, V6_SPLIT, V6_OVERFLOW] {
+            for mode in [2, V6_MAX_PARTS, V6_SPLIT, V6_RANGES, V6_OVERFLOW] {
                 assert!(
                     modes.iter().all(|m| m.contains(&mode)),
                     "{mode} not in {modes:?}"
@@ -3359,8 +3791,9 @@ mod tests {
     /// and prefixes are loops bounded by values from maps) within its limit
     /// of one million instructions with room to spare: a change that
     /// multiplies the paths fails here before it fails to load elsewhere.
-    /// (About 447,000 on Linux 6.18 with four leaf levels and chunks split
-    /// in turn, 375,000 before that, 296,000 with three levels.)
+    /// (About 458,000 on Linux 6.18 with four leaf levels, chunks split in
+    /// turn and range slots; 447,000 without the slots, 375,000 without
+    /// the split in turn, 296,000 with three levels.)
     #[cfg(feature = "ebpf")]
     #[test]
     #[ignore = "needs root"]
@@ -3487,6 +3920,8 @@ mod tests {
     fn root_crowded_chunks_take_continuations() {
         use crate::test_frames::{udp, v6_frame, UDP};
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // The trie where a chunk fits nothing else, not the ranges.
+        ranges_off();
         // Chunk 0 of 2001:db8::/48 (its first /54).
         let chunk0 = |f: &XdpFilter| chunk_shape(f, 0, 0);
         // /60 number `j` of the /56 number `k` of the /48.
@@ -3574,6 +4009,8 @@ mod tests {
     #[ignore = "needs root"]
     fn root_chunk_continuations_keep_to_the_budget() {
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // The trie where a chunk fits nothing else, not the ranges.
+        ranges_off();
         // In the /48 number 1: a /51 (64ths 0-7), nine /60s in the /56
         // number 80 (64th 20), six /56s in 64ths 30-35: 16 prefixes, 15
         // 64ths, one leaf to spare: 64th 20 takes a continuation.

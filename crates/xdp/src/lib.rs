@@ -55,6 +55,7 @@ mod buckets;
 mod error;
 mod filter;
 mod prefix;
+mod ranges;
 /// Crafted frames, shared with the integration tests.
 #[cfg(all(test, feature = "ebpf"))]
 #[path = "../tests/common/frames.rs"]

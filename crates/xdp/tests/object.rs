@@ -40,7 +40,7 @@ fn embedded_object_holds_both_xdp_programs() {
 fn embedded_object_maps_have_the_shared_layouts() {
     use std::mem::size_of;
     let obj = object();
-    let expect: [(&str, u32, usize, usize, u32); 12] = [
+    let expect: [(&str, u32, usize, usize, u32); 13] = [
         (
             common::MAP_DENY_V4,
             bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
@@ -89,6 +89,13 @@ fn embedded_object_maps_have_the_shared_layouts() {
             size_of::<common::V6SpillKey>(),
             size_of::<common::V6Leaf>(),
             common::spill_for(common::DEFAULT_DENY_V6_ENTRIES),
+        ),
+        (
+            common::MAP_DENY_V6_RANGES,
+            bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            size_of::<common::V6Ranges>(),
+            common::ranges_for(common::DEFAULT_DENY_V6_ENTRIES),
         ),
         (
             common::MAP_DENY_V6_16,

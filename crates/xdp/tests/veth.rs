@@ -241,7 +241,7 @@ fn xdp_prog_on(net: &NetnsPair) -> Option<u64> {
 
 /// Kernel objects of ours (program names, map names) as `kind:id:name`.
 fn our_objects() -> BTreeSet<String> {
-    let names: [&str; 15] = [
+    let names: [&str; 16] = [
         rauta_xdp_common::PROGRAM_NAME,
         rauta_xdp_common::PASS_PROGRAM_NAME,
         rauta_xdp_common::MAP_DENY_V4,
@@ -251,6 +251,7 @@ fn our_objects() -> BTreeSet<String> {
         rauta_xdp_common::MAP_RODATA,
         rauta_xdp_common::MAP_DENY_V4_SPILL,
         rauta_xdp_common::MAP_DENY_V6_SPILL,
+        rauta_xdp_common::MAP_DENY_V6_RANGES,
         rauta_xdp_common::MAP_DENY_V6_32,
         rauta_xdp_common::MAP_DENY_V6_16,
         rauta_xdp_common::MAP_DENY_PORTS,
@@ -291,8 +292,8 @@ fn root_kernel_attach_detach_100_times_leaks_nothing() {
             let live = our_objects();
             assert_eq!(
                 live.len() - baseline.len(),
-                15,
-                "2 programs + 13 maps live: {live:?}"
+                16,
+                "2 programs + 14 maps live: {live:?}"
             );
             assert!(xdp_prog_on(&net).is_some());
         }

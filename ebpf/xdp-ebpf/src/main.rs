@@ -21,14 +21,14 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_xdp_common::{
-    buckets_for, cell, port_bit, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk,
-    v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot, v6_leaf_code,
-    v6_leaf_key, v6_sub_leaf_code, Config, CounterTable, SourceKey, V4Bucket, V4HostBits, V6Bucket,
-    V6FilterEntry, V6Leaf, V6SpillKey, V6_16Entry, BUCKET_SLOTS, DEFAULT_DENY_V4_ENTRIES,
-    DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES, MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS,
-    SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS, V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES,
-    V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS, V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW,
-    V6_SPLIT,
+    buckets_for, cell, port_bit, ranges_for, slot, spill_for, v4_24_slot, v4_bucket, v6_bucket,
+    v6_chunk, v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot, v6_leaf_code,
+    v6_leaf_key, v6_ranges_slot, v6_sub_leaf_code, Config, CounterTable, SourceKey, V4Bucket,
+    V4HostBits, V6Bucket, V6FilterEntry, V6Leaf, V6Ranges, V6SpillKey, V6_16Entry, BUCKET_SLOTS,
+    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
+    MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS,
+    V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS,
+    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_RANGES, V6_SPLIT,
 };
 
 #[map]
@@ -58,6 +58,10 @@ static DENY_V6_LEAF: Array<V6Bucket> =
 #[map]
 static DENY_V6_SPILL: HashMap<V6SpillKey, V6Leaf> =
     HashMap::with_max_entries(spill_for(DEFAULT_DENY_V6_ENTRIES), BPF_F_NO_PREALLOC);
+
+#[map]
+static DENY_V6_RANGES: Array<V6Ranges> =
+    Array::with_max_entries(ranges_for(DEFAULT_DENY_V6_ENTRIES), 0);
 
 #[map]
 static DENY_V6_16: Array<V6_16Entry> = Array::with_max_entries(V6_16_ENTRIES, 0);
@@ -505,6 +509,13 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
         if parts == V6_OVERFLOW {
             return LeafAnswer::Walk;
         }
+        if parts == V6_RANGES {
+            return match rauta_v6_ranges(bits(leaf), half) {
+                0 => LeafAnswer::Clear,
+                1 => LeafAnswer::Denied,
+                _ => LeafAnswer::Walk,
+            };
+        }
         if parts == V6_SPLIT {
             // The chunk split in turn: the leaf of the source's 64th of it
             // (the chunk leaf's own slots are not read).
@@ -571,6 +582,22 @@ pub extern "C" fn rauta_v6_chunk_parts(
         part += 1;
     }
     0
+}
+
+/// Whether `half` lies in a range of the slot of the ranges map that
+/// `name` names (a chunk leaf's `chunks` while it says [`V6_RANGES`]): 1 if
+/// so, 0 if not, 2 when it names no slot there (the trie answers). A
+/// global function, checked once by the verifier for the four levels.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn rauta_v6_ranges(name: u64, half: u64) -> u32 {
+    let Some(slot) = v6_ranges_slot(name) else {
+        return 2;
+    };
+    match DENY_V6_RANGES.get(slot) {
+        Some(r) => u32::from(r.holds(half)),
+        None => 2,
+    }
 }
 
 /// The state of the source's /16 ([`V6_16_DENIED`], [`V6_16_LEAVES`] or 0):
