@@ -3206,15 +3206,16 @@ mod tests {
         assert_eq!(f.deny_v6_leaf.len(), 0);
     }
 
-    /// A crowded 64th that fits neither parts nor its own split (forty
-    /// hosts in one /76 of a /64: more than a leaf holds in one 64th of
-    /// it) is held as address ranges, answered without the trie: a change
-    /// takes a new slot in one write of the chunk leaf, the old one waiting
-    /// in quarantine; adjacent hosts merge, so more than 64 prefixes may
-    /// fit; past 64 ranges the trie answers, and the chunk comes back; a
-    /// kernel error leaves the chunk leaf and the slots as they were; back
-    /// to parts the slot number stays in the writes. Slots run out and
-    /// come back out of quarantine after a wait.
+    /// A crowded 64th (hosts in one /76 of a /64: past 8 held as ranges
+    /// first, past 32 because more than a leaf holds reach one 64th of it,
+    /// so its own split cannot hold them) is held as address ranges,
+    /// answered without the trie: a change names a new slot through
+    /// overflow, the old one waiting in quarantine; adjacent hosts merge,
+    /// so more than 64 prefixes may fit; past 64 ranges the trie answers,
+    /// and the chunk comes back; a kernel error leaves the chunk leaf and
+    /// the slots as they were; back to one leaf the slot's name stays in
+    /// the writes. Slots run out and come back out of quarantine after a
+    /// wait.
     #[cfg(feature = "ebpf")]
     #[test]
     #[ignore = "needs root"]
