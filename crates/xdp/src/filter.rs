@@ -1824,8 +1824,9 @@ impl LeafBlock {
         let written = self.write_sub_leaves(table, &leaves, old, subs);
         if let Err(e) = written {
             // The chunk leaf reads as it did (at most its bits changed,
-            // under a mode that does not read them): the leaves written
-            // for 64ths it does not mark go (nothing reads them).
+            // under a mode that does not read them), or, out of ranges, it
+            // may say overflow (the trie answers): the leaves written for
+            // 64ths it does not mark go (nothing reads them).
             let marked = if was.parts == V6_SPLIT { was.chunks } else { 0 };
             let _ = self.remove_sub_leaves(table, subs & !marked);
             return Err(e);
@@ -3019,6 +3020,7 @@ mod tests {
             // overflow (the slot number kept), the bits under it, then the
             // split; the slot waits in quarantine.
             ranges(false);
+            let quarantined = f.deny_v6_leaf.ranges.quarantined();
             let journal = journal_of(|| assert!(f.allow_source(cover).unwrap()));
             assert_eq!(shape(&f), (Some(V6_SPLIT), 0, 10), "/{level}");
             let writes = chunk_leaf_writes(&journal, C);
@@ -3034,7 +3036,11 @@ mod tests {
                 }
             }
             assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0, "/{level}");
-            assert!(f.deny_v6_leaf.ranges.quarantined() > 0, "/{level}");
+            assert_eq!(
+                f.deny_v6_leaf.ranges.quarantined(),
+                quarantined + 1,
+                "/{level}"
+            );
             check(&f, 10, "uncovered");
             // Nine reaching one 64th (five more nested in it, of the
             // block's level: the 64th itself, its halves, the halves of its
@@ -3315,6 +3321,20 @@ mod tests {
         assert_eq!(FAIL_PUT.with(|x| x.get()), None);
         assert_eq!(leaf(&f), before);
         assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        // The same on the second and third writes (the name under
+        // overflow, the mode): the chunk went through overflow, so the
+        // undo names the same ranges again, in a fresh slot.
+        let held = *f.deny_v6_leaf.ranges.get(before.chunks).unwrap();
+        for skip in [1, 2] {
+            FAIL_PUT.with(|x| x.set(Some(((Some(0), None, 0), skip))));
+            assert!(f.deny_source(pre(host(41))).is_err());
+            assert_eq!(FAIL_PUT.with(|x| x.get()), None, "write {skip}");
+            let now = leaf(&f);
+            assert_eq!(now.parts, V6_RANGES, "write {skip}");
+            assert_eq!(f.deny_v6_leaf.ranges.get(now.chunks), Some(&held));
+            assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1, "write {skip}");
+            check(&f, 41, "after a failed write");
+        }
         check(&f, 41, "after the errors");
         assert_v6_counts(&f);
         // 64 ranges fit; 65 go to the trie; 64 again come back.
@@ -3562,7 +3582,8 @@ mod tests {
     /// around them (IPv6 blocks going through one leaf, parts, the split,
     /// overflow and back, two crowded chunks through one leaf,
     /// continuations, their own split, ranges and overflow (ranges off for
-    /// two thirds of the changes);
+    /// two thirds of the changes; 64 range slots, used up and taken again
+    /// after waits);
     /// /16 blocks covered and uncovered; the short-prefix
     /// bit set and cleared in every filter entry; IPv4 /24 states and
     /// bitmaps). A fixed sequence of 3,000 changes, the second half without
@@ -3576,7 +3597,12 @@ mod tests {
         use crate::test_frames::{udp, v4_frame, v6_frame, UDP};
         use std::os::fd::AsFd;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // 4,096 prefixes of capacity: 64 range slots, so that changes of
+        // chunks held as ranges use them up and reuse released ones.
+        let mut f = XdpFilter::builder()
+            .deny_v6_capacity(4_096)
+            .load()
+            .expect("load the XDP program (as root)");
         let fd = f
             .program(PROGRAM_NAME)
             .unwrap()
@@ -3767,6 +3793,12 @@ mod tests {
                 on[i] = !on[i];
             }
             stop.store(true, Ordering::Relaxed);
+            // Released slots were taken again while the program ran.
+            assert!(
+                f.deny_v6_leaf.ranges.reuses >= 2,
+                "{}",
+                f.deny_v6_leaf.ranges.reuses
+            );
             for mode in [2, V6_MAX_PARTS, V6_SPLIT, V6_RANGES, V6_OVERFLOW] {
                 assert!(
                     modes.iter().all(|m| m.contains(&mode)),

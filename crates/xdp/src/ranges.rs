@@ -40,8 +40,12 @@ pub(crate) struct RangeSlots {
     /// What each slot holds while it is taken (named, or about to be).
     taken: Vec<Option<V6Ranges>>,
     free: Vec<u32>,
-    /// Slots released since the last wait.
+    /// Slots released since `take`'s last wait (the other waits of the
+    /// loader do not empty it: they may begin before a release).
     quarantine: Vec<u32>,
+    /// How many times `take` waited to reuse quarantined slots.
+    #[cfg(test)]
+    pub(crate) reuses: usize,
 }
 
 impl RangeSlots {
@@ -53,6 +57,8 @@ impl RangeSlots {
             // Slot 0 first.
             free: (0..n).rev().collect(),
             quarantine: Vec::new(),
+            #[cfg(test)]
+            reuses: 0,
         }
     }
 
@@ -63,6 +69,10 @@ impl RangeSlots {
         if self.free.is_empty() && !self.quarantine.is_empty() {
             wait_for_readers();
             self.free.append(&mut self.quarantine);
+            #[cfg(test)]
+            {
+                self.reuses += 1;
+            }
         }
         let Some(slot) = self.free.pop() else {
             return Ok(None);
