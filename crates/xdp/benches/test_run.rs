@@ -238,6 +238,22 @@ enum On {
     Short2,
     /// Plus 100 IPv6 prefixes shorter than /32.
     Short100,
+    /// The lists above after 256 crowded 64ths that take every range slot
+    /// (so the ten /60s in one 64th go to its chunk leaf's continuation).
+    NoSlots,
+}
+
+/// Takes every range slot of a filter loaded with the default capacity
+/// (`deny_v6_capacity` / 64 = 256 slots): 9 adjacent /60s in the first /54
+/// of each of 256 /48s of 2001:dbf::/32, each such 64th one range. Loaded
+/// before the other lists, whose crowded 64ths then find no slot free.
+fn take_every_range_slot(f: &mut XdpFilter) {
+    for block in 0..256 {
+        for i in 0..9 {
+            f.deny_source(format!("2001:dbf:{block:x}:{i:x}0::/60").parse().unwrap())
+                .unwrap();
+        }
+    }
 }
 
 /// Denies `n` IPv6 prefixes shorter than /32, none in the /16 of the
@@ -516,6 +532,15 @@ fn cases() -> Vec<Case> {
             Verdict::Pass,
             Kind::PassHash,
         ),
+        on(
+            On::NoSlots,
+            c(
+                "pass ipv6 udp, a 64th holds 10 denied /60s, no range slot free (its chunk leaf's continuation)",
+                v6_frame(v6("2001:db8:c:30a0::1"), UDP, &udp(1, 53, &payload)),
+                Verdict::Pass,
+                Kind::PassHash,
+            ),
+        ),
         c(
             "pass ipv6 udp, a 64th holds 40 denied /62s, same 64th of it (leaf of its 64th compares)",
             v6_frame(v6("2001:db8:e:4::1"), UDP, &udp(1, 53, &payload)),
@@ -639,6 +664,15 @@ fn cases() -> Vec<Case> {
             Verdict::Drop,
             Kind::DropHash,
         ),
+        on(
+            On::NoSlots,
+            c(
+                "drop deny source ipv6 /60, its 64th holds 10, no range slot free (its chunk leaf's continuation, the tenth /60)",
+                v6_frame(v6("2001:db8:c:3090::1"), TCP, &tcp(40000, 443, SYN)),
+                Verdict::Drop,
+                Kind::DropHash,
+            ),
+        ),
         c(
             "drop deny source ipv6 /62, its 64th holds 40 (leaf of its 64th)",
             v6_frame(v6("2001:db8:e:10::1"), TCP, &tcp(40000, 443, SYN)),
@@ -685,7 +719,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     let repeat = env_u32("RAUTA_XDP_BENCH_REPEAT", 1_000_000).max(1);
     let rounds = env_u32("RAUTA_XDP_BENCH_ROUNDS", 7).max(1) as usize;
-    let load = |short: usize| {
+    let load = |short: usize, no_slots: bool| {
         let mut f = match XdpFilter::load() {
             Ok(f) => f,
             Err(e) => {
@@ -693,13 +727,16 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        if no_slots {
+            take_every_range_slot(&mut f);
+        }
         load_deny_lists(&mut f);
         if short > 0 {
             load_short_prefixes(&mut f, short);
         }
         f
     };
-    let f = load(0);
+    let f = load(0, false);
     check_quiet6(&f);
     check_alone(&f);
     let cases = cases();
@@ -719,8 +756,9 @@ fn main() {
             c.name
         );
     }
-    let short2 = load(2);
-    let short100 = load(100);
+    let short2 = load(2, false);
+    let short100 = load(100, false);
+    let no_slots = load(0, true);
     // The kernel's own mean per run: whole nanoseconds (truncated), without
     // the time the loop spent rescheduled, so other load on the machine
     // does not inflate it. (The call's wall-clock time alone is no
@@ -731,6 +769,7 @@ fn main() {
             On::Main => &f,
             On::Short2 => &short2,
             On::Short100 => &short100,
+            On::NoSlots => &no_slots,
         };
         let out = if c.kind == Kind::Floor {
             f.test_run_empty(&c.frame, n)
@@ -783,7 +822,7 @@ fn main() {
         }
         est.iter_mut().map(|e| median(e)).collect()
     });
-    let counted: u64 = [&f, &short2, &short100]
+    let counted: u64 = [&f, &short2, &short100, &no_slots]
         .iter()
         .map(|f| f.counters().unwrap().total().packets)
         .sum();
@@ -859,6 +898,9 @@ fn main() {
     println!("frames counted by the program: {counted}");
     println!(
         "entries in the spill maps (a bucket was full): {}",
-        f.spilled_entries() + short2.spilled_entries() + short100.spilled_entries()
+        f.spilled_entries()
+            + short2.spilled_entries()
+            + short100.spilled_entries()
+            + no_slots.spilled_entries()
     );
 }

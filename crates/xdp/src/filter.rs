@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -2088,6 +2089,7 @@ impl Later {
 pub(crate) fn wait_for_readers() {
     #[cfg(test)]
     tests::JOURNAL.with(|j| j.borrow_mut().push(tests::Event::Wait));
+    let number = WAITS_BEGUN.fetch_add(1, Ordering::SeqCst) + 1;
     const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
     // SAFETY: membarrier takes no pointers and changes no memory of this
     // process; with this command and flags 0 it only blocks until a grace
@@ -2096,6 +2098,25 @@ pub(crate) fn wait_for_readers() {
     if r != 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
+    WAITS_ENDED.fetch_max(number, Ordering::SeqCst);
+}
+
+/// How many [`wait_for_readers`] calls have begun, in this process (a wait
+/// is for every program run on the machine, whichever filter began it).
+static WAITS_BEGUN: AtomicU64 = AtomicU64::new(0);
+/// The highest number (1 for the first begun) of a wait that has ended.
+static WAITS_ENDED: AtomicU64 = AtomicU64::new(0);
+
+/// How many waits for readers have begun: a wait numbered higher begins
+/// after this call.
+pub(crate) fn waits_begun() -> u64 {
+    WAITS_BEGUN.load(Ordering::SeqCst)
+}
+
+/// The highest number of a wait for readers that has ended: every program
+/// run that had started before that wait began has ended.
+pub(crate) fn waits_ended() -> u64 {
+    WAITS_ENDED.load(Ordering::SeqCst)
 }
 
 /// The /24s a v4 prefix covers (first, count) and the state it gives them.
@@ -2523,6 +2544,43 @@ mod tests {
         f.deny_source(p60(8)).unwrap();
         assert_eq!(chunk_shape(&f, 0, 0), (Some(2), 1));
         check(&f, &drop, &pass, "continued");
+        assert_v6_counts(&f);
+        // With a slot free, a tenth /60: its ranges (the continuation goes).
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(false));
+        f.deny_source(p60(9)).unwrap();
+        assert_eq!(chunk_shape(&f, 0, 0), (Some(V6_RANGES), 0));
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        // Then no slot, and no room for a continuation nor for the leaves
+        // of its 64ths: out of the ranges (the parts' write fails for want
+        // of room, before the chunk leaf is written), the trie answers for
+        // the 64th and its slot is given back.
+        let fillers = fill_buckets(&mut f, &[cont, ninth]);
+        ranges_off();
+        f.deny_source(p60(10)).unwrap();
+        assert_eq!(chunk_shape(&f, 0, 0), (Some(V6_OVERFLOW), 0));
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0);
+        assert_eq!(
+            (0..64)
+                .filter(|&s| LeafBlock::new(key(0), 48, mask)
+                    .chunk(0)
+                    .sub(s)
+                    .get(&f.deny_v6_leaf, 0)
+                    .is_some())
+                .count(),
+            0
+        );
+        let drop11 = [in60(0), in60(8), in60(9), in60(10), a48(0, 32)];
+        let pass11 = [in60(11), in60(15), a48(0, 1), a48(0, 36)];
+        check(&f, &drop11, &pass11, "out of the ranges, no room");
+        assert_v6_counts(&f);
+        // Room again: a change of the block gives it its continuation.
+        for &b in &fillers {
+            assert!(f.allow_source(p48(b, 0, 56)).unwrap());
+        }
+        assert!(f.allow_source(p60(10)).unwrap());
+        assert_eq!(chunk_shape(&f, 0, 0), (Some(2), 1));
+        check(&f, &drop11[..3], &[in60(10), in60(11)], "ten, continued");
+        assert_v6_counts(&f);
         for p in f.denied_sources().unwrap() {
             assert!(f.allow_source(p).unwrap());
         }
@@ -3016,6 +3074,46 @@ mod tests {
                 f.deny_v6.insert(k, 1, 0).unwrap();
             }
             assert_v6_counts(&f);
+            // Kernel errors out of the ranges into the split (ranges off),
+            // after the chunk leaf went to overflow: on its bits' write
+            // under overflow, then on the split's. The call fails, the
+            // chunk leaf is left in overflow (the trie, which still holds
+            // every prefix, answers for the chunk), no leaf of its 64ths is
+            // left, the slot it named is given back, and every verdict
+            // holds. Between the two, and after, the chunk goes into ranges
+            // again (a fresh slot) through the split.
+            let back_in_ranges = |f: &mut XdpFilter| {
+                ranges(true);
+                assert!(f.allow_source(cover).unwrap());
+                assert_eq!(shape(f), (Some(V6_SPLIT), 0, 10), "/{level}");
+                f.deny_source(cover).unwrap();
+                assert_eq!(shape(f), (Some(V6_RANGES), 0, 0), "/{level}");
+                chunk.get(&f.deny_v6_leaf, 0).unwrap().chunks
+            };
+            let mut slot = slot;
+            for skip in [1, 2] {
+                if skip > 1 {
+                    slot = back_in_ranges(&mut f);
+                }
+                ranges(false);
+                FAIL_PUT.with(|x| x.set(Some(((Some(C), None, 0), skip))));
+                let journal = journal_of(|| assert!(f.allow_source(cover).is_err()));
+                assert_eq!(FAIL_PUT.with(|x| x.get()), None, "/{level}: not failed");
+                let writes: Vec<(u32, u64)> = chunk_leaf_writes(&journal, C)
+                    .iter()
+                    .map(|(_, l)| (l.parts, l.chunks))
+                    .collect();
+                assert_eq!(
+                    writes,
+                    [(V6_OVERFLOW, slot), (V6_OVERFLOW, 0x3ff)][..skip as usize],
+                    "/{level}: {journal:?}"
+                );
+                assert_eq!(shape(&f), (Some(V6_OVERFLOW), 0, 0), "/{level}: {skip}");
+                assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0, "/{level}");
+                check(&f, 12, "a failed write out of the ranges");
+                assert_v6_counts(&f);
+            }
+            let slot = back_in_ranges(&mut f);
             // Back to the split (ranges off): the leaves of its 64ths, then
             // overflow (the slot number kept), the bits under it, then the
             // split; the slot waits in quarantine.
@@ -3397,9 +3495,15 @@ mod tests {
         }
         assert!(f.allow_source(pre(far)).unwrap());
         assert_eq!(f.deny_v6_leaf.len(), 0);
-        // Every slot taken: none; one released comes back only after a
-        // wait.
+        // Every slot taken: none. The slots in quarantine come back once
+        // a wait of the loader's begun after their release has ended,
+        // without one of `take`'s own; one released after the last wait
+        // comes back only after `take` waits.
         let slots = &mut f.deny_v6_leaf.ranges;
+        let quarantined = slots.quarantined();
+        assert!(quarantined > 0);
+        wait_for_readers();
+        let reuses = slots.reuses;
         let r = V6Ranges::new(&[(1, 2)]).unwrap();
         let journal = journal_of(|| {
             let mut n = 0;
@@ -3408,12 +3512,14 @@ mod tests {
             }
             assert_eq!(n as u32, ranges_for(DEFAULT_DENY_V6_ENTRIES));
         });
-        assert_eq!(journal.iter().filter(|e| **e == Event::Wait).count(), 1);
+        assert!(journal.is_empty(), "{journal:?}");
+        assert_eq!(slots.reuses, reuses + quarantined);
         slots.release(v6_ranges_name(7));
         let journal = journal_of(|| {
             assert_eq!(slots.take(&r).unwrap(), Some(v6_ranges_name(7)));
         });
         assert_eq!(journal, [Event::Wait]);
+        assert_eq!(slots.reuses, reuses + quarantined + 1);
         let journal = journal_of(|| assert_eq!(slots.take(&r).unwrap(), None));
         assert!(journal.is_empty());
     }

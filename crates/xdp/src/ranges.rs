@@ -7,7 +7,7 @@ use aya::maps::{Array, MapData};
 use rauta_xdp_common::{v6_ranges_name, v6_ranges_slot, V6Bucket, V6Prefix, V6Ranges, V6SpillKey};
 
 use crate::buckets::Table;
-use crate::filter::wait_for_readers;
+use crate::filter::{wait_for_readers, waits_begun, waits_ended};
 use crate::Error;
 
 /// The leaves (the table it derefs to) and the range slots that chunk
@@ -32,20 +32,54 @@ impl DerefMut for V6Leaves {
 
 /// The slots of the ranges map. A slot is written only while no leaf names
 /// it and no program run can still be reading it: a slot a leaf stops
-/// naming waits in quarantine until a wait for the program's runs has
-/// begun after that ([`RangeSlots::take`] waits when only quarantined
-/// slots are left).
+/// naming waits in quarantine until a wait for the program's runs that
+/// began after that has ended (any of the loader's waits; when only
+/// quarantined slots are left and none has, [`RangeSlots::take`] waits).
 pub(crate) struct RangeSlots {
     map: Array<MapData, V6Ranges>,
     /// What each slot holds while it is taken (named, or about to be).
     taken: Vec<Option<V6Ranges>>,
     free: Vec<u32>,
-    /// Slots released since `take`'s last wait (the other waits of the
-    /// loader do not empty it: they may begin before a release).
-    quarantine: Vec<u32>,
-    /// How many times `take` waited to reuse quarantined slots.
+    quarantine: Quarantine,
+    /// How many slots came back out of quarantine.
     #[cfg(test)]
     pub(crate) reuses: usize,
+}
+
+/// Released slots, each with the number of waits for readers begun when it
+/// was released ([`waits_begun`]): a wait numbered higher began after the
+/// release, so once one has ended ([`waits_ended`]) no program run can
+/// still read the slot.
+#[derive(Default)]
+struct Quarantine(Vec<(u32, u64)>);
+
+impl Quarantine {
+    fn push(&mut self, slot: u32, begun: u64) {
+        self.0.push((slot, begun));
+    }
+
+    /// Moves the slots that the waits numbered up to `ended` free into
+    /// `free`; how many.
+    fn release_into(&mut self, ended: u64, free: &mut Vec<u32>) -> usize {
+        let before = free.len();
+        self.0.retain(|&(slot, begun)| {
+            let out = begun < ended;
+            if out {
+                free.push(slot);
+            }
+            !out
+        });
+        free.len() - before
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl RangeSlots {
@@ -56,7 +90,7 @@ impl RangeSlots {
             taken: vec![None; n as usize],
             // Slot 0 first.
             free: (0..n).rev().collect(),
-            quarantine: Vec::new(),
+            quarantine: Quarantine::default(),
             #[cfg(test)]
             reuses: 0,
         }
@@ -67,11 +101,15 @@ impl RangeSlots {
     /// taken.
     pub(crate) fn take(&mut self, ranges: &V6Ranges) -> Result<Option<u64>, Error> {
         if self.free.is_empty() && !self.quarantine.is_empty() {
-            wait_for_readers();
-            self.free.append(&mut self.quarantine);
+            // Those a wait of the loader's has freed since; else a wait of
+            // its own, begun after every release, frees them all.
+            if self.quarantine.release_into(waits_ended(), &mut self.free) == 0 {
+                wait_for_readers();
+                self.quarantine.release_into(waits_ended(), &mut self.free);
+            }
             #[cfg(test)]
             {
-                self.reuses += 1;
+                self.reuses += self.free.len();
             }
         }
         let Some(slot) = self.free.pop() else {
@@ -98,15 +136,15 @@ impl RangeSlots {
         self.taken.get(slot as usize)?.as_ref()
     }
 
-    /// Gives the slot `name` names back once no leaf names it: free after
-    /// the next wait.
+    /// Gives the slot `name` names back once no leaf names it: free once a
+    /// wait for readers begun after this call has ended.
     pub(crate) fn release(&mut self, name: u64) {
         let Some(slot) = v6_ranges_slot(name) else {
             return;
         };
         if let Some(t) = self.taken.get_mut(slot as usize) {
             if t.take().is_some() {
-                self.quarantine.push(slot);
+                self.quarantine.push(slot, waits_begun());
             }
         }
     }
@@ -219,6 +257,24 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn quarantined_slots_wait_for_a_wait_begun_after_their_release() {
+        let mut q = Quarantine::default();
+        let mut free = Vec::new();
+        // Released with no wait begun, then 2 and 2 begun.
+        q.push(4, 0);
+        q.push(9, 2);
+        q.push(6, 2);
+        assert_eq!(q.release_into(0, &mut free), 0);
+        // Wait 2 began before the last two releases: it frees slot 4 only.
+        assert_eq!(q.release_into(2, &mut free), 1);
+        assert_eq!(free, [4]);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.release_into(3, &mut free), 2);
+        assert_eq!(free, [4, 9, 6]);
+        assert!(q.is_empty());
     }
 
     #[test]
