@@ -17,7 +17,7 @@
 //! | [`MAP_DENY_V6_32`] | array, 2 x [`V6_FILTER_WORDS`] entries | entry index ([`v6_filter_slot`]) | [`V6FilterEntry`]: a word of 16 bits of hashed /32s, [`V6_FILTER_SHORT`], 15 bits of /48s, 32 of /64s, then 7 words of hashed 64ths of blocks |
 //! | [`MAP_DENY_V6_LEAF`] | array, a power of two of entries | [`v6_bucket`] | [`V6Bucket`] |
 //! | [`MAP_DENY_V6_SPILL`] | hash | [`V6SpillKey`] | [`V6Leaf`] |
-//! | [`MAP_DENY_V6_RANGES`] | array, [`ranges_for`] entries | the slot a chunk leaf names | [`V6Ranges`] |
+//! | [`MAP_DENY_V6_RANGES`] | array, [`ranges_for`] entries | the slot a part 0 or chunk leaf names | [`V6Ranges`] |
 //! | [`MAP_DENY_V6_16`] | array, [`V6_16_ENTRIES`] entries | the /16 (first 16 bits) | [`V6_16Entry`]: the /16's state and the 64ths its prefixes reach |
 //! | [`MAP_DENY_PORTS`] | array, [`PORT_BITMAP_WORDS`] entries | word index | `u64` bitmap |
 //! | [`MAP_CONFIG`] | array, 1 entry | `0` | [`Config`] |
@@ -62,8 +62,8 @@ pub const MAP_DENY_V4_24: &str = "DENY_V4_24";
 /// where a block or one 64th of it says [`V6_OVERFLOW`]: more prefixes reach
 /// the 64th than its parts hold (or than the block's budget of leaves
 /// allows) and neither its own split nor [`V6_RANGES`] can hold them, the
-/// block's prefixes fit neither its parts nor the split, or the leaf table
-/// had no room.
+/// block's prefixes fit neither the split nor ranges (nor, without a free
+/// range slot, its parts), or the leaf table had no room.
 pub const MAP_DENY_V6: &str = "DENY_V6";
 /// Hashed bitmaps in front of [`MAP_DENY_V6_LEAF`], one
 /// [`V6FilterEntry`] per hashed /32. In its first word, bits 0-15 mark /32s
@@ -80,7 +80,9 @@ pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /16 (lengths 17 to 31), /32 (32 to 47), /48
 /// (48 to 63) and /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
 /// up to [`V6_MAX_PARTS`] leaves per block; a block with more is split by
-/// chunk ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches; a
+/// chunk when that takes no more leaves than it has prefixes, else held as
+/// address ranges ([`V6_RANGES`]) or, without a free slot, in parts
+/// ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches; a
 /// chunk with more prefixes than a leaf holds keeps them as address ranges
 /// ([`V6_RANGES`]) or, without a free slot, in continuations
 /// ([`v6_chunk_part_code`]); one with more than its parts hold is split in
@@ -90,8 +92,8 @@ pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 pub const MAP_DENY_V6_LEAF: &str = "DENY_V6_LEAF";
 /// The leaves whose bucket in [`MAP_DENY_V6_LEAF`] was full.
 pub const MAP_DENY_V6_SPILL: &str = "DENY_V6_SPILL";
-/// The address ranges of the chunks that say [`V6_RANGES`]: a slot per
-/// such chunk, named by its leaf.
+/// The address ranges of the blocks and chunks that say [`V6_RANGES`]: a
+/// slot per such block or chunk, named by its part 0 or chunk leaf.
 pub const MAP_DENY_V6_RANGES: &str = "DENY_V6_RANGES";
 /// A [`V6_16Entry`] per IPv6 /16, read for every IPv6 source while a prefix
 /// shorter than /32 is denied ([`V6_FILTER_SHORT`]): its state says that
@@ -144,7 +146,8 @@ pub const V6_LEAF_PREFIXES: usize = 8;
 /// Leaves one block kept in parts may use (part 0 and its continuations): a
 /// block holding more than `V6_LEAF_PREFIXES * V6_MAX_PARTS` prefixes of its
 /// level is split by chunk ([`V6_SPLIT`]) or, when the split would take more
-/// leaves than it has prefixes, looked up in the trie ([`V6_OVERFLOW`]).
+/// leaves than it has prefixes, held as address ranges ([`V6_RANGES`]) or
+/// looked up in the trie ([`V6_OVERFLOW`]).
 pub const V6_MAX_PARTS: u32 = 4;
 
 /// [`V6Leaf::parts`] of a block (or of a chunk leaf) that holds more
@@ -169,12 +172,17 @@ pub const V6_SPLIT: u32 = u32::MAX - 1;
 
 /// [`V6Leaf::parts`] of a chunk leaf reached by more prefixes than a leaf
 /// holds (up to what its parts hold; past that, those its own split cannot
-/// hold either) that make at most [`V6_RANGE_SLOTS`] disjoint address
-/// ranges: they are in the slot of [`MAP_DENY_V6_RANGES`] that its
-/// [`V6Leaf::chunks`] names ([`v6_ranges_name`]), searched by halving; its
-/// prefix slots are not read. A slot is written before a leaf names it
-/// and never changed while one does; a chunk leaf changes the slot it
-/// names only under another mode.
+/// hold either), or of a block's part 0 whose prefixes, more than a leaf
+/// holds, reach more 64ths of it than there are of them (the split would
+/// take more leaves than its budget), that make at most
+/// [`V6_RANGE_SLOTS`] disjoint address ranges: they are in the slot of
+/// [`MAP_DENY_V6_RANGES`] that its [`V6Leaf::chunks`] names
+/// ([`v6_ranges_name`]), searched by halving; its prefix slots (and a
+/// part 0's 64th bits) are not read. A slot is written before a leaf names
+/// it and never changed while one does; a leaf changes the slot it names
+/// only under another mode (a part 0 goes into and out of the ranges
+/// through [`V6_OVERFLOW`]: its 64th bits are read under its parts and
+/// split).
 pub const V6_RANGES: u32 = u32::MAX - 2;
 
 /// High half of a [`V6Leaf::chunks`] that names a range slot: a value
@@ -182,7 +190,8 @@ pub const V6_RANGES: u32 = u32::MAX - 2;
 /// names none, and the program asks the trie.
 pub const V6_RANGES_TAG: u32 = 0x5241_4e47;
 
-/// The [`V6Leaf::chunks`] of a chunk leaf whose ranges are in slot `slot`.
+/// The [`V6Leaf::chunks`] of a part 0 or chunk leaf whose ranges are in
+/// slot `slot`.
 #[inline(always)]
 pub const fn v6_ranges_name(slot: u32) -> u64 {
     (V6_RANGES_TAG as u64) << 32 | slot as u64
@@ -316,8 +325,9 @@ impl V6Prefix {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Leaf {
     /// In part 0: the block's number of parts (1 to [`V6_MAX_PARTS`]),
-    /// [`V6_SPLIT`] (look in the leaf of the source's chunk) or
-    /// [`V6_OVERFLOW`] (look the source up in the trie). 0 in continuations;
+    /// [`V6_SPLIT`] (look in the leaf of the source's chunk),
+    /// [`V6_RANGES`] (look in the range slot it names) or [`V6_OVERFLOW`]
+    /// (look the source up in the trie). 0 in continuations;
     /// in a chunk leaf its number of parts (0 or 1: itself alone; up to
     /// [`V6_MAX_PARTS`]: continuations [`v6_chunk_part_code`]),
     /// [`V6_SPLIT`] when more prefixes reach the chunk than its parts hold
@@ -329,7 +339,8 @@ pub struct V6Leaf {
     pub used: u32,
     /// In part 0: one bit per 64th of the block ([`v6_chunk`]), set when a
     /// prefix of the block reaches into it; a source in a chunk whose bit
-    /// is clear is outside every prefix of the block. 0 in continuations;
+    /// is clear is outside every prefix of the block (while it says
+    /// [`V6_RANGES`]: the name of its slot instead). 0 in continuations;
     /// in a chunk leaf, one bit per 64th of the chunk with a leaf of its
     /// own, read only while it says [`V6_SPLIT`] (left as they were when it
     /// stops saying so); while it says [`V6_RANGES`], the name of the slot

@@ -175,7 +175,8 @@ fn load_deny_lists(f: &mut XdpFilter) {
         }
     }
     // A /48 holding a /49, a /50 and 8 /56s: they reach 56 of its 64ths, so
-    // the block keeps part 0 and a continuation (the last two /56s).
+    // the block is held as address ranges (part 0 names a slot; without a
+    // free slot it keeps part 0 and a continuation, the last two /56s).
     f.deny_source("2001:db8:d::/49".parse().unwrap()).unwrap();
     f.deny_source("2001:db8:d:8000::/50".parse().unwrap())
         .unwrap();
@@ -473,10 +474,19 @@ fn cases() -> Vec<Case> {
             Kind::PassHash,
         ),
         c(
-            "pass ipv6 udp, /48 kept in 2 parts, same 64th (2 leaves compare)",
+            "pass ipv6 udp, /48 held as ranges (a /49, a /50, 8 /56s), same 64th",
             v6_frame(v6("2001:db8:d:dd00::1"), UDP, &udp(1, 53, &payload)),
             Verdict::Pass,
             Kind::PassHash,
+        ),
+        on(
+            On::NoSlots,
+            c(
+                "pass ipv6 udp, /48 kept in 2 parts, no range slot free, same 64th (2 leaves compare)",
+                v6_frame(v6("2001:db8:d:dd00::1"), UDP, &udp(1, 53, &payload)),
+                Verdict::Pass,
+                Kind::PassHash,
+            ),
         ),
         on(
             On::Short2,
@@ -614,10 +624,19 @@ fn cases() -> Vec<Case> {
             Kind::DropHash,
         ),
         c(
-            "drop deny source ipv6 /56, /48 kept in 2 parts (2nd leaf)",
+            "drop deny source ipv6 /56, /48 held as ranges (a /49, a /50, 8 /56s)",
             v6_frame(v6("2001:db8:d:dc00::1"), TCP, &tcp(40000, 443, SYN)),
             Verdict::Drop,
             Kind::DropHash,
+        ),
+        on(
+            On::NoSlots,
+            c(
+                "drop deny source ipv6 /56, /48 kept in 2 parts, no range slot free (2nd leaf)",
+                v6_frame(v6("2001:db8:d:dc00::1"), TCP, &tcp(40000, 443, SYN)),
+                Verdict::Drop,
+                Kind::DropHash,
+            ),
         ),
         on(
             On::Short2,

@@ -900,7 +900,9 @@ impl XdpFilter {
     /// 0; one holding more is split by chunk ([`LeafBlock::write_split`];
     /// a crowded chunk is held as address ranges, keeps continuations or
     /// is split in turn) when that
-    /// takes at most one chunk leaf a prefix; otherwise up to
+    /// takes at most one chunk leaf a prefix; otherwise it is held as
+    /// address ranges ([`LeafBlock::write_block_ranges`]: part 0 names a
+    /// slot) when they fit one and a slot is free, else up to
     /// `BLOCK_SLOTS` are kept in parts (part 0 and continuations), and past
     /// that the trie answers for the block (overflow). No block of more
     /// than 8 takes more than 9 leaves for 8: the table is sized for two a
@@ -911,7 +913,9 @@ impl XdpFilter {
     /// first free slot, a removed one frees its slot), a continuation part is
     /// written before part 0 announces it, and a block goes into and out of
     /// overflow or the split (the trie or the chunk leaves answer while part
-    /// 0 says so) in writes of its own. When the prefixes left fit in fewer
+    /// 0 says so) in writes of its own; it goes into and out of the ranges
+    /// through overflow (part 0's 64th bits, read under its parts and the
+    /// split, make way for the slot's name under it). When the prefixes left fit in fewer
     /// parts than they occupy, they are first copied into the parts that
     /// stay and, once no program run can still hold the old part 0
     /// ([`wait_for_readers`]), the others go.
@@ -937,9 +941,7 @@ impl XdpFilter {
         }
         let block = LeafBlock::new((addr >> 64) as u64, level, self.cfg.v6_bucket_mask);
         let table = &mut self.deny_v6_leaf;
-        let first = block.get(table, 0);
-        let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
-        let split = first.is_some_and(|l| l.parts == V6_SPLIT);
+        let mut first = block.get(table, 0);
         if want.is_empty() {
             // Part 0 first: the block is clear as soon as it is gone.
             block.put(table, 0, None)?;
@@ -951,9 +953,22 @@ impl XdpFilter {
         // a prefix, never needs more than it was sized for; prefixes each in
         // a 64th of their own still split): a source then reads part 0 and
         // one chunk leaf (with its continuations only in a 64th reached by
-        // more than a leaf holds). Otherwise parts,
-        // up to `BLOCK_SLOTS`; past that the trie.
-        if want.len() > V6_LEAF_PREFIXES && chunks.count_ones() as usize <= want.len() {
+        // more than a leaf holds). Otherwise address ranges (part 0 and a
+        // slot), or without a slot parts, up to `BLOCK_SLOTS`; past that
+        // the trie.
+        let split_fits =
+            want.len() > V6_LEAF_PREFIXES && chunks.count_ones() as usize <= want.len();
+        if want.len() > V6_LEAF_PREFIXES
+            && !split_fits
+            && block.write_block_ranges(table, &want, first)?
+        {
+            return Ok(());
+        }
+        // Out of the ranges: its slot's name is no bits.
+        first = block.out_of_ranges(table, first)?;
+        let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
+        let split = first.is_some_and(|l| l.parts == V6_SPLIT);
+        if split_fits {
             return block.write_split(table, &want, &reach, chunks, first);
         }
         if want.len() > BLOCK_SLOTS {
@@ -1429,9 +1444,10 @@ impl LeafBlock {
                 }
             }
         }
-        // A chunk leaf that stops naming a range slot gives it back.
-        let named = match (self.chunk, self.sub, part) {
-            (Some(_), None, 0) => self
+        // A part 0 or chunk leaf that stops naming a range slot gives it
+        // back.
+        let named = match (self.sub, part) {
+            (None, 0) => self
                 .get(table, 0)
                 .filter(|l| l.parts == V6_RANGES)
                 .map(|l| l.chunks),
@@ -1864,16 +1880,8 @@ impl LeafBlock {
                 leaf_block.put(table, 0, Some(leaf))?;
             }
         }
-        let mut old = old;
-        if let Some(l) = old.filter(|l| l.parts == V6_RANGES) {
-            // Its slot number is no bits: through overflow (the trie).
-            let through = V6Leaf {
-                parts: V6_OVERFLOW,
-                ..l
-            };
-            self.put(table, 0, Some(through))?;
-            old = Some(through);
-        }
+        // Its slot's name is no bits.
+        let old = self.out_of_ranges(table, old)?;
         let was = old.unwrap_or(V6Leaf::EMPTY);
         if old.is_some() && was.parts != V6_SPLIT && was.chunks != subs {
             self.put(
@@ -1953,9 +1961,16 @@ impl LeafBlock {
         };
         let named: Result<(), Error> = (|| {
             let mut now = old.unwrap_or(V6Leaf::EMPTY);
-            if old.is_some() && (now.parts == V6_SPLIT || now.parts == V6_RANGES) {
-                // Its bits, or the name of its slot now, are read under its
-                // mode: through overflow (the trie answers meanwhile).
+            // Its bits (a part 0's under its parts or split, a chunk
+            // leaf's under its split), or the name of its slot now, are
+            // read under its mode: through overflow (the trie answers
+            // meanwhile).
+            let read = match now.parts {
+                V6_OVERFLOW => false,
+                V6_SPLIT | V6_RANGES => true,
+                _ => self.chunk.is_none(),
+            };
+            if old.is_some() && read {
                 now.parts = V6_OVERFLOW;
                 self.put(table, 0, Some(now))?;
             }
@@ -1980,6 +1995,51 @@ impl LeafBlock {
             }
         }
         named.map(|()| true)
+    }
+
+    /// When `leaf` (this part 0 or chunk leaf now) says ranges: through
+    /// overflow (the trie answers meanwhile), its slot's name kept and the
+    /// slot given back. The leaf now.
+    fn out_of_ranges(
+        &self,
+        table: &mut V6Leaves,
+        leaf: Option<V6Leaf>,
+    ) -> Result<Option<V6Leaf>, Error> {
+        match leaf {
+            Some(l) if l.parts == V6_RANGES => {
+                let through = V6Leaf {
+                    parts: V6_OVERFLOW,
+                    ..l
+                };
+                self.put(table, 0, Some(through))?;
+                Ok(Some(through))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Writes this block (`first`: its part 0 now), reached by `want`, as
+    /// address ranges ([`Self::write_ranges`]: part 0 goes through
+    /// overflow unless it says so already, names a fresh slot under it,
+    /// then says ranges), then, once no program run can still follow the
+    /// old part 0 to them, removes its continuations and chunk leaves.
+    /// `Ok(false)`, with nothing written, when the prefixes make more
+    /// ranges than a slot holds or no slot is free.
+    fn write_block_ranges(
+        &self,
+        table: &mut V6Leaves,
+        want: &[V6Prefix],
+        first: Option<V6Leaf>,
+    ) -> Result<bool, Error> {
+        if !self.write_ranges(table, want, first)? {
+            return Ok(false);
+        }
+        if self.has_more_than_part_0(table) {
+            wait_for_readers();
+            self.remove_continuations(table)?;
+            self.remove_chunk_leaves(table, 0)?;
+        }
+        Ok(true)
     }
 
     /// Sends the program to the trie for the whole block (part 0 says
@@ -2223,6 +2283,15 @@ mod tests {
             leaf: Option<V6Leaf>,
         },
     }
+
+    /// A block at each leaf level (16, 32, 48, 64), by its first address.
+    #[cfg(feature = "ebpf")]
+    const LEVEL_BLOCKS: [(u32, u128); 4] = [
+        (16, 0x2402u128 << 112),
+        (32, 0x2001_0db9u128 << 96),
+        (48, 0x2001_0db8_0005u128 << 80),
+        (64, 0x2001_0db8_0006_0007u128 << 64),
+    ];
 
     /// Makes this thread's filter send the chunks that fit neither parts
     /// nor their own split to the trie, as when no range slot is free, for
@@ -2857,12 +2926,7 @@ mod tests {
         let mask = f.cfg.v6_bucket_mask;
         // The chunk crowded at each level.
         const C: u32 = 5;
-        for (level, base) in [
-            (16u32, 0x2402u128 << 112),
-            (32, 0x2001_0db9u128 << 96),
-            (48, 0x2001_0db8_0005u128 << 80),
-            (64, 0x2001_0db8_0006_0007u128 << 64),
-        ] {
+        for (level, base) in LEVEL_BLOCKS {
             // Prefixes 14 bits longer than the block, four in each of the
             // first 64ths of its chunk `C`.
             let l = level as u8;
@@ -3524,6 +3588,282 @@ mod tests {
         assert!(journal.is_empty());
     }
 
+    /// A block of more than a leaf holds whose prefixes reach more 64ths of
+    /// it than there are of them (its split would take more leaves than its
+    /// budget) is held as address ranges: part 0 names a slot. At every
+    /// level: a prefix one bit longer than the block and eight 8 bits
+    /// longer, in 64ths 32 to 39, answered by the ranges with the trie
+    /// entries removed behind the loader's back. At /48, the writes: into
+    /// the ranges from one leaf, from the ranges, from overflow and from
+    /// the split (part 0 through overflow, its slot's name written under
+    /// it, then the mode; the chunk leaves after the one wait); a changed
+    /// set in a fresh slot; more than 32 (the trie before); kernel errors;
+    /// out of the ranges to overflow (ranges off), the split and one leaf,
+    /// each through overflow with the slot given back.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_blocks_fall_back_to_ranges() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let mask = f.cfg.v6_bucket_mask;
+        let verdict = |f: &XdpFilter, a: u128| {
+            let frame = v6_frame(std::net::Ipv6Addr::from(a | 1), UDP, &udp(1, 2, b""));
+            f.test_run(&frame, 1).unwrap().verdict
+        };
+        let pre =
+            |a: u128, len: u8| IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap();
+        for (level, base) in LEVEL_BLOCKS {
+            let l = level as u8;
+            // The first address of 64th `c` of the block, and of its
+            // 256ths' `j`th.
+            let at = |c: u128, j: u128| base | c << (122 - level) | j << (120 - level);
+            let half = pre(base, l + 1);
+            let eight: Vec<IpPrefix> = (32..40).map(|c| pre(at(c, 0), l + 8)).collect();
+            f.deny_source(half).unwrap();
+            for p in &eight {
+                f.deny_source(*p).unwrap();
+            }
+            let block = LeafBlock::new((base >> 64) as u64, level, mask);
+            let part0 = block.get(&f.deny_v6_leaf, 0).unwrap();
+            assert_eq!(part0.parts, V6_RANGES, "/{level}");
+            let probes = [
+                (at(0, 0), Verdict::Drop),
+                (at(31, 3), Verdict::Drop),
+                (at(32, 0), Verdict::Drop),
+                (at(39, 0), Verdict::Drop),
+                (at(32, 1), Verdict::Pass),
+                (at(40, 0), Verdict::Pass),
+                (at(63, 3), Verdict::Pass),
+            ];
+            let keys: Vec<Key<[u8; 16]>> = eight
+                .iter()
+                .chain([&half])
+                .map(|p| match p.addr() {
+                    IpAddr::V6(a) => Key::new(u32::from(p.len()), a.octets()),
+                    IpAddr::V4(_) => unreachable!(),
+                })
+                .collect();
+            for k in &keys {
+                f.deny_v6.remove(k).unwrap();
+            }
+            for (a, want) in probes {
+                assert_eq!(verdict(&f, a), want, "/{level}: {a:x}");
+            }
+            for k in &keys {
+                f.deny_v6.insert(k, 1, 0).unwrap();
+            }
+            assert_v6_counts(&f);
+            for p in eight.iter().chain([&half]) {
+                assert!(f.allow_source(*p).unwrap());
+            }
+            assert_eq!(block.get(&f.deny_v6_leaf, 0), None, "/{level}");
+        }
+        assert_eq!(f.deny_v6_leaf.len(), 0);
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0);
+
+        // The /48 2001:db8::/48 (`p48`).
+        let p = |k, len| p48(0, k, len);
+        let block = LeafBlock::new(0x2001_0db8_0000_0000, 48, mask);
+        let part0 = |f: &XdpFilter| block.get(&f.deny_v6_leaf, 0).unwrap();
+        let writes = |journal: &[Event]| -> Vec<(u32, u64)> {
+            journal
+                .iter()
+                .filter_map(|e| match *e {
+                    Event::Put {
+                        key,
+                        chunk: None,
+                        sub: None,
+                        part: 0,
+                        leaf: Some(l),
+                    } if key == block.key => Some((l.parts, l.chunks)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // /56 number `k`'s verdicts, for the prefixes denied now.
+        let check = |f: &XdpFilter, what: &str| {
+            let set: Vec<(u128, u8)> = f.v6_set.iter().copied().collect();
+            for k in (0..256).step_by(3).chain([128, 200, 255]) {
+                let a = a48(0, k) | 0x77;
+                let want = if set.iter().any(|&(p, len)| a & v6_mask(len) == p) {
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                };
+                assert_eq!(verdict(f, a), want, "{what}: /56 {k}");
+            }
+        };
+        // The /49 and seven /56s: one leaf; an eighth /56, 40 64ths for 9:
+        // into the ranges, through overflow (the bits kept), the name under
+        // it, then the mode.
+        f.deny_source(p(0, 49)).unwrap();
+        for i in 0..7 {
+            f.deny_source(p(128 + 4 * i, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(1), 0, 0));
+        let bits = part0(&f).chunks;
+        let journal = journal_of(|| f.deny_source(p(156, 56)).unwrap());
+        let name = part0(&f).chunks;
+        assert_eq!(
+            writes(&journal),
+            [(V6_OVERFLOW, bits), (V6_OVERFLOW, name), (V6_RANGES, name)],
+            "{journal:?}"
+        );
+        assert!(!journal.contains(&Event::Wait));
+        assert_eq!(block_shape(&f), (Some(V6_RANGES), 0, 0));
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        check(&f, "nine");
+        // Twelve more /56s: a fresh slot named under overflow; the old one
+        // waits in quarantine.
+        for k in 160..171 {
+            f.deny_source(p(k, 56)).unwrap();
+        }
+        let old = part0(&f).chunks;
+        let quarantined = f.deny_v6_leaf.ranges.quarantined();
+        let journal = journal_of(|| f.deny_source(p(171, 56)).unwrap());
+        let name = part0(&f).chunks;
+        assert_ne!(name, old);
+        assert_eq!(
+            writes(&journal),
+            [(V6_OVERFLOW, old), (V6_OVERFLOW, name), (V6_RANGES, name)]
+        );
+        assert_eq!(f.deny_v6_leaf.ranges.quarantined(), quarantined + 1);
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
+        check(&f, "21");
+        // Past 32 (46 64ths for 33): still the ranges, not the trie.
+        for k in 172..184 {
+            f.deny_source(p(k, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(V6_RANGES), 0, 0));
+        assert_eq!(f.v6_set.len(), 33);
+        let keys: Vec<Key<[u8; 16]>> = f
+            .v6_set
+            .iter()
+            .map(|&(a, len)| Key::new(u32::from(len), a.to_be_bytes()))
+            .collect();
+        for k in &keys {
+            f.deny_v6.remove(k).unwrap();
+        }
+        check(&f, "33, none in the trie");
+        for k in &keys {
+            f.deny_v6.insert(k, 1, 0).unwrap();
+        }
+        assert_v6_counts(&f);
+        // Kernel errors: on the slot's write, on part 0's write to
+        // overflow, then on its name's under it. The calls fail and every
+        // verdict holds; the slots taken are those the leaves name.
+        let before = part0(&f);
+        crate::ranges::tests::FAIL_RANGES.with(|x| x.set(true));
+        assert!(f.deny_source(p(200, 56)).is_err());
+        assert_eq!(part0(&f), before);
+        let at0 = (None, None, 0);
+        FAIL_PUT.with(|x| x.set(Some((at0, 0))));
+        assert!(f.deny_source(p(200, 56)).is_err());
+        assert_eq!(FAIL_PUT.with(|x| x.get()), None, "not failed");
+        assert_eq!(part0(&f), before);
+        check(&f, "a failed overflow write");
+        assert_v6_counts(&f);
+        FAIL_PUT.with(|x| x.set(Some((at0, 1))));
+        assert!(f.deny_source(p(200, 56)).is_err());
+        assert_eq!(FAIL_PUT.with(|x| x.get()), None, "not failed");
+        check(&f, "a failed name write");
+        assert_v6_counts(&f);
+        // Ranges off: out of the ranges to overflow (the slot's name kept),
+        // the slot given back.
+        ranges_off();
+        f.deny_source(p(200, 56)).unwrap();
+        assert_eq!(block_shape(&f), (Some(V6_OVERFLOW), 0, 0));
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0);
+        check(&f, "34, overflow");
+        // On again: from overflow, the name under it, then the mode.
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(false));
+        let journal = journal_of(|| assert!(f.allow_source(p(200, 56)).unwrap()));
+        let name = part0(&f).chunks;
+        assert_eq!(
+            writes(&journal),
+            [(V6_OVERFLOW, name), (V6_RANGES, name)],
+            "{journal:?}"
+        );
+        check(&f, "33 again");
+        // Without the /49, 14 64ths for 32: split. Through overflow (the
+        // name kept), the chunk leaves, the bits under overflow, then the
+        // split.
+        let journal = journal_of(|| assert!(f.allow_source(p(0, 49)).unwrap()));
+        assert_eq!(block_shape(&f), (Some(V6_SPLIT), 0, 14));
+        let bits = part0(&f).chunks;
+        assert_eq!(
+            writes(&journal),
+            [(V6_OVERFLOW, name), (V6_OVERFLOW, bits), (V6_SPLIT, bits)],
+            "{journal:?}"
+        );
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0);
+        check(&f, "32, split");
+        assert_v6_counts(&f);
+        // The /49 again: from the split into the ranges, through overflow;
+        // the chunk leaves go after the one wait.
+        let journal = journal_of(|| f.deny_source(p(0, 49)).unwrap());
+        let name = part0(&f).chunks;
+        assert_eq!(
+            writes(&journal),
+            [(V6_OVERFLOW, bits), (V6_OVERFLOW, name), (V6_RANGES, name)]
+        );
+        let wait = the_one_wait(&journal);
+        let ranged = journal
+            .iter()
+            .position(|e| {
+                matches!(*e, Event::Put { chunk: None, part: 0, leaf: Some(l), .. }
+                    if l.parts == V6_RANGES)
+            })
+            .unwrap();
+        assert!(ranged < wait);
+        for (i, e) in journal.iter().enumerate() {
+            if let Event::Put {
+                chunk: Some(_),
+                leaf,
+                ..
+            } = *e
+            {
+                assert!(i > wait && leaf.is_none(), "{e:?}");
+            }
+        }
+        assert_eq!(block_shape(&f), (Some(V6_RANGES), 0, 0));
+        check(&f, "33, from the split");
+        assert_v6_counts(&f);
+        // Down to eight (the /49 and seven /56s): one leaf, through
+        // overflow, the slot given back.
+        let mut left: Vec<IpPrefix> = f
+            .denied_sources()
+            .unwrap()
+            .into_iter()
+            .filter(|q| q.len() == 56)
+            .collect();
+        while left.len() > 7 {
+            let q = left.pop().unwrap();
+            if left.len() == 7 {
+                let name = part0(&f).chunks;
+                let journal = journal_of(|| assert!(f.allow_source(q).unwrap()));
+                let bits = part0(&f).chunks;
+                assert_eq!(
+                    writes(&journal),
+                    [(V6_OVERFLOW, name), (V6_OVERFLOW, bits), (1, bits)],
+                    "{journal:?}"
+                );
+            } else {
+                assert!(f.allow_source(q).unwrap());
+            }
+        }
+        assert!(f.allow_source(p(0, 49)).unwrap());
+        assert_eq!(block_shape(&f), (Some(1), 0, 0));
+        assert_eq!(f.deny_v6_leaf.ranges.in_use(), 0);
+        check(&f, "eight /56s");
+        assert_v6_counts(&f);
+        for q in left {
+            assert!(f.allow_source(q).unwrap());
+        }
+        assert_eq!(f.deny_v6_leaf.len(), 0);
+    }
+
     /// A block whose prefixes all lie in one 64th, each in a 64th of that
     /// 64th of its own (forty /60s in one /54), splits that 64th in turn:
     /// its chunk leaf's slots go unused, so it counts as one of the leaves
@@ -3563,6 +3903,9 @@ mod tests {
     #[ignore = "needs root"]
     fn root_blocks_split_by_chunk_and_come_back() {
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // Parts and the trie where the split does not fit, not the ranges
+        // (as when no slot is free).
+        ranges_off();
         let p = |k, len| p48(0, k, len);
         for k in 0..V6_LEAF_PREFIXES as u128 {
             f.deny_source(p(k, 56)).unwrap();
@@ -3686,7 +4029,7 @@ mod tests {
     /// in a prefix that stays denied is dropped by every run, and a source
     /// no prefix ever covers is passed by every run, whatever the changes
     /// around them (IPv6 blocks going through one leaf, parts, the split,
-    /// overflow and back, two crowded chunks through one leaf,
+    /// ranges, overflow and back, two crowded chunks through one leaf,
     /// continuations, their own split, ranges and overflow (ranges off for
     /// two thirds of the changes; 64 range slots, used up and taken again
     /// after waits);
@@ -3754,7 +4097,8 @@ mod tests {
         for i in 0..12u32 {
             pool.push(pre(&format!("2401:{:x}::/31", 0x400 + 2 * i)));
         }
-        // A /48 block through one leaf, the split, parts and overflow.
+        // A /48 block through one leaf, the split, parts, ranges and
+        // overflow.
         for i in 0..40u32 {
             pool.push(pre(&format!("2001:db8:c:{:x}00::/56", 4 * i + 1)));
         }
@@ -3847,6 +4191,8 @@ mod tests {
             let block = LeafBlock::new(0x2001_0db8_000c_0000, 48, f.cfg.v6_bucket_mask);
             let crowded_chunks = [block.chunk(50), block.chunk(52)];
             let mut modes = [(); 2].map(|_| std::collections::BTreeSet::new());
+            // And those of the block's part 0.
+            let mut block_modes = std::collections::BTreeSet::new();
             for step in 0..3_000 {
                 // Two thirds of the steps without the ranges (continuations,
                 // the split and the trie), then with them.
@@ -3857,6 +4203,9 @@ mod tests {
                     if let Some(l) = chunk.get(&f.deny_v6_leaf, 0) {
                         modes.insert(l.parts);
                     }
+                }
+                if let Some(l) = block.get(&f.deny_v6_leaf, 0) {
+                    block_modes.insert(l.parts);
                 }
                 for i in split.clone().filter(|_| step % 500 == 100) {
                     if !on[i] {
@@ -3910,6 +4259,9 @@ mod tests {
                     modes.iter().all(|m| m.contains(&mode)),
                     "{mode} not in {modes:?}"
                 );
+            }
+            for mode in [1, 2, V6_MAX_PARTS, V6_SPLIT, V6_RANGES, V6_OVERFLOW] {
+                assert!(block_modes.contains(&mode), "{mode} not in {block_modes:?}");
             }
             checker.join().unwrap()
         });
@@ -4204,18 +4556,27 @@ mod tests {
     /// A table filled to its capacity with blocks that would take the most
     /// leaves takes every prefix: the split never needs more leaves than
     /// the table was sized for. Even blocks hold 8 /53s (two 64ths each)
-    /// and a /56 (18 leaves split: kept in two parts), odd ones 9 /56s each
-    /// in a 64th of its own (split: 10 leaves).
+    /// and a /56 (18 leaves split: held as ranges, or, with the ranges
+    /// off, kept in two parts), odd ones 9 /56s each in a 64th of its own
+    /// (split: 10 leaves).
     #[cfg(feature = "ebpf")]
     #[test]
     #[ignore = "needs root"]
     fn root_split_blocks_fill_the_capacity() {
+        for ranges in [true, false] {
+            split_blocks_fill_the_capacity(ranges);
+        }
+    }
+
+    #[cfg(feature = "ebpf")]
+    fn split_blocks_fill_the_capacity(ranges: bool) {
         use crate::test_frames::{udp, v6_frame, UDP};
         let cap = 1024u32;
         let mut f = XdpFilter::builder()
             .deny_v6_capacity(cap)
             .load()
             .expect("load the XDP program (as root)");
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(!ranges));
         let mut n = 0;
         'fill: for block in 0.. {
             let prefixes: Vec<(u128, u8)> = if block % 2 == 0 {
@@ -4231,15 +4592,31 @@ mod tests {
                     .unwrap_or_else(|e| panic!("prefix {n} of {cap}: {e}"));
                 n += 1;
             }
-            match block {
-                0 => assert_eq!(block_shape(&f), (Some(2), 1, 0)),
-                1 => assert_eq!(block_shape_of(&f, 1), (Some(V6_SPLIT), 0, 9)),
+            match (block, ranges) {
+                (0, true) => assert_eq!(block_shape(&f), (Some(V6_RANGES), 0, 0)),
+                (0, false) => assert_eq!(block_shape(&f), (Some(2), 1, 0)),
+                (1, _) => assert_eq!(block_shape_of(&f, 1), (Some(V6_SPLIT), 0, 9)),
                 _ => {}
             }
         }
         assert_eq!(f.denied_sources().unwrap().len(), cap as usize);
-        for block in [1, 57, 111] {
-            for (k, want) in [(0, Verdict::Drop), (4, Verdict::Drop), (2, Verdict::Pass)] {
+        for block in [0, 1, 56, 57, 110, 111] {
+            let probes = if block % 2 == 0 {
+                [
+                    (0, Verdict::Drop),
+                    (63, Verdict::Drop),
+                    (252, Verdict::Drop),
+                    (100, Verdict::Pass),
+                ]
+            } else {
+                [
+                    (0, Verdict::Drop),
+                    (4, Verdict::Drop),
+                    (32, Verdict::Drop),
+                    (2, Verdict::Pass),
+                ]
+            };
+            for (k, want) in probes {
                 let frame = v6_frame((a48(block, k) | 1).into(), UDP, &udp(1, 2, b""));
                 assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "{block}/{k}");
             }
@@ -4262,6 +4639,9 @@ mod tests {
             .deny_v6_capacity(128)
             .load()
             .expect("load the XDP program (as root)");
+        // Parts where the split does not fit, not the ranges (as when no
+        // slot is free).
+        ranges_off();
         let mask = f.cfg.v6_bucket_mask;
         let key = |block: u128| v6_leaf_key((a48(block, 0) >> 64) as u64, 48);
         let check = |f: &XdpFilter, drop: &[u128], pass: &[u128], step: &str| {

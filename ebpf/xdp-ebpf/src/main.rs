@@ -480,9 +480,10 @@ fn leaf_holds(leaf: &V6Leaf, half: u64) -> bool {
 }
 
 /// Looks the source up in the leaves of its block at `level`: part 0, then
-/// the continuation parts part 0 announces, or the leaf of the source's
-/// chunk when the block is split by chunk (then its continuations, or the
-/// leaf of the source's 64th of the chunk when the chunk is split too).
+/// the continuation parts part 0 announces, or the range slot part 0 names,
+/// or the leaf of the source's chunk when the block is split by chunk (then
+/// its continuations, its range slot, or the leaf of the source's 64th of
+/// the chunk when the chunk is split too).
 #[inline(always)]
 fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     let key = v6_leaf_key(top, level);
@@ -495,6 +496,11 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     let parts = mode(first);
     if parts == V6_OVERFLOW {
         return LeafAnswer::Walk;
+    }
+    if parts == V6_RANGES {
+        // Prefixes reaching more 64ths than a split would take leaves for,
+        // more than a leaf holds: held as address ranges.
+        return ranges_answer(bits(first), half);
     }
     // No prefix of the block reaches the source's 64th of it.
     let chunk = v6_chunk(half, level);
@@ -510,11 +516,7 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
             return LeafAnswer::Walk;
         }
         if parts == V6_RANGES {
-            return match rauta_v6_ranges(bits(leaf), half) {
-                0 => LeafAnswer::Clear,
-                1 => LeafAnswer::Denied,
-                _ => LeafAnswer::Walk,
-            };
+            return ranges_answer(bits(leaf), half);
         }
         if parts == V6_SPLIT {
             // The chunk split in turn: the leaf of the source's 64th of it
@@ -554,6 +556,17 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     LeafAnswer::Clear
 }
 
+/// What the ranges slot `name` names says about `half`
+/// ([`rauta_v6_ranges`]).
+#[inline(always)]
+fn ranges_answer(name: u64, half: u64) -> LeafAnswer {
+    match rauta_v6_ranges(name, half) {
+        0 => LeafAnswer::Clear,
+        1 => LeafAnswer::Denied,
+        _ => LeafAnswer::Walk,
+    }
+}
+
 /// Whether `half` lies in a prefix of parts 1 to `parts - 1` of a chunk of
 /// block `key` (a 64th reached by more prefixes than a leaf holds), part 1's
 /// code being `first` ([`v6_chunk_part_code`]; the next parts' follow it):
@@ -585,7 +598,8 @@ pub extern "C" fn rauta_v6_chunk_parts(
 }
 
 /// Whether `half` lies in a range of the slot of the ranges map that
-/// `name` names (a chunk leaf's `chunks` while it says [`V6_RANGES`]): 1 if
+/// `name` names (a part 0's or chunk leaf's `chunks` while it says
+/// [`V6_RANGES`]): 1 if
 /// so, 0 if not, 2 when it names no slot there (the trie answers). A
 /// global function, checked once by the verifier for the four levels.
 #[no_mangle]
@@ -622,12 +636,10 @@ fn v6_16_state(top: u64) -> u64 {
 /// denied (the entry's `V6_FILTER_SHORT` bit),
 /// the source's /16 state is read too: a
 /// prefix of 16 or less covers the /16, or the leaves of the /16 block hold
-/// those of 17 to 31. The trie is walked only when more prefixes reach the
-/// source's 64th of a block than its parts hold (or fit the block's budget)
-/// and that 64th is not split in turn (a prefix covers it whole, more than a
-/// leaf holds reach one 64th of it, or its leaves do not fit the budget),
-/// in a block whose prefixes fit neither parts nor the split, or where the
-/// leaf table was full.
+/// those of 17 to 31. The trie is walked only where a block, or the
+/// source's 64th of it, says overflow: its prefixes fit neither its parts,
+/// its split (a chunk's split in turn) nor a range slot (more than a slot's
+/// ranges, or no slot free), or the leaf table was full.
 #[inline(always)]
 fn v6_denied(src: [u8; 16]) -> bool {
     let top = u64::from_be_bytes([
