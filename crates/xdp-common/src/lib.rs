@@ -79,10 +79,11 @@ pub const MAP_DENY_V6: &str = "DENY_V6";
 pub const MAP_DENY_V6_32: &str = "DENY_V6_32";
 /// The denied prefixes of each /16 (lengths 17 to 31), /32 (32 to 47), /48
 /// (48 to 63) and /64 (64 to 128) that holds any: up to [`V6_LEAF_PREFIXES`] per leaf and
-/// up to [`V6_MAX_PARTS`] leaves per block; a block with more is split by
-/// chunk when that takes no more leaves than it has prefixes, else held as
-/// address ranges ([`V6_RANGES`]) or, without a free slot, in parts
-/// ([`V6_SPLIT`]: one leaf per 64th of it that a prefix reaches; a
+/// up to [`V6_MAX_PARTS`] leaves per block. A block of more than a leaf
+/// holds is held as address ranges ([`V6_RANGES`]; without a free slot, in
+/// parts) when its split would take more leaves than it has prefixes, and
+/// otherwise split by chunk ([`V6_SPLIT`]: one leaf per 64th of it that a
+/// prefix reaches; a
 /// chunk with more prefixes than a leaf holds keeps them as address ranges
 /// ([`V6_RANGES`]) or, without a free slot, in continuations
 /// ([`v6_chunk_part_code`]); one with more than its parts hold is split in
@@ -143,11 +144,11 @@ pub struct V4HostBits {
 /// Prefixes one [`V6Leaf`] holds.
 pub const V6_LEAF_PREFIXES: usize = 8;
 
-/// Leaves one block kept in parts may use (part 0 and its continuations): a
-/// block holding more than `V6_LEAF_PREFIXES * V6_MAX_PARTS` prefixes of its
-/// level is split by chunk ([`V6_SPLIT`]) or, when the split would take more
-/// leaves than it has prefixes, held as address ranges ([`V6_RANGES`]) or
-/// looked up in the trie ([`V6_OVERFLOW`]).
+/// Leaves one block kept in parts may use (part 0 and its continuations).
+/// Parts hold a block of more than `V6_LEAF_PREFIXES` prefixes of its level
+/// only when its split would take more leaves than it has prefixes and no
+/// range slot is free ([`V6_RANGES`]); past `V6_LEAF_PREFIXES *
+/// V6_MAX_PARTS` such a block is looked up in the trie ([`V6_OVERFLOW`]).
 pub const V6_MAX_PARTS: u32 = 4;
 
 /// [`V6Leaf::parts`] of a block (or of a chunk leaf) that holds more
@@ -195,6 +196,21 @@ pub const V6_RANGES_TAG: u32 = 0x5241_4e47;
 #[inline(always)]
 pub const fn v6_ranges_name(slot: u32) -> u64 {
     (V6_RANGES_TAG as u64) << 32 | slot as u64
+}
+
+/// 64th bits as a leaf stores them where the program reads them (a part
+/// 0's under its parts or split, a chunk leaf's under its split): bits
+/// that carry [`V6_RANGES_TAG`] get bit 31 too, so that they name slot
+/// 2^31 or higher, which no ranges map has. (The program takes a tagged
+/// value there for a name read across a change of the leaf; an extra 64th
+/// bit only makes it read further.)
+#[inline(always)]
+pub const fn v6_bits_stored(bits: u64) -> u64 {
+    if (bits >> 32) as u32 == V6_RANGES_TAG {
+        bits | 1 << 31
+    } else {
+        bits
+    }
 }
 
 /// The slot a [`V6Leaf::chunks`] names ([`v6_ranges_name`]), if any.
@@ -340,7 +356,9 @@ pub struct V6Leaf {
     /// In part 0: one bit per 64th of the block ([`v6_chunk`]), set when a
     /// prefix of the block reaches into it; a source in a chunk whose bit
     /// is clear is outside every prefix of the block (while it says
-    /// [`V6_RANGES`]: the name of its slot instead). 0 in continuations;
+    /// [`V6_RANGES`]: the name of its slot instead; under [`V6_OVERFLOW`],
+    /// not read, either, as they were). Where bits are read they are stored
+    /// as [`v6_bits_stored`] gives them. 0 in continuations;
     /// in a chunk leaf, one bit per 64th of the chunk with a leaf of its
     /// own, read only while it says [`V6_SPLIT`] (left as they were when it
     /// stops saying so); while it says [`V6_RANGES`], the name of the slot

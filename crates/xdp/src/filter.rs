@@ -13,11 +13,11 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use rauta_xdp_common::{
-    buckets_for, port_bit, ranges_for, spill_for, v4_24_slot, v4_bucket, v6_bucket, v6_chunk_bits,
-    v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot_of, v6_leaf_code,
-    v6_leaf_key, v6_level, v6_sub_leaf_code, Config, CounterTable, SourceKey, V4Bucket, V4HostBits,
-    V6Bucket, V6FilterEntry, V6Leaf, V6Prefix, V6Ranges, V6SpillKey, V6_16Entry,
-    DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
+    buckets_for, port_bit, ranges_for, spill_for, v4_24_slot, v4_bucket, v6_bits_stored, v6_bucket,
+    v6_chunk_bits, v6_chunk_leaf_code, v6_chunk_part_code, v6_filter_slot, v6_fine_slot_of,
+    v6_leaf_code, v6_leaf_key, v6_level, v6_sub_leaf_code, Config, CounterTable, SourceKey,
+    V4Bucket, V4HostBits, V6Bucket, V6FilterEntry, V6Leaf, V6Prefix, V6Ranges, V6SpillKey,
+    V6_16Entry, DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
     GLOBAL_V4_BUCKET_MASK, GLOBAL_V6_BUCKET_MASK, MAP_CONFIG, MAP_COUNTERS, MAP_DENY_PORTS,
     MAP_DENY_V4, MAP_DENY_V4_24, MAP_DENY_V4_SPILL, MAP_DENY_V6, MAP_DENY_V6_16, MAP_DENY_V6_32,
     MAP_DENY_V6_LEAF, MAP_DENY_V6_RANGES, MAP_DENY_V6_SPILL, MAP_SYN_STATE, PASS_PROGRAM_NAME,
@@ -1444,6 +1444,18 @@ impl LeafBlock {
                 }
             }
         }
+        // 64th bits where they are read never look like a slot's name.
+        let leaf = leaf.map(|mut l| {
+            let read = match (self.chunk, self.sub, part) {
+                (None, None, 0) => l.parts != V6_OVERFLOW && l.parts != V6_RANGES,
+                (Some(_), None, 0) => l.parts == V6_SPLIT,
+                _ => false,
+            };
+            if read {
+                l.chunks = v6_bits_stored(l.chunks);
+            }
+            l
+        });
         // A part 0 or chunk leaf that stops naming a range slot gives it
         // back.
         let named = match (self.sub, part) {
@@ -1928,13 +1940,16 @@ impl LeafBlock {
         ranged
     }
 
-    /// Writes this chunk (`old`: its leaf now), reached by `here`, as
-    /// address ranges ([`V6_RANGES`]): a free slot of the ranges map written
-    /// with them, then the slot's name in the chunk leaf under its mode now
-    /// (parts or overflow, which do not read it; a chunk split in turn, or
-    /// already in ranges, goes through overflow first, its bits or the
-    /// name of its old slot being read under its mode), then the mode. The
-    /// old slot waits out the program's runs before it is used again.
+    /// Writes this chunk or block (`old`: its chunk leaf or part 0 now),
+    /// reached by `here`, as address ranges ([`V6_RANGES`]): a free slot of
+    /// the ranges map written with them, then the slot's name in the leaf
+    /// under its mode now when that mode does not read the field (a chunk
+    /// leaf's parts, overflow), else through overflow first (a part 0's
+    /// parts or split, a chunk's own split: their 64th bits; ranges: the
+    /// old slot's name), then the mode. A run that read the old mode and
+    /// reads the name is answered by the new slot (the program takes a name
+    /// for one under any mode that reads bits). The old slot waits out the
+    /// program's runs before it is used again.
     ///
     /// `Ok(false)`, with nothing written, when the prefixes make more than
     /// `V6_RANGE_SLOTS` ranges or no slot is free.
@@ -2031,15 +2046,25 @@ impl LeafBlock {
         want: &[V6Prefix],
         first: Option<V6Leaf>,
     ) -> Result<bool, Error> {
-        if !self.write_ranges(table, want, first)? {
-            return Ok(false);
-        }
-        if self.has_more_than_part_0(table) {
+        let written = self.write_ranges(table, want, first);
+        // Once part 0 announces them no more (it says ranges, or overflow
+        // when a later write failed), they go, even when the call fails:
+        // they may be rewritten in place later, out of overflow, and a
+        // run that read the old part 0 could still be reading them.
+        let gone = self
+            .get(table, 0)
+            .is_some_and(|l| l.parts == V6_RANGES || l.parts == V6_OVERFLOW);
+        if gone && self.has_more_than_part_0(table) {
             wait_for_readers();
-            self.remove_continuations(table)?;
-            self.remove_chunk_leaves(table, 0)?;
+            let removed = self
+                .remove_continuations(table)
+                .and_then(|()| self.remove_chunk_leaves(table, 0));
+            // The first error is the one returned.
+            if written.is_ok() {
+                removed?;
+            }
         }
-        Ok(true)
+        written
     }
 
     /// Sends the program to the trie for the whole block (part 0 says
@@ -2170,7 +2195,9 @@ static WAITS_ENDED: AtomicU64 = AtomicU64::new(0);
 /// How many waits for readers have begun: a wait numbered higher begins
 /// after this call.
 pub(crate) fn waits_begun() -> u64 {
-    WAITS_BEGUN.load(Ordering::SeqCst)
+    // A read-modify-write, not a load: it is ordered with the other
+    // threads' `fetch_add`s, so a wait numbered higher began after it.
+    WAITS_BEGUN.fetch_add(0, Ordering::SeqCst)
 }
 
 /// The highest number of a wait for readers that has ended: every program
@@ -2282,6 +2309,27 @@ mod tests {
             part: u32,
             leaf: Option<V6Leaf>,
         },
+    }
+
+    /// Writes `leaf` as the leaf of `block`'s part 0 (or chunk leaf) as
+    /// it is, past the loader's rules: what a program run that read the
+    /// leaf across a change of it may see.
+    #[cfg(feature = "ebpf")]
+    fn raw_put(f: &mut XdpFilter, block: &LeafBlock, leaf: V6Leaf) {
+        let (b, tag, spill) = block.at(0);
+        f.deny_v6_leaf
+            .leaves
+            .put(b, tag, spill, Some(leaf))
+            .unwrap();
+    }
+
+    /// Allows every denied source: the leaf table is empty then.
+    #[cfg(feature = "ebpf")]
+    fn allow_all(f: &mut XdpFilter) {
+        for p in f.denied_sources().unwrap() {
+            assert!(f.allow_source(p).unwrap());
+        }
+        assert_eq!(f.deny_v6_leaf.len(), 0);
     }
 
     /// A block at each leaf level (16, 32, 48, 64), by its first address.
@@ -2461,8 +2509,8 @@ mod tests {
                 assert_eq!(f.deny_v6_32.get(&(w as u32), 0).unwrap(), want, "entry {w}");
             }
         }
-        // Every chunk leaf in ranges names a slot of its own, taken, whose
-        // ranges the kernel holds; no other slot is taken.
+        // Every part 0 or chunk leaf in ranges names a slot of its own,
+        // taken, whose ranges the kernel holds; no other slot is taken.
         let named: Vec<u64> = f
             .deny_v6_leaf
             .values()
@@ -3434,6 +3482,30 @@ mod tests {
         for k in &keys {
             f.deny_v6.insert(k, 1, 0).unwrap();
         }
+        // A run that read the chunk leaf's mode before it went from its own
+        // split into the ranges and its `chunks` after: the name is
+        // answered by the slot, not taken for the bits of its 64ths (with
+        // the trie emptied, only the slot can drop them); 64th bits read
+        // under the ranges (as it leaves them) by the trie.
+        let now = leaf(&f);
+        for k in &keys {
+            f.deny_v6.remove(k).unwrap();
+        }
+        raw_put(
+            &mut f,
+            &chunk,
+            V6Leaf {
+                parts: V6_SPLIT,
+                ..now
+            },
+        );
+        check(&f, 40, "the name read under the split");
+        for k in &keys {
+            f.deny_v6.insert(k, 1, 0).unwrap();
+        }
+        raw_put(&mut f, &chunk, V6Leaf { chunks: 1, ..now });
+        check(&f, 40, "64th bits read under the ranges");
+        raw_put(&mut f, &chunk, now);
         // One more: a new slot, named under overflow (the old name is read
         // under the ranges); the old slot waits.
         let old = leaf(&f);
@@ -3714,6 +3786,26 @@ mod tests {
         assert_eq!(block_shape(&f), (Some(V6_RANGES), 0, 0));
         assert_eq!(f.deny_v6_leaf.ranges.in_use(), 1);
         check(&f, "nine");
+        // A run that read part 0's mode before that change and its
+        // `chunks` after: the name under one leaf or the split is answered
+        // by the slot, not taken for 64th bits (the /49's 64ths are not
+        // the name's bits); bits under the ranges (leaving them) by the
+        // trie.
+        let now = part0(&f);
+        for parts in [1, V6_SPLIT] {
+            raw_put(&mut f, &block, V6Leaf { parts, ..now });
+            check(&f, "the name read under the old mode");
+        }
+        raw_put(
+            &mut f,
+            &block,
+            V6Leaf {
+                chunks: bits,
+                ..now
+            },
+        );
+        check(&f, "64th bits read under the ranges");
+        raw_put(&mut f, &block, now);
         // Twelve more /56s: a fresh slot named under overflow; the old one
         // waits in quarantine.
         for k in 160..171 {
@@ -3757,6 +3849,8 @@ mod tests {
         crate::ranges::tests::FAIL_RANGES.with(|x| x.set(true));
         assert!(f.deny_source(p(200, 56)).is_err());
         assert_eq!(part0(&f), before);
+        check(&f, "a failed slot write");
+        assert_v6_counts(&f);
         let at0 = (None, None, 0);
         FAIL_PUT.with(|x| x.set(Some((at0, 0))));
         assert!(f.deny_source(p(200, 56)).is_err());
@@ -3768,6 +3862,11 @@ mod tests {
         assert!(f.deny_source(p(200, 56)).is_err());
         assert_eq!(FAIL_PUT.with(|x| x.get()), None, "not failed");
         check(&f, "a failed name write");
+        assert_v6_counts(&f);
+        FAIL_PUT.with(|x| x.set(Some((at0, 2))));
+        assert!(f.deny_source(p(200, 56)).is_err());
+        assert_eq!(FAIL_PUT.with(|x| x.get()), None, "not failed");
+        check(&f, "a failed mode write");
         assert_v6_counts(&f);
         // Ranges off: out of the ranges to overflow (the slot's name kept),
         // the slot given back.
@@ -3864,6 +3963,95 @@ mod tests {
         assert_eq!(f.deny_v6_leaf.len(), 0);
     }
 
+    /// A block in two parts going into the ranges, part 0's name write
+    /// failing after its write to overflow: its continuation goes after a
+    /// wait, before anything else is written (the call's undo rewrites the
+    /// block out of overflow), so no run that read the old part 0 can read
+    /// the continuation as it is rewritten.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_a_failed_write_into_the_ranges_still_waits_before_the_continuations_go() {
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let p = |k, len| p48(0, k, len);
+        let block = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask);
+        ranges_off();
+        f.deny_source(p(0, 49)).unwrap();
+        for i in 0..8 {
+            f.deny_source(p(128 + 4 * i, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f), (Some(2), 1, 0));
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(false));
+        FAIL_PUT.with(|x| x.set(Some(((None, None, 0), 1))));
+        let journal = journal_of(|| assert!(f.deny_source(p(200, 56)).is_err()));
+        assert_eq!(FAIL_PUT.with(|x| x.get()), None, "not failed");
+        let at = |want: &dyn Fn(&Event) -> bool| {
+            journal
+                .iter()
+                .position(want)
+                .unwrap_or_else(|| panic!("{journal:?}"))
+        };
+        let overflow = at(&|e| {
+            matches!(*e, Event::Put { key, chunk: None, part: 0, leaf: Some(l), .. }
+                if key == block.key && l.parts == V6_OVERFLOW)
+        });
+        let wait = at(&|e| *e == Event::Wait);
+        let removed = at(&|e| {
+            matches!(*e, Event::Put { key, chunk: None, part: 1, leaf: None, .. }
+                if key == block.key)
+        });
+        let next = journal[overflow + 1..]
+            .iter()
+            .position(|e| matches!(*e, Event::Put { key, part: 0, leaf: Some(_), .. } if key == block.key))
+            .map(|i| i + overflow + 1);
+        assert!(overflow < wait && wait < removed, "{journal:?}");
+        assert!(next.is_none_or(|n| removed < n), "{journal:?}");
+        // The undo put the nine back, as ranges.
+        assert_eq!(block_shape(&f), (Some(V6_RANGES), 0, 0));
+        assert_v6_counts(&f);
+        allow_all(&mut f);
+    }
+
+    /// 64th bits that carry the range slots' tag (a split /48 whose /56s
+    /// reach its 64ths 32 + each bit of the tag) are stored with bit 31
+    /// set too, so the program never takes them for the name of a slot
+    /// it has (slot 0 here, taken by another block): every verdict holds.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_64th_bits_never_name_a_range_slot() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        use rauta_xdp_common::V6_RANGES_TAG;
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        // Slot 0: a /49 and eight /56s of block 1.
+        f.deny_source(p48(1, 0, 49)).unwrap();
+        for i in 0..8 {
+            f.deny_source(p48(1, 128 + 4 * i, 56)).unwrap();
+        }
+        assert_eq!(block_shape_of(&f, 1).0, Some(V6_RANGES));
+        let tagged: Vec<u128> = (0..32u128)
+            .filter(|i| (V6_RANGES_TAG >> i) & 1 == 1)
+            .map(|i| 4 * (32 + i))
+            .collect();
+        for &k in &tagged {
+            f.deny_source(p48(0, k, 56)).unwrap();
+        }
+        assert_eq!(block_shape(&f).0, Some(V6_SPLIT));
+        for k in 0..256u128 {
+            let frame = v6_frame((a48(0, k) | 1).into(), UDP, &udp(1, 2, b""));
+            let want = if tagged.contains(&k) {
+                Verdict::Drop
+            } else {
+                Verdict::Pass
+            };
+            assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "/56 {k}");
+        }
+        let block = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask);
+        let bits = block.get(&f.deny_v6_leaf, 0).unwrap().chunks;
+        assert_eq!(bits, u64::from(V6_RANGES_TAG) << 32 | 1 << 31);
+        allow_all(&mut f);
+    }
+
     /// A block whose prefixes all lie in one 64th, each in a 64th of that
     /// 64th of its own (forty /60s in one /54), splits that 64th in turn:
     /// its chunk leaf's slots go unused, so it counts as one of the leaves
@@ -3887,10 +4075,7 @@ mod tests {
             let want = if j < 40 { Verdict::Drop } else { Verdict::Pass };
             assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "/60 {j}");
         }
-        for p in f.denied_sources().unwrap() {
-            assert!(f.allow_source(p).unwrap());
-        }
-        assert_eq!(f.deny_v6_leaf.len(), 0);
+        allow_all(&mut f);
     }
 
     /// Past `V6_LEAF_PREFIXES` prefixes a block is split by chunk (a leaf

@@ -10,8 +10,8 @@ use crate::buckets::Table;
 use crate::filter::{wait_for_readers, waits_begun, waits_ended};
 use crate::Error;
 
-/// The leaves (the table it derefs to) and the range slots that chunk
-/// leaves saying `V6_RANGES` name.
+/// The leaves (the table it derefs to) and the range slots that part 0s
+/// and chunk leaves saying `V6_RANGES` name.
 pub(crate) struct V6Leaves {
     pub(crate) leaves: Table<V6Bucket, V6SpillKey>,
     pub(crate) ranges: RangeSlots,

@@ -28,7 +28,7 @@ use rauta_xdp_common::{
     DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
     MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS,
     V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS,
-    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_RANGES, V6_SPLIT,
+    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_RANGES, V6_RANGES_TAG, V6_SPLIT,
 };
 
 #[map]
@@ -459,6 +459,10 @@ fn mode(leaf: &V6Leaf) -> u32 {
 /// A leaf's `chunks`, read after its mode ([`mode`]): volatile reads keep
 /// their order, so the bits are never older than the mode they go with
 /// (the loader writes bits that a mode needs before, or with, the mode).
+/// They may be newer: a run that read the mode before a change of the leaf
+/// and `chunks` after may find a range slot's name where it expected 64th
+/// bits (it asks that slot: the name is written after the slot), or bits
+/// where it expected a name (they lack the tag: it asks the trie).
 #[inline(always)]
 fn bits(leaf: &V6Leaf) -> u64 {
     // SAFETY: as in `mode`.
@@ -497,14 +501,18 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
     if parts == V6_OVERFLOW {
         return LeafAnswer::Walk;
     }
-    if parts == V6_RANGES {
+    // Its 64th bits, or the name of its range slot: a name under any other
+    // mode (read before the loader moved part 0 into the ranges, its
+    // `chunks` after) is answered by the slot it names too.
+    let b = bits(first);
+    if parts == V6_RANGES || names_slot(b) {
         // Prefixes reaching more 64ths than a split would take leaves for,
         // more than a leaf holds: held as address ranges.
-        return ranges_answer(bits(first), half);
+        return ranges_answer(b, half);
     }
     // No prefix of the block reaches the source's 64th of it.
     let chunk = v6_chunk(half, level);
-    if (bits(first) >> chunk) & 1 == 0 {
+    if (b >> chunk) & 1 == 0 {
         return LeafAnswer::Clear;
     }
     if parts == V6_SPLIT {
@@ -520,9 +528,14 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
         }
         if parts == V6_SPLIT {
             // The chunk split in turn: the leaf of the source's 64th of it
-            // (the chunk leaf's own slots are not read).
+            // (the chunk leaf's own slots are not read). A name instead of
+            // its bits: read as the chunk went into the ranges.
+            let b = bits(leaf);
+            if names_slot(b) {
+                return ranges_answer(b, half);
+            }
             let sub = v6_chunk(half, level + 6);
-            if (bits(leaf) >> sub) & 1 == 0 {
+            if (b >> sub) & 1 == 0 {
                 return LeafAnswer::Clear;
             }
             return match v6_leaf(key, v6_sub_leaf_code(level, chunk, sub), mask) {
@@ -554,6 +567,14 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
         part += 1;
     }
     LeafAnswer::Clear
+}
+
+/// Whether a leaf's `chunks` is the name of a range slot (its tag), not
+/// 64th bits: the loader never leaves 64th bits that look like one where
+/// they are read ([`rauta_xdp_common::v6_bits_stored`]).
+#[inline(always)]
+fn names_slot(chunks: u64) -> bool {
+    (chunks >> 32) as u32 == V6_RANGES_TAG
 }
 
 /// What the ranges slot `name` names says about `half`
