@@ -198,12 +198,13 @@ pub const fn v6_ranges_name(slot: u32) -> u64 {
     (V6_RANGES_TAG as u64) << 32 | slot as u64
 }
 
-/// 64th bits as a leaf stores them where the program reads them (a part
-/// 0's under its parts or split, a chunk leaf's under its split): bits
-/// that carry [`V6_RANGES_TAG`] get bit 31 too, so that they name slot
-/// 2^31 or higher, which no ranges map has. (The program takes a tagged
-/// value there for a name read across a change of the leaf; an extra 64th
-/// bit only makes it read further.)
+/// 64th bits as a leaf stores them, under any mode (a part 0's, a chunk
+/// leaf's under its split or on the way to it): bits that carry
+/// [`V6_RANGES_TAG`] get bit 31 too, so that they name slot 2^31 or
+/// higher, which no ranges map has. The program takes a tagged value for
+/// a name (read across a change of the leaf) and asks the trie for such
+/// a one; a block or chunk whose 64ths make that pattern is answered by
+/// the trie.
 #[inline(always)]
 pub const fn v6_bits_stored(bits: u64) -> u64 {
     if (bits >> 32) as u32 == V6_RANGES_TAG {
@@ -357,8 +358,8 @@ pub struct V6Leaf {
     /// prefix of the block reaches into it; a source in a chunk whose bit
     /// is clear is outside every prefix of the block (while it says
     /// [`V6_RANGES`]: the name of its slot instead; under [`V6_OVERFLOW`],
-    /// not read, either, as they were). Where bits are read they are stored
-    /// as [`v6_bits_stored`] gives them. 0 in continuations;
+    /// not read, either, as they were). Bits are stored as
+    /// [`v6_bits_stored`] gives them. 0 in continuations;
     /// in a chunk leaf, one bit per 64th of the chunk with a leaf of its
     /// own, read only while it says [`V6_SPLIT`] (left as they were when it
     /// stops saying so); while it says [`V6_RANGES`], the name of the slot

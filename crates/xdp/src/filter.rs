@@ -1444,18 +1444,6 @@ impl LeafBlock {
                 }
             }
         }
-        // 64th bits where they are read never look like a slot's name.
-        let leaf = leaf.map(|mut l| {
-            let read = match (self.chunk, self.sub, part) {
-                (None, None, 0) => l.parts != V6_OVERFLOW && l.parts != V6_RANGES,
-                (Some(_), None, 0) => l.parts == V6_SPLIT,
-                _ => false,
-            };
-            if read {
-                l.chunks = v6_bits_stored(l.chunks);
-            }
-            l
-        });
         // A part 0 or chunk leaf that stops naming a range slot gives it
         // back.
         let named = match (self.sub, part) {
@@ -1754,17 +1742,20 @@ impl LeafBlock {
                     }
                 }
             }
+            // 64th bits as stored: never a slot's name, whatever the mode
+            // they are written under.
+            let bits = v6_bits_stored(chunks);
             if let Some(l) = first {
-                if l.parts != V6_SPLIT && l.chunks != chunks {
+                if l.parts != V6_SPLIT && l.chunks != bits {
                     // The bits first, under the mode part 0 has now (which
                     // they keep right), then the mode alone: a run never
                     // pairs the split with bits from before.
-                    self.put(table, 0, Some(V6Leaf { chunks, ..l }))?;
+                    self.put(table, 0, Some(V6Leaf { chunks: bits, ..l }))?;
                 }
             }
             let leaf = V6Leaf {
                 parts: V6_SPLIT,
-                chunks,
+                chunks: bits,
                 ..first.unwrap_or(V6Leaf::EMPTY)
             };
             if first != Some(leaf) {
@@ -1895,6 +1886,9 @@ impl LeafBlock {
         // Its slot's name is no bits.
         let old = self.out_of_ranges(table, old)?;
         let was = old.unwrap_or(V6Leaf::EMPTY);
+        // As stored: never a slot's name, whatever the mode they are
+        // written under.
+        let subs = v6_bits_stored(subs);
         if old.is_some() && was.parts != V6_SPLIT && was.chunks != subs {
             self.put(
                 table,
@@ -2111,7 +2105,13 @@ impl LeafBlock {
             }
         }
         let mut leaf = leaf_of(&slots[..V6_LEAF_PREFIXES], parts);
-        leaf.chunks = chunks;
+        // A part 0's are 64th bits, stored as such; a chunk leaf's (not
+        // read in parts) are kept as they are, a slot's name among them.
+        leaf.chunks = if self.chunk.is_none() {
+            v6_bits_stored(chunks)
+        } else {
+            chunks
+        };
         if let Some(now) = from {
             let slots_only = V6Leaf { parts: now, ..leaf };
             self.put(table, 0, Some(slots_only))?;
@@ -2195,8 +2195,9 @@ static WAITS_ENDED: AtomicU64 = AtomicU64::new(0);
 /// How many waits for readers have begun: a wait numbered higher begins
 /// after this call.
 pub(crate) fn waits_begun() -> u64 {
-    // A read-modify-write, not a load: it is ordered with the other
-    // threads' `fetch_add`s, so a wait numbered higher began after it.
+    // A read-modify-write: the `fetch_add` of the next wait to begin, in any
+    // thread, reads from it, so what this thread did before (the write
+    // that released a slot) happens before that wait begins.
     WAITS_BEGUN.fetch_add(0, Ordering::SeqCst)
 }
 
@@ -4002,7 +4003,10 @@ mod tests {
         });
         let next = journal[overflow + 1..]
             .iter()
-            .position(|e| matches!(*e, Event::Put { key, part: 0, leaf: Some(_), .. } if key == block.key))
+            .position(|e| {
+                matches!(*e, Event::Put { key, chunk: None, part: 0, leaf: Some(_), .. }
+                    if key == block.key)
+            })
             .map(|i| i + overflow + 1);
         assert!(overflow < wait && wait < removed, "{journal:?}");
         assert!(next.is_none_or(|n| removed < n), "{journal:?}");
@@ -4012,43 +4016,138 @@ mod tests {
         allow_all(&mut f);
     }
 
-    /// 64th bits that carry the range slots' tag (a split /48 whose /56s
-    /// reach its 64ths 32 + each bit of the tag) are stored with bit 31
-    /// set too, so the program never takes them for the name of a slot
-    /// it has (slot 0 here, taken by another block): every verdict holds.
+    /// 64th bits that carry the range slots' tag are stored with bit 31 set
+    /// too, whatever the mode they are written under, so the program never
+    /// takes them for the name of a slot a map has (slot 0 here, taken by
+    /// another block): a /48 whose /56s reach its 64ths 32 + each bit of
+    /// the tag, split, and coming out of the ranges into its split; a 64th
+    /// of a /48 split in turn by /62s in its 64ths 32 + each bit of the
+    /// tag, and coming out of the ranges into that split. Every verdict
+    /// holds and no write carries the raw bits.
     #[cfg(feature = "ebpf")]
     #[test]
     #[ignore = "needs root"]
     fn root_64th_bits_never_name_a_range_slot() {
         use crate::test_frames::{udp, v6_frame, UDP};
-        use rauta_xdp_common::V6_RANGES_TAG;
+        use rauta_xdp_common::{v6_ranges_name, V6_RANGES_TAG};
         let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let raw = u64::from(V6_RANGES_TAG) << 32;
+        let stored = raw | 1 << 31;
         // Slot 0: a /49 and eight /56s of block 1.
         f.deny_source(p48(1, 0, 49)).unwrap();
         for i in 0..8 {
             f.deny_source(p48(1, 128 + 4 * i, 56)).unwrap();
         }
         assert_eq!(block_shape_of(&f, 1).0, Some(V6_RANGES));
-        let tagged: Vec<u128> = (0..32u128)
+        assert_eq!(
+            LeafBlock::new(0x2001_0db8_0001_0000, 48, f.cfg.v6_bucket_mask)
+                .get(&f.deny_v6_leaf, 0)
+                .unwrap()
+                .chunks,
+            v6_ranges_name(0)
+        );
+        let tag_bits: Vec<u128> = (0..32u128)
             .filter(|i| (V6_RANGES_TAG >> i) & 1 == 1)
-            .map(|i| 4 * (32 + i))
             .collect();
-        for &k in &tagged {
+        let verdicts =
+            |f: &XdpFilter, addrs: &[u128], denied: &dyn Fn(u128) -> bool, what: &str| {
+                for &a in addrs {
+                    let frame = v6_frame((a | 1).into(), UDP, &udp(1, 2, b""));
+                    let want = if denied(a) {
+                        Verdict::Drop
+                    } else {
+                        Verdict::Pass
+                    };
+                    assert_eq!(
+                        f.test_run(&frame, 1).unwrap().verdict,
+                        want,
+                        "{what}: {a:x}"
+                    );
+                }
+            };
+        let no_raw = |journal: &[Event], what: &str| {
+            for e in journal {
+                if let Event::Put { leaf: Some(l), .. } = *e {
+                    assert_ne!(l.chunks, raw, "{what}: {journal:?}");
+                }
+            }
+        };
+
+        // Block 0: the /56s, and a /50 reaching 16 more 64ths: ranges
+        // (slot 1); without the /50, split.
+        let ks: Vec<u128> = tag_bits.iter().map(|i| 4 * (32 + i)).collect();
+        let addrs: Vec<u128> = (0..256).map(|k| a48(0, k)).collect();
+        for &k in &ks {
             f.deny_source(p48(0, k, 56)).unwrap();
         }
+        f.deny_source(p48(0, 0, 50)).unwrap();
+        assert_eq!(block_shape(&f).0, Some(V6_RANGES));
+        let denied56 = |a: u128| ks.iter().any(|&k| a >> 72 == a48(0, k) >> 72);
+        verdicts(
+            &f,
+            &addrs,
+            &|a| denied56(a) || a >> 72 < a48(0, 64) >> 72,
+            "ranges",
+        );
+        let journal = journal_of(|| assert!(f.allow_source(p48(0, 0, 50)).unwrap()));
+        no_raw(&journal, "block 0 out of the ranges");
         assert_eq!(block_shape(&f).0, Some(V6_SPLIT));
-        for k in 0..256u128 {
-            let frame = v6_frame((a48(0, k) | 1).into(), UDP, &udp(1, 2, b""));
-            let want = if tagged.contains(&k) {
-                Verdict::Drop
-            } else {
-                Verdict::Pass
-            };
-            assert_eq!(f.test_run(&frame, 1).unwrap().verdict, want, "/56 {k}");
-        }
         let block = LeafBlock::new(0x2001_0db8_0000_0000, 48, f.cfg.v6_bucket_mask);
-        let bits = block.get(&f.deny_v6_leaf, 0).unwrap().chunks;
-        assert_eq!(bits, u64::from(V6_RANGES_TAG) << 32 | 1 << 31);
+        assert_eq!(block.get(&f.deny_v6_leaf, 0).unwrap().chunks, stored);
+        verdicts(&f, &addrs, &denied56, "split");
+
+        // Block 2, its 64th 0: 33 /62s in its 64ths 32 + each bit of the
+        // tag (three in the first seven, two in the others): split in turn;
+        // with the /54 itself denied, ranges; without it, split again.
+        let sub = |s: u128, j: u128| a48(2, 0) | (32 + s) << 68 | j << 66;
+        let mut p62 = Vec::new();
+        for (n, &s) in tag_bits.iter().enumerate() {
+            for j in 0..if n < 7 { 3 } else { 2 } {
+                p62.push(sub(s, j));
+            }
+        }
+        assert_eq!(p62.len(), 33);
+        let pre =
+            |a: u128, len: u8| IpPrefix::new(std::net::Ipv6Addr::from(a).into(), len).unwrap();
+        for &a in &p62 {
+            f.deny_source(pre(a, 62)).unwrap();
+        }
+        let chunk = LeafBlock::new(0x2001_0db8_0002_0000, 48, f.cfg.v6_bucket_mask).chunk(0);
+        assert_eq!(chunk.get(&f.deny_v6_leaf, 0).unwrap().parts, V6_SPLIT);
+        assert_eq!(chunk.get(&f.deny_v6_leaf, 0).unwrap().chunks, stored);
+        let addrs: Vec<u128> = (0..256).map(|q| a48(2, 0) | q << 66).collect();
+        let denied62 = |a: u128| p62.iter().any(|&p| a >> 66 == p >> 66);
+        verdicts(&f, &addrs, &denied62, "split in turn");
+        f.deny_source(pre(a48(2, 0), 54)).unwrap();
+        assert_eq!(chunk.get(&f.deny_v6_leaf, 0).unwrap().parts, V6_RANGES);
+        verdicts(&f, &addrs, &|_| true, "covered");
+        let journal = journal_of(|| assert!(f.allow_source(pre(a48(2, 0), 54)).unwrap()));
+        no_raw(&journal, "the 64th out of the ranges");
+        assert_eq!(chunk.get(&f.deny_v6_leaf, 0).unwrap().parts, V6_SPLIT);
+        assert_eq!(chunk.get(&f.deny_v6_leaf, 0).unwrap().chunks, stored);
+        verdicts(&f, &addrs, &denied62, "split in turn again");
+
+        // Block 3, ranges off: /53s and /54s making its 64ths 32 + each bit
+        // of the tag (eleven prefixes, 13 64ths: no split): two parts.
+        ranges_off();
+        let mut p5x = Vec::new();
+        let mut i = 0;
+        while i < tag_bits.len() {
+            let c = 32 + tag_bits[i];
+            let pair = c.is_multiple_of(2) && tag_bits.get(i + 1) == Some(&(tag_bits[i] + 1));
+            p5x.push(if pair { (c, 53) } else { (c, 54) });
+            i += if pair { 2 } else { 1 };
+        }
+        assert_eq!(p5x.len(), 11);
+        for &(c, len) in &p5x {
+            f.deny_source(p48(3, 4 * c, len)).unwrap();
+        }
+        let block = LeafBlock::new(0x2001_0db8_0003_0000, 48, f.cfg.v6_bucket_mask);
+        assert_eq!(block.get(&f.deny_v6_leaf, 0).unwrap().parts, 2);
+        assert_eq!(block.get(&f.deny_v6_leaf, 0).unwrap().chunks, stored);
+        let addrs: Vec<u128> = (0..256).map(|k| a48(3, k)).collect();
+        let denied64th = |a: u128| tag_bits.iter().any(|&i| (a >> 74) & 63 == 32 + i);
+        verdicts(&f, &addrs, &denied64th, "two parts");
         allow_all(&mut f);
     }
 

@@ -570,8 +570,9 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
 }
 
 /// Whether a leaf's `chunks` is the name of a range slot (its tag), not
-/// 64th bits: the loader never leaves 64th bits that look like one where
-/// they are read ([`rauta_xdp_common::v6_bits_stored`]).
+/// 64th bits: 64th bits that carry the tag are stored naming no slot a map
+/// has ([`rauta_xdp_common::v6_bits_stored`]), so the program asks the
+/// trie for them.
 #[inline(always)]
 fn names_slot(chunks: u64) -> bool {
     (chunks >> 32) as u32 == V6_RANGES_TAG
