@@ -1791,7 +1791,9 @@ impl LeafBlock {
     /// a leaf for each 64th a prefix reaches, holding those that reach it
     /// (its slots kept stable as a part's are), written first, then the
     /// chunk leaf's bits for them (under its mode now, which does not read
-    /// them), then its mode, [`V6_SPLIT`]. The leaves of 64ths no prefix
+    /// them as bits; a run that read the ranges before takes them for no
+    /// name, as they are stored: [`v6_bits_stored`]), then its mode,
+    /// [`V6_SPLIT`]. The leaves of 64ths no prefix
     /// reaches any more go after the chunk leaf stops marking them (their
     /// prefixes are gone); continuations it had go after `later`'s wait.
     ///
@@ -1844,7 +1846,7 @@ impl LeafBlock {
         let written = self.write_sub_leaves(table, &leaves, old, subs);
         if let Err(e) = written {
             // The chunk leaf reads as it did (at most its bits changed,
-            // under a mode that does not read them), or, out of ranges, it
+            // under a mode that does not read them as bits), or, out of ranges, it
             // may say overflow (the trie answers): the leaves written for
             // 64ths it does not mark go (nothing reads them).
             let marked = if was.parts == V6_SPLIT { was.chunks } else { 0 };
@@ -2105,8 +2107,10 @@ impl LeafBlock {
             }
         }
         let mut leaf = leaf_of(&slots[..V6_LEAF_PREFIXES], parts);
-        // A part 0's are 64th bits, stored as such; a chunk leaf's (not
-        // read in parts) are kept as they are, a slot's name among them.
+        // A part 0's are 64th bits, stored as such (a part 0 leaves the
+        // ranges through overflow, never here); a chunk leaf's (not read in
+        // parts) are kept as they are, a slot's name among them.
+        debug_assert!(self.chunk.is_some() || from != Some(V6_RANGES));
         leaf.chunks = if self.chunk.is_none() {
             v6_bits_stored(chunks)
         } else {
