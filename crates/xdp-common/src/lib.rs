@@ -207,7 +207,7 @@ pub const fn v6_ranges_name(slot: u32) -> u64 {
 /// the trie.
 #[inline(always)]
 pub const fn v6_bits_stored(bits: u64) -> u64 {
-    if (bits >> 32) as u32 == V6_RANGES_TAG {
+    if v6_ranges_slot(bits).is_some() {
         bits | 1 << 31
     } else {
         bits

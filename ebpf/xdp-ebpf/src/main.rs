@@ -28,7 +28,7 @@ use rauta_xdp_common::{
     DEFAULT_DENY_V4_ENTRIES, DEFAULT_DENY_V6_ENTRIES, DEFAULT_SYN_STATE_ENTRIES,
     MAX_IPV6_EXT_HEADERS, PORT_BITMAP_WORDS, SLOT_USED_V4, V4_24_DENIED, V4_24_HOSTS,
     V4_MAP24_WORDS, V6_16_DENIED, V6_16_ENTRIES, V6_16_LEAVES, V6_FILTER_SHORT, V6_FILTER_WORDS,
-    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_RANGES, V6_RANGES_TAG, V6_SPLIT,
+    V6_LEAF_PREFIXES, V6_MAX_PARTS, V6_OVERFLOW, V6_RANGES, V6_SPLIT,
 };
 
 #[map]
@@ -575,7 +575,7 @@ fn v6_block(top: u64, low: u64, level: u32, mask: u32) -> LeafAnswer {
 /// trie for them.
 #[inline(always)]
 fn names_slot(chunks: u64) -> bool {
-    (chunks >> 32) as u32 == V6_RANGES_TAG
+    v6_ranges_slot(chunks).is_some()
 }
 
 /// What the ranges slot `name` names says about `half`
