@@ -276,10 +276,13 @@ impl V6Ranges {
     }
 }
 
-/// Number of [`MAP_DENY_V6_RANGES`] slots for `entries` IPv6 prefixes: one
-/// per 64, at least 64.
+/// Default number of [`MAP_DENY_V6_RANGES`] slots for `entries` IPv6
+/// prefixes: one per 8, at least 64. A slot holds the prefixes of a block
+/// or 64th reached by more than 8, so this many run out only when the
+/// crowded blocks share prefixes (a short prefix reaching several crowded
+/// 64ths).
 pub const fn ranges_for(entries: u32) -> u32 {
-    let n = entries / 64;
+    let n = entries / 8;
     if n < 64 {
         64
     } else {

@@ -244,12 +244,15 @@ enum On {
     NoSlots,
 }
 
-/// Takes every range slot of a filter loaded with the default capacity
-/// (`deny_v6_capacity` / 64 = 256 slots): 9 adjacent /60s in the first /54
-/// of each of 256 /48s of 2001:dbf::/32, each such 64th one range. Loaded
-/// before the other lists, whose crowded 64ths then find no slot free.
+/// Range slots of the filter the "no range slot free" cases run on.
+const NO_SLOTS_SLOTS: u32 = 256;
+
+/// Takes every range slot of a filter loaded with [`NO_SLOTS_SLOTS`] of
+/// them: 9 adjacent /60s in the first /54 of each of 256 /48s of
+/// 2001:dbf::/32, each such 64th one range. Loaded before the other lists,
+/// whose crowded 64ths then find no slot free.
 fn take_every_range_slot(f: &mut XdpFilter) {
-    for block in 0..256 {
+    for block in 0..NO_SLOTS_SLOTS {
         for i in 0..9 {
             f.deny_source(format!("2001:dbf:{block:x}:{i:x}0::/60").parse().unwrap())
                 .unwrap();
@@ -739,7 +742,11 @@ fn main() {
     let repeat = env_u32("RAUTA_XDP_BENCH_REPEAT", 1_000_000).max(1);
     let rounds = env_u32("RAUTA_XDP_BENCH_ROUNDS", 7).max(1) as usize;
     let load = |short: usize, no_slots: bool| {
-        let mut f = match XdpFilter::load() {
+        let mut builder = XdpFilter::builder();
+        if no_slots {
+            builder = builder.deny_v6_range_slots(NO_SLOTS_SLOTS);
+        }
+        let mut f = match builder.load() {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("xdp test_run bench: cannot load the program ({e}); needs root");

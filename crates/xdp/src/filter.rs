@@ -201,6 +201,8 @@ impl Verdict {
 pub struct Builder {
     deny_v4: u32,
     deny_v6: u32,
+    /// `None`: [`ranges_for`] the IPv6 capacity.
+    v6_range_slots: Option<u32>,
     syn_state: u32,
 }
 
@@ -209,6 +211,7 @@ impl Default for Builder {
         Self {
             deny_v4: DEFAULT_DENY_V4_ENTRIES,
             deny_v6: DEFAULT_DENY_V6_ENTRIES,
+            v6_range_slots: None,
             syn_state: DEFAULT_SYN_STATE_ENTRIES,
         }
     }
@@ -228,6 +231,29 @@ impl Builder {
     pub fn deny_v6_capacity(mut self, n: u32) -> Self {
         self.deny_v6 = n;
         self
+    }
+
+    /// Number of address-range slots for crowded IPv6 blocks (default
+    /// `deny_v6_capacity` / 8, at least 64: 2,048, 2 MiB, with the default
+    /// capacity; 1 KiB each, preallocated).
+    ///
+    /// A block, or a 64th of one, that more than 8 denied prefixes reach is
+    /// held as up to 64 address ranges in a slot, which a source reads in
+    /// one more lookup (docs/xdp.md, "Maps"). Without a free slot it falls
+    /// back to continuation leaves (a lookup more per 8 prefixes) or to the
+    /// LPM trie (several times slower). The default, a slot per 8 prefixes
+    /// of capacity, runs out only where many prefixes each reach several
+    /// crowded 64ths (a /49 and some /56s beside it); fewer slots save
+    /// memory where denied prefixes are known to be sparse.
+    /// [`XdpFilter::v6_range_slots_in_use`] tells how many are taken.
+    pub fn deny_v6_range_slots(mut self, n: u32) -> Self {
+        self.v6_range_slots = Some(n);
+        self
+    }
+
+    fn range_slots(&self) -> u32 {
+        self.v6_range_slots
+            .unwrap_or_else(|| ranges_for(self.deny_v6))
     }
 
     /// Number of sources the SYN rate limit tracks (default 65,536; the least
@@ -261,6 +287,7 @@ impl Builder {
         for (name, n) in [
             ("deny_v4_capacity", self.deny_v4),
             ("deny_v6_capacity", self.deny_v6),
+            ("deny_v6_range_slots", self.range_slots()),
             ("syn_sources_capacity", self.syn_state),
         ] {
             if n == 0 {
@@ -277,7 +304,7 @@ impl Builder {
             .map_max_entries(MAP_DENY_V6, self.deny_v6)
             .map_max_entries(MAP_DENY_V6_LEAF, buckets_for(self.deny_v6))
             .map_max_entries(MAP_DENY_V6_SPILL, spill_for(self.deny_v6))
-            .map_max_entries(MAP_DENY_V6_RANGES, ranges_for(self.deny_v6))
+            .map_max_entries(MAP_DENY_V6_RANGES, self.range_slots())
             .map_max_entries(MAP_SYN_STATE, self.syn_state)
             .load(object)
             .map_err(load_error)?;
@@ -1131,6 +1158,15 @@ impl XdpFilter {
     /// larger than the capacity it was loaded with or oddly clustered.
     pub fn spilled_entries(&self) -> usize {
         self.deny_v4.spilled() + self.deny_v6_leaf.spilled()
+    }
+
+    /// How many of the IPv6 address-range slots
+    /// ([`Builder::deny_v6_range_slots`]) hold a crowded block's or 64th's
+    /// ranges. While all are taken, more crowded blocks fall back to slower
+    /// paths; slots given back become free again after the next wait for
+    /// the program's runs.
+    pub fn v6_range_slots_in_use(&self) -> usize {
+        self.deny_v6_leaf.ranges.in_use()
     }
 
     /// The denied source prefixes, IPv4 then IPv6.
@@ -4334,10 +4370,11 @@ mod tests {
         use crate::test_frames::{udp, v4_frame, v6_frame, UDP};
         use std::os::fd::AsFd;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-        // 4,096 prefixes of capacity: 64 range slots, so that changes of
+        // 4,096 prefixes of capacity and 64 range slots, so that changes of
         // chunks held as ranges use them up and reuse released ones.
         let mut f = XdpFilter::builder()
             .deny_v6_capacity(4_096)
+            .deny_v6_range_slots(64)
             .load()
             .expect("load the XDP program (as root)");
         let fd = f

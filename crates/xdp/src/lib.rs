@@ -302,6 +302,12 @@ mod tests {
             .load_from(b"not an object")
             .unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::InvalidSetting { .. }), "{e}");
+        let e = XdpFilter::builder()
+            .deny_v6_range_slots(0)
+            .load_from(b"not an object")
+            .unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::InvalidSetting { .. }), "{e}");
+        assert!(e.to_string().contains("deny_v6_range_slots"), "{e}");
         assert!(SynLimit::per_second(0, 5).is_err());
         assert!(SynLimit::per_second(10, 0).is_err());
         assert!(SynLimit::every(std::time::Duration::ZERO, 1).is_err());

@@ -150,7 +150,6 @@ impl RangeSlots {
     }
 
     /// Slots taken now.
-    #[cfg(all(test, feature = "ebpf"))]
     pub(crate) fn in_use(&self) -> usize {
         self.taken.iter().filter(|t| t.is_some()).count()
     }

@@ -1214,6 +1214,67 @@ fn root_test_run_deny_list_buckets_spill_and_recover() {
     assert!(f.denied_sources().unwrap().is_empty());
 }
 
+/// `deny_v6_range_slots` sizes the range slots: with 2, the crowded 64ths of
+/// two blocks (nine /60s in one /54 each) take them and a third's keeps its
+/// prefixes in continuation leaves; every verdict holds either way, and a
+/// slot given back goes to the next crowded 64th that changes.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_range_slots_follow_the_setting() {
+    require_root();
+    let mut f = XdpFilter::builder().deny_v6_range_slots(2).load().unwrap();
+    // The /60 number `i` of the /48 number `block` under 2001:db8::/32.
+    let net = |block: u128, i: u128| (0x2001_0db8u128 << 96) | (block << 80) | (i << 68);
+    let probe = |f: &XdpFilter, a: u128| {
+        let frame = v6_frame((a | 1).into(), UDP, &udp(1, 2, b""));
+        f.test_run(&frame, 1).unwrap().verdict
+    };
+    let check = |f: &XdpFilter, denied: &[(u128, u128)], label: &str| {
+        for block in 0..3 {
+            // /60s 0-9 of the block's first /54, and one of its second.
+            for i in (0..10).chain([64]) {
+                let want = if denied.contains(&(block, i)) {
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                };
+                assert_eq!(
+                    probe(f, net(block, i)),
+                    want,
+                    "{label}: /48 {block}, /60 {i}"
+                );
+            }
+        }
+    };
+    let mut denied = Vec::new();
+    for block in 0..3 {
+        for i in 0..9 {
+            f.deny_source(v6_prefix(net(block, i), 60)).unwrap();
+            denied.push((block, i));
+        }
+        assert_eq!(f.v6_range_slots_in_use(), (block as usize + 1).min(2));
+        check(&f, &denied, "denying");
+    }
+    // The first block's /60s go: its slot comes back (after a wait for
+    // the program's runs), and the third block's 64th takes it when it
+    // next changes.
+    for i in 0..9 {
+        assert!(f.allow_source(v6_prefix(net(0, i), 60)).unwrap());
+        denied.retain(|&d| d != (0, i));
+    }
+    assert_eq!(f.v6_range_slots_in_use(), 1);
+    check(&f, &denied, "first block allowed");
+    f.deny_source(v6_prefix(net(2, 9), 60)).unwrap();
+    denied.push((2, 9));
+    assert_eq!(f.v6_range_slots_in_use(), 2);
+    check(&f, &denied, "third block in ranges");
+    for &(block, i) in &denied.clone() {
+        assert!(f.allow_source(v6_prefix(net(block, i), 60)).unwrap());
+    }
+    assert_eq!(f.v6_range_slots_in_use(), 0);
+    check(&f, &[], "all allowed");
+}
+
 fn v6_prefix(addr: u128, len: u8) -> IpPrefix {
     IpPrefix::new(std::net::Ipv6Addr::from(addr).into(), len).unwrap()
 }
