@@ -47,3 +47,9 @@ fi
 echo "xdp: benchmark smoke run (BPF_PROG_TEST_RUN, 10,000 repeats x 3 rounds)"
 RAUTA_XDP_BENCH_REPEAT=10000 RAUTA_XDP_BENCH_ROUNDS=3 \
     cargo test -p rauta-xdp --features ebpf --locked --bench test_run
+
+# The control-plane benchmark, one round with a smaller random list: it
+# checks the verdicts after every case is denied and allowed again.
+echo "xdp: control-plane benchmark smoke run (1 round)"
+RAUTA_XDP_CONTROL_ROUNDS=1 RAUTA_XDP_CONTROL_LARGE=4096 \
+    cargo test -p rauta-xdp --features ebpf --locked --bench control

@@ -18,35 +18,13 @@
 
 #[path = "../tests/common/frames.rs"]
 mod frames;
+mod support;
 
-use std::{
-    collections::HashSet,
-    net::{Ipv4Addr, Ipv6Addr},
-    time::Duration,
-};
+use std::{net::Ipv6Addr, time::Duration};
 
 use frames::*;
 use rauta_xdp::{IpPrefix, Protocol, SynLimit, Verdict, XdpFilter};
-
-fn env_u32(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A small deterministic generator (xorshift64*), so every run loads the
-/// same deny lists.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use support::{env_u32, median, random_v4, random_v6, Rng};
 
 /// An IPv6 source whose /32's filter word no loaded prefix hashes to
 /// (checked after loading): the other IPv6 pass cases' source shares
@@ -132,29 +110,11 @@ fn v6_source(frame: &[u8]) -> Option<Ipv6Addr> {
 
 fn load_deny_lists(f: &mut XdpFilter) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut seen = HashSet::new();
-    while seen.len() < 10_000 {
-        let r = rng.next();
-        let len = 16 + (r % 17) as u8; // /16 ../32
-        let addr = (r >> 32) as u32 & !(u32::MAX.checked_shr(u32::from(len)).unwrap_or(0));
-        let ip = Ipv4Addr::from(addr);
-        if ip.octets()[0] == 198 {
-            continue; // keep the benchmark's own sources out
-        }
-        let p = IpPrefix::new(ip.into(), len).unwrap();
-        if seen.insert(p) {
-            f.deny_source(p).unwrap();
-        }
+    for p in random_v4(&mut rng, 10_000) {
+        f.deny_source(p).unwrap();
     }
-    seen.clear();
-    while seen.len() < 1_000 {
-        let hi = u128::from(rng.next()) << 64 | u128::from(rng.next());
-        let len = 32 + (rng.next() % 33) as u8; // /32 ../64, inside 2000::/3
-        let addr = ((hi >> 3) | (1u128 << 125)) & !(u128::MAX >> len);
-        let p = IpPrefix::new(Ipv6Addr::from(addr).into(), len).unwrap();
-        if seen.insert(p) {
-            f.deny_source(p).unwrap();
-        }
+    for p in random_v6(&mut rng, 1_000, 32..=64) {
+        f.deny_source(p).unwrap();
     }
     // The denied sources the drop cases use.
     f.deny_source("198.19.7.0/24".parse().unwrap()).unwrap();
@@ -726,16 +686,6 @@ fn cases() -> Vec<Case> {
             Kind::DropSyn,
         ),
     ]
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() {

@@ -9,7 +9,7 @@
 //! slot and the spill map, so an update is one bucket write or one spill
 //! write (plus the flag).
 
-use std::collections::HashMap as StdHashMap;
+use ahash::AHashMap as SpillMap;
 use std::hash::Hash;
 
 use aya::maps::{Array, HashMap, MapData, MapError};
@@ -108,7 +108,7 @@ pub(crate) struct Table<B: Bucket, K: Pod> {
     mirror: Vec<B>,
     /// Keys (tags) living in the spill map with their values, and how many
     /// per bucket.
-    spilled: StdHashMap<B::Tag, B::Value>,
+    spilled: SpillMap<B::Tag, B::Value>,
     spilled_per_bucket: Vec<u32>,
 }
 
@@ -126,7 +126,7 @@ impl<B: Bucket, K: Pod> Table<B, K> {
             spill_name,
             spill_capacity,
             mirror: vec![B::default(); n],
-            spilled: StdHashMap::new(),
+            spilled: SpillMap::new(),
             spilled_per_bucket: vec![0; n],
         }
     }
@@ -160,6 +160,18 @@ impl<B: Bucket, K: Pod> Table<B, K> {
             })
             .collect();
         all.extend(self.spilled.values().copied());
+        all
+    }
+
+    /// Every tag stored, in slots and in the spill map.
+    #[cfg(all(test, feature = "ebpf"))]
+    pub(crate) fn tags(&self) -> Vec<B::Tag> {
+        let mut all: Vec<B::Tag> = self
+            .mirror
+            .iter()
+            .flat_map(|b| (0..BUCKET_SLOTS).filter_map(|s| b.tag(s)))
+            .collect();
+        all.extend(self.spilled.keys().copied());
         all
     }
 

@@ -325,15 +325,15 @@ impl Builder {
         let deny_v4_24 = take(&mut ebpf, MAP_DENY_V4_24, Array::try_from)?;
         let deny_v6 = take(&mut ebpf, MAP_DENY_V6, LpmTrie::try_from)?;
         let deny_v6_32 = take(&mut ebpf, MAP_DENY_V6_32, Array::try_from)?;
-        let deny_v6_leaf = V6Leaves {
-            leaves: Table::new(
+        let deny_v6_leaf = V6Leaves::new(
+            Table::new(
                 take(&mut ebpf, MAP_DENY_V6_LEAF, Array::try_from)?,
                 take(&mut ebpf, MAP_DENY_V6_SPILL, HashMap::try_from)?,
                 MAP_DENY_V6_SPILL,
                 spill_for(self.deny_v6),
             ),
-            ranges: RangeSlots::new(take(&mut ebpf, MAP_DENY_V6_RANGES, Array::try_from)?),
-        };
+            RangeSlots::new(take(&mut ebpf, MAP_DENY_V6_RANGES, Array::try_from)?),
+        );
         let deny_v6_16 = take(&mut ebpf, MAP_DENY_V6_16, Array::try_from)?;
         let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
         let config = take(&mut ebpf, MAP_CONFIG, Array::try_from)?;
@@ -352,8 +352,8 @@ impl Builder {
             v6_16_entries: vec![[0; 2]; V6_16_ENTRIES as usize],
             v6_set: BTreeSet::new(),
             v6_words: vec![[0; 8]; 2 * V6_FILTER_WORDS as usize],
-            v6_bit_users: std::collections::HashMap::new(),
-            v6_fine_users: std::collections::HashMap::new(),
+            v6_bit_users: ahash::AHashMap::new(),
+            v6_fine_users: ahash::AHashMap::new(),
             v6_short: 0,
             cfg: Config {
                 v4_bucket_mask: v4_mask,
@@ -471,12 +471,12 @@ pub struct XdpFilter {
     v6_words: Vec<V6FilterEntry>,
     /// How many prefixes of the set set each (entry, bit) of the block
     /// bits of `deny_v6_32`.
-    v6_bit_users: std::collections::HashMap<(u32, u64), u32>,
+    v6_bit_users: ahash::AHashMap<(u32, u64), u32>,
     /// How many 64ths reached by prefixes of the set hash to each bit of
     /// the 64th words of `deny_v6_32`, per (entry, [`fine_index`]) of the
     /// bits set only (one [u32; 64] per word in use took twice the memory:
     /// 47 MB against 22 MB for 65,536 random prefixes of /40-/64).
-    v6_fine_users: std::collections::HashMap<(u32, u16), u32>,
+    v6_fine_users: ahash::AHashMap<(u32, u16), u32>,
     /// How many prefixes of the set are shorter than /32.
     v6_short: usize,
     /// The kernel's `CONFIG` value, mirrored.
@@ -1490,7 +1490,17 @@ impl LeafBlock {
             _ => None,
         };
         let (b, tag, spill) = self.at(part);
-        table.put(b, tag, spill, leaf)?;
+        let chunk_leaf = self.chunk.is_some();
+        let had = chunk_leaf && table.get(b, tag).is_some();
+        let put = table.put(b, tag, spill, leaf);
+        if chunk_leaf {
+            // Counted as the mirror says, whether the write went through.
+            let has = table.get(b, tag).is_some();
+            if has != had {
+                table.count_chunk_leaf(self.key, self.level, has);
+            }
+        }
+        put?;
         if let Some(slot) = named {
             if !leaf.is_some_and(|l| l.parts == V6_RANGES && l.chunks == slot) {
                 table.ranges.release(slot);
@@ -1524,6 +1534,9 @@ impl LeafBlock {
     /// that the chunk leaf does not mark), then the chunk leaf.
     fn remove_chunk_leaves(&self, table: &mut V6Leaves, keep: u64) -> Result<(), Error> {
         for chunk in 0..64 {
+            if table.chunk_leaves(self.key, self.level) == 0 {
+                break;
+            }
             if (keep >> chunk) & 1 == 1 {
                 continue;
             }
@@ -1551,13 +1564,9 @@ impl LeafBlock {
 
     /// Whether any continuation, chunk leaf or leaf of a chunk's 64th of
     /// the block is there.
-    fn has_more_than_part_0(&self, table: &Table<V6Bucket, V6SpillKey>) -> bool {
+    fn has_more_than_part_0(&self, table: &V6Leaves) -> bool {
         (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some())
-            || (0..64).any(|c| {
-                let sub = self.chunk(c);
-                (0..V6_MAX_PARTS).any(|part| sub.get(table, part).is_some())
-                    || (0..64).any(|s| sub.sub(s).get(table, 0).is_some())
-            })
+            || table.chunk_leaves(self.key, self.level) > 0
     }
 
     /// Writes `want` (at most `BLOCK_SLOTS` prefixes) into part 0 and the
@@ -2521,8 +2530,8 @@ mod tests {
     /// and in the kernel.
     #[cfg(feature = "ebpf")]
     fn assert_v6_counts(f: &XdpFilter) {
-        let mut users = std::collections::HashMap::new();
-        let mut fine_users = std::collections::HashMap::new();
+        let mut users = ahash::AHashMap::new();
+        let mut fine_users = ahash::AHashMap::new();
         let mut short = 0;
         let mut words = vec![[0u64; 8]; f.v6_words.len()];
         for &(a, len) in &f.v6_set {
@@ -2566,6 +2575,15 @@ mod tests {
             let taken = f.deny_v6_leaf.ranges.get(slot).expect("a taken slot");
             assert_eq!(f.deny_v6_leaf.ranges.kernel(slot), *taken);
         }
+        // Each block's count of the leaves of its chunks is what the table
+        // holds (codes past the block's own parts).
+        let mut chunk_leaves = ahash::AHashMap::new();
+        for (key, code) in f.deny_v6_leaf.tags() {
+            if code >> 8 >= V6_MAX_PARTS {
+                *chunk_leaves.entry((key, code & 0xff)).or_insert(0u32) += 1;
+            }
+        }
+        assert_eq!(f.deny_v6_leaf.chunk_leaf_counts(), &chunk_leaves);
     }
 
     /// A kernel error in the middle of a split block's write still waits
