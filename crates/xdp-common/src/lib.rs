@@ -111,6 +111,12 @@ pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_SYN_STATE: &str = "SYN_STATE";
 /// Per-CPU [`CounterTable`] at index 0.
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// A one-slot array of maps the loader makes (not in the object) to wait
+/// for the program's runs: updating it returns once every running BPF
+/// program has ended.
+pub const MAP_WAIT: &str = "rauta_wait";
+/// The one-entry array [`MAP_WAIT`] holds.
+pub const MAP_WAIT_INNER: &str = "rauta_wait_in";
 
 /// Default number of IPv4 prefixes; [`MAP_DENY_V4`] gets
 /// [`buckets_for`] that many buckets, [`MAP_DENY_V4_SPILL`] [`spill_for`]

@@ -28,6 +28,7 @@ use rauta_xdp_common::{
 
 use crate::buckets::Table;
 use crate::ranges::{merged_ranges, RangeSlots, V6Leaves};
+use crate::wait::Waiter;
 
 use crate::{errno, Counters, Error, ErrorKind, IpPrefix};
 
@@ -333,6 +334,7 @@ impl Builder {
                 spill_for(self.deny_v6),
             ),
             RangeSlots::new(take(&mut ebpf, MAP_DENY_V6_RANGES, Array::try_from)?),
+            Waiter::new(),
         );
         let deny_v6_16 = take(&mut ebpf, MAP_DENY_V6_16, Array::try_from)?;
         let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
@@ -1017,7 +1019,7 @@ impl XdpFilter {
             let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
             return match block.write(table, &slots, parts, chunks, Some(V6_SPLIT)) {
                 Ok(()) => {
-                    wait_for_readers();
+                    wait_for_readers(&table.waiter);
                     block.remove_chunk_leaves(table, 0)
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
@@ -1639,7 +1641,7 @@ impl LeafBlock {
             match later {
                 Some(later) => later.subs.push((*self, u64::MAX)),
                 None => {
-                    wait_for_readers();
+                    wait_for_readers(&table.waiter);
                     self.remove_sub_leaves(table, u64::MAX)?;
                 }
             }
@@ -1666,7 +1668,7 @@ impl LeafBlock {
                     Ok(())
                 }
                 None => {
-                    wait_for_readers();
+                    wait_for_readers(&table.waiter);
                     self.write(table, &both, fewer, chunks, None)
                 }
             }
@@ -2012,7 +2014,7 @@ impl LeafBlock {
                 return Ok(true);
             }
         }
-        let Some(slot) = table.ranges.take(&ranges)? else {
+        let Some(slot) = table.ranges.take(&ranges, &table.waiter)? else {
             return Ok(false);
         };
         let named: Result<(), Error> = (|| {
@@ -2096,7 +2098,7 @@ impl LeafBlock {
             .get(table, 0)
             .is_some_and(|l| l.parts == V6_RANGES || l.parts == V6_OVERFLOW);
         if gone && self.has_more_than_part_0(table) {
-            wait_for_readers();
+            wait_for_readers(&table.waiter);
             let removed = self
                 .remove_continuations(table)
                 .and_then(|()| self.remove_chunk_leaves(table, 0));
@@ -2119,7 +2121,7 @@ impl LeafBlock {
         };
         self.put(table, 0, Some(leaf))?;
         if self.has_more_than_part_0(table) {
-            wait_for_readers();
+            wait_for_readers(&table.waiter);
             self.remove_continuations(table)?;
             self.remove_chunk_leaves(table, 0)?;
         }
@@ -2194,7 +2196,7 @@ impl Later {
         if self.compact.is_empty() && self.continuations.is_empty() && self.subs.is_empty() {
             return Ok(());
         }
-        wait_for_readers();
+        wait_for_readers(&table.waiter);
         // Each kind of write is made even when one before failed; the
         // first error is the one returned.
         let mut result = Ok(());
@@ -2216,22 +2218,13 @@ impl Later {
 }
 
 /// Returns once every run of the program that had started before the call
-/// has ended: the classifier runs inside an RCU read-side section, and
-/// `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for an RCU grace period. Where
-/// the kernel refuses it (CPUs in `nohz_full` mode), a pause far longer than
-/// any program run stands in for it.
-pub(crate) fn wait_for_readers() {
+/// has ended ([`Waiter::wait`]), and numbers the wait ([`waits_begun`],
+/// [`waits_ended`]).
+pub(crate) fn wait_for_readers(waiter: &Waiter) {
     #[cfg(test)]
     tests::JOURNAL.with(|j| j.borrow_mut().push(tests::Event::Wait));
     let number = WAITS_BEGUN.fetch_add(1, Ordering::SeqCst) + 1;
-    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
-    // SAFETY: membarrier takes no pointers and changes no memory of this
-    // process; with this command and flags 0 it only blocks until a grace
-    // period has passed (or fails with an errno).
-    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
-    if r != 0 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    waiter.wait();
     WAITS_ENDED.fetch_max(number, Ordering::SeqCst);
 }
 
@@ -3694,15 +3687,19 @@ mod tests {
         // a wait of the loader's begun after their release has ended,
         // without one of `take`'s own; one released after the last wait
         // comes back only after `take` waits.
-        let slots = &mut f.deny_v6_leaf.ranges;
+        let V6Leaves {
+            ranges: slots,
+            waiter,
+            ..
+        } = &mut f.deny_v6_leaf;
         let quarantined = slots.quarantined();
         assert!(quarantined > 0);
-        wait_for_readers();
+        wait_for_readers(waiter);
         let reuses = slots.reuses;
         let r = V6Ranges::new(&[(1, 2)]).unwrap();
         let journal = journal_of(|| {
             let mut n = 0;
-            while slots.take(&r).unwrap().is_some() {
+            while slots.take(&r, waiter).unwrap().is_some() {
                 n += 1;
             }
             assert_eq!(n as u32, ranges_for(DEFAULT_DENY_V6_ENTRIES));
@@ -3711,11 +3708,11 @@ mod tests {
         assert_eq!(slots.reuses, reuses + quarantined);
         slots.release(v6_ranges_name(7));
         let journal = journal_of(|| {
-            assert_eq!(slots.take(&r).unwrap(), Some(v6_ranges_name(7)));
+            assert_eq!(slots.take(&r, waiter).unwrap(), Some(v6_ranges_name(7)));
         });
         assert_eq!(journal, [Event::Wait]);
         assert_eq!(slots.reuses, reuses + quarantined + 1);
-        let journal = journal_of(|| assert_eq!(slots.take(&r).unwrap(), None));
+        let journal = journal_of(|| assert_eq!(slots.take(&r, waiter).unwrap(), None));
         assert!(journal.is_empty());
     }
 

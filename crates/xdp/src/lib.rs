@@ -60,6 +60,7 @@ mod ranges;
 #[cfg(all(test, feature = "ebpf"))]
 #[path = "../tests/common/frames.rs"]
 mod test_frames;
+mod wait;
 
 pub(crate) use error::errno;
 pub use error::{Error, ErrorKind};

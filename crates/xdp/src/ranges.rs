@@ -10,6 +10,7 @@ use rauta_xdp_common::{v6_ranges_name, v6_ranges_slot, V6Bucket, V6Prefix, V6Ran
 
 use crate::buckets::Table;
 use crate::filter::{wait_for_readers, waits_begun, waits_ended};
+use crate::wait::Waiter;
 use crate::Error;
 
 /// The leaves (the table it derefs to) and the range slots that part 0s
@@ -17,6 +18,8 @@ use crate::Error;
 pub(crate) struct V6Leaves {
     pub(crate) leaves: Table<V6Bucket, V6SpillKey>,
     pub(crate) ranges: RangeSlots,
+    /// What waits for the program's runs.
+    pub(crate) waiter: Waiter,
     /// How many leaves of its chunks (chunk leaves, their continuations,
     /// leaves of their 64ths) each block has in the table, by block key
     /// and level; blocks with none are absent. Looking for them costs some
@@ -25,10 +28,15 @@ pub(crate) struct V6Leaves {
 }
 
 impl V6Leaves {
-    pub(crate) fn new(leaves: Table<V6Bucket, V6SpillKey>, ranges: RangeSlots) -> V6Leaves {
+    pub(crate) fn new(
+        leaves: Table<V6Bucket, V6SpillKey>,
+        ranges: RangeSlots,
+        waiter: Waiter,
+    ) -> V6Leaves {
         V6Leaves {
             leaves,
             ranges,
+            waiter,
             chunk_leaves: HashMap::default(),
         }
     }
@@ -140,12 +148,16 @@ impl RangeSlots {
     /// A free slot, written with `ranges`: its name
     /// (`rauta_xdp_common::v6_ranges_name`); `None` when every slot is
     /// taken.
-    pub(crate) fn take(&mut self, ranges: &V6Ranges) -> Result<Option<u64>, Error> {
+    pub(crate) fn take(
+        &mut self,
+        ranges: &V6Ranges,
+        waiter: &Waiter,
+    ) -> Result<Option<u64>, Error> {
         if self.free.is_empty() && !self.quarantine.is_empty() {
             // Those a wait of the loader's has freed since; else a wait of
             // its own, begun after every release, frees them all.
             if self.quarantine.release_into(waits_ended(), &mut self.free) == 0 {
-                wait_for_readers();
+                wait_for_readers(waiter);
                 self.quarantine.release_into(waits_ended(), &mut self.free);
             }
             #[cfg(test)]

@@ -241,7 +241,7 @@ fn xdp_prog_on(net: &NetnsPair) -> Option<u64> {
 
 /// Kernel objects of ours (program names, map names) as `kind:id:name`.
 fn our_objects() -> BTreeSet<String> {
-    let names: [&str; 16] = [
+    let names: [&str; 18] = [
         rauta_xdp_common::PROGRAM_NAME,
         rauta_xdp_common::PASS_PROGRAM_NAME,
         rauta_xdp_common::MAP_DENY_V4,
@@ -258,6 +258,8 @@ fn our_objects() -> BTreeSet<String> {
         rauta_xdp_common::MAP_CONFIG,
         rauta_xdp_common::MAP_SYN_STATE,
         rauta_xdp_common::MAP_COUNTERS,
+        rauta_xdp_common::MAP_WAIT,
+        rauta_xdp_common::MAP_WAIT_INNER,
     ];
     let mut set = BTreeSet::new();
     for kind in ["prog", "map"] {
@@ -292,8 +294,8 @@ fn root_kernel_attach_detach_100_times_leaks_nothing() {
             let live = our_objects();
             assert_eq!(
                 live.len() - baseline.len(),
-                16,
-                "2 programs + 14 maps live: {live:?}"
+                18,
+                "2 programs + 14 maps + 2 to wait with live: {live:?}"
             );
             assert!(xdp_prog_on(&net).is_some());
         }
