@@ -14,9 +14,10 @@
 //! one /54 of each of 256 /48s, forty hosts (every third address) in one
 //! /76 of each of 64 /64s. A round denies a case's prefixes in order,
 //! checks sampled verdicts with BPF_PROG_TEST_RUN, allows them in the same
-//! order and checks again; the trie inserts, checks, removes and checks.
-//! `RAUTA_XDP_CONTROL_ROUNDS` rounds (default 5), the filter and the trie
-//! taking turns to go first; the table gives the median per prefix.
+//! order and checks again; then does the same with the whole list in one
+//! `deny_sources` and one `allow_sources` call; the trie inserts, checks,
+//! removes and checks. `RAUTA_XDP_CONTROL_ROUNDS` rounds (default 5), the
+//! three taking turns to go first; the tables give the median per prefix.
 //!
 //!     sudo cargo bench -p rauta-xdp --features ebpf --bench control
 //!
@@ -189,6 +190,40 @@ fn filter_round(f: &mut XdpFilter, c: &Case) -> (f64, f64) {
     (deny, allow)
 }
 
+/// Denies `c`'s prefixes in one `deny_sources` call and allows them in one
+/// `allow_sources` call; the seconds per prefix of each.
+fn batch_round(f: &mut XdpFilter, c: &Case) -> (f64, f64) {
+    let n = c.prefixes.len() as f64;
+    let t = Instant::now();
+    f.deny_sources(c.prefixes.iter().copied()).unwrap();
+    let deny = t.elapsed().as_secs_f64() / n;
+    assert_eq!(f.denied_sources().unwrap().len(), c.prefixes.len());
+    for p in sample(c) {
+        let out = f.test_run(&frame_from(p), 1).unwrap();
+        assert_eq!(
+            out.verdict,
+            Verdict::Drop,
+            "{}: {p} denied in a batch",
+            c.name
+        );
+    }
+    let t = Instant::now();
+    let allowed = f.allow_sources(c.prefixes.iter().copied()).unwrap();
+    let allow = t.elapsed().as_secs_f64() / n;
+    assert_eq!(allowed, c.prefixes.len(), "{}", c.name);
+    assert!(f.denied_sources().unwrap().is_empty());
+    for p in sample(c) {
+        let out = f.test_run(&frame_from(p), 1).unwrap();
+        assert_eq!(
+            out.verdict,
+            Verdict::Pass,
+            "{}: {p} allowed in a batch",
+            c.name
+        );
+    }
+    (deny, allow)
+}
+
 /// Inserts and removes `c`'s prefixes; the seconds per prefix of each.
 fn trie_round(t: &mut Trie, c: &Case) -> (f64, f64) {
     let n = c.prefixes.len() as f64;
@@ -223,46 +258,60 @@ fn main() {
         }
     };
     println!(
-        "deny_source / allow_source one prefix at a time, against a bare LPM trie's \
-         insert / remove of the same prefixes; {rounds} rounds, median µs per prefix"
+        "deny_source / allow_source one prefix at a time, and deny_sources / allow_sources \
+         with the whole list, against a bare LPM trie's insert / remove of the same prefixes; \
+         {rounds} rounds, median µs per prefix"
     );
-    println!();
-    println!(
-        "| case | deny µs | trie insert µs | x trie | allow µs | trie remove µs | x trie | deny + allow, s |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for c in &cases {
         let mut trie = Trie::for_case(c);
-        let mut ours = (Vec::new(), Vec::new());
-        let mut peer = (Vec::new(), Vec::new());
+        // (deny, allow) samples: one by one, in one batch, the trie.
+        let mut samples = [(); 3].map(|_| (Vec::new(), Vec::new()));
         for round in 0..rounds {
-            let mut filter_turn = || {
-                let (d, a) = filter_round(&mut f, c);
-                ours.0.push(d);
-                ours.1.push(a);
-            };
-            let mut trie_turn = || {
-                let (i, r) = trie_round(&mut trie, c);
-                peer.0.push(i);
-                peer.1.push(r);
-            };
-            if round % 2 == 0 {
-                filter_turn();
-                trie_turn();
-            } else {
-                trie_turn();
-                filter_turn();
+            // Each goes first in turn.
+            for k in 0..3 {
+                let which = (round + k) % 3;
+                let (d, a) = match which {
+                    0 => filter_round(&mut f, c),
+                    1 => batch_round(&mut f, c),
+                    _ => trie_round(&mut trie, c),
+                };
+                samples[which].0.push(d);
+                samples[which].1.push(a);
             }
         }
         let us = |v: &mut Vec<f64>| median(v) * 1e6;
-        let (deny, allow) = (us(&mut ours.0), us(&mut ours.1));
-        let (insert, remove) = (us(&mut peer.0), us(&mut peer.1));
+        let m = samples.map(|(mut d, mut a)| (us(&mut d), us(&mut a)));
+        rows.push((c, m));
+    }
+    println!();
+    println!("One prefix at a time:");
+    println!();
+    println!("| case | deny µs | trie insert µs | x trie | allow µs | trie remove µs | x trie | deny + allow, s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (c, [(deny, allow), _, (insert, remove)]) in &rows {
         let total = (deny + allow) * c.prefixes.len() as f64 / 1e6;
         println!(
             "| {} | {deny:.1} | {insert:.1} | {:.1} | {allow:.1} | {remove:.1} | {:.1} | {total:.2} |",
             c.name,
             deny / insert,
             allow / remove
+        );
+    }
+    println!();
+    println!("The whole list in one call:");
+    println!();
+    println!("| case | deny_sources µs | x one by one | x trie | allow_sources µs | x one by one | x trie | deny + allow, s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (c, [(deny, allow), (bdeny, ballow), (insert, remove)]) in &rows {
+        let total = (bdeny + ballow) * c.prefixes.len() as f64 / 1e6;
+        println!(
+            "| {} | {bdeny:.1} | {:.2} | {:.1} | {ballow:.1} | {:.3} | {:.1} | {total:.2} |",
+            c.name,
+            bdeny / deny,
+            bdeny / insert,
+            ballow / allow,
+            ballow / remove
         );
     }
 }

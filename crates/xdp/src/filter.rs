@@ -1,7 +1,7 @@
 //! The loaded program and its maps.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
@@ -699,6 +699,157 @@ impl XdpFilter {
         Ok(true)
     }
 
+    /// Denies every prefix of `prefixes` in one change: an IPv6 block that
+    /// several of them fall in is written once, with all of them (a list
+    /// of crowded blocks loads several times faster than prefix by prefix).
+    /// Prefixes already denied are left as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::MapFull`] when the list would exceed a capacity (nothing
+    /// is changed); [`ErrorKind::Kernel`], the deny list then being as it
+    /// was before the call.
+    pub fn deny_sources<I>(&mut self, prefixes: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = IpPrefix>,
+    {
+        self.change_sources(prefixes.into_iter().collect(), Vec::new())
+            .map(|_| ())
+    }
+
+    /// Removes every prefix of `prefixes` (exactly these, not the ones
+    /// inside them) from the deny list in one change, as
+    /// [`XdpFilter::deny_sources`] adds them: an IPv6 block is written
+    /// once, and one that empties is removed without waiting for the
+    /// program's runs. Returns how many were denied.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Kernel`], the deny list then being as it was before the
+    /// call.
+    pub fn allow_sources<I>(&mut self, prefixes: I) -> Result<usize, Error>
+    where
+        I: IntoIterator<Item = IpPrefix>,
+    {
+        self.change_sources(Vec::new(), prefixes.into_iter().collect())
+    }
+
+    /// Makes the deny list exactly `prefixes`: denies those not denied yet
+    /// and allows those denied but not in it, in one change (as
+    /// [`XdpFilter::deny_sources`]). Prefixes in both lists keep being
+    /// dropped throughout; a source of an added prefix is dropped, and one
+    /// of a removed prefix passes, from some moment during the call on. For
+    /// a deny list fed from elsewhere: calling it with the whole list
+    /// again changes only what changed.
+    ///
+    /// # Errors
+    ///
+    /// As [`XdpFilter::deny_sources`].
+    pub fn replace_denied_sources<I>(&mut self, prefixes: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = IpPrefix>,
+    {
+        let want: ahash::AHashSet<IpPrefix> = prefixes.into_iter().collect();
+        let have = self.denied_sources()?;
+        let allow = have.iter().filter(|p| !want.contains(p)).copied().collect();
+        let have: ahash::AHashSet<IpPrefix> = have.into_iter().collect();
+        let deny = want.into_iter().filter(|p| !have.contains(p)).collect();
+        self.change_sources(deny, allow).map(|_| ())
+    }
+
+    /// Denies `deny` and allows `allow` (prefixes in neither state already
+    /// are left out); how many were allowed. IPv4 prefix by prefix, IPv6 in
+    /// one pass over the blocks they fall in. On a kernel error the sets
+    /// go back to what they were and the maps are derived from them again.
+    fn change_sources(
+        &mut self,
+        deny: Vec<IpPrefix>,
+        allow: Vec<IpPrefix>,
+    ) -> Result<usize, Error> {
+        let mut v4: Vec<((u32, u8), bool)> = Vec::new();
+        let mut v6_add: BTreeSet<(u128, u8)> = BTreeSet::new();
+        let mut v6_del: BTreeSet<(u128, u8)> = BTreeSet::new();
+        let mut v4_seen = BTreeSet::new();
+        for (p, add) in deny
+            .iter()
+            .map(|p| (p, true))
+            .chain(allow.iter().map(|p| (p, false)))
+        {
+            match p.addr() {
+                IpAddr::V4(a) => {
+                    let key = (u32::from(a), p.len());
+                    if self.v4_set.contains(&key) != add && v4_seen.insert(key) {
+                        v4.push((key, add));
+                    }
+                }
+                IpAddr::V6(a) => {
+                    let key = (u128::from(a), p.len());
+                    if self.v6_set.contains(&key) != add {
+                        if add {
+                            v6_add.insert(key);
+                        } else {
+                            v6_del.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+        let v4_added = v4.iter().filter(|(_, add)| *add).count();
+        let v4_after = self.v4_set.len() + v4_added - (v4.len() - v4_added);
+        if v4_after > self.capacities.deny_v4 as usize {
+            return Err(Error::new(ErrorKind::MapFull {
+                map: MAP_DENY_V4,
+                capacity: self.capacities.deny_v4,
+            }));
+        }
+        if self.v6_set.len() + v6_add.len() - v6_del.len() > self.capacities.deny_v6 as usize {
+            return Err(Error::new(ErrorKind::MapFull {
+                map: MAP_DENY_V6,
+                capacity: self.capacities.deny_v6,
+            }));
+        }
+        // IPv4, undone prefix by prefix on an error.
+        let undo_v4 = |f: &mut XdpFilter, done: &[((u32, u8), bool)]| {
+            for &(key, add) in done.iter().rev() {
+                if add {
+                    f.v4_set.remove(&key);
+                } else {
+                    f.v4_set.insert(key);
+                }
+                let _ = f.apply_v4(key, !add);
+            }
+        };
+        for (i, &(key, add)) in v4.iter().enumerate() {
+            if add {
+                self.v4_set.insert(key);
+            } else {
+                self.v4_set.remove(&key);
+            }
+            if let Err(e) = self.apply_v4(key, add) {
+                undo_v4(self, &v4[..=i]);
+                return Err(e);
+            }
+        }
+        for &(a, len) in &v6_add {
+            self.v6_set_add(a, len);
+        }
+        for &(a, len) in &v6_del {
+            self.v6_set_remove(a, len);
+        }
+        if let Err(e) = self.apply_v6_batch(&v6_add, &v6_del) {
+            for &(a, len) in &v6_add {
+                self.v6_set_remove(a, len);
+            }
+            for &(a, len) in &v6_del {
+                self.v6_set_add(a, len);
+            }
+            let _ = self.apply_v6_batch(&v6_del, &v6_add);
+            undo_v4(self, &v4);
+            return Err(e);
+        }
+        Ok(v4.len() - v4_added + v6_del.len())
+    }
+
     /// Brings the IPv4 maps that `key` touches in line with the set, which
     /// already holds (`added`) or lacks it. An added prefix's bitmap is
     /// written before the /24 state that sends the program there; a removed
@@ -913,6 +1064,72 @@ impl XdpFilter {
         }
         if !added {
             match self.deny_v6.remove(&trie_key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`XdpFilter::apply_v6`] for many prefixes at once, the set already
+    /// holding `added` and lacking `removed`: the added ones go into the
+    /// trie, then every block a change falls in is written once from the
+    /// set, then the filter entries and /16 states, then the removed ones
+    /// leave the trie. A source of a prefix that stays finds it at every
+    /// step (its leaf, entry bits and state are in every version); an
+    /// added one's leaf comes before the bits that send the program there,
+    /// and a removed one may stop matching once its block is rewritten.
+    fn apply_v6_batch(
+        &mut self,
+        added: &BTreeSet<(u128, u8)>,
+        removed: &BTreeSet<(u128, u8)>,
+    ) -> Result<(), Error> {
+        for &(a, len) in added {
+            self.deny_v6
+                .insert(&Key::new(u32::from(len), a.to_be_bytes()), 1, 0)
+                .map_err(|e| Error::kernel("adding a deny-list entry", e))?;
+        }
+        let changed = || added.iter().chain(removed);
+        let mut blocks = BTreeSet::new();
+        let mut words: BTreeMap<u32, V6FilterEntry> = BTreeMap::new();
+        let mut states = BTreeSet::new();
+        for &(a, len) in changed() {
+            let net16 = (a >> 112) as u32;
+            match v6_level(len) {
+                Some(level) => {
+                    blocks.insert((level, a & v6_mask(level as u8)));
+                    if level == 16 {
+                        states.insert((net16, 1));
+                    } else {
+                        let (word, bit) = v6_filter_slot((a >> 64) as u64, level);
+                        let mine = words.entry(word).or_insert([0; 8]);
+                        mine[0] |= bit;
+                        for (i, b) in v6_fine_bits(a, len, level) {
+                            mine[i] |= b;
+                        }
+                    }
+                }
+                None => {
+                    states.insert((net16, 1u32 << (16 - len)));
+                }
+            }
+        }
+        for (level, base) in blocks {
+            self.store_v6_leaf(base, level)?;
+        }
+        for (word, mine) in words {
+            let entry = self.v6_entry(word, &mine);
+            self.store_v6_word(word, entry)?;
+        }
+        for (lo, n) in states {
+            self.store_v6_16(lo, n)?;
+        }
+        for &(a, len) in removed {
+            match self
+                .deny_v6
+                .remove(&Key::new(u32::from(len), a.to_be_bytes()))
+            {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
                 Err(e) if errno(&e) == Some(libc::ENOENT) => {}
                 Err(e) => return Err(Error::kernel("removing a deny-list entry", e)),
@@ -4401,7 +4618,7 @@ mod tests {
             .unwrap();
         let pre = |s: &str| s.parse::<IpPrefix>().unwrap();
         // Stay denied throughout.
-        for p in [
+        let mut permanent: Vec<IpPrefix> = [
             "2001:db8:1::/48",
             "2001:db8:c:f000::/56",
             "2001:db8:c:cbf0::/60",
@@ -4409,8 +4626,12 @@ mod tests {
             "2401:8000::/29",
             "198.18.7.0/24",
             "198.18.8.8/32",
-        ] {
-            f.deny_source(pre(p)).unwrap();
+        ]
+        .iter()
+        .map(|s| pre(s))
+        .collect();
+        for &p in &permanent {
+            f.deny_source(p).unwrap();
         }
         // Changed at random, with a drain of the pool now and then.
         let mut pool: Vec<IpPrefix> = [
@@ -4568,14 +4789,48 @@ mod tests {
                         std::thread::yield_now();
                     }
                     assert!(f.allow_source(pre("2401:8000::/29")).unwrap());
+                    permanent.retain(|p| *p != pre("2401:8000::/29"));
                 }
                 let r = next();
                 if r.is_multiple_of(64) {
+                    // The drain: one by one, or in one batch.
+                    if r.is_multiple_of(128) {
+                        let denied: Vec<IpPrefix> = (0..pool.len())
+                            .filter(|&i| on[i])
+                            .map(|i| pool[i])
+                            .collect();
+                        assert_eq!(
+                            f.allow_sources(denied.iter().copied()).unwrap(),
+                            denied.len()
+                        );
+                        on.iter_mut().for_each(|o| *o = false);
+                    }
                     for (p, on) in pool.iter().zip(on.iter_mut()) {
                         if *on {
                             assert!(f.allow_source(*p).unwrap());
                             *on = false;
                         }
+                    }
+                    continue;
+                }
+                if r % 16 == 1 {
+                    // A batch: a random eighth of the pool toggled, or the
+                    // whole list replaced (the permanent prefixes in it).
+                    let pick: Vec<usize> = (0..pool.len())
+                        .filter(|_| next().is_multiple_of(8))
+                        .collect();
+                    if r % 32 == 1 {
+                        let (deny, allow): (Vec<usize>, Vec<usize>) =
+                            pick.iter().partition(|&&i| !on[i]);
+                        f.deny_sources(deny.iter().map(|&i| pool[i])).unwrap();
+                        f.allow_sources(allow.iter().map(|&i| pool[i])).unwrap();
+                        pick.iter().for_each(|&i| on[i] = !on[i]);
+                    } else {
+                        let keep = permanent.iter().copied();
+                        f.replace_denied_sources(keep.chain(pick.iter().map(|&i| pool[i])))
+                            .unwrap();
+                        on.iter_mut().for_each(|o| *o = false);
+                        pick.iter().for_each(|&i| on[i] = true);
                     }
                     continue;
                 }
@@ -4616,6 +4871,200 @@ mod tests {
         assert!(f.v6_bit_users.is_empty() && f.v6_fine_users.is_empty());
         assert!(f.v6_words.iter().all(|&w| w == [0; 8]));
         assert_eq!(f.deny_v6_leaf.len(), 0);
+    }
+
+    /// Batches (`deny_sources`, `allow_sources`, `replace_denied_sources`)
+    /// of random subsets of a pool that takes blocks through every shape
+    /// in one step (empty to split, ranges to parts, overflow to one leaf,
+    /// ...): after each, every probe (each pool prefix's first, middle and
+    /// last address and the one past it) gets the verdict the set says,
+    /// and the mirrors, counts and slots are in line. A third of the
+    /// batches run with the range slots off. Emptying the blocks in one
+    /// batch waits for no program run. A failed write leaves the set and
+    /// the verdicts as before.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_batches_keep_the_maps_in_line_with_the_set() {
+        use crate::test_frames::{udp, v4_frame, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let pre = |s: String| s.parse::<IpPrefix>().unwrap();
+        let mut pool: Vec<IpPrefix> = [
+            "2400::/12",
+            "2401::/16",
+            "2401:1000::/20",
+            "2401:8000::/17",
+            "2001:db8:c::/49",
+            "2001:db8:c:8000::/50",
+            "2001:db8:c::/48",
+            "198.18.8.0/25",
+            "198.18.8.128/26",
+            "198.18.0.0/16",
+            "198.18.9.7/32",
+        ]
+        .iter()
+        .map(|s| pre(s.to_string()))
+        .collect();
+        for i in 0..24u32 {
+            pool.push(pre(format!("2401:{:x}::/29", i << 10)));
+        }
+        for i in 0..40u32 {
+            pool.push(pre(format!("2001:db8:c:{:x}00::/56", 4 * i + 1)));
+            pool.push(pre(format!("2001:db8:c:{:x}::/60", 0xc800 + 0x10 * i)));
+            pool.push(pre(format!(
+                "2001:db8:c:{:x}::/62",
+                0xd000 + 0x10 * (i / 4) + 4 * (i % 4)
+            )));
+            pool.push(pre(format!("2001:db8:f:1::{:x}/128", 3 * i + 1)));
+        }
+        for i in 0..70u32 {
+            pool.push(pre(format!("2001:db8:e:2::{:x}/128", 3 * i + 1)));
+        }
+        let frame = |a: IpAddr| match a {
+            IpAddr::V4(a) => v4_frame(a, UDP, &udp(1, 2, b"")),
+            IpAddr::V6(a) => v6_frame(a, UDP, &udp(1, 2, b"")),
+        };
+        let mut probes: Vec<IpAddr> = Vec::new();
+        for p in &pool {
+            match p.addr() {
+                IpAddr::V4(a) => {
+                    let lo = u32::from(a);
+                    let hi = lo | u32::MAX.checked_shr(u32::from(p.len())).unwrap_or(0);
+                    for x in [lo, lo + (hi - lo) / 2, hi, hi.wrapping_add(1)] {
+                        probes.push(Ipv4Addr::from(x).into());
+                    }
+                }
+                IpAddr::V6(a) => {
+                    let lo = u128::from(a);
+                    let hi = lo | u128::MAX.checked_shr(u32::from(p.len())).unwrap_or(0);
+                    for x in [lo, lo + (hi - lo) / 2, hi, hi.wrapping_add(1)] {
+                        probes.push(Ipv6Addr::from(x).into());
+                    }
+                }
+            }
+        }
+        let probes: Vec<(IpAddr, Vec<u8>)> = probes.into_iter().map(|a| (a, frame(a))).collect();
+        let check = |f: &XdpFilter, label: &str| {
+            let set = f.denied_sources().unwrap();
+            for (a, frame) in &probes {
+                let want = if set.iter().any(|p| p.contains(*a)) {
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                };
+                let got = f.test_run(frame, 1).unwrap().verdict;
+                assert_eq!(got, want, "{label}: {a}");
+            }
+            assert_v6_counts(f);
+        };
+        let mut next = crate::test_frames::xorshift64(0x9e37_79b9_7f4a_7c15);
+        let mut on = vec![false; pool.len()];
+        // The modes (0: no leaf) the /48 block, its crowded 64ths and the
+        // /16 block went through.
+        let block = LeafBlock::new(0x2001_0db8_000c_0000, 48, f.cfg.v6_bucket_mask);
+        let places = [
+            block,
+            block.chunk(50),
+            block.chunk(52),
+            LeafBlock::new(0x2401_0000_0000_0000, 16, f.cfg.v6_bucket_mask),
+            LeafBlock::new(0x2001_0db8_000e_0002, 64, f.cfg.v6_bucket_mask),
+        ];
+        let mut shapes = [(); 5].map(|_| BTreeSet::new());
+        for round in 0..45 {
+            crate::ranges::tests::NO_RANGES.with(|n| n.set(round % 3 == 2));
+            // From one in two of the pool to one in twelve.
+            let odds = [2, 3, 6, 12][(round / 4) % 4];
+            let pick: Vec<usize> = (0..pool.len())
+                .filter(|_| next().is_multiple_of(odds))
+                .collect();
+            let label = format!("round {round}");
+            match round % 4 {
+                0 | 1 => {
+                    f.deny_sources(pick.iter().map(|&i| pool[i])).unwrap();
+                    pick.iter().for_each(|&i| on[i] = true);
+                }
+                2 => {
+                    let was = pick.iter().filter(|&&i| on[i]).count();
+                    let n = f.allow_sources(pick.iter().map(|&i| pool[i])).unwrap();
+                    assert_eq!(n, was, "{label}");
+                    pick.iter().for_each(|&i| on[i] = false);
+                }
+                _ => {
+                    f.replace_denied_sources(pick.iter().map(|&i| pool[i]))
+                        .unwrap();
+                    on.iter_mut().for_each(|o| *o = false);
+                    pick.iter().for_each(|&i| on[i] = true);
+                }
+            }
+            let want: Vec<IpPrefix> = (0..pool.len())
+                .filter(|&i| on[i])
+                .map(|i| pool[i])
+                .collect();
+            let mut have = f.denied_sources().unwrap();
+            have.sort_by_key(|p| (p.addr(), p.len()));
+            let mut want = want;
+            want.sort_by_key(|p| (p.addr(), p.len()));
+            assert_eq!(have, want, "{label}");
+            check(&f, &label);
+            for (modes, leaf) in shapes
+                .iter_mut()
+                .zip(places.iter().map(|b| b.get(&f.deny_v6_leaf, 0)))
+            {
+                modes.insert(leaf.map_or(0, |l| l.parts));
+            }
+        }
+        // (The seeded picks take them through all of these.)
+        let went = |i: usize, modes: &[u32]| {
+            for m in modes {
+                assert!(shapes[i].contains(m), "{i}: {m} not in {:?}", shapes[i]);
+            }
+        };
+        went(0, &[1, V6_MAX_PARTS, V6_SPLIT, V6_RANGES, V6_OVERFLOW]);
+        for i in [1, 2] {
+            went(
+                i,
+                &[0, 1, 2, V6_MAX_PARTS, V6_SPLIT, V6_RANGES, V6_OVERFLOW],
+            );
+        }
+        went(3, &[1, 2, V6_SPLIT, V6_RANGES]);
+        went(4, &[1, V6_SPLIT]);
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(false));
+        // Every pool prefix denied at once, then allowed at once: each
+        // block goes from its full shape to nothing with no wait.
+        f.deny_sources(pool.iter().copied()).unwrap();
+        check(&f, "all");
+        let journal = journal_of(|| {
+            assert_eq!(f.allow_sources(pool.iter().copied()).unwrap(), pool.len());
+        });
+        assert!(!journal.contains(&Event::Wait), "{journal:?}");
+        check(&f, "none");
+        assert_eq!(f.deny_v6_leaf.len(), 0);
+        assert!(f.v6_bit_users.is_empty() && f.v6_fine_users.is_empty());
+        // A write that fails half-way: the set and the verdicts as before.
+        let half: Vec<IpPrefix> = pool.iter().copied().step_by(2).collect();
+        f.deny_sources(half.iter().copied()).unwrap();
+        // (The first write of the chunk leaf of c:c800::/54.)
+        tests::FAIL_PUT.with(|x| x.set(Some(((Some(50), None, 0), 0))));
+        let e = f.replace_denied_sources(pool.iter().copied()).unwrap_err();
+        tests::FAIL_PUT.with(|x| x.set(None));
+        assert!(matches!(e.kind(), ErrorKind::Kernel { .. }), "{e}");
+        let mut have = f.denied_sources().unwrap();
+        have.sort_by_key(|p| (p.addr(), p.len()));
+        let mut want = half.clone();
+        want.sort_by_key(|p| (p.addr(), p.len()));
+        assert_eq!(have, want);
+        check(&f, "after a failed batch");
+        // Past the capacity: refused before any write.
+        let mut small = XdpFilter::builder()
+            .deny_v6_capacity(16)
+            .load()
+            .expect("load the XDP program (as root)");
+        let many: Vec<IpPrefix> = (0..17u32)
+            .map(|i| pre(format!("2001:db8:{i:x}::/48")))
+            .collect();
+        let e = small.deny_sources(many).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::MapFull { .. }), "{e}");
+        assert!(small.denied_sources().unwrap().is_empty());
     }
 
     /// The verifier walks the classifier's paths (the IPv6 levels, parts

@@ -1275,6 +1275,76 @@ fn root_test_run_range_slots_follow_the_setting() {
     check(&f, &[], "all allowed");
 }
 
+/// `deny_sources`, `allow_sources` and `replace_denied_sources` with IPv4
+/// and IPv6 prefixes mixed: the verdicts follow the list, duplicates and
+/// prefixes already in their state change nothing, and a replace keeps
+/// what both lists hold.
+#[test]
+#[ignore = "needs root"]
+fn root_test_run_sources_change_in_batches() {
+    let mut f = filter();
+    let pre = |s: &str| s.parse::<IpPrefix>().unwrap();
+    let probe = |f: &XdpFilter, a: &str| {
+        let frame = match a.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(a) => v4_frame(a, UDP, &udp(1, 2, b"")),
+            IpAddr::V6(a) => v6_frame(a, UDP, &udp(1, 2, b"")),
+        };
+        f.test_run(&frame, 1).unwrap().verdict
+    };
+    let first = [
+        "198.18.5.0/24",
+        "198.18.6.7/32",
+        "2001:db8:a::/48",
+        "2001:db8:b:1::/64",
+    ];
+    f.deny_sources(first.iter().map(|s| pre(s)).chain([pre(first[0])]))
+        .unwrap();
+    // Crowded: forty /60s in one /54.
+    let crowded: Vec<IpPrefix> = (0..40)
+        .map(|i| pre(&format!("2001:db8:c:{:x}::/60", 0x10 * i)))
+        .collect();
+    f.deny_sources(crowded.iter().copied()).unwrap();
+    assert_eq!(f.denied_sources().unwrap().len(), 44);
+    for a in [
+        "198.18.5.9",
+        "198.18.6.7",
+        "2001:db8:a::1",
+        "2001:db8:b:1::1",
+        "2001:db8:c:270::1",
+    ] {
+        assert_eq!(probe(&f, a), Verdict::Drop, "{a}");
+    }
+    for a in ["198.18.6.8", "2001:db8:b:2::1", "2001:db8:c:280::1"] {
+        assert_eq!(probe(&f, a), Verdict::Pass, "{a}");
+    }
+    // Allowed in one call: how many were denied.
+    let n = f
+        .allow_sources(crowded.iter().copied().chain([pre("198.18.9.0/24")]))
+        .unwrap();
+    assert_eq!(n, 40);
+    assert_eq!(probe(&f, "2001:db8:c:270::1"), Verdict::Pass);
+    // Replaced: the /24 and the /48 stay, the rest goes, a /16 comes.
+    f.replace_denied_sources(["198.18.5.0/24", "2001:db8:a::/48", "2400::/16"].map(pre))
+        .unwrap();
+    let mut now = f.denied_sources().unwrap();
+    now.sort_by_key(|p| (p.addr(), p.len()));
+    assert_eq!(
+        now,
+        ["198.18.5.0/24", "2001:db8:a::/48", "2400::/16"].map(pre)
+    );
+    for (a, v) in [
+        ("198.18.5.9", Verdict::Drop),
+        ("198.18.6.7", Verdict::Pass),
+        ("2001:db8:a::1", Verdict::Drop),
+        ("2001:db8:b:1::1", Verdict::Pass),
+        ("2400:1::1", Verdict::Drop),
+    ] {
+        assert_eq!(probe(&f, a), v, "{a}");
+    }
+    f.replace_denied_sources([]).unwrap();
+    assert!(f.denied_sources().unwrap().is_empty());
+}
+
 fn v6_prefix(addr: u128, len: u8) -> IpPrefix {
     IpPrefix::new(std::net::Ipv6Addr::from(addr).into(), len).unwrap()
 }

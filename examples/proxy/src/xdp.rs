@@ -27,9 +27,12 @@ impl Xdp {
     pub fn attach(interface: &str, config: &XdpConfig) -> Result<Xdp, rauta_xdp::Error> {
         let mut filter = XdpFilter::load()?;
         let mode = filter.attach(interface)?;
-        for p in &config.deny_sources {
-            filter.deny_source(p.parse::<IpPrefix>()?)?;
-        }
+        let denied = config
+            .deny_sources
+            .iter()
+            .map(|p| p.parse::<IpPrefix>())
+            .collect::<Result<Vec<_>, _>>()?;
+        filter.deny_sources(denied)?;
         for port in &config.deny_tcp_ports {
             filter.deny_port(Protocol::Tcp, *port)?;
         }
