@@ -300,7 +300,7 @@ pub const fn ranges_for(entries: u32) -> u32 {
 /// the first 64 bits in a /16, /32 or /48 leaf (prefixes shorter than /64), the
 /// last 64 bits in a /64 leaf (the first 64 are the leaf's block, matched by
 /// its tag). An address half `h` is inside when `h & mask == addr`. An
-/// unused slot has `mask` 0 and `addr` all ones, which nothing matches.
+/// unused slot ([`V6Prefix::UNUSED`]) matches nothing.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V6Prefix {
@@ -311,10 +311,17 @@ pub struct V6Prefix {
 }
 
 impl V6Prefix {
-    /// The slot that matches nothing.
+    /// The slot that matches nothing: `addr` all ones, `mask` all ones but
+    /// the lowest bit (a masked half's lowest bit is 0, the address's 1).
+    /// A program run that reads a slot while the loader writes it (the
+    /// kernel copies map values without atomicity) may pair one field of
+    /// a prefix with the other of this; such a pair matches at most the
+    /// prefix's first address, the one after it, and the half of all
+    /// ones, where a mask of 0 would have paired a prefix at address 0
+    /// with every address.
     pub const UNUSED: V6Prefix = V6Prefix {
         addr: u64::MAX,
-        mask: 0,
+        mask: u64::MAX ^ 1,
     };
 
     /// The prefix `len` bits long (`len <= 64`) of the address half `bits`.
@@ -1089,6 +1096,55 @@ mod tests {
             }
         );
         assert!(V6Prefix::of(5, 0).contains(u64::MAX));
+    }
+
+    /// The unused slot matches nothing, and paired half-written with a
+    /// prefix's address or mask at most that prefix's first address, the
+    /// one after it and the half of all ones.
+    #[test]
+    fn unused_slots_match_nothing_even_half_written() {
+        let u = V6Prefix::UNUSED;
+        for h in [0, 1, 2, u64::MAX - 1, u64::MAX, 0x8000_0000_0000_0000] {
+            assert!(!u.contains(h), "{h:#x}");
+        }
+        for (bits, len) in [
+            (0, 1),
+            (0, 64),
+            (0x2001_0db8_0000_0000, 32),
+            (6, 64),
+            (7, 64),
+            (0, 0),
+        ] {
+            let p = V6Prefix::of(bits, len);
+            for mix in [
+                V6Prefix {
+                    addr: p.addr,
+                    mask: u.mask,
+                },
+                V6Prefix {
+                    addr: u.addr,
+                    mask: p.mask,
+                },
+            ] {
+                for h in [
+                    0,
+                    1,
+                    p.addr,
+                    p.addr + 1,
+                    p.addr.wrapping_sub(1),
+                    p.addr | 0xff,
+                    u64::MAX,
+                    u64::MAX - 1,
+                ] {
+                    if mix.contains(h) {
+                        assert!(
+                            p.contains(h) || h == p.addr + 1 || h == u64::MAX,
+                            "{p:?} mixed as {mix:?} matches {h:#x}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -131,6 +131,18 @@ impl<B: Bucket, K: Pod> Table<B, K> {
         }
     }
 
+    /// Writes every bucket of the kernel's array as the mirror holds it
+    /// (empty, for a table just made): the kernel's array starts zeroed,
+    /// and a leaf slot of zeros, read half-written as a key comes into it,
+    /// would pair the new tag with a prefix that matches everything.
+    pub(crate) fn write_every_bucket(&mut self) -> Result<(), Error> {
+        for b in 0..self.mirror.len() as u32 {
+            let bucket = self.mirror[b as usize];
+            self.write(b, bucket)?;
+        }
+        Ok(())
+    }
+
     /// Number of keys in the spill map.
     pub(crate) fn spilled(&self) -> usize {
         self.spilled.len()

@@ -228,7 +228,9 @@ impl Builder {
     }
 
     /// Capacity of the IPv6 source deny list (default 16,384 prefixes). The
-    /// kernel preallocates about 292 bytes of buckets per prefix of capacity.
+    /// kernel preallocates about 292 bytes of buckets per prefix of
+    /// capacity, and by default 128 bytes of range slots
+    /// ([`Builder::deny_v6_range_slots`]).
     pub fn deny_v6_capacity(mut self, n: u32) -> Self {
         self.deny_v6 = n;
         self
@@ -326,7 +328,7 @@ impl Builder {
         let deny_v4_24 = take(&mut ebpf, MAP_DENY_V4_24, Array::try_from)?;
         let deny_v6 = take(&mut ebpf, MAP_DENY_V6, LpmTrie::try_from)?;
         let deny_v6_32 = take(&mut ebpf, MAP_DENY_V6_32, Array::try_from)?;
-        let deny_v6_leaf = V6Leaves::new(
+        let mut deny_v6_leaf = V6Leaves::new(
             Table::new(
                 take(&mut ebpf, MAP_DENY_V6_LEAF, Array::try_from)?,
                 take(&mut ebpf, MAP_DENY_V6_SPILL, HashMap::try_from)?,
@@ -336,6 +338,7 @@ impl Builder {
             RangeSlots::new(take(&mut ebpf, MAP_DENY_V6_RANGES, Array::try_from)?),
             Waiter::new(),
         );
+        deny_v6_leaf.write_every_bucket()?;
         let deny_v6_16 = take(&mut ebpf, MAP_DENY_V6_16, Array::try_from)?;
         let deny_ports = take(&mut ebpf, MAP_DENY_PORTS, Array::try_from)?;
         let config = take(&mut ebpf, MAP_CONFIG, Array::try_from)?;
@@ -706,9 +709,12 @@ impl XdpFilter {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::MapFull`] when the list would exceed a capacity (nothing
-    /// is changed); [`ErrorKind::Kernel`], the deny list then being as it
-    /// was before the call.
+    /// [`ErrorKind::MapFull`] when the list would exceed a capacity (found
+    /// before any write), or when an IPv4 address bitmap finds its bucket
+    /// and the spill map full; [`ErrorKind::Kernel`]. After an error the
+    /// deny list is as it was before the call, and the maps are written
+    /// from it again (best effort: a second failure leaves them as the
+    /// next change of those blocks finds them).
     pub fn deny_sources<I>(&mut self, prefixes: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = IpPrefix>,
@@ -726,7 +732,7 @@ impl XdpFilter {
     /// # Errors
     ///
     /// [`ErrorKind::Kernel`], the deny list then being as it was before the
-    /// call.
+    /// call (as for [`XdpFilter::deny_sources`]).
     pub fn allow_sources<I>(&mut self, prefixes: I) -> Result<usize, Error>
     where
         I: IntoIterator<Item = IpPrefix>,
@@ -794,6 +800,9 @@ impl XdpFilter {
                 }
             }
         }
+        // Removals first (as for IPv6: the spill map never holds more
+        // than it will).
+        v4.sort_by_key(|&(_, add)| add);
         let v4_added = v4.iter().filter(|(_, add)| *add).count();
         let v4_after = self.v4_set.len() + v4_added - (v4.len() - v4_added);
         if v4_after > self.capacities.deny_v4 as usize {
@@ -830,20 +839,32 @@ impl XdpFilter {
                 return Err(e);
             }
         }
-        for &(a, len) in &v6_add {
-            self.v6_set_add(a, len);
-        }
+        // IPv6 in two passes, the removals first: a leaf slot a removed
+        // prefix frees is never given to an added one in the same write (a
+        // run reading the slot as it changes could pair one's address with
+        // the other's mask), and the trie never holds more than the
+        // capacity.
+        let none = BTreeSet::new();
         for &(a, len) in &v6_del {
             self.v6_set_remove(a, len);
         }
-        if let Err(e) = self.apply_v6_batch(&v6_add, &v6_del) {
+        let removed = self.apply_v6_batch(&none, &v6_del);
+        let added = removed.and_then(|()| {
             for &(a, len) in &v6_add {
-                self.v6_set_remove(a, len);
+                self.v6_set_add(a, len);
             }
+            self.apply_v6_batch(&v6_add, &none).inspect_err(|_| {
+                for &(a, len) in &v6_add {
+                    self.v6_set_remove(a, len);
+                }
+                let _ = self.apply_v6_batch(&none, &v6_add);
+            })
+        });
+        if let Err(e) = added {
             for &(a, len) in &v6_del {
                 self.v6_set_add(a, len);
             }
-            let _ = self.apply_v6_batch(&v6_del, &v6_add);
+            let _ = self.apply_v6_batch(&v6_del, &none);
             undo_v4(self, &v4);
             return Err(e);
         }
@@ -1072,8 +1093,9 @@ impl XdpFilter {
         Ok(())
     }
 
-    /// [`XdpFilter::apply_v6`] for many prefixes at once, the set already
-    /// holding `added` and lacking `removed`: the added ones go into the
+    /// [`XdpFilter::apply_v6`] for many prefixes at once (called with one
+    /// of the two empty: removals and additions are separate passes), the
+    /// set already holding `added` and lacking `removed`: the added ones go into the
     /// trie, then every block a change falls in is written once from the
     /// set, then the filter entries and /16 states, then the removed ones
     /// leave the trie. A source of a prefix that stays finds it at every
@@ -1122,8 +1144,9 @@ impl XdpFilter {
             let entry = self.v6_entry(word, &mine);
             self.store_v6_word(word, entry)?;
         }
-        for (lo, n) in states {
-            self.store_v6_16(lo, n)?;
+        if !states.is_empty() {
+            let states: Vec<(u32, u32)> = states.into_iter().collect();
+            self.store_v6_16s(&states)?;
         }
         for &(a, len) in removed {
             match self
@@ -1267,17 +1290,26 @@ impl XdpFilter {
     /// leaves are written whatever the state, so a /16 that stops being
     /// covered has them ready).
     fn store_v6_16(&mut self, lo: u32, n: u32) -> Result<(), Error> {
+        self.store_v6_16s(&[(lo, n)])
+    }
+
+    /// [`Self::store_v6_16`] for several spans of /16s (`(lo, n)` each),
+    /// the flag in the filter entries turned off before them or on after
+    /// them once.
+    fn store_v6_16s(&mut self, spans: &[(u32, u32)]) -> Result<(), Error> {
         let any = self.v6_short > 0;
         if !any {
             self.store_v6_short_bits(false)?;
         }
-        for net in lo..lo + n {
-            let entry = self.v6_16_entry(net);
-            if self.v6_16_entries[net as usize] != entry {
-                self.deny_v6_16
-                    .set(net, entry, 0)
-                    .map_err(|e| Error::kernel("updating the IPv6 /16 states", e))?;
-                self.v6_16_entries[net as usize] = entry;
+        for &(lo, n) in spans {
+            for net in lo..lo + n {
+                let entry = self.v6_16_entry(net);
+                if self.v6_16_entries[net as usize] != entry {
+                    self.deny_v6_16
+                        .set(net, entry, 0)
+                        .map_err(|e| Error::kernel("updating the IPv6 /16 states", e))?;
+                    self.v6_16_entries[net as usize] = entry;
+                }
             }
         }
         if any {
@@ -1683,7 +1715,33 @@ impl LeafBlock {
         table.get(b, tag)
     }
 
+    /// Writes `leaf` at part `part` (removes it for `None`). A slot never
+    /// goes from one prefix to another in one write: a run reading it as
+    /// it is written could pair one's address with the other's mask (a
+    /// removed /50's mask with a /56's address aligned to it matches the
+    /// /50 there, which neither covers). Such slots (a prefix that goes,
+    /// replaced by one the same write brings, as a compaction does) are
+    /// first written unused, the rest of the leaf as it was.
     fn put(&self, table: &mut V6Leaves, part: u32, leaf: Option<V6Leaf>) -> Result<(), Error> {
+        if let (Some(new), Some(old)) = (leaf, self.get(table, part)) {
+            let mut step = old;
+            for (i, (o, n)) in old.prefixes.iter().zip(&new.prefixes).enumerate() {
+                if o != n
+                    && *o != V6Prefix::UNUSED
+                    && *n != V6Prefix::UNUSED
+                    && !new.prefixes.contains(o)
+                {
+                    step.prefixes[i] = V6Prefix::UNUSED;
+                }
+            }
+            if step != old {
+                self.put_one(table, part, Some(step))?;
+            }
+        }
+        self.put_one(table, part, leaf)
+    }
+
+    fn put_one(&self, table: &mut V6Leaves, part: u32, leaf: Option<V6Leaf>) -> Result<(), Error> {
         #[cfg(test)]
         if leaf.is_some() {
             if let Some((at, skip)) = tests::FAIL_PUT.with(|f| f.get()) {
@@ -5065,6 +5123,125 @@ mod tests {
         let e = small.deny_sources(many).unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::MapFull { .. }), "{e}");
         assert!(small.denied_sources().unwrap().is_empty());
+    }
+
+    /// A batch that removes some prefixes of a block and adds others never
+    /// gives a removed prefix's leaf slot to an added one in the same write
+    /// (a run reading the slot as it is written could pair one's address
+    /// with the other's mask and drop sources neither covers): every slot
+    /// of every leaf write goes from a prefix to itself, from a prefix to
+    /// unused or from unused to a prefix. For a block in one leaf and one
+    /// in parts (ranges off), by `replace_denied_sources`. And a replace
+    /// at the capacity, removing some and adding as many, fits (the
+    /// removals go first, also out of the trie).
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_batches_never_swap_prefixes_in_one_slot() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::builder()
+            .deny_v6_capacity(48)
+            .load()
+            .expect("load the XDP program (as root)");
+        ranges_off();
+        let pre = |s: String| s.parse::<IpPrefix>().unwrap();
+        // One leaf: 8 /56s of 2001:db8:a::/48. Parts: a /49, a /50 and
+        // 20 /56s of 2001:db8:b::/48 (they reach more 64ths than there are
+        // of them: no split; no ranges).
+        let one: Vec<IpPrefix> = (0..8)
+            .map(|i| pre(format!("2001:db8:a:{:x}00::/56", 2 * i)))
+            .collect();
+        let mut parts = vec![
+            pre("2001:db8:b::/49".into()),
+            pre("2001:db8:b:8000::/50".into()),
+        ];
+        parts.extend((0..20).map(|i| pre(format!("2001:db8:b:{:x}00::/56", 0xc0 + i))));
+        let mut before: Vec<IpPrefix> = one.iter().chain(&parts).copied().collect();
+        f.deny_sources(before.iter().copied()).unwrap();
+        let blocks = [0x2001_0db8_000a_0000u64, 0x2001_0db8_000b_0000]
+            .map(|top| LeafBlock::new(top, 48, f.cfg.v6_bucket_mask));
+        assert_eq!(blocks[0].get(&f.deny_v6_leaf, 0).unwrap().parts, 1);
+        assert_eq!(blocks[1].get(&f.deny_v6_leaf, 0).unwrap().parts, 3);
+        for round in 0..6u32 {
+            // Half of each block's prefixes out, as many new ones in.
+            let mut after: Vec<IpPrefix> = before
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| (i as u32 + round).is_multiple_of(2))
+                .map(|(_, p)| *p)
+                .collect();
+            let fresh = |block: &str, i: u32| {
+                pre(format!(
+                    "2001:db8:{block}:{:x}00::/56",
+                    (0x40 * round + i + 1) & 0xff
+                ))
+            };
+            after.extend((0..4).map(|i| fresh("a", 2 * i)));
+            after.extend((0..10).map(|i| fresh("b", 0x80 + i)));
+            // What every place of the two blocks holds before the change.
+            let mut last: std::collections::HashMap<(u64, Option<u32>, Option<u32>, u32), V6Leaf> =
+                std::collections::HashMap::new();
+            for b in &blocks {
+                for part in 0..V6_MAX_PARTS {
+                    if let Some(l) = b.get(&f.deny_v6_leaf, part) {
+                        last.insert((b.key, None, None, part), l);
+                    }
+                }
+            }
+            let journal = journal_of(|| f.replace_denied_sources(after.iter().copied()).unwrap());
+            for e in &journal {
+                let Event::Put {
+                    key,
+                    chunk,
+                    sub,
+                    part,
+                    leaf,
+                } = *e
+                else {
+                    continue;
+                };
+                let place = (key, chunk, sub, part);
+                if let (Some(old), Some(new)) = (last.get(&place), leaf) {
+                    for (o, n) in old.prefixes.iter().zip(&new.prefixes) {
+                        assert!(
+                            o == n || *o == V6Prefix::UNUSED || *n == V6Prefix::UNUSED,
+                            "round {round}: {place:?} slot {o:?} -> {n:?}"
+                        );
+                    }
+                }
+                match leaf {
+                    Some(l) => last.insert(place, l),
+                    None => last.remove(&place),
+                };
+            }
+            for p in &after {
+                let IpAddr::V6(a) = p.addr() else {
+                    unreachable!()
+                };
+                let frame = v6_frame(a, UDP, &udp(1, 2, b""));
+                assert_eq!(
+                    f.test_run(&frame, 1).unwrap().verdict,
+                    Verdict::Drop,
+                    "round {round}: {p}"
+                );
+            }
+            assert_v6_counts(&f);
+            before = after;
+        }
+        // At the capacity (48): all out but 8, 40 new in.
+        let full: Vec<IpPrefix> = (0..48)
+            .map(|i| pre(format!("2001:db8:{i:x}::/48")))
+            .collect();
+        f.replace_denied_sources(full.iter().copied()).unwrap();
+        let next: Vec<IpPrefix> = full[..8]
+            .iter()
+            .copied()
+            .chain((0..40).map(|i| pre(format!("2001:db9:{i:x}::/48"))))
+            .collect();
+        f.replace_denied_sources(next.iter().copied()).unwrap();
+        assert_eq!(f.denied_sources().unwrap().len(), 48);
+        assert_v6_counts(&f);
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(false));
     }
 
     /// The verifier walks the classifier's paths (the IPv6 levels, parts

@@ -1297,7 +1297,8 @@ fn root_test_run_sources_change_in_batches() {
         "2001:db8:a::/48",
         "2001:db8:b:1::/64",
     ];
-    f.deny_sources(first.iter().map(|s| pre(s)).chain([pre(first[0])]))
+    // Duplicates in the list, of both families.
+    f.deny_sources(first.iter().chain(&[first[0], first[2]]).map(|s| pre(s)))
         .unwrap();
     // Crowded: forty /60s in one /54.
     let crowded: Vec<IpPrefix> = (0..40)
@@ -1341,8 +1342,12 @@ fn root_test_run_sources_change_in_batches() {
     ] {
         assert_eq!(probe(&f, a), v, "{a}");
     }
+    // The last prefix shorter than /32 goes with the rest.
     f.replace_denied_sources([]).unwrap();
     assert!(f.denied_sources().unwrap().is_empty());
+    for a in ["198.18.5.9", "2001:db8:a::1", "2400:1::1"] {
+        assert_eq!(probe(&f, a), Verdict::Pass, "{a}");
+    }
 }
 
 fn v6_prefix(addr: u128, len: u8) -> IpPrefix {

@@ -43,6 +43,9 @@ pub enum ConfigError {
     /// The route configuration is invalid (every error it has).
     #[error("routes: {0}")]
     Routes(#[from] ConfigErrors),
+    /// The `xdp:` lists could not be applied to the attached classifier.
+    #[error("xdp: {0}")]
+    Xdp(String),
 }
 
 /// Load-balancing policy of a cluster.
@@ -122,7 +125,8 @@ fn default_ejection() -> u64 {
 }
 
 /// What the XDP classifier drops before packets reach the proxy (used only
-/// with `--xdp IFACE` and the `xdp` cargo feature; read once at start).
+/// with `--xdp IFACE` and the `xdp` cargo feature; applied at start and at
+/// every reload).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XdpConfig {

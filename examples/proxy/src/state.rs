@@ -204,6 +204,13 @@ impl State {
                 &self.registry,
                 &self.outliers,
             )?;
+            // The classifier's lists first: a list it refuses rejects the
+            // whole file, before anything of it serves.
+            #[cfg(feature = "xdp")]
+            if let Some(xdp) = &self.xdp {
+                xdp.update(&config.xdp.clone().unwrap_or_default())
+                    .map_err(|e| ConfigError::Xdp(e.to_string()))?;
+            }
             // The table is already built and validated against this file's
             // clusters; the router versions and installs it. Reloads are
             // serialized, so the snapshot loaded next is the one installed.

@@ -1,8 +1,9 @@
 //! `--xdp IFACE`: the rauta-xdp classifier in front of the proxy (cargo
 //! feature `xdp`; the program itself is embedded with `rauta-xdp/ebpf`).
-//! The deny lists come from the file's `xdp:` section at start; the
-//! classifier's counters are appended to `/metrics`.
+//! The deny lists come from the file's `xdp:` section, at start and at
+//! every reload; the classifier's counters are appended to `/metrics`.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
@@ -13,7 +14,33 @@ use crate::config::XdpConfig;
 /// A loaded and attached classifier. Dropping it detaches the program.
 #[derive(Debug)]
 pub struct Xdp {
-    filter: Mutex<XdpFilter>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    filter: XdpFilter,
+    /// The TCP and UDP ports denied now.
+    ports: [BTreeSet<u16>; 2],
+}
+
+/// Why the `xdp:` lists could not be applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XdpError {
+    /// An entry of `deny_sources` is not a prefix (nothing was changed).
+    #[error("xdp.deny_sources[{index}] {text:?}: {source}")]
+    Prefix {
+        /// Its position in the list.
+        index: usize,
+        /// The entry.
+        text: String,
+        /// What rauta-xdp said.
+        source: rauta_xdp::Error,
+    },
+    /// Loading, attaching or changing the classifier failed.
+    #[error(transparent)]
+    Filter(#[from] rauta_xdp::Error),
 }
 
 impl Xdp {
@@ -23,35 +50,75 @@ impl Xdp {
     /// # Errors
     ///
     /// What rauta-xdp reports (no embedded program, not root, no such
-    /// interface, bad prefix, full map).
-    pub fn attach(interface: &str, config: &XdpConfig) -> Result<Xdp, rauta_xdp::Error> {
+    /// interface, full map), or an entry that is not a prefix.
+    pub fn attach(interface: &str, config: &XdpConfig) -> Result<Xdp, XdpError> {
         let mut filter = XdpFilter::load()?;
         let mode = filter.attach(interface)?;
-        let denied = config
+        let xdp = Xdp {
+            inner: Mutex::new(Inner {
+                filter,
+                ports: Default::default(),
+            }),
+        };
+        xdp.update(config)?;
+        tracing::info!(interface, ?mode, "XDP classifier attached");
+        Ok(xdp)
+    }
+
+    /// Makes the classifier's deny lists those of `config`: the source list
+    /// is replaced in one change that writes only the difference (a source
+    /// in both the old and the new list is dropped throughout), then the
+    /// ports that changed are denied or allowed.
+    ///
+    /// # Errors
+    ///
+    /// An entry that is not a prefix (checked before anything changes), or
+    /// a kernel error (the source list is then as it was; ports changed
+    /// before the error stay changed).
+    pub fn update(&self, config: &XdpConfig) -> Result<(), XdpError> {
+        let sources = config
             .deny_sources
             .iter()
-            .map(|p| p.parse::<IpPrefix>())
+            .enumerate()
+            .map(|(index, text)| {
+                text.parse::<IpPrefix>().map_err(|source| XdpError::Prefix {
+                    index,
+                    text: text.clone(),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        filter.deny_sources(denied)?;
-        for port in &config.deny_tcp_ports {
-            filter.deny_port(Protocol::Tcp, *port)?;
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Inner { filter, ports } = &mut *inner;
+        filter.replace_denied_sources(sources)?;
+        let wanted = [&config.deny_tcp_ports, &config.deny_udp_ports];
+        for ((protocol, now), want) in [Protocol::Tcp, Protocol::Udp]
+            .into_iter()
+            .zip(ports)
+            .zip(wanted)
+        {
+            let want: BTreeSet<u16> = want.iter().copied().collect();
+            for &port in want.difference(now) {
+                filter.deny_port(protocol, port)?;
+            }
+            for &port in now.difference(&want) {
+                filter.allow_port(protocol, port)?;
+            }
+            *now = want;
         }
-        for port in &config.deny_udp_ports {
-            filter.deny_port(Protocol::Udp, *port)?;
-        }
-        tracing::info!(interface, ?mode, "XDP classifier attached");
-        Ok(Xdp {
-            filter: Mutex::new(filter),
-        })
+        Ok(())
     }
 
     /// Appends the classifier's counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let filter = self
-            .filter
+        let inner = self
+            .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Ok(c) = filter.counters() else {
+        let Ok(c) = inner.filter.counters() else {
             return;
         };
         let rows = [

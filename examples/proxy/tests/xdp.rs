@@ -24,19 +24,67 @@ use common::Proc;
 use netns::{ip, require_root, NetnsPair, CLI_ADDR, CLI_IF, SRV_ADDR, SRV_IF};
 
 const DENIED_SOURCE: &str = "198.18.0.200";
+/// Denied by the reloaded file instead.
+const NEW_DENIED_SOURCE: &str = "198.18.0.201";
 
-/// `GET /metrics` on the admin listener, from the client namespace.
-fn metrics(net: &NetnsPair, admin: &str) -> String {
+/// `GET path` on the admin listener, from the client namespace.
+fn admin_get(net: &NetnsPair, admin: &str, path: &str) -> String {
     net.in_cli(|| {
         let mut s = TcpStream::connect(admin).expect("connect to the admin listener");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
-            .unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         out
     })
+}
+
+/// `GET /metrics` on the admin listener, from the client namespace.
+fn metrics(net: &NetnsPair, admin: &str) -> String {
+    admin_get(net, admin, "/metrics")
+}
+
+/// Writes `text` to `file`, sends SIGHUP to the proxy and waits (20 s at
+/// most) until `/config` counts one more reload with `result` ("ok" or
+/// "rejected") than before the write (the file watcher may get there
+/// first); the body of `/config`.
+fn reload(
+    net: &NetnsPair,
+    admin: &str,
+    (file, text): (&std::path::Path, &str),
+    pid: u32,
+    result: &str,
+) -> String {
+    let count = |net: &NetnsPair| {
+        let body = admin_get(net, admin, "/config");
+        let json = &body[body.find("\r\n\r\n").unwrap() + 4..];
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        (v["reloads"][result].as_u64().unwrap(), body)
+    };
+    let (before, _) = count(net);
+    std::fs::write(file, text).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        let (now, body) = count(net);
+        if now > before {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no reload: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The value of `rauta_xdp_packets_total{verdict="<verdict>"}`.
@@ -80,8 +128,7 @@ fn root_proxy_xdp_flag_attaches_the_config_deny_lists_and_counts_in_metrics() {
     let dir = std::env::temp_dir().join(format!("rauta-test-xdp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("proxy.yaml");
-    std::fs::write(
-        &file,
+    let config = |sources: &str, port: u16| {
         format!(
             r#"
 clusters: [{{name: c, endpoints: ["127.0.0.1:9"]}}]
@@ -91,12 +138,13 @@ routes:
       domains: ["*"]
       routes: [{{name: r, match: {{prefix: /}}, action: {{cluster: c}}}}]
 xdp:
-  deny_sources: ["{DENIED_SOURCE}/32", "2001:db8::/32"]
-  deny_udp_ports: [9]
+  deny_sources: [{sources}]
+  deny_udp_ports: [{port}]
 "#
-        ),
-    )
-    .unwrap();
+        )
+    };
+    let text = config(&format!("\"{DENIED_SOURCE}/32\", \"2001:db8::/32\""), 9);
+    std::fs::write(&file, text).unwrap();
     let admin = format!("{SRV_ADDR}:19901");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &net.srv])
@@ -144,6 +192,48 @@ xdp:
     assert_eq!(packets(&after, "dropped_deny_port"), 3, "{after}");
     assert_eq!(packets(&after, "dropped_deny_source"), 2, "{after}");
     assert!(after.contains("# TYPE rauta_xdp_bytes_total counter"));
+
+    // A reload applies the file's new lists: another source and port
+    // denied, the old ones let through, the /32 of 2001:db8:: kept.
+    ip(&[
+        "-n",
+        &net.cli,
+        "addr",
+        "add",
+        &format!("{NEW_DENIED_SOURCE}/24"),
+        "dev",
+        CLI_IF,
+    ]);
+    let text = config(
+        &format!("\"{NEW_DENIED_SOURCE}/32\", \"2001:db8::/32\""),
+        10,
+    );
+    reload(&net, &admin, (&file, &text), proc.0.id(), "ok");
+    send_udp(&net, CLI_ADDR, 9, 2);
+    send_udp(&net, CLI_ADDR, 10, 4);
+    send_udp(&net, DENIED_SOURCE, 7, 2);
+    send_udp(&net, NEW_DENIED_SOURCE, 7, 5);
+    let reloaded = metrics(&net, &admin);
+    assert_eq!(packets(&reloaded, "dropped_deny_port"), 3 + 4, "{reloaded}");
+    assert_eq!(
+        packets(&reloaded, "dropped_deny_source"),
+        2 + 5,
+        "{reloaded}"
+    );
+    // A list with an entry that is not a prefix rejects the whole file:
+    // the classifier keeps the lists it has.
+    let text = config("\"198.18.0.0/33\"", 9);
+    let body = reload(&net, &admin, (&file, &text), proc.0.id(), "rejected");
+    assert!(body.contains("xdp.deny_sources[0]"), "{body}");
+    send_udp(&net, NEW_DENIED_SOURCE, 7, 1);
+    send_udp(&net, CLI_ADDR, 9, 1);
+    let rejected = metrics(&net, &admin);
+    assert_eq!(
+        packets(&rejected, "dropped_deny_source"),
+        2 + 5 + 1,
+        "{rejected}"
+    );
+    assert_eq!(packets(&rejected, "dropped_deny_port"), 3 + 4, "{rejected}");
 
     drop(proc);
     let _ = std::fs::remove_dir_all(&dir);
