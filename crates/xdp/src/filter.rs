@@ -1726,12 +1726,13 @@ impl LeafBlock {
         if let (Some(new), Some(old)) = (leaf, self.get(table, part)) {
             let mut step = old;
             for (i, (o, n)) in old.prefixes.iter().zip(&new.prefixes).enumerate() {
-                if o != n
-                    && *o != V6Prefix::UNUSED
-                    && *n != V6Prefix::UNUSED
-                    && !new.prefixes.contains(o)
-                {
-                    step.prefixes[i] = V6Prefix::UNUSED;
+                if o != n && *o != V6Prefix::UNUSED && *n != V6Prefix::UNUSED {
+                    // Prefixes that stay keep their slot ([`place_stably`]):
+                    // a move could not be made safe this way.
+                    debug_assert!(!new.prefixes.contains(o), "{o:?} moves within a leaf");
+                    if !new.prefixes.contains(o) {
+                        step.prefixes[i] = V6Prefix::UNUSED;
+                    }
                 }
             }
             if step != old {

@@ -198,17 +198,27 @@ impl State {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = ProxyConfig::from_yaml(text).and_then(|config| {
+            // The classifier's lists are parsed before anything changes (a
+            // bad prefix rejects the file with the stats untouched), and
+            // installed before the table: a kernel error rejects the file
+            // before any of it serves.
+            #[cfg(feature = "xdp")]
+            let xdp_lists = match &self.xdp {
+                Some(_) => Some(
+                    crate::xdp::XdpLists::parse(&config.xdp.clone().unwrap_or_default())
+                        .map_err(|e| ConfigError::Xdp(e.to_string()))?,
+                ),
+                None => None,
+            };
             let parts = build_parts(
                 &config.table,
                 &config.clusters,
                 &self.registry,
                 &self.outliers,
             )?;
-            // The classifier's lists first: a list it refuses rejects the
-            // whole file, before anything of it serves.
             #[cfg(feature = "xdp")]
-            if let Some(xdp) = &self.xdp {
-                xdp.update(&config.xdp.clone().unwrap_or_default())
+            if let (Some(xdp), Some(lists)) = (&self.xdp, xdp_lists) {
+                xdp.apply(lists)
                     .map_err(|e| ConfigError::Xdp(e.to_string()))?;
             }
             // The table is already built and validated against this file's

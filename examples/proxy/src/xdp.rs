@@ -24,6 +24,43 @@ struct Inner {
     ports: [BTreeSet<u16>; 2],
 }
 
+/// The `xdp:` section, parsed: what [`Xdp::apply`] installs.
+#[derive(Debug, Clone, Default)]
+pub struct XdpLists {
+    sources: Vec<IpPrefix>,
+    /// TCP, then UDP.
+    ports: [BTreeSet<u16>; 2],
+}
+
+impl XdpLists {
+    /// Parses the section's prefixes; nothing touches the kernel.
+    ///
+    /// # Errors
+    ///
+    /// The first entry of `deny_sources` that is not a prefix.
+    pub fn parse(config: &XdpConfig) -> Result<XdpLists, XdpError> {
+        let sources = config
+            .deny_sources
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                text.parse::<IpPrefix>().map_err(|source| XdpError::Prefix {
+                    index,
+                    text: text.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(XdpLists {
+            sources,
+            ports: [
+                config.deny_tcp_ports.iter().copied().collect(),
+                config.deny_udp_ports.iter().copied().collect(),
+            ],
+        })
+    }
+}
+
 /// Why the `xdp:` lists could not be applied.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -52,6 +89,7 @@ impl Xdp {
     /// What rauta-xdp reports (no embedded program, not root, no such
     /// interface, full map), or an entry that is not a prefix.
     pub fn attach(interface: &str, config: &XdpConfig) -> Result<Xdp, XdpError> {
+        let lists = XdpLists::parse(config)?;
         let mut filter = XdpFilter::load()?;
         let mode = filter.attach(interface)?;
         let xdp = Xdp {
@@ -60,54 +98,40 @@ impl Xdp {
                 ports: Default::default(),
             }),
         };
-        xdp.update(config)?;
+        xdp.apply(lists)?;
         tracing::info!(interface, ?mode, "XDP classifier attached");
         Ok(xdp)
     }
 
-    /// Makes the classifier's deny lists those of `config`: the source list
-    /// is replaced in one change that writes only the difference (a source
-    /// in both the old and the new list is dropped throughout), then the
+    /// Makes the classifier's deny lists `lists`: the source list is
+    /// replaced in one change that writes only the difference (a source in
+    /// both the old and the new list is dropped throughout), then the
     /// ports that changed are denied or allowed.
     ///
     /// # Errors
     ///
-    /// An entry that is not a prefix (checked before anything changes), or
-    /// a kernel error (the source list is then as it was; ports changed
-    /// before the error stay changed).
-    pub fn update(&self, config: &XdpConfig) -> Result<(), XdpError> {
-        let sources = config
-            .deny_sources
-            .iter()
-            .enumerate()
-            .map(|(index, text)| {
-                text.parse::<IpPrefix>().map_err(|source| XdpError::Prefix {
-                    index,
-                    text: text.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+    /// A kernel error. The source list is then as it was if replacing it
+    /// failed; a port that failed, and those after it, are as they were.
+    pub fn apply(&self, lists: XdpLists) -> Result<(), XdpError> {
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Inner { filter, ports } = &mut *inner;
-        filter.replace_denied_sources(sources)?;
-        let wanted = [&config.deny_tcp_ports, &config.deny_udp_ports];
+        filter.replace_denied_sources(lists.sources)?;
         for ((protocol, now), want) in [Protocol::Tcp, Protocol::Udp]
             .into_iter()
             .zip(ports)
-            .zip(wanted)
+            .zip(lists.ports)
         {
-            let want: BTreeSet<u16> = want.iter().copied().collect();
-            for &port in want.difference(now) {
+            for &port in want.difference(&now.clone()) {
                 filter.deny_port(protocol, port)?;
+                now.insert(port);
             }
-            for &port in now.difference(&want) {
+            for &port in now.clone().difference(&want) {
                 filter.allow_port(protocol, port)?;
+                now.remove(&port);
             }
-            *now = want;
         }
         Ok(())
     }

@@ -67,7 +67,10 @@ fn reload(
         (v["reloads"][result].as_u64().unwrap(), body)
     };
     let (before, _) = count(net);
-    std::fs::write(file, text).unwrap();
+    // Whole, so the file watcher never reads it half-written.
+    let next = file.with_extension("next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, file).unwrap();
     let status = Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()
