@@ -15,9 +15,12 @@
 //! /76 of each of 64 /64s. A round denies a case's prefixes in order,
 //! checks sampled verdicts with BPF_PROG_TEST_RUN, allows them in the same
 //! order and checks again; then does the same with the whole list in one
-//! `deny_sources` and one `allow_sources` call; the trie inserts, checks,
-//! removes and checks. `RAUTA_XDP_CONTROL_ROUNDS` rounds (default 5), the
-//! three taking turns to go first; the tables give the median per prefix.
+//! `deny_sources` and one `allow_sources` call; then denies the whole list
+//! in one call and allows every other prefix in one call (blocks shrink
+//! without emptying: one wait for the program's runs serves them all) and
+//! checks both halves; the trie inserts, checks, removes and checks.
+//! `RAUTA_XDP_CONTROL_ROUNDS` rounds (default 5), the four taking turns to
+//! go first; the tables give the median per prefix.
 //!
 //!     sudo cargo bench -p rauta-xdp --features ebpf --bench control
 //!
@@ -224,6 +227,49 @@ fn batch_round(f: &mut XdpFilter, c: &Case) -> (f64, f64) {
     (deny, allow)
 }
 
+/// Denies `c`'s prefixes in one call, then allows every other one in one
+/// `allow_sources` call; the seconds per prefix allowed (the first value;
+/// the second is 0). The rest are allowed after.
+fn half_round(f: &mut XdpFilter, c: &Case) -> (f64, f64) {
+    f.deny_sources(c.prefixes.iter().copied()).unwrap();
+    let half: Vec<IpPrefix> = c.prefixes.iter().copied().step_by(2).collect();
+    let t = Instant::now();
+    let allowed = f.allow_sources(half.iter().copied()).unwrap();
+    let allow = t.elapsed().as_secs_f64() / half.len() as f64;
+    assert_eq!(allowed, half.len(), "{}", c.name);
+    assert_eq!(
+        f.denied_sources().unwrap().len(),
+        c.prefixes.len() - half.len()
+    );
+    // An odd step: both halves are sampled.
+    for (i, p) in c
+        .prefixes
+        .iter()
+        .enumerate()
+        .step_by((c.prefixes.len() / 64) | 1)
+    {
+        let out = f.test_run(&frame_from(*p), 1).unwrap();
+        // A prefix left may cover one allowed (the random lists).
+        let want = if i % 2 == 1 || covered(f, *p) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        };
+        assert_eq!(out.verdict, want, "{}: {p} after half", c.name);
+    }
+    f.allow_sources(c.prefixes.iter().copied()).unwrap();
+    assert!(f.denied_sources().unwrap().is_empty());
+    (allow, 0.0)
+}
+
+/// Whether a prefix denied now holds `p`'s first address.
+fn covered(f: &XdpFilter, p: IpPrefix) -> bool {
+    f.denied_sources()
+        .unwrap()
+        .iter()
+        .any(|q| q.contains(p.addr()))
+}
+
 /// Inserts and removes `c`'s prefixes; the seconds per prefix of each.
 fn trie_round(t: &mut Trie, c: &Case) -> (f64, f64) {
     let n = c.prefixes.len() as f64;
@@ -265,16 +311,18 @@ fn main() {
     let mut rows = Vec::new();
     for c in &cases {
         let mut trie = Trie::for_case(c);
-        // (deny, allow) samples: one by one, in one batch, the trie.
-        let mut samples = [(); 3].map(|_| (Vec::new(), Vec::new()));
+        // (deny, allow) samples: one by one, in one batch, the trie, half
+        // in one batch.
+        let mut samples = [(); 4].map(|_| (Vec::new(), Vec::new()));
         for round in 0..rounds {
             // Each goes first in turn.
-            for k in 0..3 {
-                let which = (round + k) % 3;
+            for k in 0..4 {
+                let which = (round + k) % 4;
                 let (d, a) = match which {
                     0 => filter_round(&mut f, c),
                     1 => batch_round(&mut f, c),
-                    _ => trie_round(&mut trie, c),
+                    2 => trie_round(&mut trie, c),
+                    _ => half_round(&mut f, c),
                 };
                 samples[which].0.push(d);
                 samples[which].1.push(a);
@@ -289,7 +337,7 @@ fn main() {
     println!();
     println!("| case | deny µs | trie insert µs | x trie | allow µs | trie remove µs | x trie | deny + allow, s |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (c, [(deny, allow), _, (insert, remove)]) in &rows {
+    for (c, [(deny, allow), _, (insert, remove), _]) in &rows {
         let total = (deny + allow) * c.prefixes.len() as f64 / 1e6;
         println!(
             "| {} | {deny:.1} | {insert:.1} | {:.1} | {allow:.1} | {remove:.1} | {:.1} | {total:.2} |",
@@ -303,7 +351,7 @@ fn main() {
     println!();
     println!("| case | deny_sources µs | x one by one | x trie | allow_sources µs | x one by one | x trie | deny + allow, s |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (c, [(deny, allow), (bdeny, ballow), (insert, remove)]) in &rows {
+    for (c, [(deny, allow), (bdeny, ballow), (insert, remove), _]) in &rows {
         let total = (bdeny + ballow) * c.prefixes.len() as f64 / 1e6;
         println!(
             "| {} | {bdeny:.1} | {:.2} | {:.1} | {ballow:.1} | {:.3} | {:.1} | {total:.2} |",
@@ -312,6 +360,20 @@ fn main() {
             bdeny / insert,
             ballow / allow,
             ballow / remove
+        );
+    }
+    println!();
+    println!("Every other prefix of the list allowed in one call (the whole list denied before):");
+    println!();
+    println!("| case | allow_sources µs | x one by one | x trie | total, s |");
+    println!("|---|---:|---:|---:|---:|");
+    for (c, [(_, allow), _, (_, remove), (half, _)]) in &rows {
+        let total = half * c.prefixes.len().div_ceil(2) as f64 / 1e6;
+        println!(
+            "| {} | {half:.1} | {:.3} | {:.1} | {total:.3} |",
+            c.name,
+            half / allow,
+            half / remove
         );
     }
 }

@@ -848,23 +848,28 @@ impl XdpFilter {
         for &(a, len) in &v6_del {
             self.v6_set_remove(a, len);
         }
-        let removed = self.apply_v6_batch(&none, &v6_del);
+        // The flag that has the program read the /16 states stays on
+        // through removals that take the last prefixes shorter than /32
+        // when additions bring others (rather than 32,768 writes to clear
+        // it and as many to set it again).
+        let short_after = v6_add.iter().any(|&(_, len)| len < 32);
+        let removed = self.apply_v6_batch(&none, &v6_del, short_after);
         let added = removed.and_then(|()| {
             for &(a, len) in &v6_add {
                 self.v6_set_add(a, len);
             }
-            self.apply_v6_batch(&v6_add, &none).inspect_err(|_| {
+            self.apply_v6_batch(&v6_add, &none, false).inspect_err(|_| {
                 for &(a, len) in &v6_add {
                     self.v6_set_remove(a, len);
                 }
-                let _ = self.apply_v6_batch(&none, &v6_add);
+                let _ = self.apply_v6_batch(&none, &v6_add, false);
             })
         });
         if let Err(e) = added {
             for &(a, len) in &v6_del {
                 self.v6_set_add(a, len);
             }
-            let _ = self.apply_v6_batch(&v6_del, &none);
+            let _ = self.apply_v6_batch(&v6_del, &none, false);
             undo_v4(self, &v4);
             return Err(e);
         }
@@ -1053,11 +1058,11 @@ impl XdpFilter {
         match v6_level(len) {
             Some(16) => {
                 if added {
-                    self.store_v6_leaf(addr, 16)?;
+                    self.store_v6_leaf_now(addr, 16)?;
                     self.store_v6_16(net16, 1)?;
                 } else {
                     self.store_v6_16(net16, 1)?;
-                    self.store_v6_leaf(addr, 16)?;
+                    self.store_v6_leaf_now(addr, 16)?;
                 }
             }
             Some(level) => {
@@ -1074,11 +1079,11 @@ impl XdpFilter {
                 }
                 let entry = self.v6_entry(word, &mine);
                 if added {
-                    self.store_v6_leaf(addr, level)?;
+                    self.store_v6_leaf_now(addr, level)?;
                     self.store_v6_word(word, entry)?;
                 } else {
                     self.store_v6_word(word, entry)?;
-                    self.store_v6_leaf(addr, level)?;
+                    self.store_v6_leaf_now(addr, level)?;
                 }
             }
             None => self.store_v6_16(net16, 1 << (16 - len))?,
@@ -1102,10 +1107,14 @@ impl XdpFilter {
     /// step (its leaf, entry bits and state are in every version); an
     /// added one's leaf comes before the bits that send the program there,
     /// and a removed one may stop matching once its block is rewritten.
+    /// `short_after`: the /16 states stay read (the filter's short-prefix
+    /// flag stays on) even when no prefix shorter than /32 is left, for a
+    /// pass to come that adds some.
     fn apply_v6_batch(
         &mut self,
         added: &BTreeSet<(u128, u8)>,
         removed: &BTreeSet<(u128, u8)>,
+        short_after: bool,
     ) -> Result<(), Error> {
         for &(a, len) in added {
             self.deny_v6
@@ -1137,16 +1146,21 @@ impl XdpFilter {
                 }
             }
         }
-        for (level, base) in blocks {
-            self.store_v6_leaf(base, level)?;
-        }
+        // One wait, after every block is written, for whatever goes once
+        // no program run can still follow what the leaves said before.
+        let mut later = Later::default();
+        let written = blocks
+            .into_iter()
+            .try_for_each(|(level, base)| self.store_v6_leaf(base, level, &mut later));
+        let finished = later.finish(&mut self.deny_v6_leaf);
+        written.and(finished)?;
         for (word, mine) in words {
             let entry = self.v6_entry(word, &mine);
             self.store_v6_word(word, entry)?;
         }
         if !states.is_empty() {
             let states: Vec<(u32, u32)> = states.into_iter().collect();
-            self.store_v6_16s(&states)?;
+            self.store_v6_16s(&states, short_after)?;
         }
         for &(a, len) in removed {
             match self
@@ -1159,6 +1173,16 @@ impl XdpFilter {
             }
         }
         Ok(())
+    }
+
+    /// [`Self::store_v6_leaf`] with its own wait, if it needs one: every
+    /// write made by the time it returns, even when it fails (the first
+    /// error is the one returned).
+    fn store_v6_leaf_now(&mut self, addr: u128, level: u32) -> Result<(), Error> {
+        let mut later = Later::default();
+        let written = self.store_v6_leaf(addr, level, &mut later);
+        let finished = later.finish(&mut self.deny_v6_leaf);
+        written.and(finished)
     }
 
     /// Writes the leaves of the block at `level` (16, 32, 48 or 64) holding
@@ -1188,7 +1212,11 @@ impl XdpFilter {
     /// parts than they occupy, they are first copied into the parts that
     /// stay and, once no program run can still hold the old part 0
     /// ([`wait_for_readers`]), the others go.
-    fn store_v6_leaf(&mut self, addr: u128, level: u32) -> Result<(), Error> {
+    ///
+    /// What waits for the program's runs is held back in `later`, which
+    /// the caller finishes (even when this fails) before the block is
+    /// written again ([`Self::store_v6_leaf_now`] does both).
+    fn store_v6_leaf(&mut self, addr: u128, level: u32, later: &mut Later) -> Result<(), Error> {
         let width = level as u8;
         let base = addr & v6_mask(width);
         let last = base | !v6_mask(width);
@@ -1229,7 +1257,7 @@ impl XdpFilter {
             want.len() > V6_LEAF_PREFIXES && chunks.count_ones() as usize <= want.len();
         if want.len() > V6_LEAF_PREFIXES
             && !split_fits
-            && block.write_block_ranges(table, &want, first)?
+            && block.write_block_ranges(table, &want, first, later)?
         {
             return Ok(());
         }
@@ -1238,13 +1266,13 @@ impl XdpFilter {
         let overflowed = first.is_some_and(|l| l.parts == V6_OVERFLOW);
         let split = first.is_some_and(|l| l.parts == V6_SPLIT);
         if split_fits {
-            return block.write_split(table, &want, &reach, chunks, first);
+            return block.write_split(table, &want, &reach, chunks, first, later);
         }
         if want.len() > BLOCK_SLOTS {
             if overflowed {
                 return Ok(());
             }
-            return block.send_to_trie(table, first);
+            return block.send_to_trie(table, first, later);
         }
         if split {
             // Back to parts: written while the chunk leaves still answer;
@@ -1259,17 +1287,17 @@ impl XdpFilter {
             let parts = used_slots(&slots).div_ceil(V6_LEAF_PREFIXES).max(1) as u32;
             return match block.write(table, &slots, parts, chunks, Some(V6_SPLIT)) {
                 Ok(()) => {
-                    wait_for_readers(&table.waiter);
-                    block.remove_chunk_leaves(table, 0)
+                    later.chunk_leaves.push(block);
+                    Ok(())
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
                     let _ = block.remove_continuations(table);
-                    block.write_split(table, &want, &reach, chunks, first)
+                    block.write_split(table, &want, &reach, chunks, first, later)
                 }
                 Err(e) => Err(e),
             };
         }
-        block.store_parts(table, &want, first, chunks, None)?;
+        block.store_parts(table, &want, first, chunks, Some(later))?;
         // Chunk leaves of a split that failed half-way: nothing reads them.
         block.remove_chunk_leaves(table, 0)
     }
@@ -1290,14 +1318,15 @@ impl XdpFilter {
     /// leaves are written whatever the state, so a /16 that stops being
     /// covered has them ready).
     fn store_v6_16(&mut self, lo: u32, n: u32) -> Result<(), Error> {
-        self.store_v6_16s(&[(lo, n)])
+        self.store_v6_16s(&[(lo, n)], false)
     }
 
     /// [`Self::store_v6_16`] for several spans of /16s (`(lo, n)` each),
     /// the flag in the filter entries turned off before them or on after
-    /// them once.
-    fn store_v6_16s(&mut self, spans: &[(u32, u32)]) -> Result<(), Error> {
-        let any = self.v6_short > 0;
+    /// them once (left on, or turned on, when `keep_flag` is set: prefixes
+    /// shorter than /32 are about to come).
+    fn store_v6_16s(&mut self, spans: &[(u32, u32)], keep_flag: bool) -> Result<(), Error> {
+        let any = self.v6_short > 0 || keep_flag;
         if !any {
             self.store_v6_short_bits(false)?;
         }
@@ -1320,6 +1349,10 @@ impl XdpFilter {
 
     /// Sets or clears `V6_FILTER_SHORT` in every IPv6 filter entry.
     fn store_v6_short_bits(&mut self, on: bool) -> Result<(), Error> {
+        #[cfg(test)]
+        if (self.v6_words[0][0] & V6_FILTER_SHORT != 0) != on {
+            tests::JOURNAL.with(|j| j.borrow_mut().push(tests::Event::ShortFlag(on)));
+        }
         for word in 0..2 * V6_FILTER_WORDS {
             let mut entry = self.v6_words[word as usize];
             if on {
@@ -1971,6 +2004,9 @@ impl LeafBlock {
     ///
     /// Without room for the chunk leaves the block goes to overflow (the
     /// trie holds every prefix) instead of failing.
+    ///
+    /// What waits for the program's runs goes into `later`, which also
+    /// serves every chunk of the block: a single wait.
     fn write_split(
         &self,
         table: &mut V6Leaves,
@@ -1978,6 +2014,7 @@ impl LeafBlock {
         reach: &[u64],
         chunks: u64,
         first: Option<V6Leaf>,
+        later: &mut Later,
     ) -> Result<(), Error> {
         let continued = (1..V6_MAX_PARTS).any(|part| self.get(table, part).is_some());
         // Leaves the split may take besides part 0 and one per chunk: the
@@ -1986,9 +2023,6 @@ impl LeafBlock {
         // leaves of chunks split in turn, come out of that; ranges take a
         // slot, not leaves).
         let mut spare = want.len().saturating_sub(chunks.count_ones() as usize);
-        // What waits for the program runs that may still read the leaves
-        // as they were: a single wait, shared by all the chunks.
-        let mut later = Later::default();
         let written: Result<(), Error> = (|| {
             for chunk in 0..64u32 {
                 if (chunks >> chunk) & 1 == 0 {
@@ -2009,14 +2043,14 @@ impl LeafBlock {
                 let crowded = here.len() > V6_LEAF_PREFIXES;
                 if crowded
                     && here.len() <= BLOCK_SLOTS
-                    && sub.write_chunk_ranges(table, &here, old, &mut later)?
+                    && sub.write_chunk_ranges(table, &here, old, later)?
                 {
                     continue;
                 }
                 let extra = here.len().div_ceil(V6_LEAF_PREFIXES).max(1) - 1;
                 let mut fits = here.len() <= BLOCK_SLOTS && extra <= spare;
                 if fits {
-                    match sub.store_parts(table, &here, old, 0, Some(&mut later)) {
+                    match sub.store_parts(table, &here, old, 0, Some(later)) {
                         Ok(()) => spare -= extra,
                         // No room for a continuation: the chunk leaf, written
                         // last, is as it was; this chunk is split in turn
@@ -2029,7 +2063,7 @@ impl LeafBlock {
                     // The chunk split in turn, by its own 64ths.
                     let old = sub.get(table, 0);
                     let mut sub_leaves = old.is_some_and(|l| l.parts == V6_SPLIT);
-                    match sub.write_sub_split(table, &here, old, &mut spare, &mut later) {
+                    match sub.write_sub_split(table, &here, old, &mut spare, later) {
                         Ok(true) => continue,
                         Ok(false) => {}
                         // No room for the leaf of one of its 64ths: the
@@ -2044,7 +2078,7 @@ impl LeafBlock {
                         later.subs.push((sub, u64::MAX));
                     }
                     if here.len() > BLOCK_SLOTS
-                        && sub.write_chunk_ranges(table, &here, old, &mut later)?
+                        && sub.write_chunk_ranges(table, &here, old, later)?
                     {
                         continue;
                     }
@@ -2089,22 +2123,21 @@ impl LeafBlock {
         match written {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::MapFull { .. }) => {
+                // What was held back is made first: the block's chunk
+                // leaves, continuations included, may all go next.
                 later.finish(table)?;
-                return self.send_to_trie(table, self.get(table, 0).or(first));
+                return self.send_to_trie(table, self.get(table, 0).or(first), later);
             }
-            Err(e) => {
-                // Still wait before anything can reuse what was held back
-                // (an overflowed chunk's continuations, rewritten in place
-                // when it comes out of overflow).
-                let _ = later.finish(table);
-                return Err(e);
-            }
+            // The caller still finishes `later` before anything can reuse
+            // what was held back (an overflowed chunk's continuations,
+            // rewritten in place when it comes out of overflow).
+            Err(e) => return Err(e),
         }
         if continued {
             later.continuations.push(*self);
         }
-        later.finish(table)?;
-        self.remove_chunk_leaves(table, chunks)
+        later.unreached.push((*self, chunks));
+        Ok(())
     }
 
     /// Writes this chunk of a split block, reached by `here` (more prefixes
@@ -2356,14 +2389,17 @@ impl LeafBlock {
     /// address ranges ([`Self::write_ranges`]: part 0 goes through
     /// overflow unless it says so already, names a fresh slot under it,
     /// then says ranges), then, once no program run can still follow the
-    /// old part 0 to them, removes its continuations and chunk leaves.
-    /// `Ok(false)`, with nothing written, when the prefixes make more
-    /// ranges than a slot holds or no slot is free.
+    /// old part 0 to them, removes its continuations and chunk leaves
+    /// (held back in `later` when the block is in the ranges; at once,
+    /// after a wait of its own, when the caller may write the block
+    /// further). `Ok(false)`, with nothing written, when the prefixes make
+    /// more ranges than a slot holds or no slot is free.
     fn write_block_ranges(
         &self,
         table: &mut V6Leaves,
         want: &[V6Prefix],
         first: Option<V6Leaf>,
+        later: &mut Later,
     ) -> Result<bool, Error> {
         let written = self.write_ranges(table, want, first);
         // Once part 0 announces them no more (it says ranges, or overflow
@@ -2374,13 +2410,22 @@ impl LeafBlock {
             .get(table, 0)
             .is_some_and(|l| l.parts == V6_RANGES || l.parts == V6_OVERFLOW);
         if gone && self.has_more_than_part_0(table) {
-            wait_for_readers(&table.waiter);
-            let removed = self
-                .remove_continuations(table)
-                .and_then(|()| self.remove_chunk_leaves(table, 0));
-            // The first error is the one returned.
-            if written.is_ok() {
-                removed?;
+            if matches!(written, Ok(true)) {
+                // Done with the block: after the caller's one wait.
+                later.continuations.push(*self);
+                later.chunk_leaves.push(*self);
+            } else {
+                // The caller may go on to write the block's parts (part 0
+                // said overflow already and no slot was free) or stop on
+                // the error: they go now, not after writes to come.
+                wait_for_readers(&table.waiter);
+                let removed = self
+                    .remove_continuations(table)
+                    .and_then(|()| self.remove_chunk_leaves(table, 0));
+                // The first error is the one returned.
+                if written.is_ok() {
+                    removed?;
+                }
             }
         }
         written
@@ -2389,17 +2434,21 @@ impl LeafBlock {
     /// Sends the program to the trie for the whole block (part 0 says
     /// overflow, its slots and bits left as they were), then, once no
     /// program run can still follow the old part 0 to them, removes the
-    /// continuation and chunk leaves.
-    fn send_to_trie(&self, table: &mut V6Leaves, first: Option<V6Leaf>) -> Result<(), Error> {
+    /// continuation and chunk leaves (held back in `later`).
+    fn send_to_trie(
+        &self,
+        table: &mut V6Leaves,
+        first: Option<V6Leaf>,
+        later: &mut Later,
+    ) -> Result<(), Error> {
         let leaf = V6Leaf {
             parts: V6_OVERFLOW,
             ..first.unwrap_or(V6Leaf::EMPTY)
         };
         self.put(table, 0, Some(leaf))?;
         if self.has_more_than_part_0(table) {
-            wait_for_readers(&table.waiter);
-            self.remove_continuations(table)?;
-            self.remove_chunk_leaves(table, 0)?;
+            later.continuations.push(*self);
+            later.chunk_leaves.push(*self);
         }
         Ok(())
     }
@@ -2450,9 +2499,12 @@ impl LeafBlock {
     }
 }
 
-/// Writes of a block change held back until no program run can still
-/// follow what the leaves said before it, so that one wait
-/// ([`wait_for_readers`]) serves every chunk of a split block.
+/// Writes of block changes held back until no program run can still
+/// follow what the leaves said before them, so that one wait
+/// ([`wait_for_readers`]) serves every chunk of a split block and, in a
+/// list call, every block the call rewrites. Each block is written at most
+/// once before [`Later::finish`]: what is held back for it stays right
+/// until then.
 #[derive(Default)]
 struct Later {
     /// Compactions' second writes: the slots that stay, in the parts they
@@ -2464,30 +2516,59 @@ struct Later {
     /// leaves go (all but those the chunk leaf marks when the wait is
     /// over).
     subs: Vec<(LeafBlock, u64)>,
+    /// Blocks that stopped being split (into parts, ranges or the trie):
+    /// all their chunk leaves go.
+    chunk_leaves: Vec<LeafBlock>,
+    /// Split blocks and the chunks they keep: the leaves of the others (no
+    /// prefix reaches them) go. These need no wait of their own (a run
+    /// that finds none there is right), but go after the others' wait
+    /// when there is one.
+    unreached: Vec<(LeafBlock, u64)>,
 }
 
 impl Later {
-    /// Waits once, then makes the writes.
-    fn finish(self, table: &mut V6Leaves) -> Result<(), Error> {
-        if self.compact.is_empty() && self.continuations.is_empty() && self.subs.is_empty() {
-            return Ok(());
+    /// Waits once if anything held back needs it, then makes the writes;
+    /// empty afterwards, whatever the result.
+    fn finish(&mut self, table: &mut V6Leaves) -> Result<(), Error> {
+        let Later {
+            compact,
+            continuations,
+            subs,
+            chunk_leaves,
+            unreached,
+        } = std::mem::take(self);
+        if !(compact.is_empty()
+            && continuations.is_empty()
+            && subs.is_empty()
+            && chunk_leaves.is_empty())
+        {
+            wait_for_readers(&table.waiter);
         }
-        wait_for_readers(&table.waiter);
         // Each kind of write is made even when one before failed; the
         // first error is the one returned.
         let mut result = Ok(());
-        for (block, slots, parts, chunks) in self.compact {
+        for (block, slots, parts, chunks) in compact {
             result = result.and(block.write(table, &slots, parts, chunks, None));
         }
-        for block in self.continuations {
+        for block in continuations {
             result = result.and(block.remove_continuations(table));
         }
-        for (chunk, which) in self.subs {
+        for (chunk, which) in subs {
             let keep = match chunk.get(table, 0) {
                 Some(l) if l.parts == V6_SPLIT => l.chunks,
                 _ => 0,
             };
             result = result.and(chunk.remove_sub_leaves(table, which & !keep));
+        }
+        for block in chunk_leaves {
+            // Only if the block did not go back to the split meanwhile
+            // (each block is written once per wait: it cannot).
+            if block.get(table, 0).is_none_or(|l| l.parts != V6_SPLIT) {
+                result = result.and(block.remove_chunk_leaves(table, 0));
+            }
+        }
+        for (block, keep) in unreached {
+            result = result.and(block.remove_chunk_leaves(table, keep));
         }
         result
     }
@@ -2618,6 +2699,9 @@ mod tests {
     pub(super) enum Event {
         /// A wait for the program's runs.
         Wait,
+        /// The short-prefix flag turned on or off in the filter entries
+        /// (32,768 writes).
+        ShortFlag(bool),
         /// A leaf of block `key` (chunk leaf or its continuation when
         /// `chunk` is set, the leaf of a 64th of the chunk when `sub` is
         /// too) written, or removed (`None`).
@@ -5243,6 +5327,214 @@ mod tests {
         assert_eq!(f.denied_sources().unwrap().len(), 48);
         assert_v6_counts(&f);
         crate::ranges::tests::NO_RANGES.with(|n| n.set(false));
+    }
+
+    /// A list call that shrinks many blocks waits for the program's runs
+    /// once, after every block is written, however many blocks give up
+    /// leaves: split blocks going back to one leaf or to address ranges
+    /// (their chunk leaves and continuations go), and blocks in parts
+    /// compacted into fewer (ranges off). No leaf goes before the wait, and
+    /// the verdicts and counts agree with the set after it. One by one,
+    /// each of those blocks waits on its own (the same changes, undone and
+    /// made again prefix by prefix).
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_a_list_call_waits_once_for_all_its_blocks() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let pre = |s: String| s.parse::<IpPrefix>().unwrap();
+        let bucket_mask = f.cfg.v6_bucket_mask;
+        let block = |top: u32| {
+            LeafBlock::new(
+                0x2001_0db8_0000_0000 | u64::from(top) << 16,
+                48,
+                bucket_mask,
+            )
+        };
+        // (prefixes that stay, prefixes that go, the block) of each shape.
+        let mut shapes: Vec<(Vec<IpPrefix>, Vec<IpPrefix>, LeafBlock)> = Vec::new();
+        // Split, to one leaf: 12 /56s in three 64ths, 4 go.
+        for b in 0..6u32 {
+            let top = 0x100 + b;
+            let all: Vec<IpPrefix> = (0..12)
+                .map(|i| pre(format!("2001:db8:{top:x}:{i:x}00::/56")))
+                .collect();
+            shapes.push((all[..8].to_vec(), all[8..].to_vec(), block(top)));
+        }
+        // Split, to ranges: a /50 and 20 /56s in sixteen 64ths, 10 go
+        // (11 prefixes reaching 16 64ths: no split).
+        for b in 0..6u32 {
+            let top = 0x200 + b;
+            let mut stay = vec![pre(format!("2001:db8:{top:x}::/50"))];
+            let all: Vec<IpPrefix> = (0..20)
+                .map(|i| pre(format!("2001:db8:{top:x}:{i:x}00::/56")))
+                .collect();
+            stay.extend_from_slice(&all[..10]);
+            shapes.push((stay, all[10..].to_vec(), block(top)));
+        }
+        let all = |shapes: &[(Vec<IpPrefix>, Vec<IpPrefix>, LeafBlock)]| -> Vec<IpPrefix> {
+            shapes
+                .iter()
+                .flat_map(|(s, g, _)| s.iter().chain(g))
+                .copied()
+                .collect()
+        };
+        let going = |shapes: &[(Vec<IpPrefix>, Vec<IpPrefix>, LeafBlock)]| -> Vec<IpPrefix> {
+            shapes.iter().flat_map(|(_, g, _)| g).copied().collect()
+        };
+        let mode = |f: &XdpFilter, b: &LeafBlock| b.get(&f.deny_v6_leaf, 0).map(|l| l.parts);
+        let check =
+            |f: &XdpFilter, shapes: &[(Vec<IpPrefix>, Vec<IpPrefix>, LeafBlock)], label: &str| {
+                for (stay, gone, _) in shapes {
+                    for (p, want) in stay
+                        .iter()
+                        .map(|p| (p, Verdict::Drop))
+                        .chain(gone.iter().map(|p| (p, Verdict::Pass)))
+                    {
+                        let IpAddr::V6(a) = p.addr() else {
+                            unreachable!()
+                        };
+                        // Its last address: a /56 that goes is not inside the
+                        // /50 that stays.
+                        let last = Ipv6Addr::from(u128::from(a) | (u128::MAX >> p.len()));
+                        let got = f
+                            .test_run(&v6_frame(last, UDP, &udp(1, 2, b"")), 1)
+                            .unwrap();
+                        let want = if stay_covers(shapes, last) {
+                            Verdict::Drop
+                        } else {
+                            want
+                        };
+                        assert_eq!(got.verdict, want, "{label}: {p}");
+                    }
+                }
+                assert_v6_counts(f);
+            };
+        fn stay_covers(shapes: &[(Vec<IpPrefix>, Vec<IpPrefix>, LeafBlock)], a: Ipv6Addr) -> bool {
+            shapes
+                .iter()
+                .flat_map(|(s, _, _)| s)
+                .any(|p| p.contains(IpAddr::V6(a)))
+        }
+        f.deny_sources(all(&shapes)).unwrap();
+        for (_, _, b) in &shapes {
+            assert_eq!(mode(&f, b), Some(V6_SPLIT));
+        }
+        // The list call: one wait, every leaf removal after it.
+        let allow = |f: &mut XdpFilter, shapes: &[(Vec<IpPrefix>, Vec<IpPrefix>, LeafBlock)]| {
+            let journal = journal_of(|| {
+                let n = f.allow_sources(going(shapes)).unwrap();
+                assert_eq!(n, going(shapes).len());
+            });
+            let wait = the_one_wait(&journal);
+            for (i, e) in journal.iter().enumerate() {
+                if let Event::Put { leaf: None, .. } = e {
+                    assert!(i > wait, "a leaf removed before the wait: {e:?}");
+                }
+            }
+            journal
+        };
+        allow(&mut f, &shapes);
+        for (i, (_, _, b)) in shapes.iter().enumerate() {
+            let want = if i < 6 { 1 } else { V6_RANGES };
+            assert_eq!(mode(&f, b), Some(want), "block {i}");
+            assert!(!b.has_more_than_part_0(&f.deny_v6_leaf), "block {i}");
+        }
+        check(&f, &shapes, "after the list call");
+        // One by one: a wait for each block.
+        f.deny_sources(going(&shapes)).unwrap();
+        let journal = journal_of(|| {
+            for p in going(&shapes) {
+                assert!(f.allow_source(p).unwrap());
+            }
+        });
+        let waits = journal.iter().filter(|e| **e == Event::Wait).count();
+        assert!(waits >= shapes.len(), "{waits} waits one by one");
+        check(&f, &shapes, "one by one");
+        allow_all(&mut f);
+        // Compactions, ranges off: a /49, a /50 and 20 /56s in 3 parts,
+        // 12 /56s go (10 fit 2 parts).
+        ranges_off();
+        let mut parts = Vec::new();
+        for b in 0..4u32 {
+            let top = 0x300 + b;
+            let mut stay = vec![
+                pre(format!("2001:db8:{top:x}::/49")),
+                pre(format!("2001:db8:{top:x}:8000::/50")),
+            ];
+            let all: Vec<IpPrefix> = (0..20)
+                .map(|i| pre(format!("2001:db8:{top:x}:{:x}00::/56", 0xc0 + i)))
+                .collect();
+            // The first 12 go: the slots left are spread over the 3 parts.
+            stay.extend_from_slice(&all[12..]);
+            parts.push((stay, all[..12].to_vec(), block(top)));
+        }
+        f.deny_sources(all(&parts)).unwrap();
+        for (_, _, b) in &parts {
+            assert_eq!(mode(&f, b), Some(3));
+        }
+        allow(&mut f, &parts);
+        for (_, _, b) in &parts {
+            assert_eq!(mode(&f, b), Some(2));
+            assert!(b.get(&f.deny_v6_leaf, 2).is_none());
+        }
+        check(&f, &parts, "compacted");
+        crate::ranges::tests::NO_RANGES.with(|n| n.set(false));
+        allow_all(&mut f);
+    }
+
+    /// Replacing the last prefixes shorter than /32 with others leaves the
+    /// filter's short-prefix flag on (no 32,768 writes to clear it and as
+    /// many to set it again); allowing them turns it off.
+    #[cfg(feature = "ebpf")]
+    #[test]
+    #[ignore = "needs root"]
+    fn root_replacing_the_last_short_prefixes_keeps_the_flag_on() {
+        use crate::test_frames::{udp, v6_frame, UDP};
+        let mut f = XdpFilter::load().expect("load the XDP program (as root)");
+        let pre = |s: &str| s.parse::<IpPrefix>().unwrap();
+        let verdict = |f: &XdpFilter, a: &str| {
+            let a: Ipv6Addr = a.parse().unwrap();
+            f.test_run(&v6_frame(a, UDP, &udp(1, 2, b"")), 1)
+                .unwrap()
+                .verdict
+        };
+        let journal = journal_of(|| {
+            f.deny_sources([pre("2c00::/12"), pre("2001:db8::/48")])
+                .unwrap()
+        });
+        assert_eq!(
+            journal
+                .iter()
+                .filter(|e| matches!(e, Event::ShortFlag(_)))
+                .collect::<Vec<_>>(),
+            [&Event::ShortFlag(true)]
+        );
+        let journal = journal_of(|| {
+            f.replace_denied_sources([pre("2400::/29"), pre("2001:db8::/48")])
+                .unwrap()
+        });
+        assert!(
+            !journal.iter().any(|e| matches!(e, Event::ShortFlag(_))),
+            "{journal:?}"
+        );
+        assert_eq!(verdict(&f, "2c00::1"), Verdict::Pass);
+        assert_eq!(verdict(&f, "2400::1"), Verdict::Drop);
+        assert_eq!(verdict(&f, "2001:db8::1"), Verdict::Drop);
+        assert_v6_counts(&f);
+        // The last one goes: off.
+        let journal = journal_of(|| f.replace_denied_sources([pre("2001:db8::/48")]).unwrap());
+        assert_eq!(
+            journal
+                .iter()
+                .filter(|e| matches!(e, Event::ShortFlag(_)))
+                .collect::<Vec<_>>(),
+            [&Event::ShortFlag(false)]
+        );
+        assert_eq!(verdict(&f, "2400::1"), Verdict::Pass);
+        assert_v6_counts(&f);
+        allow_all(&mut f);
     }
 
     /// The verifier walks the classifier's paths (the IPv6 levels, parts
