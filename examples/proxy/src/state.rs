@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rauta_router::config::HashPolicy as RouteHashPolicy;
 use rauta_router::{Router, Snapshot, Version};
-use rauta_stats::{Registry, RequestStats, StatsConfig};
+use rauta_stats::{Registry, Reload, RequestStats, StatsConfig};
 
 use crate::cluster::{Cluster, Outliers};
 use crate::config::{build_options, ConfigError, ProxyConfig};
@@ -110,7 +110,8 @@ impl State {
             ..
         } = config;
         let options = build_options(&clusters);
-        let parts = build_parts(&table, &clusters, &registry, &outliers)?;
+        let (parts, stats) = build_parts(&table, &clusters, &registry, &outliers)?;
+        stats.commit();
         let router = Router::with_options(table, options);
         let runtime = parts.into_runtime(router.load(), &text);
         Ok(State {
@@ -199,9 +200,9 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = ProxyConfig::from_yaml(text).and_then(|config| {
             // The classifier's lists are parsed before anything changes (a
-            // bad prefix rejects the file with the stats untouched), and
-            // installed before the table: a kernel error rejects the file
-            // before any of it serves.
+            // bad prefix rejects the file), and installed before the table
+            // and the stats' new generation: a kernel error rejects the
+            // file before any of it serves, the stats as they were.
             #[cfg(feature = "xdp")]
             let xdp_lists = match &self.xdp {
                 Some(_) => Some(
@@ -210,7 +211,7 @@ impl State {
                 ),
                 None => None,
             };
-            let parts = build_parts(
+            let (parts, stats) = build_parts(
                 &config.table,
                 &config.clusters,
                 &self.registry,
@@ -221,6 +222,7 @@ impl State {
                 xdp.apply(lists)
                     .map_err(|e| ConfigError::Xdp(e.to_string()))?;
             }
+            stats.commit();
             // The table is already built and validated against this file's
             // clusters; the router versions and installs it. Reloads are
             // serialized, so the snapshot loaded next is the one installed.
@@ -279,12 +281,16 @@ impl Parts {
     }
 }
 
-fn build_parts(
+/// The clusters and route states of a configuration, and the stats reload
+/// that named them, for the caller to commit once nothing can reject the
+/// configuration any more (dropped, it leaves the registry's generation as
+/// it was: the serving routes' stats do not age).
+fn build_parts<'r>(
     table: &rauta_router::RouteTable,
     clusters: &[crate::config::ClusterConfig],
-    registry: &Registry,
+    registry: &'r Registry,
     outliers: &Arc<Outliers>,
-) -> Result<Parts, ConfigError> {
+) -> Result<(Parts, Reload<'r>), ConfigError> {
     let stats_err = |e: rauta_stats::StatsError| ConfigError::Parse(format!("stats: {e}"));
     let mut reload = registry.reload();
     let mut built = HashMap::new();
@@ -323,11 +329,13 @@ fn build_parts(
             }),
         })
         .collect::<Result<_, ConfigError>>()?;
-    reload.commit();
-    Ok(Parts {
-        clusters: built,
-        routes,
-    })
+    Ok((
+        Parts {
+            clusters: built,
+            routes,
+        },
+        reload,
+    ))
 }
 
 /// Watches a configuration file: reloads when its modification time or

@@ -238,6 +238,29 @@ xdp:
     );
     assert_eq!(packets(&rejected, "dropped_deny_port"), 3 + 4, "{rejected}");
 
+    // A list the classifier cannot hold (one IPv6 prefix past its default
+    // capacity, 16,384) rejects the file after the routes are built: the stats
+    // keep their generation, so the serving route's stats do not age out
+    // (retained for 2 reloads) however many such files come.
+    let too_many: Vec<String> = (0..=16_384u32)
+        .map(|i| format!("\"2001:db8:{:x}:{:x}::/64\"", i >> 16, i & 0xffff))
+        .collect();
+    let text = config(&too_many.join(", "), 9).replace("name: r,", "name: r2,");
+    for _ in 0..3 {
+        let body = reload(&net, &admin, (&file, &text), proc.0.id(), "rejected");
+        assert!(body.contains("xdp:"), "{body}");
+    }
+    let served = metrics(&net, &admin);
+    assert!(
+        served.contains("rauta_route_requests_total{route=\"r\"}"),
+        "{served}"
+    );
+    send_udp(&net, NEW_DENIED_SOURCE, 7, 1);
+    assert_eq!(
+        packets(&metrics(&net, &admin), "dropped_deny_source"),
+        2 + 5 + 1 + 1
+    );
+
     drop(proc);
     let _ = std::fs::remove_dir_all(&dir);
 }
