@@ -24,6 +24,30 @@ struct Inner {
     ports: [BTreeSet<u16>; 2],
 }
 
+/// Denies or allows the ports that differ between `now` (TCP, then UDP;
+/// kept as written, port by port) and `want`.
+fn set_ports(
+    filter: &mut XdpFilter,
+    now: &mut [BTreeSet<u16>; 2],
+    want: &[BTreeSet<u16>; 2],
+) -> Result<(), rauta_xdp::Error> {
+    for ((protocol, now), want) in [Protocol::Tcp, Protocol::Udp]
+        .into_iter()
+        .zip(now)
+        .zip(want)
+    {
+        for &port in want.difference(&now.clone()) {
+            filter.deny_port(protocol, port)?;
+            now.insert(port);
+        }
+        for &port in now.clone().difference(want) {
+            filter.allow_port(protocol, port)?;
+            now.remove(&port);
+        }
+    }
+    Ok(())
+}
+
 /// The `xdp:` section, parsed: what [`Xdp::apply`] installs.
 #[derive(Debug, Clone, Default)]
 pub struct XdpLists {
@@ -110,28 +134,28 @@ impl Xdp {
     ///
     /// # Errors
     ///
-    /// A kernel error. The source list is then as it was if replacing it
-    /// failed; a port that failed, and those after it, are as they were.
+    /// A full map or a kernel error. The lists are then put back as they
+    /// were: the source list is as it was if replacing it failed, and a
+    /// failure at a port puts back the ports changed before it and the
+    /// source list (a kernel error during that, logged, leaves those of
+    /// the new lists that were in).
     pub fn apply(&self, lists: XdpLists) -> Result<(), XdpError> {
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Inner { filter, ports } = &mut *inner;
+        let before = filter.denied_sources()?;
         filter.replace_denied_sources(lists.sources)?;
-        for ((protocol, now), want) in [Protocol::Tcp, Protocol::Udp]
-            .into_iter()
-            .zip(ports)
-            .zip(lists.ports)
-        {
-            for &port in want.difference(&now.clone()) {
-                filter.deny_port(protocol, port)?;
-                now.insert(port);
+        let wanted = lists.ports;
+        let old = ports.clone();
+        if let Err(e) = set_ports(filter, ports, &wanted) {
+            let back =
+                set_ports(filter, ports, &old).and_then(|()| filter.replace_denied_sources(before));
+            if let Err(undo) = back {
+                tracing::error!(error = %undo, "XDP lists not put back after a failed change");
             }
-            for &port in now.clone().difference(&want) {
-                filter.allow_port(protocol, port)?;
-                now.remove(&port);
-            }
+            return Err(e.into());
         }
         Ok(())
     }
