@@ -26,5 +26,11 @@ $command
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p docs/benchmarks
 cargo run -q -p rauta-bench-router --bin router-report -- "$target/criterion" > docs/benchmarks/router.md.tmp
+# The GitHub set again, in back-to-back pairs (robust to the machine's
+# drift between criterion's benches).
+if [ -z "$filter" ] || [[ "github" == *"$filter"* ]]; then
+    echo >> docs/benchmarks/router.md.tmp
+    cargo bench -q -p rauta-bench-router --bench github_paired >> docs/benchmarks/router.md.tmp
+fi
 mv docs/benchmarks/router.md.tmp docs/benchmarks/router.md
 echo "wrote docs/benchmarks/router.md"

@@ -21,8 +21,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rauta_bench_router::{
-    decision_request, decision_table, github_patterns, github_request_path, github_table,
-    scaling_path, scaling_table, vhost_domain, vhost_host, vhost_table,
+    decision_request, decision_table, github_matchit, github_table, scaling_path, scaling_table,
+    vhost_domain, vhost_host, vhost_table,
 };
 use rauta_router::{BuildOptions, Decision, Request, RouteTable};
 
@@ -34,14 +34,7 @@ fn routed(d: Decision<'_>) -> usize {
 }
 
 fn github(c: &mut Criterion) {
-    let patterns = github_patterns();
-    let paths: Vec<String> = patterns.iter().map(|p| github_request_path(p)).collect();
-    let mut matchit = matchit::Router::new();
-    for (i, p) in patterns.iter().enumerate() {
-        matchit
-            .insert(p.as_str(), i)
-            .expect("matchit accepts the set");
-    }
+    let (paths, matchit) = github_matchit();
     let raw = github_table(&BuildOptions::default().raw_paths(true));
     let safe = github_table(&BuildOptions::default());
     let reqs: Vec<Request> = paths

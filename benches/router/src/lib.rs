@@ -48,6 +48,21 @@ pub fn github_request_path(pattern: &str) -> String {
     out
 }
 
+/// The request paths of the GitHub set (one per pattern, in order) and
+/// the same patterns in a matchit router (the peer), each naming its
+/// index.
+pub fn github_matchit() -> (Vec<String>, matchit::Router<usize>) {
+    let patterns = github_patterns();
+    let paths = patterns.iter().map(|p| github_request_path(p)).collect();
+    let mut matchit = matchit::Router::new();
+    for (i, p) in patterns.iter().enumerate() {
+        matchit
+            .insert(p.as_str(), i)
+            .expect("matchit accepts the set");
+    }
+    (paths, matchit)
+}
+
 /// The GitHub set as URI-template routes (the `{param}` syntax is the same),
 /// one virtual host `*`, one cluster per route.
 pub fn github_table(opts: &BuildOptions) -> RouteTable {

@@ -6,7 +6,13 @@
 //! path, and a lookup asks every structure which routes *may* match this
 //! path. Those candidates are then tested in ascending route order with the
 //! route's full conditions (method, gRPC, headers, query and the path itself),
-//! and the first that passes wins, exactly as in the ordered scan.
+//! and the first that passes wins, exactly as in the ordered scan. The path
+//! is not compared again where the structure has decided it: exact paths,
+//! prefixes, and templates of literals and whole-segment operators (the
+//! template trie compares their literals and checks that each segment is
+//! non-empty `pchar`s); regexes and templates with `**` or text around an
+//! operator are. A template's variables are read again only when a
+//! rewrite needs them.
 //!
 //! | path condition                    | filed in                                      |
 //! |-----------------------------------|-----------------------------------------------|
@@ -44,7 +50,7 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use smallvec::SmallVec;
 
 use crate::table::{PathSpec, RouteEntry};
-use crate::template::{MatchTemplate, Segment};
+use crate::template::{is_pchar, MatchTemplate, Segment};
 
 /// Patterns per `RegexSet`. A set only says whether one of its patterns
 /// matches (asking which ones would allocate), so a hit makes all of its
@@ -219,7 +225,7 @@ impl crate::table::VirtualHostEntry {
         self.route_index
             .find(Some(path), false, |i| {
                 !matches!(routes[i].path, PathSpec::Connect)
-                    && routes[i].path_matches(path, &mut caps)
+                    && (routes[i].path_in_index || routes[i].path_matches(path, &mut caps))
             })
             .map(|i| &routes[i])
     }
@@ -397,7 +403,7 @@ enum Hit {
 struct ByteTrie {
     nodes: Box<[ByteNode]>,
     bytes: Box<[u8]>,
-    edges: Box<[(u8, u32)]>,
+    edges: Edges,
     routes: Box<[u32]>,
     fold: bool,
 }
@@ -429,8 +435,7 @@ impl ByteTrie {
                 return;
             };
             let b = if self.fold { b.to_ascii_lowercase() } else { b };
-            let edges = node.edges.of(&self.edges);
-            let Some(&(_, c)) = edges.iter().find(|(f, _)| *f == b) else {
+            let Some(c) = self.edges.find(node.edges, b) else {
                 return;
             };
             let child = &self.nodes[c as usize];
@@ -538,7 +543,7 @@ impl TrieBuilder {
         ByteTrie {
             nodes: out.into(),
             bytes: bytes.into(),
-            edges: all_edges.into(),
+            edges: Edges::new(all_edges),
             routes: routes.into(),
             fold: self.fold,
         }
@@ -560,9 +565,61 @@ impl TrieBuilder {
 struct SegTrie {
     nodes: Box<[SegNode]>,
     bytes: Box<[u8]>,
-    edges: Box<[(u8, u32)]>,
+    edges: Edges,
     routes: Box<[u32]>,
     fold: bool,
+}
+
+/// The edges of every node of a trie: each node's are a [`Span`] of both
+/// arrays, sorted by their first byte. The bytes are apart from the child
+/// numbers so that a node's fit in a word or two, searched a word at a
+/// time ([`find_byte`]).
+#[derive(Clone, Debug, Default)]
+struct Edges {
+    keys: Box<[u8]>,
+    nodes: Box<[u32]>,
+}
+
+impl Edges {
+    fn new(all: Vec<(u8, u32)>) -> Edges {
+        Edges {
+            keys: all.iter().map(|&(b, _)| b).collect(),
+            nodes: all.iter().map(|&(_, n)| n).collect(),
+        }
+    }
+
+    /// The child whose edge starts with `b`, among the node's edges `span`.
+    #[inline]
+    fn find(&self, span: Span, b: u8) -> Option<u32> {
+        let i = find_byte(span.of(&self.keys), b)?;
+        Some(self.nodes[span.start as usize + i])
+    }
+}
+
+/// The first position of `b` in `hay`, eight bytes at a time: a word with
+/// `b`'s bytes cleared has a zero byte where `b` was, and the lowest byte
+/// the zero-byte test flags is the first such (a borrow only flags bytes
+/// above a zero one).
+#[inline]
+fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(b);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().unwrap()) ^ pattern;
+        let zero = x.wrapping_sub(LO) & !x & HI;
+        if zero != 0 {
+            return Some(base + (zero.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b)
+        .map(|i| base + i)
 }
 
 /// A range of one of [`SegTrie`]'s shared arrays.
@@ -609,7 +666,7 @@ fn seg_eq(a: &[u8], b: &[u8], fold: bool) -> bool {
         && if fold {
             a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y))
         } else {
-            a.iter().zip(b).all(|(x, y)| x == y)
+            crate::template::bytes_eq(a, b)
         }
 }
 
@@ -635,15 +692,15 @@ impl SegTrie {
                 continue;
             };
             if node.one != u32::MAX && b != b'/' {
-                let end = p[pos..]
-                    .iter()
-                    .position(|&c| c == b'/')
-                    .map_or(p.len(), |i| pos + i);
-                next = Some((node.one, end));
+                // A segment of pchars only, as every template operator
+                // wants (templates the trie decides rely on it).
+                let end = find_byte(&p[pos..], b'/').map_or(p.len(), |i| pos + i);
+                if p[pos..end].iter().all(|&c| is_pchar(c)) {
+                    next = Some((node.one, end));
+                }
             }
             let b = if self.fold { b.to_ascii_lowercase() } else { b };
-            let edges = node.edges.of(&self.edges);
-            if let Some(&(_, c)) = edges.iter().find(|(f, _)| *f == b) {
+            if let Some(c) = self.edges.find(node.edges, b) {
                 let label = self.nodes[c as usize].label.of(&self.bytes);
                 if let Some(seg) = p.get(pos..pos + label.len()) {
                     if seg_eq(&seg[1..], &label[1..], self.fold) {
@@ -770,7 +827,7 @@ impl SegTrieBuilder {
         SegTrie {
             nodes: out.into(),
             bytes: bytes.into(),
-            edges: all_edges.into(),
+            edges: Edges::new(all_edges),
             routes: routes.into(),
             fold: self.fold,
         }
@@ -821,6 +878,25 @@ mod tests {
         let t = trie(&[("/Api", Hit::Any), ("/aPI/V1", Hit::Separated)], true);
         assert_eq!(hits(&t, "/API/v1"), vec![0, 1]);
         assert_eq!(hits(&t, "/api/v1x"), vec![0]);
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_occurrence() {
+        let hay: Vec<u8> = (0u8..40).map(|i| b'a' + i % 20).collect();
+        for len in 0..hay.len() {
+            for b in (b'a'..=b'z').chain([0, 0x80, 0xff, b'/']) {
+                assert_eq!(
+                    find_byte(&hay[..len], b),
+                    hay[..len].iter().position(|&c| c == b),
+                    "{b} in {len}"
+                );
+            }
+        }
+        // Bytes next to the one sought, and ones with the top bit set.
+        let tricky = [0x01, 0x00, 0x81, 0x80, 0x2e, 0x2f, 0xfe, 0xff, 0x2f, 0x00];
+        for b in [0x00, 0x01, 0x80, 0x81, 0x2f, 0xff] {
+            assert_eq!(find_byte(&tricky, b), tricky.iter().position(|&c| c == b));
+        }
     }
 
     #[test]

@@ -225,6 +225,11 @@ pub struct RouteEntry {
     name: Box<str>,
     pub(crate) path: PathSpec,
     pub(crate) case_sensitive: bool,
+    /// The route index decides the path condition: a route it lists as a
+    /// candidate for a path matches that path (exact paths, prefixes, and
+    /// templates of literal and whole-segment operators: the template trie
+    /// compares their literals and checks their segments).
+    pub(crate) path_in_index: bool,
     pub(crate) headers: Box<[HeaderCond]>,
     pub(crate) query: Box<[QueryCond]>,
     pub(crate) grpc: bool,
@@ -351,13 +356,15 @@ impl RouteEntry {
         }
     }
 
-    /// Whether the path and conditions hold for a request (test helper for
-    /// the linear oracle and tools).
+    /// Whether the path and conditions hold for a request. `indexed`: the
+    /// route is a candidate of the route index, which has compared the
+    /// path already when [`Self::path_in_index`] says it decides it.
     fn matches<R: RequestView + ?Sized>(
         &self,
         req: &R,
         ctx: &MatchCtx<'_>,
         caps: &mut Captures,
+        indexed: bool,
     ) -> bool {
         // Conditions first, as Envoy does; all are pure, so order only
         // affects cost.
@@ -382,9 +389,11 @@ impl RouteEntry {
         if !self.query.iter().all(|q| q.matches(ctx.query)) {
             return false;
         }
-        self.path_matches(ctx.match_path.unwrap_or(""), caps)
+        (indexed && self.path_in_index) || self.path_matches(ctx.match_path.unwrap_or(""), caps)
     }
 
+    /// Whether the route's path condition holds for `p` (a match path);
+    /// a template's variables go into `caps`.
     pub(crate) fn path_matches(&self, p: &str, caps: &mut Captures) -> bool {
         let cs = self.case_sensitive;
         let pb = p.as_bytes();
@@ -641,7 +650,6 @@ pub struct RouteMatch<'a> {
     path: Cow<'a, str>,
     match_path: Cow<'a, str>,
     has_path: bool,
-    caps: Captures,
     cluster: &'a str,
     entry: Option<u16>,
     /// The port a CONNECT request's host carried (routing ignored it).
@@ -989,12 +997,12 @@ impl RouteTable {
                 vhost
                     .routes
                     .iter()
-                    .position(|r| r.matches(req, &ctx, &mut caps))
+                    .position(|r| r.matches(req, &ctx, &mut caps, false))
             } else {
                 let routes = &vhost.routes;
-                vhost
-                    .route_index
-                    .find(mp, is_connect, |i| routes[i].matches(req, &ctx, &mut caps))
+                vhost.route_index.find(mp, is_connect, |i| {
+                    routes[i].matches(req, &ctx, &mut caps, true)
+                })
             }
         };
         let Some(ri) = found else {
@@ -1011,7 +1019,6 @@ impl RouteTable {
             path,
             match_path: match_path.unwrap_or(Cow::Borrowed("")),
             has_path,
-            caps,
             cluster,
             entry,
             connect_port,
@@ -1174,7 +1181,16 @@ impl<'a> RouteMatch<'a> {
                 let (_, q) = split_query(path);
                 let mut out = String::with_capacity(path.len());
                 let mp = split_query(&self.match_path).0;
-                t.expand(mp, &self.caps, &mut out);
+                // The variables, from the path the route matched (a route
+                // decision does not keep them: most routes never use them).
+                let mut caps: Captures = [(0, 0); crate::template::MAX_VARIABLES];
+                let matched = if self.table.ignore_path_params {
+                    mp.find(';').map_or(mp, |i| &mp[..i])
+                } else {
+                    mp
+                };
+                self.route.path_matches(matched, &mut caps);
+                t.expand(mp, &caps, &mut out);
                 out.push_str(q);
                 out
             }
@@ -1461,6 +1477,14 @@ pub(crate) fn make_route(
             id: RouteId(id),
             index,
             name,
+            path_in_index: match &path {
+                PathSpec::Exact(_)
+                | PathSpec::Prefix(_)
+                | PathSpec::Separated(_)
+                | PathSpec::Connect => true,
+                PathSpec::Template(t) => t.decided_by_trie(),
+                PathSpec::Regex(_) => false,
+            },
             path,
             case_sensitive,
             headers: headers.into(),

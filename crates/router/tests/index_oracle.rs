@@ -21,8 +21,11 @@ use rauta_router::config::{
 };
 use rauta_router::{BuildOptions, Decision, Request, RouteTable};
 
-/// Path segments; upper-case twins exercise `case_sensitive: false`.
-const SEGS: &[&str] = &["a", "b", "ab", "ba", "A", "B", "aB", "x1", "x2", ""];
+/// Path segments; upper-case twins exercise `case_sensitive: false`;
+/// those with bytes outside RFC 3986's `pchar` match no template operator.
+const SEGS: &[&str] = &[
+    "a", "b", "ab", "ba", "A", "B", "aB", "x1", "x2", "", "a^b", "[",
+];
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
