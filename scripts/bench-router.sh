@@ -27,10 +27,25 @@ target="${CARGO_TARGET_DIR:-target}"
 mkdir -p docs/benchmarks
 cargo run -q -p rauta-bench-router --bin router-report -- "$target/criterion" > docs/benchmarks/router.md.tmp
 # The GitHub set again, in back-to-back pairs (robust to the machine's
-# drift between criterion's benches).
-if [ -z "$filter" ] || [[ "github" == *"$filter"* ]]; then
-    echo >> docs/benchmarks/router.md.tmp
+# drift between criterion's benches). It runs when the filter (a regex, as
+# criterion reads it) selects any of the GitHub benches; otherwise the
+# section of the last run is kept.
+github_ids="github/matchit github/rauta-raw github/rauta-path-index github/rauta-safe-default"
+run_paired=
+if [ -z "$filter" ]; then
+    run_paired=1
+else
+    for id in $github_ids; do
+        if [[ "$id" =~ $filter ]]; then run_paired=1; fi
+    done
+fi
+paired_heading="## GitHub API route set, in pairs"
+echo >> docs/benchmarks/router.md.tmp
+if [ -n "$run_paired" ]; then
     cargo bench -q -p rauta-bench-router --bench github_paired >> docs/benchmarks/router.md.tmp
+elif [ -f docs/benchmarks/router.md ] && grep -qxF "$paired_heading" docs/benchmarks/router.md; then
+    echo "(kept from the previous run: the filter '$filter' selected no GitHub bench)" >&2
+    sed -n "/^$paired_heading\$/,\$p" docs/benchmarks/router.md >> docs/benchmarks/router.md.tmp
 fi
 mv docs/benchmarks/router.md.tmp docs/benchmarks/router.md
 echo "wrote docs/benchmarks/router.md"

@@ -1,12 +1,13 @@
 //! The compiled route table against the ordered scan: the input builds a
 //! table of every matcher kind over a small alphabet (so routes overlap) and
-//! a set of requests; `route` and `route_linear` must agree on every one.
+//! a set of requests; `route` and `route_linear` must agree on every one,
+//! and `route_in` with one scratch reused for all of them too.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use rauta_router::config::{HeaderMatcher, QueryParameterMatcher, Route, RouteConfig, VirtualHost};
-use rauta_router::{BuildOptions, Decision, Request, RouteTable};
+use rauta_router::{BuildOptions, Decision, Request, RouteScratch, RouteTable};
 
 const SEGMENTS: [&str; 6] = ["a", "b", "ab", "A", "x1", ""];
 
@@ -115,6 +116,7 @@ fuzz_target!(|spec: Spec| {
     ) else {
         return;
     };
+    let mut scratch = RouteScratch::new();
     for (i, r) in spec.requests.iter().take(16).enumerate() {
         let mut p = path(&r.segs, r.trailing);
         if let Some(q) = r.query {
@@ -131,5 +133,15 @@ fuzz_target!(|spec: Spec| {
         let fast = key(&table.route(&req, i as u64));
         let slow = key(&table.route_linear(&req, i as u64));
         assert_eq!(fast, slow, "index and scan disagree on {req:?}");
+        let decision = table.route_in(&req, i as u64, &mut scratch);
+        let reused = (
+            key(&decision),
+            decision.route().map(|m| (m.path().to_owned(), m.host().to_owned())),
+        );
+        let fresh = table.route(&req, i as u64);
+        let fresh_paths = fresh
+            .route()
+            .map(|m| (m.path().to_owned(), m.host().to_owned()));
+        assert_eq!(reused, (fast, fresh_paths), "route_in disagrees on {req:?}");
     }
 });

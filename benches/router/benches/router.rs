@@ -24,7 +24,7 @@ use rauta_bench_router::{
     decision_request, decision_table, github_matchit, github_table, scaling_path, scaling_table,
     vhost_domain, vhost_host, vhost_table,
 };
-use rauta_router::{BuildOptions, Decision, Request, RouteTable};
+use rauta_router::{BuildOptions, Decision, Request, RouteScratch, RouteTable};
 
 fn routed(d: Decision<'_>) -> usize {
     match d {
@@ -285,6 +285,33 @@ fn decision(c: &mut Criterion) {
         b.iter(|| {
             v = v.wrapping_add(0x9e37_79b9_7f4a_7c15);
             let d = table.route(black_box(&http_req), v);
+            black_box(d.route().and_then(|m| m.cluster()).map(str::len))
+        })
+    });
+    // The same route for a path the policy changes (a dot segment, a
+    // doubled slash, a parameter): new strings, or a reused scratch.
+    let mut changed = req.clone();
+    changed.path = Some("/api/./checkout//confirm;v=2?cart=8812&step=2".into());
+    let mut scratch = RouteScratch::new();
+    assert_eq!(
+        routed(table.route(&changed, 7)),
+        routed(table.route_in(&changed, 7, &mut scratch))
+    );
+    assert_eq!(
+        routed(table.route(&changed, 7)),
+        routed(table.route(&req, 7))
+    );
+    g.bench_function("index-changed-path", |b| {
+        b.iter(|| {
+            v = v.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let d = table.route(black_box(&changed), v);
+            black_box(d.route().and_then(|m| m.cluster()).map(str::len))
+        })
+    });
+    g.bench_function("index-changed-path-scratch", |b| {
+        b.iter(|| {
+            v = v.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let d = table.route_in(black_box(&changed), v, &mut scratch);
             black_box(d.route().and_then(|m| m.cluster()).map(str::len))
         })
     });

@@ -325,18 +325,27 @@ pub fn strip_host_port(host: &str, listener_port: Option<u16>) -> &str {
 /// assert_eq!(strip_trailing_host_dot("abc.com"), "abc.com");
 /// ```
 pub fn strip_trailing_host_dot(host: &str) -> Cow<'_, str> {
-    match port_start(host) {
-        Some(colon) => {
-            if colon > 0 && host.as_bytes()[colon - 1] == b'.' {
-                let mut out = String::with_capacity(host.len() - 1);
-                out.push_str(&host[..colon - 1]);
-                out.push_str(&host[colon..]);
-                Cow::Owned(out)
-            } else {
-                Cow::Borrowed(host)
-            }
+    match split_trailing_host_dot(host) {
+        (name, "") => Cow::Borrowed(name),
+        (name, port) => {
+            let mut out = String::with_capacity(name.len() + port.len());
+            out.push_str(name);
+            out.push_str(port);
+            Cow::Owned(out)
         }
-        None => Cow::Borrowed(host.strip_suffix('.').unwrap_or(host)),
+    }
+}
+
+/// [`strip_trailing_host_dot`] without copying: the result is the two
+/// parts joined. The second is empty, or the `:port` that followed a
+/// removed dot (the only case where the dot is not at the end).
+pub(crate) fn split_trailing_host_dot(host: &str) -> (&str, &str) {
+    match port_start(host) {
+        Some(colon) if colon > 0 && host.as_bytes()[colon - 1] == b'.' => {
+            (&host[..colon - 1], &host[colon..])
+        }
+        Some(_) => (host, ""),
+        None => (host.strip_suffix('.').unwrap_or(host), ""),
     }
 }
 

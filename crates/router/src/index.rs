@@ -693,9 +693,14 @@ impl SegTrie {
             };
             if node.one != u32::MAX && b != b'/' {
                 // A segment of pchars only, as every template operator
-                // wants (templates the trie decides rely on it).
-                let end = find_byte(&p[pos..], b'/').map_or(p.len(), |i| pos + i);
-                if p[pos..end].iter().all(|&c| is_pchar(c)) {
+                // wants (templates the trie decides rely on it): it ends
+                // at the first other byte, which must be the '/' (not a
+                // pchar) or the path's end.
+                let end = p[pos..]
+                    .iter()
+                    .position(|&c| !is_pchar(c))
+                    .map_or(p.len(), |i| pos + i);
+                if end == p.len() || p[end] == b'/' {
                     next = Some((node.one, end));
                 }
             }

@@ -43,7 +43,12 @@
 //! A decision allocates nothing and takes no lock, on any number of threads
 //! sharing one table: the first thread to search with a regex owns its
 //! search cache, and every other thread keeps a copy of its own (made on
-//! its first search with that regex, dropped with the table).
+//! its first search with that regex, dropped with the table). A request
+//! whose path the path policy changes (`/a/../b`, `//`, `;params`), or whose
+//! host loses a dot before its port, needs new strings for what is
+//! forwarded: [`RouteTable::route`] allocates them, while
+//! [`RouteTable::route_in`] writes them into a [`RouteScratch`] the caller
+//! reuses, so that once its buffers have grown nothing is allocated at all.
 //!
 //! # Acting on a decision
 //!
@@ -123,7 +128,7 @@ pub use request::{HeaderValues, Request, RequestView};
 pub use router::{Router, RouterCache, Snapshot, Version};
 pub use table::{
     ActionKind, BuildOptions, Decision, PathKind, RetryPolicy, RouteEntry, RouteId, RouteMatch,
-    RouteTable, Upstream, VirtualHostEntry,
+    RouteScratch, RouteTable, Upstream, VirtualHostEntry,
 };
 
 #[cfg(doctest)]

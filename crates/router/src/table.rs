@@ -710,6 +710,26 @@ fn lower_into<'b>(host: &str, buf: &'b mut [u8; 256], heap: &'b mut Vec<u8>) -> 
     }
 }
 
+/// [`lower_into`] for `name` followed by `port`.
+fn lower_pair_into<'b>(
+    name: &str,
+    port: &str,
+    buf: &'b mut [u8; 256],
+    heap: &'b mut Vec<u8>,
+) -> &'b [u8] {
+    let len = name.len() + port.len();
+    let out: &mut [u8] = if len <= buf.len() {
+        &mut buf[..len]
+    } else {
+        heap.resize(len, 0);
+        heap
+    };
+    for (o, c) in out.iter_mut().zip(name.bytes().chain(port.bytes())) {
+        *o = c.to_ascii_lowercase();
+    }
+    out
+}
+
 /// Index of the port colon: the last ':' with no ']' after it.
 pub(crate) fn port_colon(host: &str) -> Option<usize> {
     let i = host.rfind(':')?;
@@ -720,25 +740,53 @@ pub(crate) fn port_colon(host: &str) -> Option<usize> {
     }
 }
 
-fn normalize_host<'h>(h: &'h str, n: &config::HostNormalization) -> Cow<'h, str> {
-    use crate::authority::{strip_host_port, strip_trailing_host_dot};
-    let host = if n.strip_trailing_host_dot {
-        strip_trailing_host_dot(h)
+/// The host after host normalization (and, for CONNECT, without its
+/// port), as two borrowed parts of `h` to be read joined: the second is
+/// empty unless a dot before a kept port was taken out.
+fn normalize_host<'h>(
+    h: &'h str,
+    n: &config::HostNormalization,
+    connect: bool,
+) -> (&'h str, &'h str) {
+    use crate::authority::{split_trailing_host_dot, strip_host_port};
+    let (mut name, mut port) = if n.strip_trailing_host_dot {
+        split_trailing_host_dot(h)
     } else {
-        Cow::Borrowed(h)
+        (h, "")
     };
-    if !n.strip_any_host_port && n.strip_matching_host_port.is_none() {
-        return host;
+    // `None` strips any numeric port (strip_any_host_port); CONNECT routes
+    // on the host without its port, whatever it is.
+    let strip = if n.strip_any_host_port {
+        Some(None)
+    } else {
+        n.strip_matching_host_port.map(Some)
+    };
+    for listener in [strip, connect.then_some(None)].into_iter().flatten() {
+        // A port after a removed dot is the whole second part (it holds
+        // the last ':'), and stripping it decides as it would joined.
+        if port.is_empty() {
+            name = strip_host_port(name, listener);
+        } else {
+            port = strip_host_port(port, listener);
+        }
     }
-    // `None` strips any numeric port (strip_any_host_port).
-    let listener = if n.strip_any_host_port {
-        None
-    } else {
-        n.strip_matching_host_port
-    };
-    match host {
-        Cow::Borrowed(b) => Cow::Borrowed(strip_host_port(b, listener)),
-        Cow::Owned(o) => Cow::Owned(strip_host_port(&o, listener).to_owned()),
+    (name, port)
+}
+
+/// Reusable buffers for [`RouteTable::route_in`]: keep one per thread (or
+/// per connection) and pass it to every call. They grow to the longest
+/// path and host that needed a change, and then routing allocates nothing
+/// even for requests that the path policy or host normalization changes.
+#[derive(Debug, Clone, Default)]
+pub struct RouteScratch {
+    path: crate::path::PathScratch,
+    host: String,
+}
+
+impl RouteScratch {
+    /// Empty buffers; they grow on first use.
+    pub fn new() -> RouteScratch {
+        RouteScratch::default()
     }
 }
 
@@ -836,31 +884,74 @@ impl RouteTable {
     /// Selects the virtual host for a host name (as received, any case,
     /// with or without port). Allocates nothing for hosts up to 256 bytes.
     pub fn find_virtual_host(&self, host: &str) -> Option<&VirtualHostEntry> {
-        let host = if self.ignore_port {
-            match port_colon(host) {
-                Some(i) => &host[..i],
-                None => host,
-            }
-        } else {
-            host
+        self.find_virtual_host_parts(host, "")
+    }
+
+    /// [`Self::find_virtual_host`] for the host `name` followed by `port`
+    /// (empty, or a `:port` that holds the last ':').
+    fn find_virtual_host_parts(&self, name: &str, port: &str) -> Option<&VirtualHostEntry> {
+        let (name, port) = match (self.ignore_port, port) {
+            (false, port) => (name, port),
+            (true, "") => match port_colon(name) {
+                Some(i) => (&name[..i], ""),
+                None => (name, ""),
+            },
+            (true, _) => (name, ""),
         };
         let mut buf = [0u8; 256];
         let mut heap = Vec::new();
-        let lower = lower_into(host, &mut buf, &mut heap);
+        let lower = if port.is_empty() {
+            lower_into(name, &mut buf, &mut heap)
+        } else {
+            lower_pair_into(name, port, &mut buf, &mut heap)
+        };
         self.domains.find(lower).map(|i| &self.vhosts[i as usize])
     }
 
     /// Routes a request. `random_value` picks among weighted clusters (Envoy
     /// passes the stream id); pass a fresh random number per request.
     ///
-    /// Allocates nothing unless the path policy rewrites the path or a
-    /// multi-valued header longer than 256 bytes is matched.
+    /// Allocates nothing unless the path policy changes the path, host
+    /// normalization takes out a dot before a kept port, or a multi-valued
+    /// header longer than 256 bytes is matched; [`Self::route_in`] avoids
+    /// the first two. Redirects and rejections build their answer.
     pub fn route<'a, R: RequestView + ?Sized>(
         &'a self,
         req: &'a R,
         random_value: u64,
     ) -> Decision<'a> {
-        self.route_impl(req, random_value, false)
+        self.route_impl(req, random_value, false, None)
+    }
+
+    /// [`Self::route`], writing a changed path or host into `scratch`
+    /// instead of new strings: with one scratch reused across requests,
+    /// routing a request allocates nothing once the buffers have grown,
+    /// whatever the path policy and host normalization change. The
+    /// decision borrows `scratch` until it is dropped.
+    ///
+    /// ```
+    /// use rauta_router::{Request, RouteScratch, RouteTable};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: v
+    ///     domains: ["*"]
+    ///     routes: [{name: admin, match: {path: /admin}, action: {cluster: c}}]
+    /// "#).unwrap();
+    /// let mut scratch = RouteScratch::new();
+    /// for _ in 0..3 {
+    ///     let req = Request::get("a.example", "/public/../admin");
+    ///     let m = table.route_in(&req, 0, &mut scratch).into_route().unwrap();
+    ///     assert_eq!((m.route_name(), m.path()), ("admin", "/admin"));
+    /// }
+    /// ```
+    pub fn route_in<'a, R: RequestView + ?Sized>(
+        &'a self,
+        req: &'a R,
+        random_value: u64,
+        scratch: &'a mut RouteScratch,
+    ) -> Decision<'a> {
+        self.route_impl(req, random_value, false, Some(scratch))
     }
 
     /// The plain ordered scan over every route, kept as the oracle that
@@ -871,7 +962,7 @@ impl RouteTable {
         req: &'a R,
         random_value: u64,
     ) -> Decision<'a> {
-        self.route_impl(req, random_value, true)
+        self.route_impl(req, random_value, true, None)
     }
 
     fn route_impl<'a, R: RequestView + ?Sized>(
@@ -879,7 +970,12 @@ impl RouteTable {
         req: &'a R,
         random_value: u64,
         linear: bool,
+        scratch: Option<&'a mut RouteScratch>,
     ) -> Decision<'a> {
+        let (host_buf, path_buf) = match scratch {
+            Some(s) => (Some(&mut s.host), Some(&mut s.path)),
+            None => (None, None),
+        };
         let scheme = match req.scheme() {
             Some(s) if !s.is_empty() => s,
             _ => return Decision::NotFound { vhost: None },
@@ -907,30 +1003,29 @@ impl RouteTable {
         } else {
             None
         };
-        let host = raw_host.map(|h| {
-            let host = normalize_host(h, &self.host_norm);
-            match host {
-                Cow::Borrowed(b) if connect_port.is_some() => {
-                    Cow::Borrowed(crate::authority::strip_host_port(b, None))
-                }
-                Cow::Owned(o) if connect_port.is_some() => {
-                    Cow::Owned(crate::authority::strip_host_port(&o, None).to_owned())
-                }
-                host => host,
-            }
-        });
+        let host = raw_host.map(|h| normalize_host(h, &self.host_norm, connect_port.is_some()));
         let vhost = if self.domains.only_default() {
             self.domains.default.map(|i| &self.vhosts[i as usize])
         } else {
-            match &host {
-                Some(h) => self.find_virtual_host(h),
+            match host {
+                Some((name, port)) => self.find_virtual_host_parts(name, port),
                 None => None,
             }
         };
         let Some(vhost) = vhost else {
             return Decision::NotFound { vhost: None };
         };
-        let host = host.unwrap_or(Cow::Borrowed(""));
+        let host: Cow<'a, str> = match (host, host_buf) {
+            (None, _) => Cow::Borrowed(""),
+            (Some((name, "")), _) => Cow::Borrowed(name),
+            (Some((name, port)), Some(buf)) => {
+                buf.clear();
+                buf.push_str(name);
+                buf.push_str(port);
+                Cow::Borrowed(buf)
+            }
+            (Some((name, port)), None) => Cow::Owned([name, port].concat()),
+        };
         let raw_path = req.path_and_query();
         if let Some(tls) = vhost.require_tls {
             let external = || {
@@ -955,7 +1050,10 @@ impl RouteTable {
         let (path, match_path) = match (raw_path, policy) {
             (None, _) => (Cow::Borrowed(""), None),
             (Some(p), None) => (Cow::Borrowed(p), Some(Cow::Borrowed(p))),
-            (Some(p), Some(policy)) => match policy.apply(p) {
+            (Some(p), Some(policy)) => match match path_buf {
+                Some(buf) => policy.apply_in(p, buf),
+                None => policy.apply(p),
+            } {
                 PathOutcome::Forward { path, match_path } => (path, Some(match_path)),
                 PathOutcome::Redirect { location, status } => {
                     return Decision::PathRedirect {
@@ -977,10 +1075,10 @@ impl RouteTable {
         let mut caps: Captures = [(0, 0); crate::template::MAX_VARIABLES];
         let found = {
             let mp = match_path.as_deref().map(|m| {
-                let end = m.find(['?', '#']).unwrap_or(m.len());
+                let end = memchr::memchr2(b'?', b'#', m.as_bytes()).unwrap_or(m.len());
                 let m = &m[..end];
                 if self.ignore_path_params {
-                    m.find(';').map_or(m, |i| &m[..i])
+                    memchr::memchr(b';', m.as_bytes()).map_or(m, |i| &m[..i])
                 } else {
                     m
                 }
@@ -991,7 +1089,7 @@ impl RouteTable {
                 is_connect,
                 full_path: full,
                 match_path: mp,
-                query: full.and_then(|p| p.find('?').map(|i| &p[i + 1..])),
+                query: full.and_then(|p| memchr::memchr(b'?', p.as_bytes()).map(|i| &p[i + 1..])),
             };
             if linear {
                 vhost

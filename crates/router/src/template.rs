@@ -41,6 +41,24 @@ pub(crate) type Captures = [(u32, u32); MAX_VARIABLES];
 /// RFC 3986 `pchar` (unreserved, pct-encoded, sub-delims, ':' and '@').
 #[inline]
 pub(crate) fn is_pchar(b: u8) -> bool {
+    PCHAR[usize::from(b)]
+}
+
+/// [`is_pchar`] of every byte, looked up on the match path.
+const PCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0u8;
+    loop {
+        t[b as usize] = pchar_rule(b);
+        if b == u8::MAX {
+            break;
+        }
+        b += 1;
+    }
+    t
+};
+
+const fn pchar_rule(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -243,7 +261,6 @@ impl MatchTemplate {
             .map(|i| i as u8)
     }
 
-    /// Matches `path` (no query), filling `caps`.
     /// Whether the route index's template trie decides this template on
     /// its own: its segments are literals and whole-segment operators
     /// (`*`, `{name}`), which the trie compares and checks as
@@ -256,6 +273,7 @@ impl MatchTemplate {
         })
     }
 
+    /// Matches `path` (no query), filling `caps`.
     pub(crate) fn matches(&self, path: &str, case_sensitive: bool, caps: &mut Captures) -> bool {
         let p = path.as_bytes();
         let mut pos = 0usize;

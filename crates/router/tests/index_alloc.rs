@@ -2,36 +2,37 @@
 //! a few thousand varied decisions (every path matcher kind, misses, header
 //! and query conditions, weighted clusters, wildcard virtual hosts) and must
 //! see zero allocations, on the thread that built the table and on two more
-//! routing at the same time. This file is its own test binary so that no
-//! other test shares the allocator, and only the measuring threads are
-//! counted.
+//! routing at the same time; and, through `RouteTable::route_in` and a
+//! reused scratch, for requests whose path or host normalization changes.
+//! This file is its own test binary so that no other test shares the
+//! allocator; each measuring thread counts only its own allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rauta_router::config::{
-    Empty, HeaderMatcher, QueryParameterMatcher, Route, RouteConfig, RouteMatch, VirtualHost,
+    Empty, HeaderMatcher, HostNormalization, QueryParameterMatcher, Route, RouteConfig, RouteMatch,
+    VirtualHost,
 };
-use rauta_router::{BuildOptions, Decision, Request, RouteTable};
+use rauta_router::{BuildOptions, Decision, Request, RouteScratch, RouteTable};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    // Per thread: tests run side by side in this binary.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
     }
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter only reads a const-initialised thread-local `Cell<bool>`, which
-// never allocates.
+// counter only touches const-initialised thread-local `Cell`s, which
+// never allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
@@ -59,11 +60,11 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations made by `f` on this thread.
 fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
-    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ALLOCATIONS.with(|n| n.set(0));
     COUNTING.with(|c| c.set(true));
     let out = f();
     COUNTING.with(|c| c.set(false));
-    (ALLOCATIONS.load(Ordering::SeqCst), out)
+    (ALLOCATIONS.with(Cell::get), out)
 }
 
 fn connect_route() -> Route {
@@ -259,5 +260,106 @@ fn routing_allocates_nothing() {
                 assert_eq!(allocs, 0, "{allocs} allocations on another thread");
             }
         });
+    }
+}
+
+/// Requests that the safe path policy or host normalization changes.
+fn changed_requests() -> Vec<Request> {
+    let host = "api.example.com";
+    let deep = format!("{}{}/healthz", "/x".repeat(40), "/..".repeat(40));
+    vec![
+        Request::get(host, "/v1//users/7"),
+        Request::get(host, "/public/../healthz"),
+        Request::get(host, "/Static/%63ss/./site.css"),
+        Request::get(host, "/repos/rauta/router/issues/3;v=1"),
+        Request::get(host, "/v1/users/./7?beta=1"),
+        Request::get(host, "/orders/%31%32"),
+        Request::get(host, &deep),
+        // A dot before a kept port, before a stripped one, at the end.
+        Request::get("api.example.com.:443", "/healthz"),
+        Request::get("API.example.com.:8080", "/v1/users"),
+        Request::get("shop.example.com.", "/cart"),
+        Request::get("api.example.com.:443", "/a/../v1//users"),
+    ]
+}
+
+/// Routes every request `rounds` times through one scratch; returns how
+/// many found a route.
+fn route_all_in(
+    table: &RouteTable,
+    reqs: &[Request],
+    rounds: u64,
+    scratch: &mut RouteScratch,
+) -> usize {
+    let mut routed = 0;
+    for round in 0..rounds {
+        for r in reqs {
+            let random = round.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            if let Decision::Route(m) = table.route_in(r, random, scratch) {
+                routed += usize::from(m.cluster().is_some());
+            }
+        }
+    }
+    routed
+}
+
+#[test]
+fn routing_in_a_scratch_allocates_nothing_when_the_path_or_host_changes() {
+    let reqs: Vec<Request> = changed_requests().into_iter().chain(requests()).collect();
+    for ignore_port in [false, true] {
+        let mut cfg = config();
+        let mut norm = HostNormalization::default();
+        norm.strip_trailing_host_dot = true;
+        norm.strip_matching_host_port = Some(8080);
+        cfg.host_normalization = Some(norm);
+        cfg.ignore_port_in_host_matching = Some(ignore_port);
+        let table = RouteTable::build(cfg).expect("valid config");
+        let mut scratch = RouteScratch::new();
+        // The same decisions as `route`, which allocates for these.
+        for r in &reqs {
+            let fresh = table.route(r, 7);
+            let fresh = fresh.route().map(|m| {
+                (
+                    m.route_name().to_owned(),
+                    m.host().to_owned(),
+                    m.path().to_owned(),
+                )
+            });
+            let decision = table.route_in(r, 7, &mut scratch);
+            let reused = decision
+                .route()
+                .map(|m| (m.route_name(), m.host(), m.path()));
+            assert_eq!(
+                reused,
+                fresh
+                    .as_ref()
+                    .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
+                "{r:?}"
+            );
+        }
+        let name = |i: usize| {
+            let d = table.route(&reqs[i], 0);
+            d.route().map(|m| m.route_name().to_owned())
+        };
+        assert_eq!(name(1).as_deref(), Some("health"), "dot segments resolved");
+        assert_eq!(
+            name(3).as_deref(),
+            Some("issue"),
+            "parameters cut for matching"
+        );
+        assert_eq!(name(6).as_deref(), Some("health"), "40 segments and back");
+        let (allocs, _) = allocations(|| route_all(&table, &reqs[..11], 1));
+        assert!(allocs > 0, "these requests allocate without a scratch");
+
+        route_all_in(&table, &reqs, 2, &mut scratch);
+        let rounds = 200;
+        let (allocs, routed) = allocations(|| route_all_in(&table, &reqs, rounds, &mut scratch));
+        assert!(routed > 0);
+        assert_eq!(
+            allocs,
+            0,
+            "{allocs} allocations in {} decisions (ignore port: {ignore_port})",
+            rounds as usize * reqs.len()
+        );
     }
 }

@@ -11,7 +11,7 @@ use rauta_router::path::envoy::{self, HcmOptions};
 use rauta_router::path::uhv::{self, UhvOptions};
 use rauta_router::path::{
     remove_dot_segments, EscapedSlashesAction, PathOutcome, PathParametersAction, PathPolicy,
-    RejectReason,
+    PathScratch, RejectReason,
 };
 
 /// Pieces that exercise every branch of the normalizers.
@@ -80,6 +80,26 @@ fn path_part(p: &str) -> &str {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// One scratch reused over several inputs (long ones leave their bytes
+    /// in the buffers) gives what `apply` gives, input by input.
+    #[test]
+    fn apply_in_with_a_reused_scratch_agrees_with_apply(
+        policy in policy(),
+        inputs in prop::collection::vec(target(), 1..6),
+    ) {
+        let mut scratch = PathScratch::default();
+        for input in &inputs {
+            let fresh = policy.apply(input);
+            let reused = policy.apply_in(input, &mut scratch);
+            prop_assert_eq!(&reused, &fresh, "{:?}", input);
+            if let PathOutcome::Forward { path, match_path } = reused {
+                // Borrowed always: from the input or from the scratch.
+                prop_assert!(matches!(path, Cow::Borrowed(_)));
+                prop_assert!(matches!(match_path, Cow::Borrowed(_)));
+            }
+        }
+    }
 
     #[test]
     fn any_policy_is_idempotent(policy in policy(), input in target()) {

@@ -390,3 +390,67 @@ virtual_hosts: [{name: all, domains: ["*"], routes: [{name: r, match: {prefix: /
     };
     assert!(m.edits_response());
 }
+
+/// A template rewrite reads the variables again from the path the route
+/// matched (a decision does not keep them): with `;` path parameters,
+/// ignored or not, and with a query or fragment after the path, the index
+/// and the ordered scan must give the same upstream path.
+#[test]
+fn template_rewrite_reads_variables_past_parameters_and_fragments() {
+    let yaml = |ignore: bool| {
+        format!(
+            r#"
+ignore_path_parameters_in_path_matching: {ignore}
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - name: files
+        match: {{path_template: "/u/{{id}}/{{file}}"}}
+        action: {{cluster: c, path_template_rewrite: "/users/{{id}}/f/{{file}}"}}
+      - name: deep
+        match: {{path_template: "/d/{{id}}/**"}}
+        action: {{cluster: c, path_template_rewrite: "/deep/{{id}}"}}
+"#
+        )
+    };
+    let raw = BuildOptions::default().raw_paths(true);
+    let cases: &[(bool, &str, Option<&str>)] = &[
+        // Parameters ignored: the route matches on the path cut at ';',
+        // and the variables come from there.
+        (true, "/u/42/a.txt;v=1?x=1", Some("/users/42/f/a.txt?x=1")),
+        (true, "/u/42;v=1", None),
+        (true, "/d/7/x;s=1/y#top", Some("/deep/7#top")),
+        // Cut at the first ';', as Envoy cuts: `/d/7` has no `/` for `/**`.
+        (true, "/d/7;s=1/x/y", None),
+        // Parameters kept: ';' is a pchar, part of the variable.
+        (
+            false,
+            "/u/4;2/a.txt;v=1?x=1",
+            Some("/users/4;2/f/a.txt;v=1?x=1"),
+        ),
+        (false, "/u/42/a.txt#frag", Some("/users/42/f/a.txt#frag")),
+        (
+            false,
+            "/u/42/a.txt?q=/u/1/2",
+            Some("/users/42/f/a.txt?q=/u/1/2"),
+        ),
+        (false, "/d/7/x;y/z?k", Some("/deep/7?k")),
+    ];
+    for &(ignore, path, want) in cases {
+        let cfg = RouteConfig::from_yaml(&yaml(ignore)).unwrap();
+        let t = RouteTable::build_with(cfg, &raw).unwrap();
+        let req = rauta_router::Request::get("a", path);
+        let by_index = t.route(&req, 0).into_route().map(|m| m.rewritten_path());
+        let by_scan = t
+            .route_linear(&req, 0)
+            .into_route()
+            .map(|m| m.rewritten_path());
+        assert_eq!(by_index, by_scan, "{path} (ignore parameters: {ignore})");
+        assert_eq!(
+            by_index.flatten().as_deref(),
+            want,
+            "{path} (ignore parameters: {ignore})"
+        );
+    }
+}

@@ -111,45 +111,51 @@ pub fn merge_slashes(path_and_query: &str) -> Cow<'_, str> {
 /// `\` in the path part, in one left-to-right pass (`%%2f` gives `%/`). The
 /// flag says whether anything was decoded.
 pub fn unescape_slashes(path_and_query: &str) -> (Cow<'_, str>, bool) {
+    let mut out = String::new();
+    if unescape_slashes_into(path_and_query, &mut out) {
+        (Cow::Owned(out), true)
+    } else {
+        (Cow::Borrowed(path_and_query), false)
+    }
+}
+
+/// [`unescape_slashes`] appending to `out`; false (and nothing written)
+/// when there was nothing to decode.
+pub(super) fn unescape_slashes_into(path_and_query: &str, out: &mut String) -> bool {
     let q = query_start(path_and_query);
-    let bytes = path_and_query.as_bytes();
-    let path = &bytes[..q];
-    let is_escaped_slash = |w: &[u8]| {
-        w[0] == b'%'
-            && matches!(
-                [w[1], w[2].to_ascii_uppercase()],
-                [b'2', b'F'] | [b'5', b'C']
-            )
-    };
-    if !path.windows(3).any(is_escaped_slash) {
-        return (Cow::Borrowed(path_and_query), false);
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut found = false;
+    let bytes = &path_and_query.as_bytes()[..q];
+    // Where the next copy starts: 0, or just past an escape (ASCII), so
+    // always a char boundary.
+    let mut copied = 0;
     let mut i = 0;
-    while i < path.len() {
-        if path[i] == b'%' && i + 2 < path.len() {
-            let pair = [path[i + 1], path[i + 2].to_ascii_uppercase()];
-            let decoded = match &pair {
-                b"2F" => Some(b'/'),
-                b"5C" => Some(b'\\'),
+    while i + 2 < bytes.len() {
+        let decoded = if bytes[i] == b'%' {
+            match [bytes[i + 1], bytes[i + 2].to_ascii_uppercase()] {
+                [b'2', b'F'] => Some('/'),
+                [b'5', b'C'] => Some('\\'),
                 _ => None,
-            };
-            if let Some(d) = decoded {
-                out.push(d);
-                found = true;
-                i += 3;
-                continue;
             }
+        } else {
+            None
+        };
+        match decoded {
+            Some(d) => {
+                if copied == 0 {
+                    out.reserve(path_and_query.len());
+                }
+                out.push_str(&path_and_query[copied..i]);
+                out.push(d);
+                i += 3;
+                copied = i;
+            }
+            None => i += 1,
         }
-        out.push(path[i]);
-        i += 1;
     }
-    if !found {
-        return (Cow::Borrowed(path_and_query), false);
+    if copied == 0 {
+        return false;
     }
-    out.extend_from_slice(&bytes[q..]);
-    (Cow::Owned(into_string(out)), true)
+    out.push_str(&path_and_query[copied..]);
+    true
 }
 
 /// Envoy's `strip_dotdot_segments_with_parameters`: a segment `..;params`

@@ -61,7 +61,7 @@ pub mod uhv;
 
 pub use rfc3986::remove_dot_segments;
 
-use envoy::{decode_escape, hex_digit, into_string, push_escaped};
+use envoy::{decode_escape, hex_digit};
 
 /// Envoy's `path_with_escaped_slashes_action`: what to do with `%2F`, `%2f`,
 /// `%5C` and `%5c` in the path.
@@ -413,84 +413,185 @@ impl PathPolicy {
     /// host:port`) carry no path; recognise them with
     /// [`crate::authority::parse_request_target`] and do not call this.
     pub fn apply<'a>(&self, path_and_query: &'a str) -> PathOutcome<'a> {
+        let mut scratch = PathScratch::default();
+        match self.run(path_and_query, &mut scratch) {
+            Core::Forward { path, match_path } => {
+                // The match copy first: it may be a prefix of the buffer
+                // that the forwarded path then takes whole. A buffer of
+                // its own it takes whole too.
+                let path_buf = match path {
+                    Piece::Buf(b, _) => Some(b),
+                    Piece::Input(_) => None,
+                };
+                let match_path = match match_path {
+                    Piece::Input(p) => Cow::Borrowed(p),
+                    Piece::Buf(b, n) if path_buf != Some(b) => {
+                        let mut owned = std::mem::take(scratch.buf_mut(b));
+                        owned.truncate(n);
+                        Cow::Owned(owned)
+                    }
+                    Piece::Buf(b, n) => Cow::Owned(scratch.buf(b)[..n].to_owned()),
+                };
+                let path = match path {
+                    Piece::Input(p) => Cow::Borrowed(p),
+                    Piece::Buf(b, n) => {
+                        let mut owned = std::mem::take(scratch.buf_mut(b));
+                        owned.truncate(n);
+                        Cow::Owned(owned)
+                    }
+                };
+                PathOutcome::Forward { path, match_path }
+            }
+            Core::Redirect(location) => PathOutcome::Redirect {
+                location,
+                status: 307,
+            },
+            Core::Reject(reason) => PathOutcome::reject(reason),
+        }
+    }
+
+    /// [`Self::apply`], writing a changed path into `scratch` instead of
+    /// new strings: once the buffers have grown to the longest path seen,
+    /// a forwarded request allocates nothing, however much normalization
+    /// changed it. Both paths of a [`PathOutcome::Forward`] are then
+    /// borrowed (from the request-target or from `scratch`). A redirect's
+    /// `Location` is still a new string.
+    ///
+    /// ```
+    /// use rauta_router::path::{PathOutcome, PathPolicy, PathScratch};
+    ///
+    /// let policy = PathPolicy::safe_default();
+    /// let mut scratch = PathScratch::default();
+    /// match policy.apply_in("/a//b/../c;v=1?x", &mut scratch) {
+    ///     PathOutcome::Forward { path, match_path } => {
+    ///         assert_eq!(path, "/a/c;v=1?x");
+    ///         assert_eq!(match_path, "/a/c");
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn apply_in<'a>(
+        &self,
+        path_and_query: &'a str,
+        scratch: &'a mut PathScratch,
+    ) -> PathOutcome<'a> {
+        match self.run(path_and_query, scratch) {
+            Core::Forward { path, match_path } => {
+                let scratch: &'a PathScratch = scratch;
+                let text = |p: Piece<'a>| match p {
+                    Piece::Input(p) => Cow::Borrowed(p),
+                    Piece::Buf(b, n) => Cow::Borrowed(&scratch.buf(b)[..n]),
+                };
+                PathOutcome::Forward {
+                    path: text(path),
+                    match_path: text(match_path),
+                }
+            }
+            Core::Redirect(location) => PathOutcome::Redirect {
+                location,
+                status: 307,
+            },
+            Core::Reject(reason) => PathOutcome::reject(reason),
+        }
+    }
+
+    /// The policy's work: validation, then each change written into one of
+    /// `scratch`'s buffers, the input left borrowed where nothing changes.
+    fn run<'a>(&self, path_and_query: &'a str, scratch: &mut PathScratch) -> Core<'a> {
         let r = self.resolved();
         if path_and_query.len() > r.max_len {
-            return PathOutcome::reject(RejectReason::PathTooLong {
+            return Core::Reject(RejectReason::PathTooLong {
                 len: path_and_query.len(),
                 max: r.max_len,
             });
         }
         if !path_and_query.starts_with('/') {
-            return PathOutcome::reject(RejectReason::NotOriginForm);
+            return Core::Reject(RejectReason::NotOriginForm);
         }
+        // The first '?' or '#' in one pass, then a '#' in the query.
+        let bytes = path_and_query.as_bytes();
+        let split = memchr::memchr2(b'?', b'#', bytes).unwrap_or(bytes.len());
+        let hash = match bytes.get(split) {
+            Some(b'?') => memchr::memchr(b'#', &bytes[split..]).map(|h| split + h),
+            Some(_) => Some(split),
+            None => None,
+        };
         let mut target = path_and_query;
-        if let Some(hash) = path_and_query.find('#') {
+        if let Some(hash) = hash {
             if r.reject_fragment {
-                return PathOutcome::reject(RejectReason::Fragment);
+                return Core::Reject(RejectReason::Fragment);
             }
             target = &path_and_query[..hash];
         }
-        let split = target.find('?').unwrap_or(target.len());
         let (path, query) = target.split_at(split);
 
         if let Err(reason) = check_query(query, split, &r) {
-            return PathOutcome::reject(reason);
+            return Core::Reject(reason);
         }
         let scan = match scan_path(path, &r) {
             Ok(scan) => scan,
-            Err(reason) => return PathOutcome::reject(reason),
+            Err(reason) => return Core::Reject(reason),
         };
 
-        let mut current: Cow<'a, str> = Cow::Borrowed(path);
+        // Where the path is now: the input, or one of the buffers.
+        let mut current: Option<Buf> = None;
         let mut redirect = false;
         if scan.escaped_slash && r.escaped_slashes != EscapedSlashesAction::KeepUnchanged {
-            let (unescaped, found) = envoy::unescape_slashes(path);
-            if found {
+            let out = &mut scratch.unescaped;
+            out.clear();
+            out.reserve(path.len() + query.len());
+            if envoy::unescape_slashes_into(path, out) {
                 match r.escaped_slashes {
                     EscapedSlashesAction::RejectRequest => {
-                        return PathOutcome::reject(RejectReason::EscapedSlash)
+                        return Core::Reject(RejectReason::EscapedSlash)
                     }
                     EscapedSlashesAction::UnescapeAndRedirect => redirect = true,
                     _ => {}
                 }
-                if r.reject_backslash && !r.normalize && unescaped.contains('\\') {
+                if r.reject_backslash && !r.normalize && out.contains('\\') {
                     // Without normalization the decoded backslash would be forwarded
                     // raw, which this policy refuses.
-                    return PathOutcome::reject(RejectReason::Backslash);
+                    return Core::Reject(RejectReason::Backslash);
                 }
-                current = Cow::Owned(unescaped.into_owned());
+                current = Some(Buf::Unescaped);
             }
         }
-        let unescaped = matches!(current, Cow::Owned(_));
 
         if r.normalize {
-            let needs_work = unescaped
+            let needs_work = current.is_some()
                 || scan.escape_work
                 || scan.backslash
                 || scan.dot_segment
                 || scan.needs_escape
                 || (r.merge && scan.double_slash);
             if needs_work {
-                match normalize_segments(&current, &r) {
-                    Ok(out) => {
-                        if out != *current {
-                            current = Cow::Owned(out);
-                        }
-                    }
-                    Err(reason) => return PathOutcome::reject(reason),
+                let outcome =
+                    scratch.write_next(current, path, Buf::Normalized, |input, out, starts| {
+                        // Room for the query too, which the forwarded path gets.
+                        out.reserve(input.len() + query.len() + 8);
+                        normalize_segments(input, &r, out, starts).map(|()| *out != *input)
+                    });
+                match outcome {
+                    Ok(true) => current = Some(Buf::Normalized),
+                    Ok(false) => {}
+                    Err(reason) => return Core::Reject(reason),
                 }
             }
-        } else if r.merge && current.contains("//") {
-            current = Cow::Owned(merge_slash_runs(&current));
+        } else if r.merge && scratch.text(current, path).contains("//") {
+            scratch.write_next(current, path, Buf::Normalized, |input, out, _| {
+                out.reserve(input.len() + query.len());
+                merge_slash_runs(input, out);
+            });
+            current = Some(Buf::Normalized);
         }
 
         // Normalization may lengthen a path (raw bytes are percent-encoded):
         // what is forwarded or redirected to obeys the same cap as what came
         // in, so that a second pass over it gives the same answer.
-        if let Cow::Owned(p) = &current {
-            let len = p.len() + query.len();
+        if let Some(b) = current {
+            let len = scratch.buf(b).len() + query.len();
             if len > r.max_len {
-                return PathOutcome::reject(RejectReason::PathTooLong {
+                return Core::Reject(RejectReason::PathTooLong {
                     len,
                     max: r.max_len,
                 });
@@ -498,41 +599,127 @@ impl PathPolicy {
         }
 
         if redirect {
-            let mut location = current.into_owned();
+            let mut location = scratch.text(current, path).to_owned();
             location.push_str(query);
-            return PathOutcome::Redirect {
-                location,
-                status: 307,
-            };
+            return Core::Redirect(location);
         }
 
         let strip_params = r.params == PathParametersAction::StripForMatching
             && scan.semicolon
-            && current.contains(';');
+            && scratch.text(current, path).contains(';');
+        let match_path = if strip_params {
+            let len = scratch.write_next(current, path, Buf::Stripped, |input, out, _| {
+                out.reserve(input.len());
+                strip_params_for_matching(input, r.merge, out);
+                out.len()
+            });
+            Some(Piece::Buf(Buf::Stripped, len))
+        } else {
+            None
+        };
         match current {
-            Cow::Borrowed(p) => PathOutcome::Forward {
-                path: Cow::Borrowed(target),
-                match_path: if strip_params {
-                    Cow::Owned(strip_params_for_matching(p, r.merge))
-                } else {
-                    Cow::Borrowed(p)
-                },
+            None => Core::Forward {
+                path: Piece::Input(target),
+                match_path: match_path.unwrap_or(Piece::Input(path)),
             },
-            Cow::Owned(p) => {
-                let match_path = if strip_params {
-                    strip_params_for_matching(&p, r.merge)
-                } else {
-                    p.clone()
-                };
-                let mut forward = p;
-                forward.push_str(query);
-                PathOutcome::Forward {
-                    path: Cow::Owned(forward),
-                    match_path: Cow::Owned(match_path),
+            Some(b) => {
+                // The forwarded path is the changed one and the query: the
+                // match copy, unless cut, is the buffer's start.
+                let buf = scratch.buf_mut(b);
+                let len = buf.len();
+                buf.push_str(query);
+                Core::Forward {
+                    path: Piece::Buf(b, buf.len()),
+                    match_path: match_path.unwrap_or(Piece::Buf(b, len)),
                 }
             }
         }
     }
+}
+
+/// Reusable buffers for [`PathPolicy::apply_in`] and
+/// [`crate::RouteTable::route_in`]. Keep one per thread or per connection
+/// and pass it to every call: the buffers grow to the longest path that
+/// needed a change and are then reused, so normalization stops allocating.
+#[derive(Debug, Clone, Default)]
+pub struct PathScratch {
+    /// The path with escaped slashes decoded.
+    unescaped: String,
+    /// The normalized (or slash-merged) path.
+    normalized: String,
+    /// Where each kept segment starts in `normalized`.
+    starts: SmallVec<[usize; 16]>,
+    /// The match copy with `;params` cut.
+    stripped: String,
+}
+
+impl PathScratch {
+    fn buf(&self, b: Buf) -> &str {
+        match b {
+            Buf::Unescaped => &self.unescaped,
+            Buf::Normalized => &self.normalized,
+            Buf::Stripped => &self.stripped,
+        }
+    }
+
+    fn buf_mut(&mut self, b: Buf) -> &mut String {
+        match b {
+            Buf::Unescaped => &mut self.unescaped,
+            Buf::Normalized => &mut self.normalized,
+            Buf::Stripped => &mut self.stripped,
+        }
+    }
+
+    /// The current path: a buffer, or the input when nothing changed yet.
+    fn text<'s>(&'s self, current: Option<Buf>, input: &'s str) -> &'s str {
+        current.map_or(input, |b| self.buf(b))
+    }
+
+    /// Runs `f` on the current path, the cleared buffer `out` (not the
+    /// current one) and the working space. The buffers are moved out and
+    /// back, which allocates nothing.
+    fn write_next<T>(
+        &mut self,
+        current: Option<Buf>,
+        input: &str,
+        out: Buf,
+        f: impl FnOnce(&str, &mut String, &mut SmallVec<[usize; 16]>) -> T,
+    ) -> T {
+        debug_assert_ne!(current, Some(out));
+        let mut buf = std::mem::take(self.buf_mut(out));
+        let mut starts = std::mem::take(&mut self.starts);
+        buf.clear();
+        let result = f(self.text(current, input), &mut buf, &mut starts);
+        *self.buf_mut(out) = buf;
+        self.starts = starts;
+        result
+    }
+}
+
+/// One of [`PathScratch`]'s output buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buf {
+    Unescaped,
+    Normalized,
+    Stripped,
+}
+
+/// A path the policy hands back: part of the input, or the first `n`
+/// bytes of a buffer.
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Input(&'a str),
+    Buf(Buf, usize),
+}
+
+/// [`PathOutcome`] with its paths still to be taken from the buffers.
+enum Core<'a> {
+    Forward {
+        path: Piece<'a>,
+        match_path: Piece<'a>,
+    },
+    Redirect(String),
+    Reject(RejectReason),
 }
 
 /// True for bytes the policy refuses when `reject_control_bytes` is on:
@@ -548,6 +735,10 @@ fn is_always_refused(b: u8) -> bool {
 
 fn check_query(query: &str, offset: usize, r: &Resolved) -> Result<(), RejectReason> {
     for (i, &b) in query.as_bytes().iter().enumerate() {
+        // Printable ASCII passes under any policy: one test for most bytes.
+        if b.wrapping_sub(b'!') < 0x7f - b'!' {
+            continue;
+        }
         if is_always_refused(b) || (r.reject_control && is_control_or_non_ascii(b)) {
             return Err(RejectReason::ControlByte {
                 byte: b,
@@ -560,8 +751,8 @@ fn check_query(query: &str, offset: usize, r: &Resolved) -> Result<(), RejectRea
 
 /// Bytes that a normalized path never carries raw; normalization writes
 /// them percent-encoded (Envoy's canonicalizer does the same).
-fn needs_escape(b: u8) -> bool {
-    !(b' '..0x7f).contains(&b)
+const fn needs_escape(b: u8) -> bool {
+    !(b >= b' ' && b < 0x7f)
         || matches!(
             b,
             b' ' | b'"' | b'#' | b'<' | b'>' | b'?' | b'^' | b'`' | b'{' | b'|' | b'}'
@@ -578,6 +769,10 @@ fn scan_path(path: &str, r: &Resolved) -> Result<Scan, RejectReason> {
     let bytes = path.as_bytes();
     let mut scan = Scan::default();
     for (i, &b) in bytes.iter().enumerate() {
+        // Most bytes of most paths: nothing to note under any policy.
+        if PLAIN[usize::from(b)] {
+            continue;
+        }
         match b {
             b'/' => match bytes.get(i + 1) {
                 Some(b'/') => scan.double_slash = true,
@@ -625,6 +820,19 @@ fn scan_path(path: &str, r: &Resolved) -> Result<Scan, RejectReason> {
     Ok(scan)
 }
 
+/// Bytes that [`scan_path`] accepts without a note under any policy:
+/// printable ASCII but for the ones it looks at (`/`, `%`, `\\`, `;`) and
+/// the ones normalization escapes.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = b'!';
+    while b < 0x7f {
+        t[b as usize] = !matches!(b, b'/' | b'%' | b'\\' | b';') && !needs_escape(b);
+        b += 1;
+    }
+    t
+};
+
 /// True when the segment at the start of `rest` (up to the next `/`) is a
 /// dot segment; `rest` starts with `.`.
 fn is_dot_segment(rest: &[u8]) -> bool {
@@ -655,69 +863,99 @@ fn classify(seg: &[u8]) -> Segment {
 
 /// Decodes one raw segment into `out`: unreserved escapes decoded, other
 /// valid escapes kept (upper-cased if asked), stray `%` written `%25`, bytes
-/// that may not appear raw percent-encoded.
-fn decode_segment(raw: &[u8], r: &Resolved, out: &mut Vec<u8>) -> Result<(), RejectReason> {
+/// that may not appear raw percent-encoded. Everything written is ASCII.
+fn decode_segment(raw: &str, r: &Resolved, out: &mut String) -> Result<(), RejectReason> {
+    let bytes = raw.as_bytes();
+    // Bytes before `copied` are written; both indices stay on char
+    // boundaries (they only ever move past ASCII bytes or whole chars).
+    let mut copied = 0;
     let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'%' && !needs_escape(b) {
+            i += 1;
+            continue;
+        }
+        out.push_str(&raw[copied..i]);
         if b == b'%' {
-            match decode_escape(raw, i) {
-                Some(v) if is_unreserved(v) => out.push(v),
+            match decode_escape(bytes, i) {
+                Some(v) if is_unreserved(v) => out.push(char::from(v)),
                 Some(0) => return Err(RejectReason::EncodedControl { byte: 0 }),
-                Some(v) if r.uppercase => {
-                    out.extend_from_slice(&[b'%', hex_digit(v >> 4), hex_digit(v)]);
-                }
-                Some(_) => out.extend_from_slice(&raw[i..i + 3]),
+                Some(v) if r.uppercase => push_escaped_str(out, v),
+                // `%` and two hex digits, as they came.
+                Some(_) => out.push_str(&raw[i..i + 3]),
                 None => {
-                    out.extend_from_slice(b"%25");
+                    out.push_str("%25");
                     i += 1;
+                    copied = i;
                     continue;
                 }
             }
             i += 3;
         } else {
-            if needs_escape(b) {
-                push_escaped(out, b);
-            } else {
-                out.push(b);
+            // A char that may not appear raw: each of its bytes escaped.
+            let len = raw[i..].chars().next().map_or(1, char::len_utf8);
+            for &e in &bytes[i..i + len] {
+                push_escaped_str(out, e);
             }
-            i += 1;
+            i += len;
         }
+        copied = i;
     }
+    out.push_str(&raw[copied..]);
     Ok(())
 }
 
-/// RAUTA's normalizer on a path without query: segment by segment (`/` and
-/// `\` both separate segments), decode, resolve dot segments (`..;x` and
-/// `.;x` included), drop empty segments when merging.
-fn normalize_segments(path: &str, r: &Resolved) -> Result<String, RejectReason> {
-    let bytes = path.as_bytes();
-    let body = bytes.get(1..).unwrap_or(&[]);
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 8);
-    let mut starts: SmallVec<[usize; 16]> = SmallVec::new();
-    let mut segment = Vec::new();
+/// Appends `%XY` (upper-case hex) for `b`.
+fn push_escaped_str(out: &mut String, b: u8) {
+    out.push('%');
+    out.push(char::from(hex_digit(b >> 4)));
+    out.push(char::from(hex_digit(b)));
+}
+
+/// RAUTA's normalizer on a path without query, into `out`: segment by
+/// segment (`/` and `\` both separate segments), decode, resolve dot
+/// segments (`..;x` and `.;x` included), drop empty segments when merging.
+/// `starts` is working space.
+fn normalize_segments(
+    path: &str,
+    r: &Resolved,
+    out: &mut String,
+    starts: &mut SmallVec<[usize; 16]>,
+) -> Result<(), RejectReason> {
+    // The path starts with '/' (ASCII): `get(1..)` is on a boundary.
+    let mut rest = path.get(1..).unwrap_or("");
+    starts.clear();
     let mut trailing_slash = false;
-    let count = body.split(|&b| b == b'/' || b == b'\\').count();
-    for (n, raw) in body.split(|&b| b == b'/' || b == b'\\').enumerate() {
-        let last = n + 1 == count;
-        segment.clear();
-        decode_segment(raw, r, &mut segment)?;
-        match classify(&segment) {
-            Segment::Name => {
-                starts.push(out.len());
-                out.push(b'/');
-                out.extend_from_slice(&segment);
-            }
+    loop {
+        // Separators are ASCII: slicing around them stays on boundaries.
+        let sep = rest.bytes().position(|b| b == b'/' || b == b'\\');
+        let (raw, next) = match sep {
+            Some(e) => (&rest[..e], Some(&rest[e + 1..])),
+            None => (rest, None),
+        };
+        let last = next.is_none();
+        // Each segment is decoded in place after its '/', then kept or
+        // taken back (the output is ASCII: every cut is on a boundary).
+        let start = out.len();
+        out.push('/');
+        decode_segment(raw, r, out)?;
+        match classify(&out.as_bytes()[start + 1..]) {
+            Segment::Name => starts.push(start),
             Segment::Empty => {
                 if r.merge {
+                    out.truncate(start);
                     trailing_slash = last;
                 } else {
-                    starts.push(out.len());
-                    out.push(b'/');
+                    starts.push(start);
                 }
             }
-            Segment::Current => trailing_slash = last,
+            Segment::Current => {
+                out.truncate(start);
+                trailing_slash = last;
+            }
             Segment::Parent => {
+                out.truncate(start);
                 match starts.pop() {
                     Some(start) => out.truncate(start),
                     None if r.reject_above_root => return Err(RejectReason::AboveRoot),
@@ -726,16 +964,19 @@ fn normalize_segments(path: &str, r: &Resolved) -> Result<String, RejectReason> 
                 trailing_slash = last;
             }
         }
+        match next {
+            Some(n) => rest = n,
+            None => break,
+        }
     }
     if trailing_slash || out.is_empty() {
-        out.push(b'/');
+        out.push('/');
     }
-    Ok(into_string(out))
+    Ok(())
 }
 
-/// Collapses every run of `/` into one (no other change).
-fn merge_slash_runs(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
+/// Collapses every run of `/` into one (no other change), into `out`.
+fn merge_slash_runs(path: &str, out: &mut String) {
     let mut prev_slash = false;
     for c in path.chars() {
         if c == '/' && prev_slash {
@@ -744,13 +985,11 @@ fn merge_slash_runs(path: &str) -> String {
         prev_slash = c == '/';
         out.push(c);
     }
-    out
 }
 
-/// The match copy of a path: each segment cut at its first `;`; when
-/// merging, segments left empty by the cut disappear.
-fn strip_params_for_matching(path: &str, merge: bool) -> String {
-    let mut out = String::with_capacity(path.len());
+/// The match copy of a path, into `out`: each segment cut at its first
+/// `;`; when merging, segments left empty by the cut disappear.
+fn strip_params_for_matching(path: &str, merge: bool, out: &mut String) {
     let body = path.strip_prefix('/').unwrap_or(path);
     let count = body.split('/').count();
     for (n, seg) in body.split('/').enumerate() {
@@ -761,7 +1000,6 @@ fn strip_params_for_matching(path: &str, merge: bool) -> String {
         out.push('/');
         out.push_str(kept);
     }
-    out
 }
 
 #[cfg(test)]
