@@ -1670,3 +1670,101 @@ impl DomainIndex {
         self.exact.insert(d.into(), vhost).is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::{strip_host_port, strip_trailing_host_dot};
+
+    /// Host normalization in borrowed parts gives what the options say
+    /// step by step on whole strings: the dot (Envoy's
+    /// strip_trailing_host_dot), then the port (strip_any_host_port or
+    /// strip_matching_host_port), then, for CONNECT, any port.
+    #[test]
+    fn host_parts_join_to_the_step_by_step_result() {
+        const PIECES: &[&str] = &["a", ".", ":", "80", "443", "[::1]", "]", "x."];
+        let mut hosts = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = hosts
+                .iter()
+                .flat_map(|h| PIECES.iter().map(move |p| format!("{h}{p}")))
+                .collect();
+            hosts.extend(longer);
+        }
+        hosts.sort();
+        hosts.dedup();
+        let mut checked = 0;
+        for dot in [false, true] {
+            for any in [false, true] {
+                for matching in [None, Some(80), Some(443)] {
+                    let n = config::HostNormalization {
+                        strip_trailing_host_dot: dot,
+                        strip_any_host_port: any,
+                        strip_matching_host_port: matching,
+                    };
+                    for connect in [false, true] {
+                        for h in &hosts {
+                            let mut want: String = if dot {
+                                strip_trailing_host_dot(h).into_owned()
+                            } else {
+                                h.clone()
+                            };
+                            if any {
+                                want = strip_host_port(&want, None).to_owned();
+                            } else if let Some(port) = matching {
+                                want = strip_host_port(&want, Some(port)).to_owned();
+                            }
+                            if connect {
+                                want = strip_host_port(&want, None).to_owned();
+                            }
+                            let (name, port) = normalize_host(h, &n, connect);
+                            assert_eq!(
+                                format!("{name}{port}"),
+                                want,
+                                "{h:?} dot={dot} any={any} matching={matching:?} connect={connect}"
+                            );
+                            assert!(port.is_empty() || port.starts_with(':'), "{h:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
+    }
+
+    /// The virtual host lookup reads the two parts as one host: with and
+    /// without `ignore_port_in_host_matching`, a dot before a kept port.
+    #[test]
+    fn a_host_in_two_parts_finds_its_virtual_host() {
+        let yaml = |ignore: bool| {
+            format!(
+                r#"
+ignore_port_in_host_matching: {ignore}
+host_normalization: {{strip_trailing_host_dot: true}}
+virtual_hosts:
+  - {{name: bare, domains: [a.example], routes: [{{match: {{prefix: /}}, action: {{cluster: c}}}}]}}
+  - {{name: port, domains: ["a.example:8443"], routes: [{{match: {{prefix: /}}, action: {{cluster: c}}}}]}}
+  - {{name: any, domains: ["*"], routes: [{{match: {{prefix: /}}, action: {{cluster: c}}}}]}}
+"#
+            )
+        };
+        let cases = [
+            (false, "A.Example.:8443", "port", "A.Example:8443"),
+            (false, "a.example.", "bare", "a.example"),
+            (false, "a.example.:9", "any", "a.example:9"),
+            (true, "A.Example.:8443", "bare", "A.Example:8443"),
+            (true, "a.example.:x", "bare", "a.example:x"),
+        ];
+        for (ignore, host, vhost, kept) in cases {
+            let t = RouteTable::from_yaml(&yaml(ignore)).unwrap();
+            let req = crate::Request::get(host, "/");
+            let mut scratch = RouteScratch::new();
+            for d in [t.route(&req, 0), t.route_in(&req, 0, &mut scratch)] {
+                let m = d.into_route().unwrap();
+                assert_eq!(m.virtual_host().name(), vhost, "{host} ignore={ignore}");
+                assert_eq!(m.host(), kept, "{host} ignore={ignore}");
+            }
+        }
+    }
+}

@@ -606,7 +606,7 @@ impl PathPolicy {
 
         let strip_params = r.params == PathParametersAction::StripForMatching
             && scan.semicolon
-            && scratch.text(current, path).contains(';');
+            && memchr::memchr(b';', scratch.text(current, path).as_bytes()).is_some();
         let match_path = if strip_params {
             let len = scratch.write_next(current, path, Buf::Stripped, |input, out, _| {
                 out.reserve(input.len());
@@ -850,9 +850,12 @@ enum Segment {
 }
 
 fn classify(seg: &[u8]) -> Segment {
-    if seg.is_empty() {
-        Segment::Empty
-    } else if seg == b"." || seg.starts_with(b".;") {
+    match seg.first() {
+        None => return Segment::Empty,
+        Some(b'.') => {}
+        Some(_) => return Segment::Name,
+    }
+    if seg == b"." || seg.starts_with(b".;") {
         Segment::Current
     } else if seg == b".." || seg.starts_with(b"..;") {
         Segment::Parent
@@ -872,7 +875,7 @@ fn decode_segment(raw: &str, r: &Resolved, out: &mut String) -> Result<(), Rejec
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b != b'%' && !needs_escape(b) {
+        if SEGMENT_PLAIN[usize::from(b)] {
             i += 1;
             continue;
         }
@@ -905,6 +908,20 @@ fn decode_segment(raw: &str, r: &Resolved, out: &mut String) -> Result<(), Rejec
     out.push_str(&raw[copied..]);
     Ok(())
 }
+
+/// Bytes that [`decode_segment`] copies as they are.
+const SEGMENT_PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0u8;
+    loop {
+        t[b as usize] = b != b'%' && !needs_escape(b);
+        if b == u8::MAX {
+            break;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// Appends `%XY` (upper-case hex) for `b`.
 fn push_escaped_str(out: &mut String, b: u8) {
@@ -990,15 +1007,25 @@ fn merge_slash_runs(path: &str, out: &mut String) {
 /// The match copy of a path, into `out`: each segment cut at its first
 /// `;`; when merging, segments left empty by the cut disappear.
 fn strip_params_for_matching(path: &str, merge: bool, out: &mut String) {
-    let body = path.strip_prefix('/').unwrap_or(path);
-    let count = body.split('/').count();
-    for (n, seg) in body.split('/').enumerate() {
-        let kept = seg.split(';').next().unwrap_or("");
-        if merge && kept.is_empty() && n + 1 < count {
-            continue;
+    let mut rest = path.strip_prefix('/').unwrap_or(path);
+    loop {
+        // '/' and ';' are ASCII: the cuts are on char boundaries.
+        let (seg, next) = match rest.bytes().position(|b| b == b'/') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let kept = seg
+            .bytes()
+            .position(|b| b == b';')
+            .map_or(seg, |i| &seg[..i]);
+        if !(merge && kept.is_empty() && next.is_some()) {
+            out.push('/');
+            out.push_str(kept);
         }
-        out.push('/');
-        out.push_str(kept);
+        match next {
+            Some(n) => rest = n,
+            None => break,
+        }
     }
 }
 
