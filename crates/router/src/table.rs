@@ -898,6 +898,13 @@ impl RouteTable {
             },
             (true, _) => (name, ""),
         };
+        // Most hosts arrive in lower case: looked up as they are.
+        if port.is_empty() && !name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self
+                .domains
+                .find(name.as_bytes())
+                .map(|i| &self.vhosts[i as usize]);
+        }
         let mut buf = [0u8; 256];
         let mut heap = Vec::new();
         let lower = if port.is_empty() {
