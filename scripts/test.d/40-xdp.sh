@@ -17,6 +17,8 @@ trap cleanup EXIT
 
 echo "xdp: unprivileged tests with the embedded object"
 cargo test -p rauta-xdp -p rauta-xdp-common --features rauta-xdp/ebpf --locked
+echo "xdp: rauta-proxy's xdp: lists put back after a failed change (no kernel)"
+cargo test -p rauta-proxy --features xdp,rauta-xdp/ebpf --locked --lib xdp::
 
 if [ "${RAUTA_QUICK:-0}" = 1 ]; then
     echo "xdp: RAUTA_QUICK=1, skipping the privileged tests"

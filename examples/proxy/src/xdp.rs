@@ -24,13 +24,39 @@ struct Inner {
     ports: [BTreeSet<u16>; 2],
 }
 
+/// The calls [`Xdp::apply`] makes on the classifier, apart so that a test
+/// can make any one of them fail.
+trait Lists {
+    type Error;
+    fn denied_sources(&self) -> Result<Vec<IpPrefix>, Self::Error>;
+    fn replace_denied_sources(&mut self, sources: Vec<IpPrefix>) -> Result<(), Self::Error>;
+    fn deny_port(&mut self, protocol: Protocol, port: u16) -> Result<(), Self::Error>;
+    fn allow_port(&mut self, protocol: Protocol, port: u16) -> Result<(), Self::Error>;
+}
+
+impl Lists for XdpFilter {
+    type Error = rauta_xdp::Error;
+    fn denied_sources(&self) -> Result<Vec<IpPrefix>, Self::Error> {
+        XdpFilter::denied_sources(self)
+    }
+    fn replace_denied_sources(&mut self, sources: Vec<IpPrefix>) -> Result<(), Self::Error> {
+        XdpFilter::replace_denied_sources(self, sources)
+    }
+    fn deny_port(&mut self, protocol: Protocol, port: u16) -> Result<(), Self::Error> {
+        XdpFilter::deny_port(self, protocol, port)
+    }
+    fn allow_port(&mut self, protocol: Protocol, port: u16) -> Result<(), Self::Error> {
+        XdpFilter::allow_port(self, protocol, port).map(|_| ())
+    }
+}
+
 /// Denies or allows the ports that differ between `now` (TCP, then UDP;
 /// kept as written, port by port) and `want`.
-fn set_ports(
-    filter: &mut XdpFilter,
+fn set_ports<F: Lists>(
+    filter: &mut F,
     now: &mut [BTreeSet<u16>; 2],
     want: &[BTreeSet<u16>; 2],
-) -> Result<(), rauta_xdp::Error> {
+) -> Result<(), F::Error> {
     for ((protocol, now), want) in [Protocol::Tcp, Protocol::Udp]
         .into_iter()
         .zip(now)
@@ -44,6 +70,31 @@ fn set_ports(
             filter.allow_port(protocol, port)?;
             now.remove(&port);
         }
+    }
+    Ok(())
+}
+
+/// [`Xdp::apply`] on any [`Lists`]: the sources, then the ports; on an
+/// error, the ports changed so far and then the sources are put back
+/// (the put-back's own error is logged) and the first error returned.
+fn apply_lists<F: Lists>(
+    filter: &mut F,
+    ports: &mut [BTreeSet<u16>; 2],
+    lists: XdpLists,
+) -> Result<(), F::Error>
+where
+    F::Error: std::fmt::Display,
+{
+    let before = filter.denied_sources()?;
+    filter.replace_denied_sources(lists.sources)?;
+    let old = ports.clone();
+    if let Err(e) = set_ports(filter, ports, &lists.ports) {
+        let back =
+            set_ports(filter, ports, &old).and_then(|()| filter.replace_denied_sources(before));
+        if let Err(undo) = back {
+            tracing::error!(error = %undo, "XDP lists not put back after a failed change");
+        }
+        return Err(e);
     }
     Ok(())
 }
@@ -145,19 +196,7 @@ impl Xdp {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Inner { filter, ports } = &mut *inner;
-        let before = filter.denied_sources()?;
-        filter.replace_denied_sources(lists.sources)?;
-        let wanted = lists.ports;
-        let old = ports.clone();
-        if let Err(e) = set_ports(filter, ports, &wanted) {
-            let back =
-                set_ports(filter, ports, &old).and_then(|()| filter.replace_denied_sources(before));
-            if let Err(undo) = back {
-                tracing::error!(error = %undo, "XDP lists not put back after a failed change");
-            }
-            return Err(e.into());
-        }
-        Ok(())
+        Ok(apply_lists(filter, ports, lists)?)
     }
 
     /// Appends the classifier's counters in Prometheus text format.
@@ -195,6 +234,93 @@ impl Xdp {
                     get(count)
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classifier in memory that fails its `fail_at`-th call (counting
+    /// every call, reads included) once.
+    #[derive(Debug, Default)]
+    struct Fake {
+        sources: Vec<IpPrefix>,
+        ports: [BTreeSet<u16>; 2],
+        calls: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl Fake {
+        fn call(&mut self) -> Result<(), String> {
+            self.calls += 1;
+            if self.fail_at == Some(self.calls) {
+                return Err(format!("call {} failed", self.calls));
+            }
+            Ok(())
+        }
+    }
+
+    fn index(protocol: Protocol) -> usize {
+        usize::from(protocol == Protocol::Udp)
+    }
+
+    impl Lists for Fake {
+        type Error = String;
+        fn denied_sources(&self) -> Result<Vec<IpPrefix>, String> {
+            Ok(self.sources.clone())
+        }
+        fn replace_denied_sources(&mut self, sources: Vec<IpPrefix>) -> Result<(), String> {
+            self.call()?;
+            self.sources = sources;
+            Ok(())
+        }
+        fn deny_port(&mut self, protocol: Protocol, port: u16) -> Result<(), String> {
+            self.call()?;
+            self.ports[index(protocol)].insert(port);
+            Ok(())
+        }
+        fn allow_port(&mut self, protocol: Protocol, port: u16) -> Result<(), String> {
+            self.call()?;
+            self.ports[index(protocol)].remove(&port);
+            Ok(())
+        }
+    }
+
+    fn lists(sources: &[&str], tcp: &[u16], udp: &[u16]) -> XdpLists {
+        XdpLists {
+            sources: sources.iter().map(|s| s.parse().unwrap()).collect(),
+            ports: [tcp.iter().copied().collect(), udp.iter().copied().collect()],
+        }
+    }
+
+    /// A failure at any one call of a change leaves the classifier, and
+    /// the record of its ports, exactly as before the change; without a
+    /// failure the change is made in full.
+    #[test]
+    fn a_failure_at_any_call_puts_everything_back() {
+        let first = lists(&["198.18.0.0/24", "2001:db8::/48"], &[23, 25], &[11211]);
+        let second = lists(&["198.18.1.0/24", "2001:db8::/48"], &[25, 80], &[53, 11211]);
+        // The second change makes 1 source replacement and 3 port writes
+        // (deny TCP 80, allow TCP 23, deny UDP 53).
+        for fail_at in 1..=5 {
+            let mut fake = Fake::default();
+            let mut record: [BTreeSet<u16>; 2] = Default::default();
+            apply_lists(&mut fake, &mut record, first.clone()).unwrap();
+            fake.calls = 0;
+            fake.fail_at = Some(fail_at);
+            let result = apply_lists(&mut fake, &mut record, second.clone());
+            let (sources, ports) = if fail_at <= 4 {
+                assert_eq!(result, Err(format!("call {fail_at} failed")));
+                (&first.sources, &first.ports)
+            } else {
+                assert_eq!(result, Ok(()));
+                (&second.sources, &second.ports)
+            };
+            assert_eq!(&fake.sources, sources, "failing call {fail_at}");
+            assert_eq!(&fake.ports, ports, "failing call {fail_at}");
+            assert_eq!(&record, ports, "failing call {fail_at}");
         }
     }
 }
