@@ -9,7 +9,10 @@
 //!   prefix wildcards), against the same precedence computed Envoy's way
 //!   (lower-case copy of the host, then hash maps);
 //! - `decision`: a full decision with header and query conditions and a
-//!   weighted cluster, the index against the ordered scan.
+//!   weighted cluster, the index against the ordered scan;
+//! - `path`: the safe default path policy on canonical and changed
+//!   request-targets, `apply` (new strings) against `apply_in` (a reused
+//!   scratch).
 //!
 //! `scripts/bench-router.sh` runs this and writes docs/benchmarks/router.md.
 
@@ -24,6 +27,7 @@ use rauta_bench_router::{
     decision_request, decision_table, github_matchit, github_table, scaling_path, scaling_table,
     vhost_domain, vhost_host, vhost_table,
 };
+use rauta_router::path::{PathOutcome, PathPolicy, PathScratch};
 use rauta_router::{BuildOptions, Decision, Request, RouteScratch, RouteTable};
 
 fn routed(d: Decision<'_>) -> usize {
@@ -318,5 +322,39 @@ fn decision(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, github, scaling, vhost, decision);
+/// Request-targets for the `path` group: (name, target).
+const PATHS: [(&str, &str); 5] = [
+    ("canonical", "/api/checkout/confirm?cart=8812&step=2"),
+    ("dot-segments", "/public/../admin/users?x=1"),
+    ("escapes", "/static/%63ss/site.css"),
+    ("parameters", "/v1/users;v=1/7;x=2"),
+    ("mixed", "/api/./checkout//confirm;v=2?cart=8812&step=2"),
+];
+
+fn path(c: &mut Criterion) {
+    let policy = PathPolicy::safe_default();
+    let mut scratch = PathScratch::default();
+    let mut g = c.benchmark_group("path");
+    for (name, target) in PATHS {
+        assert_eq!(
+            policy.apply(target),
+            policy.apply_in(target, &mut scratch),
+            "{target}"
+        );
+        // Both read what a caller reads (and `apply` frees its strings).
+        let lens = |o: PathOutcome<'_>| match o {
+            PathOutcome::Forward { path, match_path } => path.len() + match_path.len(),
+            _ => 0,
+        };
+        g.bench_function(BenchmarkId::new("apply", name), |b| {
+            b.iter(|| black_box(lens(policy.apply(black_box(target)))))
+        });
+        g.bench_function(BenchmarkId::new("apply_in", name), |b| {
+            b.iter(|| black_box(lens(policy.apply_in(black_box(target), &mut scratch))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, github, scaling, vhost, decision, path);
 criterion_main!(benches);

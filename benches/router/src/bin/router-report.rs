@@ -237,6 +237,36 @@ fn main() {
         ratio(dcs, di)
     );
 
+    // ---- path
+    let _ = writeln!(w, "\n## The safe default path policy\n");
+    let _ = writeln!(
+        w,
+        "`PathPolicy::safe_default()` on one request-target: `apply` returns new strings for a \
+         changed path (and frees them here); `apply_in` writes them into a `PathScratch` reused \
+         across calls (what `RouteTable::route_in` does). A canonical target is borrowed by \
+         both.\n"
+    );
+    let _ = writeln!(w, "| request-target | `apply` | `apply_in` | ratio |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for (name, target) in [
+        ("canonical", "/api/checkout/confirm?cart=8812&step=2"),
+        ("dot-segments", "/public/../admin/users?x=1"),
+        ("escapes", "/static/%63ss/site.css"),
+        ("parameters", "/v1/users;v=1/7;x=2"),
+        ("mixed", "/api/./checkout//confirm;v=2?cart=8812&step=2"),
+    ] {
+        let a = m(&format!("path/apply/{name}"));
+        let i = m(&format!("path/apply_in/{name}"));
+        let _ = writeln!(
+            w,
+            "| `{target}` | {} | {} | {} |",
+            ns(a),
+            ns(i),
+            ratio(i, a)
+        );
+    }
+    let _ = writeln!(w);
+
     o.push_str(NOTES);
     print!("{o}");
 }
