@@ -190,7 +190,7 @@ impl RouteTable {
             return Some("not a gRPC request (content-type)".into());
         }
         for h in r.headers.iter() {
-            if !h.matches(req, full) {
+            if !h.matches(req, full, &mut crate::request::Joined::new()) {
                 let what = match &h.test {
                     HeaderTest::Present(true) => "is absent",
                     HeaderTest::Present(false) => "is present",

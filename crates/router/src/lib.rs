@@ -49,6 +49,8 @@
 //! forwarded: [`RouteTable::route`] allocates them, while
 //! [`RouteTable::route_in`] writes them into a [`RouteScratch`] the caller
 //! reuses, so that once its buffers have grown nothing is allocated at all.
+//! The same scratch holds the values of a repeated header that a matcher
+//! joins; `route` joins them on the stack, up to 256 bytes.
 //!
 //! # Acting on a decision
 //!

@@ -1,10 +1,8 @@
 //! Compiled header, query-parameter and string conditions.
 
-use smallvec::SmallVec;
-
 use crate::local::Matcher;
 
-use crate::request::{values_of, HeaderValues, RequestView};
+use crate::request::{first_header_value, joined_value_of, Joined, RequestView};
 
 /// A compiled string test.
 #[derive(Debug, Clone)]
@@ -64,24 +62,6 @@ pub(crate) struct HeaderCond {
     pub(crate) treat_missing_as_empty: bool,
 }
 
-/// Joins several values with ',' into a stack buffer (heap only past 256 bytes).
-pub(crate) type Joined = SmallVec<[u8; 256]>;
-
-pub(crate) fn join<'v>(values: &HeaderValues<'v>, buf: &'v mut Joined) -> &'v [u8] {
-    match values.len() {
-        1 => values[0],
-        _ => {
-            for (i, v) in values.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                buf.extend_from_slice(v);
-            }
-            buf.as_slice()
-        }
-    }
-}
-
 fn parse_i64(v: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(v)
         .ok()?
@@ -91,19 +71,17 @@ fn parse_i64(v: &[u8]) -> Option<i64> {
 
 impl HeaderCond {
     /// Evaluates the condition with Envoy's rules for absent headers,
-    /// inversion and `treat_missing_header_as_empty`.
-    pub(crate) fn matches<R: RequestView + ?Sized>(&self, req: &R, path: Option<&str>) -> bool {
-        let mut buf = Joined::new();
-        let mut values = HeaderValues::new();
-        values_of(req, &self.name, path, &mut values);
-        let value: Option<&[u8]> = if values.is_empty() {
-            if self.treat_missing_as_empty {
-                Some(b"")
-            } else {
-                None
-            }
-        } else {
-            Some(join(&values, &mut buf))
+    /// inversion and `treat_missing_header_as_empty`. Several values are
+    /// joined in `buf` (see [`joined_value_of`]).
+    pub(crate) fn matches<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        path: Option<&str>,
+        buf: &mut Joined,
+    ) -> bool {
+        let value = match joined_value_of(req, &self.name, path, buf) {
+            None if self.treat_missing_as_empty => Some(&b""[..]),
+            v => v,
         };
         self.eval(value)
     }
@@ -167,10 +145,8 @@ impl QueryCond {
 
 /// gRPC content type: `application/grpc` or `application/grpc+...`.
 pub(crate) fn is_grpc<R: RequestView + ?Sized>(req: &R) -> bool {
-    let mut values = HeaderValues::new();
-    req.header_values("content-type", &mut values);
-    values
-        .first()
+    first_header_value(req, "content-type")
+        .0
         .is_some_and(|v| v == b"application/grpc" || v.starts_with(b"application/grpc+"))
 }
 

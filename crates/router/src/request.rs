@@ -29,6 +29,22 @@ pub trait RequestView {
     /// Appends every value of the header `name` (lower-case, never a
     /// pseudo-header) to `out`.
     fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>);
+
+    /// Calls `f` with every value of the header `name` (lower-case, never
+    /// a pseudo-header), in arrival order. The router reads headers
+    /// through this method.
+    ///
+    /// The provided version collects through [`Self::header_values`],
+    /// which allocates for a header with more than two values. Override it
+    /// to visit the values in place, as the implementations here do: then
+    /// matching a header allocates nothing however often it repeats.
+    fn for_each_header_value<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8])) {
+        let mut out = HeaderValues::new();
+        self.header_values(name, &mut out);
+        for v in out {
+            f(v);
+        }
+    }
 }
 
 impl<T: RequestView + ?Sized> RequestView for &T {
@@ -46,6 +62,9 @@ impl<T: RequestView + ?Sized> RequestView for &T {
     }
     fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
         (**self).header_values(name, out)
+    }
+    fn for_each_header_value<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8])) {
+        (**self).for_each_header_value(name, f)
     }
 }
 
@@ -76,9 +95,9 @@ fn parts_path<'a>(method: &http::Method, uri: &'a http::Uri) -> Option<&'a str> 
     Some(uri.path_and_query().map_or("/", |pq| pq.as_str()))
 }
 
-fn parts_headers<'a>(headers: &'a http::HeaderMap, name: &str, out: &mut HeaderValues<'a>) {
+fn parts_headers<'a>(headers: &'a http::HeaderMap, name: &str, f: &mut dyn FnMut(&'a [u8])) {
     for v in headers.get_all(name) {
-        out.push(v.as_bytes());
+        f(v.as_bytes());
     }
 }
 
@@ -98,7 +117,10 @@ impl<B> RequestView for http::Request<B> {
         parts_path(self.method(), self.uri())
     }
     fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
-        parts_headers(self.headers(), name, out)
+        parts_headers(self.headers(), name, &mut |v| out.push(v))
+    }
+    fn for_each_header_value<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8])) {
+        parts_headers(self.headers(), name, f)
     }
 }
 
@@ -117,7 +139,10 @@ impl RequestView for http::request::Parts {
         parts_path(&self.method, &self.uri)
     }
     fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
-        parts_headers(&self.headers, name, out)
+        parts_headers(&self.headers, name, &mut |v| out.push(v))
+    }
+    fn for_each_header_value<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8])) {
+        parts_headers(&self.headers, name, f)
     }
 }
 
@@ -192,40 +217,88 @@ impl RequestView for Request {
         self.path.as_deref()
     }
     fn header_values<'a>(&'a self, name: &str, out: &mut HeaderValues<'a>) {
+        self.for_each_header_value(name, &mut |v| out.push(v))
+    }
+    fn for_each_header_value<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8])) {
         for (n, v) in &self.headers {
             if n.eq_ignore_ascii_case(name) {
-                out.push(v.as_bytes());
+                f(v.as_bytes());
             }
         }
     }
 }
 
-/// Collects the values of `name`, pseudo-headers included, from a view.
-pub(crate) fn values_of<'a, R: RequestView + ?Sized>(
+/// Calls `f` with the values of `name` (lower-case), pseudo-headers
+/// included, from a view; `path` stands for `:path`.
+pub(crate) fn for_each_value_of<'a, R: RequestView + ?Sized>(
     req: &'a R,
     name: &str,
     path: Option<&'a str>,
-    out: &mut HeaderValues<'a>,
+    f: &mut dyn FnMut(&'a [u8]),
 ) {
-    match name {
-        ":authority" | "host" => {
-            if let Some(a) = req.authority() {
-                out.push(a.as_bytes());
-            }
+    let one = match name {
+        ":authority" | "host" => req.authority(),
+        ":path" => path,
+        ":method" => Some(req.method()),
+        ":scheme" => req.scheme(),
+        _ if name.starts_with(':') => None,
+        _ => return req.for_each_header_value(name, f),
+    };
+    if let Some(v) = one {
+        f(v.as_bytes());
+    }
+}
+
+/// The first value of the header `name` (lower-case, not a pseudo-header)
+/// and how many values it has.
+pub(crate) fn first_header_value<'a, R: RequestView + ?Sized>(
+    req: &'a R,
+    name: &str,
+) -> (Option<&'a [u8]>, usize) {
+    let mut first = None;
+    let mut count = 0;
+    req.for_each_header_value(name, &mut |v| {
+        if count == 0 {
+            first = Some(v);
         }
-        ":path" => {
-            if let Some(p) = path {
-                out.push(p.as_bytes());
+        count += 1;
+    });
+    (first, count)
+}
+
+/// Joins several values in `buf` (heap only past 256 bytes, or never once
+/// a reused buffer has grown).
+pub(crate) type Joined = SmallVec<[u8; 256]>;
+
+/// The value a header matcher tests: the only value as it is, or all the
+/// values joined in arrival order, with `; ` for `cookie` (how Envoy
+/// rebuilds a cookie split over several fields) and `,` for any other
+/// name (CVE-2020-25017). `None` when the header is absent.
+pub(crate) fn joined_value_of<'b, R: RequestView + ?Sized>(
+    req: &'b R,
+    name: &str,
+    path: Option<&'b str>,
+    buf: &'b mut Joined,
+) -> Option<&'b [u8]> {
+    let separator: &[u8] = if name == "cookie" { b"; " } else { b"," };
+    let mut first: Option<&'b [u8]> = None;
+    let mut joined = false;
+    buf.clear();
+    for_each_value_of(req, name, path, &mut |v| match first {
+        None => first = Some(v),
+        Some(one) => {
+            if !joined {
+                buf.extend_from_slice(one);
+                joined = true;
             }
+            buf.extend_from_slice(separator);
+            buf.extend_from_slice(v);
         }
-        ":method" => out.push(req.method().as_bytes()),
-        ":scheme" => {
-            if let Some(s) = req.scheme() {
-                out.push(s.as_bytes());
-            }
-        }
-        _ if name.starts_with(':') => {}
-        _ => req.header_values(name, out),
+    });
+    if joined {
+        Some(buf.as_slice())
+    } else {
+        first
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::ConfigErrors;
 use crate::matchers::{self, HeaderCond, QueryCond};
 use crate::mutate::{HeaderMapMut, Mutations};
 use crate::path::{PathOutcome, PathPolicy};
-use crate::request::{values_of, HeaderValues, RequestView};
+use crate::request::{first_header_value, for_each_value_of, Joined, RequestView};
 use crate::template::{Captures, MatchTemplate, RewriteTemplate};
 
 /// Identifies a route within one [`RouteTable`]: routes are numbered in
@@ -364,6 +364,7 @@ impl RouteEntry {
         req: &R,
         ctx: &MatchCtx<'_>,
         caps: &mut Captures,
+        joined: &mut Joined,
         indexed: bool,
     ) -> bool {
         // Conditions first, as Envoy does; all are pure, so order only
@@ -383,7 +384,11 @@ impl RouteEntry {
         if self.grpc && !matchers::is_grpc(req) {
             return false;
         }
-        if !self.headers.iter().all(|h| h.matches(req, ctx.full_path)) {
+        if !self
+            .headers
+            .iter()
+            .all(|h| h.matches(req, ctx.full_path, joined))
+        {
             return false;
         }
         if !self.query.iter().all(|q| q.matches(ctx.query)) {
@@ -696,35 +701,28 @@ pub(crate) struct MatchCtx<'p> {
     pub(crate) query: Option<&'p str>,
 }
 
-fn lower_into<'b>(host: &str, buf: &'b mut [u8; 256], heap: &'b mut Vec<u8>) -> &'b [u8] {
-    let b = host.as_bytes();
-    if b.len() <= buf.len() {
-        let out = &mut buf[..b.len()];
-        for (o, c) in out.iter_mut().zip(b) {
-            *o = c.to_ascii_lowercase();
-        }
-        out
-    } else {
-        *heap = b.to_ascii_lowercase();
-        heap
-    }
-}
-
-/// [`lower_into`] for `name` followed by `port`.
+/// `name` followed by `port`, in lower case: in `stack` when it fits, else
+/// in `buf`.
 fn lower_pair_into<'b>(
     name: &str,
     port: &str,
-    buf: &'b mut [u8; 256],
-    heap: &'b mut Vec<u8>,
+    stack: &'b mut [u8; 256],
+    buf: &'b mut Joined,
 ) -> &'b [u8] {
     let len = name.len() + port.len();
-    let out: &mut [u8] = if len <= buf.len() {
-        &mut buf[..len]
+    let out: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
     } else {
-        heap.resize(len, 0);
-        heap
+        buf.clear();
+        buf.resize(len, 0);
+        buf
     };
-    for (o, c) in out.iter_mut().zip(name.bytes().chain(port.bytes())) {
+    // Two plain loops: the compiler vectorizes them, not a chained one.
+    let (a, b) = out.split_at_mut(name.len());
+    for (o, c) in a.iter_mut().zip(name.as_bytes()) {
+        *o = c.to_ascii_lowercase();
+    }
+    for (o, c) in b.iter_mut().zip(port.as_bytes()) {
         *o = c.to_ascii_lowercase();
     }
     out
@@ -775,12 +773,14 @@ fn normalize_host<'h>(
 
 /// Reusable buffers for [`RouteTable::route_in`]: keep one per thread (or
 /// per connection) and pass it to every call. They grow to the longest
-/// path and host that needed a change, and then routing allocates nothing
-/// even for requests that the path policy or host normalization changes.
+/// path and host that needed a change and the longest repeated header a
+/// matcher joined, and then routing allocates nothing even for requests
+/// that the path policy or host normalization changes.
 #[derive(Debug, Clone, Default)]
 pub struct RouteScratch {
     path: crate::path::PathScratch,
     host: String,
+    header: Joined,
 }
 
 impl RouteScratch {
@@ -884,12 +884,18 @@ impl RouteTable {
     /// Selects the virtual host for a host name (as received, any case,
     /// with or without port). Allocates nothing for hosts up to 256 bytes.
     pub fn find_virtual_host(&self, host: &str) -> Option<&VirtualHostEntry> {
-        self.find_virtual_host_parts(host, "")
+        self.find_virtual_host_parts(host, "", &mut Joined::new())
     }
 
     /// [`Self::find_virtual_host`] for the host `name` followed by `port`
-    /// (empty, or a `:port` that holds the last ':').
-    fn find_virtual_host_parts(&self, name: &str, port: &str) -> Option<&VirtualHostEntry> {
+    /// (empty, or a `:port` that holds the last ':'), lowering a copy in
+    /// `buf` when it is not in lower case already.
+    fn find_virtual_host_parts(
+        &self,
+        name: &str,
+        port: &str,
+        buf: &mut Joined,
+    ) -> Option<&VirtualHostEntry> {
         let (name, port) = match (self.ignore_port, port) {
             (false, port) => (name, port),
             (true, "") => match port_colon(name) {
@@ -905,13 +911,8 @@ impl RouteTable {
                 .find(name.as_bytes())
                 .map(|i| &self.vhosts[i as usize]);
         }
-        let mut buf = [0u8; 256];
-        let mut heap = Vec::new();
-        let lower = if port.is_empty() {
-            lower_into(name, &mut buf, &mut heap)
-        } else {
-            lower_pair_into(name, port, &mut buf, &mut heap)
-        };
+        let mut stack = [0u8; 256];
+        let lower = lower_pair_into(name, port, &mut stack, buf);
         self.domains.find(lower).map(|i| &self.vhosts[i as usize])
     }
 
@@ -919,9 +920,10 @@ impl RouteTable {
     /// passes the stream id); pass a fresh random number per request.
     ///
     /// Allocates nothing unless the path policy changes the path, host
-    /// normalization takes out a dot before a kept port, or a multi-valued
-    /// header longer than 256 bytes is matched; [`Self::route_in`] avoids
-    /// the first two. Redirects and rejections build their answer.
+    /// normalization takes out a dot before a kept port, or a copy longer
+    /// than 256 bytes is needed (a repeated header that a matcher joins, a
+    /// mixed-case host); [`Self::route_in`] avoids all of these. Redirects
+    /// and rejections build their answer.
     pub fn route<'a, R: RequestView + ?Sized>(
         &'a self,
         req: &'a R,
@@ -933,8 +935,9 @@ impl RouteTable {
     /// [`Self::route`], writing a changed path or host into `scratch`
     /// instead of new strings: with one scratch reused across requests,
     /// routing a request allocates nothing once the buffers have grown,
-    /// whatever the path policy and host normalization change. The
-    /// decision borrows `scratch` until it is dropped.
+    /// whatever the path policy and host normalization change and however
+    /// long the repeated headers that matchers join. The decision borrows
+    /// `scratch` until it is dropped.
     ///
     /// ```
     /// use rauta_router::{Request, RouteScratch, RouteTable};
@@ -979,9 +982,10 @@ impl RouteTable {
         linear: bool,
         scratch: Option<&'a mut RouteScratch>,
     ) -> Decision<'a> {
-        let (host_buf, path_buf) = match scratch {
-            Some(s) => (Some(&mut s.host), Some(&mut s.path)),
-            None => (None, None),
+        let mut own_joined = Joined::new();
+        let (host_buf, path_buf, joined) = match scratch {
+            Some(s) => (Some(&mut s.host), Some(&mut s.path), &mut s.header),
+            None => (None, None, &mut own_joined),
         };
         let scheme = match req.scheme() {
             Some(s) if !s.is_empty() => s,
@@ -989,14 +993,10 @@ impl RouteTable {
         };
         // Host, possibly from an alternate header, then HCM-style normalization.
         let raw_host: Option<&'a str> = match &self.alternate_host_header {
-            Some(h) => {
-                let mut vals = HeaderValues::new();
-                req.header_values(h, &mut vals);
-                match vals.first() {
-                    Some(v) => std::str::from_utf8(v).ok(),
-                    None => req.authority(),
-                }
-            }
+            Some(h) => match first_header_value(req, h).0 {
+                Some(v) => std::str::from_utf8(v).ok(),
+                None => req.authority(),
+            },
             None => req.authority(),
         };
         let is_connect = req.method().eq_ignore_ascii_case("CONNECT");
@@ -1015,7 +1015,7 @@ impl RouteTable {
             self.domains.default.map(|i| &self.vhosts[i as usize])
         } else {
             match host {
-                Some((name, port)) => self.find_virtual_host_parts(name, port),
+                Some((name, port)) => self.find_virtual_host_parts(name, port, joined),
                 None => None,
             }
         };
@@ -1036,9 +1036,9 @@ impl RouteTable {
         let raw_path = req.path_and_query();
         if let Some(tls) = vhost.require_tls {
             let external = || {
-                let mut v = HeaderValues::new();
-                req.header_values("x-envoy-internal", &mut v);
-                v.first().is_none_or(|v| *v != b"true")
+                first_header_value(req, "x-envoy-internal")
+                    .0
+                    .is_none_or(|v| v != b"true")
             };
             let needs = match tls {
                 RequireTls::All => true,
@@ -1102,11 +1102,11 @@ impl RouteTable {
                 vhost
                     .routes
                     .iter()
-                    .position(|r| r.matches(req, &ctx, &mut caps, false))
+                    .position(|r| r.matches(req, &ctx, &mut caps, joined, false))
             } else {
                 let routes = &vhost.routes;
                 vhost.route_index.find(mp, is_connect, |i| {
-                    routes[i].matches(req, &ctx, &mut caps, true)
+                    routes[i].matches(req, &ctx, &mut caps, joined, true)
                 })
             }
         };
@@ -1136,9 +1136,11 @@ fn first_value<'a, R: RequestView + ?Sized>(
     name: &str,
     path: Option<&'a str>,
 ) -> &'a str {
-    let mut v = HeaderValues::new();
-    values_of(req, name, path, &mut v);
-    v.first()
+    let mut first = None;
+    for_each_value_of(req, name, path, &mut |v| {
+        first.get_or_insert(v);
+    });
+    first
         .and_then(|b| std::str::from_utf8(b).ok())
         .unwrap_or("")
 }
@@ -1156,10 +1158,8 @@ fn pick_cluster<'a, R: RequestView + ?Sized>(
         ActionSpec::Forward(ClusterSpec::Weighted(w)) => {
             let mut value = random_value;
             if let Some(h) = &w.header_name {
-                let mut v = HeaderValues::new();
-                req.header_values(h, &mut v);
-                if v.len() == 1 {
-                    if let Some(n) = std::str::from_utf8(v[0])
+                if let (Some(v), 1) = first_header_value(req, h) {
+                    if let Some(n) = std::str::from_utf8(v)
                         .ok()
                         .and_then(|s| s.parse::<u64>().ok())
                     {

@@ -1,9 +1,10 @@
 //! Routing allocates nothing: a counting global allocator watches a loop of
 //! a few thousand varied decisions (every path matcher kind, misses, header
-//! and query conditions, weighted clusters, wildcard virtual hosts) and must
-//! see zero allocations, on the thread that built the table and on two more
-//! routing at the same time; and, through `RouteTable::route_in` and a
-//! reused scratch, for requests whose path or host normalization changes.
+//! and query conditions, repeated headers, weighted clusters, wildcard
+//! virtual hosts) and must see zero allocations, on the thread that built
+//! the table and on two more routing at the same time; and, through
+//! `RouteTable::route_in` and a reused scratch, for requests whose path or
+//! host normalization changes or that need a copy past 256 bytes.
 //! This file is its own test binary so that no other test shares the
 //! allocator; each measuring thread counts only its own allocations.
 
@@ -121,7 +122,7 @@ fn config() -> RouteConfig {
         .route(Route::regex(".*\\.(png|jpg)").name("images").cluster("cdn"))
         .route(
             Route::prefix("/canary")
-                .header(HeaderMatcher::regex("x-user", "[0-9]+[02468]"))
+                .header(HeaderMatcher::regex("x-user", "[0-9,]+[02468]"))
                 .name("canary")
                 .weighted([("canary-a", 90), ("canary-b", 10)]),
         )
@@ -172,6 +173,16 @@ fn requests() -> Vec<Request> {
         Request::get("www.example.net", "/"),
         Request::get("elsewhere.test", "/"),
         Request::get("elsewhere.test", "/missing"),
+        // Repeated headers: matchers join them on the stack.
+        Request::get(host, "/admin/panel")
+            .header("x-role", "user")
+            .header("x-role", "admin")
+            .header("x-role", "root"),
+        Request::get(host, "/canary/x")
+            .header("x-user", "12")
+            .header("x-user", "34")
+            .header("x-user", "56")
+            .header("x-user", "78"),
     ]
 }
 
@@ -225,6 +236,7 @@ fn routing_allocates_nothing() {
         assert_eq!(names[17], "routes[162]");
         assert_eq!(names[19], "wild");
         assert_eq!(names[21], "root");
+        assert_eq!(names[24], "canary", "four values joined");
 
         // Warm up: the regex engines create their per-thread scratch space
         // on first use.
@@ -280,6 +292,12 @@ fn changed_requests() -> Vec<Request> {
         Request::get("API.example.com.:8080", "/v1/users"),
         Request::get("shop.example.com.", "/cart"),
         Request::get("api.example.com.:443", "/a/../v1//users"),
+        // Copies longer than the stack buffers: a repeated header that a
+        // matcher joins, a mixed-case host.
+        Request::get(host, "/canary/x")
+            .header("x-user", "1".repeat(200))
+            .header("x-user", "2".repeat(200)),
+        Request::get(format!("{}.Example.com", "W".repeat(300)), "/cart"),
     ]
 }
 
@@ -348,8 +366,12 @@ fn routing_in_a_scratch_allocates_nothing_when_the_path_or_host_changes() {
             "parameters cut for matching"
         );
         assert_eq!(name(6).as_deref(), Some("health"), "40 segments and back");
-        let (allocs, _) = allocations(|| route_all(&table, &reqs[..11], 1));
-        assert!(allocs > 0, "these requests allocate without a scratch");
+        assert_eq!(name(11).as_deref(), Some("canary"), "joined past 256 bytes");
+        assert_eq!(name(12).as_deref(), Some("wild"), "a long host, lowered");
+        for one in [&reqs[..11], &reqs[11..12], &reqs[12..13]] {
+            let (allocs, _) = allocations(|| route_all(&table, one, 1));
+            assert!(allocs > 0, "these requests allocate without a scratch");
+        }
 
         route_all_in(&table, &reqs, 2, &mut scratch);
         let rounds = 200;

@@ -454,3 +454,138 @@ virtual_hosts:
         );
     }
 }
+
+/// A view that implements only `header_values`, so the router reads it
+/// through the provided `for_each_header_value`.
+struct Minimal(rauta_router::Request);
+
+impl rauta_router::RequestView for Minimal {
+    fn method(&self) -> &str {
+        &self.0.method
+    }
+    fn scheme(&self) -> Option<&str> {
+        self.0.scheme.as_deref()
+    }
+    fn authority(&self) -> Option<&str> {
+        self.0.authority.as_deref()
+    }
+    fn path_and_query(&self) -> Option<&str> {
+        self.0.path.as_deref()
+    }
+    fn header_values<'a>(&'a self, name: &str, out: &mut rauta_router::HeaderValues<'a>) {
+        for (n, v) in &self.0.headers {
+            if n.eq_ignore_ascii_case(name) {
+                out.push(v.as_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn repeated_headers_are_joined_with_commas_and_cookies_with_semicolons() {
+    let long = "v".repeat(300);
+    let t = RouteTable::build(
+        RouteConfig::new().virtual_host(
+            VirtualHost::new("v", ["*"])
+                .route(
+                    Route::prefix("/")
+                        .name("roles")
+                        .header(HeaderMatcher::exact("x-role", "user,admin,root"))
+                        .cluster("c"),
+                )
+                .route(
+                    Route::prefix("/")
+                        .name("session")
+                        .header(HeaderMatcher::regex("cookie", "(.*; )?session=abc(;.*)?"))
+                        .cluster("c"),
+                )
+                .route(
+                    Route::prefix("/")
+                        .name("long")
+                        .header(HeaderMatcher::exact(
+                            "x-long",
+                            format!("{long},{long},{long}"),
+                        ))
+                        .cluster("c"),
+                )
+                .route(Route::prefix("/").name("rest").cluster("c")),
+        ),
+    )
+    .unwrap();
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("x-role", "user"), ("x-role", "admin"), ("x-role", "root")],
+            "roles",
+        ),
+        (vec![("x-role", "user,admin,root")], "roles"),
+        (vec![("x-role", "user"), ("x-role", "admin")], "rest"),
+        (
+            vec![
+                ("x-role", "user"),
+                ("x-other", "admin"),
+                ("X-Role", "admin"),
+                ("x-role", "root"),
+            ],
+            "roles",
+        ),
+        // HTTP/2 sends each cookie in its own field (RFC 9113 8.2.3); Envoy
+        // puts them back together with "; ".
+        (
+            vec![
+                ("cookie", "a=1"),
+                ("cookie", "session=abc"),
+                ("cookie", "b=2"),
+            ],
+            "session",
+        ),
+        (vec![("cookie", "a=1; session=abc")], "session"),
+        (vec![("cookie", "a=1,session=abc")], "rest"),
+        (vec![("cookie", "session=abcd"), ("cookie", "a=1")], "rest"),
+        (
+            vec![("x-long", &long), ("x-long", &long), ("x-long", &long)],
+            "long",
+        ),
+        (vec![("x-long", &long), ("x-long", &long)], "rest"),
+    ];
+    let mut scratch = rauta_router::RouteScratch::new();
+    for (headers, want) in &cases {
+        let mut plain = rauta_router::Request::get("a.example", "/x");
+        let mut http = http::Request::builder()
+            .uri("/x")
+            .header("host", "a.example");
+        for (n, v) in headers {
+            plain = plain.header(*n, *v);
+            http = http.header(*n, *v);
+        }
+        let http = http.body(()).unwrap();
+        let minimal = Minimal(plain.clone());
+        let names = [
+            t.route(&plain, 0)
+                .route()
+                .map(|m| m.route_name().to_owned()),
+            t.route(&http, 0).route().map(|m| m.route_name().to_owned()),
+            t.route(&minimal, 0)
+                .route()
+                .map(|m| m.route_name().to_owned()),
+            t.route_in(&plain, 0, &mut scratch)
+                .route()
+                .map(|m| m.route_name().to_owned()),
+            t.route_linear(&http, 0)
+                .route()
+                .map(|m| m.route_name().to_owned()),
+        ];
+        for got in &names {
+            assert_eq!(got.as_deref(), Some(*want), "{headers:?}");
+        }
+        // `explain` tests the headers the same way: only the route taken
+        // passes.
+        let explained = t.explain(&plain, 0);
+        let passed: Vec<_> = explained
+            .routes
+            .iter()
+            .filter(|v| v.failed.is_none())
+            .map(|v| v.route.name())
+            .collect();
+        assert_eq!(passed, [*want], "{headers:?}");
+    }
+}
