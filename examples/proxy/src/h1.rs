@@ -45,7 +45,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -383,7 +383,9 @@ enum ReqFraming {
     Chunked,
 }
 
-/// Writes the request line and headers.
+/// Writes the request line and headers. Several `cookie` fields (HTTP/2
+/// sends one per cookie) go out as one, joined with `; ` where the first
+/// was, as RFC 9113 section 8.2.3 asks before HTTP/1.1.
 fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
@@ -395,8 +397,28 @@ fn encode_head(
     out.push(b' ');
     out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut cookies_written = false;
     headers.each_field(&mut |name, value| {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            return;
+        }
+        if name == COOKIE {
+            if cookies_written {
+                return;
+            }
+            cookies_written = true;
+            out.extend_from_slice(b"cookie: ");
+            let mut first = true;
+            headers.each_field(&mut |name, value| {
+                if name == COOKIE {
+                    if !first {
+                        out.extend_from_slice(b"; ");
+                    }
+                    first = false;
+                    out.extend_from_slice(value.as_bytes());
+                }
+            });
+            out.extend_from_slice(b"\r\n");
             return;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -1133,6 +1155,41 @@ mod tests {
         let mut out = Vec::new();
         push_decimal(&mut out, u64::MAX);
         assert_eq!(out, u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn cookie_fields_go_upstream_as_one() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("cookie", HeaderValue::from_static("a=1"));
+        h.append("x-b", HeaderValue::from_static("2"));
+        h.append("cookie", HeaderValue::from_static("b=2"));
+        h.append("cookie", HeaderValue::from_static("c=3"));
+        let mut out = Vec::new();
+        encode_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &h,
+            ReqFraming::None { had_length: false },
+        );
+        let head = String::from_utf8(out).unwrap();
+        // HeaderMap keeps a name's values together, after its first place.
+        assert_eq!(
+            head,
+            "GET / HTTP/1.1\r\nx-a: 1\r\ncookie: a=1; b=2; c=3\r\nx-b: 2\r\n\r\n"
+        );
+        let mut one = HeaderMap::new();
+        one.append("cookie", HeaderValue::from_static("a=1; b=2"));
+        let mut out = Vec::new();
+        encode_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &one,
+            ReqFraming::None { had_length: false },
+        );
+        assert_eq!(out, b"GET / HTTP/1.1\r\ncookie: a=1; b=2\r\n\r\n");
     }
 
     #[test]

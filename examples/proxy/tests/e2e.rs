@@ -373,6 +373,55 @@ async fn h2c_requests_are_proxied() {
     }
 }
 
+/// HTTP/2 sends each cookie in a field of its own: the route's matcher
+/// sees them joined with "; " (as Envoy does), and the HTTP/1.1 upstream
+/// gets them in one field (RFC 9113 section 8.2.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_cookie_fields_are_matched_and_forwarded_as_one() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let other = Upstream::new("other").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+  - {{name: other, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: session
+          match:
+            prefix: /
+            headers: [{{name: cookie, string_match: {{safe_regex: {{regex: "(.*; )?session=abc(;.*)?"}}}}}}]
+          action: {{cluster: up}}
+        - name: rest
+          match: {{prefix: /}}
+          action: {{cluster: other}}
+"#,
+        up.addr(),
+        other.addr()
+    );
+    let proxy = start(&yaml).await;
+    for c in [h2c(), http1()] {
+        let crumbs = [
+            ("cookie", "a=1"),
+            ("cookie", "session=abc"),
+            ("cookie", "b=2"),
+        ];
+        let r = send(&c, proxy.addr(), "", "/x", &crumbs)
+            .await
+            .expect("request");
+        assert_eq!(r.upstream(), "up", "{:?}", r.version);
+        assert_eq!(r.seen("cookie").as_deref(), Some("a=1; session=abc; b=2"));
+        let r = send(&c, proxy.addr(), "", "/x", &[("cookie", "session=abcd")])
+            .await
+            .expect("request");
+        assert_eq!(r.upstream(), "other");
+        assert_eq!(r.seen("cookie").as_deref(), Some("session=abcd"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_and_promtool() {
     let up = Upstream::new("up").spawn().await.unwrap();
