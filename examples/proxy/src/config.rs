@@ -141,6 +141,22 @@ pub struct XdpConfig {
     pub deny_udp_ports: Vec<u16>,
 }
 
+/// What the proxy does with a request header whose name holds `_`
+/// (Envoy's `headers_with_underscores_action`). Servers that fold `_`
+/// into `-` (CGI, some frameworks) would read `x_user` as `x-user`, a
+/// header the route matchers never saw under that name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UnderscoreAction {
+    /// Forward such headers.
+    Allow,
+    /// Remove them before routing (the default).
+    #[default]
+    DropHeader,
+    /// Answer 400.
+    RejectRequest,
+}
+
 /// The whole file, as parsed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +169,8 @@ struct RawConfig {
     clusters: Vec<ClusterConfig>,
     #[serde(default)]
     xdp: Option<XdpConfig>,
+    #[serde(default)]
+    headers_with_underscores_action: UnderscoreAction,
     routes: serde_json::Value,
 }
 
@@ -167,6 +185,8 @@ pub struct ProxyConfig {
     pub clusters: Vec<ClusterConfig>,
     /// The XDP deny lists, if any.
     pub xdp: Option<XdpConfig>,
+    /// Request headers whose name holds `_`.
+    pub headers_with_underscores_action: UnderscoreAction,
     /// The compiled route table.
     pub table: RouteTable,
     /// The text it was read from.
@@ -210,6 +230,7 @@ impl ProxyConfig {
             admin: raw.admin,
             clusters: raw.clusters,
             xdp: raw.xdp,
+            headers_with_underscores_action: raw.headers_with_underscores_action,
             table,
             text: text.to_owned(),
         })

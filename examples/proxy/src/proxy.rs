@@ -13,6 +13,7 @@ use rauta_balance::{HashInput, Pick};
 use rauta_router::{ActionKind, Decision, RetryPolicy, RouteMatch};
 
 use crate::cluster::Cluster;
+use crate::config::UnderscoreAction;
 use crate::state::{Runtime, State};
 
 /// A body's error, on either side of the proxy.
@@ -663,12 +664,39 @@ where
     )
 }
 
+/// Header names a client may not send: the `x-envoy-` headers are the
+/// proxy's and the router's own (`x-envoy-internal` is what
+/// `require_tls: EXTERNAL_ONLY` reads, `x-envoy-original-path` what a
+/// rewrite leaves for the upstream), so a client's are removed before
+/// routing, as Envoy removes them from an external request. Names with `_`
+/// go as `action` says. `Err` when the request must be refused.
+fn scrub_headers(headers: &mut HeaderMap, action: UnderscoreAction) -> Result<(), &'static str> {
+    let reserved = |n: &HeaderName| n.as_str().starts_with("x-envoy-");
+    let underscore =
+        |n: &HeaderName| action != UnderscoreAction::Allow && n.as_str().as_bytes().contains(&b'_');
+    if !headers.keys().any(|n| reserved(n) || underscore(n)) {
+        return Ok(());
+    }
+    if action == UnderscoreAction::RejectRequest && headers.keys().any(underscore) {
+        return Err("header name with underscore");
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| reserved(n) || underscore(n))
+        .cloned()
+        .collect();
+    for n in &doomed {
+        headers.remove(n);
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn handle_parts<B>(
     state: &State,
     client: &UpstreamClient,
     remote: SocketAddr,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: B,
     request_id: HeaderValue,
     started: Instant,
@@ -689,6 +717,12 @@ where
             "bad request: multiple host headers\n",
         )
         .into();
+        access_log(&parts, &resp, &log, started, &request_id, remote);
+        return Ok(resp);
+    }
+    if let Err(why) = scrub_headers(&mut parts.headers, rt.underscores) {
+        log.detail = why;
+        let resp: Reply = text(StatusCode::BAD_REQUEST, format!("bad request: {why}\n")).into();
         access_log(&parts, &resp, &log, started, &request_id, remote);
         return Ok(resp);
     }

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub routes: Vec<RouteState>,
     /// Hash of the configuration text.
     pub text_hash: u64,
+    /// Request headers whose name holds `_`.
+    pub underscores: crate::config::UnderscoreAction,
 }
 
 impl Runtime {
@@ -107,13 +109,14 @@ impl State {
             clusters,
             table,
             text,
+            headers_with_underscores_action: underscores,
             ..
         } = config;
         let options = build_options(&clusters);
         let (parts, stats) = build_parts(&table, &clusters, &registry, &outliers)?;
         stats.commit();
         let router = Router::with_options(table, options);
-        let runtime = parts.into_runtime(router.load(), &text);
+        let runtime = parts.into_runtime(router.load(), &text, underscores);
         Ok(State {
             router,
             runtime: ArcSwap::from_pointee(runtime),
@@ -227,7 +230,11 @@ impl State {
             // clusters; the router versions and installs it. Reloads are
             // serialized, so the snapshot loaded next is the one installed.
             let version = self.router.install(config.table);
-            let runtime = parts.into_runtime(self.router.load(), text);
+            let runtime = parts.into_runtime(
+                self.router.load(),
+                text,
+                config.headers_with_underscores_action,
+            );
             self.runtime.store(Arc::new(runtime));
             Ok(version)
         });
@@ -271,12 +278,18 @@ struct Parts {
 }
 
 impl Parts {
-    fn into_runtime(self, snapshot: Arc<Snapshot>, text: &str) -> Runtime {
+    fn into_runtime(
+        self,
+        snapshot: Arc<Snapshot>,
+        text: &str,
+        underscores: crate::config::UnderscoreAction,
+    ) -> Runtime {
         Runtime {
             snapshot,
             clusters: self.clusters,
             routes: self.routes,
             text_hash: crate::config::text_hash(text),
+            underscores,
         }
     }
 }

@@ -422,6 +422,76 @@ routes:
     }
 }
 
+/// A client's `x-envoy-` headers never reach routing or the upstream (a
+/// spoofed `x-envoy-internal` must not lift `require_tls: EXTERNAL_ONLY`),
+/// and header names with `_` go as `headers_with_underscores_action` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_and_underscore_headers_from_clients() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let config = |action: &str| {
+        format!(
+            r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+{action}
+routes:
+  virtual_hosts:
+    - name: secure
+      domains: ["secure.test"]
+      require_tls: EXTERNAL_ONLY
+      routes: [{{name: s, match: {{prefix: /}}, action: {{cluster: up}}}}]
+    - name: all
+      domains: ["*"]
+      routes: [{{name: r, match: {{prefix: /}}, action: {{cluster: up}}}}]
+"#,
+            up.addr()
+        )
+    };
+    let spoofed = [
+        ("x-envoy-internal", "true"),
+        ("x-envoy-original-path", "/admin"),
+        ("x_user", "root"),
+        ("x-user", "alice"),
+    ];
+    let c = http1();
+    for (action, underscore_seen) in [
+        ("", None),
+        ("headers_with_underscores_action: DROP_HEADER", None),
+        ("headers_with_underscores_action: ALLOW", Some("root")),
+    ] {
+        let proxy = start(&config(action)).await;
+        let r = send(&c, proxy.addr(), "", "/x", &spoofed)
+            .await
+            .expect("request");
+        assert_eq!(r.status, StatusCode::OK, "{action}");
+        assert_eq!(r.seen("x_user").as_deref(), underscore_seen, "{action}");
+        assert_eq!(r.seen("x-user").as_deref(), Some("alice"));
+        assert_eq!(r.seen("x-envoy-internal"), None);
+        assert_eq!(r.seen("x-envoy-original-path"), None);
+        let r = send(&c, proxy.addr(), "secure.test", "/x", &spoofed)
+            .await
+            .expect("request");
+        assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY, "{action}");
+    }
+    let proxy = start(&config("headers_with_underscores_action: REJECT_REQUEST")).await;
+    let r = send(&c, proxy.addr(), "", "/x", &spoofed)
+        .await
+        .expect("request");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body, "bad request: header name with underscore\n");
+    let r = send(&c, proxy.addr(), "", "/x", &spoofed[..2])
+        .await
+        .expect("request");
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.seen("x-envoy-internal"), None);
+    let err = rauta_proxy::config::ProxyConfig::from_yaml(&config(
+        "headers_with_underscores_action: MAYBE",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("MAYBE"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_and_promtool() {
     let up = Upstream::new("up").spawn().await.unwrap();
