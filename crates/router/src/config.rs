@@ -211,7 +211,9 @@ pub struct VirtualCluster {
 pub enum RequireTls {
     /// No requirement.
     None,
-    /// Redirect plain requests unless marked internal (`x-envoy-internal: true`).
+    /// Redirect plain requests unless marked internal (`x-envoy-internal:
+    /// true`). The proxy must remove that header from the requests it did
+    /// not mark itself, or any client can skip the redirect.
     ExternalOnly,
     /// Redirect every plain request.
     All,
