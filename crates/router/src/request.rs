@@ -307,6 +307,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn joined_values_are_what_join_header_values_gives() {
+        let pool = ["", "a=1", "b", "user", " admin ", "x,y", "s=1; t=2"];
+        for name in ["cookie", "x-role"] {
+            // Every list of up to three values from the pool.
+            for n in 0..=3u32 {
+                for pick in 0..pool.len().pow(n) {
+                    let mut p = pick;
+                    let values: Vec<&str> = (0..n)
+                        .map(|_| {
+                            let v = pool[p % pool.len()];
+                            p /= pool.len();
+                            v
+                        })
+                        .collect();
+                    let mut req = Request::get("h", "/");
+                    // Names in any case, with other headers between.
+                    for (i, v) in values.iter().enumerate() {
+                        let shown = if i % 2 == 0 {
+                            name.to_owned()
+                        } else {
+                            name.to_ascii_uppercase()
+                        };
+                        req = req.header(shown, *v).header("x-other", "z");
+                    }
+                    let mut buf = Joined::new();
+                    let got = joined_value_of(&req, name, None, &mut buf);
+                    let want = crate::authority::join_header_values(name, &values);
+                    match n {
+                        0 => assert_eq!(got, None),
+                        _ => assert_eq!(got, Some(want.as_bytes()), "{name} {values:?}"),
+                    }
+                }
+            }
+        }
+        // Pseudo-headers have one value, from the request line.
+        let req = Request::get("h.example", "/p?q");
+        let mut buf = Joined::new();
+        assert_eq!(
+            joined_value_of(&req, ":authority", Some("/p?q"), &mut buf),
+            Some(&b"h.example"[..])
+        );
+        assert_eq!(
+            joined_value_of(&req, ":path", Some("/n"), &mut buf),
+            Some(&b"/n"[..])
+        );
+        assert_eq!(
+            joined_value_of(&req, ":method", None, &mut buf),
+            Some(&b"GET"[..])
+        );
+        assert_eq!(joined_value_of(&req, ":nope", None, &mut buf), None);
+    }
+
+    #[test]
     fn http_request_view() {
         let req = http::Request::builder()
             .uri("/a?b=c")
