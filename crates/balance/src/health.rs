@@ -98,7 +98,15 @@ impl HealthPolicy {
         let avail = (h_avail + d_avail).min(100);
         let raw = 100.0 * (healthy.len() + degraded.len()) as f64 / total as f64;
         if self.panic_threshold == 0.0 && avail == 0 {
-            return Partition::default();
+            // Envoy gives the healthy hosts all the load here: a few
+            // healthy ones among many (availability rounds down to 0)
+            // still take traffic; none at all leaves nothing to pick.
+            return Partition {
+                primary_load: if healthy.is_empty() { 0 } else { 100 },
+                primary: healthy,
+                secondary: Vec::new(),
+                panic: false,
+            };
         }
         if avail != 100 && raw < self.panic_threshold {
             return Partition {
@@ -116,9 +124,16 @@ impl HealthPolicy {
                 panic: false,
             };
         }
-        let primary_load = (h_avail * 100)
-            .checked_div(avail)
-            .map_or(0, |l| l.min(100) as u32);
+        // Envoy's distributeLoad: each tier its share rounded down, and
+        // what rounding leaves to the healthy tier when it has any.
+        let (h_load, d_load) = match avail {
+            0 => (0, 0),
+            _ => {
+                let h = (h_avail * 100 / avail).min(100);
+                (h, (d_avail * 100 / avail).min(100 - h))
+            }
+        };
+        let primary_load = if h_avail > 0 { 100 - d_load } else { h_load } as u32;
         Partition {
             primary: healthy,
             secondary: degraded,
@@ -268,6 +283,13 @@ mod tests {
             (part.primary.len(), part.secondary.len(), part.primary_load),
             (3, 3, 50)
         );
+        // 2 healthy + 3 degraded of 9: 31/46 of 77; Envoy's rounding leaves
+        // the remainder to the healthy tier: 41/59, not 40/60.
+        let part = p.partition(&set(2, 3, 4), true);
+        assert!(!part.panic);
+        assert_eq!(part.primary_load, 41);
+        // Only degraded ones available: they take it all.
+        assert_eq!(p.partition(&set(0, 6, 4), true).primary_load, 0);
         // Hash balancers ignore degraded endpoints.
         let part = p.partition(&set(3, 3, 4), false);
         assert_eq!((part.primary.len(), part.secondary.len()), (3, 0));

@@ -306,6 +306,35 @@ mod tests {
     }
 
     #[test]
+    fn a_few_healthy_among_many_take_traffic_with_panic_disabled() {
+        // 1 healthy of 141: availability rounds down to 0 (100 * 1 / 141),
+        // yet, as in Envoy, the healthy endpoint takes all the load.
+        let set = Arc::new(
+            EndpointSet::new(
+                (0..141u32)
+                    .map(|i| {
+                        let e =
+                            Endpoint::new(([10, 0, (i / 256) as u8, (i % 256) as u8], 80).into());
+                        if i == 70 {
+                            e
+                        } else {
+                            e.health(Health::Unhealthy)
+                        }
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+        );
+        let healthy: std::net::SocketAddr = ([10, 0, 0, 70], 80).into();
+        for lb in all(&set, HealthPolicy::new().panic_threshold(0.0)) {
+            for h in 0..50u64 {
+                let got = lb.pick(Pick::with_hash(h.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+                assert_eq!(got.map(|e| e.address()), Some(healthy), "{lb:?}");
+            }
+        }
+    }
+
+    #[test]
     fn healthy_endpoints_only_outside_panic() {
         let set = Arc::new(
             EndpointSet::new(
