@@ -350,7 +350,15 @@ impl Reload<'_> {
         for s in &self.seen {
             let map = &mut st.maps[slot(s.kind())];
             match map.get_mut(s.name()) {
-                Some(e) => e.last_seen = generation,
+                Some(e) => {
+                    // Dropped and made again meanwhile: the stats this
+                    // reload handed out are the ones its configuration
+                    // counts into, so they are the ones exported.
+                    if !Arc::ptr_eq(&e.stats, s) {
+                        e.stats = Arc::clone(s);
+                    }
+                    e.last_seen = generation;
+                }
                 // Dropped by a concurrent reload after we handed it out: it
                 // is configured again, so put the same stats back.
                 None => {

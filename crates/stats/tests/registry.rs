@@ -333,3 +333,24 @@ fn exposition_matches_snapshots() {
         }
     }
 }
+
+#[test]
+fn a_committed_reload_exports_the_stats_it_handed_out() {
+    // The reload's "x" is dropped by another reload and made again before
+    // the first commits: the first reload's handle is the one its
+    // configuration counts into, so it is the one exported.
+    let r = Registry::new(StatsConfig::new().retention_reloads(0)).unwrap();
+    let mut first = r.reload();
+    let x1 = first.route("x").unwrap();
+    reload(&r, &[]);
+    let x2 = r.route("x").unwrap();
+    assert!(!Arc::ptr_eq(&x1, &x2));
+    first.commit();
+    x1.start().finish(200);
+    let text = r.render(Format::Prometheus);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rauta_route_requests_total{route=\"x\"}"))
+        .expect("x is exported");
+    assert!(line.ends_with(" 1"), "{line}");
+}
