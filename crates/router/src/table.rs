@@ -991,14 +991,9 @@ impl RouteTable {
             Some(s) if !s.is_empty() => s,
             _ => return Decision::NotFound { vhost: None },
         };
-        // Host, possibly from an alternate header, then HCM-style normalization.
-        let raw_host: Option<&'a str> = match &self.alternate_host_header {
-            Some(h) => match first_header_value(req, h).0 {
-                Some(v) => std::str::from_utf8(v).ok(),
-                None => req.authority(),
-            },
-            None => req.authority(),
-        };
+        // The host, after HCM-style normalization: what the route and its
+        // redirects and rewrites see.
+        let raw_host: Option<&'a str> = req.authority();
         let is_connect = req.method().eq_ignore_ascii_case("CONNECT");
         // CONNECT routes on the host without its port, which goes back on
         // the upstream Host (Envoy's strip_port_from_connect).
@@ -1014,7 +1009,14 @@ impl RouteTable {
         let vhost = if self.domains.only_default() {
             self.domains.default.map(|i| &self.vhosts[i as usize])
         } else {
-            match host {
+            // An alternate header only picks the virtual host (Envoy's
+            // findVirtualHost); the request keeps its own host.
+            let alternate = self.alternate_host_header.as_deref().and_then(|h| {
+                let v = first_header_value(req, h).0?;
+                let v = std::str::from_utf8(v).ok()?;
+                Some(normalize_host(v, &self.host_norm, is_connect))
+            });
+            match alternate.or(host) {
                 Some((name, port)) => self.find_virtual_host_parts(name, port, joined),
                 None => None,
             }

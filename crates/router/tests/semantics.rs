@@ -589,3 +589,55 @@ fn repeated_headers_are_joined_with_commas_and_cookies_with_semicolons() {
         assert_eq!(passed, [*want], "{headers:?}");
     }
 }
+
+#[test]
+fn an_alternate_host_header_picks_the_virtual_host_only() {
+    let t = RouteTable::from_yaml(
+        r#"
+alternate_header_for_host_matching: x-original-host
+virtual_hosts:
+  - name: evil
+    domains: ["evil.example"]
+    require_tls: ALL
+    routes:
+      - {name: bounce, match: {prefix: /r}, action: {redirect: {https_redirect: true}}}
+      - {name: fwd, match: {prefix: /}, action: {cluster: c}}
+  - name: other
+    domains: ["*"]
+    routes: [{name: rest, match: {prefix: /}, action: {cluster: d}}]
+"#,
+    )
+    .unwrap();
+    let req = rauta_router::Request::get("good.example", "/r/x")
+        .header("x-original-host", "evil.example")
+        .scheme("https");
+    let d = t.route(&req, 0);
+    let m = d.route().expect("routed");
+    assert_eq!(
+        m.route_name(),
+        "bounce",
+        "the header picked the virtual host"
+    );
+    assert_eq!(m.host(), "good.example");
+    assert_eq!(
+        m.redirect_location().as_deref(),
+        Some("https://good.example/r/x")
+    );
+    let req =
+        rauta_router::Request::get("good.example", "/x").header("x-original-host", "evil.example");
+    match t.route(&req, 0) {
+        Decision::TlsRedirect { location, .. } => assert_eq!(location, "https://good.example/x"),
+        other => panic!("{other:?}"),
+    }
+    // Without the header, the authority picks.
+    let req = rauta_router::Request::get("evil.example", "/x").scheme("https");
+    assert_eq!(
+        t.route(&req, 0).route().map(|m| m.route_name()),
+        Some("fwd")
+    );
+    let req = rauta_router::Request::get("good.example", "/x").scheme("https");
+    assert_eq!(
+        t.route(&req, 0).route().map(|m| m.route_name()),
+        Some("rest")
+    );
+}
