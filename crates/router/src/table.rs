@@ -1514,27 +1514,47 @@ impl<'a> RouteMatch<'a> {
 }
 
 /// Where the first `n` bytes of the match path end in the forwarded path.
-/// They differ only when `;params` were stripped for matching; then the
-/// offset skips the parameters the match path does not have, so a prefix
-/// rewrite replaces exactly what the route matched.
+/// They differ only when `;params` were stripped for matching (each
+/// segment cut at its first `;`, and, when merging slashes, segments the
+/// cut leaves empty dropped with their '/'); then the offset walks the
+/// segments as the stripping did, so a prefix rewrite replaces exactly
+/// what the route matched, a matched segment's parameters included.
 fn forward_offset(path: &str, match_path: &str, n: usize) -> usize {
     let (p, _) = split_query(path);
-    if p.len() == match_path.len() || !p.contains(';') {
+    let (m, _) = split_query(match_path);
+    if p.len() == m.len() || !p.starts_with('/') {
         return n.min(path.len());
     }
-    let b = p.as_bytes();
-    let (mut i, mut seen) = (0usize, 0usize);
-    while i < b.len() && seen < n {
-        if b[i] == b';' {
-            while i < b.len() && b[i] != b'/' {
-                i += 1;
-            }
-            continue;
+    let merge = param_segments(p, true)
+        .map(|(_, _, kept, shown)| shown * (1 + kept))
+        .sum::<usize>()
+        == m.len();
+    let mut out = 0usize;
+    for (slash, end, kept, _) in param_segments(p, merge).filter(|s| s.3 == 1) {
+        if n <= out + 1 + kept {
+            let k = n - out;
+            return if k == 1 + kept { end } else { slash + k };
         }
-        i += 1;
-        seen += 1;
+        out += 1 + kept;
     }
-    i
+    p.len()
+}
+
+/// The segments of `p` (which starts with '/') as the `;params` stripping
+/// sees them: (index of the '/' before it, its end, length before its
+/// first `;`, 1 if the stripped path shows it and 0 if merging drops it).
+fn param_segments(p: &str, merge: bool) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    let b = p.as_bytes();
+    let mut slash = Some(0usize);
+    std::iter::from_fn(move || {
+        let at = slash?;
+        let start = at + 1;
+        let end = memchr::memchr(b'/', &b[start..]).map_or(b.len(), |i| start + i);
+        let kept = memchr::memchr(b';', &b[start..end]).unwrap_or(end - start);
+        let last = end == b.len();
+        slash = (!last).then_some(end);
+        Some((at, end, kept, usize::from(!(merge && kept == 0 && !last))))
+    })
 }
 
 /// Splits at the first '?' or '#': (path, rest).

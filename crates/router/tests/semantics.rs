@@ -219,6 +219,41 @@ virtual_hosts:
 }
 
 #[test]
+fn prefix_rewrite_replaces_what_matched_around_stripped_segments() {
+    let yaml = r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - {name: admin, match: {prefix: /admin}, action: {cluster: c, prefix_rewrite: /internal}}
+      - {name: ab, match: {prefix: /a/b}, action: {cluster: c, prefix_rewrite: /z}}
+      - {name: params, match: {prefix: "/p;v=1/"}, action: {cluster: c, prefix_rewrite: /x/}}
+"#;
+    let t = RouteTable::from_yaml(yaml).unwrap();
+    // A segment left empty by the cut is dropped from the match path.
+    for (path, want) in [
+        ("/;x/admin", "/internal"),
+        ("/;x/admin/7?q=1", "/internal/7?q=1"),
+        ("/admin;v=2/7", "/internal/7"),
+        ("/a/;x/b", "/z"),
+        ("/a;k/;x/b;j/c", "/z/c"),
+    ] {
+        let req = rauta_router::Request::get("h", path);
+        let m = t.route(&req, 0).into_route().unwrap();
+        assert_eq!(m.rewritten_path().as_deref(), Some(want), "{path}");
+    }
+    // Raw paths keep the parameters: the first len(prefix) bytes go.
+    let raw = RouteTable::build_with(
+        rauta_router::config::RouteConfig::from_yaml(yaml).unwrap(),
+        &BuildOptions::default().raw_paths(true),
+    )
+    .unwrap();
+    let req = rauta_router::Request::get("h", "/p;v=1/b?q=1");
+    let m = raw.route(&req, 0).into_route().unwrap();
+    assert_eq!(m.rewritten_path().as_deref(), Some("/x/b?q=1"));
+}
+
+#[test]
 fn direct_response_location_for_201_and_3xx() {
     let t = RouteTable::from_yaml(
         r#"
