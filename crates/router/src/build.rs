@@ -1031,6 +1031,14 @@ fn weighted(
             &format!("{field}.response_headers_to_remove"),
             &e.response_headers_to_remove,
         );
+        if e.host_rewrite_literal.as_deref().is_some_and(has_ctl) {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.host_rewrite_literal"),
+                "contains control characters",
+            );
+            ok = false;
+        }
         entries.push(WeightedEntry {
             cluster,
             weight,

@@ -676,3 +676,25 @@ virtual_hosts:
         Some("rest")
     );
 }
+
+#[test]
+fn control_characters_in_a_weighted_host_rewrite_are_a_load_error() {
+    let yaml = r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - name: split
+        match: {prefix: /}
+        action:
+          weighted_clusters:
+            clusters:
+              - {name: a, weight: 1, host_rewrite_literal: "ok.example"}
+              - {name: b, weight: 1, host_rewrite_literal: "b.example\r\nx-injected: 1"}
+"#;
+    let err = RouteTable::from_yaml(yaml).unwrap_err().to_string();
+    assert!(err.contains("host_rewrite_literal"), "{err}");
+    assert!(err.contains("clusters[1]"), "{err}");
+    assert!(err.contains("control characters"), "{err}");
+    assert!(RouteTable::from_yaml(&yaml.replace("\\r\\nx-injected: 1", "")).is_ok());
+}
