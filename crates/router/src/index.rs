@@ -138,8 +138,11 @@ impl RouteIndex {
         let sets = set_patterns
             .chunks(SET_CHUNK)
             .map(|chunk| RegexChunk {
+                // Unicode as the routes' own regexes have it (re.rs): a
+                // set that read `.` as a byte, or folded ASCII only, would
+                // skip routes the scan takes on non-ASCII paths.
                 set: RegexSetBuilder::new(chunk.iter().map(|(_, p)| p.as_str()))
-                    .unicode(false)
+                    .unicode(true)
                     .size_limit(64 * (1 << 20))
                     .dfa_size_limit(4 * (1 << 20))
                     .nest_limit(100)
@@ -274,9 +277,10 @@ fn merge_first(lists: &mut Lists<'_>, mut test: impl FnMut(usize) -> bool) -> Op
 /// The literal prefixes every full match of `pattern` starts with, or
 /// `None` when there is no short, finite, non-empty set of them.
 fn regex_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    // Parsed as the route's regex is compiled (Unicode on), so that `(?i)`
+    // prefixes hold every case of non-ASCII letters too.
     let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
+        .unicode(true)
         .nest_limit(100)
         .build()
         .parse(pattern)

@@ -698,3 +698,41 @@ virtual_hosts:
     assert!(err.contains("control characters"), "{err}");
     assert!(RouteTable::from_yaml(&yaml.replace("\\r\\nx-injected: 1", "")).is_ok());
 }
+
+#[test]
+fn the_index_reads_regexes_with_unicode_as_the_scan_does() {
+    let yaml = r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - {name: e, match: {regex: "(?i)/é"}, action: {cluster: c}}
+      - {name: kelvin, match: {regex: "(?i)/k"}, action: {cluster: c}}
+      - {name: not-x, match: {regex: "/[^x]z"}, action: {cluster: c}}
+      - {name: two, match: {regex: "/.{2}"}, action: {cluster: c}}
+"#;
+    let t = RouteTable::build_with(
+        rauta_router::config::RouteConfig::from_yaml(yaml).unwrap(),
+        &BuildOptions::default().raw_paths(true),
+    )
+    .unwrap();
+    for (path, want) in [
+        ("/É", Some("e")),
+        ("/é", Some("e")),
+        ("/\u{212a}", Some("kelvin")),
+        ("/K", Some("kelvin")),
+        ("/éé", Some("two")),
+        ("/éz", Some("not-x")),
+        ("/xz", Some("two")),
+        ("/ééé", None),
+    ] {
+        let req = rauta_router::Request::get("h", path);
+        let fast = t.route(&req, 0).route().map(|m| m.route_name().to_owned());
+        let slow = t
+            .route_linear(&req, 0)
+            .route()
+            .map(|m| m.route_name().to_owned());
+        assert_eq!(slow.as_deref(), want, "{path} (scan)");
+        assert_eq!(fast, slow, "{path}");
+    }
+}
