@@ -1,7 +1,8 @@
 //! The compiled route table against the ordered scan: the input builds a
 //! table of every matcher kind over a small alphabet (so routes overlap) and
 //! a set of requests; `route` and `route_linear` must agree on every one,
-//! and `route_in` with one scratch reused for all of them too.
+//! and `route_in` with one scratch reused for all of them too. Requests may
+//! repeat a header (`x-k`, `cookie`), which matchers see joined.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -10,6 +11,9 @@ use rauta_router::config::{HeaderMatcher, QueryParameterMatcher, Route, RouteCon
 use rauta_router::{BuildOptions, Decision, Request, RouteScratch, RouteTable};
 
 const SEGMENTS: [&str; 6] = ["a", "b", "ab", "A", "x1", ""];
+/// Header values a matcher may ask for: single ones, and the joins of
+/// repeated `x-k` (commas) and `cookie` (semicolons) fields.
+const HEADER_VALUES: [&str; 9] = ["a", "b", "ab", "A", "", "a,b", "a; b", "ab,a,x1", "a; ab; b"];
 
 #[derive(Debug, Arbitrary)]
 struct Spec {
@@ -23,7 +27,7 @@ struct RouteSpec {
     kind: u8,
     segs: Vec<u8>,
     case_insensitive: bool,
-    header: Option<u8>,
+    header: Option<(bool, u8)>,
     query: Option<u8>,
     trailing: bool,
 }
@@ -31,7 +35,8 @@ struct RouteSpec {
 #[derive(Debug, Arbitrary)]
 struct ReqSpec {
     segs: Vec<u8>,
-    header: Option<u8>,
+    /// `(cookie?, value)` fields, in order.
+    headers: Vec<(bool, u8)>,
     query: Option<u8>,
     connect: bool,
     trailing: bool,
@@ -64,8 +69,9 @@ fn route(i: usize, r: &RouteSpec) -> Route {
     if r.case_insensitive {
         route = route.case_insensitive();
     }
-    if let Some(h) = r.header {
-        route = route.header(HeaderMatcher::exact("x-k", SEGMENTS[usize::from(h) % SEGMENTS.len()]));
+    if let Some((cookie, h)) = r.header {
+        let name = if cookie { "cookie" } else { "x-k" };
+        route = route.header(HeaderMatcher::exact(name, HEADER_VALUES[usize::from(h) % HEADER_VALUES.len()]));
     }
     if let Some(q) = r.query {
         route = route.query(QueryParameterMatcher::exact("q", SEGMENTS[usize::from(q) % SEGMENTS.len()]));
@@ -127,8 +133,9 @@ fuzz_target!(|spec: Spec| {
         if r.connect {
             req.method = "CONNECT".into();
         }
-        if let Some(h) = r.header {
-            req = req.header("x-k", SEGMENTS[usize::from(h) % SEGMENTS.len()]);
+        for &(cookie, h) in r.headers.iter().take(4) {
+            let name = if cookie { "cookie" } else { "x-k" };
+            req = req.header(name, SEGMENTS[usize::from(h) % SEGMENTS.len()]);
         }
         let fast = key(&table.route(&req, i as u64));
         let slow = key(&table.route_linear(&req, i as u64));

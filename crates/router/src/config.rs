@@ -163,6 +163,8 @@ pub struct VirtualHost {
     #[serde(default)]
     pub routes: Vec<Route>,
     /// Redirect plain-HTTP requests to HTTPS before any route is looked at.
+    /// The path policy runs first: its rejects and redirects win, and the
+    /// redirect carries the path it normalized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_tls: Option<RequireTls>,
     /// Request headers added to requests routed through this virtual host.
@@ -271,8 +273,9 @@ pub struct RouteMatch {
     /// Matches CONNECT requests, with or without a path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_matcher: Option<Empty>,
-    /// Whether `prefix`, `path`, `path_separated_prefix` and `path_template`
-    /// compare case-sensitively (default true).
+    /// Whether `prefix`, `path` and `path_separated_prefix` compare
+    /// case-sensitively (default true). `regex` and `path_template` ignore
+    /// it, as in Envoy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case_sensitive: Option<bool>,
     /// Header conditions, all of which must hold.

@@ -1036,24 +1036,6 @@ impl RouteTable {
             (Some((name, port)), None) => Cow::Owned([name, port].concat()),
         };
         let raw_path = req.path_and_query();
-        if let Some(tls) = vhost.require_tls {
-            let external = || {
-                first_header_value(req, "x-envoy-internal")
-                    .0
-                    .is_none_or(|v| v != b"true")
-            };
-            let needs = match tls {
-                RequireTls::All => true,
-                RequireTls::ExternalOnly => external(),
-                _ => false,
-            };
-            if needs && !scheme.eq_ignore_ascii_case("https") {
-                return Decision::TlsRedirect {
-                    vhost,
-                    location: format!("https://{host}{}", raw_path.unwrap_or("")),
-                };
-            }
-        }
         // CONNECT targets carry no origin-form path to normalize.
         let policy = vhost.path_policy.as_ref().filter(|_| !is_connect);
         let (path, match_path) = match (raw_path, policy) {
@@ -1080,6 +1062,27 @@ impl RouteTable {
                 }
             },
         };
+        // The path policy runs first, as the HCM normalizes :path before
+        // any route config is read: a path it rejects or redirects never
+        // gets the TLS redirect, and the redirect carries the normalized path.
+        if let Some(tls) = vhost.require_tls {
+            let external = || {
+                first_header_value(req, "x-envoy-internal")
+                    .0
+                    .is_none_or(|v| v != b"true")
+            };
+            let needs = match tls {
+                RequireTls::All => true,
+                RequireTls::ExternalOnly => external(),
+                _ => false,
+            };
+            if needs && !scheme.eq_ignore_ascii_case("https") {
+                return Decision::TlsRedirect {
+                    vhost,
+                    location: format!("https://{host}{path}"),
+                };
+            }
+        }
         let has_path = raw_path.is_some();
         let mut caps: Captures = [(0, 0); crate::template::MAX_VARIABLES];
         let found = {

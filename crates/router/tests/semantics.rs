@@ -115,6 +115,34 @@ fn tls_redirect_and_path_rejects() {
 }
 
 #[test]
+fn the_path_policy_runs_before_the_tls_redirect() {
+    let t = table();
+    let plain = |target: &str| {
+        http::Request::builder()
+            .uri(format!("http://secure.example.com{target}"))
+            .body(())
+            .unwrap()
+    };
+    // A path the policy rejects is rejected over plain HTTP too, not sent
+    // to https:// as it came.
+    match t.route(&plain("/u/%2e%2e/%2e%2e/etc"), 0) {
+        Decision::Reject { status, reason, .. } => {
+            assert_eq!(status, 400);
+            assert_eq!(reason, RejectReason::AboveRoot);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The redirect carries the path as the policy left it, as Envoy's
+    // carries the :path its connection manager normalized.
+    match t.route(&plain("/a/./b/../c;v=1?q=%2e"), 0) {
+        Decision::TlsRedirect { location, .. } => {
+            assert_eq!(location, "https://secure.example.com/a/c;v=1?q=%2e")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn template_route_and_not_found() {
     let t = table();
     let req = rauta_router::Request::get("api.example.com", "/u/7/a/b");
