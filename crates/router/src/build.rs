@@ -114,10 +114,7 @@ impl Ctx<'_> {
                 Err(e) => self.err(ErrorKind::Invalid, &format!("{add_field}[{i}]"), e),
             }
         }
-        Mutations {
-            remove: rm.into(),
-            add: ad.into(),
-        }
+        Mutations::new(rm, ad)
     }
 
     fn string_match(&mut self, field: &str, m: &config::StringMatcher) -> Option<StringMatch> {

@@ -752,7 +752,9 @@ pub struct HeaderValueOption {
     /// Header name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Header value.
+    /// Header value. May hold Envoy's `%COMMAND%`s (`%REQ(x-id)%`,
+    /// `%DOWNSTREAM_REMOTE_ADDRESS%`, ...), formatted per request; `%%` is a
+    /// literal `%` (see [`crate::FormatContext`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// Envoy's nested form.

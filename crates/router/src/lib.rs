@@ -8,7 +8,8 @@
 //! path-separated-prefix, regex (RE2 syntax, full match) and URI-template
 //! paths; header, query-parameter and gRPC conditions; cluster, weighted
 //! clusters, cluster-from-header, redirect and direct-response actions; path
-//! and host rewrites; header mutations in Envoy's order.
+//! and host rewrites; header mutations in Envoy's order, with `%COMMAND%`
+//! value formatting.
 //!
 //! ```
 //! use rauta_router::{Decision, Request, RouteTable};
@@ -61,7 +62,11 @@
 //! [`RouteMatch::apply_request`] runs the request header mutations and
 //! returns the upstream path and host after rewrites;
 //! [`RouteMatch::apply_response`] runs the response mutations;
-//! [`RouteMatch::redirect_location`] computes a redirect's Location.
+//! [`RouteMatch::redirect_location`] computes a redirect's Location. Header
+//! values may hold Envoy's `%COMMAND%`s (`%DOWNSTREAM_REMOTE_ADDRESS%`,
+//! `%REQ(x-id)%`, `%START_TIME%`, ...): the `_with` forms of the two apply
+//! methods take a [`FormatContext`] with what the proxy knows of the
+//! connection.
 //!
 //! # Errors at load time, never at request time
 //!
@@ -113,6 +118,7 @@ pub mod path;
 mod build;
 mod error;
 mod explain;
+mod format;
 mod index;
 mod local;
 mod matchers;
@@ -125,6 +131,7 @@ mod template;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use explain::{DomainMatch, Explanation, RouteVerdict};
+pub use format::FormatContext;
 pub use mutate::HeaderMapMut;
 pub use request::{HeaderValues, Request, RequestView};
 pub use router::{Router, RouterCache, Snapshot, Version};

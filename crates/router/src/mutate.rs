@@ -1,7 +1,12 @@
 //! Header mutations (Envoy's `HeaderParser`): remove, then add, with Envoy's
 //! append actions, applied to any header map through [`HeaderMapMut`].
 
+use std::borrow::Cow;
+
+use smallvec::SmallVec;
+
 use crate::config::{AppendAction, HeaderValueOption};
+use crate::format::{FormatContext, HeaderFormat, RouteFacts, Side};
 
 /// A mutable header map the router can edit. Implemented for
 /// [`http::HeaderMap`] and for a plain `Vec<(String, String)>`.
@@ -72,7 +77,7 @@ impl HeaderMapMut for http::HeaderMap {
 #[derive(Debug, Clone)]
 pub(crate) struct AddHeader {
     pub(crate) name: Box<str>,
-    pub(crate) value: Box<str>,
+    pub(crate) value: HeaderFormat,
     pub(crate) action: AppendAction,
     pub(crate) keep_empty: bool,
 }
@@ -82,6 +87,8 @@ pub(crate) struct AddHeader {
 pub(crate) struct Mutations {
     pub(crate) remove: Box<[Box<str>]>,
     pub(crate) add: Box<[AddHeader]>,
+    /// Whether a value has `%COMMAND%`s to format per request.
+    pub(crate) formats: bool,
 }
 
 impl Mutations {
@@ -90,28 +97,67 @@ impl Mutations {
         self.remove.is_empty() && self.add.is_empty()
     }
 
-    pub(crate) fn apply<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) {
+    /// The mutations: `remove`, then `add`.
+    pub(crate) fn new(remove: Vec<Box<str>>, add: Vec<AddHeader>) -> Mutations {
+        Mutations {
+            formats: add
+                .iter()
+                .any(|h| matches!(h.value, HeaderFormat::Pieces(_))),
+            remove: remove.into(),
+            add: add.into(),
+        }
+    }
+
+    /// Envoy's `HeaderParser::evaluateHeaders`: removals first; then every
+    /// value is formatted and every append action decided against the
+    /// headers as the removals left them; then the overwrites are made, and
+    /// then the appends. So `ADD_IF_ABSENT` and `OVERWRITE_IF_EXISTS` look
+    /// at what came in, not at what this list added, and a `%REQ(...)%`
+    /// reads the incoming value.
+    pub(crate) fn apply<H: HeaderMapMut + ?Sized>(
+        &self,
+        headers: &mut H,
+        side: Side,
+        facts: &RouteFacts<'_>,
+        ctx: &FormatContext<'_>,
+    ) {
         for name in self.remove.iter() {
             headers.remove(name);
         }
-        for h in self.add.iter() {
-            if h.value.is_empty() && !h.keep_empty {
-                continue;
-            }
-            match h.action {
-                AppendAction::AppendIfExistsOrAdd => headers.append(&h.name, &h.value),
-                AppendAction::AddIfAbsent => {
-                    if !headers.contains(&h.name) {
-                        headers.append(&h.name, &h.value)
+        if self.add.is_empty() {
+            return;
+        }
+        let mut overwrite: SmallVec<[(&str, Cow<'_, str>); 4]> = SmallVec::new();
+        let mut append: SmallVec<[(&str, Cow<'_, str>); 4]> = SmallVec::new();
+        {
+            let current: &H = headers;
+            let own = |name: &str| current.first(name).map(str::to_owned);
+            for h in self.add.iter() {
+                let value = h.value.render(&own, side, facts, ctx);
+                if value.is_empty() && !h.keep_empty {
+                    continue;
+                }
+                match h.action {
+                    AppendAction::AppendIfExistsOrAdd => append.push((&h.name, value)),
+                    AppendAction::AddIfAbsent => {
+                        if !current.contains(&h.name) {
+                            append.push((&h.name, value))
+                        }
+                    }
+                    AppendAction::OverwriteIfExistsOrAdd => overwrite.push((&h.name, value)),
+                    AppendAction::OverwriteIfExists => {
+                        if current.contains(&h.name) {
+                            overwrite.push((&h.name, value))
+                        }
                     }
                 }
-                AppendAction::OverwriteIfExistsOrAdd => headers.set(&h.name, &h.value),
-                AppendAction::OverwriteIfExists => {
-                    if headers.contains(&h.name) {
-                        headers.set(&h.name, &h.value)
-                    }
-                }
             }
+        }
+        for (name, value) in &overwrite {
+            headers.set(name, value);
+        }
+        for (name, value) in &append {
+            headers.append(name, value);
         }
     }
 }
@@ -144,6 +190,7 @@ pub(crate) fn compile_add(h: &HeaderValueOption) -> Result<AddHeader, String> {
     if http::HeaderValue::from_str(value).is_err() {
         return Err(format!("value of {key:?} is not a valid header value"));
     }
+    let value = HeaderFormat::parse(value).map_err(|e| format!("value of {key:?}: {e}"))?;
     let action = match (h.append_action, h.append) {
         (Some(a), None) => a,
         (None, Some(true)) | (None, None) => AppendAction::AppendIfExistsOrAdd,
@@ -152,7 +199,7 @@ pub(crate) fn compile_add(h: &HeaderValueOption) -> Result<AddHeader, String> {
     };
     Ok(AddHeader {
         name,
-        value: value.into(),
+        value,
         action,
         keep_empty: h.keep_empty_value,
     })
@@ -165,33 +212,79 @@ mod tests {
     fn add(name: &str, value: &str, action: AppendAction) -> AddHeader {
         AddHeader {
             name: name.into(),
-            value: value.into(),
+            value: HeaderFormat::parse(value).unwrap(),
             action,
             keep_empty: false,
         }
     }
 
+    fn run(m: &Mutations, h: &mut Vec<(String, String)>) -> Vec<String> {
+        let facts = RouteFacts {
+            route_name: "r",
+            cluster: None,
+            method: "GET",
+            path: Some("/"),
+            authority: "h",
+            scheme: "http",
+        };
+        m.apply(h, Side::Request, &facts, &FormatContext::new());
+        h.iter().map(|(n, v)| format!("{n}={v}")).collect()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
     fn append_actions() {
-        let m = Mutations {
-            remove: vec!["gone".into()].into(),
-            add: vec![
+        let m = Mutations::new(
+            vec!["gone".into()],
+            vec![
                 add("a", "2", AppendAction::AppendIfExistsOrAdd),
                 add("b", "2", AppendAction::AddIfAbsent),
                 add("c", "2", AppendAction::OverwriteIfExistsOrAdd),
                 add("d", "2", AppendAction::OverwriteIfExists),
                 add("e", "2", AppendAction::OverwriteIfExists),
                 add("f", "", AppendAction::AppendIfExistsOrAdd),
-            ]
-            .into(),
-        };
+            ],
+        );
         let mut h: Vec<(String, String)> = ["a", "b", "c", "d", "gone"]
             .iter()
             .map(|n| (n.to_string(), "1".to_string()))
             .collect();
-        m.apply(&mut h);
-        let got: Vec<String> = h.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        assert_eq!(got, ["a=1", "b=1", "a=2", "c=2", "d=2"]);
+        // Overwrites first, then appends (Envoy's order).
+        assert_eq!(run(&m, &mut h), ["a=1", "b=1", "c=2", "d=2", "a=2"]);
+    }
+
+    /// Every decision and every value is taken against the headers as the
+    /// removals left them, not as earlier entries of the same list changed
+    /// them (Envoy's evaluateHeaders since 1.27).
+    #[test]
+    fn one_list_is_decided_against_the_incoming_headers() {
+        let m = Mutations::new(
+            vec!["r".into()],
+            vec![
+                add("x", "1", AppendAction::AppendIfExistsOrAdd),
+                add("x", "2", AppendAction::AddIfAbsent),
+                add("y", "3", AppendAction::OverwriteIfExists),
+                add("z", "4", AppendAction::AppendIfExistsOrAdd),
+                add("z", "5", AppendAction::OverwriteIfExistsOrAdd),
+                add("copy", "%REQ(v)%", AppendAction::AppendIfExistsOrAdd),
+                add("v", "new", AppendAction::OverwriteIfExistsOrAdd),
+                add("r2", "%REQ(r)%", AppendAction::AppendIfExistsOrAdd),
+            ],
+        );
+        let mut h = headers(&[("v", "old"), ("r", "gone")]);
+        assert_eq!(
+            run(&m, &mut h),
+            // x was absent: both added. y was absent: not overwritten. z's
+            // overwrite comes before its append. copy reads v as it came in;
+            // r2 reads r after its removal (empty: not added).
+            ["z=5", "v=new", "x=1", "x=2", "z=4", "copy=old"]
+        );
     }
 
     #[test]

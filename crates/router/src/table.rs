@@ -8,6 +8,7 @@ use ahash::AHashMap;
 
 use crate::config::{self, RequireTls, RouteConfig};
 use crate::error::ConfigErrors;
+use crate::format::{FormatContext, RouteFacts, Side};
 use crate::matchers::{self, HeaderCond, QueryCond};
 use crate::mutate::{HeaderMapMut, Mutations};
 use crate::path::{PathOutcome, PathPolicy};
@@ -651,6 +652,7 @@ pub struct RouteMatch<'a> {
     vhost: &'a VirtualHostEntry,
     route: &'a RouteEntry,
     scheme: &'a str,
+    method: &'a str,
     host: Cow<'a, str>,
     path: Cow<'a, str>,
     match_path: Cow<'a, str>,
@@ -1125,6 +1127,7 @@ impl RouteTable {
             vhost,
             route,
             scheme,
+            method: req.method(),
             host,
             path,
             match_path: match_path.unwrap_or(Cow::Borrowed("")),
@@ -1407,9 +1410,27 @@ impl<'a> RouteMatch<'a> {
     /// (setting `x-envoy-original-path`) and the host rewrite (setting
     /// `x-envoy-original-host`, and `x-forwarded-host` when configured), and
     /// returns the upstream path and host.
+    ///
+    /// Header values with `%COMMAND%`s about the connection (addresses,
+    /// protocol, start time) format as empty here: pass what the proxy
+    /// knows through [`apply_request_with`](Self::apply_request_with).
     pub fn apply_request<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) -> Upstream<'_> {
+        self.apply_request_with(headers, &FormatContext::new())
+    }
+
+    /// [`apply_request`](Self::apply_request), formatting header values'
+    /// `%COMMAND%`s with `ctx` (see [`FormatContext`]): say,
+    /// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%` in an `x-real-ip` the
+    /// route adds.
+    pub fn apply_request_with<H: HeaderMapMut + ?Sized>(
+        &self,
+        headers: &mut H,
+        ctx: &FormatContext<'_>,
+    ) -> Upstream<'_> {
         self.apply_levels(
             headers,
+            Side::Request,
+            ctx,
             self.weighted().map(|e| &e.request),
             [
                 &self.route.request,
@@ -1463,6 +1484,28 @@ impl<'a> RouteMatch<'a> {
         matches!(self.route.host_rewrite, Some(HostRewrite::Auto))
     }
 
+    /// Whether a header value the route's mutations add (request or
+    /// response side, any level) has `%COMMAND%`s to format: when none
+    /// has, [`apply_request`](Self::apply_request) and
+    /// [`apply_response`](Self::apply_response) do what the `_with` forms
+    /// do, and a proxy need not gather a [`FormatContext`] (a clock read
+    /// for `%START_TIME%`, say).
+    pub fn formats_header_values(&self) -> bool {
+        let level = |m: &Mutations| m.formats;
+        self.weighted()
+            .is_some_and(|e| level(&e.request) || level(&e.response))
+            || [
+                &self.route.request,
+                &self.route.response,
+                &self.vhost.request,
+                &self.vhost.response,
+                &self.table.request,
+                &self.table.response,
+            ]
+            .into_iter()
+            .any(level)
+    }
+
     /// Whether [`apply_response`](Self::apply_response) changes anything:
     /// when it does not, a proxy can pass an upstream's response fields on
     /// as they came, without building a header map for them.
@@ -1477,8 +1520,23 @@ impl<'a> RouteMatch<'a> {
     /// virtual host and configuration in Envoy's order). Call it for
     /// upstream responses, redirects and direct responses alike.
     pub fn apply_response<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) {
+        self.apply_response_with(headers, &FormatContext::new())
+    }
+
+    /// [`apply_response`](Self::apply_response), formatting header values'
+    /// `%COMMAND%`s with `ctx`: `%RESP(...)%` reads the response being
+    /// edited, `%REQ(...)%` the request given by
+    /// [`FormatContext::request`], `%UPSTREAM_HOST%` the endpoint given by
+    /// [`FormatContext::upstream_remote_address`].
+    pub fn apply_response_with<H: HeaderMapMut + ?Sized>(
+        &self,
+        headers: &mut H,
+        ctx: &FormatContext<'_>,
+    ) {
         self.apply_levels(
             headers,
+            Side::Response,
+            ctx,
             self.weighted().map(|e| &e.response),
             [
                 &self.route.response,
@@ -1493,16 +1551,31 @@ impl<'a> RouteMatch<'a> {
     fn apply_levels<H: HeaderMapMut + ?Sized>(
         &self,
         headers: &mut H,
+        side: Side,
+        ctx: &FormatContext<'_>,
         entry: Option<&Mutations>,
         levels: [&Mutations; 3],
     ) {
+        let facts = RouteFacts {
+            route_name: &self.route.name,
+            cluster: self.cluster(),
+            method: self.method,
+            path: self.has_path.then_some(&*self.path),
+            authority: &self.host,
+            scheme: self.scheme,
+        };
         if let Some(e) = entry {
-            e.apply(headers);
+            e.apply(headers, side, &facts, ctx);
         }
         if self.table.most_specific_wins {
-            levels.iter().rev().for_each(|m| m.apply(headers));
+            levels
+                .iter()
+                .rev()
+                .for_each(|m| m.apply(headers, side, &facts, ctx));
         } else {
-            levels.iter().for_each(|m| m.apply(headers));
+            levels
+                .iter()
+                .for_each(|m| m.apply(headers, side, &facts, ctx));
         }
     }
 

@@ -764,3 +764,85 @@ virtual_hosts:
         assert_eq!(fast, slow, "{path}");
     }
 }
+
+#[test]
+fn header_values_format_commands_with_the_context_given() {
+    use rauta_router::FormatContext;
+    let t = RouteTable::from_yaml(
+        r#"
+response_headers_to_add:
+  - {header: {key: x-served-by, value: "%HOSTNAME%/%UPSTREAM_HOST%"}}
+  - {header: {key: x-was, value: "%RESP(x-a)%+%REQ(x-id)%"}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - name: r
+        match: {prefix: /}
+        action: {cluster: c}
+        request_headers_to_add:
+          - {header: {key: x-real-ip, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}}
+          - {header: {key: x-via, value: "%PROTOCOL% %REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(:PATH)%"}}
+          - {header: {key: x-id-copy, value: "%REQ(x-id)%"}}
+"#,
+    )
+    .unwrap();
+    let req = rauta_router::Request::get("h.example", "/a/./b?x").header("x-id", "7");
+    let d = t.route(&req, 0);
+    let m = d.route().expect("routed");
+    assert!(m.formats_header_values());
+    let peer = "[2001:db8::1]:4000".parse().unwrap();
+    let ctx = FormatContext::new()
+        .downstream_remote_address(peer)
+        .protocol("HTTP/2")
+        .hostname("edge-1")
+        .upstream_remote_address("198.18.0.9:80".parse().unwrap())
+        .request(&req);
+    let mut headers: Vec<(String, String)> = vec![("x-id".into(), "7".into())];
+    m.apply_request_with(&mut headers, &ctx);
+    let get =
+        |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(get(&headers, "x-real-ip").as_deref(), Some("2001:db8::1"));
+    // The path as the policy normalized it.
+    assert_eq!(
+        get(&headers, "x-via").as_deref(),
+        Some("HTTP/2 GET h.example/a/b?x")
+    );
+    assert_eq!(get(&headers, "x-id-copy").as_deref(), Some("7"));
+    let mut resp: Vec<(String, String)> = vec![("x-a".into(), "1".into())];
+    m.apply_response_with(&mut resp, &ctx);
+    assert_eq!(
+        get(&resp, "x-served-by").as_deref(),
+        Some("edge-1/198.18.0.9:80")
+    );
+    assert_eq!(get(&resp, "x-was").as_deref(), Some("1+7"));
+    // Without a context the connection's commands format as empty, and a
+    // value that comes out empty is not added.
+    let mut headers = Vec::new();
+    m.apply_request(&mut headers);
+    assert_eq!(get(&headers, "x-real-ip"), None);
+    assert_eq!(
+        get(&headers, "x-via").as_deref(),
+        Some(" GET h.example/a/b?x")
+    );
+
+    // An unknown command is a load error naming the field.
+    let err = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    request_headers_to_add:
+      - {header: {key: x-ok, value: "%ROUTE_NAME%"}}
+      - {header: {key: x-bad, value: "id=%REQ_ID%"}}
+    routes: [{name: r, match: {prefix: /}, action: {cluster: c}}]
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("request_headers_to_add[1]")
+            && err.contains("%REQ_ID% is not a supported command"),
+        "{err}"
+    );
+}

@@ -63,6 +63,10 @@ pub async fn serve(
     state: Arc<State>,
     client: UpstreamClient,
 ) {
+    let peer = proxy::Peer {
+        remote,
+        local: stream.local_addr().ok(),
+    };
     let mut buf = BytesMut::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     // Made on the first request this loop serves (not for connections
@@ -82,13 +86,8 @@ pub async fn serve(
                     Parse::Fast(req, close) => break (req, close),
                     Parse::Partial if buf.len() <= MAX_HEAD => partial_at = Some(buf.len()),
                     Parse::Partial | Parse::HandOver => {
-                        return hyper_serve(
-                            Rewind::new(buf.freeze(), stream),
-                            remote,
-                            state,
-                            client,
-                        )
-                        .await;
+                        return hyper_serve(Rewind::new(buf.freeze(), stream), peer, state, client)
+                            .await;
                     }
                 }
             }
@@ -100,7 +99,7 @@ pub async fn serve(
         };
         let head_request = req.method() == Method::HEAD;
         let timer = Some(timer.get_or_insert_with(proxy::ConnTimer::default));
-        let resp = match proxy::handle(&state, &client, remote, req, timer).await {
+        let resp = match proxy::handle(&state, &client, peer, req, timer).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
@@ -115,21 +114,21 @@ pub async fn serve(
 }
 
 /// Serves `io` with hyper: HTTP/1.1, or HTTP/2 with prior knowledge.
-pub async fn hyper_serve<I>(io: I, remote: SocketAddr, state: Arc<State>, client: UpstreamClient)
+pub async fn hyper_serve<I>(io: I, peer: proxy::Peer, state: Arc<State>, client: UpstreamClient)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| {
         let (state, client) = (Arc::clone(&state), client.clone());
         async move {
-            proxy::handle(&state, &client, remote, req, None)
+            proxy::handle(&state, &client, peer, req, None)
                 .await
                 .map(proxy::Reply::into_response)
         }
     });
     let conn = auto::Builder::new(TokioExecutor::new());
     if let Err(e) = conn.serve_connection(TokioIo::new(io), svc).await {
-        tracing::debug!(error = %e, %remote, "connection ended with an error");
+        tracing::debug!(error = %e, remote = %peer.remote, "connection ended with an error");
     }
 }
 

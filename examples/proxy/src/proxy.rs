@@ -2,7 +2,7 @@
 //! retries and timeouts; then stats and an access log line.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
@@ -10,7 +10,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use rauta_balance::{HashInput, Pick};
-use rauta_router::{ActionKind, Decision, RetryPolicy, RouteMatch};
+use rauta_router::{ActionKind, Decision, FormatContext, RetryPolicy, RouteMatch};
 
 use crate::cluster::Cluster;
 use crate::config::UnderscoreAction;
@@ -609,6 +609,46 @@ fn backoff(p: &RetryPolicy, retry: u32) -> Duration {
     Duration::from_millis(random_u64() % (cap + 1))
 }
 
+/// The connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The proxy's own address on that connection, when known.
+    pub local: Option<SocketAddr>,
+}
+
+/// What a route's `%COMMAND%` header values read about the request and
+/// its connection (`%DOWNSTREAM_REMOTE_ADDRESS%`, `%PROTOCOL%`,
+/// `%START_TIME%`, ...).
+fn format_context<'a>(
+    state: &'a State,
+    parts: &'a http::request::Parts,
+    peer: Peer,
+    started: Instant,
+) -> FormatContext<'a> {
+    let mut ctx = FormatContext::new()
+        .downstream_remote_address(peer.remote)
+        .request(parts)
+        .protocol(match parts.version {
+            http::Version::HTTP_09 => "HTTP/0.9",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        });
+    if let Some(local) = peer.local {
+        ctx = ctx.downstream_local_address(local);
+    }
+    if let Some(name) = state.hostname() {
+        ctx = ctx.hostname(name);
+    }
+    if let Some(at) = SystemTime::now().checked_sub(started.elapsed()) {
+        ctx = ctx.start_time(at);
+    }
+    ctx
+}
+
 /// What the access log says about a request.
 #[derive(Debug, Default)]
 struct Log<'a> {
@@ -638,7 +678,7 @@ impl Log<'_> {
 pub fn handle<'a, B>(
     state: &'a State,
     client: &'a UpstreamClient,
-    remote: SocketAddr,
+    peer: Peer,
     req: Request<B>,
     timer: Option<&'a mut ConnTimer>,
 ) -> impl std::future::Future<Output = Result<Reply, std::convert::Infallible>> + Send + 'a
@@ -659,9 +699,7 @@ where
             v
         }
     };
-    handle_parts(
-        state, client, remote, parts, body, request_id, started, timer,
-    )
+    handle_parts(state, client, peer, parts, body, request_id, started, timer)
 }
 
 /// Header names a client may not send: the `x-envoy-` headers are the
@@ -695,7 +733,7 @@ fn scrub_headers(headers: &mut HeaderMap, action: UnderscoreAction) -> Result<()
 async fn handle_parts<B>(
     state: &State,
     client: &UpstreamClient,
-    remote: SocketAddr,
+    peer: Peer,
     mut parts: http::request::Parts,
     body: B,
     request_id: HeaderValue,
@@ -706,6 +744,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
+    let remote = peer.remote;
     let rt = state.runtime();
     let mut log = Log::new();
     // RFC 9112 section 3.2: more than one Host is a 400 (which one would be
@@ -738,13 +777,39 @@ where
     };
     let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
     log.route = m.route_name();
+    // Gathered only for a route whose header values format something.
+    let fctx = m
+        .formats_header_values()
+        .then(|| format_context(state, &parts, peer, started));
     let mut resp: Reply = match forwards_to(&rt, &m, &mut log) {
-        Some(c) => forward(&rt, client, c, &parts, body, remote, &m, &mut log, timer).await,
+        Some(c) => {
+            forward(
+                &rt,
+                client,
+                c,
+                &parts,
+                body,
+                remote,
+                &m,
+                fctx.as_ref(),
+                &mut log,
+                timer,
+            )
+            .await
+        }
         None => local_answer(&m, &mut log).into(),
     };
     // An upstream's fields stay raw unless the route edits them.
     if m.edits_response() {
-        m.apply_response(resp.headers_mut());
+        match fctx {
+            Some(mut ctx) => {
+                if let Some(up) = log.upstream {
+                    ctx = ctx.upstream_remote_address(up);
+                }
+                m.apply_response_with(resp.headers_mut(), &ctx)
+            }
+            None => m.apply_response(resp.headers_mut()),
+        }
     }
     if let Some(a) = active {
         if let Some(d) = log.upstream_time {
@@ -867,6 +932,7 @@ async fn forward<B>(
     body: B,
     remote: SocketAddr,
     m: &RouteMatch<'_>,
+    fctx: Option<&FormatContext<'_>>,
     log: &mut Log<'_>,
     mut timer: Option<&mut ConnTimer>,
 ) -> Reply
@@ -877,7 +943,10 @@ where
     // Upstream headers: the downstream ones minus hop-by-hop, plus the
     // route's mutations and rewrites, plus forwarding headers.
     let mut headers = UpstreamHeaders::new(&parts.headers);
-    let upstream = m.apply_request(&mut headers);
+    let upstream = match fctx {
+        Some(ctx) => m.apply_request_with(&mut headers, ctx),
+        None => m.apply_request(&mut headers),
+    };
     // The path goes into the request line as it is: it must be an
     // origin-form target (RFC 9112 section 3.2.1).
     let path = upstream.path;

@@ -492,6 +492,106 @@ routes:
     assert!(err.contains("MAYBE"), "{err}");
 }
 
+/// Header values with Envoy's `%COMMAND%`s are formatted per request with
+/// what the proxy knows of the connection; an unknown command is a load
+/// error that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_values_format_envoy_commands() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let config = |value: &str| {
+        format!(
+            r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: fmt
+          match: {{prefix: /f}}
+          action: {{cluster: up}}
+          request_headers_to_add:
+            - {{header: {{key: x-real-ip, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}}}}
+            - {{header: {{key: x-local-port, value: "%DOWNSTREAM_LOCAL_PORT%"}}}}
+            - {{header: {{key: x-proto, value: "%PROTOCOL%"}}}}
+            - {{header: {{key: x-route, value: "%ROUTE_NAME%@%UPSTREAM_CLUSTER% %REQ(:PATH)%"}}}}
+            - {{header: {{key: x-copy, value: "%REQ(x-id):3%"}}}}
+            - {{header: {{key: x-pct, value: "100%%"}}}}
+            - {{header: {{key: x-gone, value: "%REQ(x-absent)%"}}}}
+          response_headers_to_add:
+            - {{header: {{key: x-upstream-host, value: "%UPSTREAM_HOST%"}}}}
+            - {{header: {{key: x-echo, value: "%REQ(x-id)%"}}}}
+            - {{header: {{key: x-start, value: "%START_TIME(%s)%"}}}}
+            - {{header: {{key: x-type, value: "%RESP(content-type)%"}}}}
+        - name: plain
+          match: {{prefix: /}}
+          action: {{cluster: up}}
+          request_headers_to_add: [{{header: {{key: x-plain, value: "{value}"}}}}]
+"#,
+            up.addr()
+        )
+    };
+    let proxy = start(&config("as is")).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for c in [http1(), h2c()] {
+        let r = send(&c, proxy.addr(), "", "/f?q=1", &[("x-id", "abcdef")])
+            .await
+            .expect("request");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.seen("x-real-ip").as_deref(), Some("127.0.0.1"));
+        let port = proxy.addr().port().to_string();
+        assert_eq!(r.seen("x-local-port").as_deref(), Some(port.as_str()));
+        let proto = if r.version == http::Version::HTTP_2 {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
+        assert_eq!(r.seen("x-proto").as_deref(), Some(proto));
+        assert_eq!(r.seen("x-route").as_deref(), Some("fmt@up /f?q=1"));
+        assert_eq!(r.seen("x-copy").as_deref(), Some("abc"));
+        assert_eq!(r.seen("x-pct").as_deref(), Some("100%"));
+        assert_eq!(r.seen("x-gone"), None, "an empty value adds no header");
+        let resp = |n: &str| {
+            r.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(resp("x-upstream-host"), Some(up.addr().to_string()));
+        assert_eq!(resp("x-echo").as_deref(), Some("abcdef"));
+        assert_eq!(resp("x-type"), resp("content-type"));
+        let start: u64 = resp("x-start")
+            .and_then(|s| s.parse().ok())
+            .expect("x-start");
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            (before..=after).contains(&start),
+            "{before} <= {start} <= {after}"
+        );
+        // A route without commands is untouched.
+        let r = send(&c, proxy.addr(), "", "/p", &[])
+            .await
+            .expect("request");
+        assert_eq!(r.seen("x-plain").as_deref(), Some("as is"));
+        assert_eq!(r.headers.get("x-upstream-host"), None);
+    }
+    let err = rauta_proxy::config::ProxyConfig::from_yaml(&config("%DOWNSTREAM_PEER_SUBJECT%"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("%DOWNSTREAM_PEER_SUBJECT% is not a supported command")
+            && err.contains("x-plain"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_and_promtool() {
     let up = Upstream::new("up").spawn().await.unwrap();
