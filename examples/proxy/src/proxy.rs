@@ -618,15 +618,21 @@ pub struct Peer {
     pub local: Option<SocketAddr>,
 }
 
+/// This machine's host name (`%HOSTNAME%`), read once.
+fn hostname() -> Option<&'static str> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+        Some(name.trim().to_owned()).filter(|n| !n.is_empty())
+    })
+    .as_deref()
+}
+
 /// What a route's `%COMMAND%` header values read about the request and
 /// its connection (`%DOWNSTREAM_REMOTE_ADDRESS%`, `%PROTOCOL%`,
-/// `%START_TIME%`, ...).
-fn format_context<'a>(
-    state: &'a State,
-    parts: &'a http::request::Parts,
-    peer: Peer,
-    started: Instant,
-) -> FormatContext<'a> {
+/// `%START_TIME%`, ...). Made where it is used and dropped before the next
+/// `await`, so the request's future does not carry it.
+fn format_context(parts: &http::request::Parts, peer: Peer, started: Instant) -> FormatContext<'_> {
     let mut ctx = FormatContext::new()
         .downstream_remote_address(peer.remote)
         .request(parts)
@@ -640,7 +646,7 @@ fn format_context<'a>(
     if let Some(local) = peer.local {
         ctx = ctx.downstream_local_address(local);
     }
-    if let Some(name) = state.hostname() {
+    if let Some(name) = hostname() {
         ctx = ctx.hostname(name);
     }
     if let Some(at) = SystemTime::now().checked_sub(started.elapsed()) {
@@ -777,10 +783,9 @@ where
     };
     let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
     log.route = m.route_name();
-    // Gathered only for a route whose header values format something.
-    let fctx = m
-        .formats_header_values()
-        .then(|| format_context(state, &parts, peer, started));
+    // A format context is gathered only for a route whose header values
+    // format something.
+    let formats = m.formats_header_values();
     let mut resp: Reply = match forwards_to(&rt, &m, &mut log) {
         Some(c) => {
             forward(
@@ -791,7 +796,7 @@ where
                 body,
                 remote,
                 &m,
-                fctx.as_ref(),
+                formats.then_some((peer, started)),
                 &mut log,
                 timer,
             )
@@ -801,14 +806,14 @@ where
     };
     // An upstream's fields stay raw unless the route edits them.
     if m.edits_response() {
-        match fctx {
-            Some(mut ctx) => {
-                if let Some(up) = log.upstream {
-                    ctx = ctx.upstream_remote_address(up);
-                }
-                m.apply_response_with(resp.headers_mut(), &ctx)
+        if formats {
+            let mut ctx = format_context(&parts, peer, started);
+            if let Some(up) = log.upstream {
+                ctx = ctx.upstream_remote_address(up);
             }
-            None => m.apply_response(resp.headers_mut()),
+            m.apply_response_with(resp.headers_mut(), &ctx)
+        } else {
+            m.apply_response(resp.headers_mut())
         }
     }
     if let Some(a) = active {
@@ -932,7 +937,7 @@ async fn forward<B>(
     body: B,
     remote: SocketAddr,
     m: &RouteMatch<'_>,
-    fctx: Option<&FormatContext<'_>>,
+    formats: Option<(Peer, Instant)>,
     log: &mut Log<'_>,
     mut timer: Option<&mut ConnTimer>,
 ) -> Reply
@@ -943,8 +948,10 @@ where
     // Upstream headers: the downstream ones minus hop-by-hop, plus the
     // route's mutations and rewrites, plus forwarding headers.
     let mut headers = UpstreamHeaders::new(&parts.headers);
-    let upstream = match fctx {
-        Some(ctx) => m.apply_request_with(&mut headers, ctx),
+    let upstream = match formats {
+        Some((peer, started)) => {
+            m.apply_request_with(&mut headers, &format_context(parts, peer, started))
+        }
         None => m.apply_request(&mut headers),
     };
     // The path goes into the request line as it is: it must be an

@@ -62,8 +62,6 @@ pub struct State {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// This machine's name, for `%HOSTNAME%` in header values.
-    hostname: Option<Box<str>>,
     #[cfg(feature = "xdp")]
     xdp: Option<crate::xdp::Xdp>,
 }
@@ -128,18 +126,9 @@ impl State {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .filter(|h| !h.trim().is_empty())
-                .map(|h| h.trim().into()),
             #[cfg(feature = "xdp")]
             xdp: None,
         })
-    }
-
-    /// This machine's host name (`%HOSTNAME%`), when the kernel tells it.
-    pub fn hostname(&self) -> Option<&str> {
-        self.hostname.as_deref()
     }
 
     /// The current runtime. Keep the `Arc` for the whole request.
