@@ -83,9 +83,12 @@ fn template(segs: &[u8]) -> String {
     let mut t = String::new();
     for (i, s) in segs.iter().take(4).enumerate() {
         t.push('/');
-        match s % 4 {
+        match s % 6 {
             0 => t.push('*'),
             1 => t.push_str(&format!("{{v{i}}}")),
+            // A variable over two segments, or over one literal one.
+            2 => t.push_str(&format!("{{v{i}={}/*}}", SEGMENTS[usize::from(*s / 6) % 5])),
+            3 => t.push_str(&format!("{{v{i}={}}}", SEGMENTS[usize::from(*s / 6) % 5])),
             _ => t.push_str(SEGMENTS[usize::from(*s) % 5]),
         }
     }

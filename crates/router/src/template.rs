@@ -3,9 +3,12 @@
 //!
 //! A match template is a path of segments, each a literal, `*` (one segment),
 //! `**` (zero or more segments, last only), `{name}` / `{name=*}` (capture one
-//! segment) or `{name=**}` (capture the rest, last only). The last segment may
-//! carry a literal suffix after its operator (`/{file=**}.m3u8`). At most five
-//! variables. A rewrite template is literal text with `{name}` references.
+//! segment) or `{name=**}` (capture the rest, last only). A variable may also
+//! capture several segments matched by a pattern of literals and operators
+//! (`{name=projects/*/books/*}`, `{path=videos/**}`) or one literal
+//! (`{v=latest}`). The last segment may carry a literal suffix after its
+//! operator or variable (`/{file=**}.m3u8`). At most five variables. A
+//! rewrite template is literal text with `{name}` references.
 
 /// Most variables in one template (Envoy's limit).
 pub(crate) const MAX_VARIABLES: usize = 5;
@@ -27,11 +30,23 @@ pub(crate) enum Segment {
     },
 }
 
+/// A variable that captures whole segments `first..=last` (of the
+/// template's segment list), less the last one's `cut` suffix bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentSpan {
+    var: u8,
+    first: u16,
+    last: u16,
+    cut: u16,
+}
+
 /// A parsed match template.
 #[derive(Debug, Clone)]
 pub(crate) struct MatchTemplate {
     pub(crate) segments: Box<[Segment]>,
     pub(crate) names: Box<[Box<str>]>,
+    /// Variables over several segments (or one literal one), in order.
+    spans: Box<[SegmentSpan]>,
     source: Box<str>,
 }
 
@@ -125,6 +140,47 @@ fn valid_name(n: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Registers variable `name` of template `t`.
+fn add_var(t: &str, names: &mut Vec<Box<str>>, name: &str) -> Result<u8, String> {
+    if !valid_name(name) {
+        return Err(format!(
+            "URI template {t:?}: invalid variable name {name:?}"
+        ));
+    }
+    if names.iter().any(|n| &**n == name) {
+        return Err(format!(
+            "URI template {t:?}: duplicate variable name {name:?}"
+        ));
+    }
+    if names.len() == MAX_VARIABLES {
+        return Err(format!(
+            "URI template {t:?}: Exceeded variable count limit ({MAX_VARIABLES})"
+        ));
+    }
+    names.push(name.into());
+    Ok((names.len() - 1) as u8)
+}
+
+/// `rest` split at the '/'s that are not inside `{...}`.
+fn split_outside_braces(rest: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0u32;
+    let mut start = 0;
+    for (i, b) in rest.bytes().enumerate() {
+        match b {
+            b'{' => depth += 1,
+            b'}' => depth = depth.saturating_sub(1),
+            b'/' if depth == 0 => {
+                parts.push(&rest[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&rest[start..]);
+    parts
+}
+
 fn valid_literal(l: &str) -> bool {
     l.bytes()
         .all(|b| is_pchar(b) && b != b'*' && b != b'{' && b != b'}')
@@ -136,19 +192,108 @@ impl MatchTemplate {
         let Some(rest) = t.strip_prefix('/') else {
             return Err(format!("URI template {t:?} must start with '/'"));
         };
-        let parts: Vec<&str> = rest.split('/').collect();
+        let parts = split_outside_braces(rest);
         let mut segments = Vec::with_capacity(parts.len());
         let mut names: Vec<Box<str>> = Vec::new();
+        let mut spans = Vec::new();
         let last = parts.len() - 1;
         for (i, part) in parts.iter().enumerate() {
+            if Self::parse_span(t, part, i == last, &mut names, &mut segments, &mut spans)? {
+                continue;
+            }
             let seg = Self::parse_segment(t, part, i == last, &mut names)?;
             segments.push(seg);
+        }
+        if segments.len() > usize::from(u16::MAX) {
+            return Err(format!("URI template {t:?} has too many segments"));
         }
         Ok(MatchTemplate {
             segments: segments.into(),
             names: names.into(),
+            spans: spans.into(),
             source: t.into(),
         })
+    }
+
+    /// A part `{name=pattern}suffix` whose pattern is more than one `*` or
+    /// `**`: literals and operators separated by '/', each a segment of its
+    /// own, the variable capturing all of them. `Ok(false)` for any other
+    /// part.
+    fn parse_span(
+        t: &str,
+        part: &str,
+        is_last: bool,
+        names: &mut Vec<Box<str>>,
+        segments: &mut Vec<Segment>,
+        spans: &mut Vec<SegmentSpan>,
+    ) -> Result<bool, String> {
+        let Some(open) = part.find('{') else {
+            return Ok(false);
+        };
+        let Some(close) = part[open..].find('}').map(|c| open + c) else {
+            return Ok(false);
+        };
+        let Some((name, pattern)) = part[open + 1..close].split_once('=') else {
+            return Ok(false);
+        };
+        if matches!(pattern, "*" | "**") || pattern.is_empty() {
+            return Ok(false);
+        }
+        if open > 0 {
+            return Err(format!(
+                "URI template {t:?}: no text may come before the variable {{{name}={pattern}}}"
+            ));
+        }
+        let suffix = &part[close + 1..];
+        if !suffix.is_empty() && !is_last {
+            return Err(format!(
+                "URI template {t:?}: text after the variable {{{name}={pattern}}} must end the template"
+            ));
+        }
+        if !valid_literal(suffix) {
+            return Err(format!(
+                "URI template {t:?}: invalid text {suffix:?} after the variable {{{name}={pattern}}}"
+            ));
+        }
+        let var = add_var(t, names, name)?;
+        let first = segments.len();
+        let elements: Vec<&str> = pattern.split('/').collect();
+        for (k, e) in elements.iter().enumerate() {
+            let end = k + 1 == elements.len();
+            let tail = if end { suffix } else { "" };
+            let seg = match *e {
+                "*" => Segment::One {
+                    var: None,
+                    prefix: "".into(),
+                    suffix: tail.into(),
+                },
+                "**" if end && is_last => Segment::Many {
+                    var: None,
+                    suffix: tail.into(),
+                },
+                "**" => {
+                    return Err(format!(
+                        "URI template {t:?}: '**' may only appear in the last segment"
+                    ))
+                }
+                lit if !lit.is_empty() && valid_literal(lit) => {
+                    Segment::Literal(format!("{lit}{tail}").into())
+                }
+                _ => {
+                    return Err(format!(
+                        "URI template {t:?}: invalid variable match {pattern:?} (literals, '*' and '**' separated by '/')"
+                    ))
+                }
+            };
+            segments.push(seg);
+        }
+        spans.push(SegmentSpan {
+            var,
+            first: first as u16,
+            last: (segments.len() - 1) as u16,
+            cut: suffix.len() as u16,
+        });
+        Ok(true)
     }
 
     fn parse_segment(
@@ -157,25 +302,7 @@ impl MatchTemplate {
         is_last: bool,
         names: &mut Vec<Box<str>>,
     ) -> Result<Segment, String> {
-        let mut add_var = |name: &str| -> Result<u8, String> {
-            if !valid_name(name) {
-                return Err(format!(
-                    "URI template {t:?}: invalid variable name {name:?}"
-                ));
-            }
-            if names.iter().any(|n| &**n == name) {
-                return Err(format!(
-                    "URI template {t:?}: duplicate variable name {name:?}"
-                ));
-            }
-            if names.len() == MAX_VARIABLES {
-                return Err(format!(
-                    "URI template {t:?}: Exceeded variable count limit ({MAX_VARIABLES})"
-                ));
-            }
-            names.push(name.into());
-            Ok((names.len() - 1) as u8)
-        };
+        let mut add_var = |name: &str| add_var(t, names, name);
         let many_not_last = || {
             Err(format!(
                 "URI template {t:?}: '**' may only appear in the last segment"
@@ -220,7 +347,7 @@ impl MatchTemplate {
                     "**" => true,
                     _ => {
                         return Err(format!(
-                            "URI template {t:?}: unsupported variable pattern {pat:?} (use '*' or '**')"
+                            "URI template {t:?}: invalid variable match {pat:?} in {part:?}"
                         ))
                     }
                 };
@@ -277,11 +404,21 @@ impl MatchTemplate {
     pub(crate) fn matches(&self, path: &str, case_sensitive: bool, caps: &mut Captures) -> bool {
         let p = path.as_bytes();
         let mut pos = 0usize;
-        for seg in self.segments.iter() {
+        // Where the next multi-segment variable starts, once its first
+        // segment is reached.
+        let mut span = 0usize;
+        let mut span_start = 0usize;
+        for (i, seg) in self.segments.iter().enumerate() {
             if p.get(pos) != Some(&b'/') {
                 return false;
             }
             pos += 1;
+            let at = self.spans.get(span).filter(|s| {
+                if usize::from(s.first) == i {
+                    span_start = pos;
+                }
+                usize::from(s.last) == i
+            });
             match seg {
                 Segment::Literal(l) => {
                     let l = l.as_bytes();
@@ -343,8 +480,17 @@ impl MatchTemplate {
                     if let Some(v) = var {
                         caps[usize::from(*v)] = (pos as u32, (p.len() - s.len()) as u32);
                     }
+                    if let Some(s) = at {
+                        let end = p.len() - usize::from(s.cut);
+                        caps[usize::from(s.var)] = (span_start as u32, end as u32);
+                    }
                     return true;
                 }
+            }
+            if let Some(s) = at {
+                let end = pos - usize::from(s.cut);
+                caps[usize::from(s.var)] = (span_start as u32, end as u32);
+                span += 1;
             }
         }
         pos == p.len()
@@ -462,6 +608,94 @@ mod tests {
         assert!(!m("/img-{id}.png", "/im-7.png"));
     }
 
+    /// The captures of `t` on `p`, as text.
+    fn caps(t: &str, p: &str) -> Option<Vec<String>> {
+        let t = MatchTemplate::parse(t).unwrap();
+        let mut caps = [(0, 0); 5];
+        t.matches(p, true, &mut caps).then(|| {
+            caps[..t.names.len()]
+                .iter()
+                .map(|&(s, e)| p[s as usize..e as usize].to_owned())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn variables_over_several_segments() {
+        let name = "/v1/{name=projects/*/books/*}";
+        assert_eq!(
+            caps(name, "/v1/projects/p1/books/b2"),
+            Some(vec!["projects/p1/books/b2".into()])
+        );
+        assert_eq!(caps(name, "/v1/projects/p1/books"), None);
+        assert_eq!(caps(name, "/v1/projects/p1/shelves/b2"), None);
+        assert_eq!(caps(name, "/v1/projects//books/b2"), None);
+        assert_eq!(caps(name, "/v1/projects/p1/books/b2/x"), None);
+        assert_eq!(
+            caps(
+                "/v1/{parent=projects/*}/books/{book}:get",
+                "/v1/projects/p1/books/b2:get"
+            ),
+            Some(vec!["projects/p1".into(), "b2".into()])
+        );
+        assert_eq!(
+            caps(
+                "/v1/{parent=projects/*}/books/{book}",
+                "/v1/projects/p1/books/b2"
+            ),
+            Some(vec!["projects/p1".into(), "b2".into()])
+        );
+        assert_eq!(
+            caps("/{path=videos/**}", "/videos/a/b.ts"),
+            Some(vec!["videos/a/b.ts".into()])
+        );
+        assert_eq!(
+            caps("/{path=videos/**}", "/videos/"),
+            Some(vec!["videos/".into()])
+        );
+        assert_eq!(caps("/{path=videos/**}", "/videos"), None);
+        assert_eq!(caps("/{path=videos/**}", "/audio/a"), None);
+        assert_eq!(
+            caps("/{v=latest}/x", "/latest/x"),
+            Some(vec!["latest".into()])
+        );
+        assert_eq!(caps("/{v=latest}/x", "/stable/x"), None);
+        assert_eq!(
+            caps("/f/{name=a/*}.txt", "/f/a/notes.txt"),
+            Some(vec!["a/notes".into()])
+        );
+        assert_eq!(caps("/f/{name=a/*}.txt", "/f/a/.txt"), None);
+        assert_eq!(
+            caps("/{p=v/**}.m3u8", "/v/x/y.m3u8"),
+            Some(vec!["v/x/y".into()])
+        );
+        assert_eq!(
+            caps("/{a}/{b=x/*}/{c=**}", "/1/x/2/3/4"),
+            Some(vec!["1".into(), "x/2".into(), "3/4".into()])
+        );
+        let t = MatchTemplate::parse("/v1/{name=projects/*/books/*}:{verb}").unwrap_err();
+        assert!(
+            t.contains("must end the template") || t.contains("invalid text"),
+            "{t}"
+        );
+        let t = MatchTemplate::parse("/v1/{name=shelves/*}/{name}").unwrap_err();
+        assert!(t.contains("duplicate variable name"), "{t}");
+        for bad in [
+            "/x{v=a/*}",
+            "/{v=a/*}x/y",
+            "/{v=a//b}",
+            "/{v=a/}",
+            "/{v=/a}",
+            "/{v=**/a}",
+            "/{v=a/**}/b",
+            "/{v=a/b*}",
+            "/{v=a/{w}}",
+            "/{v=a/*}/{w=b/*}/{x=c}/{y=d}/{z=e}/{q=f}",
+        ] {
+            assert!(MatchTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn rewrite() {
         let t = MatchTemplate::parse("/u/{user=*}/c/{cart}/{rest=**}").unwrap();
@@ -472,6 +706,13 @@ mod tests {
         let mut out = String::new();
         r.expand(p, &caps, &mut out);
         assert_eq!(out, "/abc@x.com-F1/entries/2");
+        let t = MatchTemplate::parse("/v1/{name=projects/*/books/*}").unwrap();
+        let p = "/v1/projects/p1/books/b2";
+        assert!(t.matches(p, true, &mut caps));
+        let r = RewriteTemplate::parse("/books/{name}", &t).unwrap();
+        let mut out = String::new();
+        r.expand(p, &caps, &mut out);
+        assert_eq!(out, "/books/projects/p1/books/b2");
     }
 
     #[test]

@@ -846,3 +846,68 @@ virtual_hosts:
         "{err}"
     );
 }
+
+#[test]
+fn template_variables_over_several_segments_route_and_rewrite() {
+    let t = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - name: book
+        match: {path_template: "/v1/{name=shelves/*/books/*}"}
+        action: {cluster: books, path_template_rewrite: "/books/{name}"}
+      - name: shelf
+        match: {path_template: "/v1/{parent=shelves/*}/books"}
+        action: {cluster: books, path_template_rewrite: "/list/{parent}"}
+      - name: media
+        match: {path_template: "/m/{rest=videos/**}.m3u8"}
+        action: {cluster: media, path_template_rewrite: "/{rest}"}
+      - name: other
+        match: {prefix: /}
+        action: {cluster: other}
+"#,
+    )
+    .unwrap();
+    for (path, route, upstream) in [
+        (
+            "/v1/shelves/s1/books/b2",
+            "book",
+            "/books/shelves/s1/books/b2",
+        ),
+        (
+            "/v1/shelves/s1/books/b2?x=1",
+            "book",
+            "/books/shelves/s1/books/b2?x=1",
+        ),
+        ("/v1/shelves/s1/books", "shelf", "/list/shelves/s1"),
+        ("/m/videos/a/b.m3u8", "media", "/videos/a/b"),
+        (
+            "/v1/shelves/s1/papers/b2",
+            "other",
+            "/v1/shelves/s1/papers/b2",
+        ),
+        ("/v1/shelves//books/b2", "other", "/v1/shelves/books/b2"),
+        ("/m/audio/a.m3u8", "other", "/m/audio/a.m3u8"),
+    ] {
+        let req = rauta_router::Request::get("h", path);
+        for d in [t.route(&req, 0), t.route_linear(&req, 0)] {
+            let m = d.route().unwrap_or_else(|| panic!("{path}: {d:?}"));
+            assert_eq!(m.route_name(), route, "{path}");
+            let up = m.apply_request(&mut Vec::<(String, String)>::new());
+            assert_eq!(up.path, upstream, "{path}");
+        }
+    }
+    let err = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes: [{name: r, match: {path_template: "/v1/{name=shelves//books}"}, action: {cluster: c}}]
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("invalid variable match"), "{err}");
+}
