@@ -2,8 +2,9 @@
 //! `envoy.path.rewrite.uri_template`).
 //!
 //! A match template is a path of segments, each a literal, `*` (one segment),
-//! `**` (zero or more segments, last only), `{name}` / `{name=*}` (capture one
-//! segment) or `{name=**}` (capture the rest, last only). A variable may also
+//! `**` (zero or more segments), `{name}` / `{name=*}` (capture one segment)
+//! or `{name=**}` (capture the rest). Only literal text and literal segments
+//! may follow a `**` (`/**/index.html`): they become its suffix. A variable may also
 //! capture several segments matched by a pattern of literals and operators
 //! (`{name=projects/*/books/*}`, `{path=videos/**}`) or one literal
 //! (`{v=latest}`). The last segment may carry a literal suffix after its
@@ -23,7 +24,8 @@ pub(crate) enum Segment {
         prefix: Box<str>,
         suffix: Box<str>,
     },
-    /// The rest of the path (zero or more segments), then `suffix`.
+    /// The rest of the path (zero or more segments), then `suffix` (which
+    /// may hold literal segments: `/index.html`).
     Many {
         var: Option<u8>,
         suffix: Box<str>,
@@ -192,17 +194,42 @@ impl MatchTemplate {
         let Some(rest) = t.strip_prefix('/') else {
             return Err(format!("URI template {t:?} must start with '/'"));
         };
-        let parts = split_outside_braces(rest);
+        let mut parts = split_outside_braces(rest);
+        // Literal segments after `**` (`/**/index.html`) are text its match
+        // must end with, as in Envoy: they join the `**` segment's suffix.
+        let mut after_many = String::new();
+        if let Some(k) = parts.iter().position(|p| p.contains("**")) {
+            let tail = &parts[k + 1..];
+            for (j, lit) in tail.iter().enumerate() {
+                let trailing_slash = lit.is_empty() && j + 1 == tail.len();
+                if !trailing_slash && !valid_literal(lit) {
+                    return Err(format!(
+                        "URI template {t:?}: only literal segments may follow '**', got {lit:?}"
+                    ));
+                }
+                after_many.push('/');
+                after_many.push_str(lit);
+            }
+            parts.truncate(k + 1);
+        }
         let mut segments = Vec::with_capacity(parts.len());
         let mut names: Vec<Box<str>> = Vec::new();
-        let mut spans = Vec::new();
+        let mut spans: Vec<SegmentSpan> = Vec::new();
         let last = parts.len() - 1;
         for (i, part) in parts.iter().enumerate() {
-            if Self::parse_span(t, part, i == last, &mut names, &mut segments, &mut spans)? {
-                continue;
+            if !Self::parse_span(t, part, i == last, &mut names, &mut segments, &mut spans)? {
+                let seg = Self::parse_segment(t, part, i == last, &mut names)?;
+                segments.push(seg);
             }
-            let seg = Self::parse_segment(t, part, i == last, &mut names)?;
-            segments.push(seg);
+        }
+        if !after_many.is_empty() {
+            let end = segments.len() - 1;
+            if let Some(Segment::Many { suffix, .. }) = segments.last_mut() {
+                *suffix = format!("{suffix}{after_many}").into();
+            }
+            if let Some(span) = spans.last_mut().filter(|s| usize::from(s.last) == end) {
+                span.cut += after_many.len() as u16;
+            }
         }
         if segments.len() > usize::from(u16::MAX) {
             return Err(format!("URI template {t:?} has too many segments"));
@@ -687,13 +714,37 @@ mod tests {
             "/{v=a/}",
             "/{v=/a}",
             "/{v=**/a}",
-            "/{v=a/**}/b",
+            "/**/*",
+            "/**/{v}",
+            "/{v=**}/a*",
             "/{v=a/b*}",
             "/{v=a/{w}}",
             "/{v=a/*}/{w=b/*}/{x=c}/{y=d}/{z=e}/{q=f}",
         ] {
             assert!(MatchTemplate::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn literal_segments_after_many() {
+        assert!(m("/a/**/index.html", "/a/x/y/index.html"));
+        assert!(m("/a/**/index.html", "/a//index.html"));
+        assert!(!m("/a/**/index.html", "/a/index.html"));
+        assert!(!m("/a/**/index.html", "/a/x/index.htm"));
+        assert!(MatchTemplate::parse("/a/{p=**}/v/{w=**}.txt").is_err());
+        assert_eq!(
+            caps("/a/{p=**}/b/c", "/a/x/y/b/c"),
+            Some(vec!["x/y".into()])
+        );
+        assert_eq!(
+            caps("/a/{p=**}.gz/b", "/a/x/y.gz/b"),
+            Some(vec!["x/y".into()])
+        );
+        assert_eq!(
+            caps("/{p=v/**}/end/", "/v/1/2/end/"),
+            Some(vec!["v/1/2".into()])
+        );
+        assert_eq!(caps("/{p=v/**}/end/", "/v/1/2/end"), None);
     }
 
     #[test]
@@ -725,7 +776,8 @@ mod tests {
         assert!(MatchTemplate::parse("/x**").is_err());
         let e = MatchTemplate::parse("/{a}/{b}/{c}/{d}/{e}/{f}").unwrap_err();
         assert!(e.contains("Exceeded variable count limit (5)"));
-        assert!(MatchTemplate::parse("/**/a").is_err());
+        assert!(MatchTemplate::parse("/**/a").is_ok());
+        assert!(MatchTemplate::parse("/**/*").is_err());
         assert!(MatchTemplate::parse("rel").is_err());
         let t = MatchTemplate::parse("/rest/{one}/{two}").unwrap();
         let e = RewriteTemplate::parse("/rest/{one}/{two}/{missing}", &t).unwrap_err();
