@@ -414,6 +414,17 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         "response_headers_to_remove",
         &config.response_headers_to_remove,
     );
+    let mut internal_only = Vec::with_capacity(config.internal_only_headers.len());
+    for (i, name) in config.internal_only_headers.iter().enumerate() {
+        match mutate::check_name(name, "internal-only") {
+            Ok(n) => internal_only.push(n),
+            Err(e) => root.err(
+                ErrorKind::Invalid,
+                &format!("internal_only_headers[{i}]"),
+                e,
+            ),
+        }
+    }
 
     let mut domains = DomainIndex::default();
     let mut vhosts = Vec::with_capacity(config.virtual_hosts.len());
@@ -561,6 +572,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         &config,
         global_req,
         global_resp,
+        internal_only.into(),
     ))
 }
 

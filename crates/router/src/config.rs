@@ -63,6 +63,13 @@ pub struct RouteConfig {
     /// Select the virtual host by this request header instead of `:authority`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alternate_header_for_host_matching: Option<String>,
+    /// Headers only internal requests may carry (Envoy's
+    /// `internal_only_headers`): on an external request (one without
+    /// `x-envoy-internal: true`) routing does not see them and
+    /// [`RouteMatch::apply_request`](crate::RouteMatch::apply_request)
+    /// removes them before the header mutations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub internal_only_headers: Vec<String>,
     /// Reject clusters that are not known at build time (see
     /// [`BuildOptions::known_clusters`](crate::BuildOptions::known_clusters)).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -186,11 +186,12 @@ impl RouteTable {
                 ));
             }
         }
-        if r.grpc && !matchers::is_grpc(req) {
+        let hidden = self.hidden_headers(req);
+        if r.grpc && !matchers::is_grpc(req, hidden) {
             return Some("not a gRPC request (content-type)".into());
         }
         for h in r.headers.iter() {
-            if !h.matches(req, full, &mut crate::request::Joined::new()) {
+            if !h.matches(req, full, &mut crate::request::Joined::new(), hidden) {
                 let what = match &h.test {
                     HeaderTest::Present(true) => "is absent",
                     HeaderTest::Present(false) => "is present",

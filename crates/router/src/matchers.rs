@@ -78,8 +78,14 @@ impl HeaderCond {
         req: &R,
         path: Option<&str>,
         buf: &mut Joined,
+        hidden: &[Box<str>],
     ) -> bool {
-        let value = match joined_value_of(req, &self.name, path, buf) {
+        let value = if hidden.iter().any(|h| **h == *self.name) {
+            None
+        } else {
+            joined_value_of(req, &self.name, path, buf)
+        };
+        let value = match value {
             None if self.treat_missing_as_empty => Some(&b""[..]),
             v => v,
         };
@@ -144,10 +150,11 @@ impl QueryCond {
 }
 
 /// gRPC content type: `application/grpc` or `application/grpc+...`.
-pub(crate) fn is_grpc<R: RequestView + ?Sized>(req: &R) -> bool {
-    first_header_value(req, "content-type")
-        .0
-        .is_some_and(|v| v == b"application/grpc" || v.starts_with(b"application/grpc+"))
+pub(crate) fn is_grpc<R: RequestView + ?Sized>(req: &R, hidden: &[Box<str>]) -> bool {
+    !hidden.iter().any(|h| &**h == "content-type")
+        && first_header_value(req, "content-type")
+            .0
+            .is_some_and(|v| v == b"application/grpc" || v.starts_with(b"application/grpc+"))
 }
 
 #[cfg(test)]

@@ -382,13 +382,13 @@ impl RouteEntry {
                 return false;
             }
         }
-        if self.grpc && !matchers::is_grpc(req) {
+        if self.grpc && !matchers::is_grpc(req, ctx.hidden) {
             return false;
         }
         if !self
             .headers
             .iter()
-            .all(|h| h.matches(req, ctx.full_path, joined))
+            .all(|h| h.matches(req, ctx.full_path, joined, ctx.hidden))
         {
             return false;
         }
@@ -551,6 +551,8 @@ pub struct RouteTable {
     host_norm: config::HostNormalization,
     request: Mutations,
     response: Mutations,
+    /// `internal_only_headers`, lower case.
+    internal_only: Box<[Box<str>]>,
     route_count: usize,
 }
 
@@ -653,6 +655,9 @@ pub struct RouteMatch<'a> {
     route: &'a RouteEntry,
     scheme: &'a str,
     method: &'a str,
+    /// Internal-only headers of an external request, which
+    /// `apply_request` removes.
+    hidden: &'a [Box<str>],
     host: Cow<'a, str>,
     path: Cow<'a, str>,
     match_path: Cow<'a, str>,
@@ -695,6 +700,9 @@ pub struct Upstream<'a> {
 pub(crate) struct MatchCtx<'p> {
     /// The caller's random value, for `runtime_fraction`.
     pub(crate) random: u64,
+    /// Headers conditions treat as absent (internal-only ones on an
+    /// external request).
+    pub(crate) hidden: &'p [Box<str>],
     pub(crate) is_connect: bool,
     /// The path as forwarded (with query); `None` without `:path`.
     pub(crate) full_path: Option<&'p str>,
@@ -833,6 +841,7 @@ impl RouteTable {
         config: &RouteConfig,
         request: Mutations,
         response: Mutations,
+        internal_only: Box<[Box<str>]>,
     ) -> RouteTable {
         let route_count = vhosts.iter().map(|v| v.routes.len()).sum();
         RouteTable {
@@ -851,7 +860,26 @@ impl RouteTable {
             host_norm: config.host_normalization.clone().unwrap_or_default(),
             request,
             response,
+            internal_only,
             route_count,
+        }
+    }
+
+    /// The headers only internal requests may carry
+    /// (`internal_only_headers`), lower case.
+    pub fn internal_only_headers(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.internal_only.iter().map(|h| &**h)
+    }
+
+    /// The headers routing must not see on this request: the internal-only
+    /// ones when the request is external (no `x-envoy-internal: true`).
+    pub(crate) fn hidden_headers<R: RequestView + ?Sized>(&self, req: &R) -> &[Box<str>] {
+        if self.internal_only.is_empty()
+            || first_header_value(req, "x-envoy-internal").0 == Some(b"true")
+        {
+            &[]
+        } else {
+            &self.internal_only
         }
     }
 
@@ -1008,12 +1036,16 @@ impl RouteTable {
             None
         };
         let host = raw_host.map(|h| normalize_host(h, &self.host_norm, connect_port.is_some()));
+        let hidden = self.hidden_headers(req);
         let vhost = if self.domains.only_default() {
             self.domains.default.map(|i| &self.vhosts[i as usize])
         } else {
             // An alternate header only picks the virtual host (Envoy's
             // findVirtualHost); the request keeps its own host.
             let alternate = self.alternate_host_header.as_deref().and_then(|h| {
+                if hidden.iter().any(|x| **x == *h) {
+                    return None;
+                }
                 let v = first_header_value(req, h).0?;
                 let v = std::str::from_utf8(v).ok()?;
                 Some(normalize_host(v, &self.host_norm, is_connect))
@@ -1100,6 +1132,7 @@ impl RouteTable {
             let full = if has_path { Some(&*path) } else { None };
             let ctx = MatchCtx {
                 random: random_value,
+                hidden,
                 is_connect,
                 full_path: full,
                 match_path: mp,
@@ -1121,13 +1154,14 @@ impl RouteTable {
             return Decision::NotFound { vhost: Some(vhost) };
         };
         let route = &vhost.routes[ri];
-        let (cluster, entry) = pick_cluster(route, req, random_value);
+        let (cluster, entry) = pick_cluster(route, req, random_value, hidden);
         Decision::Route(RouteMatch {
             table: self,
             vhost,
             route,
             scheme,
             method: req.method(),
+            hidden,
             host,
             path,
             match_path: match_path.unwrap_or(Cow::Borrowed("")),
@@ -1157,15 +1191,18 @@ fn pick_cluster<'a, R: RequestView + ?Sized>(
     route: &'a RouteEntry,
     req: &'a R,
     random_value: u64,
+    hidden: &[Box<str>],
 ) -> (&'a str, Option<u16>) {
+    let seen = |h: &str| !hidden.iter().any(|x| **x == *h);
     match &route.action {
         ActionSpec::Forward(ClusterSpec::Named(c)) => (c, None),
-        ActionSpec::Forward(ClusterSpec::Header(h)) => {
+        ActionSpec::Forward(ClusterSpec::Header(h)) if seen(h) => {
             (first_value(req, h, req.path_and_query()), None)
         }
+        ActionSpec::Forward(ClusterSpec::Header(_)) => ("", None),
         ActionSpec::Forward(ClusterSpec::Weighted(w)) => {
             let mut value = random_value;
-            if let Some(h) = &w.header_name {
+            if let Some(h) = w.header_name.as_deref().filter(|h| seen(h)) {
                 if let (Some(v), 1) = first_header_value(req, h) {
                     if let Some(n) = std::str::from_utf8(v)
                         .ok()
@@ -1427,6 +1464,11 @@ impl<'a> RouteMatch<'a> {
         headers: &mut H,
         ctx: &FormatContext<'_>,
     ) -> Upstream<'_> {
+        // Envoy's connection manager removes them before any filter runs,
+        // so a route's own mutations may add them back.
+        for h in self.hidden {
+            headers.remove(h);
+        }
         self.apply_levels(
             headers,
             Side::Request,

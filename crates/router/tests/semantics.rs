@@ -911,3 +911,86 @@ virtual_hosts:
     .to_string();
     assert!(err.contains("invalid variable match"), "{err}");
 }
+
+#[test]
+fn internal_only_headers_are_unseen_and_removed_on_external_requests() {
+    let t = RouteTable::from_yaml(
+        r#"
+internal_only_headers: [X-Tenant, x-pick]
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - name: admin
+        match: {prefix: /, headers: [{name: x-tenant, string_match: {exact: root}}]}
+        action: {cluster: admin}
+      - name: picked
+        match: {prefix: /p}
+        action: {cluster_header: x-pick}
+      - name: readd
+        match: {prefix: /r}
+        action: {cluster: web}
+        request_headers_to_add: [{key: x-tenant, value: set-by-route}]
+      - name: web
+        match: {prefix: /}
+        action: {cluster: web}
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        t.internal_only_headers().collect::<Vec<_>>(),
+        ["x-tenant", "x-pick"]
+    );
+    let routed = |req: &rauta_router::Request| {
+        let d = t.route(req, 0);
+        let m = d.route().expect("routed");
+        let mut headers: Vec<(String, String)> = req.headers.clone();
+        m.apply_request(&mut headers);
+        let tenant: Vec<String> = headers
+            .iter()
+            .filter(|(n, _)| n == "x-tenant")
+            .map(|(_, v)| v.clone())
+            .collect();
+        (
+            m.route_name().to_owned(),
+            m.cluster().unwrap_or("").to_owned(),
+            tenant,
+        )
+    };
+    // External: the header neither matches nor reaches the upstream.
+    let ext = rauta_router::Request::get("h", "/x").header("x-tenant", "root");
+    assert_eq!(routed(&ext), ("web".into(), "web".into(), vec![]));
+    let ext = rauta_router::Request::get("h", "/p").header("x-pick", "admin");
+    assert_eq!(routed(&ext).1, "", "cluster_header does not read it");
+    // A route may add it back, as Envoy's mutations run after the removal.
+    let ext = rauta_router::Request::get("h", "/r").header("x-tenant", "root");
+    assert_eq!(
+        routed(&ext),
+        ("readd".into(), "web".into(), vec!["set-by-route".into()])
+    );
+    // Internal: seen and kept.
+    let int = rauta_router::Request::get("h", "/x")
+        .header("x-tenant", "root")
+        .header("x-envoy-internal", "true");
+    assert_eq!(
+        routed(&int),
+        ("admin".into(), "admin".into(), vec!["root".into()])
+    );
+    let int = rauta_router::Request::get("h", "/p")
+        .header("x-pick", "c9")
+        .header("x-envoy-internal", "true");
+    assert_eq!(routed(&int).1, "c9");
+    // explain agrees with route.
+    let ext = rauta_router::Request::get("h", "/x").header("x-tenant", "root");
+    let e = t.explain(&ext, 0);
+    assert!(e.routes[0].failed.is_some(), "{e:?}");
+
+    let err =
+        RouteTable::from_yaml("internal_only_headers: [':path', 'bad name']\nvirtual_hosts: []\n")
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("internal_only_headers[0]") && err.contains("internal_only_headers[1]"),
+        "{err}"
+    );
+}

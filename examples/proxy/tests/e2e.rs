@@ -492,6 +492,49 @@ routes:
     assert!(err.contains("MAYBE"), "{err}");
 }
 
+/// `internal_only_headers` never come from a client: the proxy marks no
+/// request internal (a client's `x-envoy-internal` is removed), so routing
+/// does not see them and the upstream does not get them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_only_headers_from_clients_are_dropped() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+routes:
+  internal_only_headers: [x-secret]
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: trusted
+          match: {{prefix: /, headers: [{{name: x-secret, present_match: true}}]}}
+          action: {{direct_response: {{status: 403}}}}
+        - {{name: r, match: {{prefix: /}}, action: {{cluster: up}}}}
+"#,
+        up.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    let r = send(
+        &c,
+        proxy.addr(),
+        "",
+        "/x",
+        &[
+            ("x-secret", "1"),
+            ("x-envoy-internal", "true"),
+            ("x-other", "2"),
+        ],
+    )
+    .await
+    .expect("request");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.seen("x-secret"), None);
+    assert_eq!(r.seen("x-other").as_deref(), Some("2"));
+}
+
 /// Header values with Envoy's `%COMMAND%`s are formatted per request with
 /// what the proxy knows of the connection; an unknown command is a load
 /// error that names it.
