@@ -550,7 +550,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             }
             next_id += 1;
         }
-        vhosts.push(table::make_vhost(
+        let mut vhost = table::make_vhost(
             vi as u32,
             v.name.as_str().into(),
             vdomains,
@@ -559,7 +559,9 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             vreq,
             vresp,
             if opts.raw_paths { None } else { Some(vpolicy) },
-        ));
+        );
+        vhost.filters = table::filters(&v.typed_per_filter_config);
+        vhosts.push(vhost);
     }
 
     if let Some(errs) = ConfigErrors::from_vec(errors) {
@@ -903,6 +905,10 @@ fn compile_route(
         )
         .entry,
     )
+    .map(|mut e| {
+        e.filters = table::filters(&r.typed_per_filter_config);
+        e
+    })
 }
 
 /// `Some(None)`: no rewrite; `None`: an error was reported.
@@ -1054,6 +1060,7 @@ fn weighted(
             request,
             response,
             host_rewrite: e.host_rewrite_literal.as_deref().map(Into::into),
+            filters: table::filters(&e.typed_per_filter_config),
         });
     }
     if !ok {

@@ -39,6 +39,10 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 
+/// Per-filter configuration values by filter name (Envoy's
+/// `typed_per_filter_config`).
+pub type FilterConfigs = std::collections::BTreeMap<String, serde_json::Value>;
+
 /// A whole route configuration: Envoy's `RouteConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +74,12 @@ pub struct RouteConfig {
     /// removes them before the header mutations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub internal_only_headers: Vec<String>,
+    /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
+    /// name to any value, kept as given for the proxy's own filters. The
+    /// most specific level wins (see
+    /// [`RouteMatch::per_filter_config`](crate::RouteMatch::per_filter_config)).
+    #[serde(default, skip_serializing_if = "FilterConfigs::is_empty")]
+    pub typed_per_filter_config: FilterConfigs,
     /// Reject clusters that are not known at build time (see
     /// [`BuildOptions::known_clusters`](crate::BuildOptions::known_clusters)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,6 +206,12 @@ pub struct VirtualHost {
     /// Virtual clusters (request classes for stats), as data.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_clusters: Vec<VirtualCluster>,
+    /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
+    /// name to any value, kept as given for the proxy's own filters. The
+    /// most specific level wins (see
+    /// [`RouteMatch::per_filter_config`](crate::RouteMatch::per_filter_config)).
+    #[serde(default, skip_serializing_if = "FilterConfigs::is_empty")]
+    pub typed_per_filter_config: FilterConfigs,
     /// Path handling for this virtual host; overlays the configuration's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_normalization: Option<crate::path::PathPolicy>,
@@ -255,6 +271,12 @@ pub struct Route {
     /// Response headers removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_remove: Vec<String>,
+    /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
+    /// name to any value, kept as given for the proxy's own filters. The
+    /// most specific level wins (see
+    /// [`RouteMatch::per_filter_config`](crate::RouteMatch::per_filter_config)).
+    #[serde(default, skip_serializing_if = "FilterConfigs::is_empty")]
+    pub typed_per_filter_config: FilterConfigs,
 }
 
 /// The conditions of a route. Exactly one path specifier must be set.
@@ -658,6 +680,12 @@ pub struct WeightedCluster {
     /// Upstream Host for this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_rewrite_literal: Option<String>,
+    /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
+    /// name to any value, kept as given for the proxy's own filters. The
+    /// most specific level wins (see
+    /// [`RouteMatch::per_filter_config`](crate::RouteMatch::per_filter_config)).
+    #[serde(default, skip_serializing_if = "FilterConfigs::is_empty")]
+    pub typed_per_filter_config: FilterConfigs,
 }
 
 /// A redirect answer (Envoy's `RedirectAction`).

@@ -130,6 +130,20 @@ pub(crate) struct WeightedEntry {
     pub(crate) request: Mutations,
     pub(crate) response: Mutations,
     pub(crate) host_rewrite: Option<Box<str>>,
+    pub(crate) filters: Filters,
+}
+
+/// A level's `typed_per_filter_config`, out of line (most routes have none).
+pub(crate) type Filters = Option<Box<config::FilterConfigs>>;
+
+/// A level's configuration for `filter`.
+fn filter_config<'f>(filters: &'f Filters, filter: &str) -> Option<&'f serde_json::Value> {
+    filters.as_ref()?.get(filter)
+}
+
+/// What a level's `typed_per_filter_config` compiles to.
+pub(crate) fn filters(c: &config::FilterConfigs) -> Filters {
+    (!c.is_empty()).then(|| Box::new(c.clone()))
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +262,7 @@ pub struct RouteEntry {
     retry: Option<RetryPolicy>,
     upgrades: Box<[(Box<str>, bool)]>,
     hash_policy: Box<[config::HashPolicy]>,
+    pub(crate) filters: Filters,
 }
 
 impl RouteEntry {
@@ -301,6 +316,12 @@ impl RouteEntry {
     /// Number of header and query conditions.
     pub fn condition_count(&self) -> usize {
         self.headers.len() + self.query.len() + usize::from(self.grpc)
+    }
+
+    /// This route's own `typed_per_filter_config` value for `filter`
+    /// (see [`RouteMatch::per_filter_config`] for the one that applies).
+    pub fn filter_config(&self, filter: &str) -> Option<&serde_json::Value> {
+        filter_config(&self.filters, filter)
     }
 
     /// Upstream timeout in milliseconds (0 disables).
@@ -443,12 +464,18 @@ pub struct VirtualHostEntry {
     response: Mutations,
     path_policy: Option<PathPolicy>,
     pub(crate) route_index: crate::index::RouteIndex,
+    pub(crate) filters: Filters,
 }
 
 impl VirtualHostEntry {
     /// The virtual host's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This virtual host's `typed_per_filter_config` value for `filter`.
+    pub fn filter_config(&self, filter: &str) -> Option<&serde_json::Value> {
+        filter_config(&self.filters, filter)
     }
 
     /// Its position in the configuration.
@@ -553,6 +580,7 @@ pub struct RouteTable {
     response: Mutations,
     /// `internal_only_headers`, lower case.
     internal_only: Box<[Box<str>]>,
+    filters: Filters,
     route_count: usize,
 }
 
@@ -861,8 +889,15 @@ impl RouteTable {
             request,
             response,
             internal_only,
+            filters: filters(&config.typed_per_filter_config),
             route_count,
         }
+    }
+
+    /// The configuration-level `typed_per_filter_config` value for
+    /// `filter`.
+    pub fn filter_config(&self, filter: &str) -> Option<&serde_json::Value> {
+        filter_config(&self.filters, filter)
     }
 
     /// The headers only internal requests may carry
@@ -1249,6 +1284,42 @@ impl<'a> RouteMatch<'a> {
     /// The route's name.
     pub fn route_name(&self) -> &'a str {
         &self.route.name
+    }
+
+    /// The `typed_per_filter_config` value for `filter` that applies to
+    /// this request: the chosen weighted-cluster entry's, else the
+    /// route's, else the virtual host's, else the configuration's (the
+    /// most specific level wins, as in Envoy).
+    ///
+    /// ```
+    /// use rauta_router::{Request, RouteTable};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// typed_per_filter_config: {auth: {mode: strict}}
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - name: public
+    ///         match: {prefix: /public}
+    ///         action: {cluster: web}
+    ///         typed_per_filter_config: {auth: {mode: anonymous}}
+    ///       - {name: rest, match: {prefix: /}, action: {cluster: web}}
+    /// "#).unwrap();
+    /// let mode = |path| {
+    ///     let req = Request::get("h", path);
+    ///     let d = table.route(&req, 0);
+    ///     d.route().unwrap().per_filter_config("auth").unwrap()["mode"].clone()
+    /// };
+    /// assert_eq!(mode("/public/x"), "anonymous");
+    /// assert_eq!(mode("/orders"), "strict");
+    /// ```
+    pub fn per_filter_config(&self, filter: &str) -> Option<&'a serde_json::Value> {
+        self.weighted()
+            .and_then(|e| filter_config(&e.filters, filter))
+            .or_else(|| filter_config(&self.route.filters, filter))
+            .or_else(|| filter_config(&self.vhost.filters, filter))
+            .or_else(|| filter_config(&self.table.filters, filter))
     }
 
     /// What to do.
@@ -1748,6 +1819,7 @@ pub(crate) fn make_route(
             retry,
             upgrades: upgrades.into(),
             hash_policy: hash_policy.into(),
+            filters: None,
         },
     }
 }
@@ -1774,6 +1846,7 @@ pub(crate) fn make_vhost(
         response,
         path_policy,
         route_index,
+        filters: None,
     }
 }
 

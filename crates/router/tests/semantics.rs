@@ -994,3 +994,60 @@ virtual_hosts:
         "{err}"
     );
 }
+
+#[test]
+fn typed_per_filter_config_most_specific_level_wins() {
+    let t = RouteTable::from_yaml(
+        r#"
+typed_per_filter_config:
+  auth: {level: config}
+  cors: {origins: ["*"]}
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    typed_per_filter_config:
+      auth: {level: vhost}
+    routes:
+      - name: split
+        match: {prefix: /split}
+        action:
+          weighted_clusters:
+            clusters:
+              - {name: a, weight: 1, typed_per_filter_config: {auth: {level: entry}}}
+              - {name: b, weight: 1}
+        typed_per_filter_config:
+          auth: {level: route}
+          ratelimit: [1, 2, 3]
+      - name: plain
+        match: {prefix: /}
+        action: {cluster: c}
+"#,
+    )
+    .unwrap();
+    let cfg = |path: &str, random: u64, filter: &str| {
+        let req = rauta_router::Request::get("h", path);
+        let d = t.route(&req, random);
+        d.route()
+            .expect("routed")
+            .per_filter_config(filter)
+            .cloned()
+    };
+    let level = |path, random| cfg(path, random, "auth").map(|v| v["level"].clone());
+    assert_eq!(level("/split", 0), Some("entry".into()));
+    assert_eq!(level("/split", 1), Some("route".into()));
+    assert_eq!(level("/x", 0), Some("vhost".into()));
+    assert_eq!(
+        cfg("/split", 1, "ratelimit"),
+        Some(serde_json::json!([1, 2, 3]))
+    );
+    assert_eq!(cfg("/x", 0, "ratelimit"), None);
+    assert_eq!(
+        cfg("/x", 0, "cors"),
+        Some(serde_json::json!({"origins": ["*"]}))
+    );
+    assert_eq!(cfg("/x", 0, "missing"), None);
+    let vh = &t.virtual_hosts()[0];
+    assert_eq!(vh.filter_config("auth").unwrap()["level"], "vhost");
+    assert_eq!(vh.routes()[1].filter_config("auth"), None);
+    assert_eq!(t.filter_config("cors").unwrap()["origins"][0], "*");
+}
