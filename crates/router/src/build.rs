@@ -414,6 +414,12 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         "response_headers_to_remove",
         &config.response_headers_to_remove,
     );
+    let global_mirrors = mirror_policies(
+        &mut root,
+        "request_mirror_policies",
+        &config.request_mirror_policies,
+        known,
+    );
     let mut internal_only = Vec::with_capacity(config.internal_only_headers.len());
     for (i, name) in config.internal_only_headers.iter().enumerate() {
         match mutate::check_name(name, "internal-only") {
@@ -561,6 +567,12 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             if opts.raw_paths { None } else { Some(vpolicy) },
         );
         vhost.filters = table::filters(&v.typed_per_filter_config);
+        vhost.mirrors = mirror_policies(
+            &mut ctx,
+            "request_mirror_policies",
+            &v.request_mirror_policies,
+            known,
+        );
         vhosts.push(vhost);
     }
 
@@ -575,6 +587,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         global_req,
         global_resp,
         internal_only.into(),
+        global_mirrors,
     ))
 }
 
@@ -742,6 +755,10 @@ fn compile_route(
             ("auto_host_rewrite", a.auto_host_rewrite.is_some()),
             ("retry_policy", a.retry_policy.is_some()),
             ("timeout_ms", a.timeout_ms.is_some()),
+            (
+                "request_mirror_policies",
+                !a.request_mirror_policies.is_empty(),
+            ),
         ];
         for (field, set) in route_only {
             if set {
@@ -866,6 +883,12 @@ fn compile_route(
         "response_headers_to_remove",
         &r.response_headers_to_remove,
     );
+    let mirrors = mirror_policies(
+        ctx,
+        "action.request_mirror_policies",
+        &a.request_mirror_policies,
+        known,
+    );
     let grpc = m.grpc.is_some();
     let runtime_fraction = m.runtime_fraction.as_ref().map(|f| {
         (
@@ -907,6 +930,7 @@ fn compile_route(
     )
     .map(|mut e| {
         e.filters = table::filters(&r.typed_per_filter_config);
+        e.mirrors = mirrors;
         e
     })
 }
@@ -978,6 +1002,72 @@ fn rewrite_spec(
         };
     }
     Some(None)
+}
+
+/// Compiles a level's `request_mirror_policies` (`field` names the list).
+fn mirror_policies(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    list: &[config::RequestMirrorPolicy],
+    known: Option<&std::collections::HashSet<String>>,
+) -> Box<[table::MirrorSpec]> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, p) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let cluster = match (&p.cluster, &p.cluster_header) {
+            (Some(c), None) if !c.is_empty() => {
+                if known.is_some_and(|k| !k.contains(c)) {
+                    ctx.err(
+                        ErrorKind::UnknownCluster,
+                        &format!("{at}.cluster"),
+                        format!("route: unknown cluster '{c}'"),
+                    );
+                    continue;
+                }
+                ClusterName::Named(c.as_str().into())
+            }
+            (None, Some(h)) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+                ClusterName::Header(h.to_ascii_lowercase().into())
+            }
+            (None, Some(h)) => {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{at}.cluster_header"),
+                    format!("{h:?} is not a valid header name"),
+                );
+                continue;
+            }
+            (Some(c), Some(h)) => {
+                ctx.err(
+                    ErrorKind::Conflict,
+                    &at,
+                    format!(
+                        "Only one of cluster '{c}' or cluster_header '{h}' in request mirror policy can be specified"
+                    ),
+                );
+                continue;
+            }
+            _ => {
+                ctx.err(
+                    ErrorKind::Missing,
+                    &at,
+                    "Exactly one of cluster or cluster_header in request mirror policy need to be specified",
+                );
+                continue;
+            }
+        };
+        out.push(table::MirrorSpec {
+            cluster,
+            fraction: p.runtime_fraction.as_ref().map(|f| {
+                (
+                    f.default_value.numerator,
+                    f.default_value.denominator.value(),
+                )
+            }),
+            shadow_suffix: !p.disable_shadow_host_suffix_append.unwrap_or(false),
+        });
+    }
+    out.into()
 }
 
 fn weighted(

@@ -74,6 +74,11 @@ pub struct RouteConfig {
     /// removes them before the header mutations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub internal_only_headers: Vec<String>,
+    /// Request mirrors (Envoy's `request_mirror_policies`): the nearest
+    /// level that has any wins (route, else virtual host, else
+    /// configuration). See [`RouteMatch::mirrors`](crate::RouteMatch::mirrors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_mirror_policies: Vec<RequestMirrorPolicy>,
     /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
     /// name to any value, kept as given for the proxy's own filters. The
     /// most specific level wins (see
@@ -206,6 +211,11 @@ pub struct VirtualHost {
     /// Virtual clusters (request classes for stats), as data.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_clusters: Vec<VirtualCluster>,
+    /// Request mirrors (Envoy's `request_mirror_policies`): the nearest
+    /// level that has any wins (route, else virtual host, else
+    /// configuration). See [`RouteMatch::mirrors`](crate::RouteMatch::mirrors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_mirror_policies: Vec<RequestMirrorPolicy>,
     /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
     /// name to any value, kept as given for the proxy's own filters. The
     /// most specific level wins (see
@@ -320,6 +330,31 @@ pub struct RouteMatch {
     /// passed to [`RouteTable::route`](crate::RouteTable::route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_fraction: Option<RuntimeFraction>,
+}
+
+/// A request mirror (Envoy's `RequestMirrorPolicy`): a copy of a routed
+/// request goes to another cluster too, and its answer is dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RequestMirrorPolicy {
+    /// The cluster the copies go to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Or: the request header whose first value names it (no copy when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_header: Option<String>,
+    /// Mirror only this fraction of requests, decided by the random value
+    /// passed to `route` (`runtime_key` is accepted and ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_fraction: Option<RuntimeFraction>,
+    /// Accepted for compatibility; there is no tracing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_sampled: Option<bool>,
+    /// Keep the copy's Host as it is instead of appending `-shadow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_shadow_host_suffix_append: Option<bool>,
 }
 
 /// Envoy's `RuntimeFractionalPercent`: a route matches when
@@ -564,6 +599,10 @@ pub struct Action {
     /// How to turn the request into a hash key for consistent-hash balancers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hash_policy: Vec<HashPolicy>,
+    /// Request mirrors for this route; they replace the virtual host's
+    /// and the configuration's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_mirror_policies: Vec<RequestMirrorPolicy>,
 }
 
 /// The status sent when a route's cluster does not exist.

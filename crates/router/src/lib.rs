@@ -136,8 +136,8 @@ pub use mutate::HeaderMapMut;
 pub use request::{HeaderValues, Request, RequestView};
 pub use router::{Router, RouterCache, Snapshot, Version};
 pub use table::{
-    ActionKind, BuildOptions, Decision, PathKind, RetryPolicy, RouteEntry, RouteId, RouteMatch,
-    RouteScratch, RouteTable, Upstream, VirtualHostEntry,
+    shadow_host, ActionKind, BuildOptions, Decision, Mirror, PathKind, RetryPolicy, RouteEntry,
+    RouteId, RouteMatch, RouteScratch, RouteTable, Upstream, VirtualHostEntry,
 };
 
 #[cfg(doctest)]

@@ -133,6 +133,37 @@ pub(crate) struct WeightedEntry {
     pub(crate) filters: Filters,
 }
 
+/// A compiled request mirror policy.
+#[derive(Debug, Clone)]
+pub(crate) struct MirrorSpec {
+    pub(crate) cluster: ClusterName,
+    /// `runtime_fraction`: mirrors when `random % denominator < numerator`.
+    pub(crate) fraction: Option<(u32, u64)>,
+    pub(crate) shadow_suffix: bool,
+}
+
+/// A copy of a routed request to send to another cluster, whose answer is
+/// dropped (see [`RouteMatch::mirrors`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mirror<'a> {
+    /// The cluster the copy goes to.
+    pub cluster: &'a str,
+    /// Whether the copy's Host gets `-shadow` appended (see
+    /// [`shadow_host`]); `disable_shadow_host_suffix_append` clears it.
+    pub shadow_suffix: bool,
+}
+
+/// Envoy's Host for a mirrored copy: `-shadow` appended to the host name,
+/// before any port (`api.example.com:8080` → `api.example.com-shadow:8080`).
+pub fn shadow_host(host: &str) -> String {
+    let (name, port) = match host.rfind(':') {
+        Some(i) if !host.starts_with('[') || host[..i].ends_with(']') => host.split_at(i),
+        _ => (host, ""),
+    };
+    format!("{name}-shadow{port}")
+}
+
 /// A level's `typed_per_filter_config`, out of line (most routes have none).
 pub(crate) type Filters = Option<Box<config::FilterConfigs>>;
 
@@ -263,6 +294,7 @@ pub struct RouteEntry {
     upgrades: Box<[(Box<str>, bool)]>,
     hash_policy: Box<[config::HashPolicy]>,
     pub(crate) filters: Filters,
+    pub(crate) mirrors: Box<[MirrorSpec]>,
 }
 
 impl RouteEntry {
@@ -465,6 +497,7 @@ pub struct VirtualHostEntry {
     path_policy: Option<PathPolicy>,
     pub(crate) route_index: crate::index::RouteIndex,
     pub(crate) filters: Filters,
+    pub(crate) mirrors: Box<[MirrorSpec]>,
 }
 
 impl VirtualHostEntry {
@@ -581,6 +614,7 @@ pub struct RouteTable {
     /// `internal_only_headers`, lower case.
     internal_only: Box<[Box<str>]>,
     filters: Filters,
+    mirrors: Box<[MirrorSpec]>,
     route_count: usize,
 }
 
@@ -870,6 +904,7 @@ impl RouteTable {
         request: Mutations,
         response: Mutations,
         internal_only: Box<[Box<str>]>,
+        mirrors: Box<[MirrorSpec]>,
     ) -> RouteTable {
         let route_count = vhosts.iter().map(|v| v.routes.len()).sum();
         RouteTable {
@@ -890,6 +925,7 @@ impl RouteTable {
             response,
             internal_only,
             filters: filters(&config.typed_per_filter_config),
+            mirrors,
             route_count,
         }
     }
@@ -1315,6 +1351,55 @@ impl<'a> RouteMatch<'a> {
     /// assert_eq!(mode("/orders"), "strict");
     /// ```
     pub fn per_filter_config(&self, filter: &str) -> Option<&'a serde_json::Value> {
+        self.per_filter_config_inner(filter)
+    }
+
+    /// The request mirrors that apply to this request (Envoy's
+    /// `request_mirror_policies`): the route's list, else the virtual
+    /// host's, else the configuration's; of it, the policies whose
+    /// `runtime_fraction` takes `random_value` (the one given to `route`,
+    /// or a fresh one)
+    /// and, for `cluster_header` ones, whose header names a cluster in
+    /// `req`. Only forwarding routes mirror. A proxy sends each copy with
+    /// the upstream path and headers, the Host from [`shadow_host`] when
+    /// [`Mirror::shadow_suffix`] is set, and drops the answer.
+    pub fn mirrors<'s, R: RequestView + ?Sized>(
+        &'s self,
+        req: &'s R,
+        random_value: u64,
+    ) -> impl Iterator<Item = Mirror<'s>> + 's {
+        let list: &'a [MirrorSpec] = if !matches!(self.route.action, ActionSpec::Forward(_)) {
+            &[]
+        } else if !self.route.mirrors.is_empty() {
+            &self.route.mirrors
+        } else if !self.vhost.mirrors.is_empty() {
+            &self.vhost.mirrors
+        } else {
+            &self.table.mirrors
+        };
+        let hidden = self.hidden;
+        list.iter().filter_map(move |m| {
+            if let Some((n, d)) = m.fraction {
+                if random_value % d >= u64::from(n) {
+                    return None;
+                }
+            }
+            let cluster: &'s str = match &m.cluster {
+                ClusterName::Named(c) => c,
+                ClusterName::Header(h) if !hidden.iter().any(|x| **x == **h) => {
+                    let v = first_header_value(req, h).0?;
+                    std::str::from_utf8(v).ok().filter(|c| !c.is_empty())?
+                }
+                ClusterName::Header(_) => return None,
+            };
+            Some(Mirror {
+                cluster,
+                shadow_suffix: m.shadow_suffix,
+            })
+        })
+    }
+
+    fn per_filter_config_inner(&self, filter: &str) -> Option<&'a serde_json::Value> {
         self.weighted()
             .and_then(|e| filter_config(&e.filters, filter))
             .or_else(|| filter_config(&self.route.filters, filter))
@@ -1820,6 +1905,7 @@ pub(crate) fn make_route(
             upgrades: upgrades.into(),
             hash_policy: hash_policy.into(),
             filters: None,
+            mirrors: Box::default(),
         },
     }
 }
@@ -1847,6 +1933,7 @@ pub(crate) fn make_vhost(
         path_policy,
         route_index,
         filters: None,
+        mirrors: Box::default(),
     }
 }
 

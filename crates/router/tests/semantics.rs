@@ -1051,3 +1051,113 @@ virtual_hosts:
     assert_eq!(vh.routes()[1].filter_config("auth"), None);
     assert_eq!(t.filter_config("cors").unwrap()["origins"][0], "*");
 }
+
+#[test]
+fn request_mirror_policies_nearest_level_and_fraction() {
+    use rauta_router::{shadow_host, Mirror};
+    let t = RouteTable::build_with(
+        RouteConfig::from_yaml(
+            r#"
+request_mirror_policies: [{cluster: global-shadow}]
+virtual_hosts:
+  - name: v
+    domains: ["v.example"]
+    request_mirror_policies:
+      - {cluster: vh-shadow, runtime_fraction: {default_value: {numerator: 50, denominator: HUNDRED}}}
+      - {cluster_header: x-mirror-to, disable_shadow_host_suffix_append: true}
+    routes:
+      - name: own
+        match: {prefix: /own}
+        action:
+          cluster: main
+          request_mirror_policies: [{cluster: route-shadow}]
+      - {name: redirect, match: {prefix: /r}, action: {redirect: {path_redirect: /x}}}
+      - {name: rest, match: {prefix: /}, action: {cluster: main}}
+  - name: w
+    domains: ["*"]
+    routes: [{name: w, match: {prefix: /}, action: {cluster: main}}]
+"#,
+        )
+        .unwrap(),
+        &BuildOptions::default().known_clusters([
+            "main",
+            "global-shadow",
+            "vh-shadow",
+            "route-shadow",
+        ]),
+    )
+    .unwrap();
+    let mirrors = |host: &str, path: &str, random: u64, header: Option<&str>| {
+        let mut req = rauta_router::Request::get(host, path);
+        if let Some(h) = header {
+            req = req.header("x-mirror-to", h);
+        }
+        let d = t.route(&req, random);
+        let m = d.route().expect("routed");
+        m.mirrors(&req, random)
+            .map(
+                |Mirror {
+                     cluster,
+                     shadow_suffix,
+                     ..
+                 }| (cluster.to_owned(), shadow_suffix),
+            )
+            .collect::<Vec<_>>()
+    };
+    let s = |c: &str, b: bool| (c.to_owned(), b);
+    assert_eq!(
+        mirrors("v.example", "/own", 99, None),
+        [s("route-shadow", true)]
+    );
+    assert_eq!(
+        mirrors("v.example", "/x", 49, Some("c7")),
+        [s("vh-shadow", true), s("c7", false)]
+    );
+    assert_eq!(mirrors("v.example", "/x", 50, None), []);
+    assert_eq!(
+        mirrors("v.example", "/r", 0, None),
+        [],
+        "only forwarding routes mirror"
+    );
+    assert_eq!(
+        mirrors("w.example", "/", 7, None),
+        [s("global-shadow", true)]
+    );
+
+    assert_eq!(shadow_host("api.example.com"), "api.example.com-shadow");
+    assert_eq!(
+        shadow_host("api.example.com:8080"),
+        "api.example.com-shadow:8080"
+    );
+    assert_eq!(shadow_host("[::1]:8080"), "[::1]-shadow:8080");
+
+    for (policy, says) in [
+        ("{cluster: nowhere}", "unknown cluster 'nowhere'"),
+        ("{cluster: main, cluster_header: x}", "Only one of cluster"),
+        (
+            "{runtime_fraction: {default_value: {numerator: 1}}}",
+            "Exactly one of cluster or cluster_header",
+        ),
+        ("{cluster_header: 'bad name'}", "not a valid header name"),
+    ] {
+        let yaml = format!(
+            "virtual_hosts:\n  - name: v\n    domains: ['*']\n    routes: [{{name: r, match: {{prefix: /}}, action: {{cluster: main, request_mirror_policies: [{policy}]}}}}]\n"
+        );
+        let err = RouteTable::build_with(
+            RouteConfig::from_yaml(&yaml).unwrap(),
+            &BuildOptions::default().known_clusters(["main"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(says) && err.contains("action.request_mirror_policies[0]"),
+            "{policy}: {err}"
+        );
+    }
+    let err = RouteTable::from_yaml(
+        "virtual_hosts:\n  - name: v\n    domains: ['*']\n    routes: [{name: r, match: {prefix: /}, action: {redirect: {path_redirect: /x}, request_mirror_policies: [{cluster: c}]}}]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("only applies to routes that forward"), "{err}");
+}

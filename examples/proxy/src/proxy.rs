@@ -992,6 +992,15 @@ where
         }
     }
 
+    // Copies for the route's request mirrors, sent on their own.
+    if body.is_end_stream() {
+        for mirror in m.mirrors(parts, random_u64()) {
+            mirror_request(rt, client, mirror, m, &parts.method, &path, &headers, &host);
+        }
+    } else if m.mirrors(parts, 0).next().is_some() {
+        tracing::debug!(route = m.route_name(), "request with a body not mirrored");
+    }
+
     let hash = rt
         .route(m.route_id())
         .and_then(|r| r.hash.as_ref())
@@ -1110,6 +1119,74 @@ where
     }
     log.detail = failure.label();
     text(failure.status(), format!("{}\n", failure.label())).into()
+}
+
+/// Mirror copies in flight, across the process: past this many, new copies
+/// are not sent (a slow mirror cluster must not pile up tasks).
+const MAX_MIRRORS_IN_FLIGHT: usize = 1024;
+static MIRRORS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sends a copy of a bodiless request to `mirror`'s cluster on a task of
+/// its own, bounded by the route's timeout (15 s when it has none), and
+/// drops the answer: the request's own path, method and fields, with
+/// `-shadow` appended to the Host unless the policy says not to.
+#[allow(clippy::too_many_arguments)]
+fn mirror_request(
+    rt: &Runtime,
+    client: &UpstreamClient,
+    mirror: rauta_router::Mirror<'_>,
+    m: &RouteMatch<'_>,
+    method: &Method,
+    path: &str,
+    headers: &UpstreamHeaders<'_>,
+    host: &str,
+) {
+    use std::sync::atomic::Ordering;
+    let Some(cluster) = rt.clusters.get(mirror.cluster) else {
+        tracing::debug!(cluster = mirror.cluster, "mirror cluster not found");
+        return;
+    };
+    let lb = cluster.balancer();
+    let Some(ep) = lb.pick(Pick::from_hash(None)) else {
+        return;
+    };
+    if MIRRORS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed) >= MAX_MIRRORS_IN_FLIGHT {
+        MIRRORS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(
+            cluster = mirror.cluster,
+            "mirror skipped: too many in flight"
+        );
+        return;
+    }
+    let addr = ep.address();
+    let mut fields = HeaderMap::with_capacity(16);
+    crate::h1::Fields::each_field(headers, &mut |n, v| {
+        if n != HOST {
+            fields.append(n.clone(), v.clone());
+        }
+    });
+    let shadow = if mirror.shadow_suffix {
+        rauta_router::shadow_host(host)
+    } else {
+        host.to_owned()
+    };
+    if let Ok(v) = HeaderValue::from_str(&shadow) {
+        fields.insert(HOST, v);
+    }
+    let bound = match m.route().timeout_ms() {
+        0 => Duration::from_secs(15),
+        ms => Duration::from_millis(ms),
+    };
+    let (client, method, path) = (client.clone(), method.clone(), path.to_owned());
+    tokio::spawn(async move {
+        let send = client.send(addr, &method, &path, &fields, empty(), Instant::now());
+        match tokio::time::timeout(bound, send).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, upstream = %addr, "mirror request failed"),
+            Err(_) => tracing::debug!(upstream = %addr, "mirror request timed out"),
+        }
+        MIRRORS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 #[cfg(test)]

@@ -492,6 +492,46 @@ routes:
     assert!(err.contains("MAYBE"), "{err}");
 }
 
+/// `request_mirror_policies`: a bodiless request is also sent to the mirror
+/// cluster (whose answer is dropped); the client gets the main upstream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_mirrors_get_a_copy() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let shadow = Upstream::new("shadow").status(500).spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+  - {{name: shadow, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: m
+          match: {{prefix: /m}}
+          action: {{cluster: up, request_mirror_policies: [{{cluster: shadow}}]}}
+        - {{name: r, match: {{prefix: /}}, action: {{cluster: up}}}}
+"#,
+        up.addr(),
+        shadow.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    for _ in 0..3 {
+        let r = get(&c, proxy.addr(), "", "/m").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.upstream(), "up");
+    }
+    let got_three = eventually(Duration::from_secs(10), || async { shadow.served() >= 3 }).await;
+    assert!(got_three, "the mirror saw {} copies", shadow.served());
+    // Another route: no copy.
+    let r = get(&c, proxy.addr(), "", "/other").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(up.served(), 4);
+    assert_eq!(shadow.served(), 3);
+}
+
 /// `internal_only_headers` never come from a client: the proxy marks no
 /// request internal (a client's `x-envoy-internal` is removed), so routing
 /// does not see them and the upstream does not get them.
