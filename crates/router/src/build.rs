@@ -567,6 +567,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             if opts.raw_paths { None } else { Some(vpolicy) },
         );
         vhost.filters = table::filters(&v.typed_per_filter_config);
+        vhost.metadata = v.metadata.clone().map(Box::new);
         vhost.mirrors = mirror_policies(
             &mut ctx,
             "request_mirror_policies",
@@ -931,6 +932,7 @@ fn compile_route(
     .map(|mut e| {
         e.filters = table::filters(&r.typed_per_filter_config);
         e.mirrors = mirrors;
+        e.metadata = r.metadata.clone().map(Box::new);
         e
     })
 }

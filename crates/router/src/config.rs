@@ -79,6 +79,10 @@ pub struct RouteConfig {
     /// configuration). See [`RouteMatch::mirrors`](crate::RouteMatch::mirrors).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+    /// Metadata (Envoy's `metadata`: `filter_metadata` and
+    /// `typed_filter_metadata`), kept as given for the proxy's own use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
     /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
     /// name to any value, kept as given for the proxy's own filters. The
     /// most specific level wins (see
@@ -216,6 +220,10 @@ pub struct VirtualHost {
     /// configuration). See [`RouteMatch::mirrors`](crate::RouteMatch::mirrors).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+    /// Metadata (Envoy's `metadata`: `filter_metadata` and
+    /// `typed_filter_metadata`), kept as given for the proxy's own use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
     /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
     /// name to any value, kept as given for the proxy's own filters. The
     /// most specific level wins (see
@@ -281,6 +289,10 @@ pub struct Route {
     /// Response headers removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_remove: Vec<String>,
+    /// Metadata (Envoy's `metadata`: `filter_metadata` and
+    /// `typed_filter_metadata`), kept as given for the proxy's own use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
     /// Per-filter configuration (Envoy's `typed_per_filter_config`): filter
     /// name to any value, kept as given for the proxy's own filters. The
     /// most specific level wins (see

@@ -295,6 +295,7 @@ pub struct RouteEntry {
     hash_policy: Box<[config::HashPolicy]>,
     pub(crate) filters: Filters,
     pub(crate) mirrors: Box<[MirrorSpec]>,
+    pub(crate) metadata: Option<Box<serde_json::Value>>,
 }
 
 impl RouteEntry {
@@ -348,6 +349,12 @@ impl RouteEntry {
     /// Number of header and query conditions.
     pub fn condition_count(&self) -> usize {
         self.headers.len() + self.query.len() + usize::from(self.grpc)
+    }
+
+    /// This route's `metadata`, as given (Envoy's `filter_metadata` and
+    /// `typed_filter_metadata` for the proxy's own filters and logs).
+    pub fn metadata(&self) -> Option<&serde_json::Value> {
+        self.metadata.as_deref()
     }
 
     /// This route's own `typed_per_filter_config` value for `filter`
@@ -498,12 +505,18 @@ pub struct VirtualHostEntry {
     pub(crate) route_index: crate::index::RouteIndex,
     pub(crate) filters: Filters,
     pub(crate) mirrors: Box<[MirrorSpec]>,
+    pub(crate) metadata: Option<Box<serde_json::Value>>,
 }
 
 impl VirtualHostEntry {
     /// The virtual host's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This virtual host's `metadata`, as given.
+    pub fn metadata(&self) -> Option<&serde_json::Value> {
+        self.metadata.as_deref()
     }
 
     /// This virtual host's `typed_per_filter_config` value for `filter`.
@@ -615,6 +628,7 @@ pub struct RouteTable {
     internal_only: Box<[Box<str>]>,
     filters: Filters,
     mirrors: Box<[MirrorSpec]>,
+    metadata: Option<Box<serde_json::Value>>,
     route_count: usize,
 }
 
@@ -926,8 +940,14 @@ impl RouteTable {
             internal_only,
             filters: filters(&config.typed_per_filter_config),
             mirrors,
+            metadata: config.metadata.clone().map(Box::new),
             route_count,
         }
+    }
+
+    /// The configuration's `metadata`, as given.
+    pub fn metadata(&self) -> Option<&serde_json::Value> {
+        self.metadata.as_deref()
     }
 
     /// The configuration-level `typed_per_filter_config` value for
@@ -1906,6 +1926,7 @@ pub(crate) fn make_route(
             hash_policy: hash_policy.into(),
             filters: None,
             mirrors: Box::default(),
+            metadata: None,
         },
     }
 }
@@ -1934,6 +1955,7 @@ pub(crate) fn make_vhost(
         route_index,
         filters: None,
         mirrors: Box::default(),
+        metadata: None,
     }
 }
 

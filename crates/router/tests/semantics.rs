@@ -996,7 +996,7 @@ virtual_hosts:
 }
 
 #[test]
-fn typed_per_filter_config_most_specific_level_wins() {
+fn typed_per_filter_config_most_specific_level_wins_and_metadata_is_kept() {
     let t = RouteTable::from_yaml(
         r#"
 typed_per_filter_config:
@@ -1007,8 +1007,10 @@ virtual_hosts:
     domains: ["*"]
     typed_per_filter_config:
       auth: {level: vhost}
+    metadata: {filter_metadata: {team: {owner: payments}}}
     routes:
       - name: split
+        metadata: {filter_metadata: {ns: {k: 1}}}
         match: {prefix: /split}
         action:
           weighted_clusters:
@@ -1048,6 +1050,16 @@ virtual_hosts:
     assert_eq!(cfg("/x", 0, "missing"), None);
     let vh = &t.virtual_hosts()[0];
     assert_eq!(vh.filter_config("auth").unwrap()["level"], "vhost");
+    assert_eq!(
+        vh.metadata().unwrap()["filter_metadata"]["team"]["owner"],
+        "payments"
+    );
+    assert_eq!(
+        vh.routes()[0].metadata().unwrap()["filter_metadata"]["ns"]["k"],
+        1
+    );
+    assert_eq!(vh.routes()[1].metadata(), None);
+    assert_eq!(t.metadata(), None);
     assert_eq!(vh.routes()[1].filter_config("auth"), None);
     assert_eq!(t.filter_config("cors").unwrap()["origins"][0], "*");
 }
