@@ -65,6 +65,7 @@ impl std::fmt::Debug for FormatContext<'_> {
 
 impl<'a> FormatContext<'a> {
     /// An empty context: only the commands the request and route answer.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -73,6 +74,7 @@ impl<'a> FormatContext<'a> {
     /// `_WITHOUT_PORT` and `_PORT` forms). Envoy takes it from
     /// `x-forwarded-for` when it trusts hops; a proxy that does so passes
     /// that address here and the peer's as the direct one.
+    #[must_use]
     pub fn downstream_remote_address(mut self, addr: SocketAddr) -> Self {
         self.downstream_remote = Some(addr);
         self
@@ -80,6 +82,7 @@ impl<'a> FormatContext<'a> {
 
     /// The peer of the connection (`%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%` and
     /// forms). Defaults to the remote address.
+    #[must_use]
     pub fn downstream_direct_remote_address(mut self, addr: SocketAddr) -> Self {
         self.downstream_direct_remote = Some(addr);
         self
@@ -87,6 +90,7 @@ impl<'a> FormatContext<'a> {
 
     /// The address the connection came in on (`%DOWNSTREAM_LOCAL_ADDRESS%`
     /// and forms).
+    #[must_use]
     pub fn downstream_local_address(mut self, addr: SocketAddr) -> Self {
         self.downstream_local = Some(addr);
         self
@@ -94,6 +98,7 @@ impl<'a> FormatContext<'a> {
 
     /// The upstream endpoint chosen (`%UPSTREAM_HOST%`,
     /// `%UPSTREAM_REMOTE_ADDRESS%` and forms); known for responses.
+    #[must_use]
     pub fn upstream_remote_address(mut self, addr: SocketAddr) -> Self {
         self.upstream_remote = Some(addr);
         self
@@ -101,24 +106,28 @@ impl<'a> FormatContext<'a> {
 
     /// The downstream protocol as Envoy spells it (`%PROTOCOL%`):
     /// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2`, `HTTP/3`.
+    #[must_use]
     pub fn protocol(mut self, protocol: &'a str) -> Self {
         self.protocol = Some(protocol);
         self
     }
 
     /// The TLS SNI the client sent (`%REQUESTED_SERVER_NAME%`).
+    #[must_use]
     pub fn requested_server_name(mut self, name: &'a str) -> Self {
         self.requested_server_name = Some(name);
         self
     }
 
     /// This machine's host name (`%HOSTNAME%`).
+    #[must_use]
     pub fn hostname(mut self, name: &'a str) -> Self {
         self.hostname = Some(name);
         self
     }
 
     /// When the request's first byte arrived (`%START_TIME%`).
+    #[must_use]
     pub fn start_time(mut self, at: SystemTime) -> Self {
         self.start_time = Some(at);
         self
@@ -127,6 +136,7 @@ impl<'a> FormatContext<'a> {
     /// The request, for `%REQ(...)%` in response header values (request
     /// header values read the headers they are editing). `Sync`, so that
     /// a context can be kept across an `await`.
+    #[must_use]
     pub fn request(mut self, request: &'a (dyn RequestView + Sync)) -> Self {
         self.request = Some(request);
         self
@@ -272,9 +282,10 @@ impl HeaderFormat {
                 Piece::Command(c) => c.render(own, side, facts, ctx, &mut out),
             }
         }
-        // What a header may not carry never reaches one (a context string
-        // with a line break, say): the value is dropped instead.
-        if out.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        // What a header value may not carry (RFC 9110 field-value: control
+        // bytes but tab, and DEL) never reaches one, from a context string
+        // such as the client's SNI: the value is dropped instead.
+        if out.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
             out.clear();
         }
         std::borrow::Cow::Owned(out)
@@ -452,6 +463,8 @@ impl Command {
         match self {
             Command::Req(h) => {
                 let read = |name: &str| -> Option<String> {
+                    // `host` is `:authority`, as in Envoy's header map.
+                    let name = if name == "host" { ":authority" } else { name };
                     if let Some(pseudo) = name.strip_prefix(':') {
                         return match pseudo {
                             "method" => Some(facts.method.to_owned()),
@@ -584,11 +597,14 @@ fn is_leap(y: i64) -> bool {
 }
 
 fn civil(t: SystemTime) -> Civil {
+    // Times further than this from 1970 (about 34,000 years) are clamped,
+    // which keeps every sum below in range.
+    const LIMIT: u64 = 1 << 40;
     let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Ok(d) => (d.as_secs().min(LIMIT) as i64, d.subsec_nanos()),
         Err(e) => {
             let d = e.duration();
-            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+            let (s, n) = (d.as_secs().min(LIMIT) as i64, d.subsec_nanos());
             if n == 0 {
                 (-s, 0)
             } else {
@@ -828,8 +844,67 @@ mod tests {
     }
 
     #[test]
-    fn a_value_with_a_line_break_is_dropped() {
-        let ctx = FormatContext::new().requested_server_name("a\r\nx-evil: 1");
-        assert_eq!(render("%REQUESTED_SERVER_NAME%", Side::Request, &ctx), "");
+    fn a_value_with_a_control_byte_is_dropped() {
+        for sni in ["a\r\nx-evil: 1", "a\x01b", "a\x7fb"] {
+            let ctx = FormatContext::new().requested_server_name(sni);
+            assert_eq!(
+                render("%REQUESTED_SERVER_NAME%", Side::Request, &ctx),
+                "",
+                "{sni:?}"
+            );
+        }
+        let ctx = FormatContext::new().requested_server_name("a\tb");
+        assert_eq!(
+            render("%REQUESTED_SERVER_NAME%", Side::Request, &ctx),
+            "a\tb"
+        );
+    }
+
+    #[test]
+    fn the_other_address_forms_and_host() {
+        let ctx = FormatContext::new()
+            .downstream_remote_address("198.18.0.2:1000".parse().unwrap())
+            .downstream_direct_remote_address("198.18.0.3:2000".parse().unwrap())
+            .upstream_remote_address("[2001:db8::9]:443".parse().unwrap());
+        let r = |v| render(v, Side::Response, &ctx);
+        assert_eq!(r("%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"), "198.18.0.3:2000");
+        assert_eq!(r("%DOWNSTREAM_DIRECT_REMOTE_PORT%"), "2000");
+        assert_eq!(r("%UPSTREAM_REMOTE_ADDRESS%"), "[2001:db8::9]:443");
+        assert_eq!(r("%UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"), "2001:db8::9");
+        assert_eq!(r("%UPSTREAM_REMOTE_PORT%"), "443");
+        // `host` reads `:authority`.
+        assert_eq!(r("%REQ(Host)%"), "example.com");
+    }
+
+    #[test]
+    fn times_before_1970_and_far_away_do_not_overflow() {
+        // 1969-12-31T23:59:59.250Z, a Wednesday.
+        let t = UNIX_EPOCH - Duration::from_millis(750);
+        let ctx = FormatContext::new().start_time(t);
+        assert_eq!(
+            render(
+                "%START_TIME(%F %T %E3S %a %e %y %z %R %B %s)%",
+                Side::Request,
+                &ctx
+            ),
+            "1969-12-31 23:59:59 59.250 Wed 31 69 +0000 23:59 December -1"
+        );
+        // 1900-03-01, past the leap rule's century exception.
+        let t = UNIX_EPOCH - Duration::from_secs(2_203_891_200);
+        let ctx = FormatContext::new().start_time(t);
+        assert_eq!(
+            render("%START_TIME(%F %j)%", Side::Request, &ctx),
+            "1900-03-01 060"
+        );
+        for t in [
+            UNIX_EPOCH.checked_sub(Duration::from_secs(i64::MAX as u64)),
+            UNIX_EPOCH.checked_add(Duration::from_secs(u64::MAX / 2)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let ctx = FormatContext::new().start_time(t);
+            assert!(!render("%START_TIME%", Side::Request, &ctx).is_empty());
+        }
     }
 }

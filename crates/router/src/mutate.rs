@@ -127,6 +127,9 @@ impl Mutations {
         if self.add.is_empty() {
             return;
         }
+        if !self.formats && self.add.len() <= 64 {
+            return self.apply_plain(headers);
+        }
         let mut overwrite: SmallVec<[(&str, Cow<'_, str>); 4]> = SmallVec::new();
         let mut append: SmallVec<[(&str, Cow<'_, str>); 4]> = SmallVec::new();
         {
@@ -158,6 +161,51 @@ impl Mutations {
         }
         for (name, value) in &append {
             headers.append(name, value);
+        }
+    }
+}
+
+impl Mutations {
+    /// [`Self::apply`]'s additions for a list of plain values (at most 64):
+    /// the same decisions, kept as bits, so nothing is staged on the heap.
+    fn apply_plain<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) {
+        let (mut overwrite, mut append) = (0u64, 0u64);
+        for (i, h) in self.add.iter().enumerate() {
+            let HeaderFormat::Plain(value) = &h.value else {
+                continue;
+            };
+            if value.is_empty() && !h.keep_empty {
+                continue;
+            }
+            let bit = 1u64 << i;
+            match h.action {
+                AppendAction::AppendIfExistsOrAdd => append |= bit,
+                AppendAction::AddIfAbsent => {
+                    if !headers.contains(&h.name) {
+                        append |= bit
+                    }
+                }
+                AppendAction::OverwriteIfExistsOrAdd => overwrite |= bit,
+                AppendAction::OverwriteIfExists => {
+                    if headers.contains(&h.name) {
+                        overwrite |= bit
+                    }
+                }
+            }
+        }
+        for (bits, set) in [(overwrite, true), (append, false)] {
+            for (i, h) in self.add.iter().enumerate() {
+                if bits & (1u64 << i) == 0 {
+                    continue;
+                }
+                if let HeaderFormat::Plain(value) = &h.value {
+                    if set {
+                        headers.set(&h.name, value);
+                    } else {
+                        headers.append(&h.name, value);
+                    }
+                }
+            }
         }
     }
 }
@@ -257,6 +305,39 @@ mod tests {
             .collect();
         // Overwrites first, then appends (Envoy's order).
         assert_eq!(run(&m, &mut h), ["a=1", "b=1", "c=2", "d=2", "a=2"]);
+    }
+
+    /// Plain lists (decided through bits) and lists with a formatted value
+    /// (staged) give the same result, past 64 entries too.
+    #[test]
+    fn plain_and_formatted_lists_agree() {
+        let actions = [
+            AppendAction::AppendIfExistsOrAdd,
+            AppendAction::AddIfAbsent,
+            AppendAction::OverwriteIfExistsOrAdd,
+            AppendAction::OverwriteIfExists,
+        ];
+        for n in [1usize, 5, 63, 70] {
+            let entries = |formatted: bool| {
+                let mut v: Vec<AddHeader> = (0..n)
+                    .map(|i| add(&format!("h{}", i % 7), &format!("v{i}"), actions[i % 4]))
+                    .collect();
+                if formatted {
+                    v.push(add("z", "%ROUTE_NAME%", AppendAction::AppendIfExistsOrAdd));
+                } else {
+                    v.push(add("z", "r", AppendAction::AppendIfExistsOrAdd));
+                }
+                Mutations::new(vec!["h6".into()], v)
+            };
+            let (plain, formatted) = (entries(false), entries(true));
+            assert!(!plain.formats && formatted.formats);
+            let start = headers(&[("h1", "old"), ("h3", "old"), ("h6", "old")]);
+            assert_eq!(
+                run(&plain, &mut start.clone()),
+                run(&formatted, &mut start.clone()),
+                "{n}"
+            );
+        }
     }
 
     /// Every decision and every value is taken against the headers as the

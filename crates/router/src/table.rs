@@ -1744,7 +1744,8 @@ impl<'a> RouteMatch<'a> {
     /// [`apply_response`](Self::apply_response), formatting header values'
     /// `%COMMAND%`s with `ctx`: `%RESP(...)%` reads the response being
     /// edited, `%REQ(...)%` the request given by
-    /// [`FormatContext::request`], `%UPSTREAM_HOST%` the endpoint given by
+    /// [`FormatContext::request`] (its pseudo-headers and `host` come from
+    /// the route decision), `%UPSTREAM_HOST%` the endpoint given by
     /// [`FormatContext::upstream_remote_address`].
     pub fn apply_response_with<H: HeaderMapMut + ?Sized>(
         &self,

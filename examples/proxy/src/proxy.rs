@@ -948,20 +948,9 @@ where
     // Upstream headers: the downstream ones minus hop-by-hop, plus the
     // route's mutations and rewrites, plus forwarding headers.
     let mut headers = UpstreamHeaders::new(&parts.headers);
-    let upstream = match formats {
-        Some((peer, started)) => {
-            m.apply_request_with(&mut headers, &format_context(parts, peer, started))
-        }
-        None => m.apply_request(&mut headers),
-    };
-    // The path goes into the request line as it is: it must be an
-    // origin-form target (RFC 9112 section 3.2.1).
-    let path = upstream.path;
-    if !valid_target(&path) {
-        log.detail = "bad upstream path";
-        return text(StatusCode::BAD_REQUEST, "bad upstream path\n").into();
-    }
-    let host = upstream.host;
+    // The forwarding fields first, as Envoy's connection manager sets them
+    // before the router runs: a route's mutations (and a `%REQ(...)%` in
+    // their values) see them, and may remove them.
     let ip = ip_value(remote.ip());
     // The client's address goes after every address already listed (all
     // lines of the field, in order).
@@ -980,6 +969,20 @@ where
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let upstream = match formats {
+        Some((peer, started)) => {
+            m.apply_request_with(&mut headers, &format_context(parts, peer, started))
+        }
+        None => m.apply_request(&mut headers),
+    };
+    // The path goes into the request line as it is: it must be an
+    // origin-form target (RFC 9112 section 3.2.1).
+    let path = upstream.path;
+    if !valid_target(&path) {
+        log.detail = "bad upstream path";
+        return text(StatusCode::BAD_REQUEST, "bad upstream path\n").into();
+    }
+    let host = upstream.host;
     // Exactly one Host, the routed one. The downstream field is reused
     // when it is already that.
     if headers

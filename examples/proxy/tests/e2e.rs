@@ -601,6 +601,7 @@ routes:
             - {{header: {{key: x-route, value: "%ROUTE_NAME%@%UPSTREAM_CLUSTER% %REQ(:PATH)%"}}}}
             - {{header: {{key: x-copy, value: "%REQ(x-id):3%"}}}}
             - {{header: {{key: x-pct, value: "100%%"}}}}
+            - {{header: {{key: x-xff, value: "%REQ(x-forwarded-for)% %REQ(x-forwarded-proto)%"}}}}
             - {{header: {{key: x-gone, value: "%REQ(x-absent)%"}}}}
           response_headers_to_add:
             - {{header: {{key: x-upstream-host, value: "%UPSTREAM_HOST%"}}}}
@@ -621,9 +622,15 @@ routes:
         .unwrap()
         .as_secs();
     for c in [http1(), h2c()] {
-        let r = send(&c, proxy.addr(), "", "/f?q=1", &[("x-id", "abcdef")])
-            .await
-            .expect("request");
+        let r = send(
+            &c,
+            proxy.addr(),
+            "",
+            "/f?q=1",
+            &[("x-id", "abcdef"), ("x-forwarded-for", "198.18.0.1")],
+        )
+        .await
+        .expect("request");
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.seen("x-real-ip").as_deref(), Some("127.0.0.1"));
         let port = proxy.addr().port().to_string();
@@ -637,6 +644,11 @@ routes:
         assert_eq!(r.seen("x-route").as_deref(), Some("fmt@up /f?q=1"));
         assert_eq!(r.seen("x-copy").as_deref(), Some("abc"));
         assert_eq!(r.seen("x-pct").as_deref(), Some("100%"));
+        // The forwarding fields are set before the route's mutations.
+        assert_eq!(
+            r.seen("x-xff").as_deref(),
+            Some("198.18.0.1, 127.0.0.1 http")
+        );
         assert_eq!(r.seen("x-gone"), None, "an empty value adds no header");
         let resp = |n: &str| {
             r.headers
