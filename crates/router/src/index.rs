@@ -45,6 +45,7 @@ use std::hash::{BuildHasher, Hasher};
 use ahash::AHashMap;
 use regex::bytes::RegexSetBuilder;
 
+use crate::bytes::{find_byte, find_in_word};
 use crate::local::SetMatcher;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use smallvec::SmallVec;
@@ -563,13 +564,20 @@ impl TrieBuilder {
 /// a path compares one label per node; where both a literal edge and a
 /// segment edge fit, both are followed.
 ///
-/// Nodes are small and kept in one array; their labels, edges and route
-/// lists live in three shared arrays, so a walk touches few cache lines.
+/// Nodes are 32 bytes, two to a cache line, in one array; a node's
+/// children sit next to each other (literal edges in key order, then the
+/// segment edge), and up to eight edge keys are kept in the node itself, so
+/// following an edge reads the node, the child (for its label's place) and
+/// the label: three dependent loads where separate key and child arrays
+/// made five.
 #[derive(Clone, Debug, Default)]
 struct SegTrie {
     nodes: Box<[SegNode]>,
+    /// Every node's label but its first byte (the key of the edge into it).
     bytes: Box<[u8]>,
-    edges: Edges,
+    /// Edge keys of nodes with more than [`INLINE_KEYS`] edges.
+    keys: Box<[u8]>,
+    /// Each node's route lists: `[end_len, rest_len, end.., rest..]`.
     routes: Box<[u32]>,
     fold: bool,
 }
@@ -600,32 +608,6 @@ impl Edges {
     }
 }
 
-/// The first position of `b` in `hay`, eight bytes at a time: a word with
-/// `b`'s bytes cleared has a zero byte where `b` was, and the lowest byte
-/// the zero-byte test flags is the first such (a borrow only flags bytes
-/// above a zero one).
-#[inline]
-fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(b);
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for c in &mut chunks {
-        let x = u64::from_le_bytes(c.try_into().unwrap()) ^ pattern;
-        let zero = x.wrapping_sub(LO) & !x & HI;
-        if zero != 0 {
-            return Some(base + (zero.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == b)
-        .map(|i| base + i)
-}
-
 /// A range of one of [`SegTrie`]'s shared arrays.
 #[derive(Clone, Copy, Debug, Default)]
 struct Span {
@@ -649,19 +631,32 @@ impl Span {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+/// Edge keys a [`SegNode`] holds itself.
+const INLINE_KEYS: usize = 8;
+
+/// A node of [`SegTrie`].
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
 struct SegNode {
-    /// The literal text of the edge into this node (empty after a segment
-    /// edge); its first byte is the key of that edge.
-    label: Span,
-    /// (first byte of a child's label, child), sorted by byte.
-    edges: Span,
+    /// The keys (first bytes of the child labels) of the node's literal
+    /// edges, sorted, when there are at most [`INLINE_KEYS`]; otherwise
+    /// its first four bytes are where they are in [`SegTrie::keys`].
+    inline_keys: [u8; INLINE_KEYS],
+    /// Where the label of the edge into this node continues in
+    /// [`SegTrie::bytes`] (after its first byte, which is the edge's key).
+    label: u32,
+    /// Length of that continuation.
+    label_len: u32,
+    /// Number of literal edges.
+    nkeys: u16,
+    /// The first child: literal edges' children in key order, then the
+    /// segment edge's.
+    first: u32,
     /// The child after one non-empty segment (`u32::MAX`: none).
     one: u32,
-    /// Templates that end here.
-    end: Span,
-    /// Templates whose `**` tail starts here.
-    rest: Span,
+    /// Where the node's route lists are in [`SegTrie::routes`]
+    /// (`u32::MAX`: no template ends or has its `**` tail here).
+    lists: u32,
 }
 
 #[inline]
@@ -674,7 +669,49 @@ fn seg_eq(a: &[u8], b: &[u8], fold: bool) -> bool {
         }
 }
 
+const _: () = assert!(std::mem::size_of::<SegNode>() == 32);
+
 impl SegTrie {
+    /// The position among `node`'s literal edges of the one keyed `b`.
+    #[inline]
+    fn edge(&self, node: &SegNode, b: u8) -> Option<u32> {
+        let n = usize::from(node.nkeys);
+        if n <= INLINE_KEYS {
+            if n == 0 {
+                return None;
+            }
+            find_in_word(u64::from_le_bytes(node.inline_keys), n, b).map(|i| i as u32)
+        } else {
+            let [a, b0, c, d, ..] = node.inline_keys;
+            let at = u32::from_le_bytes([a, b0, c, d]) as usize;
+            find_byte(&self.keys[at..at + n], b).map(|i| i as u32)
+        }
+    }
+
+    /// Whether `rest` (at least `len` bytes) starts with the label
+    /// continuation `len` bytes long at `at` in [`SegTrie::bytes`]. Most
+    /// labels are short: one masked word compare where eight bytes of both
+    /// can be read (`bytes` ends in eight spare bytes).
+    #[inline]
+    fn label_eq(&self, rest: &[u8], at: usize, len: usize) -> bool {
+        if !self.fold && len <= 8 && rest.len() >= 8 {
+            let word = |s: &[u8]| u64::from_le_bytes(s[..8].try_into().unwrap());
+            let mask = u64::MAX.checked_shr(64 - 8 * len as u32).unwrap_or(0);
+            return (word(rest) ^ word(&self.bytes[at..])) & mask == 0;
+        }
+        seg_eq(&rest[..len], &self.bytes[at..at + len], self.fold)
+    }
+
+    /// A node's lists of the templates that end at it and of those whose
+    /// `**` tail starts at it.
+    #[inline]
+    fn lists(&self, node: &SegNode) -> (&[u32], &[u32]) {
+        let at = node.lists as usize;
+        let (end, rest) = (self.routes[at] as usize, self.routes[at + 1] as usize);
+        let ids = &self.routes[at + 2..at + 2 + end + rest];
+        ids.split_at(end)
+    }
+
     #[inline]
     fn walk<'i>(&'i self, p: &[u8], lists: &mut Lists<'i>) {
         if self.nodes.is_empty() {
@@ -686,13 +723,16 @@ impl SegTrie {
         let mut next = Some((0u32, 0usize));
         while let Some((n, pos)) = next.take().or_else(|| stack.pop()) {
             let node = &self.nodes[n as usize];
-            if node.rest.len != 0 {
-                lists.push(node.rest.of(&self.routes));
+            if node.lists != u32::MAX {
+                let (end, rest) = self.lists(node);
+                if !rest.is_empty() {
+                    lists.push(rest);
+                }
+                if pos == p.len() && !end.is_empty() {
+                    lists.push(end);
+                }
             }
             let Some(&b) = p.get(pos) else {
-                if node.end.len != 0 {
-                    lists.push(node.end.of(&self.routes));
-                }
                 continue;
             };
             if node.one != u32::MAX && b != b'/' {
@@ -709,13 +749,14 @@ impl SegTrie {
                 }
             }
             let b = if self.fold { b.to_ascii_lowercase() } else { b };
-            if let Some(c) = self.edges.find(node.edges, b) {
-                let label = self.nodes[c as usize].label.of(&self.bytes);
-                if let Some(seg) = p.get(pos..pos + label.len()) {
-                    if seg_eq(&seg[1..], &label[1..], self.fold) {
-                        if let Some(other) = next.replace((c, pos + label.len())) {
-                            stack.push(other);
-                        }
+            if let Some(i) = self.edge(node, b) {
+                let c = node.first + i;
+                let child = &self.nodes[c as usize];
+                let (at, len) = (child.label as usize, child.label_len as usize);
+                let after = pos + 1 + len;
+                if after <= p.len() && self.label_eq(&p[pos + 1..], at, len) {
+                    if let Some(other) = next.replace((c, after)) {
+                        stack.push(other);
                     }
                 }
             }
@@ -799,7 +840,8 @@ impl SegTrieBuilder {
             };
         }
         let mut out: Vec<SegNode> = vec![SegNode::default()];
-        let (mut bytes, mut all_edges, mut routes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bytes, mut keys, mut routes) = (Vec::new(), Vec::new(), Vec::new());
+        let narrow = |n: usize| u32::try_from(n).expect("template trie over 4 GiB");
         // Explicit stack: (build node, label so far, slot in `out`).
         let mut stack: Vec<(usize, Vec<u8>, usize)> = vec![(0, Vec::new(), 0)];
         while let Some((mut n, mut label, slot)) = stack.pop() {
@@ -812,31 +854,56 @@ impl SegTrieBuilder {
                 }
             }
             let b = &self.nodes[n];
-            let mut edges = Vec::with_capacity(b.edges.len());
+            // The children, next to each other: literal edges in key order
+            // (a BTreeMap's), then the segment edge.
+            let first = out.len();
             for (&byte, &c) in &b.edges {
                 let cslot = out.len();
                 out.push(SegNode::default());
-                edges.push((byte, cslot as u32));
                 stack.push((c, vec![byte], cslot));
             }
             let one = b.one.map_or(u32::MAX, |c| {
                 let cslot = out.len();
                 out.push(SegNode::default());
                 stack.push((c, Vec::new(), cslot));
-                cslot as u32
+                narrow(cslot)
             });
-            out[slot] = SegNode {
-                label: Span::push(&mut bytes, &label),
-                edges: Span::push(&mut all_edges, &edges),
-                one,
-                end: Span::push(&mut routes, &b.end),
-                rest: Span::push(&mut routes, &b.rest),
+            let mut inline_keys = [0u8; INLINE_KEYS];
+            if b.edges.len() <= INLINE_KEYS {
+                for (k, &byte) in inline_keys.iter_mut().zip(b.edges.keys()) {
+                    *k = byte;
+                }
+            } else {
+                inline_keys[..4].copy_from_slice(&narrow(keys.len()).to_le_bytes());
+                keys.extend(b.edges.keys());
+            }
+            let lists = if b.end.is_empty() && b.rest.is_empty() {
+                u32::MAX
+            } else {
+                let at = narrow(routes.len());
+                routes.extend([narrow(b.end.len()), narrow(b.rest.len())]);
+                routes.extend(b.end.iter().chain(&b.rest));
+                at
             };
+            let cont = label.get(1..).unwrap_or_default();
+            out[slot] = SegNode {
+                inline_keys,
+                label: narrow(bytes.len()),
+                label_len: narrow(cont.len()),
+                // At most 256 keys: one per byte value.
+                nkeys: b.edges.len() as u16,
+                first: narrow(first),
+                one,
+                lists,
+            };
+            bytes.extend_from_slice(cont);
         }
+        // Room for `label_eq`'s word loads past the last label.
+        bytes.extend_from_slice(&[0; 8]);
         SegTrie {
             nodes: out.into(),
             bytes: bytes.into(),
-            edges: Edges::new(all_edges),
+            keys: keys.into(),
             routes: routes.into(),
             fold: self.fold,
         }
@@ -889,23 +956,13 @@ mod tests {
         assert_eq!(hits(&t, "/api/v1x"), vec![0]);
     }
 
-    #[test]
-    fn find_byte_finds_the_first_occurrence() {
-        let hay: Vec<u8> = (0u8..40).map(|i| b'a' + i % 20).collect();
-        for len in 0..hay.len() {
-            for b in (b'a'..=b'z').chain([0, 0x80, 0xff, b'/']) {
-                assert_eq!(
-                    find_byte(&hay[..len], b),
-                    hay[..len].iter().position(|&c| c == b),
-                    "{b} in {len}"
-                );
-            }
-        }
-        // Bytes next to the one sought, and ones with the top bit set.
-        let tricky = [0x01, 0x00, 0x81, 0x80, 0x2e, 0x2f, 0xfe, 0xff, 0x2f, 0x00];
-        for b in [0x00, 0x01, 0x80, 0x81, 0x2f, 0xff] {
-            assert_eq!(find_byte(&tricky, b), tricky.iter().position(|&c| c == b));
-        }
+    /// Every route a template trie walk lists for `p`, sorted.
+    fn seg_hits(t: &SegTrie, p: &str) -> Vec<u32> {
+        let mut lists = Lists::new();
+        t.walk(p.as_bytes(), &mut lists);
+        let mut v: Vec<u32> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+        v.sort();
+        v
     }
 
     #[test]
@@ -924,13 +981,7 @@ mod tests {
             b.add(&MatchTemplate::parse(t).unwrap(), i as u32);
         }
         let t = b.finish();
-        let hits = |p: &str| {
-            let mut lists = Lists::new();
-            t.walk(p.as_bytes(), &mut lists);
-            let mut v: Vec<u32> = lists.iter().flat_map(|l| l.iter().copied()).collect();
-            v.sort();
-            v
-        };
+        let hits = |p: &str| seg_hits(&t, p);
         assert_eq!(hits("/a/b"), vec![0, 1, 2, 3]);
         assert_eq!(hits("/a/c"), vec![0, 3]);
         assert_eq!(hits("/a"), vec![4]);
@@ -939,6 +990,87 @@ mod tests {
         assert_eq!(hits("/a/"), vec![3]);
         assert_eq!(hits("/a/x/y/z.m"), vec![3, 6]);
         assert_eq!(hits("/z/b"), vec![2]);
+    }
+
+    #[test]
+    fn template_trie_nodes_with_many_edges() {
+        // Nodes with 1 to 40 literal edges (keys in the node, then in the
+        // shared array), each followed by a segment edge and a literal.
+        for width in [1usize, 2, 7, 8, 9, 16, 40] {
+            for fold in [false, true] {
+                let names: Vec<String> = (0..width)
+                    .map(|i| format!("{}{}x", (b'a' + (i % 26) as u8) as char, i / 26))
+                    .collect();
+                let mut b = SegTrieBuilder::new(fold);
+                for (i, n) in names.iter().enumerate() {
+                    let t = format!("/{n}/{{v}}/end");
+                    b.add(&MatchTemplate::parse(&t).unwrap(), i as u32);
+                }
+                b.add(&MatchTemplate::parse("/{v}/{w}/end").unwrap(), width as u32);
+                b.add(&MatchTemplate::parse("/{v}").unwrap(), width as u32 + 1);
+                let t = b.finish();
+                let hits = |p: &str| seg_hits(&t, p);
+                for (i, n) in names.iter().enumerate() {
+                    let p = if fold {
+                        n.to_ascii_uppercase()
+                    } else {
+                        n.clone()
+                    };
+                    assert_eq!(hits(&format!("/{p}/7/end")), vec![i as u32, width as u32]);
+                    assert_eq!(hits(&format!("/{p}/7/en")), Vec::<u32>::new());
+                }
+                // A key byte past the node's last key, and bytes below and
+                // above every key.
+                for p in ["/zz9/7/end", "/!/7/end", "/~/7/end", "/0a/7/end"] {
+                    assert_eq!(hits(p), vec![width as u32], "{p} with {width}");
+                }
+                // NUL is the inline keys' padding: it must find no edge
+                // (here the segment edge's child, which "/{v}" ends at).
+                assert_eq!(hits("/\0x/7/end"), Vec::<u32>::new());
+                assert_eq!(hits("/\0"), Vec::<u32>::new());
+            }
+        }
+    }
+
+    #[test]
+    fn template_trie_long_literals() {
+        // Long literals, alike up to lengths around a word's and a
+        // node's size, then different.
+        let long: String = (0..60).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        let cuts = [0usize, 1, 11, 12, 13, 14, 24, 25, 26, 27, 40, 59];
+        let lits: Vec<String> = cuts
+            .iter()
+            .map(|&c| {
+                let mut l = long.clone().into_bytes();
+                l[c] = b'_';
+                String::from_utf8(l).unwrap()
+            })
+            .chain([long.clone(), long[..13].to_owned(), long[..26].to_owned()])
+            .collect();
+        for fold in [false, true] {
+            let mut b = SegTrieBuilder::new(fold);
+            for (i, l) in lits.iter().enumerate() {
+                b.add(
+                    &MatchTemplate::parse(&format!("/{l}/{{x}}")).unwrap(),
+                    i as u32,
+                );
+            }
+            let t = b.finish();
+            let hits = |p: &str| seg_hits(&t, p);
+            for (i, l) in lits.iter().enumerate() {
+                let l = if fold {
+                    l.to_ascii_uppercase()
+                } else {
+                    l.clone()
+                };
+                assert_eq!(hits(&format!("/{l}/v")), vec![i as u32], "{l}");
+                assert_eq!(hits(&format!("/{l}x/v")), Vec::<u32>::new(), "{l}x");
+                assert_eq!(
+                    hits(&format!("/{}/v", &l[..l.len() - 1])),
+                    Vec::<u32>::new()
+                );
+            }
+        }
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub mod config;
 pub mod path;
 
 mod build;
+mod bytes;
 mod error;
 mod explain;
 mod format;

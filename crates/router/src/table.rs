@@ -452,8 +452,11 @@ impl RouteEntry {
         {
             return false;
         }
-        if !self.query.iter().all(|q| q.matches(ctx.query)) {
-            return false;
+        if !self.query.is_empty() {
+            let query = ctx.query();
+            if !self.query.iter().all(|q| q.matches(query)) {
+                return false;
+            }
         }
         (indexed && self.path_in_index) || self.path_matches(ctx.match_path.unwrap_or(""), caps)
     }
@@ -784,7 +787,15 @@ pub(crate) struct MatchCtx<'p> {
     pub(crate) full_path: Option<&'p str>,
     /// What path conditions compare.
     pub(crate) match_path: Option<&'p str>,
-    pub(crate) query: Option<&'p str>,
+}
+
+impl<'p> MatchCtx<'p> {
+    /// The query (after the first `?` of the forwarded path), found when a
+    /// query condition asks: most routes have none.
+    fn query(&self) -> Option<&'p str> {
+        let p = self.full_path?;
+        crate::bytes::find(p.as_bytes(), b'?').map(|i| &p[i + 1..])
+    }
 }
 
 /// `name` followed by `port`, in lower case: in `stack` when it fits, else
@@ -1212,10 +1223,14 @@ impl RouteTable {
         let mut caps: Captures = [(0, 0); crate::template::MAX_VARIABLES];
         let found = {
             let mp = match_path.as_deref().map(|m| {
-                let end = memchr::memchr2(b'?', b'#', m.as_bytes()).unwrap_or(m.len());
+                // A path policy's match path has no query or fragment.
+                let end = match policy {
+                    Some(_) => m.len(),
+                    None => crate::bytes::find_either(m.as_bytes(), b'?', b'#').unwrap_or(m.len()),
+                };
                 let m = &m[..end];
                 if self.ignore_path_params {
-                    memchr::memchr(b';', m.as_bytes()).map_or(m, |i| &m[..i])
+                    crate::bytes::find(m.as_bytes(), b';').map_or(m, |i| &m[..i])
                 } else {
                     m
                 }
@@ -1227,7 +1242,6 @@ impl RouteTable {
                 is_connect,
                 full_path: full,
                 match_path: mp,
-                query: full.and_then(|p| memchr::memchr(b'?', p.as_bytes()).map(|i| &p[i + 1..])),
             };
             if linear {
                 vhost

@@ -510,9 +510,9 @@ impl PathPolicy {
         }
         // The first '?' or '#' in one pass, then a '#' in the query.
         let bytes = path_and_query.as_bytes();
-        let split = memchr::memchr2(b'?', b'#', bytes).unwrap_or(bytes.len());
+        let split = crate::bytes::find_either(bytes, b'?', b'#').unwrap_or(bytes.len());
         let hash = match bytes.get(split) {
-            Some(b'?') => memchr::memchr(b'#', &bytes[split..]).map(|h| split + h),
+            Some(b'?') => crate::bytes::find(&bytes[split..], b'#').map(|h| split + h),
             Some(_) => Some(split),
             None => None,
         };
@@ -606,7 +606,7 @@ impl PathPolicy {
 
         let strip_params = r.params == PathParametersAction::StripForMatching
             && scan.semicolon
-            && memchr::memchr(b';', scratch.text(current, path).as_bytes()).is_some();
+            && crate::bytes::find(scratch.text(current, path).as_bytes(), b';').is_some();
         let match_path = if strip_params {
             let len = scratch.write_next(current, path, Buf::Stripped, |input, out, _| {
                 out.reserve(input.len());
