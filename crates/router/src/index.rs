@@ -642,10 +642,11 @@ struct SegNode {
     /// edges, sorted, when there are at most [`INLINE_KEYS`]; otherwise
     /// its first four bytes are where they are in [`SegTrie::keys`].
     inline_keys: [u8; INLINE_KEYS],
-    /// Where the label of the edge into this node continues in
-    /// [`SegTrie::bytes`] (after its first byte, which is the edge's key).
+    /// Where the node's label is in [`SegTrie::bytes`]: for a node reached
+    /// through a literal edge the label after its first byte (the edge's
+    /// key); for the root and a segment edge's child, the whole label.
     label: u32,
-    /// Length of that continuation.
+    /// Length of that text.
     label_len: u32,
     /// Number of literal edges.
     nkeys: u16,
@@ -720,7 +721,12 @@ impl SegTrie {
         // Alternatives (a literal and a segment edge both fit) wait on the
         // stack; a single path needs none. `pos` is just past the node's label.
         let mut stack: SmallVec<[(u32, usize); 8]> = SmallVec::new();
-        let mut next = Some((0u32, 0usize));
+        let root = &self.nodes[0];
+        let len = root.label_len as usize;
+        if len > p.len() || !self.label_eq(p, root.label as usize, len) {
+            return;
+        }
+        let mut next = Some((0u32, len));
         while let Some((n, pos)) = next.take().or_else(|| stack.pop()) {
             let node = &self.nodes[n as usize];
             if node.lists != u32::MAX {
@@ -745,7 +751,17 @@ impl SegTrie {
                     .position(|&c| !is_pchar(c))
                     .map_or(p.len(), |i| pos + i);
                 if end == p.len() || p[end] == b'/' {
-                    next = Some((node.one, end));
+                    // The child's label (text after the segment, when the
+                    // builder folded it in) starts at the '/'.
+                    let child = &self.nodes[node.one as usize];
+                    let len = child.label_len as usize;
+                    if len == 0 {
+                        next = Some((node.one, end));
+                    } else if end + len <= p.len()
+                        && self.label_eq(&p[end..], child.label as usize, len)
+                    {
+                        next = Some((node.one, end + len));
+                    }
                 }
             }
             let b = if self.fold { b.to_ascii_lowercase() } else { b };
@@ -842,16 +858,20 @@ impl SegTrieBuilder {
         let mut out: Vec<SegNode> = vec![SegNode::default()];
         let (mut bytes, mut keys, mut routes) = (Vec::new(), Vec::new(), Vec::new());
         let narrow = |n: usize| u32::try_from(n).expect("template trie over 4 GiB");
-        // Explicit stack: (build node, label so far, slot in `out`).
+        // Explicit stack: (build node, label so far, slot in `out`). The
+        // label of a node reached through a literal edge starts with the
+        // edge's key; the root's and a segment edge's child's start empty.
         let mut stack: Vec<(usize, Vec<u8>, usize)> = vec![(0, Vec::new(), 0)];
         while let Some((mut n, mut label, slot)) = stack.pop() {
-            // Fold chains of single-edge nodes into the label of the last.
-            if !label.is_empty() {
-                while self.nodes[n].is_plain() {
-                    let (&b, &c) = self.nodes[n].edges.iter().next().expect("one edge");
-                    label.push(b);
-                    n = c;
-                }
+            // Fold chains of single-edge nodes into the label of the last:
+            // the root takes the literal text every template starts with,
+            // and a segment edge the '/' (and text) after it when nothing
+            // ends or branches between.
+            let keyed = !label.is_empty();
+            while self.nodes[n].is_plain() {
+                let (&b, &c) = self.nodes[n].edges.iter().next().expect("one edge");
+                label.push(b);
+                n = c;
             }
             let b = &self.nodes[n];
             // The children, next to each other: literal edges in key order
@@ -885,7 +905,8 @@ impl SegTrieBuilder {
                 routes.extend(b.end.iter().chain(&b.rest));
                 at
             };
-            let cont = label.get(1..).unwrap_or_default();
+            // What the walk compares: all of it, or what follows the key.
+            let cont = if keyed { &label[1..] } else { &label[..] };
             out[slot] = SegNode {
                 inline_keys,
                 label: narrow(bytes.len()),
@@ -990,6 +1011,53 @@ mod tests {
         assert_eq!(hits("/a/"), vec![3]);
         assert_eq!(hits("/a/x/y/z.m"), vec![3, 6]);
         assert_eq!(hits("/z/b"), vec![2]);
+    }
+
+    #[test]
+    fn template_trie_folds_common_text_into_the_root_and_after_segments() {
+        for fold in [false, true] {
+            let mut b = SegTrieBuilder::new(fold);
+            for (i, t) in [
+                "/api/v1/{x}/items/{y}",
+                "/api/v1/{x}/items/{y}/z",
+                "/api/v1/k",
+            ]
+            .iter()
+            .enumerate()
+            {
+                b.add(&MatchTemplate::parse(t).unwrap(), i as u32);
+            }
+            let t = b.finish();
+            // The root holds "/api/v1/"; the segment edge after it holds
+            // "/items/".
+            assert_eq!(t.nodes[0].label_len, 8);
+            let hits = |p: &str| seg_hits(&t, p);
+            assert_eq!(hits("/api/v1/7/items/8"), vec![0]);
+            assert_eq!(
+                hits("/API/V1/7/ITEMS/8/Z"),
+                if fold { vec![1] } else { vec![] }
+            );
+            assert_eq!(hits("/api/v1/7/items/8/z"), vec![1]);
+            assert_eq!(hits("/api/v1/k"), vec![2]);
+            for miss in [
+                "",
+                "/",
+                "/api",
+                "/api/v1",
+                "/api/v1/",
+                "/api/v2/7/items/8",
+                "/api/v1/7",
+                "/api/v1/7/",
+                "/api/v1/7/item",
+                "/api/v1/7/items",
+                "/api/v1/7/items/",
+                "/api/v1/7/itemz/8",
+                "/api/v1/7/items/8/",
+                "/api/v1/7/items/8/zz",
+            ] {
+                assert_eq!(hits(miss), Vec::<u32>::new(), "{miss}");
+            }
+        }
     }
 
     #[test]
