@@ -933,6 +933,7 @@ fn compile_route(
         e.filters = table::filters(&r.typed_per_filter_config);
         e.mirrors = mirrors;
         e.metadata = r.metadata.clone().map(Box::new);
+        e.named = r.name.is_some();
         e
     })
 }

@@ -134,8 +134,12 @@ impl<'a> FormatContext<'a> {
     }
 
     /// The request, for `%REQ(...)%` in response header values (request
-    /// header values read the headers they are editing). `Sync`, so that
-    /// a context can be kept across an `await`.
+    /// header values read the headers they are editing): pass the request
+    /// as it was sent upstream, after the route's mutations and rewrites,
+    /// as Envoy's response values read it. Its pseudo-headers (`:path`,
+    /// `:authority`, ...) are read from it too; without one they are the
+    /// route decision's. `Sync`, so that a context can be kept across an
+    /// `await`.
     #[must_use]
     pub fn request(mut self, request: &'a (dyn RequestView + Sync)) -> Self {
         self.request = Some(request);
@@ -466,6 +470,19 @@ impl Command {
                     // `host` is `:authority`, as in Envoy's header map.
                     let name = if name == "host" { ":authority" } else { name };
                     if let Some(pseudo) = name.strip_prefix(':') {
+                        // A response value reads the context's request
+                        // (the one sent upstream, rewrites included) when
+                        // there is one, as Envoy's reads the mutated map.
+                        if let (Side::Response, Some(r)) = (side, ctx.request) {
+                            let v = match pseudo {
+                                "method" => Some(r.method()),
+                                "path" => r.path_and_query(),
+                                "authority" => r.authority(),
+                                "scheme" => r.scheme(),
+                                _ => None,
+                            };
+                            return v.map(str::to_owned);
+                        }
                         return match pseudo {
                             "method" => Some(facts.method.to_owned()),
                             "path" => facts.path.map(str::to_owned),
@@ -756,6 +773,26 @@ mod tests {
         assert_eq!(render("%RESP(x-own)%", Side::Response, &ctx), "mine");
         assert_eq!(render("%REQ(x-id)%", Side::Response, &ctx), "abc");
         assert_eq!(render("%REQ(x-own)%", Side::Response, &ctx), "");
+        // Pseudo-headers too come from that request on the response side
+        // (the facts say "/a?b" and "example.com"); without one, from the
+        // route decision.
+        let sent = crate::Request::get("up.internal", "/rewritten?b");
+        assert_eq!(
+            render(
+                "%REQ(:PATH)% %REQ(host)% %REQ(:method)%",
+                Side::Response,
+                &ctx.request(&sent)
+            ),
+            "/rewritten?b up.internal GET"
+        );
+        assert_eq!(
+            render(
+                "%REQ(:PATH)% %REQ(host)%",
+                Side::Response,
+                &FormatContext::new()
+            ),
+            "/a?b example.com"
+        );
     }
 
     #[test]

@@ -140,19 +140,10 @@ impl Mutations {
                 if value.is_empty() && !h.keep_empty {
                     continue;
                 }
-                match h.action {
-                    AppendAction::AppendIfExistsOrAdd => append.push((&h.name, value)),
-                    AppendAction::AddIfAbsent => {
-                        if !current.contains(&h.name) {
-                            append.push((&h.name, value))
-                        }
-                    }
-                    AppendAction::OverwriteIfExistsOrAdd => overwrite.push((&h.name, value)),
-                    AppendAction::OverwriteIfExists => {
-                        if current.contains(&h.name) {
-                            overwrite.push((&h.name, value))
-                        }
-                    }
+                match decide(h.action, || current.contains(&h.name)) {
+                    Some(Write::Overwrite) => overwrite.push((&h.name, value)),
+                    Some(Write::Append) => append.push((&h.name, value)),
+                    None => {}
                 }
             }
         }
@@ -162,6 +153,25 @@ impl Mutations {
         for (name, value) in &append {
             headers.append(name, value);
         }
+    }
+}
+
+/// How one header addition writes, once decided.
+enum Write {
+    /// Replace every value of the header.
+    Overwrite,
+    /// Add one more value.
+    Append,
+}
+
+/// What `action` does given whether the header is present (asked only
+/// when it matters); `None`: nothing.
+fn decide(action: AppendAction, present: impl FnOnce() -> bool) -> Option<Write> {
+    match action {
+        AppendAction::AppendIfExistsOrAdd => Some(Write::Append),
+        AppendAction::AddIfAbsent => (!present()).then_some(Write::Append),
+        AppendAction::OverwriteIfExistsOrAdd => Some(Write::Overwrite),
+        AppendAction::OverwriteIfExists => present().then_some(Write::Overwrite),
     }
 }
 
@@ -178,19 +188,10 @@ impl Mutations {
                 continue;
             }
             let bit = 1u64 << i;
-            match h.action {
-                AppendAction::AppendIfExistsOrAdd => append |= bit,
-                AppendAction::AddIfAbsent => {
-                    if !headers.contains(&h.name) {
-                        append |= bit
-                    }
-                }
-                AppendAction::OverwriteIfExistsOrAdd => overwrite |= bit,
-                AppendAction::OverwriteIfExists => {
-                    if headers.contains(&h.name) {
-                        overwrite |= bit
-                    }
-                }
+            match decide(h.action, || headers.contains(&h.name)) {
+                Some(Write::Overwrite) => overwrite |= bit,
+                Some(Write::Append) => append |= bit,
+                None => {}
             }
         }
         for (bits, set) in [(overwrite, true), (append, false)] {

@@ -296,6 +296,10 @@ pub struct RouteEntry {
     pub(crate) filters: Filters,
     pub(crate) mirrors: Box<[MirrorSpec]>,
     pub(crate) metadata: Option<Box<serde_json::Value>>,
+    /// Whether the configuration names the route (`name` is then the
+    /// configured one, not `routes[N]`): `%ROUTE_NAME%` of an unnamed
+    /// route is empty, as in Envoy.
+    pub(crate) named: bool,
 }
 
 impl RouteEntry {
@@ -1790,7 +1794,11 @@ impl<'a> RouteMatch<'a> {
         levels: [&Mutations; 3],
     ) {
         let facts = RouteFacts {
-            route_name: &self.route.name,
+            route_name: if self.route.named {
+                &self.route.name
+            } else {
+                ""
+            },
             cluster: self.cluster(),
             method: self.method,
             path: self.has_path.then_some(&*self.path),
@@ -1942,6 +1950,7 @@ pub(crate) fn make_route(
             filters: None,
             mirrors: Box::default(),
             metadata: None,
+            named: true,
         },
     }
 }

@@ -826,6 +826,33 @@ virtual_hosts:
         Some(" GET h.example/a/b?x")
     );
 
+    // %ROUTE_NAME% is the configured name; an unnamed route (called
+    // `routes[N]` elsewhere) formats as empty, as in Envoy.
+    let t = RouteTable::from_yaml(
+        r#"
+request_headers_to_add:
+  - {header: {key: x-route, value: "%ROUTE_NAME%"}}
+  - {header: {key: x-route-kept, value: "[%ROUTE_NAME%]"}}
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - {name: named, match: {path: /n}, action: {cluster: c}}
+      - {match: {prefix: /}, action: {cluster: c}}
+"#,
+    )
+    .unwrap();
+    for (path, route, kept) in [("/n", Some("named"), "[named]"), ("/x", None, "[]")] {
+        let req = rauta_router::Request::get("h", path);
+        let d = t.route(&req, 0);
+        let m = d.route().expect("routed");
+        let mut headers = Vec::new();
+        m.apply_request(&mut headers);
+        assert_eq!(get(&headers, "x-route").as_deref(), route, "{path}");
+        assert_eq!(get(&headers, "x-route-kept").as_deref(), Some(kept));
+    }
+    assert_eq!(t.virtual_hosts()[0].routes()[1].name(), "routes[1]");
+
     // An unknown command is a load error naming the field.
     let err = RouteTable::from_yaml(
         r#"

@@ -655,6 +655,27 @@ fn format_context(parts: &http::request::Parts, peer: Peer, started: Instant) ->
     ctx
 }
 
+/// A copy of the request as it goes upstream: the downstream method and
+/// version, the upstream path and fields (Host included). `None` if the
+/// path is not a valid URI (the request is then not sent).
+fn sent_request(
+    parts: &http::request::Parts,
+    path: &str,
+    headers: &UpstreamHeaders<'_>,
+) -> Option<http::request::Parts> {
+    let (mut sent, ()) = Request::builder()
+        .method(parts.method.clone())
+        .version(parts.version)
+        .uri(path)
+        .body(())
+        .ok()?
+        .into_parts();
+    headers.each(|n, v| {
+        sent.headers.append(n.clone(), v.clone());
+    });
+    Some(sent)
+}
+
 /// What the access log says about a request.
 #[derive(Debug, Default)]
 struct Log<'a> {
@@ -665,6 +686,10 @@ struct Log<'a> {
     /// Time to the upstream's response headers, last attempt.
     upstream_time: Option<Duration>,
     detail: &'static str,
+    /// The request as sent upstream (after the route's mutations and
+    /// rewrites), kept only for a route whose response header values
+    /// format something: their `%REQ(...)%` reads it, as Envoy's do.
+    sent: Option<http::request::Parts>,
 }
 
 impl Log<'_> {
@@ -807,7 +832,7 @@ where
     // An upstream's fields stay raw unless the route edits them.
     if m.edits_response() {
         if formats {
-            let mut ctx = format_context(&parts, peer, started);
+            let mut ctx = format_context(log.sent.as_ref().unwrap_or(&parts), peer, started);
             if let Some(up) = log.upstream {
                 ctx = ctx.upstream_remote_address(up);
             }
@@ -993,6 +1018,10 @@ where
             Ok(v) => headers.insert(HOST, v),
             Err(_) => return text(StatusCode::BAD_REQUEST, "bad upstream host\n").into(),
         }
+    }
+
+    if formats.is_some() && m.edits_response() {
+        log.sent = sent_request(parts, &path, &headers);
     }
 
     // Copies for the route's request mirrors, sent on their own.

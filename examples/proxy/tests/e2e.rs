@@ -591,6 +591,14 @@ routes:
     - name: all
       domains: ["*"]
       routes:
+        - name: sent
+          match: {{prefix: /sent/}}
+          action: {{cluster: up, prefix_rewrite: /up/}}
+          request_headers_to_add:
+            - {{header: {{key: x-added, value: "by-route"}}}}
+          request_headers_to_remove: [x-secret]
+          response_headers_to_add:
+            - {{header: {{key: x-sent, value: "%REQ(x-added)% %REQ(:PATH)% %REQ(x-secret?x-id)%"}}}}
         - name: fmt
           match: {{prefix: /f}}
           action: {{cluster: up}}
@@ -669,6 +677,24 @@ routes:
         assert!(
             (before..=after).contains(&start),
             "{before} <= {start} <= {after}"
+        );
+        // A response value's %REQ(...)% reads the request as it went
+        // upstream: the route's additions and removals and the rewritten
+        // path, as in Envoy.
+        let r = send(
+            &c,
+            proxy.addr(),
+            "",
+            "/sent/a?b",
+            &[("x-secret", "s"), ("x-id", "i")],
+        )
+        .await
+        .expect("request");
+        assert_eq!(r.seen("x-added").as_deref(), Some("by-route"));
+        assert_eq!(r.seen("x-secret"), None);
+        assert_eq!(
+            r.headers.get("x-sent").and_then(|v| v.to_str().ok()),
+            Some("by-route /up/a?b i")
         );
         // A route without commands is untouched.
         let r = send(&c, proxy.addr(), "", "/p", &[])
