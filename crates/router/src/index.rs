@@ -10,7 +10,7 @@
 //! is not compared again where the structure has decided it: exact paths,
 //! prefixes, and templates of literals and whole-segment operators (the
 //! template trie compares their literals and checks that each segment is
-//! non-empty `pchar`s); regexes and templates with `**` or text around an
+//! non-empty `pchar`s); regexes and templates with `**` or text after an
 //! operator are. A template's variables are read again only when a
 //! rewrite needs them.
 //!

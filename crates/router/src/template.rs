@@ -14,14 +14,17 @@
 /// Most variables in one template (Envoy's limit).
 pub(crate) const MAX_VARIABLES: usize = 5;
 
+/// Longest variable name, as in Envoy.
+const MAX_NAME: usize = 16;
+
 #[derive(Debug, Clone)]
 pub(crate) enum Segment {
     Literal(Box<str>),
-    /// One segment: `prefix`, then at least one character (captured into
-    /// variable `var` when set), then `suffix` (`*.m4s`, `{file}.txt`).
+    /// One segment: at least one character (captured into variable `var`
+    /// when set), then `suffix` (`*.m4s`, `{file}.txt`; only in the last
+    /// segment).
     One {
         var: Option<u8>,
-        prefix: Box<str>,
         suffix: Box<str>,
     },
     /// The rest of the path (zero or more segments), then `suffix` (which
@@ -149,6 +152,11 @@ fn add_var(t: &str, names: &mut Vec<Box<str>>, name: &str) -> Result<u8, String>
             "URI template {t:?}: invalid variable name {name:?}"
         ));
     }
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "URI template {t:?}: variable name {name:?} is longer than {MAX_NAME} characters"
+        ));
+    }
     if names.iter().any(|n| &**n == name) {
         return Err(format!(
             "URI template {t:?}: duplicate variable name {name:?}"
@@ -200,6 +208,14 @@ impl MatchTemplate {
         let mut after_many = String::new();
         if let Some(k) = parts.iter().position(|p| p.contains("**")) {
             let tail = &parts[k + 1..];
+            let glob_end = parts[k].rfind("**").map_or(0, |i| i + 2);
+            let after_glob = parts[k][glob_end..].trim_start_matches('}');
+            if !after_glob.is_empty() && !tail.is_empty() {
+                return Err(format!(
+                    "URI template {t:?}: text after '**' in {:?} must end the template",
+                    parts[k]
+                ));
+            }
             for (j, lit) in tail.iter().enumerate() {
                 let trailing_slash = lit.is_empty() && j + 1 == tail.len();
                 if !trailing_slash && !valid_literal(lit) {
@@ -291,7 +307,6 @@ impl MatchTemplate {
             let seg = match *e {
                 "*" => Segment::One {
                     var: None,
-                    prefix: "".into(),
                     suffix: tail.into(),
                 },
                 "**" if end && is_last => Segment::Many {
@@ -335,8 +350,8 @@ impl MatchTemplate {
                 "URI template {t:?}: '**' may only appear in the last segment"
             ))
         };
-        // A segment is literal text, or literal text around one operator:
-        // `*`, `**`, `{name}`, `{name=*}` or `{name=**}`.
+        // A segment is literal text, or one operator (`*`, `**`, `{name}`,
+        // `{name=*}` or `{name=**}`) and, in the last segment, text after it.
         let (prefix, op, suffix) = if let Some(open) = part.find('{') {
             let Some(close) = part[open..].find('}').map(|c| open + c) else {
                 return Err(format!("URI template {t:?}: unclosed '{{' in {part:?}"));
@@ -356,12 +371,22 @@ impl MatchTemplate {
             }
             return Ok(Segment::Literal(part.into()));
         }
-        for text in [prefix, suffix] {
-            if !valid_literal(text) {
-                return Err(format!(
-                    "URI template {t:?}: invalid text {text:?} around the operator in {part:?}"
-                ));
-            }
+        // As in Envoy's parser: an operator starts its segment, and text
+        // after it (`{file}.m3u8`, `**.mpd`) ends the template.
+        if !prefix.is_empty() {
+            return Err(format!(
+                "URI template {t:?}: no text may come before the operator in {part:?}"
+            ));
+        }
+        if !suffix.is_empty() && !is_last {
+            return Err(format!(
+                "URI template {t:?}: text after the operator in {part:?} must end the template"
+            ));
+        }
+        if !valid_literal(suffix) {
+            return Err(format!(
+                "URI template {t:?}: invalid text {suffix:?} after the operator in {part:?}"
+            ));
         }
         let (var, many) = match op {
             "*" => (None, false),
@@ -385,11 +410,6 @@ impl MatchTemplate {
             if !is_last {
                 return many_not_last();
             }
-            if !prefix.is_empty() {
-                return Err(format!(
-                    "URI template {t:?}: '**' must start its segment, got {part:?}"
-                ));
-            }
             return Ok(Segment::Many {
                 var,
                 suffix: suffix.into(),
@@ -397,7 +417,6 @@ impl MatchTemplate {
         }
         Ok(Segment::One {
             var,
-            prefix: prefix.into(),
             suffix: suffix.into(),
         })
     }
@@ -422,7 +441,7 @@ impl MatchTemplate {
     pub(crate) fn decided_by_trie(&self) -> bool {
         self.segments.iter().all(|s| match s {
             Segment::Literal(_) => true,
-            Segment::One { prefix, suffix, .. } => prefix.is_empty() && suffix.is_empty(),
+            Segment::One { suffix, .. } => suffix.is_empty(),
             Segment::Many { .. } => false,
         })
     }
@@ -465,11 +484,7 @@ impl MatchTemplate {
                         return false;
                     }
                 }
-                Segment::One {
-                    var,
-                    prefix,
-                    suffix,
-                } => {
+                Segment::One { var, suffix } => {
                     let start = pos;
                     while pos < p.len() && p[pos] != b'/' {
                         if !is_pchar(p[pos]) {
@@ -478,16 +493,14 @@ impl MatchTemplate {
                         pos += 1;
                     }
                     let seg = &p[start..pos];
-                    let (pre, suf) = (prefix.as_bytes(), suffix.as_bytes());
-                    if seg.len() <= pre.len() + suf.len()
-                        || !eq_case(&seg[..pre.len()], pre, case_sensitive)
+                    let suf = suffix.as_bytes();
+                    if seg.len() <= suf.len()
                         || !eq_case(&seg[seg.len() - suf.len()..], suf, case_sensitive)
                     {
                         return false;
                     }
                     if let Some(v) = var {
-                        caps[usize::from(*v)] =
-                            ((start + pre.len()) as u32, (pos - suf.len()) as u32);
+                        caps[usize::from(*v)] = (start as u32, (pos - suf.len()) as u32);
                     }
                 }
                 Segment::Many { var, suffix } => {
@@ -630,9 +643,9 @@ mod tests {
         assert!(!m("/", "/a"));
         assert!(m("/videos/*/*/*.m4s", "/videos/a/b/c.m4s"));
         assert!(!m("/videos/*/*/*.m4s", "/videos/a/b/.m4s"));
-        assert!(m("/img-{id}.png", "/img-7.png"));
-        assert!(!m("/img-{id}.png", "/img-.png"));
-        assert!(!m("/img-{id}.png", "/im-7.png"));
+        assert!(m("/img/{id}.png", "/img/7.png"));
+        assert!(!m("/img/{id}.png", "/img/.png"));
+        assert!(!m("/img/{id}.png", "/img/7.pn"));
     }
 
     /// The captures of `t` on `p`, as text.
@@ -736,10 +749,11 @@ mod tests {
             caps("/a/{p=**}/b/c", "/a/x/y/b/c"),
             Some(vec!["x/y".into()])
         );
-        assert_eq!(
-            caps("/a/{p=**}.gz/b", "/a/x/y.gz/b"),
-            Some(vec!["x/y".into()])
-        );
+        // Text after `**` ends the template (Envoy: "Prefix match not
+        // supported").
+        for t in ["/a/{p=**}.gz/b", "/a/**.gz/b", "/a/**.gz/"] {
+            assert!(MatchTemplate::parse(t).is_err(), "{t}");
+        }
         assert_eq!(
             caps("/{p=v/**}/end/", "/v/1/2/end/"),
             Some(vec!["v/1/2".into()])
@@ -779,6 +793,21 @@ mod tests {
         assert!(MatchTemplate::parse("/**/a").is_ok());
         assert!(MatchTemplate::parse("/**/*").is_err());
         assert!(MatchTemplate::parse("rel").is_err());
+        // Envoy's parser: an operator starts its segment, text after one
+        // ends the template, and a variable name has at most 16 characters.
+        for (bad, why) in [
+            ("/img-{id}.png", "no text may come before"),
+            ("/a/x*", "no text may come before"),
+            ("/a/v{v=**}", "no text may come before"),
+            ("/{v}.x/y", "must end the template"),
+            ("/*.x/", "must end the template"),
+            ("/a/{abcdefghijklmnopq}", "longer than 16"),
+        ] {
+            let e = MatchTemplate::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(MatchTemplate::parse("/a/{abcdefghijklmnop}").is_ok());
+        assert!(MatchTemplate::parse("/a/{v}.x").is_ok());
         let t = MatchTemplate::parse("/rest/{one}/{two}").unwrap();
         let e = RewriteTemplate::parse("/rest/{one}/{two}/{missing}", &t).unwrap_err();
         assert!(e.contains("mismatch between variables"));
