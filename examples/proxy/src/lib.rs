@@ -37,6 +37,7 @@ pub mod config;
 pub mod demo;
 pub mod downstream;
 pub mod h1;
+pub mod mirror;
 pub mod proxy;
 pub mod state;
 pub mod upstream;

@@ -1024,13 +1024,32 @@ where
         log.sent = sent_request(parts, &path, &headers);
     }
 
-    // Copies for the route's request mirrors, sent on their own.
-    if body.is_end_stream() {
-        for mirror in m.mirrors(parts, random_u64()) {
-            mirror_request(rt, client, mirror, m, &parts.method, &path, &headers, &host);
+    // Copies for the route's request mirrors, sent on their own; a body is
+    // teed into every copy as it goes upstream (crate::mirror).
+    use hyper::body::Body as _;
+    let mut body = Body::new(body);
+    let mirrors: Vec<rauta_router::Mirror<'_>> = m.mirrors(parts, random_u64()).collect();
+    if !mirrors.is_empty() {
+        let copies: Vec<Body> = if body.is_end_stream() {
+            mirrors.iter().map(|_| empty()).collect()
+        } else {
+            let (tee, copies) = crate::mirror::Tee::new(body, mirrors.len());
+            body = Body::new(tee);
+            copies.into_iter().map(Body::new).collect()
+        };
+        for (mirror, copy) in mirrors.into_iter().zip(copies) {
+            mirror_request(
+                rt,
+                client,
+                mirror,
+                m,
+                &parts.method,
+                &path,
+                &headers,
+                &host,
+                copy,
+            );
         }
-    } else if m.mirrors(parts, 0).next().is_some() {
-        tracing::debug!(route = m.route_name(), "request with a body not mirrored");
     }
 
     let hash = rt
@@ -1062,7 +1081,7 @@ where
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
 
-    let mut body = Some(Body::new(body));
+    let mut body = Some(body);
     let mut failure = Failure::NoHealthy;
     for attempt in 0..=max_retries {
         if attempt > 0 {
@@ -1158,10 +1177,11 @@ where
 const MAX_MIRRORS_IN_FLIGHT: usize = 1024;
 static MIRRORS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Sends a copy of a bodiless request to `mirror`'s cluster on a task of
-/// its own, bounded by the route's timeout (15 s when it has none), and
-/// drops the answer: the request's own path, method and fields, with
-/// `-shadow` appended to the Host unless the policy says not to.
+/// Sends a copy of a request to `mirror`'s cluster on a task of its own,
+/// bounded by the route's timeout (15 s when it has none), and drops the
+/// answer: the request's own path, method, fields and `body` (a copy teed
+/// from the request's, or empty), with `-shadow` appended to the Host unless
+/// the policy says not to.
 #[allow(clippy::too_many_arguments)]
 fn mirror_request(
     rt: &Runtime,
@@ -1172,6 +1192,7 @@ fn mirror_request(
     path: &str,
     headers: &UpstreamHeaders<'_>,
     host: &str,
+    body: Body,
 ) {
     use std::sync::atomic::Ordering;
     let Some(cluster) = rt.clusters.get(mirror.cluster) else {
@@ -1211,7 +1232,7 @@ fn mirror_request(
     };
     let (client, method, path) = (client.clone(), method.clone(), path.to_owned());
     tokio::spawn(async move {
-        let send = client.send(addr, &method, &path, &fields, empty(), Instant::now());
+        let send = client.send(addr, &method, &path, &fields, body, Instant::now());
         match tokio::time::timeout(bound, send).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, upstream = %addr, "mirror request failed"),

@@ -70,8 +70,10 @@ impl Upstream {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let served = Arc::new(AtomicU64::new(0));
+        let body_bytes = Arc::new(AtomicU64::new(0));
         let me = Arc::new(self);
         let count = Arc::clone(&served);
+        let bytes = Arc::clone(&body_bytes);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -80,11 +82,15 @@ impl Upstream {
                 let _ = stream.set_nodelay(true);
                 let me = Arc::clone(&me);
                 let count = Arc::clone(&count);
+                let bytes = Arc::clone(&bytes);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let me = Arc::clone(&me);
                         let count = Arc::clone(&count);
-                        async move { Ok::<_, std::convert::Infallible>(me.answer(req, &count).await) }
+                        let bytes = Arc::clone(&bytes);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(me.answer(req, &count, &bytes).await)
+                        }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -92,10 +98,20 @@ impl Upstream {
                 });
             }
         });
-        Ok(RunningUpstream { addr, served, task })
+        Ok(RunningUpstream {
+            addr,
+            served,
+            body_bytes,
+            task,
+        })
     }
 
-    async fn answer(&self, req: Request<Incoming>, count: &AtomicU64) -> Response<Body> {
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        count: &AtomicU64,
+        bytes: &AtomicU64,
+    ) -> Response<Body> {
         count.fetch_add(1, Ordering::Relaxed);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -120,6 +136,7 @@ impl Upstream {
             Ok(b) => b.to_bytes().len(),
             Err(_) => 0,
         };
+        bytes.fetch_add(body_len as u64, Ordering::Relaxed);
         let body = serde_json::json!({
             "upstream": self.name,
             "method": method,
@@ -147,6 +164,7 @@ impl Upstream {
 pub struct RunningUpstream {
     addr: SocketAddr,
     served: Arc<AtomicU64>,
+    body_bytes: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -159,6 +177,12 @@ impl RunningUpstream {
     /// Requests answered so far.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the request bodies received whole so far (a body that
+    /// failed counts nothing).
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(Ordering::Relaxed)
     }
 }
 

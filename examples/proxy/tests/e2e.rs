@@ -530,6 +530,62 @@ routes:
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(up.served(), 4);
     assert_eq!(shadow.served(), 3);
+
+    // A body goes to the mirror too, whole: with a length and chunked.
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let body = vec![b'x'; 40_000];
+    let req = http::Request::post(format!("http://{}/m/upload", proxy.addr()))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = tokio::time::timeout(REQUEST_BOUND, client.request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let copied = eventually(Duration::from_secs(10), || async {
+        shadow.body_bytes() >= 40_000
+    })
+    .await;
+    assert!(copied, "the mirror got {} body bytes", shadow.body_bytes());
+    assert_eq!(shadow.body_bytes(), 40_000);
+    assert_eq!(up.body_bytes(), 40_000);
+    // Ten frames and no length: the client sends it chunked.
+    struct Chunks(u32);
+    impl hyper::body::Body for Chunks {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
+        {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 -= 1;
+            let data = bytes::Bytes::from_static(&[b'y'; 1000]);
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+        }
+    }
+    let chunked_client: hyper_util::client::legacy::Client<_, Chunks> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = http::Request::post(format!("http://{}/m/stream", proxy.addr()))
+        .body(Chunks(10))
+        .unwrap();
+    let resp = tokio::time::timeout(REQUEST_BOUND, chunked_client.request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let copied = eventually(Duration::from_secs(10), || async {
+        shadow.body_bytes() >= 50_000
+    })
+    .await;
+    assert!(copied, "the mirror got {} body bytes", shadow.body_bytes());
+    assert_eq!(up.body_bytes(), 50_000);
 }
 
 /// `internal_only_headers` never come from a client: the proxy marks no
