@@ -689,7 +689,8 @@ struct Log<'a> {
     /// The request as sent upstream (after the route's mutations and
     /// rewrites), kept only for a route whose response header values
     /// format something: their `%REQ(...)%` reads it, as Envoy's do.
-    sent: Option<http::request::Parts>,
+    /// Boxed: the log lives in the request's future.
+    sent: Option<Box<http::request::Parts>>,
 }
 
 impl Log<'_> {
@@ -832,7 +833,7 @@ where
     // An upstream's fields stay raw unless the route edits them.
     if m.edits_response() {
         if formats {
-            let mut ctx = format_context(log.sent.as_ref().unwrap_or(&parts), peer, started);
+            let mut ctx = format_context(log.sent.as_deref().unwrap_or(&parts), peer, started);
             if let Some(up) = log.upstream {
                 ctx = ctx.upstream_remote_address(up);
             }
@@ -1021,7 +1022,7 @@ where
     }
 
     if formats.is_some() && m.edits_response() {
-        log.sent = sent_request(parts, &path, &headers);
+        log.sent = sent_request(parts, &path, &headers).map(Box::new);
     }
 
     // Copies for the route's request mirrors, sent on their own; a body is
