@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use rauta_router::config::RouteConfig;
-use rauta_router::{ActionKind, Decision, Request, RouteTable};
+use rauta_router::{ActionKind, CorsCheck, Decision, Request, RouteTable};
 use serde::Deserialize;
 
 const USAGE: &str = "usage:
@@ -189,6 +189,32 @@ fn route(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What the CORS policy does with a request, in one line.
+fn cors_summary(check: CorsCheck<'_>) -> String {
+    let allowed = |a: bool| if a { "allowed" } else { "not allowed" };
+    match check {
+        CorsCheck::NotCors => "not a CORS request (or the policy is off for it)".to_owned(),
+        CorsCheck::Shadow { origin_allowed } => {
+            format!("shadow only: origin {}", allowed(origin_allowed))
+        }
+        CorsCheck::Preflight(p) => {
+            let headers: Vec<String> = p.headers().map(|(n, v)| format!("{n}: {v}")).collect();
+            format!(
+                "preflight answered here, 200, origin {}; {}",
+                allowed(p.origin_allowed()),
+                headers.join("; ")
+            )
+        }
+        CorsCheck::Forward(r) => match r.allowed_origin() {
+            Some(o) => {
+                format!("origin allowed; the response gets access-control-allow-origin: {o}")
+            }
+            None => "origin not allowed; the response is left alone".to_owned(),
+        },
+        _ => "unknown".to_owned(),
+    }
+}
+
 fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -257,6 +283,13 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                             } else {
                                 p.retry_on.join(",")
                             }
+                        );
+                    }
+                    if let Some(c) = m.cors() {
+                        let _ = writeln!(
+                            out,
+                            "  cors          {}",
+                            cors_summary(c.check(req, random))
                         );
                     }
                     let added: Vec<String> = headers
@@ -571,5 +604,44 @@ mod tests {
         assert_eq!(p, "/?q");
         assert!(parse_url("a.com/x").is_err());
         assert!(parse_url("http:///x").is_err());
+    }
+
+    #[test]
+    fn describe_says_what_cors_does() {
+        let table = RouteTable::from_yaml(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    cors:
+      allow_origin_string_match: [{exact: "https://app.example"}]
+      allow_methods: "GET, PUT"
+    routes: [{name: r, match: {prefix: /}, action: {cluster: api}}]
+"#,
+        )
+        .unwrap();
+        let line = |req: Request| {
+            describe(&table, &req, 0)
+                .lines()
+                .find(|l| l.trim_start().starts_with("cors"))
+                .map(|l| l.trim_start()["cors".len()..].trim().to_owned())
+        };
+        assert_eq!(
+            line(Request::get("h", "/").header("origin", "https://app.example")).as_deref(),
+            Some("origin allowed; the response gets access-control-allow-origin: https://app.example")
+        );
+        assert_eq!(
+            line(
+                Request::new("OPTIONS", "h", "/")
+                    .header("origin", "https://app.example")
+                    .header("access-control-request-method", "PUT")
+            )
+            .as_deref(),
+            Some("preflight answered here, 200, origin allowed; access-control-allow-origin: https://app.example; access-control-allow-methods: GET, PUT")
+        );
+        assert_eq!(
+            line(Request::get("h", "/").header("origin", "https://x.example")).as_deref(),
+            Some("origin not allowed; the response is left alone")
+        );
     }
 }

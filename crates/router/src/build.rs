@@ -1,15 +1,18 @@
 //! Validation and compilation of a [`RouteConfig`] into a [`RouteTable`].
 //! Every problem is collected; nothing is checked at request time.
 
+use serde::Deserialize;
+
 use crate::config::{self, Limits, RouteConfig};
+use crate::cors::{CorsAt, CorsLevel, CorsSpec, CORS_FILTER};
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::matchers::{HeaderCond, HeaderTest, QueryCond, QueryTest, StringMatch, StringTest};
 use crate::mutate::{self, Mutations};
 use crate::path::PathPolicy;
 use crate::re::RegexLimits;
 use crate::table::{
-    self, ActionSpec, BuildOptions, ClusterName, ClusterSpec, DomainIndex, HostRewrite,
-    PathRewrite, PathSpec, RegexSub, RetryPolicy, RouteTable, Weighted, WeightedEntry,
+    self, ActionSpec, BuildOptions, ClusterName, ClusterSpec, DomainIndex, HedgePolicy,
+    HostRewrite, PathRewrite, PathSpec, RegexSub, RetryPolicy, RouteTable, Weighted, WeightedEntry,
 };
 use crate::template::{MatchTemplate, RewriteTemplate};
 
@@ -319,6 +322,110 @@ fn retry_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::RetryPolicy) -> Opti
     })
 }
 
+fn hedge_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::HedgePolicy) -> Option<HedgePolicy> {
+    let initial_requests = p.initial_requests.unwrap_or(1);
+    if initial_requests == 0 {
+        ctx.err(
+            ErrorKind::Invalid,
+            &format!("{field}.initial_requests"),
+            "value must be greater than or equal to 1 (HedgePolicyValidationError.InitialRequests)",
+        );
+        return None;
+    }
+    Some(HedgePolicy {
+        initial_requests,
+        additional_request_chance: p
+            .additional_request_chance
+            .as_ref()
+            .map_or((0, 100), |f| (f.numerator, f.denominator.value())),
+        hedge_on_per_try_timeout: p.hedge_on_per_try_timeout,
+    })
+}
+
+/// The type URLs a CORS policy may name.
+const CORS_TYPES: [&str; 2] = [
+    "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+    "type.googleapis.com/envoy.config.route.v3.CorsPolicy",
+];
+
+fn cors_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::CorsPolicy) -> Option<CorsSpec> {
+    let before = ctx.errors.len();
+    if let Some(t) = &p.type_url {
+        if !CORS_TYPES.contains(&t.as_str()) {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.@type"),
+                format!("expected {} (a CorsPolicy), got {t:?}", CORS_TYPES[0]),
+            );
+        }
+    }
+    let origins: Vec<_> = p
+        .allow_origin_string_match
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            ctx.string_match(&format!("{field}.allow_origin_string_match[{i}]"), m)
+        })
+        .collect();
+    for (name, value) in [
+        ("allow_methods", &p.allow_methods),
+        ("allow_headers", &p.allow_headers),
+        ("expose_headers", &p.expose_headers),
+        ("max_age", &p.max_age),
+    ] {
+        if http::HeaderValue::from_str(value).is_err() {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.{name}"),
+                format!("{value:?} is not a valid header value"),
+            );
+        }
+    }
+    let fraction = |f: &config::RuntimeFraction| {
+        (
+            f.default_value.numerator,
+            f.default_value.denominator.value(),
+        )
+    };
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(CorsSpec {
+        origins: origins.into(),
+        allow_methods: p.allow_methods.as_str().into(),
+        allow_headers: p.allow_headers.as_str().into(),
+        expose_headers: p.expose_headers.as_str().into(),
+        max_age: p.max_age.as_str().into(),
+        allow_credentials: p.allow_credentials,
+        allow_private_network_access: p.allow_private_network_access,
+        forward_not_matching_preflights: p.forward_not_matching_preflights,
+        enabled: p.filter_enabled.as_ref().map(fraction),
+        shadow: p.shadow_enabled.as_ref().map(fraction),
+    })
+}
+
+/// A level's CORS policies: its `cors` field (`legacy`, with the field's
+/// name) and its `typed_per_filter_config` for the CORS filter.
+fn cors_level(
+    ctx: &mut Ctx<'_>,
+    legacy: Option<(&str, &config::CorsPolicy)>,
+    filters_field: &str,
+    filters: &config::FilterConfigs,
+) -> CorsLevel {
+    let legacy = legacy.and_then(|(field, p)| cors_policy(ctx, field, p));
+    let filter = filters.get(CORS_FILTER).and_then(|v| {
+        let field = format!("{filters_field}[\"{CORS_FILTER}\"]");
+        match config::CorsPolicy::deserialize(v) {
+            Ok(p) => cors_policy(ctx, &field, &p),
+            Err(e) => {
+                ctx.err(ErrorKind::Invalid, &field, format!("not a CorsPolicy: {e}"));
+                None
+            }
+        }
+    });
+    (legacy.is_some() || filter.is_some()).then(|| Box::new(CorsAt { legacy, filter }))
+}
+
 fn limit(errors: &mut Vec<ConfigError>, what: &str, n: usize, max: usize, field: &str) -> bool {
     if n > max {
         errors.push(
@@ -419,6 +526,12 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         "request_mirror_policies",
         &config.request_mirror_policies,
         known,
+    );
+    let global_cors = cors_level(
+        &mut root,
+        None,
+        "typed_per_filter_config",
+        &config.typed_per_filter_config,
     );
     let mut internal_only = Vec::with_capacity(config.internal_only_headers.len());
     for (i, name) in config.internal_only_headers.iter().enumerate() {
@@ -527,6 +640,16 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             .retry_policy
             .as_ref()
             .and_then(|p| retry_policy(&mut ctx, "retry_policy", p));
+        let vhedge = v
+            .hedge_policy
+            .as_ref()
+            .and_then(|p| hedge_policy(&mut ctx, "hedge_policy", p));
+        let vcors = cors_level(
+            &mut ctx,
+            v.cors.as_ref().map(|p| ("cors", p)),
+            "typed_per_filter_config",
+            &v.typed_per_filter_config,
+        );
         let vpolicy = match &v.path_normalization {
             Some(p) => config_policy.overlay(p),
             None => config_policy.clone(),
@@ -548,6 +671,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
                 ri as u32,
                 rname,
                 vretry.as_ref(),
+                vhedge.as_ref(),
                 known,
                 max_body,
                 opts.legacy_query_present_match,
@@ -567,6 +691,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             if opts.raw_paths { None } else { Some(vpolicy) },
         );
         vhost.filters = table::filters(&v.typed_per_filter_config);
+        vhost.cors = vcors;
         vhost.metadata = v.metadata.clone().map(Box::new);
         vhost.mirrors = mirror_policies(
             &mut ctx,
@@ -580,7 +705,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
     if let Some(errs) = ConfigErrors::from_vec(errors) {
         return Err(errs);
     }
-    Ok(RouteTable::assemble(
+    let mut table = RouteTable::assemble(
         name,
         vhosts.into(),
         domains,
@@ -589,7 +714,9 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         global_resp,
         internal_only.into(),
         global_mirrors,
-    ))
+    );
+    table.cors = global_cors;
+    Ok(table)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -600,6 +727,7 @@ fn compile_route(
     index: u32,
     name: String,
     vhost_retry: Option<&RetryPolicy>,
+    vhost_hedge: Option<&HedgePolicy>,
     known: Option<&std::collections::HashSet<String>>,
     max_body: usize,
     legacy_query: bool,
@@ -755,6 +883,8 @@ fn compile_route(
             ),
             ("auto_host_rewrite", a.auto_host_rewrite.is_some()),
             ("retry_policy", a.retry_policy.is_some()),
+            ("hedge_policy", a.hedge_policy.is_some()),
+            ("cors", a.cors.is_some()),
             ("timeout_ms", a.timeout_ms.is_some()),
             (
                 "request_mirror_policies",
@@ -858,6 +988,16 @@ fn compile_route(
         Some(p) => retry_policy(ctx, "action.retry_policy", p),
         None => vhost_retry.cloned(),
     };
+    let hedge = match &a.hedge_policy {
+        Some(p) => hedge_policy(ctx, "action.hedge_policy", p),
+        None => vhost_hedge.cloned(),
+    };
+    let cors = cors_level(
+        ctx,
+        a.cors.as_ref().map(|p| ("action.cors", p)),
+        "typed_per_filter_config",
+        &r.typed_per_filter_config,
+    );
     let mut upgrades: Vec<(Box<str>, bool)> = Vec::new();
     for (i, u) in a.upgrade_configs.iter().enumerate() {
         if upgrades
@@ -931,6 +1071,8 @@ fn compile_route(
     )
     .map(|mut e| {
         e.filters = table::filters(&r.typed_per_filter_config);
+        e.hedge = hedge.map(Box::new);
+        e.cors = cors;
         e.mirrors = mirrors;
         e.metadata = r.metadata.clone().map(Box::new);
         e.named = r.name.is_some();
@@ -1154,6 +1296,12 @@ fn weighted(
             response,
             host_rewrite: e.host_rewrite_literal.as_deref().map(Into::into),
             filters: table::filters(&e.typed_per_filter_config),
+            cors: cors_level(
+                ctx,
+                None,
+                &format!("{field}.typed_per_filter_config"),
+                &e.typed_per_filter_config,
+            ),
         });
     }
     if !ok {

@@ -208,6 +208,13 @@ pub struct VirtualHost {
     /// Retry policy for routes that set none of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
+    /// Hedge policy for routes that set none of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_policy: Option<HedgePolicy>,
+    /// CORS policy (Envoy's `VirtualHost.cors`) for this virtual host's
+    /// forwarding routes; see [`RouteMatch::cors`](crate::RouteMatch::cors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
     /// Envoy's generic matcher tree. Not supported: accepted by the parser so
     /// that the error can say so (and that it conflicts with `routes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -605,6 +612,13 @@ pub struct Action {
     /// Retry policy; replaces the virtual host's entirely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
+    /// Hedge policy; replaces the virtual host's entirely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_policy: Option<HedgePolicy>,
+    /// CORS policy (Envoy's `RouteAction.cors`); its fields take precedence
+    /// over the virtual host's. See [`RouteMatch::cors`](crate::RouteMatch::cors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
     /// Protocol upgrades allowed on this route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upgrade_configs: Vec<UpgradeConfig>,
@@ -921,6 +935,71 @@ pub struct RetryPolicy {
     /// Maximum host selection attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selection_retry_max_attempts: Option<u32>,
+}
+
+/// A hedge policy (Envoy's `HedgePolicy`), kept as data for the proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HedgePolicy {
+    /// Requests sent at once (default 1, at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_requests: Option<u32>,
+    /// Chance of one more request beyond `initial_requests` (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_request_chance: Option<FractionalPercent>,
+    /// On a per-try timeout, keep the attempt and send another; the first
+    /// good answer wins.
+    #[serde(default)]
+    pub hedge_on_per_try_timeout: bool,
+}
+
+/// A CORS policy: Envoy's `CorsPolicy`, written as the `cors` field of a
+/// virtual host or route action, or as the `typed_per_filter_config` value
+/// of `envoy.filters.http.cors` at any level.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CorsPolicy {
+    /// Envoy's type URL. Optional; when given it must name
+    /// `envoy.extensions.filters.http.cors.v3.CorsPolicy` (or
+    /// `envoy.config.route.v3.CorsPolicy`).
+    #[serde(default, rename = "@type", skip_serializing_if = "Option::is_none")]
+    pub type_url: Option<String>,
+    /// Origins allowed; a matcher that matches `*` allows every origin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origin_string_match: Vec<StringMatcher>,
+    /// `access-control-allow-methods` on preflights (`*` echoes the
+    /// requested method).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub allow_methods: String,
+    /// `access-control-allow-headers` on preflights (`*` echoes the
+    /// requested headers).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub allow_headers: String,
+    /// `access-control-expose-headers` on responses.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expose_headers: String,
+    /// `access-control-max-age` on preflights.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub max_age: String,
+    /// Send `access-control-allow-credentials: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// Answer Chrome's private network access preflights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_private_network_access: Option<bool>,
+    /// Forward preflights whose origin is not allowed instead of answering
+    /// them (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_not_matching_preflights: Option<bool>,
+    /// The share of requests the policy applies to (default all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_enabled: Option<RuntimeFraction>,
+    /// The share of requests, among those it does not apply to, whose
+    /// origin is checked for stats only (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_enabled: Option<RuntimeFraction>,
 }
 
 /// Retry back-off intervals.

@@ -117,6 +117,7 @@ pub mod path;
 
 mod build;
 mod bytes;
+mod cors;
 mod error;
 mod explain;
 mod format;
@@ -130,6 +131,7 @@ mod router;
 mod table;
 mod template;
 
+pub use cors::{Cors, CorsCheck, CorsPreflight, CorsResponse, CORS_FILTER};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use explain::{DomainMatch, Explanation, RouteVerdict};
 pub use format::FormatContext;
@@ -137,8 +139,8 @@ pub use mutate::HeaderMapMut;
 pub use request::{HeaderValues, Request, RequestView};
 pub use router::{Router, RouterCache, Snapshot, Version};
 pub use table::{
-    shadow_host, ActionKind, BuildOptions, Decision, Mirror, PathKind, RetryPolicy, RouteEntry,
-    RouteId, RouteMatch, RouteScratch, RouteTable, Upstream, VirtualHostEntry,
+    shadow_host, ActionKind, BuildOptions, Decision, HedgePolicy, Mirror, PathKind, RetryPolicy,
+    RouteEntry, RouteId, RouteMatch, RouteScratch, RouteTable, Upstream, VirtualHostEntry,
 };
 
 #[cfg(doctest)]

@@ -7,6 +7,7 @@ use std::fmt;
 use ahash::AHashMap;
 
 use crate::config::{self, RequireTls, RouteConfig};
+use crate::cors::{Cors, CorsAt, CorsLevel};
 use crate::error::ConfigErrors;
 use crate::format::{FormatContext, RouteFacts, Side};
 use crate::matchers::{self, HeaderCond, QueryCond};
@@ -131,6 +132,7 @@ pub(crate) struct WeightedEntry {
     pub(crate) response: Mutations,
     pub(crate) host_rewrite: Option<Box<str>>,
     pub(crate) filters: Filters,
+    pub(crate) cors: CorsLevel,
 }
 
 /// A compiled request mirror policy.
@@ -263,6 +265,18 @@ pub struct RetryPolicy {
     pub host_selection_retry_max_attempts: u32,
 }
 
+/// A route's effective hedge policy, with Envoy's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HedgePolicy {
+    /// Requests sent at once (at least 1).
+    pub initial_requests: u32,
+    /// Chance of one more request, as `(numerator, denominator)`.
+    pub additional_request_chance: (u32, u64),
+    /// On a per-try timeout, keep the attempt and send another.
+    pub hedge_on_per_try_timeout: bool,
+}
+
 /// A compiled route: conditions, action and policies.
 #[derive(Debug, Clone)]
 pub struct RouteEntry {
@@ -291,6 +305,8 @@ pub struct RouteEntry {
     timeout_ms: u64,
     idle_timeout_ms: Option<u64>,
     retry: Option<RetryPolicy>,
+    pub(crate) hedge: Option<Box<HedgePolicy>>,
+    pub(crate) cors: CorsLevel,
     upgrades: Box<[(Box<str>, bool)]>,
     hash_policy: Box<[config::HashPolicy]>,
     pub(crate) filters: Filters,
@@ -375,6 +391,12 @@ impl RouteEntry {
     /// Stream idle timeout in milliseconds, if set.
     pub fn idle_timeout_ms(&self) -> Option<u64> {
         self.idle_timeout_ms
+    }
+
+    /// The effective hedge policy (the route's, else its virtual host's;
+    /// no field merge).
+    pub fn hedge_policy(&self) -> Option<&HedgePolicy> {
+        self.hedge.as_deref()
     }
 
     /// The effective retry policy (the route's, else its virtual host's).
@@ -511,6 +533,7 @@ pub struct VirtualHostEntry {
     path_policy: Option<PathPolicy>,
     pub(crate) route_index: crate::index::RouteIndex,
     pub(crate) filters: Filters,
+    pub(crate) cors: CorsLevel,
     pub(crate) mirrors: Box<[MirrorSpec]>,
     pub(crate) metadata: Option<Box<serde_json::Value>>,
 }
@@ -634,6 +657,7 @@ pub struct RouteTable {
     /// `internal_only_headers`, lower case.
     internal_only: Box<[Box<str>]>,
     filters: Filters,
+    pub(crate) cors: CorsLevel,
     mirrors: Box<[MirrorSpec]>,
     metadata: Option<Box<serde_json::Value>>,
     route_count: usize,
@@ -954,6 +978,7 @@ impl RouteTable {
             response,
             internal_only,
             filters: filters(&config.typed_per_filter_config),
+            cors: None,
             mirrors,
             metadata: config.metadata.clone().map(Box::new),
             route_count,
@@ -1434,6 +1459,61 @@ impl<'a> RouteMatch<'a> {
                 cluster,
                 shadow_suffix: m.shadow_suffix,
             })
+        })
+    }
+
+    /// The CORS policies that apply to this request (Envoy's CORS filter),
+    /// most specific first; `None` when there are none or the route does
+    /// not forward (redirects and direct responses get no CORS headers, as
+    /// in Envoy). See [`Cors`] for how the levels combine and
+    /// [`Cors::check`] for what to do with the request.
+    ///
+    /// ```
+    /// use rauta_router::{CorsCheck, Request, RouteTable};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["*"]
+    ///     cors:
+    ///       allow_origin_string_match: [{exact: "https://app.example"}]
+    ///       allow_methods: "GET, POST"
+    ///       max_age: "600"
+    ///     routes:
+    ///       - {match: {prefix: /}, action: {cluster: api}}
+    /// "#).unwrap();
+    /// let preflight = Request::new("OPTIONS", "api.example", "/orders")
+    ///     .header("origin", "https://app.example")
+    ///     .header("access-control-request-method", "POST");
+    /// let d = table.route(&preflight, 0);
+    /// let cors = d.route().unwrap().cors().unwrap();
+    /// let CorsCheck::Preflight(answer) = cors.check(&preflight, 0) else { panic!() };
+    /// let headers: Vec<_> = answer.headers().collect();
+    /// assert_eq!(headers, [
+    ///     ("access-control-allow-origin", "https://app.example"),
+    ///     ("access-control-allow-methods", "GET, POST"),
+    ///     ("access-control-max-age", "600"),
+    /// ]);
+    /// ```
+    pub fn cors(&self) -> Option<Cors<'a>> {
+        if !matches!(self.route.action, ActionSpec::Forward(_)) {
+            return None;
+        }
+        let at = |l: &'a CorsLevel| l.as_deref();
+        let weighted = self.weighted().and_then(|e| at(&e.cors));
+        let route = at(&self.route.cors);
+        let vhost = at(&self.vhost.cors);
+        let table = at(&self.table.cors);
+        let filter = |l: Option<&'a CorsAt>| l.and_then(|c| c.filter.as_ref());
+        Cors::new([
+            filter(weighted),
+            filter(route),
+            filter(vhost),
+            filter(table),
+        ])
+        .or_else(|| {
+            let legacy = |l: Option<&'a CorsAt>| l.and_then(|c| c.legacy.as_ref());
+            Cors::new([legacy(route), legacy(vhost), None, None])
         })
     }
 
@@ -1945,6 +2025,8 @@ pub(crate) fn make_route(
             timeout_ms,
             idle_timeout_ms,
             retry,
+            hedge: None,
+            cors: None,
             upgrades: upgrades.into(),
             hash_policy: hash_policy.into(),
             filters: None,
@@ -1978,6 +2060,7 @@ pub(crate) fn make_vhost(
         path_policy,
         route_index,
         filters: None,
+        cors: None,
         mirrors: Box::default(),
         metadata: None,
     }

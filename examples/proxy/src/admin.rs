@@ -53,6 +53,20 @@ fn metrics(state: &State) -> Response<Body> {
          rauta_proxy_reloads_total{{result=\"rejected\"}} {failed}\n",
         state.version().0
     );
+    let cors = state.cors_counts();
+    let _ = write!(
+        out,
+        "# HELP rauta_proxy_cors_origins_total Requests a CORS policy checked, by whether their origin is allowed.\n\
+         # TYPE rauta_proxy_cors_origins_total counter\n\
+         rauta_proxy_cors_origins_total{{result=\"valid\"}} {}\n\
+         rauta_proxy_cors_origins_total{{result=\"invalid\"}} {}\n\
+         # HELP rauta_proxy_cors_preflights_total CORS preflights answered by the proxy.\n\
+         # TYPE rauta_proxy_cors_preflights_total counter\n\
+         rauta_proxy_cors_preflights_total {}\n",
+        cors.origin_valid.get(),
+        cors.origin_invalid.get(),
+        cors.preflights.get()
+    );
     #[cfg(feature = "xdp")]
     if let Some(x) = state.xdp() {
         x.render(&mut out);

@@ -10,7 +10,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use rauta_balance::{HashInput, Pick};
-use rauta_router::{ActionKind, Decision, FormatContext, RetryPolicy, RouteMatch};
+use rauta_router::{ActionKind, CorsCheck, Decision, FormatContext, RetryPolicy, RouteMatch};
 
 use crate::cluster::Cluster;
 use crate::config::UnderscoreAction;
@@ -809,6 +809,35 @@ where
     };
     let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
     log.route = m.route_name();
+    // CORS (Envoy's CORS filter): a preflight is answered here, before the
+    // route's header edits; a request from an allowed origin gets the
+    // origin's headers on whatever answer it gets.
+    let check = m.cors().map(|c| c.check(&parts, random_u64()));
+    if let Some(allowed) = check.as_ref().and_then(|c| c.origin_allowed()) {
+        let counts = state.cors_counts();
+        if allowed {
+            &counts.origin_valid
+        } else {
+            &counts.origin_invalid
+        }
+        .inc();
+    }
+    let cors = match check {
+        Some(CorsCheck::Preflight(p)) => {
+            state.cors_counts().preflights.inc();
+            log.detail = "cors preflight";
+            let mut resp = Response::new(empty());
+            p.apply(resp.headers_mut());
+            let resp: Reply = resp.into();
+            if let Some(a) = active {
+                a.finish_with_latency(resp.status().as_u16(), started.elapsed());
+            }
+            access_log(&parts, &resp, &log, started, &request_id, remote);
+            return Ok(resp);
+        }
+        Some(CorsCheck::Forward(r)) => Some(r),
+        _ => None,
+    };
     // A format context is gathered only for a route whose header values
     // format something.
     let formats = m.formats_header_values();
@@ -841,6 +870,11 @@ where
         } else {
             m.apply_response(resp.headers_mut())
         }
+    }
+    // (Only an allowed origin adds fields: the upstream's stay raw
+    // otherwise.)
+    if let Some(c) = cors.as_ref().filter(|c| c.allowed_origin().is_some()) {
+        c.apply(resp.headers_mut());
     }
     if let Some(a) = active {
         if let Some(d) = log.upstream_time {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rauta_router::config::HashPolicy as RouteHashPolicy;
 use rauta_router::{Router, Snapshot, Version};
-use rauta_stats::{Registry, Reload, RequestStats, StatsConfig};
+use rauta_stats::{Counter, Registry, Reload, RequestStats, StatsConfig};
 
 use crate::cluster::{Cluster, Outliers};
 use crate::config::{build_options, ConfigError, ProxyConfig};
@@ -62,8 +62,21 @@ pub struct State {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    cors: CorsCounts,
     #[cfg(feature = "xdp")]
     xdp: Option<crate::xdp::Xdp>,
+}
+
+/// CORS outcomes (Envoy's `cors.origin_valid` and `cors.origin_invalid`,
+/// and the preflights answered here).
+#[derive(Debug, Default)]
+pub struct CorsCounts {
+    /// Requests whose origin a policy allows.
+    pub origin_valid: Counter,
+    /// Requests whose origin no policy allows.
+    pub origin_invalid: Counter,
+    /// Preflights answered by the proxy.
+    pub preflights: Counter,
 }
 
 /// Translates a route's Envoy hash policy into rauta-balance's.
@@ -126,6 +139,7 @@ impl State {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            cors: CorsCounts::default(),
             #[cfg(feature = "xdp")]
             xdp: None,
         })
@@ -157,6 +171,11 @@ impl State {
     /// The version being served.
     pub fn version(&self) -> Version {
         self.runtime.load().snapshot.version()
+    }
+
+    /// CORS outcomes so far.
+    pub fn cors_counts(&self) -> &CorsCounts {
+        &self.cors
     }
 
     /// (successful, failed) reloads so far.

@@ -868,3 +868,133 @@ async fn request_bodies_are_streamed_upstream_and_not_retried() {
     get(&http1(), proxy.addr(), "x", "/").await;
     assert_eq!(bad.served(), 5);
 }
+
+/// CORS: a preflight is answered by the proxy (the upstream never sees
+/// it, and the route's response edits do not apply); a request from an
+/// allowed origin is forwarded and its answer gets the origin's headers,
+/// over the route's own; one from another origin gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_answered_and_responses_get_the_origin() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      cors:
+        allow_origin_string_match: [{{exact: "https://app.example"}}]
+        allow_methods: "GET, PUT"
+        allow_headers: "x-token"
+        expose_headers: "x-request-id"
+        max_age: "600"
+        allow_credentials: true
+      response_headers_to_add:
+        - {{header: {{key: access-control-allow-origin, value: "*"}}}}
+        - {{header: {{key: x-route, value: "yes"}}}}
+      routes:
+        - name: r
+          match: {{prefix: /}}
+          action: {{cluster: up}}
+"#,
+        up.addr()
+    );
+    let proxy = start(&yaml).await;
+    let header = |r: &Reply, n: &str| {
+        r.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    for c in [http1(), h2c()] {
+        let served = up.served();
+        let r = send_method(
+            &c,
+            proxy.addr(),
+            "OPTIONS",
+            "",
+            "/items",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "PUT"),
+            ],
+        )
+        .await
+        .expect("preflight");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, "");
+        assert_eq!(up.served(), served, "a preflight is not forwarded");
+        for (n, v) in [
+            ("access-control-allow-origin", "https://app.example"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "GET, PUT"),
+            ("access-control-allow-headers", "x-token"),
+            ("access-control-max-age", "600"),
+        ] {
+            assert_eq!(header(&r, n).as_deref(), Some(v), "{n}");
+        }
+        assert_eq!(header(&r, "x-route"), None);
+
+        let r = send(
+            &c,
+            proxy.addr(),
+            "",
+            "/items",
+            &[("origin", "https://app.example")],
+        )
+        .await
+        .expect("request");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.upstream(), "up");
+        assert_eq!(r.seen("origin").as_deref(), Some("https://app.example"));
+        assert_eq!(
+            header(&r, "access-control-allow-origin").as_deref(),
+            Some("https://app.example")
+        );
+        assert_eq!(
+            header(&r, "access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            header(&r, "access-control-expose-headers").as_deref(),
+            Some("x-request-id")
+        );
+        assert_eq!(header(&r, "x-route").as_deref(), Some("yes"));
+
+        // Another origin: its preflight goes upstream, and nothing is
+        // added to the answers but the route's own edits.
+        let served = up.served();
+        let r = send_method(
+            &c,
+            proxy.addr(),
+            "OPTIONS",
+            "",
+            "/items",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "PUT"),
+            ],
+        )
+        .await
+        .expect("preflight");
+        assert_eq!(r.upstream(), "up");
+        assert_eq!(up.served(), served + 1);
+        assert_eq!(
+            header(&r, "access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+        assert_eq!(header(&r, "access-control-allow-credentials"), None);
+        let r = send(&c, proxy.addr(), "", "/items", &[]).await.unwrap();
+        assert_eq!(header(&r, "access-control-expose-headers"), None);
+    }
+    let metrics = admin(&proxy, "/metrics").await;
+    for line in [
+        "rauta_proxy_cors_origins_total{result=\"valid\"} 4",
+        "rauta_proxy_cors_origins_total{result=\"invalid\"} 2",
+        "rauta_proxy_cors_preflights_total 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+}

@@ -89,7 +89,21 @@ pub async fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Reply, String> {
-    let mut b = Request::get(format!("http://{addr}{path}"));
+    send_method(client, addr, "GET", host, path, headers).await
+}
+
+/// [`send`] with another method (and no body).
+pub async fn send_method(
+    client: &TestClient,
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     if !host.is_empty() {
         b = b.header("host", host);
     }
