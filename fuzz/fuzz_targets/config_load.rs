@@ -47,7 +47,11 @@ fn exercise(table: &RouteTable, text: &str) {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     for raw in [false, true] {
-        let opts = BuildOptions::default().raw_paths(raw);
+        // Alternately with files and environment variables readable: a
+        // fuzzed `filename` must not hang or take the whole file.
+        let opts = BuildOptions::default()
+            .raw_paths(raw)
+            .local_data_sources(raw);
         match RouteConfig::from_yaml(&text) {
             Ok(cfg) => match RouteTable::build_with(cfg, &opts) {
                 Ok(table) => exercise(&table, &text),

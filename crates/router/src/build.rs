@@ -500,7 +500,10 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
     } else {
         None
     };
-    let max_body = config.max_direct_response_body_size_bytes.unwrap_or(4096) as usize;
+    let max_body = BodyRules {
+        max: config.max_direct_response_body_size_bytes.unwrap_or(4096) as usize,
+        local: !opts.forbid_local_data_sources,
+    };
 
     let mut root = Ctx {
         errors: &mut errors,
@@ -729,7 +732,7 @@ fn compile_route(
     vhost_retry: Option<&RetryPolicy>,
     vhost_hedge: Option<&HedgePolicy>,
     known: Option<&std::collections::HashSet<String>>,
-    max_body: usize,
+    max_body: BodyRules,
     legacy_query: bool,
 ) -> Option<table::RouteEntry> {
     let before = ctx.errors.len();
@@ -1404,7 +1407,17 @@ fn redirect(ctx: &mut Ctx<'_>, rd: &config::Redirect) -> Option<ActionSpec> {
     )))
 }
 
-fn direct(ctx: &mut Ctx<'_>, d: &config::DirectResponse, max_body: usize) -> Option<ActionSpec> {
+/// How direct-response bodies are read: the size limit and whether files
+/// and environment variables may be read.
+#[derive(Debug, Clone, Copy)]
+struct BodyRules {
+    max: usize,
+    local: bool,
+}
+
+fn direct(ctx: &mut Ctx<'_>, d: &config::DirectResponse, rules: BodyRules) -> Option<ActionSpec> {
+    const FIELD: &str = "action.direct_response.body";
+    let max_body = rules.max;
     if !(100..=599).contains(&d.status) {
         ctx.err(
             ErrorKind::Invalid,
@@ -1413,6 +1426,13 @@ fn direct(ctx: &mut Ctx<'_>, d: &config::DirectResponse, max_body: usize) -> Opt
         );
         return None;
     }
+    let too_big = |ctx: &mut Ctx<'_>, len: usize| {
+        ctx.err(
+            ErrorKind::Limit,
+            FIELD,
+            format!("response body size is {len} bytes; maximum is {max_body}"),
+        );
+    };
     let body: String = match (&d.body, &d.body_repeat) {
         (Some(_), Some(_)) => {
             ctx.err(
@@ -1422,15 +1442,12 @@ fn direct(ctx: &mut Ctx<'_>, d: &config::DirectResponse, max_body: usize) -> Opt
             );
             return None;
         }
-        (Some(b), None) => b.clone(),
+        (Some(config::DataSource::Text(b)), None) => b.clone(),
+        (Some(config::DataSource::Source(src)), None) => data_source(ctx, FIELD, src, rules)?,
         (None, Some(r)) => {
             let len = r.ch.len_utf8().saturating_mul(r.count);
             if len > max_body {
-                ctx.err(
-                    ErrorKind::Limit,
-                    "action.direct_response.body",
-                    format!("response body size is {len} bytes; maximum is {max_body}"),
-                );
+                too_big(ctx, len);
                 return None;
             }
             std::iter::repeat_n(r.ch, r.count).collect()
@@ -1438,18 +1455,158 @@ fn direct(ctx: &mut Ctx<'_>, d: &config::DirectResponse, max_body: usize) -> Opt
         (None, None) => String::new(),
     };
     if body.len() > max_body {
-        ctx.err(
-            ErrorKind::Limit,
-            "action.direct_response.body",
-            format!(
-                "response body size is {} bytes; maximum is {max_body}",
-                body.len()
-            ),
-        );
+        too_big(ctx, body.len());
         return None;
     }
     Some(ActionSpec::Direct {
         status: d.status,
         body: body.into(),
     })
+}
+
+/// Reads an Envoy `DataSource` as text. A file is read up to one byte past
+/// the limit, so a huge file is neither read whole nor accepted.
+fn data_source(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    src: &config::DataSourceSpec,
+    rules: BodyRules,
+) -> Option<String> {
+    let set = [
+        src.inline_string.is_some(),
+        src.inline_bytes.is_some(),
+        src.filename.is_some(),
+        src.environment_variable.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if set != 1 {
+        ctx.err(
+            if set == 0 {
+                ErrorKind::Missing
+            } else {
+                ErrorKind::Conflict
+            },
+            field,
+            "set exactly one of inline_string, inline_bytes, filename or environment_variable",
+        );
+        return None;
+    }
+    let local = |ctx: &mut Ctx<'_>, what: &str| {
+        if !rules.local {
+            ctx.err(
+                ErrorKind::Unsupported,
+                &format!("{field}.{what}"),
+                "reading files and environment variables is turned off (BuildOptions::local_data_sources)",
+            );
+        }
+        rules.local
+    };
+    let utf8 = |ctx: &mut Ctx<'_>, what: &str, bytes: Vec<u8>| match String::from_utf8(bytes) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.{what}"),
+                "the body is not UTF-8",
+            );
+            None
+        }
+    };
+    if let Some(s) = &src.inline_string {
+        return Some(s.clone());
+    }
+    if let Some(b) = &src.inline_bytes {
+        let Some(bytes) = base64_decode(b) else {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.inline_bytes"),
+                "not valid base64",
+            );
+            return None;
+        };
+        return utf8(ctx, "inline_bytes", bytes);
+    }
+    if let Some(path) = &src.filename {
+        if !local(ctx, "filename") {
+            return None;
+        }
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        // Only regular files: opening a FIFO would wait for a writer, and a
+        // device may never end.
+        let read = std::fs::metadata(path).and_then(|m| {
+            if !m.is_file() {
+                return Err(std::io::Error::other("not a regular file"));
+            }
+            std::fs::File::open(path)?
+                .take(rules.max as u64 + 1)
+                .read_to_end(&mut bytes)
+        });
+        if let Err(e) = read {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.filename"),
+                format!("cannot read {path:?}: {e}"),
+            );
+            return None;
+        }
+        if bytes.len() > rules.max {
+            ctx.err(
+                ErrorKind::Limit,
+                &format!("{field}.filename"),
+                format!(
+                    "file {path} is larger than {} bytes, the body limit",
+                    rules.max
+                ),
+            );
+            return None;
+        }
+        return utf8(ctx, "filename", bytes);
+    }
+    let name = src.environment_variable.as_deref()?;
+    if !local(ctx, "environment_variable") {
+        return None;
+    }
+    match std::env::var_os(name) {
+        Some(v) => utf8(ctx, "environment_variable", v.into_encoded_bytes()),
+        None => {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.environment_variable"),
+                format!("Environment variable doesn't exist: {name}"),
+            );
+            None
+        }
+    }
+}
+
+/// Decodes base64 in either alphabet (`+/` or `-_`), with or without `=`
+/// padding, as protobuf's JSON parsers accept `bytes` fields.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let digits = text.trim_end_matches('=');
+    if text.len() - digits.len() > 2 || digits.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in digits.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }

@@ -824,12 +824,88 @@ impl RedirectResponseCode {
 pub struct DirectResponse {
     /// HTTP status.
     pub status: u16,
-    /// Body text.
+    /// The body: text, or Envoy's `DataSource` (`inline_string`,
+    /// `inline_bytes`, `filename`, `environment_variable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<DataSource>,
     /// A body of `count` copies of `char` (for generated test bodies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_repeat: Option<BodyRepeat>,
+}
+
+/// Where a direct response's body comes from: the text itself
+/// (`body: "ok"`), or Envoy's `DataSource` with exactly one field set
+/// (`body: {filename: /etc/app/maintenance.html}`). Files and environment
+/// variables are read when the table is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DataSource {
+    /// The text itself.
+    Text(String),
+    /// Envoy's `DataSource` fields.
+    Source(DataSourceSpec),
+}
+
+impl From<String> for DataSource {
+    fn from(text: String) -> DataSource {
+        DataSource::Text(text)
+    }
+}
+
+impl From<&str> for DataSource {
+    fn from(text: &str) -> DataSource {
+        DataSource::Text(text.to_owned())
+    }
+}
+
+/// Envoy's `config.core.v3.DataSource`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DataSourceSpec {
+    /// The text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_string: Option<String>,
+    /// Bytes in base64 (standard or URL-safe alphabet, padding optional),
+    /// as protobuf's JSON mapping writes them; they must be UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_bytes: Option<String>,
+    /// A file read at build time (see
+    /// [`BuildOptions::local_data_sources`](crate::BuildOptions::local_data_sources)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// An environment variable read at build time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_variable: Option<String>,
+    /// Accepted for compatibility; files are read once per build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watched_directory: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for DataSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DataSource, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = DataSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the body text or a DataSource (inline_string, inline_bytes, filename, environment_variable)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DataSource, E> {
+                Ok(DataSource::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<DataSource, E> {
+                Ok(DataSource::Text(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<DataSource, A::Error> {
+                DataSourceSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(DataSource::Source)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// A generated body: `count` copies of one character.
@@ -1316,7 +1392,7 @@ impl Route {
     pub fn direct_response(mut self, status: u16, body: impl Into<String>) -> Self {
         self.action_mut().direct_response = Some(DirectResponse {
             status,
-            body: Some(body.into()),
+            body: Some(DataSource::Text(body.into())),
             body_repeat: None,
         });
         self

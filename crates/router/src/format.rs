@@ -44,6 +44,7 @@ pub struct FormatContext<'a> {
     requested_server_name: Option<&'a str>,
     hostname: Option<&'a str>,
     start_time: Option<SystemTime>,
+    response_status: Option<u16>,
     request: Option<&'a (dyn RequestView + Sync)>,
 }
 
@@ -58,6 +59,7 @@ impl std::fmt::Debug for FormatContext<'_> {
             .field("requested_server_name", &self.requested_server_name)
             .field("hostname", &self.hostname)
             .field("start_time", &self.start_time)
+            .field("response_status", &self.response_status)
             .field("request", &self.request.is_some())
             .finish()
     }
@@ -101,6 +103,14 @@ impl<'a> FormatContext<'a> {
     #[must_use]
     pub fn upstream_remote_address(mut self, addr: SocketAddr) -> Self {
         self.upstream_remote = Some(addr);
+        self
+    }
+
+    /// The response's status, which a response value reads as
+    /// `%RESP(:status)%` (Envoy's response header map holds it).
+    #[must_use]
+    pub fn response_status(mut self, status: u16) -> Self {
+        self.response_status = Some(status);
         self
     }
 
@@ -503,7 +513,14 @@ impl Command {
             }
             Command::Resp(h) => {
                 if side == Side::Response {
-                    h.render(|name| own(name), out);
+                    let status = ctx.response_status;
+                    h.render(
+                        |name| match name {
+                            ":status" => status.map(|s| s.to_string()),
+                            _ => own(name),
+                        },
+                        out,
+                    );
                 }
             }
             Command::Address(e, part) => {
@@ -771,6 +788,21 @@ mod tests {
         let req = crate::Request::get("example.com", "/").header("x-id", "abc");
         let ctx = ctx.request(&req);
         assert_eq!(render("%RESP(x-own)%", Side::Response, &ctx), "mine");
+        // :status is the context's response status, when it has one.
+        assert_eq!(render("[%RESP(:status)%]", Side::Response, &ctx), "[]");
+        let with_status = ctx.response_status(503);
+        assert_eq!(
+            render(
+                "%RESP(:STATUS)% %RESP(:status):1%",
+                Side::Response,
+                &with_status
+            ),
+            "503 5"
+        );
+        assert_eq!(
+            render("[%RESP(:status)%]", Side::Request, &with_status),
+            "[]"
+        );
         assert_eq!(render("%REQ(x-id)%", Side::Response, &ctx), "abc");
         assert_eq!(render("%REQ(x-own)%", Side::Response, &ctx), "");
         // Pseudo-headers too come from that request on the response side

@@ -54,6 +54,10 @@ pub struct BuildOptions {
     /// already handled the path). Off by default; never turn it on for
     /// requests that have not been validated elsewhere.
     pub raw_paths: bool,
+    /// Refuse direct-response bodies read from files or environment
+    /// variables (`filename`, `environment_variable`): for tables built
+    /// from configurations the proxy's operator did not write.
+    pub forbid_local_data_sources: bool,
 }
 
 impl BuildOptions {
@@ -70,6 +74,14 @@ impl BuildOptions {
     /// Routes on raw request-targets; see [`BuildOptions::raw_paths`].
     pub fn raw_paths(mut self, raw: bool) -> Self {
         self.raw_paths = raw;
+        self
+    }
+
+    /// Whether direct-response bodies may be read from files and
+    /// environment variables (`true` by default; see
+    /// [`BuildOptions::forbid_local_data_sources`]).
+    pub fn local_data_sources(mut self, allow: bool) -> Self {
+        self.forbid_local_data_sources = !allow;
         self
     }
 

@@ -862,7 +862,8 @@ where
     // An upstream's fields stay raw unless the route edits them.
     if m.edits_response() {
         if formats {
-            let mut ctx = format_context(log.sent.as_deref().unwrap_or(&parts), peer, started);
+            let mut ctx = format_context(log.sent.as_deref().unwrap_or(&parts), peer, started)
+                .response_status(resp.status().as_u16());
             if let Some(up) = log.upstream {
                 ctx = ctx.upstream_remote_address(up);
             }

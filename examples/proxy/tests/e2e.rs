@@ -672,6 +672,7 @@ routes:
             - {{header: {{key: x-echo, value: "%REQ(x-id)%"}}}}
             - {{header: {{key: x-start, value: "%START_TIME(%s)%"}}}}
             - {{header: {{key: x-type, value: "%RESP(content-type)%"}}}}
+            - {{header: {{key: x-status, value: "%RESP(:status)%"}}}}
         - name: plain
           match: {{prefix: /}}
           action: {{cluster: up}}
@@ -723,6 +724,7 @@ routes:
         assert_eq!(resp("x-upstream-host"), Some(up.addr().to_string()));
         assert_eq!(resp("x-echo").as_deref(), Some("abcdef"));
         assert_eq!(resp("x-type"), resp("content-type"));
+        assert_eq!(resp("x-status").as_deref(), Some("200"));
         let start: u64 = resp("x-start")
             .and_then(|s| s.parse().ok())
             .expect("x-start");
