@@ -53,6 +53,12 @@ seed() {
             esac
         done < <(grep -h '^  input: ' "$shared"/paths/*.yaml)
     fi
+    if [ "$target" = config_load ]; then
+        # Whole configurations, in RAUTA's shape and in Envoy's.
+        for f in examples/config/demo.yaml examples/config/demo-envoy.yaml; do
+            cp "$f" "$dir/example-$(basename "$f")"
+        done
+    fi
     if [ "$target" = request_validation ] && [ -d "$shared/routes" ]; then
         while IFS= read -r host; do
             n=$((n + 1))

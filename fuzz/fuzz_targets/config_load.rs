@@ -65,6 +65,14 @@ fuzz_target!(|data: &[u8]| {
             Err(errs) => assert!(!errs.to_string().is_empty()),
         }
     }
+    // Envoy's shape: the conversion never panics, and what it gives builds
+    // or fails like any configuration.
+    if let Ok(cfg) = RouteConfig::from_envoy_yaml(&text) {
+        let opts = BuildOptions::default().local_data_sources(false);
+        if let Ok(table) = RouteTable::build_with(cfg, &opts) {
+            exercise(&table, &text);
+        }
+    }
     if let Ok(cfg) = RouteConfig::from_json(&text) {
         if let Ok(table) = RouteTable::build(cfg) {
             exercise(&table, &text);

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The rauta tool on the demo configuration: validate, check, and a bad config
-# that must fail with a clear error and exit code 1.
+# The rauta tool on the demo configuration (in both shapes): validate, check,
+# and a bad config that must fail with a clear error and exit code 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -q -p rauta-cli
 rauta=target/debug/rauta
 $rauta validate examples/config/demo.yaml
 $rauta check examples/config/demo.yaml examples/config/demo-tests.yaml
+# The same configuration in Envoy's own shape passes the same expectations.
+$rauta --envoy check examples/config/demo-envoy.yaml examples/config/demo-tests.yaml
 bad=$(mktemp)
 trap 'rm -f "$bad"' EXIT
 printf 'virtual_hosts: [{name: a, domains: ["*", "*"], routes: [{name: r, match: {regex: "(+"}, action: {cluster: c}}]}]\n' > "$bad"
@@ -18,4 +20,11 @@ echo "$out"
 [ "$code" -eq 1 ] || { echo "cli: expected exit 1 for a bad config, got $code" >&2; exit 1; }
 grep -q 'Only a single wildcard domain' <<<"$out"
 grep -q 'no argument for repetition operator' <<<"$out"
+# An Envoy-shaped file read as RAUTA's says how to read it.
+set +e
+out=$($rauta validate examples/config/demo-envoy.yaml 2>&1)
+code=$?
+set -e
+[ "$code" -eq 2 ] || { echo "cli: expected exit 2 for the wrong shape, got $code" >&2; exit 1; }
+grep -q 'rauta --envoy' <<<"$out"
 echo "cli: ok"

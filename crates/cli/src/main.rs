@@ -18,10 +18,18 @@ use rauta_router::{ActionKind, CorsCheck, Decision, Request, RouteTable};
 use serde::Deserialize;
 
 const USAGE: &str = "usage:
-  rauta validate CONFIG
-  rauta route CONFIG METHOD URL [-H 'name: value']... [--random N]
-  rauta check CONFIG TESTS.yaml
-CONFIG is a route configuration in YAML (or JSON when the file ends in .json).";
+  rauta [--envoy] validate CONFIG
+  rauta [--envoy] route CONFIG METHOD URL [-H 'name: value']... [--random N]
+  rauta [--envoy] check CONFIG TESTS.yaml
+CONFIG is a route configuration in YAML (or JSON when the file ends in .json),
+in RAUTA's shape, or with --envoy in Envoy's (a v3 RouteConfiguration).";
+
+/// The shape of configuration files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Rauta,
+    Envoy,
+}
 
 /// A failure with the exit code to leave with.
 struct Failure {
@@ -37,11 +45,17 @@ fn fail<T>(message: impl Into<String>) -> Result<T, Failure> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let shape = if args.first().map(String::as_str) == Some("--envoy") {
+        args.remove(0);
+        Shape::Envoy
+    } else {
+        Shape::Rauta
+    };
     let result = match args.first().map(String::as_str) {
-        Some("validate") => validate(&args[1..]),
-        Some("route") => route(&args[1..]),
-        Some("check") => check(&args[1..]),
+        Some("validate") => validate(&args[1..], shape),
+        Some("route") => route(&args[1..], shape),
+        Some("check") => check(&args[1..], shape),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -62,12 +76,13 @@ fn read(path: &str) -> Result<String, Failure> {
     std::fs::read_to_string(path).or_else(|e| fail(format!("cannot read {path}: {e}")))
 }
 
-fn load_config(path: &str) -> Result<RouteConfig, Failure> {
+fn load_config(path: &str, shape: Shape) -> Result<RouteConfig, Failure> {
     let text = read(path)?;
-    let parsed = if path.ends_with(".json") {
-        RouteConfig::from_json(&text)
-    } else {
-        RouteConfig::from_yaml(&text)
+    let parsed = match (shape, path.ends_with(".json")) {
+        (Shape::Rauta, true) => RouteConfig::from_json(&text),
+        (Shape::Rauta, false) => RouteConfig::from_yaml(&text),
+        (Shape::Envoy, true) => RouteConfig::from_envoy_json(&text),
+        (Shape::Envoy, false) => RouteConfig::from_envoy_yaml(&text),
     };
     parsed.or_else(|e| {
         fail(format!(
@@ -77,8 +92,8 @@ fn load_config(path: &str) -> Result<RouteConfig, Failure> {
     })
 }
 
-fn load_table(path: &str) -> Result<RouteTable, Failure> {
-    let config = load_config(path)?;
+fn load_table(path: &str, shape: Shape) -> Result<RouteTable, Failure> {
+    let config = load_config(path, shape)?;
     RouteTable::build(config).map_err(|errs| Failure {
         message: format!(
             "{path}: {} configuration error(s):\n{}",
@@ -93,11 +108,11 @@ fn load_table(path: &str) -> Result<RouteTable, Failure> {
     })
 }
 
-fn validate(args: &[String]) -> Result<(), Failure> {
+fn validate(args: &[String], shape: Shape) -> Result<(), Failure> {
     let [path] = args else {
         return fail(format!("validate takes one CONFIG\n{USAGE}"));
     };
-    let table = load_table(path)?;
+    let table = load_table(path, shape)?;
     println!(
         "{path}: ok ({} virtual hosts, {} routes)",
         table.virtual_hosts().len(),
@@ -142,11 +157,11 @@ fn parse_url(url: &str) -> Result<(Option<String>, Option<String>, String), Fail
     ))
 }
 
-fn route(args: &[String]) -> Result<(), Failure> {
+fn route(args: &[String], shape: Shape) -> Result<(), Failure> {
     let (Some(config), Some(method), Some(url)) = (args.first(), args.get(1), args.get(2)) else {
         return fail(format!("route takes CONFIG METHOD URL\n{USAGE}"));
     };
-    let table = load_table(config)?;
+    let table = load_table(config, shape)?;
     let (scheme, authority, path) = parse_url(url)?;
     let mut req = Request {
         method: method.to_ascii_uppercase(),
@@ -535,11 +550,11 @@ fn run_case(table: &RouteTable, t: &TestCase, covered: &mut BTreeSet<usize>) -> 
     d
 }
 
-fn check(args: &[String]) -> Result<(), Failure> {
+fn check(args: &[String], shape: Shape) -> Result<(), Failure> {
     let [config, tests] = args else {
         return fail(format!("check takes CONFIG TESTS.yaml\n{USAGE}"));
     };
-    let table = load_table(config)?;
+    let table = load_table(config, shape)?;
     let text = read(tests)?;
     let file: TestFile = serde_saphyr::from_str(&text).or_else(|e| {
         fail(format!(

@@ -27,16 +27,7 @@ struct Ctx<'e> {
 
 impl Ctx<'_> {
     fn err(&mut self, kind: ErrorKind, field: &str, msg: impl Into<String>) {
-        let mut e = ConfigError::new(kind, msg);
-        if let Some((i, n)) = &self.vhost {
-            e = e.at_vhost(*i, n);
-        }
-        if let Some((i, n)) = &self.route {
-            e = e.at_route(*i, n);
-        }
-        if !field.is_empty() {
-            e = e.field(field);
-        }
+        let e = ConfigError::located(kind, msg, self.vhost.as_ref(), self.route.as_ref(), field);
         self.errors.push(e);
     }
 

@@ -1166,6 +1166,27 @@ pub struct HashQueryParameter {
 
 // ----------------------------------------------------------------- loading
 
+/// A parse error, with a pointer to the Envoy-shape reader when the field
+/// it trips on is one Envoy's shape has and RAUTA's does not.
+fn envoy_hint(message: &str) -> String {
+    const ENVOY_ONLY: [&str; 6] = [
+        "unknown field `@type`",
+        "unknown field `route`",
+        "unknown field `redirect`",
+        "unknown field `direct_response`",
+        "unknown field `safe_regex`",
+        "unknown field `path_match_policy`",
+    ];
+    if ENVOY_ONLY.iter().any(|f| message.contains(f)) {
+        format!(
+            "{message} (this looks like Envoy's own shape: read it with \
+             RouteConfig::from_envoy_yaml, `rauta --envoy`, or rauta-proxy's envoy_routes)"
+        )
+    } else {
+        message.to_owned()
+    }
+}
+
 impl RouteConfig {
     /// Parses a configuration from YAML. Unknown fields are errors.
     ///
@@ -1179,7 +1200,10 @@ impl RouteConfig {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid YAML");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            ConfigErrors::from(ConfigError::new(ErrorKind::Parse, first.trim_end()))
+            ConfigErrors::from(ConfigError::new(
+                ErrorKind::Parse,
+                envoy_hint(first.trim_end()),
+            ))
         })
     }
 
@@ -1189,8 +1213,85 @@ impl RouteConfig {
     ///
     /// The JSON is malformed or does not fit the model.
     pub fn from_json(text: &str) -> Result<RouteConfig, ConfigErrors> {
-        serde_json::from_str(text)
-            .map_err(|e| ConfigErrors::from(ConfigError::new(ErrorKind::Parse, e.to_string())))
+        serde_json::from_str(text).map_err(|e| {
+            ConfigErrors::from(ConfigError::new(
+                ErrorKind::Parse,
+                envoy_hint(&e.to_string()),
+            ))
+        })
+    }
+
+    /// Parses Envoy's own `RouteConfiguration` (v3 API) from YAML, as
+    /// written for Envoy or served by its RDS: a route's `route`,
+    /// `redirect` or `direct_response`, `safe_regex` matches, durations
+    /// such as `timeout: 1.5s`, and the URI template extensions. See
+    /// docs/envoy-compatibility.md for what RAUTA supports; a field it does
+    /// not is a load error, never ignored.
+    ///
+    /// ```
+    /// use rauta_router::config::RouteConfig;
+    /// use rauta_router::{Request, RouteTable};
+    ///
+    /// let config = RouteConfig::from_envoy_yaml(r#"
+    /// name: local_route
+    /// virtual_hosts:
+    ///   - name: backend
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - match: {safe_regex: {regex: "/users/[0-9]+"}}
+    ///         route: {cluster: users, timeout: 2.5s, retry_policy: {retry_on: 5xx, per_try_timeout: 0.5s}}
+    ///       - match: {prefix: /old}
+    ///         redirect: {path_redirect: /new}
+    ///       - match: {prefix: /}
+    ///         direct_response: {status: 404, body: {inline_string: "not here"}}
+    /// "#)?;
+    /// let table = RouteTable::build(config)?;
+    /// let req = Request::get("h", "/users/7");
+    /// let d = table.route(&req, 0);
+    /// let m = d.route().unwrap();
+    /// assert_eq!(m.cluster(), Some("users"));
+    /// assert_eq!(m.route().timeout_ms(), 2500);
+    /// assert_eq!(m.route().retry_policy().unwrap().per_try_timeout_ms, 500);
+    /// # Ok::<(), rauta_router::ConfigErrors>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The YAML is malformed, or does not fit Envoy's shape and RAUTA's
+    /// model; each error names its virtual host, route and field.
+    pub fn from_envoy_yaml(text: &str) -> Result<RouteConfig, ConfigErrors> {
+        // YAML 1.2 booleans only: `value: y` is the text "y", as a typed
+        // field would read it, not `true`.
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let value: serde_json::Value =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("invalid YAML");
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                ConfigErrors::from(ConfigError::new(ErrorKind::Parse, first.trim_end()))
+            })?;
+        crate::envoy_shape::from_value(value)
+    }
+
+    /// [`RouteConfig::from_envoy_yaml`] for JSON.
+    ///
+    /// # Errors
+    ///
+    /// As for [`RouteConfig::from_envoy_yaml`].
+    pub fn from_envoy_json(text: &str) -> Result<RouteConfig, ConfigErrors> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigErrors::from(ConfigError::new(ErrorKind::Parse, e.to_string())))?;
+        crate::envoy_shape::from_value(value)
+    }
+
+    /// [`RouteConfig::from_envoy_yaml`] for an already-parsed value (an
+    /// RDS response's resource, say).
+    ///
+    /// # Errors
+    ///
+    /// As for [`RouteConfig::from_envoy_yaml`].
+    pub fn from_envoy_value(value: serde_json::Value) -> Result<RouteConfig, ConfigErrors> {
+        crate::envoy_shape::from_value(value)
     }
 
     /// Reads a configuration from an already-parsed JSON value (for
@@ -1200,8 +1301,12 @@ impl RouteConfig {
     ///
     /// The value does not fit the model.
     pub fn from_json_value(value: serde_json::Value) -> Result<RouteConfig, ConfigErrors> {
-        serde_json::from_value(value)
-            .map_err(|e| ConfigErrors::from(ConfigError::new(ErrorKind::Parse, e.to_string())))
+        serde_json::from_value(value).map_err(|e| {
+            ConfigErrors::from(ConfigError::new(
+                ErrorKind::Parse,
+                envoy_hint(&e.to_string()),
+            ))
+        })
     }
 
     /// An empty configuration, to be filled with the builder methods.

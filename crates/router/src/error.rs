@@ -52,13 +52,26 @@ impl ConfigError {
         }
     }
 
-    pub(crate) fn at_vhost(mut self, index: usize, name: &str) -> Self {
-        self.vhost = Some((index, name.to_owned()));
-        self
+    /// An error at a place: the virtual host and route it is in (index and
+    /// name), and the field (none when empty).
+    pub(crate) fn located(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        vhost: Option<&(usize, String)>,
+        route: Option<&(usize, String)>,
+        field: &str,
+    ) -> Self {
+        let mut e = ConfigError::new(kind, message);
+        e.vhost = vhost.cloned();
+        e.route = route.cloned();
+        if !field.is_empty() {
+            e.field = Some(field.to_owned());
+        }
+        e
     }
 
-    pub(crate) fn at_route(mut self, index: usize, name: &str) -> Self {
-        self.route = Some((index, name.to_owned()));
+    pub(crate) fn at_vhost(mut self, index: usize, name: &str) -> Self {
+        self.vhost = Some((index, name.to_owned()));
         self
     }
 

@@ -118,6 +118,7 @@ pub mod path;
 mod build;
 mod bytes;
 mod cors;
+mod envoy_shape;
 mod error;
 mod explain;
 mod format;

@@ -14,6 +14,8 @@
 //!   deny_tcp_ports: [23]
 //! routes:                         # a rauta-router RouteConfig (docs/config.md)
 //!   virtual_hosts: [...]
+//! # or, instead of routes, Envoy's own v3 RouteConfiguration:
+//! # envoy_routes: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: web}}]}]}
 //! ```
 
 use std::collections::HashSet;
@@ -171,7 +173,10 @@ struct RawConfig {
     xdp: Option<XdpConfig>,
     #[serde(default)]
     headers_with_underscores_action: UnderscoreAction,
-    routes: serde_json::Value,
+    #[serde(default)]
+    routes: Option<serde_json::Value>,
+    #[serde(default)]
+    envoy_routes: Option<serde_json::Value>,
 }
 
 /// A validated proxy configuration: the clusters and the compiled table.
@@ -202,8 +207,12 @@ impl ProxyConfig {
     ///
     /// The first cluster problem, or every route problem.
     pub fn from_yaml(text: &str) -> Result<ProxyConfig, ConfigError> {
-        let raw: RawConfig =
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(first_line(&e)))?;
+        // YAML 1.2 booleans: the route configuration is read through a JSON
+        // value, where a YAML 1.1 `yes` would become `true` and no longer
+        // fit a string field (`value: yes`).
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let raw: RawConfig = serde_saphyr::from_str_with_options(text, options)
+            .map_err(|e| ConfigError::Parse(first_line(&e)))?;
         let mut names = HashSet::new();
         for (index, c) in raw.clusters.iter().enumerate() {
             let err = |message: String| ConfigError::Cluster {
@@ -223,7 +232,15 @@ impl ProxyConfig {
             // Build the balancer once to surface its errors now.
             crate::cluster::build_balancer(c, &|_| false).map_err(|e| err(e.to_string()))?;
         }
-        let routes = RouteConfig::from_json_value(raw.routes)?;
+        let routes = match (raw.routes, raw.envoy_routes) {
+            (Some(r), None) => RouteConfig::from_json_value(r)?,
+            (None, Some(r)) => RouteConfig::from_envoy_value(r)?,
+            _ => {
+                return Err(ConfigError::Parse(
+                    "set exactly one of routes (RAUTA's shape) or envoy_routes (Envoy's RouteConfiguration)".into(),
+                ))
+            }
+        };
         let table = RouteTable::build_with(routes, &build_options(&raw.clusters))?;
         Ok(ProxyConfig {
             listen: raw.listen,
@@ -278,6 +295,42 @@ routes:
         assert_eq!(c.clusters[0].endpoints[1].weight(), 3);
         assert_eq!(c.clusters[0].lb_policy, LbPolicy::RoundRobin);
         assert_eq!(c.table.route_count(), 1);
+    }
+
+    #[test]
+    fn envoy_routes_are_read_in_envoy_shape() {
+        let text = r#"
+clusters:
+  - {name: a, endpoints: ["127.0.0.1:1"]}
+envoy_routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - match: {prefix: /}
+          route: {cluster: a, timeout: 2s}
+          request_headers_to_add: [{header: {key: x-on, value: yes}}]
+"#;
+        let c = ProxyConfig::from_yaml(text).unwrap();
+        assert_eq!(c.table.virtual_hosts()[0].routes()[0].timeout_ms(), 2000);
+        // Unknown clusters are still load errors.
+        let err = ProxyConfig::from_yaml(&text.replace("cluster: a,", "cluster: b,")).unwrap_err();
+        assert!(matches!(err, ConfigError::Routes(_)), "{err}");
+        // Both keys, or neither, are refused.
+        let both = format!("{text}routes: {{virtual_hosts: []}}\n");
+        let err = ProxyConfig::from_yaml(&both).unwrap_err();
+        assert!(err.to_string().contains("exactly one of routes"), "{err}");
+        let err = ProxyConfig::from_yaml("clusters: []\n").unwrap_err();
+        assert!(err.to_string().contains("exactly one of routes"), "{err}");
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_are_text_in_routes() {
+        let text = OK.replace(
+            "action: {cluster: a}}",
+            "action: {cluster: a}, request_headers_to_add: [{key: x-on, value: yes}]}",
+        );
+        ProxyConfig::from_yaml(&text).unwrap();
     }
 
     #[test]

@@ -1,0 +1,436 @@
+//! Envoy's own `RouteConfiguration` shape (v3 API, as YAML or JSON), read
+//! into RAUTA's [`RouteConfig`].
+//!
+//! RAUTA's model is Envoy's with a few flattenings (docs/config.md,
+//! "Conventions"). This module undoes them on the way in, so that a route
+//! configuration written for Envoy (or served by its RDS) loads as it is:
+//!
+//! - a route's `route` (`RouteAction`), `redirect` or `direct_response`
+//!   becomes its `action`;
+//! - `safe_regex: {regex: ...}` in a route match becomes `regex`;
+//! - the `envoy.path.match.uri_template` and `envoy.path.rewrite.uri_template`
+//!   extensions become `path_template` and `path_template_rewrite`;
+//! - durations (`"1.5s"`, or `{seconds, nanos}`) become the `_ms` fields,
+//!   truncated to whole milliseconds as Envoy reads them.
+//!
+//! Everything else is the same field in both shapes. Fields RAUTA does not
+//! support stay unknown fields, so they fail the load rather than being
+//! dropped. Errors name the virtual host and route they are in, and the
+//! Envoy field where the shape was wrong.
+
+use serde_json::{Map, Value};
+
+use crate::config::{Route, RouteConfig, VirtualHost};
+use crate::error::{ConfigError, ConfigErrors, ErrorKind};
+
+/// The type URLs a whole configuration may carry.
+const ROUTE_CONFIGURATION: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+const URI_TEMPLATE_MATCH: &str = "envoy.path.match.uri_template";
+const URI_TEMPLATE_REWRITE: &str = "envoy.path.rewrite.uri_template";
+
+/// Where a conversion error is: the virtual host, the route and the field.
+#[derive(Default, Clone)]
+struct At {
+    vhost: Option<(usize, String)>,
+    route: Option<(usize, String)>,
+}
+
+impl At {
+    fn error(&self, kind: ErrorKind, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::located(
+            kind,
+            message,
+            self.vhost.as_ref(),
+            self.route.as_ref(),
+            field,
+        )
+    }
+
+    /// The error for a part that is not a mapping.
+    fn not_a_mapping(&self, value: &Value) -> ConfigError {
+        self.error(
+            ErrorKind::Parse,
+            "",
+            format!("expected a mapping, got {}", kind_of(value)),
+        )
+    }
+}
+
+type Errors = Vec<ConfigError>;
+
+/// Reads Envoy's `RouteConfiguration` from an already-parsed value.
+pub(crate) fn from_value(mut value: Value) -> Result<RouteConfig, ConfigErrors> {
+    let mut errors = Errors::new();
+    let top = At::default();
+    let Some(obj) = value.as_object_mut() else {
+        return Err(top
+            .error(
+                ErrorKind::Parse,
+                "",
+                "an Envoy RouteConfiguration must be a mapping",
+            )
+            .into());
+    };
+    if let Some(t) = obj.remove("@type") {
+        if t.as_str() != Some(ROUTE_CONFIGURATION) {
+            errors.push(top.error(
+                ErrorKind::Invalid,
+                "@type",
+                format!("expected {ROUTE_CONFIGURATION}, got {t}"),
+            ));
+        }
+    }
+    let vhosts = take_list(obj, "virtual_hosts", &top, &mut errors);
+    let mut config: Option<RouteConfig> = parse(value, &top, "", &mut errors);
+    let mut out = Vec::with_capacity(vhosts.len());
+    for (vi, v) in vhosts.into_iter().enumerate() {
+        if let Some(v) = virtual_host(vi, v, &mut errors) {
+            out.push(v);
+        }
+    }
+    if let Some(c) = config.as_mut() {
+        c.virtual_hosts = out;
+    }
+    match ConfigErrors::from_vec(errors) {
+        Some(e) => Err(e),
+        None => Ok(config.expect("no errors means the configuration parsed")),
+    }
+}
+
+/// Takes the list `key` out of `obj` (none when absent or null).
+fn take_list(obj: &mut Map<String, Value>, key: &str, at: &At, errors: &mut Errors) -> Vec<Value> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(v)) => v,
+        Some(other) => {
+            errors.push(at.error(
+                ErrorKind::Parse,
+                key,
+                format!("expected a list, got {}", kind_of(&other)),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn name_of(v: &Value) -> Option<String> {
+    v.get("name").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Deserializes a converted part; its error goes to `errors` at `at`.
+fn parse<T: serde::de::DeserializeOwned>(
+    value: Value,
+    at: &At,
+    field: &str,
+    errors: &mut Errors,
+) -> Option<T> {
+    match serde_json::from_value(value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(at.error(ErrorKind::Parse, field, e.to_string()));
+            None
+        }
+    }
+}
+
+fn virtual_host(index: usize, mut value: Value, errors: &mut Errors) -> Option<VirtualHost> {
+    let name = name_of(&value).unwrap_or_else(|| format!("virtual_hosts[{index}]"));
+    let at = At {
+        vhost: Some((index, name)),
+        route: None,
+    };
+    let Some(obj) = value.as_object_mut() else {
+        errors.push(at.not_a_mapping(&value));
+        return None;
+    };
+    let routes = take_list(obj, "routes", &at, errors);
+    if let Some(p) = obj.get_mut("retry_policy") {
+        retry_policy(p, &at, "retry_policy", errors);
+    }
+    let mut vhost: Option<VirtualHost> = parse(value, &at, "", errors);
+    let mut out = Vec::with_capacity(routes.len());
+    for (ri, r) in routes.into_iter().enumerate() {
+        let name = name_of(&r).unwrap_or_else(|| format!("routes[{ri}]"));
+        let at = At {
+            vhost: at.vhost.clone(),
+            route: Some((ri, name)),
+        };
+        if let Some(r) = route(r, &at, errors) {
+            out.push(r);
+        }
+    }
+    if let Some(v) = vhost.as_mut() {
+        v.routes = out;
+    }
+    vhost
+}
+
+fn route(mut value: Value, at: &At, errors: &mut Errors) -> Option<Route> {
+    let Some(obj) = value.as_object_mut() else {
+        errors.push(at.not_a_mapping(&value));
+        return None;
+    };
+    if obj.contains_key("action") {
+        errors.push(at.error(
+            ErrorKind::Parse,
+            "action",
+            "`action` is RAUTA's shape; an Envoy route has route, redirect or direct_response",
+        ));
+        return None;
+    }
+    if let Some(m) = obj.get_mut("match").and_then(Value::as_object_mut) {
+        route_match(m, at, errors);
+    }
+    let mut action = Map::new();
+    if let Some(mut r) = obj.remove("route") {
+        if let Some(a) = r.as_object_mut() {
+            route_action(a, at, errors);
+        }
+        match r {
+            Value::Object(a) => action = a,
+            other => errors.push(at.error(
+                ErrorKind::Parse,
+                "route",
+                format!("expected a mapping, got {}", kind_of(&other)),
+            )),
+        }
+    }
+    for key in ["redirect", "direct_response"] {
+        if let Some(v) = obj.remove(key) {
+            action.insert(key.to_owned(), v);
+        }
+    }
+    if !action.is_empty() {
+        obj.insert("action".to_owned(), Value::Object(action));
+    }
+    parse(value, at, "", errors)
+}
+
+fn route_match(m: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
+    if let Some(r) = m.remove("safe_regex") {
+        match r.get("regex").and_then(Value::as_str) {
+            Some(p) => {
+                m.insert("regex".to_owned(), Value::String(p.to_owned()));
+            }
+            None => errors.push(at.error(
+                ErrorKind::Parse,
+                "match.safe_regex",
+                "expected {regex: <pattern>}",
+            )),
+        }
+    }
+    if let Some(p) = m.remove("path_match_policy") {
+        if let Some(t) = extension(
+            &p,
+            at,
+            "match.path_match_policy",
+            URI_TEMPLATE_MATCH,
+            "path_template",
+            errors,
+        ) {
+            m.insert("path_template".to_owned(), t);
+        }
+    }
+}
+
+/// The one field of a typed extension config (`{name, typed_config: {...}}`).
+fn extension(
+    v: &Value,
+    at: &At,
+    field: &str,
+    name: &str,
+    key: &str,
+    errors: &mut Errors,
+) -> Option<Value> {
+    let given = v.get("name").and_then(Value::as_str).unwrap_or("");
+    let value = v.get("typed_config").and_then(|c| c.get(key));
+    if given != name || value.is_none() {
+        errors.push(at.error(
+            ErrorKind::Unsupported,
+            field,
+            format!("only the {name} extension is supported (with typed_config.{key})"),
+        ));
+        return None;
+    }
+    value.cloned()
+}
+
+fn route_action(a: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
+    if let Some(p) = a.remove("path_rewrite_policy") {
+        if let Some(t) = extension(
+            &p,
+            at,
+            "route.path_rewrite_policy",
+            URI_TEMPLATE_REWRITE,
+            "path_template_rewrite",
+            errors,
+        ) {
+            a.insert("path_template_rewrite".to_owned(), t);
+        }
+    }
+    duration_field(a, "timeout", "timeout_ms", at, "route", errors);
+    duration_field(a, "idle_timeout", "idle_timeout_ms", at, "route", errors);
+    if let Some(p) = a.get_mut("retry_policy") {
+        retry_policy(p, at, "route.retry_policy", errors);
+    }
+    if let Some(Value::Array(list)) = a.get_mut("hash_policy") {
+        for (i, h) in list.iter_mut().enumerate() {
+            if let Some(c) = h.get_mut("cookie").and_then(Value::as_object_mut) {
+                let field = format!("route.hash_policy[{i}].cookie");
+                duration_field(c, "ttl", "ttl_ms", at, &field, errors);
+            }
+        }
+    }
+}
+
+fn retry_policy(p: &mut Value, at: &At, field: &str, errors: &mut Errors) {
+    let Some(p) = p.as_object_mut() else { return };
+    duration_field(
+        p,
+        "per_try_timeout",
+        "per_try_timeout_ms",
+        at,
+        field,
+        errors,
+    );
+    duration_field(
+        p,
+        "per_try_idle_timeout",
+        "per_try_idle_timeout_ms",
+        at,
+        field,
+        errors,
+    );
+    if let Some(b) = p.get_mut("retry_back_off").and_then(Value::as_object_mut) {
+        let field = format!("{field}.retry_back_off");
+        duration_field(b, "base_interval", "base_interval_ms", at, &field, errors);
+        duration_field(b, "max_interval", "max_interval_ms", at, &field, errors);
+    }
+}
+
+/// Moves the duration `from` to the milliseconds field `to`.
+fn duration_field(
+    obj: &mut Map<String, Value>,
+    from: &str,
+    to: &str,
+    at: &At,
+    parent: &str,
+    errors: &mut Errors,
+) {
+    let Some(v) = obj.remove(from) else { return };
+    if v.is_null() {
+        return;
+    }
+    match duration_ms(&v) {
+        Ok(ms) => {
+            obj.insert(to.to_owned(), Value::from(ms));
+        }
+        Err(why) => {
+            let field = if parent.is_empty() {
+                from.to_owned()
+            } else {
+                format!("{parent}.{from}")
+            };
+            errors.push(at.error(ErrorKind::Invalid, &field, why));
+        }
+    }
+}
+
+/// A protobuf `Duration` in milliseconds, truncated: `"1.5s"`, `"2s"`,
+/// `"0.010s"`, or `{seconds, nanos}`.
+pub(crate) fn duration_ms(v: &Value) -> Result<u64, String> {
+    let bad =
+        || format!("{v} is not a duration (write \"1.5s\" or {{seconds: 1, nanos: 500000000}})");
+    let (seconds, nanos): (u64, u64) = match v {
+        Value::String(s) => {
+            let digits = s.strip_suffix('s').ok_or_else(bad)?;
+            let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            if whole.is_empty() && frac.is_empty()
+                || !whole.bytes().all(|b| b.is_ascii_digit())
+                || !frac.bytes().all(|b| b.is_ascii_digit())
+                || frac.len() > 9
+            {
+                return Err(bad());
+            }
+            let seconds = if whole.is_empty() {
+                0
+            } else {
+                whole.parse().map_err(|_| bad())?
+            };
+            let nanos = if frac.is_empty() {
+                0
+            } else {
+                format!("{frac:0<9}").parse().map_err(|_| bad())?
+            };
+            (seconds, nanos)
+        }
+        Value::Object(o) => {
+            let field = |k: &str| match o.get(k) {
+                None => Ok(0),
+                Some(n) => n.as_u64().ok_or_else(bad),
+            };
+            if o.keys().any(|k| k != "seconds" && k != "nanos") {
+                return Err(bad());
+            }
+            let nanos = field("nanos")?;
+            if nanos >= 1_000_000_000 {
+                return Err(bad());
+            }
+            (field("seconds")?, nanos)
+        }
+        _ => return Err(bad()),
+    };
+    seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(nanos / 1_000_000))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ms = |v: Value| duration_ms(&v);
+        assert_eq!(ms("2s".into()), Ok(2000));
+        assert_eq!(ms("1.5s".into()), Ok(1500));
+        assert_eq!(ms("0.010s".into()), Ok(10));
+        assert_eq!(ms("0.0005s".into()), Ok(0), "truncated, as Envoy reads it");
+        assert_eq!(ms(".25s".into()), Ok(250));
+        assert_eq!(ms("3.s".into()), Ok(3000));
+        assert_eq!(ms("0s".into()), Ok(0));
+        assert_eq!(
+            ms(serde_json::json!({"seconds": 1, "nanos": 999_999_999})),
+            Ok(1999)
+        );
+        assert_eq!(ms(serde_json::json!({"nanos": 2_000_000})), Ok(2));
+        for bad in [
+            Value::from("2"),
+            Value::from("s"),
+            Value::from(".s"),
+            Value::from("-1s"),
+            Value::from("1m"),
+            Value::from("1.0000000001s"),
+            Value::from("1e3s"),
+            Value::from(5),
+            serde_json::json!({"seconds": -1}),
+            serde_json::json!({"nanos": 1_000_000_000}),
+            serde_json::json!({"secs": 1}),
+            Value::from("99999999999999999999s"),
+        ] {
+            assert!(ms(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}
