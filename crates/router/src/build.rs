@@ -395,6 +395,48 @@ fn cors_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::CorsPolicy) -> Option
     })
 }
 
+/// Checks a level's `FilterConfig` wrappers: known fields only, and a
+/// `config` unless the filter is disabled (Envoy's message).
+fn check_filter_configs(ctx: &mut Ctx<'_>, field: &str, filters: &config::FilterConfigs) {
+    for (name, v) in filters {
+        if v.get("@type").and_then(serde_json::Value::as_str) != Some(table::FILTER_CONFIG_TYPE) {
+            continue;
+        }
+        let at = format!("{field}[\"{name}\"]");
+        let obj = v.as_object().expect("a value with @type is a mapping");
+        for (k, x) in obj {
+            let ok = match k.as_str() {
+                "@type" => true,
+                "config" => x.is_object(),
+                "is_optional" | "disabled" => x.is_boolean(),
+                _ => {
+                    ctx.err(
+                        ErrorKind::Invalid,
+                        &format!("{at}.{k}"),
+                        "unknown field of a FilterConfig (config, is_optional, disabled)",
+                    );
+                    continue;
+                }
+            };
+            if !ok {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{at}.{k}"),
+                    "wrong type (config is a mapping; is_optional and disabled are booleans)",
+                );
+            }
+        }
+        let disabled = obj.get("disabled").and_then(serde_json::Value::as_bool) == Some(true);
+        if !disabled && !obj.contains_key("config") {
+            ctx.err(
+                ErrorKind::Invalid,
+                &at,
+                format!("Empty route/virtual host per filter configuration for {name} filter"),
+            );
+        }
+    }
+}
+
 /// A level's CORS policies: its `cors` field (`legacy`, with the field's
 /// name) and its `typed_per_filter_config` for the CORS filter.
 fn cors_level(
@@ -404,7 +446,12 @@ fn cors_level(
     filters: &config::FilterConfigs,
 ) -> CorsLevel {
     let legacy = legacy.and_then(|(field, p)| cors_policy(ctx, field, p));
-    let filter = filters.get(CORS_FILTER).and_then(|v| {
+    check_filter_configs(ctx, filters_field, filters);
+    let configured = match table::filter_at(filters.get(CORS_FILTER)) {
+        table::FilterAt::Enabled(c) => c,
+        table::FilterAt::Absent | table::FilterAt::Disabled => None,
+    };
+    let filter = configured.and_then(|v| {
         let field = format!("{filters_field}[\"{CORS_FILTER}\"]");
         match config::CorsPolicy::deserialize(v) {
             Ok(p) => cors_policy(ctx, &field, &p),

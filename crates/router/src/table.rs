@@ -181,9 +181,57 @@ pub fn shadow_host(host: &str) -> String {
 /// A level's `typed_per_filter_config`, out of line (most routes have none).
 pub(crate) type Filters = Option<Box<config::FilterConfigs>>;
 
-/// A level's configuration for `filter`.
+/// The type URL of Envoy's `FilterConfig` wrapper (`config`,
+/// `is_optional`, `disabled`) around a per-filter configuration.
+pub(crate) const FILTER_CONFIG_TYPE: &str =
+    "type.googleapis.com/envoy.config.route.v3.FilterConfig";
+
+/// What one level's `typed_per_filter_config` says about a filter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum FilterAt<'f> {
+    /// Nothing.
+    Absent,
+    /// A `FilterConfig` with `disabled: true`.
+    Disabled,
+    /// Configured: its configuration, unwrapped from a `FilterConfig`
+    /// (`None` for a `FilterConfig` whose `config` is empty, which only
+    /// enables the filter).
+    Enabled(Option<&'f serde_json::Value>),
+}
+
+/// What `value`, a level's entry for a filter, says.
+pub(crate) fn filter_at(value: Option<&serde_json::Value>) -> FilterAt<'_> {
+    let Some(v) = value else {
+        return FilterAt::Absent;
+    };
+    if v.get("@type").and_then(serde_json::Value::as_str) != Some(FILTER_CONFIG_TYPE) {
+        return FilterAt::Enabled(Some(v));
+    }
+    if v.get("disabled").and_then(serde_json::Value::as_bool) == Some(true) {
+        return FilterAt::Disabled;
+    }
+    let config = v
+        .get("config")
+        .filter(|c| !c.as_object().is_some_and(serde_json::Map::is_empty));
+    FilterAt::Enabled(config)
+}
+
+/// A level's configuration for `filter`, unwrapped from a `FilterConfig`.
 fn filter_config<'f>(filters: &'f Filters, filter: &str) -> Option<&'f serde_json::Value> {
-    filters.as_ref()?.get(filter)
+    match filter_at(filters.as_ref()?.get(filter)) {
+        FilterAt::Enabled(c) => c,
+        FilterAt::Absent | FilterAt::Disabled => None,
+    }
+}
+
+/// Whether a level disables `filter` (`Some(true)`), enables it
+/// (`Some(false)`: any other entry for it), or says nothing.
+fn filter_disabled_at(filters: &Filters, filter: &str) -> Option<bool> {
+    match filter_at(filters.as_ref()?.get(filter)) {
+        FilterAt::Absent => None,
+        FilterAt::Disabled => Some(true),
+        FilterAt::Enabled(_) => Some(false),
+    }
 }
 
 /// What a level's `typed_per_filter_config` compiles to.
@@ -1508,7 +1556,9 @@ impl<'a> RouteMatch<'a> {
     /// ]);
     /// ```
     pub fn cors(&self) -> Option<Cors<'a>> {
-        if !matches!(self.route.action, ActionSpec::Forward(_)) {
+        if !matches!(self.route.action, ActionSpec::Forward(_))
+            || self.filter_disabled(crate::cors::CORS_FILTER) == Some(true)
+        {
             return None;
         }
         let at = |l: &'a CorsLevel| l.as_deref();
@@ -1527,6 +1577,45 @@ impl<'a> RouteMatch<'a> {
             let legacy = |l: Option<&'a CorsAt>| l.and_then(|c| c.legacy.as_ref());
             Cors::new([legacy(route), legacy(vhost), None, None])
         })
+    }
+
+    /// Whether `filter` is turned off for this request (Envoy's
+    /// `filterDisabled`): the route's, else the virtual host's, else the
+    /// configuration's `typed_per_filter_config` entry for it decides.
+    /// `Some(true)` for an `envoy.config.route.v3.FilterConfig` with
+    /// `disabled: true`, `Some(false)` for any other entry (a filter that
+    /// is configured is on), `None` when no level names it (the proxy's
+    /// own default applies).
+    ///
+    /// ```
+    /// use rauta_router::{Request, RouteTable};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// typed_per_filter_config: {authz: {policy: strict}}
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - match: {path: /healthz}
+    ///         action: {cluster: api}
+    ///         typed_per_filter_config:
+    ///           authz:
+    ///             "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+    ///             disabled: true
+    ///       - {match: {prefix: /}, action: {cluster: api}}
+    /// "#).unwrap();
+    /// let disabled = |path| {
+    ///     let req = Request::get("h", path);
+    ///     let d = table.route(&req, 0);
+    ///     d.route().unwrap().filter_disabled("authz")
+    /// };
+    /// assert_eq!(disabled("/healthz"), Some(true));
+    /// assert_eq!(disabled("/orders"), Some(false));
+    /// ```
+    pub fn filter_disabled(&self, filter: &str) -> Option<bool> {
+        filter_disabled_at(&self.route.filters, filter)
+            .or_else(|| filter_disabled_at(&self.vhost.filters, filter))
+            .or_else(|| filter_disabled_at(&self.table.filters, filter))
     }
 
     fn per_filter_config_inner(&self, filter: &str) -> Option<&'a serde_json::Value> {
