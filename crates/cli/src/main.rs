@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use rauta_router::config::RouteConfig;
-use rauta_router::{ActionKind, CorsCheck, Decision, Request, RouteTable};
+use rauta_router::{ActionKind, CorsCheck, Decision, RateLimitContext, Request, RouteTable};
 use serde::Deserialize;
 
 const USAGE: &str = "usage:
@@ -299,6 +299,12 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                                 p.retry_on.join(",")
                             }
                         );
+                    }
+                    // Stage 0, no client address: what the request alone gives.
+                    for d in m.rate_limit_descriptors(req, &RateLimitContext::new()) {
+                        let entries: Vec<String> =
+                            d.entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        let _ = writeln!(out, "  rate limit    [{}]", entries.join(", "));
                     }
                     if let Some(c) = m.cors() {
                         let _ = writeln!(
@@ -619,6 +625,28 @@ mod tests {
         assert_eq!(p, "/?q");
         assert!(parse_url("a.com/x").is_err());
         assert!(parse_url("http:///x").is_err());
+    }
+
+    #[test]
+    fn describe_lists_rate_limit_descriptors() {
+        let table = RouteTable::from_yaml(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    rate_limits:
+      - actions: [{generic_key: {descriptor_value: api}}, {request_headers: {header_name: x-user, descriptor_key: user}}]
+    routes: [{name: r, match: {prefix: /}, action: {cluster: api}}]
+"#,
+        )
+        .unwrap();
+        let out = describe(&table, &Request::get("h", "/").header("x-user", "ann"), 0);
+        assert!(
+            out.contains("  rate limit    [generic_key=api, user=ann]\n"),
+            "{out}"
+        );
+        let out = describe(&table, &Request::get("h", "/"), 0);
+        assert!(!out.contains("rate limit"), "{out}");
     }
 
     #[test]

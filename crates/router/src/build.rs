@@ -9,6 +9,7 @@ use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::matchers::{HeaderCond, HeaderTest, QueryCond, QueryTest, StringMatch, StringTest};
 use crate::mutate::{self, Mutations};
 use crate::path::PathPolicy;
+use crate::ratelimit::{RateLimitActionSpec, RateLimitSpec, RouteRateLimits};
 use crate::re::RegexLimits;
 use crate::table::{
     self, ActionSpec, BuildOptions, ClusterName, ClusterSpec, DomainIndex, HedgePolicy,
@@ -331,6 +332,246 @@ fn hedge_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::HedgePolicy) -> Opti
             .map_or((0, 100), |f| (f.numerator, f.denominator.value())),
         hedge_on_per_try_timeout: p.hedge_on_per_try_timeout,
     })
+}
+
+/// Compiles a level's `rate_limits`, with Envoy's validation.
+fn rate_limits(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    list: &[config::RateLimit],
+    legacy_query: bool,
+) -> Box<[RateLimitSpec]> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, r) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let before = ctx.errors.len();
+        let stage = r.stage.unwrap_or(0);
+        if stage > 10 {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{at}.stage"),
+                "value must be less than or equal to 10 (RateLimitValidationError.Stage)",
+            );
+        }
+        if r.actions.is_empty() {
+            ctx.err(
+                ErrorKind::Missing,
+                &format!("{at}.actions"),
+                "value must contain at least 1 item(s) (RateLimitValidationError.Actions)",
+            );
+        }
+        let mut actions = Vec::with_capacity(r.actions.len());
+        for (j, a) in r.actions.iter().enumerate() {
+            if let Some(a) = rate_limit_action(ctx, &format!("{at}.actions[{j}]"), a, legacy_query)
+            {
+                actions.push(a);
+            }
+        }
+        if ctx.errors.len() == before {
+            out.push(RateLimitSpec {
+                stage,
+                disable_key: r.disable_key.as_str().into(),
+                actions: actions.into(),
+            });
+        }
+    }
+    out.into()
+}
+
+fn rate_limit_action(
+    ctx: &mut Ctx<'_>,
+    at: &str,
+    a: &config::RateLimitAction,
+    legacy_query: bool,
+) -> Option<RateLimitActionSpec> {
+    let set = [
+        a.source_cluster.is_some(),
+        a.destination_cluster.is_some(),
+        a.request_headers.is_some(),
+        a.remote_address.is_some(),
+        a.masked_remote_address.is_some(),
+        a.generic_key.is_some(),
+        a.header_value_match.is_some(),
+        a.query_parameter_value_match.is_some(),
+        a.metadata.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if set != 1 {
+        ctx.err(
+            if set == 0 {
+                ErrorKind::Missing
+            } else {
+                ErrorKind::Conflict
+            },
+            at,
+            "set exactly one of source_cluster, destination_cluster, request_headers, \
+             remote_address, masked_remote_address, generic_key, header_value_match, \
+             query_parameter_value_match or metadata",
+        );
+        return None;
+    }
+    let required = |ctx: &mut Ctx<'_>, field: &str, value: &str| {
+        if value.is_empty() {
+            ctx.err(
+                ErrorKind::Missing,
+                &format!("{at}.{field}"),
+                "value length must be at least 1 characters",
+            );
+        }
+        !value.is_empty()
+    };
+    let key_or =
+        |k: &str, default: &str| -> Box<str> { if k.is_empty() { default } else { k }.into() };
+    if a.source_cluster.is_some() {
+        return Some(RateLimitActionSpec::SourceCluster);
+    }
+    if a.destination_cluster.is_some() {
+        return Some(RateLimitActionSpec::DestinationCluster);
+    }
+    if a.remote_address.is_some() {
+        return Some(RateLimitActionSpec::RemoteAddress);
+    }
+    if let Some(h) = &a.request_headers {
+        let ok = required(ctx, "request_headers.header_name", &h.header_name)
+            & required(ctx, "request_headers.descriptor_key", &h.descriptor_key);
+        if ok
+            && !h.header_name.starts_with(':')
+            && http::HeaderName::try_from(h.header_name.as_str()).is_err()
+        {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{at}.request_headers.header_name"),
+                format!("{:?} is not a valid header name", h.header_name),
+            );
+            return None;
+        }
+        return ok.then(|| RateLimitActionSpec::RequestHeader {
+            name: h.header_name.to_ascii_lowercase().into(),
+            key: h.descriptor_key.as_str().into(),
+            skip_if_absent: h.skip_if_absent,
+        });
+    }
+    if let Some(m) = &a.masked_remote_address {
+        let v4 = m.v4_prefix_mask_len.unwrap_or(32);
+        let v6 = m.v6_prefix_mask_len.unwrap_or(128);
+        for (name, v, max) in [
+            ("v4_prefix_mask_len", v4, 32),
+            ("v6_prefix_mask_len", v6, 128),
+        ] {
+            if v > max {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{at}.masked_remote_address.{name}"),
+                    format!("value must be less than or equal to {max}"),
+                );
+                return None;
+            }
+        }
+        return Some(RateLimitActionSpec::MaskedRemoteAddress {
+            v4: v4 as u8,
+            v6: v6 as u8,
+        });
+    }
+    if let Some(g) = &a.generic_key {
+        return required(ctx, "generic_key.descriptor_value", &g.descriptor_value).then(|| {
+            RateLimitActionSpec::Generic {
+                key: key_or(&g.descriptor_key, "generic_key"),
+                value: g.descriptor_value.as_str().into(),
+            }
+        });
+    }
+    if let Some(h) = &a.header_value_match {
+        let headers = value_match(
+            ctx,
+            &format!("{at}.header_value_match"),
+            &h.descriptor_value,
+            "headers",
+            &h.headers,
+            |ctx, f, m| ctx.header(f, m),
+        )?;
+        return Some(RateLimitActionSpec::HeaderMatch {
+            key: key_or(&h.descriptor_key, "header_match"),
+            value: h.descriptor_value.as_str().into(),
+            expect: h.expect_match.unwrap_or(true),
+            headers: headers.into(),
+        });
+    }
+    if let Some(q) = &a.query_parameter_value_match {
+        let query = value_match(
+            ctx,
+            &format!("{at}.query_parameter_value_match"),
+            &q.descriptor_value,
+            "query_parameters",
+            &q.query_parameters,
+            |ctx, f, m| ctx.query(f, m, legacy_query),
+        )?;
+        return Some(RateLimitActionSpec::QueryMatch {
+            key: key_or(&q.descriptor_key, "query_match"),
+            value: q.descriptor_value.as_str().into(),
+            expect: q.expect_match.unwrap_or(true),
+            query: query.into(),
+        });
+    }
+    let m = a.metadata.as_ref()?;
+    let ok = required(ctx, "metadata.descriptor_key", &m.descriptor_key)
+        & required(ctx, "metadata.metadata_key.key", &m.metadata_key.key);
+    if m.source.as_deref() != Some("ROUTE_ENTRY") {
+        ctx.err(
+            ErrorKind::Unsupported,
+            &format!("{at}.metadata.source"),
+            "only source: ROUTE_ENTRY is supported (there is no dynamic metadata here)",
+        );
+        return None;
+    }
+    ok.then(|| RateLimitActionSpec::RouteMetadata {
+        key: m.descriptor_key.as_str().into(),
+        filter: m.metadata_key.key.as_str().into(),
+        path: m
+            .metadata_key
+            .path
+            .iter()
+            .map(|p| p.key.as_str().into())
+            .collect(),
+        default: m.default_value.as_str().into(),
+        skip_if_absent: m.skip_if_absent,
+    })
+}
+
+/// The common part of the `*_value_match` rate limit actions: a value, and
+/// a non-empty list of conditions that all compile.
+fn value_match<T, C>(
+    ctx: &mut Ctx<'_>,
+    at: &str,
+    value: &str,
+    list_name: &str,
+    list: &[T],
+    mut compile: impl FnMut(&mut Ctx<'_>, &str, &T) -> Option<C>,
+) -> Option<Vec<C>> {
+    let mut ok = true;
+    if value.is_empty() {
+        ctx.err(
+            ErrorKind::Missing,
+            &format!("{at}.descriptor_value"),
+            "value length must be at least 1 characters",
+        );
+        ok = false;
+    }
+    if list.is_empty() {
+        ctx.err(
+            ErrorKind::Missing,
+            &format!("{at}.{list_name}"),
+            "value must contain at least 1 item(s)",
+        );
+        ok = false;
+    }
+    let compiled: Vec<C> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(k, m)| compile(ctx, &format!("{at}.{list_name}[{k}]"), m))
+        .collect();
+    (ok && compiled.len() == list.len()).then_some(compiled)
 }
 
 /// The type URLs a CORS policy may name.
@@ -685,6 +926,12 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             .hedge_policy
             .as_ref()
             .and_then(|p| hedge_policy(&mut ctx, "hedge_policy", p));
+        let vlimits = rate_limits(
+            &mut ctx,
+            "rate_limits",
+            &v.rate_limits,
+            opts.legacy_query_present_match,
+        );
         let vcors = cors_level(
             &mut ctx,
             v.cors.as_ref().map(|p| ("cors", p)),
@@ -733,6 +980,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         );
         vhost.filters = table::filters(&v.typed_per_filter_config);
         vhost.cors = vcors;
+        vhost.rate_limits = vlimits;
         vhost.metadata = v.metadata.clone().map(Box::new);
         vhost.mirrors = mirror_policies(
             &mut ctx,
@@ -925,6 +1173,8 @@ fn compile_route(
             ("auto_host_rewrite", a.auto_host_rewrite.is_some()),
             ("retry_policy", a.retry_policy.is_some()),
             ("hedge_policy", a.hedge_policy.is_some()),
+            ("rate_limits", !a.rate_limits.is_empty()),
+            ("include_vh_rate_limits", a.include_vh_rate_limits.is_some()),
             ("cors", a.cors.is_some()),
             ("timeout_ms", a.timeout_ms.is_some()),
             (
@@ -1033,6 +1283,13 @@ fn compile_route(
         Some(p) => hedge_policy(ctx, "action.hedge_policy", p),
         None => vhost_hedge.cloned(),
     };
+    let limits = rate_limits(ctx, "action.rate_limits", &a.rate_limits, legacy_query);
+    let route_limits = (!limits.is_empty() || a.include_vh_rate_limits == Some(true)).then(|| {
+        Box::new(RouteRateLimits {
+            list: limits,
+            include_vh: a.include_vh_rate_limits == Some(true),
+        })
+    });
     let cors = cors_level(
         ctx,
         a.cors.as_ref().map(|p| ("action.cors", p)),
@@ -1113,6 +1370,7 @@ fn compile_route(
     .map(|mut e| {
         e.filters = table::filters(&r.typed_per_filter_config);
         e.hedge = hedge.map(Box::new);
+        e.rate_limits = route_limits;
         e.cors = cors;
         e.mirrors = mirrors;
         e.metadata = r.metadata.clone().map(Box::new);

@@ -211,6 +211,10 @@ pub struct VirtualHost {
     /// Hedge policy for routes that set none of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge_policy: Option<HedgePolicy>,
+    /// Rate limit descriptors for this virtual host's routes (see
+    /// [`RouteMatch::rate_limit_descriptors`](crate::RouteMatch::rate_limit_descriptors)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimit>,
     /// CORS policy (Envoy's `VirtualHost.cors`) for this virtual host's
     /// forwarding routes; see [`RouteMatch::cors`](crate::RouteMatch::cors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -615,6 +619,13 @@ pub struct Action {
     /// Hedge policy; replaces the virtual host's entirely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge_policy: Option<HedgePolicy>,
+    /// Rate limit descriptors for this route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimit>,
+    /// Also produce the virtual host's descriptors (Envoy's deprecated
+    /// `include_vh_rate_limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_vh_rate_limits: Option<bool>,
     /// CORS policy (Envoy's `RouteAction.cors`); its fields take precedence
     /// over the virtual host's. See [`RouteMatch::cors`](crate::RouteMatch::cors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1028,6 +1039,179 @@ pub struct HedgePolicy {
     /// good answer wins.
     #[serde(default)]
     pub hedge_on_per_try_timeout: bool,
+}
+
+/// One rate limit (Envoy's `RateLimit`): a list of actions that together
+/// produce one descriptor for a rate limit service.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// The stage (0 to 10, default 0); a rate limit filter asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
+    /// The runtime key a filter may use to turn this limit off.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub disable_key: String,
+    /// The actions, each adding one entry (at least one).
+    #[serde(default)]
+    pub actions: Vec<RateLimitAction>,
+}
+
+/// One action of a [`RateLimit`]; exactly one field is set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitAction {
+    /// `("source_cluster", <the proxy's own cluster>)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cluster: Option<Empty>,
+    /// `("destination_cluster", <the routed cluster>)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_cluster: Option<Empty>,
+    /// `(descriptor_key, <the header's first value>)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<RateLimitRequestHeaders>,
+    /// `("remote_address", <the client's IP>)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_address: Option<Empty>,
+    /// `("masked_remote_address", <the client's network, as a CIDR>)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_remote_address: Option<RateLimitMaskedRemoteAddress>,
+    /// `(descriptor_key or "generic_key", descriptor_value)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic_key: Option<RateLimitGenericKey>,
+    /// `(descriptor_key or "header_match", descriptor_value)` when the
+    /// headers match (or not, with `expect_match: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_value_match: Option<RateLimitHeaderValueMatch>,
+    /// `(descriptor_key or "query_match", descriptor_value)` when the
+    /// query parameters match (or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_parameter_value_match: Option<RateLimitQueryValueMatch>,
+    /// `(descriptor_key, <a string in the route's metadata>)`; only
+    /// `source: ROUTE_ENTRY` (there is no dynamic metadata here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<RateLimitMetadata>,
+}
+
+/// The `request_headers` action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitRequestHeaders {
+    /// The header.
+    pub header_name: String,
+    /// The entry's key.
+    pub descriptor_key: String,
+    /// Without the header, leave this entry out instead of the whole
+    /// descriptor.
+    #[serde(default)]
+    pub skip_if_absent: bool,
+}
+
+/// The `masked_remote_address` action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitMaskedRemoteAddress {
+    /// IPv4 prefix length (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v4_prefix_mask_len: Option<u32>,
+    /// IPv6 prefix length (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6_prefix_mask_len: Option<u32>,
+}
+
+/// The `generic_key` action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitGenericKey {
+    /// The entry's value.
+    pub descriptor_value: String,
+    /// The entry's key (default `generic_key`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub descriptor_key: String,
+}
+
+/// The `header_value_match` action.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitHeaderValueMatch {
+    /// The entry's value.
+    pub descriptor_value: String,
+    /// The entry's key (default `header_match`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub descriptor_key: String,
+    /// Whether the headers must match (default) or must not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_match: Option<bool>,
+    /// The conditions, all of which must hold (at least one).
+    #[serde(default)]
+    pub headers: Vec<HeaderMatcher>,
+}
+
+/// The `query_parameter_value_match` action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitQueryValueMatch {
+    /// The entry's value.
+    pub descriptor_value: String,
+    /// The entry's key (default `query_match`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub descriptor_key: String,
+    /// Whether the parameters must match (default) or must not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_match: Option<bool>,
+    /// The conditions, all of which must hold (at least one).
+    #[serde(default)]
+    pub query_parameters: Vec<QueryParameterMatcher>,
+}
+
+/// The `metadata` action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitMetadata {
+    /// The entry's key.
+    pub descriptor_key: String,
+    /// Where the value is: `filter_metadata[key]`, then each path key.
+    pub metadata_key: MetadataKey,
+    /// The value when the metadata has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default_value: String,
+    /// `ROUTE_ENTRY` (`DYNAMIC`, the default in Envoy, is refused: there
+    /// is no dynamic metadata here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Without a value, leave this entry out instead of the whole
+    /// descriptor.
+    #[serde(default)]
+    pub skip_if_absent: bool,
+}
+
+/// Envoy's `MetadataKey`: a filter name and a path of keys under it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetadataKey {
+    /// The filter's name in `filter_metadata`.
+    pub key: String,
+    /// The keys below it.
+    #[serde(default)]
+    pub path: Vec<MetadataPathSegment>,
+}
+
+/// One key of a [`MetadataKey`] path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetadataPathSegment {
+    /// The key.
+    pub key: String,
 }
 
 /// A CORS policy: Envoy's `CorsPolicy`, written as the `cors` field of a

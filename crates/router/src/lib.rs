@@ -126,6 +126,7 @@ mod index;
 mod local;
 mod matchers;
 mod mutate;
+mod ratelimit;
 mod re;
 mod request;
 mod router;
@@ -137,6 +138,7 @@ pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use explain::{DomainMatch, Explanation, RouteVerdict};
 pub use format::FormatContext;
 pub use mutate::HeaderMapMut;
+pub use ratelimit::{RateLimitContext, RateLimitDescriptor};
 pub use request::{HeaderValues, Request, RequestView};
 pub use router::{Router, RouterCache, Snapshot, Version};
 pub use table::{

@@ -13,6 +13,10 @@ use crate::format::{FormatContext, RouteFacts, Side};
 use crate::matchers::{self, HeaderCond, QueryCond};
 use crate::mutate::{HeaderMapMut, Mutations};
 use crate::path::{PathOutcome, PathPolicy};
+use crate::ratelimit::{
+    Inputs, RateLimitContext, RateLimitDescriptor, RateLimitSpec, RouteRateLimits,
+    RATE_LIMIT_FILTER,
+};
 use crate::request::{first_header_value, for_each_value_of, Joined, RequestView};
 use crate::template::{Captures, MatchTemplate, RewriteTemplate};
 
@@ -366,6 +370,7 @@ pub struct RouteEntry {
     idle_timeout_ms: Option<u64>,
     retry: Option<RetryPolicy>,
     pub(crate) hedge: Option<Box<HedgePolicy>>,
+    pub(crate) rate_limits: Option<Box<RouteRateLimits>>,
     pub(crate) cors: CorsLevel,
     upgrades: Box<[(Box<str>, bool)]>,
     hash_policy: Box<[config::HashPolicy]>,
@@ -594,6 +599,7 @@ pub struct VirtualHostEntry {
     pub(crate) route_index: crate::index::RouteIndex,
     pub(crate) filters: Filters,
     pub(crate) cors: CorsLevel,
+    pub(crate) rate_limits: Box<[RateLimitSpec]>,
     pub(crate) mirrors: Box<[MirrorSpec]>,
     pub(crate) metadata: Option<Box<serde_json::Value>>,
 }
@@ -1579,6 +1585,93 @@ impl<'a> RouteMatch<'a> {
         })
     }
 
+    /// The rate limit descriptors for this request at `ctx.stage`, as
+    /// Envoy's rate limit filter builds them: the route's `rate_limits`,
+    /// then the virtual host's when the route has none (or, with the
+    /// route's `include_vh_rate_limits` or the
+    /// `envoy.filters.http.ratelimit` per-filter config's `vh_rate_limits:
+    /// INCLUDE`, always; `IGNORE`: never). Each `rate_limits` element gives
+    /// one descriptor unless one of its actions drops it. Redirects and
+    /// direct responses have none.
+    ///
+    /// ```
+    /// use rauta_router::{RateLimitContext, Request, RouteTable};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["*"]
+    ///     rate_limits:
+    ///       - actions: [{remote_address: {}}]
+    ///     routes:
+    ///       - match: {prefix: /login}
+    ///         action:
+    ///           cluster: auth
+    ///           rate_limits:
+    ///             - actions:
+    ///                 - {generic_key: {descriptor_value: login}}
+    ///                 - {request_headers: {header_name: x-tenant, descriptor_key: tenant}}
+    ///       - {match: {prefix: /}, action: {cluster: api}}
+    /// "#).unwrap();
+    /// let ctx = RateLimitContext::new().remote_address("198.18.0.9".parse().unwrap());
+    /// let entries = |req: &Request| {
+    ///     let d = table.route(req, 0);
+    ///     let m = d.route().unwrap();
+    ///     m.rate_limit_descriptors(req, &ctx).into_iter().map(|d| d.entries).collect::<Vec<_>>()
+    /// };
+    /// let login = Request::get("h", "/login").header("x-tenant", "acme");
+    /// assert_eq!(entries(&login), [[
+    ///     ("generic_key".to_string(), "login".to_string()),
+    ///     ("tenant".into(), "acme".into()),
+    /// ]]);
+    /// // Without the header the descriptor is dropped, and the route's
+    /// // rate limits still override the virtual host's.
+    /// assert!(entries(&Request::get("h", "/login")).is_empty());
+    /// assert_eq!(entries(&Request::get("h", "/x")), [[
+    ///     ("remote_address".to_string(), "198.18.0.9".to_string()),
+    /// ]]);
+    /// ```
+    pub fn rate_limit_descriptors<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        ctx: &RateLimitContext<'_>,
+    ) -> Vec<RateLimitDescriptor> {
+        let mut out = Vec::new();
+        if !matches!(self.route.action, ActionSpec::Forward(_)) {
+            return out;
+        }
+        let own = self.route.rate_limits.as_deref();
+        let own_list: &[RateLimitSpec] = own.map_or(&[], |r| &r.list);
+        let vhost = if own.is_some_and(|r| r.include_vh) {
+            true
+        } else {
+            match self
+                .per_filter_config(RATE_LIMIT_FILTER)
+                .and_then(|c| c.get("vh_rate_limits"))
+                .and_then(serde_json::Value::as_str)
+            {
+                Some("INCLUDE") => true,
+                Some("IGNORE") => false,
+                _ => own_list.is_empty(),
+            }
+        };
+        let inputs = Inputs {
+            req,
+            path: self.has_path.then_some(&*self.path),
+            hidden: self.hidden,
+            cluster: self.cluster,
+            metadata: self.route.metadata.as_deref(),
+            ctx,
+        };
+        let vlist: &[RateLimitSpec] = if vhost { &self.vhost.rate_limits } else { &[] };
+        for spec in own_list.iter().chain(vlist) {
+            if spec.stage == ctx.stage {
+                out.extend(spec.descriptor(&inputs));
+            }
+        }
+        out
+    }
+
     /// Whether `filter` is turned off for this request (Envoy's
     /// `filterDisabled`): the route's, else the virtual host's, else the
     /// configuration's `typed_per_filter_config` entry for it decides.
@@ -2127,6 +2220,7 @@ pub(crate) fn make_route(
             idle_timeout_ms,
             retry,
             hedge: None,
+            rate_limits: None,
             cors: None,
             upgrades: upgrades.into(),
             hash_policy: hash_policy.into(),
@@ -2162,6 +2256,7 @@ pub(crate) fn make_vhost(
         route_index,
         filters: None,
         cors: None,
+        rate_limits: Box::default(),
         mirrors: Box::default(),
         metadata: None,
     }

@@ -325,9 +325,11 @@ fn what_does_not_fit_is_an_error_naming_its_place() {
     assert!(err.contains("@type: expected"), "{err}");
     let err = load_error("virtual_hosts: {name: v}\n");
     assert!(err.contains("virtual_hosts: expected a list"), "{err}");
-    let err = load_error("virtual_hosts: [{name: v, domains: [\"*\"], rate_limits: []}]\n");
+    let err = load_error(
+        "virtual_hosts: [{name: v, domains: [\"*\"], include_request_attempt_count: true}]\n",
+    );
     assert!(
-        err.contains(r#"virtual_hosts[0] "v": unknown field `rate_limits`"#),
+        err.contains(r#"virtual_hosts[0] "v": unknown field `include_request_attempt_count`"#),
         "{err}"
     );
     let err = load_error("vhds: {}\n");
