@@ -9,6 +9,7 @@ $rauta validate examples/config/demo.yaml
 $rauta check examples/config/demo.yaml examples/config/demo-tests.yaml
 # The same configuration in Envoy's own shape passes the same expectations.
 $rauta --envoy check examples/config/demo-envoy.yaml examples/config/demo-tests.yaml
+$rauta validate examples/config/demo-envoy.yaml --envoy
 bad=$(mktemp)
 trap 'rm -f "$bad"' EXIT
 printf 'virtual_hosts: [{name: a, domains: ["*", "*"], routes: [{name: r, match: {regex: "(+"}, action: {cluster: c}}]}]\n' > "$bad"

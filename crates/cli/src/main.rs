@@ -18,9 +18,9 @@ use rauta_router::{ActionKind, CorsCheck, Decision, RateLimitContext, Request, R
 use serde::Deserialize;
 
 const USAGE: &str = "usage:
-  rauta [--envoy] validate CONFIG
-  rauta [--envoy] route CONFIG METHOD URL [-H 'name: value']... [--random N]
-  rauta [--envoy] check CONFIG TESTS.yaml
+  rauta validate CONFIG [--envoy]
+  rauta route CONFIG METHOD URL [-H 'name: value']... [--random N] [--envoy]
+  rauta check CONFIG TESTS.yaml [--envoy]
 CONFIG is a route configuration in YAML (or JSON when the file ends in .json),
 in RAUTA's shape, or with --envoy in Envoy's (a v3 RouteConfiguration).";
 
@@ -46,8 +46,9 @@ fn fail<T>(message: impl Into<String>) -> Result<T, Failure> {
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let shape = if args.first().map(String::as_str) == Some("--envoy") {
-        args.remove(0);
+    // `--envoy` may come anywhere among the arguments.
+    let shape = if args.iter().any(|a| a == "--envoy") {
+        args.retain(|a| a != "--envoy");
         Shape::Envoy
     } else {
         Shape::Rauta

@@ -480,10 +480,52 @@ pub struct HeaderMatcher {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Int64Range {
-    /// Inclusive start.
+    /// Inclusive start (a number, or a string of one as protobuf's JSON
+    /// writes int64).
+    #[serde(deserialize_with = "int64::signed")]
     pub start: i64,
     /// Exclusive end.
+    #[serde(deserialize_with = "int64::signed")]
     pub end: i64,
+}
+
+/// Integers that protobuf's JSON mapping writes as strings (`int64`,
+/// `uint64`): either form is read.
+mod int64 {
+    use serde::de::{Deserializer, Error, Visitor};
+    use std::fmt;
+
+    struct Int;
+
+    impl Visitor<'_> for Int {
+        type Value = i128;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer, or a string holding one")
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<i128, E> {
+            v.parse()
+                .map_err(|_| E::custom(format!("{v:?} is not an integer")))
+        }
+    }
+
+    fn int<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
+        let v = d.deserialize_any(Int)?;
+        T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range")))
+    }
+
+    pub(super) fn signed<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        int(d)
+    }
+
+    pub(super) fn optional_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        int(d).map(Some)
+    }
 }
 
 /// A regular expression in Envoy's `RegexMatcher` form (`{regex: ...}`).
@@ -904,6 +946,19 @@ impl<'de> Deserialize<'de> for DataSource {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DataSource, E> {
                 Ok(DataSource::Text(v.to_owned()))
             }
+            // A plain scalar is text, as in a string field (`body: 404`).
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<DataSource, E> {
+                Ok(DataSource::Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DataSource, E> {
+                Ok(DataSource::Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DataSource, E> {
+                Ok(DataSource::Text(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DataSource, E> {
+                Ok(DataSource::Text(v.to_string()))
+            }
             fn visit_string<E: serde::de::Error>(self, v: String) -> Result<DataSource, E> {
                 Ok(DataSource::Text(v))
             }
@@ -1019,8 +1074,12 @@ pub struct RetryPolicy {
     /// Status codes retried under `retriable-status-codes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retriable_status_codes: Vec<u16>,
-    /// Maximum host selection attempts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Maximum host selection attempts (a number, or a string of one).
+    #[serde(
+        default,
+        deserialize_with = "int64::optional_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_selection_retry_max_attempts: Option<u32>,
 }
 
@@ -1256,8 +1315,9 @@ pub struct CorsPolicy {
     /// The share of requests the policy applies to (default all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter_enabled: Option<RuntimeFraction>,
-    /// The share of requests, among those it does not apply to, whose
-    /// origin is checked for stats only (default none).
+    /// The share of requests whose origin is checked for stats (default
+    /// none), drawn independently of `filter_enabled` as in Envoy; it
+    /// matters for those the policy does not apply to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_enabled: Option<RuntimeFraction>,
 }

@@ -44,6 +44,15 @@ pub(crate) struct CorsAt {
 
 pub(crate) type CorsLevel = Option<Box<CorsAt>>;
 
+/// A second random value drawn from the first (SplitMix64's finalizer):
+/// Envoy draws `filter_enabled` and `shadow_enabled` independently.
+fn redraw(random_value: u64) -> u64 {
+    let mut z = random_value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 fn takes(fraction: Option<(u32, u64)>, random_value: u64, unset: bool) -> bool {
     match fraction {
         None => unset,
@@ -101,9 +110,10 @@ impl<'a> Cors<'a> {
     }
 
     /// Whether origins are checked for stats only (`shadow_enabled`; never
-    /// when unset).
+    /// when unset). It draws its own value from `random_value`, so that,
+    /// as in Envoy, it is independent of [`Cors::enabled`].
     pub fn shadow_enabled(&self, random_value: u64) -> bool {
-        takes(self.first().shadow, random_value, false)
+        takes(self.first().shadow, redraw(random_value), false)
     }
 
     /// Whether `origin` is allowed: some matcher of the most specific
@@ -244,6 +254,14 @@ impl<'a> Cors<'a> {
             && request_value("access-control-request-private-network") == "true"
         {
             headers.push(("access-control-allow-private-network", "true".to_owned()));
+        }
+        // Envoy's answer passes its own filter's encodeHeaders too, which
+        // adds the exposed headers for an allowed origin.
+        if allowed && !self.expose_headers().is_empty() {
+            headers.push((
+                "access-control-expose-headers",
+                self.expose_headers().to_owned(),
+            ));
         }
         CorsCheck::Preflight(CorsPreflight {
             origin_allowed: allowed,

@@ -3,7 +3,8 @@
 //!
 //! RAUTA's model is Envoy's with a few flattenings (docs/config.md,
 //! "Conventions"). This module undoes them on the way in, so that a route
-//! configuration written for Envoy (or served by its RDS) loads as it is:
+//! configuration written for Envoy (with snake_case field names, as
+//! Envoy's YAML is written) loads as it is:
 //!
 //! - a route's `route` (`RouteAction`), `redirect` or `direct_response`
 //!   becomes its `action`;
@@ -15,7 +16,7 @@
 //!
 //! Everything else is the same field in both shapes. Fields RAUTA does not
 //! support stay unknown fields, so they fail the load rather than being
-//! dropped. Errors name the virtual host and route they are in, and the
+//! dropped, and RAUTA's own names for the converted fields are refused. Errors name the virtual host and route they are in, and the
 //! Envoy field where the shape was wrong.
 
 use serde_json::{Map, Value};
@@ -206,6 +207,15 @@ fn route(mut value: Value, at: &At, errors: &mut Errors) -> Option<Route> {
             )),
         }
     }
+    if let Some(d) = obj.get("direct_response").and_then(Value::as_object) {
+        rauta_only(
+            d,
+            &[("body_repeat", "`body: {inline_string: ...}`")],
+            "direct_response",
+            at,
+            errors,
+        );
+    }
     for key in ["redirect", "direct_response"] {
         if let Some(v) = obj.remove(key) {
             action.insert(key.to_owned(), v);
@@ -217,7 +227,41 @@ fn route(mut value: Value, at: &At, errors: &mut Errors) -> Option<Route> {
     parse(value, at, "", errors)
 }
 
+/// Refuses RAUTA-only field names in Envoy-shaped input (so that, say,
+/// `match.regex`, once Envoy's v2 field with other semantics, is not read
+/// as RAUTA's).
+fn rauta_only(
+    obj: &Map<String, Value>,
+    keys: &[(&str, &str)],
+    parent: &str,
+    at: &At,
+    errors: &mut Errors,
+) {
+    for (key, envoy) in keys {
+        if obj.contains_key(*key) {
+            errors.push(at.error(
+                ErrorKind::Parse,
+                &format!("{parent}.{key}"),
+                format!("`{key}` is RAUTA's shape; Envoy's is {envoy}"),
+            ));
+        }
+    }
+}
+
 fn route_match(m: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
+    rauta_only(
+        m,
+        &[
+            ("regex", "`safe_regex: {regex: ...}`"),
+            (
+                "path_template",
+                "`path_match_policy` with envoy.path.match.uri_template",
+            ),
+        ],
+        "match",
+        at,
+        errors,
+    );
     if let Some(r) = m.remove("safe_regex") {
         match r.get("regex").and_then(Value::as_str) {
             Some(p) => {
@@ -267,6 +311,16 @@ fn extension(
 }
 
 fn route_action(a: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
+    rauta_only(
+        a,
+        &[(
+            "path_template_rewrite",
+            "`path_rewrite_policy` with envoy.path.rewrite.uri_template",
+        )],
+        "route",
+        at,
+        errors,
+    );
     if let Some(p) = a.remove("path_rewrite_policy") {
         if let Some(t) = extension(
             &p,
@@ -328,6 +382,19 @@ fn duration_field(
     parent: &str,
     errors: &mut Errors,
 ) {
+    if obj.contains_key(to) {
+        let field = if parent.is_empty() {
+            to.to_owned()
+        } else {
+            format!("{parent}.{to}")
+        };
+        errors.push(at.error(
+            ErrorKind::Parse,
+            &field,
+            format!("`{to}` is RAUTA's shape; Envoy's field is `{from}`"),
+        ));
+        return;
+    }
     let Some(v) = obj.remove(from) else { return };
     if v.is_null() {
         return;
@@ -376,8 +443,10 @@ pub(crate) fn duration_ms(v: &Value) -> Result<u64, String> {
             (seconds, nanos)
         }
         Value::Object(o) => {
+            // int64 `seconds` may be written as a string.
             let field = |k: &str| match o.get(k) {
                 None => Ok(0),
+                Some(Value::String(n)) => n.parse::<u64>().map_err(|_| bad()),
                 Some(n) => n.as_u64().ok_or_else(bad),
             };
             if o.keys().any(|k| k != "seconds" && k != "nanos") {
@@ -416,6 +485,7 @@ mod tests {
             Ok(1999)
         );
         assert_eq!(ms(serde_json::json!({"nanos": 2_000_000})), Ok(2));
+        assert_eq!(ms(serde_json::json!({"seconds": "3"})), Ok(3000));
         for bad in [
             Value::from("2"),
             Value::from("s"),

@@ -56,6 +56,9 @@ impl Drop for TempFile {
 #[test]
 fn text_and_inline_sources() {
     assert_eq!(body("\"plain\"").unwrap(), "plain");
+    // Plain scalars YAML reads as numbers are text too.
+    assert_eq!(body("404").unwrap(), "404");
+    assert_eq!(body("-1").unwrap(), "-1");
     assert_eq!(body("{inline_string: \"down\\n\"}").unwrap(), "down\n");
     // "maintenance" in standard base64, with and without padding, and
     // bytes that differ between the two alphabets ("~~~?" -> fn-5-P).

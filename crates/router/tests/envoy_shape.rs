@@ -213,6 +213,35 @@ fn an_envoy_configuration_routes_as_its_rauta_twin() {
 }
 
 #[test]
+fn int64_fields_may_be_strings_as_protobuf_json_writes_them() {
+    let json = r#"{"virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/", "headers": [{"name": "x-n", "range_match": {"start": "1", "end": "10"}}]},
+         "route": {"cluster": "c", "timeout": {"seconds": "2", "nanos": 500000000},
+                   "retry_policy": {"host_selection_retry_max_attempts": "3"}}}]}]}"#;
+    let t = RouteTable::build(RouteConfig::from_envoy_json(json).unwrap()).unwrap();
+    let req = Request::get("h", "/").header("x-n", "5");
+    let d = t.route(&req, 0);
+    let r = d.route().expect("the range matches").route();
+    assert_eq!(r.timeout_ms(), 2500);
+    assert_eq!(
+        r.retry_policy().unwrap().host_selection_retry_max_attempts,
+        3
+    );
+    assert!(t
+        .route(&Request::get("h", "/").header("x-n", "10"), 0)
+        .route()
+        .is_none());
+    for bad in [r#""start": "x""#, r#""start": "99999999999999999999""#] {
+        let json = json.replace(r#""start": "1""#, bad);
+        let err = RouteConfig::from_envoy_json(&json).unwrap_err().to_string();
+        assert!(
+            err.contains("not an integer") || err.contains("out of range"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn json_and_values_load_too() {
     let json = r#"{"virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [
         {"match": {"prefix": "/"}, "route": {"cluster": "c", "timeout": "3s"}}]}]}"#;
@@ -310,6 +339,35 @@ fn what_does_not_fit_is_an_error_naming_its_place() {
         (
             "match: {prefix: /}\nroute: {cluster: c, hash_policy: [{cookie: {name: s, ttl: forever}}]}",
             "route.hash_policy[0].cookie.ttl",
+        ),
+        // RAUTA-only names are not read from Envoy-shaped input.
+        (
+            "match: {prefix: /}\nroute: {cluster: c, timeout_ms: 5}",
+            "route.timeout_ms: `timeout_ms` is RAUTA's shape; Envoy's field is `timeout`",
+        ),
+        (
+            "match: {prefix: /}\nroute: {cluster: c, timeout: 1s, timeout_ms: 5}",
+            "route.timeout_ms: `timeout_ms` is RAUTA's shape",
+        ),
+        (
+            "match: {prefix: /}\nroute: {cluster: c, retry_policy: {per_try_timeout_ms: 5}}",
+            "route.retry_policy.per_try_timeout_ms",
+        ),
+        (
+            "match: {regex: \"/x\"}\nroute: {cluster: c}",
+            "match.regex: `regex` is RAUTA's shape; Envoy's is `safe_regex: {regex: ...}`",
+        ),
+        (
+            "match: {path_template: \"/{x}\"}\nroute: {cluster: c}",
+            "match.path_template: `path_template` is RAUTA's shape",
+        ),
+        (
+            "match: {prefix: /}\nroute: {cluster: c, path_template_rewrite: /x}",
+            "route.path_template_rewrite: `path_template_rewrite` is RAUTA's shape",
+        ),
+        (
+            "match: {prefix: /}\ndirect_response: {status: 200, body_repeat: {char: x, count: 2}}",
+            "direct_response.body_repeat: `body_repeat` is RAUTA's shape",
         ),
         // RAUTA's own validation still runs, with RAUTA's field names.
         (

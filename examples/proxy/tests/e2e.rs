@@ -934,6 +934,7 @@ routes:
             ("access-control-allow-methods", "GET, PUT"),
             ("access-control-allow-headers", "x-token"),
             ("access-control-max-age", "600"),
+            ("access-control-expose-headers", "x-request-id"),
         ] {
             assert_eq!(header(&r, n).as_deref(), Some(v), "{n}");
         }
