@@ -61,6 +61,7 @@ type Errors = Vec<ConfigError>;
 
 /// Reads Envoy's `RouteConfiguration` from an already-parsed value.
 pub(crate) fn from_value(mut value: Value) -> Result<RouteConfig, ConfigErrors> {
+    snake_case_keys(&mut value);
     let mut errors = Errors::new();
     let top = At::default();
     let Some(obj) = value.as_object_mut() else {
@@ -96,6 +97,73 @@ pub(crate) fn from_value(mut value: Value) -> Result<RouteConfig, ConfigErrors> 
         Some(e) => Err(e),
         None => Ok(config.expect("no errors means the configuration parsed")),
     }
+}
+
+/// Protobuf's JSON mapping may name fields in lowerCamelCase
+/// (`virtualHosts`, `perTryTimeout`), as protojson prints them; Envoy reads
+/// both. Rewrites such keys to snake_case, everywhere but in opaque values:
+/// `metadata` is left as it is, and of `typed_per_filter_config` only the
+/// values of Envoy's own types (`@type: type.googleapis.com/envoy.*`) are
+/// rewritten, never the filter names.
+fn snake_case_keys(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (key, mut value) in std::mem::take(m) {
+                let key = match camel_to_snake(&key) {
+                    Some(snake) if !m.contains_key(&snake) => snake,
+                    _ => key,
+                };
+                match key.as_str() {
+                    "metadata" => {}
+                    "typed_per_filter_config" => {
+                        if let Value::Object(filters) = &mut value {
+                            filters.values_mut().for_each(snake_case_envoy_any);
+                        }
+                    }
+                    // A FilterConfig's wrapped configuration.
+                    "config" => snake_case_envoy_any(&mut value),
+                    _ => snake_case_keys(&mut value),
+                }
+                m.insert(key, value);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(snake_case_keys),
+        _ => {}
+    }
+}
+
+/// [`snake_case_keys`] for a value of Envoy's own type only: other
+/// filters' configurations are the proxy's, kept as written.
+fn snake_case_envoy_any(v: &mut Value) {
+    let envoy_type = v
+        .get("@type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("type.googleapis.com/envoy."));
+    if envoy_type {
+        snake_case_keys(v);
+    }
+}
+
+/// `perTryTimeout` → `per_try_timeout`; `None` for a key that is not
+/// lowerCamelCase (snake_case, `@type`, filter names, header names).
+fn camel_to_snake(key: &str) -> Option<String> {
+    let b = key.as_bytes();
+    if !b.first()?.is_ascii_lowercase()
+        || !b.iter().any(u8::is_ascii_uppercase)
+        || !b.iter().all(u8::is_ascii_alphanumeric)
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// Takes the list `key` out of `obj` (none when absent or null).
@@ -469,6 +537,51 @@ pub(crate) fn duration_ms(v: &Value) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn camel_case_names() {
+        assert_eq!(
+            camel_to_snake("virtualHosts").as_deref(),
+            Some("virtual_hosts")
+        );
+        assert_eq!(
+            camel_to_snake("v4PrefixMaskLen").as_deref(),
+            Some("v4_prefix_mask_len")
+        );
+        assert_eq!(
+            camel_to_snake("perTryIdleTimeout").as_deref(),
+            Some("per_try_idle_timeout")
+        );
+        for same in [
+            "virtual_hosts",
+            "prefix",
+            "@type",
+            "envoy.filters.http.cors",
+            "X-Up",
+            "x-up",
+            "",
+        ] {
+            assert_eq!(camel_to_snake(same), None, "{same}");
+        }
+        let mut v = serde_json::json!({
+            "virtualHosts": [{"name": "v", "metadata": {"filterMetadata": {"aB": 1}},
+                "typedPerFilterConfig": {
+                    "myFilter": {"keepMe": 1},
+                    "envoy.filters.http.cors": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+                        "allowMethods": "GET"}}}]});
+        snake_case_keys(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "virtual_hosts": [{"name": "v", "metadata": {"filterMetadata": {"aB": 1}},
+                    "typed_per_filter_config": {
+                        "myFilter": {"keepMe": 1},
+                        "envoy.filters.http.cors": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+                            "allow_methods": "GET"}}}]})
+        );
+    }
 
     #[test]
     fn durations() {

@@ -242,6 +242,33 @@ fn int64_fields_may_be_strings_as_protobuf_json_writes_them() {
 }
 
 #[test]
+fn lower_camel_case_json_reads_as_snake_case() {
+    let camel = r#"{"virtualHosts": [{"name": "v", "domains": ["*"],
+        "retryPolicy": {"retryOn": "5xx", "numRetries": 2, "perTryTimeout": "0.2s"},
+        "routes": [{"name": "r", "match": {"safeRegex": {"regex": "/u/[0-9]+"}, "caseSensitive": false},
+            "route": {"cluster": "c", "idleTimeout": "3s", "prefixRewrite": "/x",
+                      "hashPolicy": [{"header": {"headerName": "x-user"}}]},
+            "requestHeadersToAdd": [{"header": {"key": "x-a", "value": "1"}, "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD"}]}]}]}"#;
+    let snake = r#"{"virtual_hosts": [{"name": "v", "domains": ["*"],
+        "retry_policy": {"retry_on": "5xx", "num_retries": 2, "per_try_timeout": "0.2s"},
+        "routes": [{"name": "r", "match": {"safe_regex": {"regex": "/u/[0-9]+"}, "case_sensitive": false},
+            "route": {"cluster": "c", "idle_timeout": "3s", "prefix_rewrite": "/x",
+                      "hash_policy": [{"header": {"header_name": "x-user"}}]},
+            "request_headers_to_add": [{"header": {"key": "x-a", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}]}]}"#;
+    let a = RouteTable::build(RouteConfig::from_envoy_json(camel).unwrap()).unwrap();
+    let b = RouteTable::build(RouteConfig::from_envoy_json(snake).unwrap()).unwrap();
+    for path in ["/u/1", "/U/2", "/x"] {
+        let req = Request::get("h", path).header("x-user", "u");
+        assert_eq!(outcome(&a, &req, 0), outcome(&b, &req, 0), "{path}");
+    }
+    let req = Request::get("h", "/u/2");
+    assert_eq!(
+        a.route(&req, 0).route().unwrap().route().idle_timeout_ms(),
+        Some(3000)
+    );
+}
+
+#[test]
 fn json_and_values_load_too() {
     let json = r#"{"virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [
         {"match": {"prefix": "/"}, "route": {"cluster": "c", "timeout": "3s"}}]}]}"#;

@@ -1001,3 +1001,59 @@ routes:
         assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
     }
 }
+
+/// An `envoy_routes:` file (Envoy's own shape) serves as its RAUTA twin
+/// would: durations, a `safe_regex` route, a direct response from a
+/// DataSource, and a CORS policy in `typed_per_filter_config`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_shaped_routes_are_served() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+envoy_routes:
+  "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      typed_per_filter_config:
+        envoy.filters.http.cors:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+          allow_origin_string_match: [{{exact: "https://app.example"}}]
+      routes:
+        - name: users
+          match: {{safe_regex: {{regex: "/users/[0-9]+"}}}}
+          route: {{cluster: up, timeout: 2s, regex_rewrite: {{pattern: {{regex: "^/users/"}}, substitution: /v2/}}}}
+        - name: health
+          match: {{path: /healthz}}
+          direct_response: {{status: 200, body: {{inline_string: "fine\n"}}}}
+"#,
+        up.addr()
+    );
+    let proxy = start(&yaml).await;
+    for c in [http1(), h2c()] {
+        let r = send(
+            &c,
+            proxy.addr(),
+            "",
+            "/users/7",
+            &[("origin", "https://app.example")],
+        )
+        .await
+        .expect("request");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.upstream(), "up");
+        assert_eq!(r.json()["path"].as_str(), Some("/v2/7"));
+        assert_eq!(
+            r.headers
+                .get("access-control-allow-origin")
+                .and_then(|v| v.to_str().ok()),
+            Some("https://app.example")
+        );
+        let r = get(&c, proxy.addr(), "", "/healthz").await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "fine\n"));
+        let r = get(&c, proxy.addr(), "", "/users/x").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+}
