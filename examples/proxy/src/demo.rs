@@ -1,6 +1,6 @@
 //! `rauta-proxy --demo`: three in-process upstreams and a route
 //! configuration that shows host and path routing, a weighted split, Maglev
-//! on a header, a redirect and a direct response.
+//! on a header, CORS, a redirect and a direct response.
 
 use std::net::SocketAddr;
 
@@ -24,6 +24,10 @@ routes:
   virtual_hosts:
     - name: api
       domains: ["api.localhost", "api.localhost:*"]
+      cors:
+        allow_origin_string_match: [{{exact: "https://app.localhost"}}]
+        allow_methods: "GET, POST"
+        max_age: "600"
       routes:
         - name: users
           match: {{prefix: /users}}
@@ -103,6 +107,9 @@ pub fn curl_commands(addr: SocketAddr, admin: Option<SocketAddr>) -> String {
          for i in $(seq 20); do curl -s -H 'host: api.localhost' http://{addr}/search | grep -o '\"upstream\":\"[a-z]*\"'; done | sort | uniq -c\n\
          # prefix rewrite /v2/x -> /x, with retries and a 2 s timeout\n\
          curl -s -H 'host: api.localhost' http://{addr}/v2/items\n\
+         # CORS: a preflight answered by the proxy, and the allowed origin on an answer\n\
+         curl -si -X OPTIONS -H 'host: api.localhost' -H 'origin: https://app.localhost' -H 'access-control-request-method: POST' http://{addr}/search | grep -i '^HTTP\\|^access-control'\n\
+         curl -si -H 'host: api.localhost' -H 'origin: https://app.localhost' http://{addr}/users/1 | grep -i '^access-control'\n\
          # a redirect and a direct response\n\
          curl -si http://{addr}/old-docs/intro | head -n 4\n\
          curl -s http://{addr}/healthz\n\

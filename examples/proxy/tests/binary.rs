@@ -113,4 +113,33 @@ async fn demo_serves_its_routes() {
     );
     let r = get(&h2c(), addr, "", "/hello").await;
     assert_eq!(r.version, http::Version::HTTP_2);
+    // CORS on the api virtual host.
+    let r = send_method(
+        &c,
+        addr,
+        "OPTIONS",
+        "api.localhost",
+        "/search",
+        &[
+            ("origin", "https://app.localhost"),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["access-control-allow-methods"], "GET, POST");
+    let r = send(
+        &c,
+        addr,
+        "api.localhost",
+        "/users/1",
+        &[("origin", "https://app.localhost")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://app.localhost"
+    );
 }
