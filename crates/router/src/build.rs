@@ -294,6 +294,17 @@ fn retry_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::RetryPolicy) -> Opti
         );
         return None;
     }
+    let mut conds = |name: &str, list: &[config::HeaderMatcher]| -> Option<Vec<HeaderCond>> {
+        let compiled: Vec<HeaderCond> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| ctx.header(&format!("{field}.{name}[{i}]"), h))
+            .collect();
+        (compiled.len() == list.len()).then_some(compiled)
+    };
+    let retriable_headers = conds("retriable_headers", &p.retriable_headers);
+    let retriable_request_headers =
+        conds("retriable_request_headers", &p.retriable_request_headers);
     Some(RetryPolicy {
         retry_on: p
             .retry_on
@@ -311,6 +322,10 @@ fn retry_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::RetryPolicy) -> Opti
         retriable_status_codes: p.retriable_status_codes.clone(),
         per_try_idle_timeout_ms: p.per_try_idle_timeout_ms,
         host_selection_retry_max_attempts: p.host_selection_retry_max_attempts.unwrap_or(1),
+        header_conds: table::RetryHeaderConds {
+            response: retriable_headers?.into(),
+            request: retriable_request_headers?.into(),
+        },
     })
 }
 

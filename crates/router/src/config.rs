@@ -1052,7 +1052,7 @@ pub enum AppendAction {
 }
 
 /// A retry policy, kept as data for the proxy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -1074,6 +1074,14 @@ pub struct RetryPolicy {
     /// Status codes retried under `retriable-status-codes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retriable_status_codes: Vec<u16>,
+    /// Response header conditions retried under `retriable-headers` (any
+    /// one matching; `:status` names the status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retriable_headers: Vec<HeaderMatcher>,
+    /// Request header conditions of which one must match for the request
+    /// to be retried at all (none: every request may be).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retriable_request_headers: Vec<HeaderMatcher>,
     /// Maximum host selection attempts (a number, or a string of one).
     #[serde(
         default,

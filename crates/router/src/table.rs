@@ -327,6 +327,66 @@ pub struct RetryPolicy {
     pub per_try_idle_timeout_ms: Option<u64>,
     /// Most host selections per attempt (default 1).
     pub host_selection_retry_max_attempts: u32,
+    /// `retriable_headers` and `retriable_request_headers`, compiled.
+    pub(crate) header_conds: RetryHeaderConds,
+}
+
+/// The compiled header conditions of a retry policy. Equal when the
+/// policies are: they are compiled from the same configuration.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RetryHeaderConds {
+    pub(crate) response: Box<[HeaderCond]>,
+    pub(crate) request: Box<[HeaderCond]>,
+}
+
+impl PartialEq for RetryHeaderConds {
+    fn eq(&self, other: &Self) -> bool {
+        self.response.len() == other.response.len() && self.request.len() == other.request.len()
+    }
+}
+impl Eq for RetryHeaderConds {}
+
+impl RetryPolicy {
+    /// Whether `req` may be retried at all: it matches one of the
+    /// `retriable_request_headers`, or there are none (Envoy's rule).
+    pub fn request_retriable<R: RequestView + ?Sized>(&self, req: &R) -> bool {
+        let conds = &self.header_conds.request;
+        let mut buf = Joined::new();
+        conds.is_empty() || conds.iter().any(|c| c.matches(req, None, &mut buf, &[]))
+    }
+
+    /// Whether a response is retried under `retriable-headers`: one of the
+    /// `retriable_headers` matches it (`:status` is `status`; several
+    /// fields of a name are joined with `,`). False when there are none.
+    pub fn response_retriable(&self, status: u16, headers: &http::HeaderMap) -> bool {
+        let status = status.to_string();
+        self.header_conds.response.iter().any(|c| {
+            let mut joined: Vec<u8> = Vec::new();
+            let value: Option<&[u8]> = if &*c.name == ":status" {
+                Some(status.as_bytes())
+            } else if c.name.starts_with(':') {
+                None
+            } else {
+                for (i, v) in headers.get_all(&*c.name).iter().enumerate() {
+                    if i > 0 {
+                        joined.push(b',');
+                    }
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                headers.contains_key(&*c.name).then_some(joined.as_slice())
+            };
+            let value = match value {
+                None if c.treat_missing_as_empty => Some(&b""[..]),
+                v => v,
+            };
+            c.eval(value)
+        })
+    }
+
+    /// Whether it has `retriable_headers` to test responses against.
+    pub fn has_retriable_headers(&self) -> bool {
+        !self.header_conds.response.is_empty()
+    }
 }
 
 /// A route's effective hedge policy, with Envoy's defaults filled in.

@@ -1200,3 +1200,56 @@ virtual_hosts:
     .to_string();
     assert!(err.contains("only applies to routes that forward"), "{err}");
 }
+
+#[test]
+fn retry_policy_header_conditions() {
+    let t = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - match: {prefix: /}
+        action:
+          cluster: c
+          retry_policy:
+            retry_on: retriable-headers
+            retriable_headers:
+              - {name: ":status", string_match: {prefix: "5"}}
+              - {name: x-upstream-retry, string_match: {exact: "yes,now"}}
+              - {name: x-missing, present_match: false, invert_match: true}
+            retriable_request_headers:
+              - {name: x-retry, present_match: true}
+              - {name: ":method", string_match: {exact: GET}}
+"#,
+    )
+    .unwrap();
+    let p = t.virtual_hosts()[0].routes()[0].retry_policy().unwrap();
+    assert!(p.has_retriable_headers());
+    // Requests: one of the conditions must hold.
+    assert!(p.request_retriable(&rauta_router::Request::get("h", "/")));
+    let post = rauta_router::Request::new("POST", "h", "/");
+    assert!(!p.request_retriable(&post));
+    assert!(p.request_retriable(&post.clone().header("x-retry", "")));
+    // Responses: any condition; :status is the status; fields joined.
+    let mut h = http::HeaderMap::new();
+    assert!(p.response_retriable(503, &h));
+    assert!(!p.response_retriable(404, &h));
+    h.append("x-upstream-retry", "yes".parse().unwrap());
+    assert!(!p.response_retriable(404, &h));
+    h.append("x-upstream-retry", "now".parse().unwrap());
+    assert!(p.response_retriable(404, &h));
+    let mut h = http::HeaderMap::new();
+    h.insert("x-missing", "1".parse().unwrap());
+    assert!(p.response_retriable(404, &h), "present_match: false, inverted");
+    // Bad matchers are load errors naming the field.
+    let err = RouteTable::from_yaml(
+        "virtual_hosts: [{name: v, domains: [\"*\"], routes: [{match: {prefix: /}, action: {cluster: c, retry_policy: {retriable_headers: [{name: x, string_match: {safe_regex: \"(\"}}]}}}]}]",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("action.retry_policy.retriable_headers[0].string_match.safe_regex"),
+        "{err}"
+    );
+}

@@ -589,6 +589,7 @@ fn retriable(p: &RetryPolicy, failure: Option<Failure>, status: Option<u16>) -> 
             ("connect-failure", Some(Failure::Connect), _) => true,
             ("reset", Some(Failure::Reset), _) => true,
             ("retriable-status-codes", None, Some(s)) => p.retriable_status_codes.contains(&s),
+            ("retriable-4xx", None, Some(s)) => s == 409,
             _ => false,
         })
 }
@@ -1106,8 +1107,12 @@ where
     // Retry only idempotent requests without a body, so every attempt can
     // send the same (empty) body.
     let policy = route.retry_policy();
+    // A policy with retriable_request_headers retries only the requests
+    // that match one of them.
     let max_retries = match policy {
-        Some(p) if idempotent(&parts.method) && body.is_end_stream() => {
+        Some(p)
+            if idempotent(&parts.method) && body.is_end_stream() && p.request_retriable(parts) =>
+        {
             p.num_retries.min(MAX_RETRIES)
         }
         _ => 0,
@@ -1182,13 +1187,18 @@ where
                 tracing::debug!(error = %e, upstream = %addr, "upstream request failed");
                 Failure::Reset
             }
-            Ok(Ok(resp)) => {
+            Ok(Ok(mut resp)) => {
                 let status = resp.status().as_u16();
                 let took = sent.elapsed();
                 log.upstream_time = Some(took);
                 up.finish_with_latency(status, took);
                 let again = attempt < max_retries
-                    && policy.is_some_and(|p| retriable(p, None, Some(status)));
+                    && policy.is_some_and(|p| {
+                        retriable(p, None, Some(status))
+                            || (p.has_retriable_headers()
+                                && p.retry_on.iter().any(|c| c == "retriable-headers")
+                                && p.response_retriable(status, resp.headers_mut()))
+                    });
                 if !again {
                     // The client has dropped the response's hop-by-hop
                     // fields already (see crate::h1).
@@ -1315,6 +1325,10 @@ virtual_hosts:
         assert!(retriable(&p, Some(Failure::Connect), None));
         assert!(retriable(&p, None, Some(409)));
         assert!(!retriable(&p, None, Some(503)));
+        let p = policy("retriable-4xx");
+        assert!(retriable(&p, None, Some(409)));
+        assert!(!retriable(&p, None, Some(404)));
+        assert!(!retriable(&p, Some(Failure::Reset), None));
     }
 
     #[test]

@@ -205,6 +205,27 @@ async fn retries_hide_a_failing_upstream() {
         metrics.contains("rauta_cluster_responses_total{cluster=\"c\",class=\"5xx\"}"),
         "{metrics}"
     );
+
+    // retriable-headers on the response's :status, and only for requests
+    // that carry x-retry (retriable_request_headers).
+    let retry = ", retry_policy: {retry_on: retriable-headers, num_retries: 2, \
+                 retry_back_off: {base_interval_ms: 1}, \
+                 retriable_headers: [{name: \":status\", string_match: {exact: \"503\"}}], \
+                 retriable_request_headers: [{name: x-retry}]}";
+    let proxy = start(&format!("{cluster}{}", routes_to("c", retry))).await;
+    for _ in 0..20 {
+        let r = send(&c, proxy.addr(), "x", "/", &[("x-retry", "1")])
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.upstream().as_str()), (StatusCode::OK, "good"));
+    }
+    let mut failed = 0;
+    for _ in 0..20 {
+        if get(&c, proxy.addr(), "x", "/").await.status == StatusCode::SERVICE_UNAVAILABLE {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "a request without x-retry was retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
