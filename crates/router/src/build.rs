@@ -325,6 +325,10 @@ fn retry_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::RetryPolicy) -> Opti
         header_conds: table::RetryHeaderConds {
             response: retriable_headers?.into(),
             request: retriable_request_headers?.into(),
+            source: Box::new((
+                p.retriable_headers.clone(),
+                p.retriable_request_headers.clone(),
+            )),
         },
     })
 }
@@ -655,7 +659,7 @@ fn cors_policy(ctx: &mut Ctx<'_>, field: &str, p: &config::CorsPolicy) -> Option
 /// `config` unless the filter is disabled (Envoy's message).
 fn check_filter_configs(ctx: &mut Ctx<'_>, field: &str, filters: &config::FilterConfigs) {
     for (name, v) in filters {
-        if v.get("@type").and_then(serde_json::Value::as_str) != Some(table::FILTER_CONFIG_TYPE) {
+        if !table::is_filter_config(v) {
             continue;
         }
         let at = format!("{field}[\"{name}\"]");

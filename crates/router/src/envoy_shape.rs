@@ -61,8 +61,16 @@ type Errors = Vec<ConfigError>;
 
 /// Reads Envoy's `RouteConfiguration` from an already-parsed value.
 pub(crate) fn from_value(mut value: Value) -> Result<RouteConfig, ConfigErrors> {
-    snake_case_keys(&mut value);
+    let mut twice = Vec::new();
+    snake_case_keys(&mut value, &mut twice);
     let mut errors = Errors::new();
+    for key in twice {
+        errors.push(At::default().error(
+            ErrorKind::Parse,
+            &key,
+            "the field is given twice (in snake_case and lowerCamelCase)",
+        ));
+    }
     let top = At::default();
     let Some(obj) = value.as_object_mut() else {
         return Err(top
@@ -102,45 +110,74 @@ pub(crate) fn from_value(mut value: Value) -> Result<RouteConfig, ConfigErrors> 
 /// Protobuf's JSON mapping may name fields in lowerCamelCase
 /// (`virtualHosts`, `perTryTimeout`), as protojson prints them; Envoy reads
 /// both. Rewrites such keys to snake_case, everywhere but in opaque values:
-/// `metadata` is left as it is, and of `typed_per_filter_config` only the
-/// values of Envoy's own types (`@type: type.googleapis.com/envoy.*`) are
-/// rewritten, never the filter names.
-fn snake_case_keys(v: &mut Value) {
+/// a `Metadata` message's two maps are left as they are (its own field
+/// names are rewritten), and of `typed_per_filter_config` only the values
+/// of Envoy's own types (`@type: type.googleapis.com/envoy.*`) are
+/// rewritten, never the filter names. A field given in both spellings goes
+/// to `twice`.
+fn snake_case_keys(v: &mut Value, twice: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (key, mut value) in std::mem::take(m) {
-                let key = match camel_to_snake(&key) {
-                    Some(snake) if !m.contains_key(&snake) => snake,
-                    _ => key,
-                };
+                let key = camel_to_snake(&key).unwrap_or(key);
+                if m.contains_key(&key) {
+                    twice.push(key);
+                    continue;
+                }
                 match key.as_str() {
-                    "metadata" => {}
+                    // Route, virtual host and configuration metadata (a
+                    // rate limit action's `metadata` is an ordinary
+                    // message).
+                    "metadata" if is_metadata_message(&value) => {
+                        if let Value::Object(meta) = &mut value {
+                            for (k, x) in std::mem::take(meta) {
+                                meta.insert(camel_to_snake(&k).unwrap_or(k), x);
+                            }
+                        }
+                    }
                     "typed_per_filter_config" => {
                         if let Value::Object(filters) = &mut value {
-                            filters.values_mut().for_each(snake_case_envoy_any);
+                            for f in filters.values_mut() {
+                                snake_case_envoy_any(f, twice);
+                            }
                         }
                     }
                     // A FilterConfig's wrapped configuration.
-                    "config" => snake_case_envoy_any(&mut value),
-                    _ => snake_case_keys(&mut value),
+                    "config" => snake_case_envoy_any(&mut value, twice),
+                    _ => snake_case_keys(&mut value, twice),
                 }
                 m.insert(key, value);
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(snake_case_keys),
+        Value::Array(a) => a.iter_mut().for_each(|x| snake_case_keys(x, twice)),
         _ => {}
     }
 }
 
+/// Whether `v` is Envoy's `Metadata` message (only its two map fields).
+fn is_metadata_message(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| {
+        m.keys().all(|k| {
+            matches!(
+                k.as_str(),
+                "filter_metadata"
+                    | "filterMetadata"
+                    | "typed_filter_metadata"
+                    | "typedFilterMetadata"
+            )
+        })
+    })
+}
+
 /// [`snake_case_keys`] for a value of Envoy's own type only: other
 /// filters' configurations are the proxy's, kept as written.
-fn snake_case_envoy_any(v: &mut Value) {
+fn snake_case_envoy_any(v: &mut Value, twice: &mut Vec<String>) {
     let envoy_type = v
         .get("@type")
         .and_then(Value::as_str)
         .is_some_and(|t| t.starts_with("type.googleapis.com/envoy."));
     if envoy_type {
-        snake_case_keys(v);
+        snake_case_keys(v, twice);
     }
 }
 
@@ -570,11 +607,13 @@ mod tests {
                     "envoy.filters.http.cors": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
                         "allowMethods": "GET"}}}]});
-        snake_case_keys(&mut v);
+        let mut twice = Vec::new();
+        snake_case_keys(&mut v, &mut twice);
+        assert!(twice.is_empty());
         assert_eq!(
             v,
             serde_json::json!({
-                "virtual_hosts": [{"name": "v", "metadata": {"filterMetadata": {"aB": 1}},
+                "virtual_hosts": [{"name": "v", "metadata": {"filter_metadata": {"aB": 1}},
                     "typed_per_filter_config": {
                         "myFilter": {"keepMe": 1},
                         "envoy.filters.http.cors": {

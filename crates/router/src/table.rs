@@ -203,12 +203,25 @@ pub(crate) enum FilterAt<'f> {
     Enabled(Option<&'f serde_json::Value>),
 }
 
+/// Whether `v` is a `FilterConfig` wrapper: its type URL names
+/// `envoy.config.route.v3.FilterConfig` after the last `/`, whatever comes
+/// before (as Envoy reads type URLs).
+pub(crate) fn is_filter_config(v: &serde_json::Value) -> bool {
+    let full = FILTER_CONFIG_TYPE
+        .rsplit('/')
+        .next()
+        .unwrap_or(FILTER_CONFIG_TYPE);
+    v.get("@type")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|t| t.rsplit('/').next() == Some(full))
+}
+
 /// What `value`, a level's entry for a filter, says.
 pub(crate) fn filter_at(value: Option<&serde_json::Value>) -> FilterAt<'_> {
     let Some(v) = value else {
         return FilterAt::Absent;
     };
-    if v.get("@type").and_then(serde_json::Value::as_str) != Some(FILTER_CONFIG_TYPE) {
+    if !is_filter_config(v) {
         return FilterAt::Enabled(Some(v));
     }
     if v.get("disabled").and_then(serde_json::Value::as_bool) == Some(true) {
@@ -337,11 +350,13 @@ pub struct RetryPolicy {
 pub(crate) struct RetryHeaderConds {
     pub(crate) response: Box<[HeaderCond]>,
     pub(crate) request: Box<[HeaderCond]>,
+    /// What they were compiled from, for equality.
+    pub(crate) source: Box<(Vec<config::HeaderMatcher>, Vec<config::HeaderMatcher>)>,
 }
 
 impl PartialEq for RetryHeaderConds {
     fn eq(&self, other: &Self) -> bool {
-        self.response.len() == other.response.len() && self.request.len() == other.request.len()
+        self.source == other.source
     }
 }
 impl Eq for RetryHeaderConds {}
@@ -349,10 +364,18 @@ impl Eq for RetryHeaderConds {}
 impl RetryPolicy {
     /// Whether `req` may be retried at all: it matches one of the
     /// `retriable_request_headers`, or there are none (Envoy's rule).
+    /// Envoy tests the request as it goes upstream (after the route's
+    /// header edits and rewrites): pass that one.
     pub fn request_retriable<R: RequestView + ?Sized>(&self, req: &R) -> bool {
         let conds = &self.header_conds.request;
         let mut buf = Joined::new();
-        conds.is_empty() || conds.iter().any(|c| c.matches(req, None, &mut buf, &[]))
+        let path = req.path_and_query();
+        conds.is_empty() || conds.iter().any(|c| c.matches(req, path, &mut buf, &[]))
+    }
+
+    /// Whether it has `retriable_request_headers`.
+    pub fn has_retriable_request_headers(&self) -> bool {
+        !self.header_conds.request.is_empty()
     }
 
     /// Whether a response is retried under `retriable-headers`: one of the
@@ -1697,7 +1720,9 @@ impl<'a> RouteMatch<'a> {
         ctx: &RateLimitContext<'_>,
     ) -> Vec<RateLimitDescriptor> {
         let mut out = Vec::new();
-        if !matches!(self.route.action, ActionSpec::Forward(_)) {
+        if !matches!(self.route.action, ActionSpec::Forward(_))
+            || self.filter_disabled(RATE_LIMIT_FILTER) == Some(true)
+        {
             return out;
         }
         let own = self.route.rate_limits.as_deref();
@@ -1705,13 +1730,17 @@ impl<'a> RouteMatch<'a> {
         let vhost = if own.is_some_and(|r| r.include_vh) {
             true
         } else {
-            match self
+            // The enum by name or, as protobuf JSON allows, by number.
+            let option = self
                 .per_filter_config(RATE_LIMIT_FILTER)
-                .and_then(|c| c.get("vh_rate_limits"))
-                .and_then(serde_json::Value::as_str)
-            {
-                Some("INCLUDE") => true,
-                Some("IGNORE") => false,
+                .and_then(|c| c.get("vh_rate_limits"));
+            match option.and_then(|o| {
+                o.as_str()
+                    .map(str::to_owned)
+                    .or(o.as_u64().map(|n| n.to_string()))
+            }) {
+                Some(o) if o == "INCLUDE" || o == "1" => true,
+                Some(o) if o == "IGNORE" || o == "2" => false,
                 _ => own_list.is_empty(),
             }
         };

@@ -313,3 +313,58 @@ virtual_hosts:
         e(&[&[("destination_cluster", "c")]])
     );
 }
+
+#[test]
+fn a_disabled_rate_limit_filter_and_numeric_options() {
+    let fc = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
+    let t = table(&format!(
+        r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    rate_limits: [{{actions: [{{generic_key: {{descriptor_value: vhost}}}}]}}]
+    routes:
+      - match: {{prefix: /off}}
+        action: {{cluster: c}}
+        typed_per_filter_config:
+          envoy.filters.http.ratelimit: {{"@type": "{fc}", disabled: true}}
+      - match: {{prefix: /both}}
+        action: {{cluster: c, rate_limits: [{{actions: [{{generic_key: {{descriptor_value: route}}}}]}}]}}
+        typed_per_filter_config:
+          envoy.filters.http.ratelimit: {{vh_rate_limits: 1}}
+      - {{match: {{prefix: /}}, action: {{cluster: c}}}}
+"#
+    ));
+    let ctx = RateLimitContext::new();
+    assert!(descriptors(&t, &Request::get("h", "/off"), 0, &ctx).is_empty());
+    assert_eq!(
+        descriptors(&t, &Request::get("h", "/both"), 0, &ctx),
+        e(&[&[("generic_key", "route")], &[("generic_key", "vhost")]])
+    );
+    assert_eq!(
+        descriptors(&t, &Request::get("h", "/x"), 0, &ctx),
+        e(&[&[("generic_key", "vhost")]])
+    );
+}
+
+#[test]
+fn camel_case_envoy_json_with_route_metadata() {
+    let json = r#"{"virtualHosts": [{"name": "v", "domains": ["*"], "routes": [{
+        "match": {"prefix": "/"},
+        "metadata": {"filterMetadata": {"limits": {"tierName": "gold"}}},
+        "route": {"cluster": "c", "rateLimits": [{"actions": [{"metadata": {
+            "descriptorKey": "tier", "metadataKey": {"key": "limits", "path": [{"key": "tierName"}]},
+            "source": "ROUTE_ENTRY"}}]}]}}]}]}"#;
+    let t = RouteTable::build(RouteConfig::from_envoy_json(json).unwrap()).unwrap();
+    assert_eq!(
+        descriptors(&t, &Request::get("h", "/"), 0, &RateLimitContext::new()),
+        e(&[&[("tier", "gold")]])
+    );
+    // A field given in both spellings is an error.
+    let twice = r#"{"virtual_hosts": [], "virtualHosts": []}"#;
+    let err = RouteConfig::from_envoy_json(twice).unwrap_err().to_string();
+    assert!(
+        err.contains("virtual_hosts: the field is given twice"),
+        "{err}"
+    );
+}

@@ -1241,7 +1241,37 @@ virtual_hosts:
     assert!(p.response_retriable(404, &h));
     let mut h = http::HeaderMap::new();
     h.insert("x-missing", "1".parse().unwrap());
-    assert!(p.response_retriable(404, &h), "present_match: false, inverted");
+    assert!(
+        p.response_retriable(404, &h),
+        "present_match: false, inverted"
+    );
+    // :path is the request's path.
+    let t2 = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - match: {prefix: /}
+        action:
+          cluster: c
+          retry_policy:
+            retriable_request_headers: [{name: ":path", string_match: {prefix: /safe}}]
+      - match: {prefix: /}
+        action:
+          cluster: c
+          retry_policy:
+            retriable_request_headers: [{name: ":path", string_match: {prefix: /other}}]
+"#,
+    )
+    .unwrap();
+    let p2 = t2.virtual_hosts()[0].routes()[0].retry_policy().unwrap();
+    assert!(p2.request_retriable(&rauta_router::Request::get("h", "/safe/1")));
+    assert!(!p2.request_retriable(&rauta_router::Request::get("h", "/x")));
+    // Policies with different matchers differ.
+    let p3 = t2.virtual_hosts()[0].routes()[1].retry_policy().unwrap();
+    assert_ne!(p2, p3);
+    assert_eq!(p2, &p2.clone());
     // Bad matchers are load errors naming the field.
     let err = RouteTable::from_yaml(
         "virtual_hosts: [{name: v, domains: [\"*\"], routes: [{match: {prefix: /}, action: {cluster: c, retry_policy: {retriable_headers: [{name: x, string_match: {safe_regex: \"(\"}}]}}}]}]",

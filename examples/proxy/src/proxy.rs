@@ -1108,11 +1108,14 @@ where
     // send the same (empty) body.
     let policy = route.retry_policy();
     // A policy with retriable_request_headers retries only the requests
-    // that match one of them.
+    // that match one of them, tested as the request goes upstream (after
+    // the route's edits), as Envoy tests it.
+    let request_ok = |p: &RetryPolicy| {
+        !p.has_retriable_request_headers()
+            || sent_request(parts, &path, &headers).is_some_and(|sent| p.request_retriable(&sent))
+    };
     let max_retries = match policy {
-        Some(p)
-            if idempotent(&parts.method) && body.is_end_stream() && p.request_retriable(parts) =>
-        {
+        Some(p) if idempotent(&parts.method) && body.is_end_stream() && request_ok(p) => {
             p.num_retries.min(MAX_RETRIES)
         }
         _ => 0,
