@@ -17,6 +17,11 @@ use crate::table::{
 };
 use crate::template::{MatchTemplate, RewriteTemplate};
 
+/// How many of a oneof's fields are set.
+fn set_count(flags: &[bool]) -> usize {
+    flags.iter().filter(|b| **b).count()
+}
+
 /// Collects errors for one place (configuration, virtual host or route).
 struct Ctx<'e> {
     errors: &'e mut Vec<ConfigError>,
@@ -113,16 +118,13 @@ impl Ctx<'_> {
     }
 
     fn string_match(&mut self, field: &str, m: &config::StringMatcher) -> Option<StringMatch> {
-        let set = [
+        let set = set_count(&[
             m.exact.is_some(),
             m.prefix.is_some(),
             m.suffix.is_some(),
             m.contains.is_some(),
             m.safe_regex.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
+        ]);
         if set != 1 {
             self.err(
                 ErrorKind::Invalid,
@@ -159,7 +161,7 @@ impl Ctx<'_> {
             );
             return None;
         }
-        let kinds = [
+        let kinds = set_count(&[
             h.string_match.is_some(),
             h.exact_match.is_some(),
             h.safe_regex_match.is_some(),
@@ -168,10 +170,7 @@ impl Ctx<'_> {
             h.contains_match.is_some(),
             h.range_match.is_some(),
             h.present_match.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
+        ]);
         if kinds > 1 {
             self.err(
                 ErrorKind::Conflict,
@@ -403,7 +402,7 @@ fn rate_limit_action(
     a: &config::RateLimitAction,
     legacy_query: bool,
 ) -> Option<RateLimitActionSpec> {
-    let set = [
+    let set = set_count(&[
         a.source_cluster.is_some(),
         a.destination_cluster.is_some(),
         a.request_headers.is_some(),
@@ -413,10 +412,7 @@ fn rate_limit_action(
         a.header_value_match.is_some(),
         a.query_parameter_value_match.is_some(),
         a.metadata.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    ]);
     if set != 1 {
         ctx.err(
             if set == 0 {
@@ -1059,17 +1055,14 @@ fn compile_route(
     };
 
     // ---- path specifier
-    let specs = [
+    let specs = set_count(&[
         m.prefix.is_some(),
         m.path.is_some(),
         m.path_separated_prefix.is_some(),
         m.regex.is_some(),
         m.path_template.is_some(),
         m.connect_matcher.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    ]);
     let path = match specs {
         0 => {
             ctx.err(
@@ -1159,16 +1152,13 @@ fn compile_route(
         .collect();
 
     // ---- action
-    let kinds = [
+    let kinds = set_count(&[
         a.cluster.is_some(),
         a.cluster_header.is_some(),
         a.weighted_clusters.is_some(),
         a.redirect.is_some(),
         a.direct_response.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    ]);
     if kinds != 1 {
         ctx.err(
             if kinds == 0 { ErrorKind::Missing } else { ErrorKind::Conflict },
@@ -1258,15 +1248,12 @@ fn compile_route(
         None
     };
     let host_rewrite = {
-        let set = [
+        let set = set_count(&[
             a.host_rewrite_literal.is_some(),
             a.host_rewrite_header.is_some(),
             a.host_rewrite_path_regex.is_some(),
             a.auto_host_rewrite == Some(true),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
+        ]);
         if set > 1 {
             ctx.err(
                 ErrorKind::Conflict,
@@ -1407,10 +1394,7 @@ fn rewrite_spec(
     template_rw: Option<&str>,
     template: Option<&MatchTemplate>,
 ) -> Option<Option<PathRewrite>> {
-    let n = [prefix.is_some(), regex.is_some(), template_rw.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let n = set_count(&[prefix.is_some(), regex.is_some(), template_rw.is_some()]);
     if n > 1 {
         ctx.err(
             ErrorKind::Conflict,
@@ -1787,15 +1771,12 @@ fn data_source(
     src: &config::DataSourceSpec,
     rules: BodyRules,
 ) -> Option<String> {
-    let set = [
+    let set = set_count(&[
         src.inline_string.is_some(),
         src.inline_bytes.is_some(),
         src.filename.is_some(),
         src.environment_variable.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    ]);
     if set != 1 {
         ctx.err(
             if set == 0 {
