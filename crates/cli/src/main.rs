@@ -314,6 +314,20 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                             cors_summary(c.check(req, random))
                         );
                     }
+                    if let Some(l) = m.local_rate_limiter() {
+                        let (max, _) = l.default_bucket(std::time::Instant::now());
+                        let _ = writeln!(
+                            out,
+                            "  local limit   {}: {max} tokens, over it {}{}",
+                            l.stat_prefix(),
+                            l.status(),
+                            if l.enabled(random) {
+                                ""
+                            } else {
+                                " (filter_enabled does not take this request)"
+                            }
+                        );
+                    }
                     let added: Vec<String> = headers
                         .iter()
                         .filter(|h| !req.headers.contains(h))
@@ -648,6 +662,29 @@ virtual_hosts:
         );
         let out = describe(&table, &Request::get("h", "/"), 0);
         assert!(!out.contains("rate limit"), "{out}");
+    }
+
+    #[test]
+    fn describe_names_the_local_rate_limit() {
+        let table = RouteTable::from_yaml(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    typed_per_filter_config:
+      envoy.filters.http.local_ratelimit:
+        stat_prefix: api
+        token_bucket: {max_tokens: 50, fill_interval: 1s}
+        filter_enabled: {default_value: {numerator: 100}}
+    routes: [{name: r, match: {prefix: /}, action: {cluster: api}}]
+"#,
+        )
+        .unwrap();
+        let out = describe(&table, &Request::get("h", "/"), 0);
+        assert!(
+            out.contains("  local limit   api: 50 tokens, over it 429\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Validation and compilation of a [`RouteConfig`] into a [`RouteTable`].
 //! Every problem is collected; nothing is checked at request time.
 
-use serde::Deserialize;
-
 use crate::config::{self, Limits, RouteConfig};
 use crate::cors::{CorsAt, CorsLevel, CorsSpec, CORS_FILTER};
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
+use crate::local_ratelimit::{
+    Bucket, DescriptorBucket, LocalRateLimiter, VhRateLimits, LOCAL_RATE_LIMIT_FILTER,
+    LOCAL_RATE_LIMIT_TYPE,
+};
 use crate::matchers::{HeaderCond, HeaderTest, QueryCond, QueryTest, StringMatch, StringTest};
 use crate::mutate::{self, Mutations};
 use crate::path::PathPolicy;
@@ -708,16 +710,360 @@ fn cors_level(
         table::FilterAt::Absent | table::FilterAt::Disabled => None,
     };
     let filter = configured.and_then(|v| {
-        let field = format!("{filters_field}[\"{CORS_FILTER}\"]");
-        match config::CorsPolicy::deserialize(v) {
+        let field = filter_field(filters_field, CORS_FILTER, filters);
+        match typed_config::<config::CorsPolicy>(&field, v) {
             Ok(p) => cors_policy(ctx, &field, &p),
-            Err(e) => {
-                ctx.err(ErrorKind::Invalid, &field, format!("not a CorsPolicy: {e}"));
+            Err((at, e)) => {
+                ctx.err(ErrorKind::Invalid, &at, format!("not a CorsPolicy: {e}"));
                 None
             }
         }
     });
     (legacy.is_some() || filter.is_some()).then(|| Box::new(CorsAt { legacy, filter }))
+}
+
+/// A level's local rate limit: its `typed_per_filter_config` entry for
+/// [`LOCAL_RATE_LIMIT_FILTER`], compiled with fresh buckets.
+fn local_rate_limit_level(
+    ctx: &mut Ctx<'_>,
+    filters_field: &str,
+    filters: &config::FilterConfigs,
+) -> Option<std::sync::Arc<LocalRateLimiter>> {
+    let v = match table::filter_at(filters.get(LOCAL_RATE_LIMIT_FILTER)) {
+        table::FilterAt::Enabled(c) => c?,
+        table::FilterAt::Absent | table::FilterAt::Disabled => return None,
+    };
+    let field = filter_field(filters_field, LOCAL_RATE_LIMIT_FILTER, filters);
+    match typed_config::<config::LocalRateLimit>(&field, v) {
+        Ok(c) => local_rate_limit(ctx, &field, &c).map(std::sync::Arc::new),
+        Err((at, e)) => {
+            ctx.err(
+                ErrorKind::Invalid,
+                &at,
+                format!("not a LocalRateLimit: {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// Where a level's configuration for `filter` is: the entry, or its
+/// `config` inside a `FilterConfig` wrapper.
+fn filter_field(filters_field: &str, filter: &str, filters: &config::FilterConfigs) -> String {
+    let wrapped = filters.get(filter).is_some_and(table::is_filter_config);
+    format!(
+        "{filters_field}[\"{filter}\"]{}",
+        if wrapped { ".config" } else { "" }
+    )
+}
+
+/// Reads a filter's typed configuration. On failure, names the field that
+/// fails: each top-level field of the value is read alone (every field of
+/// these types has a default), and the first that fails on its own is
+/// the one named.
+fn typed_config<T: serde::de::DeserializeOwned>(
+    field: &str,
+    v: &serde_json::Value,
+) -> Result<T, (String, String)> {
+    T::deserialize(v).map_err(|e| {
+        let culprit = v.as_object().and_then(|m| {
+            m.iter().find_map(|(k, x)| {
+                let alone =
+                    serde_json::Value::Object([(k.clone(), x.clone())].into_iter().collect());
+                T::deserialize(&alone)
+                    .err()
+                    .map(|e| (format!("{field}.{k}"), e.to_string()))
+            })
+        });
+        culprit.unwrap_or_else(|| (field.to_owned(), e.to_string()))
+    })
+}
+
+/// Whether type URL `t` names `want` (compared after the last `/`, as
+/// Envoy reads type URLs).
+fn names_type(t: &str, want: &str) -> bool {
+    t.rsplit('/').next() == want.rsplit('/').next()
+}
+
+/// A token bucket; `what` is how Envoy's messages name it.
+fn token_bucket(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    what: &str,
+    b: &config::TokenBucket,
+) -> Option<Bucket> {
+    let before = ctx.errors.len();
+    if b.max_tokens == 0 {
+        ctx.err(
+            ErrorKind::Invalid,
+            &format!("{field}.max_tokens"),
+            "must be greater than 0",
+        );
+    }
+    if b.tokens_per_fill == Some(0) {
+        ctx.err(
+            ErrorKind::Invalid,
+            &format!("{field}.tokens_per_fill"),
+            "must be greater than 0",
+        );
+    }
+    let interval = match &b.fill_interval {
+        None => {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.fill_interval"),
+                "is required",
+            );
+            0
+        }
+        Some(d) => match crate::envoy_shape::duration_ms(d) {
+            Ok(ms) if ms < 50 => {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{field}.fill_interval"),
+                    format!("{what} fill timer must be >= 50ms"),
+                );
+                0
+            }
+            Ok(ms) => ms,
+            Err(e) => {
+                ctx.err(ErrorKind::Invalid, &format!("{field}.fill_interval"), e);
+                0
+            }
+        },
+    };
+    (ctx.errors.len() == before).then(|| {
+        Bucket::new(
+            b.max_tokens,
+            b.tokens_per_fill.unwrap_or(1),
+            std::time::Duration::from_millis(interval),
+        )
+    })
+}
+
+/// An enum of Envoy's given by name or, as protobuf JSON allows, by number:
+/// the position of the name in `names`.
+fn proto_enum(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    v: Option<&serde_json::Value>,
+    names: &[&str],
+) -> usize {
+    let Some(v) = v else { return 0 };
+    let at = match v {
+        serde_json::Value::String(s) => names.iter().position(|n| n == s),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n < names.len()),
+        _ => None,
+    };
+    at.unwrap_or_else(|| {
+        ctx.err(
+            ErrorKind::Invalid,
+            field,
+            format!("{v} is not one of {}", names.join(", ")),
+        );
+        0
+    })
+}
+
+fn local_rate_limit(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    c: &config::LocalRateLimit,
+) -> Option<LocalRateLimiter> {
+    let before = ctx.errors.len();
+    if let Some(t) = &c.type_url {
+        if !names_type(t, LOCAL_RATE_LIMIT_TYPE) {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.@type"),
+                format!("expected {LOCAL_RATE_LIMIT_TYPE}, got {t:?}"),
+            );
+        }
+    }
+    if c.stat_prefix.is_empty() {
+        ctx.err(
+            ErrorKind::Invalid,
+            &format!("{field}.stat_prefix"),
+            "is required",
+        );
+    }
+    let status = match &c.status {
+        None => 429,
+        Some(s) if !(100..=599).contains(&s.code) => {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.status.code"),
+                format!("{} is not an HTTP status code", s.code),
+            );
+            429
+        }
+        // Envoy answers 429 for a code that is not an error.
+        Some(s) if s.code < 400 => 429,
+        Some(s) => s.code as u16,
+    };
+    let default = match &c.token_bucket {
+        Some(b) => token_bucket(
+            ctx,
+            &format!("{field}.token_bucket"),
+            "local rate limit token bucket",
+            b,
+        ),
+        None => {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.token_bucket"),
+                "local rate limit token bucket must be set for per filter configs",
+            );
+            None
+        }
+    };
+    let mut descriptors: Vec<DescriptorBucket> = Vec::with_capacity(c.descriptors.len());
+    for (i, d) in c.descriptors.iter().enumerate() {
+        let at = format!("{field}.descriptors[{i}]");
+        if d.entries.is_empty() {
+            ctx.err(ErrorKind::Invalid, &format!("{at}.entries"), "is empty");
+        }
+        for (j, e) in d.entries.iter().enumerate() {
+            if e.key.is_empty() {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{at}.entries[{j}].key"),
+                    "is empty",
+                );
+            }
+            if e.value.is_empty() {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{at}.entries[{j}].value"),
+                    "is empty (descriptors that match any value are not supported)",
+                );
+            }
+        }
+        let bucket = match &d.token_bucket {
+            Some(b) => token_bucket(
+                ctx,
+                &format!("{at}.token_bucket"),
+                "local rate limit descriptor token bucket",
+                b,
+            ),
+            None => {
+                ctx.err(
+                    ErrorKind::Invalid,
+                    &format!("{at}.token_bucket"),
+                    "is required",
+                );
+                None
+            }
+        };
+        let entries: Box<[(Box<str>, Box<str>)]> = d
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str().into(), e.value.as_str().into()))
+            .collect();
+        if descriptors.iter().any(|x| x.entries == entries) {
+            let shown: Vec<String> = entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            ctx.err(
+                ErrorKind::Invalid,
+                &at,
+                format!(
+                    "duplicate descriptor in the local rate descriptor: {}",
+                    shown.join(", ")
+                ),
+            );
+        }
+        if let Some(bucket) = bucket {
+            descriptors.push(DescriptorBucket { entries, bucket });
+        }
+    }
+    if c.stage > 10 {
+        ctx.err(
+            ErrorKind::Invalid,
+            &format!("{field}.stage"),
+            format!("{} is above 10", c.stage),
+        );
+    }
+    if c.local_rate_limit_per_downstream_connection {
+        ctx.err(
+            ErrorKind::Unsupported,
+            &format!("{field}.local_rate_limit_per_downstream_connection"),
+            "buckets per downstream connection are not supported",
+        );
+    }
+    let x_headers = proto_enum(
+        ctx,
+        &format!("{field}.enable_x_ratelimit_headers"),
+        c.enable_x_ratelimit_headers.as_ref(),
+        &["OFF", "DRAFT_VERSION_03"],
+    ) == 1;
+    let vh_rate_limits = match proto_enum(
+        ctx,
+        &format!("{field}.vh_rate_limits"),
+        c.vh_rate_limits.as_ref(),
+        &["OVERRIDE", "INCLUDE", "IGNORE"],
+    ) {
+        1 => VhRateLimits::Include,
+        2 => VhRateLimits::Ignore,
+        _ => VhRateLimits::Override,
+    };
+    for (name, list) in [
+        (
+            "request_headers_to_add_when_not_enforced",
+            &c.request_headers_to_add_when_not_enforced,
+        ),
+        ("response_headers_to_add", &c.response_headers_to_add),
+    ] {
+        if list.len() > 10 {
+            ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.{name}"),
+                format!("{} headers; at most 10", list.len()),
+            );
+        }
+    }
+    let request_headers = ctx.mutations(
+        &format!("{field}.request_headers_to_add_when_not_enforced"),
+        &c.request_headers_to_add_when_not_enforced,
+        "",
+        &[],
+    );
+    let response_headers = ctx.mutations(
+        &format!("{field}.response_headers_to_add"),
+        &c.response_headers_to_add,
+        "",
+        &[],
+    );
+    let fraction = |f: &config::RuntimeFraction| {
+        (
+            f.default_value.numerator,
+            f.default_value.denominator.value(),
+        )
+    };
+    if ctx.errors.len() != before {
+        return None;
+    }
+    let by_hash = ahash::RandomState::new();
+    Some(LocalRateLimiter {
+        stat_prefix: c.stat_prefix.as_str().into(),
+        status,
+        default: default?,
+        enabled: c.filter_enabled.as_ref().map(fraction),
+        enforced: c.filter_enforced.as_ref().map(fraction),
+        request_headers,
+        response_headers,
+        stage: c.stage,
+        x_headers,
+        vh_rate_limits,
+        always_consume_default: c.always_consume_default_token_bucket.unwrap_or(true),
+        resource_exhausted: c.rate_limited_as_resource_exhausted,
+        origin: std::time::Instant::now(),
+        counts: Default::default(),
+        by_hash_index: crate::local_ratelimit::descriptor_index(&by_hash, &descriptors),
+        by_hash,
+        descriptors: descriptors.into(),
+    })
 }
 
 fn limit(errors: &mut Vec<ConfigError>, what: &str, n: usize, max: usize, field: &str) -> bool {
@@ -827,6 +1173,11 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
     let global_cors = cors_level(
         &mut root,
         None,
+        "typed_per_filter_config",
+        &config.typed_per_filter_config,
+    );
+    let global_local_limit = local_rate_limit_level(
+        &mut root,
         "typed_per_filter_config",
         &config.typed_per_filter_config,
     );
@@ -953,6 +1304,11 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             "typed_per_filter_config",
             &v.typed_per_filter_config,
         );
+        let vlocal_limit = local_rate_limit_level(
+            &mut ctx,
+            "typed_per_filter_config",
+            &v.typed_per_filter_config,
+        );
         let vpolicy = match &v.path_normalization {
             Some(p) => config_policy.overlay(p),
             None => config_policy.clone(),
@@ -995,6 +1351,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         );
         vhost.filters = table::filters(&v.typed_per_filter_config);
         vhost.cors = vcors;
+        vhost.local_rate_limit = vlocal_limit;
         vhost.rate_limits = vlimits;
         vhost.metadata = v.metadata.clone().map(Box::new);
         vhost.mirrors = mirror_policies(
@@ -1020,6 +1377,7 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         global_mirrors,
     );
     table.cors = global_cors;
+    table.local_rate_limit = global_local_limit;
     Ok(table)
 }
 
@@ -1302,6 +1660,8 @@ fn compile_route(
         "typed_per_filter_config",
         &r.typed_per_filter_config,
     );
+    let local_limit =
+        local_rate_limit_level(ctx, "typed_per_filter_config", &r.typed_per_filter_config);
     let mut upgrades: Vec<(Box<str>, bool)> = Vec::new();
     for (i, u) in a.upgrade_configs.iter().enumerate() {
         if upgrades
@@ -1378,6 +1738,7 @@ fn compile_route(
         e.hedge = hedge.map(Box::new);
         e.rate_limits = route_limits;
         e.cors = cors;
+        e.local_rate_limit = local_limit;
         e.mirrors = mirrors;
         e.metadata = r.metadata.clone().map(Box::new);
         e.named = r.name.is_some();
@@ -1601,6 +1962,11 @@ fn weighted(
             cors: cors_level(
                 ctx,
                 None,
+                &format!("{field}.typed_per_filter_config"),
+                &e.typed_per_filter_config,
+            ),
+            local_rate_limit: local_rate_limit_level(
+                ctx,
                 &format!("{field}.typed_per_filter_config"),
                 &e.typed_per_filter_config,
             ),

@@ -1330,6 +1330,212 @@ pub struct CorsPolicy {
     pub shadow_enabled: Option<RuntimeFraction>,
 }
 
+/// Envoy's local rate limit filter configuration
+/// (`envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`), as
+/// given in a `typed_per_filter_config` entry for
+/// `envoy.filters.http.local_ratelimit`. Field names and forms are
+/// Envoy's (durations as `"1s"` or `{seconds, nanos}`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LocalRateLimit {
+    /// Envoy's type URL. Optional; when given it must name
+    /// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`.
+    #[serde(default, rename = "@type", skip_serializing_if = "Option::is_none")]
+    pub type_url: Option<String>,
+    /// The name the filter's statistics carry (required).
+    #[serde(default)]
+    pub stat_prefix: String,
+    /// The status of the answer to a limited request (default 429; a code
+    /// below 400 means 429, as in Envoy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<HttpStatus>,
+    /// The bucket every request draws from (required here, as Envoy
+    /// requires it of per-route configurations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_bucket: Option<TokenBucket>,
+    /// The share of requests the filter looks at (default none, as in
+    /// Envoy: set it to limit anything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_enabled: Option<RuntimeFraction>,
+    /// The share of limited requests that are refused (default none: they
+    /// are only counted, and get `request_headers_to_add_when_not_enforced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_enforced: Option<RuntimeFraction>,
+    /// Headers added to a limited request that is not refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add_when_not_enforced: Vec<HeaderValueOption>,
+    /// Headers added to the answer to a refused request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// Buckets of their own for requests whose rate limit descriptors (the
+    /// route's `rate_limits` at [`stage`](Self::stage)) match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub descriptors: Vec<LocalRateLimitDescriptor>,
+    /// The stage of the route's `rate_limits` whose descriptors are used
+    /// (0 to 10, default 0).
+    #[serde(default)]
+    pub stage: u32,
+    /// Must be `false` when given: one set of buckets per downstream
+    /// connection is not supported.
+    #[serde(default)]
+    pub local_rate_limit_per_downstream_connection: bool,
+    /// `DRAFT_VERSION_03` adds `x-ratelimit-limit`, `x-ratelimit-remaining`
+    /// and `x-ratelimit-reset` to answers (default `OFF`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_x_ratelimit_headers: Option<serde_json::Value>,
+    /// How a virtual host's `rate_limits` combine with the route's:
+    /// `OVERRIDE` (the default: only when the route has none), `INCLUDE`,
+    /// `IGNORE`; by name or number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vh_rate_limits: Option<serde_json::Value>,
+    /// Whether a request that matched a descriptor also draws from the
+    /// default bucket (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_consume_default_token_bucket: Option<bool>,
+    /// Refused gRPC requests get `RESOURCE_EXHAUSTED` instead of
+    /// `UNAVAILABLE`.
+    #[serde(default)]
+    pub rate_limited_as_resource_exhausted: bool,
+}
+
+/// Envoy's `HttpStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpStatus {
+    /// The status code: a number, or the name Envoy's `StatusCode` enum
+    /// gives it (`TooManyRequests`, `ServiceUnavailable`, ...).
+    #[serde(deserialize_with = "status_code")]
+    pub code: u32,
+}
+
+/// Envoy's `StatusCode` enum: names and numbers.
+const STATUS_CODES: &[(&str, u32)] = &[
+    ("Continue", 100),
+    ("OK", 200),
+    ("Created", 201),
+    ("Accepted", 202),
+    ("NonAuthoritativeInformation", 203),
+    ("NoContent", 204),
+    ("ResetContent", 205),
+    ("PartialContent", 206),
+    ("MultiStatus", 207),
+    ("AlreadyReported", 208),
+    ("IMUsed", 226),
+    ("MultipleChoices", 300),
+    ("MovedPermanently", 301),
+    ("Found", 302),
+    ("SeeOther", 303),
+    ("NotModified", 304),
+    ("UseProxy", 305),
+    ("TemporaryRedirect", 307),
+    ("PermanentRedirect", 308),
+    ("BadRequest", 400),
+    ("Unauthorized", 401),
+    ("PaymentRequired", 402),
+    ("Forbidden", 403),
+    ("NotFound", 404),
+    ("MethodNotAllowed", 405),
+    ("NotAcceptable", 406),
+    ("ProxyAuthenticationRequired", 407),
+    ("RequestTimeout", 408),
+    ("Conflict", 409),
+    ("Gone", 410),
+    ("LengthRequired", 411),
+    ("PreconditionFailed", 412),
+    ("PayloadTooLarge", 413),
+    ("URITooLong", 414),
+    ("UnsupportedMediaType", 415),
+    ("RangeNotSatisfiable", 416),
+    ("ExpectationFailed", 417),
+    ("MisdirectedRequest", 421),
+    ("UnprocessableEntity", 422),
+    ("Locked", 423),
+    ("FailedDependency", 424),
+    ("UpgradeRequired", 426),
+    ("PreconditionRequired", 428),
+    ("TooManyRequests", 429),
+    ("RequestHeaderFieldsTooLarge", 431),
+    ("InternalServerError", 500),
+    ("NotImplemented", 501),
+    ("BadGateway", 502),
+    ("ServiceUnavailable", 503),
+    ("GatewayTimeout", 504),
+    ("HTTPVersionNotSupported", 505),
+    ("VariantAlsoNegotiates", 506),
+    ("InsufficientStorage", 507),
+    ("LoopDetected", 508),
+    ("NotExtended", 510),
+    ("NetworkAuthenticationRequired", 511),
+];
+
+/// A status code given as a number or by its `StatusCode` name.
+fn status_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a status code"))),
+        serde_json::Value::String(name) => STATUS_CODES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, c)| c)
+            .ok_or_else(|| {
+                D::Error::custom(format!(
+                    "{name:?} is not one of Envoy's StatusCode names (e.g. TooManyRequests) or a number"
+                ))
+            }),
+        other => Err(D::Error::custom(format!(
+            "{other} is not a status code (a number or a name such as TooManyRequests)"
+        ))),
+    }
+}
+
+/// Envoy's `TokenBucket`: `max_tokens` at most, refilled by
+/// `tokens_per_fill` every `fill_interval`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenBucket {
+    /// Capacity, and the tokens it starts with (more than 0).
+    #[serde(default)]
+    pub max_tokens: u32,
+    /// Tokens added per interval (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_fill: Option<u32>,
+    /// The interval, a protobuf `Duration` (`"1s"`, at least 50 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_interval: Option<serde_json::Value>,
+}
+
+/// A local rate limit descriptor with its own bucket.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LocalRateLimitDescriptor {
+    /// The entries a request descriptor must have, in order.
+    #[serde(default)]
+    pub entries: Vec<DescriptorEntry>,
+    /// Its bucket (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_bucket: Option<TokenBucket>,
+}
+
+/// One `(key, value)` entry of a descriptor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DescriptorEntry {
+    /// The key.
+    #[serde(default)]
+    pub key: String,
+    /// The value.
+    #[serde(default)]
+    pub value: String,
+}
+
 /// Retry back-off intervals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -158,6 +158,7 @@ impl<'a> FormatContext<'a> {
 }
 
 /// What the route decision knows, for the commands it answers.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct RouteFacts<'e> {
     pub(crate) route_name: &'e str,
     pub(crate) cluster: Option<&'e str>,

@@ -124,6 +124,7 @@ mod explain;
 mod format;
 mod index;
 mod local;
+mod local_ratelimit;
 mod matchers;
 mod mutate;
 mod ratelimit;
@@ -137,6 +138,10 @@ pub use cors::{Cors, CorsCheck, CorsPreflight, CorsResponse, CORS_FILTER};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use explain::{DomainMatch, Explanation, RouteVerdict};
 pub use format::FormatContext;
+pub use local_ratelimit::{
+    LocalRateLimitCounts, LocalRateLimitOutcome, LocalRateLimitVerdict, LocalRateLimiter,
+    RateLimitHeaders, LOCAL_RATE_LIMIT_FILTER,
+};
 pub use mutate::HeaderMapMut;
 pub use ratelimit::{RateLimitContext, RateLimitDescriptor};
 pub use request::{HeaderValues, Request, RequestView};

@@ -10,6 +10,9 @@ use crate::config::{self, RequireTls, RouteConfig};
 use crate::cors::{Cors, CorsAt, CorsLevel};
 use crate::error::ConfigErrors;
 use crate::format::{FormatContext, RouteFacts, Side};
+use crate::local_ratelimit::{
+    LocalRateLimitOutcome, LocalRateLimiter, VhRateLimits, LOCAL_RATE_LIMIT_FILTER,
+};
 use crate::matchers::{self, HeaderCond, QueryCond};
 use crate::mutate::{HeaderMapMut, Mutations};
 use crate::path::{PathOutcome, PathPolicy};
@@ -149,6 +152,7 @@ pub(crate) struct WeightedEntry {
     pub(crate) host_rewrite: Option<Box<str>>,
     pub(crate) filters: Filters,
     pub(crate) cors: CorsLevel,
+    pub(crate) local_rate_limit: LocalLimitLevel,
 }
 
 /// A compiled request mirror policy.
@@ -181,6 +185,9 @@ pub fn shadow_host(host: &str) -> String {
     };
     format!("{name}-shadow{port}")
 }
+
+/// A level's compiled local rate limit (shared by clones of the table).
+pub(crate) type LocalLimitLevel = Option<std::sync::Arc<LocalRateLimiter>>;
 
 /// A level's `typed_per_filter_config`, out of line (most routes have none).
 pub(crate) type Filters = Option<Box<config::FilterConfigs>>;
@@ -455,6 +462,7 @@ pub struct RouteEntry {
     pub(crate) hedge: Option<Box<HedgePolicy>>,
     pub(crate) rate_limits: Option<Box<RouteRateLimits>>,
     pub(crate) cors: CorsLevel,
+    pub(crate) local_rate_limit: LocalLimitLevel,
     upgrades: Box<[(Box<str>, bool)]>,
     hash_policy: Box<[config::HashPolicy]>,
     pub(crate) filters: Filters,
@@ -682,6 +690,7 @@ pub struct VirtualHostEntry {
     pub(crate) route_index: crate::index::RouteIndex,
     pub(crate) filters: Filters,
     pub(crate) cors: CorsLevel,
+    pub(crate) local_rate_limit: LocalLimitLevel,
     pub(crate) rate_limits: Box<[RateLimitSpec]>,
     pub(crate) mirrors: Box<[MirrorSpec]>,
     pub(crate) metadata: Option<Box<serde_json::Value>>,
@@ -807,6 +816,7 @@ pub struct RouteTable {
     internal_only: Box<[Box<str>]>,
     filters: Filters,
     pub(crate) cors: CorsLevel,
+    pub(crate) local_rate_limit: LocalLimitLevel,
     mirrors: Box<[MirrorSpec]>,
     metadata: Option<Box<serde_json::Value>>,
     route_count: usize,
@@ -1128,6 +1138,7 @@ impl RouteTable {
             internal_only,
             filters: filters(&config.typed_per_filter_config),
             cors: None,
+            local_rate_limit: None,
             mirrors,
             metadata: config.metadata.clone().map(Box::new),
             route_count,
@@ -1175,6 +1186,28 @@ impl RouteTable {
     /// The virtual hosts, in configuration order.
     pub fn virtual_hosts(&self) -> &[VirtualHostEntry] {
         &self.vhosts
+    }
+
+    /// Every local rate limit of the table (configuration, virtual host,
+    /// route and weighted cluster levels, in that order within each
+    /// virtual host), for statistics: sum [`LocalRateLimiter::counts`] by
+    /// [`LocalRateLimiter::stat_prefix`] to get Envoy's counters.
+    pub fn local_rate_limiters(&self) -> impl Iterator<Item = &LocalRateLimiter> + '_ {
+        let routes = self.vhosts.iter().flat_map(|v| {
+            let entries = v.routes.iter().flat_map(|r| {
+                let weighted: &[WeightedEntry] = match &r.action {
+                    ActionSpec::Forward(ClusterSpec::Weighted(w)) => &w.entries,
+                    _ => &[],
+                };
+                r.local_rate_limit.as_deref().into_iter().chain(
+                    weighted
+                        .iter()
+                        .filter_map(|e| e.local_rate_limit.as_deref()),
+                )
+            });
+            v.local_rate_limit.as_deref().into_iter().chain(entries)
+        });
+        self.local_rate_limit.as_deref().into_iter().chain(routes)
     }
 
     /// Number of routes over all virtual hosts.
@@ -1719,10 +1752,37 @@ impl<'a> RouteMatch<'a> {
         req: &R,
         ctx: &RateLimitContext<'_>,
     ) -> Vec<RateLimitDescriptor> {
+        if self.filter_disabled(RATE_LIMIT_FILTER) == Some(true) {
+            return Vec::new();
+        }
+        // The enum by name or, as protobuf JSON allows, by number.
+        let option = self
+            .per_filter_config(RATE_LIMIT_FILTER)
+            .and_then(|c| c.get("vh_rate_limits"));
+        let vh = match option.and_then(|o| {
+            o.as_str()
+                .map(str::to_owned)
+                .or(o.as_u64().map(|n| n.to_string()))
+        }) {
+            Some(o) if o == "INCLUDE" || o == "1" => VhRateLimits::Include,
+            Some(o) if o == "IGNORE" || o == "2" => VhRateLimits::Ignore,
+            _ => VhRateLimits::Override,
+        };
+        self.descriptors_for(req, ctx, vh, false)
+    }
+
+    /// The descriptors of the route's (and, as `vh` says, the virtual
+    /// host's) `rate_limits` at `ctx.stage`; without those that have a
+    /// `disable_key` when `skip_disable_keys` (as the local filter does).
+    fn descriptors_for<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        ctx: &RateLimitContext<'_>,
+        vh: VhRateLimits,
+        skip_disable_keys: bool,
+    ) -> Vec<RateLimitDescriptor> {
         let mut out = Vec::new();
-        if !matches!(self.route.action, ActionSpec::Forward(_))
-            || self.filter_disabled(RATE_LIMIT_FILTER) == Some(true)
-        {
+        if !matches!(self.route.action, ActionSpec::Forward(_)) {
             return out;
         }
         let own = self.route.rate_limits.as_deref();
@@ -1730,18 +1790,10 @@ impl<'a> RouteMatch<'a> {
         let vhost = if own.is_some_and(|r| r.include_vh) {
             true
         } else {
-            // The enum by name or, as protobuf JSON allows, by number.
-            let option = self
-                .per_filter_config(RATE_LIMIT_FILTER)
-                .and_then(|c| c.get("vh_rate_limits"));
-            match option.and_then(|o| {
-                o.as_str()
-                    .map(str::to_owned)
-                    .or(o.as_u64().map(|n| n.to_string()))
-            }) {
-                Some(o) if o == "INCLUDE" || o == "1" => true,
-                Some(o) if o == "IGNORE" || o == "2" => false,
-                _ => own_list.is_empty(),
+            match vh {
+                VhRateLimits::Include => true,
+                VhRateLimits::Ignore => false,
+                VhRateLimits::Override => own_list.is_empty(),
             }
         };
         let inputs = Inputs {
@@ -1754,11 +1806,107 @@ impl<'a> RouteMatch<'a> {
         };
         let vlist: &[RateLimitSpec] = if vhost { &self.vhost.rate_limits } else { &[] };
         for spec in own_list.iter().chain(vlist) {
-            if spec.stage == ctx.stage {
+            if spec.stage == ctx.stage && (!skip_disable_keys || spec.disable_key.is_empty()) {
                 out.extend(spec.descriptor(&inputs));
             }
         }
         out
+    }
+
+    /// The local rate limit that applies to this request (Envoy's
+    /// `envoy.filters.http.local_ratelimit` per-route configuration: the
+    /// weighted cluster entry's, else the route's, the virtual host's or the
+    /// configuration's `typed_per_filter_config`), or `None` when no level
+    /// has one or a `FilterConfig` disables the filter here.
+    pub fn local_rate_limiter(&self) -> Option<&'a LocalRateLimiter> {
+        if self.filter_disabled(LOCAL_RATE_LIMIT_FILTER) == Some(true) {
+            return None;
+        }
+        self.weighted()
+            .and_then(|e| e.local_rate_limit.as_deref())
+            .or(self.route.local_rate_limit.as_deref())
+            .or(self.vhost.local_rate_limit.as_deref())
+            .or(self.table.local_rate_limit.as_deref())
+    }
+
+    /// Runs the local rate limit filter on this request at `now`, as
+    /// Envoy's does: `filter_enabled` draws with `random_value` (a request
+    /// it does not take is [`NotEnabled`](crate::LocalRateLimitVerdict::NotEnabled)),
+    /// the request's descriptors (the route's `rate_limits` at the
+    /// limiter's `stage`, rate limits with a `disable_key` left out) are
+    /// computed when the limiter has descriptors of its own, the matching
+    /// buckets and the default bucket give a token or refuse, and a refused
+    /// request is enforced when `filter_enforced` takes it (an independent
+    /// draw from `random_value`). `None` when no local rate limit applies.
+    ///
+    /// Buckets are shared by every request that reaches the same
+    /// configuration level, across threads, without locks.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use rauta_router::{LocalRateLimitVerdict, RateLimitContext, Request, RouteTable};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - match: {prefix: /login}
+    ///         action: {cluster: auth}
+    ///         typed_per_filter_config:
+    ///           envoy.filters.http.local_ratelimit:
+    ///             stat_prefix: login
+    ///             token_bucket: {max_tokens: 2, tokens_per_fill: 1, fill_interval: 1s}
+    ///             filter_enabled: {default_value: {numerator: 100}}
+    ///             filter_enforced: {default_value: {numerator: 100}}
+    ///       - {match: {prefix: /}, action: {cluster: api}}
+    /// "#).unwrap();
+    /// let req = Request::get("h", "/login");
+    /// let t0 = Instant::now();
+    /// let verdict = |at: Instant| {
+    ///     let d = table.route(&req, 0);
+    ///     let m = d.route().unwrap();
+    ///     m.local_rate_limit(&req, &RateLimitContext::new(), at, 0).unwrap().verdict()
+    /// };
+    /// assert_eq!(verdict(t0), LocalRateLimitVerdict::Allowed);
+    /// assert_eq!(verdict(t0), LocalRateLimitVerdict::Allowed);
+    /// assert_eq!(verdict(t0), LocalRateLimitVerdict::Limited);
+    /// // One token a second comes back.
+    /// assert_eq!(verdict(t0 + Duration::from_secs(1)), LocalRateLimitVerdict::Allowed);
+    /// ```
+    pub fn local_rate_limit<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        ctx: &RateLimitContext<'_>,
+        now: std::time::Instant,
+        random_value: u64,
+    ) -> Option<LocalRateLimitOutcome<'_>> {
+        let limiter = self.local_rate_limiter()?;
+        if !limiter.enabled(random_value) {
+            return Some(LocalRateLimitOutcome {
+                limiter,
+                verdict: crate::LocalRateLimitVerdict::NotEnabled,
+                headers: None,
+                facts: self.facts(),
+            });
+        }
+        let descriptors = if limiter.has_descriptors() {
+            let ctx = RateLimitContext {
+                stage: limiter.stage,
+                ..*ctx
+            };
+            self.descriptors_for(req, &ctx, limiter.vh_rate_limits, true)
+        } else {
+            Vec::new()
+        };
+        let (verdict, headers) =
+            crate::local_ratelimit::decide(limiter, &descriptors, now, random_value);
+        Some(LocalRateLimitOutcome {
+            limiter,
+            verdict,
+            headers,
+            facts: self.facts(),
+        })
     }
 
     /// Whether `filter` is turned off for this request (Envoy's
@@ -2156,18 +2304,7 @@ impl<'a> RouteMatch<'a> {
         entry: Option<&Mutations>,
         levels: [&Mutations; 3],
     ) {
-        let facts = RouteFacts {
-            route_name: if self.route.named {
-                &self.route.name
-            } else {
-                ""
-            },
-            cluster: self.cluster(),
-            method: self.method,
-            path: self.has_path.then_some(&*self.path),
-            authority: &self.host,
-            scheme: self.scheme,
-        };
+        let facts = self.facts();
         if let Some(e) = entry {
             e.apply(headers, side, &facts, ctx);
         }
@@ -2180,6 +2317,22 @@ impl<'a> RouteMatch<'a> {
             levels
                 .iter()
                 .for_each(|m| m.apply(headers, side, &facts, ctx));
+        }
+    }
+
+    /// What header value formatting knows of the decision.
+    fn facts(&self) -> RouteFacts<'_> {
+        RouteFacts {
+            route_name: if self.route.named {
+                &self.route.name
+            } else {
+                ""
+            },
+            cluster: self.cluster(),
+            method: self.method,
+            path: self.has_path.then_some(&*self.path),
+            authority: &self.host,
+            scheme: self.scheme,
         }
     }
 
@@ -2311,6 +2464,7 @@ pub(crate) fn make_route(
             hedge: None,
             rate_limits: None,
             cors: None,
+            local_rate_limit: None,
             upgrades: upgrades.into(),
             hash_policy: hash_policy.into(),
             filters: None,
@@ -2345,6 +2499,7 @@ pub(crate) fn make_vhost(
         route_index,
         filters: None,
         cors: None,
+        local_rate_limit: None,
         rate_limits: Box::default(),
         mirrors: Box::default(),
         metadata: None,

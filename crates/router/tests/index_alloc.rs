@@ -4,7 +4,8 @@
 //! virtual hosts) and must see zero allocations, on the thread that built
 //! the table and on two more routing at the same time; and, through
 //! `RouteTable::route_in` and a reused scratch, for requests whose path or
-//! host normalization changes or that need a copy past 256 bytes.
+//! host normalization changes or that need a copy past 256 bytes; and a
+//! local rate limit check (without descriptors) after the decision.
 //! This file is its own test binary so that no other test shares the
 //! allocator; each measuring thread counts only its own allocations.
 
@@ -384,4 +385,44 @@ fn routing_in_a_scratch_allocates_nothing_when_the_path_or_host_changes() {
             rounds as usize * reqs.len()
         );
     }
+}
+
+#[test]
+fn local_rate_limits_without_descriptors_allocate_nothing() {
+    let table = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - match: {prefix: /}
+        action: {cluster: c}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit:
+            stat_prefix: p
+            token_bucket: {max_tokens: 100, fill_interval: 3600s}
+            filter_enabled: {default_value: {numerator: 100}}
+            filter_enforced: {default_value: {numerator: 100}}
+            enable_x_ratelimit_headers: DRAFT_VERSION_03
+"#,
+    )
+    .expect("valid config");
+    let req = Request::get("h", "/orders");
+    let now = std::time::Instant::now();
+    let check = || {
+        let d = table.route(&req, 0);
+        let m = d.route().expect("a route");
+        let o = m
+            .local_rate_limit(&req, &rauta_router::RateLimitContext::new(), now, 0)
+            .expect("a limiter");
+        o.verdict()
+    };
+    check();
+    let (allocs, verdicts) = allocations(|| {
+        (0..200).map(|_| check()).fold(0, |n, v| {
+            n + (v == rauta_router::LocalRateLimitVerdict::Allowed) as usize
+        })
+    });
+    assert_eq!(verdicts, 99, "100 tokens, one taken before");
+    assert_eq!(allocs, 0, "{allocs} allocations in 200 checks");
 }

@@ -38,6 +38,44 @@ fn json(v: serde_json::Value) -> Response<Body> {
     r
 }
 
+/// The local rate limits' counters, summed by `stat_prefix` over the
+/// configuration being served (they restart with each configuration, as
+/// its buckets do).
+fn local_rate_limits(state: &State, out: &mut String) {
+    let rt = state.runtime();
+    let mut by_prefix: std::collections::BTreeMap<&str, [u64; 4]> = Default::default();
+    for l in rt.snapshot.table().local_rate_limiters() {
+        let c = l.counts();
+        let sum = by_prefix.entry(l.stat_prefix()).or_default();
+        for (s, v) in sum
+            .iter_mut()
+            .zip([c.enabled, c.ok, c.rate_limited, c.enforced])
+        {
+            *s += v;
+        }
+    }
+    if by_prefix.is_empty() {
+        return;
+    }
+    out.push_str(
+        "# HELP rauta_proxy_local_rate_limit_total Requests a local rate limit looked at, by stat_prefix and result (Envoy's <stat_prefix>.http_local_rate_limit counters: enabled, ok, rate_limited, enforced).\n\
+         # TYPE rauta_proxy_local_rate_limit_total counter\n",
+    );
+    for (prefix, counts) in by_prefix {
+        let mut label = String::new();
+        rauta_stats::escape_label_value(prefix, &mut label);
+        for (result, v) in ["enabled", "ok", "rate_limited", "enforced"]
+            .iter()
+            .zip(counts)
+        {
+            let _ = writeln!(
+                out,
+                "rauta_proxy_local_rate_limit_total{{stat_prefix=\"{label}\",result=\"{result}\"}} {v}"
+            );
+        }
+    }
+}
+
 /// rauta-stats' Prometheus text plus the proxy's own reload metrics.
 fn metrics(state: &State) -> Response<Body> {
     let mut out = state.registry().render(Format::Prometheus);
@@ -67,6 +105,7 @@ fn metrics(state: &State) -> Response<Body> {
         cors.origin_invalid.get(),
         cors.preflights.get()
     );
+    local_rate_limits(state, &mut out);
     #[cfg(feature = "xdp")]
     if let Some(x) = state.xdp() {
         x.render(&mut out);

@@ -10,7 +10,10 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use rauta_balance::{HashInput, Pick};
-use rauta_router::{ActionKind, CorsCheck, Decision, FormatContext, RetryPolicy, RouteMatch};
+use rauta_router::{
+    ActionKind, CorsCheck, Decision, FormatContext, LocalRateLimitOutcome, LocalRateLimitVerdict,
+    RateLimitContext, RetryPolicy, RouteMatch,
+};
 
 use crate::cluster::Cluster;
 use crate::config::UnderscoreAction;
@@ -839,6 +842,33 @@ where
         Some(CorsCheck::Forward(r)) => Some(r),
         _ => None,
     };
+    // The local rate limit (Envoy's `envoy.filters.http.local_ratelimit`,
+    // after CORS as in the usual filter order): a refusal is answered here.
+    let limit = m.local_rate_limit(
+        &parts,
+        &RateLimitContext::new().remote_address(remote.ip()),
+        Instant::now(),
+        random_u64(),
+    );
+    if let Some(o) = limit
+        .as_ref()
+        .filter(|o| o.verdict() == LocalRateLimitVerdict::Limited)
+    {
+        log.detail = "local_rate_limited";
+        let mut resp: Reply = rate_limited(&m, o, &parts, peer, started).into();
+        if let Some(c) = cors.as_ref().filter(|c| c.allowed_origin().is_some()) {
+            c.apply(resp.headers_mut());
+        }
+        if let Some(a) = active {
+            a.finish_with_latency(resp.status().as_u16(), started.elapsed());
+        }
+        access_log(&parts, &resp, &log, started, &request_id, remote);
+        return Ok(resp);
+    }
+    let not_enforced = limit
+        .as_ref()
+        .filter(|o| o.verdict() == LocalRateLimitVerdict::LimitedNotEnforced);
+    let ratelimit_headers = limit.as_ref().and_then(|o| o.rate_limit_headers());
     // A format context is gathered only for a route whose header values
     // format something.
     let formats = m.formats_header_values();
@@ -850,9 +880,10 @@ where
                 c,
                 &parts,
                 body,
-                remote,
+                peer,
                 &m,
-                formats.then_some((peer, started)),
+                formats.then_some(started),
+                not_enforced.map(|o| (o, started)),
                 &mut log,
                 timer,
             )
@@ -873,6 +904,11 @@ where
             m.apply_response(resp.headers_mut())
         }
     }
+    // The rate limit filter's headers go on after the router's edits, as
+    // its encoder runs after the router finished the response.
+    if let Some(h) = ratelimit_headers {
+        h.apply(resp.headers_mut());
+    }
     // (Only an allowed origin adds fields: the upstream's stay raw
     // otherwise.)
     if let Some(c) = cors.as_ref().filter(|c| c.allowed_origin().is_some()) {
@@ -886,6 +922,56 @@ where
     }
     access_log(&parts, &resp, &log, started, &request_id, remote);
     Ok(resp)
+}
+
+/// The answer to a request the local rate limit refuses: its status and
+/// `local_rate_limited`, or for gRPC a trailers-only answer with the
+/// limiter's gRPC status, as Envoy's local replies are; then the route's
+/// response edits and the limiter's response headers.
+fn rate_limited(
+    m: &RouteMatch<'_>,
+    o: &LocalRateLimitOutcome<'_>,
+    parts: &http::request::Parts,
+    peer: Peer,
+    started: Instant,
+) -> Response<Body> {
+    // Envoy's `hasGrpcContentType`: `application/grpc`, alone or followed
+    // by `+` or `;` (not gRPC-Web's `application/grpc-web`).
+    let grpc = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().strip_prefix(b"application/grpc"))
+        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')));
+    let mut resp = if grpc {
+        let mut r = Response::new(empty());
+        let h = r.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            HeaderName::from_static("grpc-status"),
+            HeaderValue::from(u16::from(o.limiter().grpc_status())),
+        );
+        h.insert(
+            HeaderName::from_static("grpc-message"),
+            HeaderValue::from_static("local_rate_limited"),
+        );
+        r
+    } else {
+        text(
+            StatusCode::from_u16(o.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+            "local_rate_limited",
+        )
+    };
+    // As Envoy's local replies on a forwarding route: the route's
+    // response edits, then the limiter's headers.
+    let ctx = format_context(parts, peer, started).response_status(resp.status().as_u16());
+    if m.cluster().is_some() {
+        m.apply_response_with(resp.headers_mut(), &ctx);
+    }
+    o.apply_response_headers(resp.headers_mut(), &ctx);
+    resp
 }
 
 /// The answer to a request no route takes: a redirect, a rejection or 404.
@@ -997,9 +1083,10 @@ async fn forward<B>(
     cluster: &Cluster,
     parts: &http::request::Parts,
     body: B,
-    remote: SocketAddr,
+    peer: Peer,
     m: &RouteMatch<'_>,
-    formats: Option<(Peer, Instant)>,
+    formats: Option<Instant>,
+    not_enforced: Option<(&LocalRateLimitOutcome<'_>, Instant)>,
     log: &mut Log<'_>,
     mut timer: Option<&mut ConnTimer>,
 ) -> Reply
@@ -1013,6 +1100,7 @@ where
     // The forwarding fields first, as Envoy's connection manager sets them
     // before the router runs: a route's mutations (and a `%REQ(...)%` in
     // their values) see them, and may remove them.
+    let remote = peer.remote;
     let ip = ip_value(remote.ip());
     // The client's address goes after every address already listed (all
     // lines of the field, in order).
@@ -1031,10 +1119,13 @@ where
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    // A limited request the limiter lets through is marked before the
+    // route's edits, as the filter runs before the router.
+    if let Some((o, started)) = not_enforced {
+        o.apply_request_headers(&mut headers, &format_context(parts, peer, started));
+    }
     let upstream = match formats {
-        Some((peer, started)) => {
-            m.apply_request_with(&mut headers, &format_context(parts, peer, started))
-        }
+        Some(started) => m.apply_request_with(&mut headers, &format_context(parts, peer, started)),
         None => m.apply_request(&mut headers),
     };
     // The path goes into the request line as it is: it must be an

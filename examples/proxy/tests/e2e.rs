@@ -1023,6 +1023,121 @@ routes:
     }
 }
 
+/// Local rate limits: a refused request is answered here with the
+/// limiter's status, body and headers (gRPC gets its status), one the
+/// limiter only counts goes upstream marked, answers carry
+/// `x-ratelimit-*`, and /metrics counts by `stat_prefix`. The buckets do
+/// not refill within the test (one token an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_rate_limits_refuse_or_mark_requests_over_the_limit() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      response_headers_to_add:
+        - {{header: {{key: x-vhost, value: "yes"}}}}
+      response_headers_to_remove: [x-ratelimit-limit]
+      routes:
+        - name: strict
+          match: {{prefix: /strict}}
+          action: {{cluster: up}}
+          typed_per_filter_config:
+            envoy.filters.http.local_ratelimit:
+              stat_prefix: strict
+              token_bucket: {{max_tokens: 2, fill_interval: 3600s}}
+              filter_enabled: {{default_value: {{numerator: 100}}}}
+              filter_enforced: {{default_value: {{numerator: 100}}}}
+              enable_x_ratelimit_headers: DRAFT_VERSION_03
+              response_headers_to_add:
+                - {{header: {{key: x-limited-path, value: "%REQ(:path)%"}}}}
+        - name: counted
+          match: {{prefix: /counted}}
+          action: {{cluster: up}}
+          typed_per_filter_config:
+            envoy.filters.http.local_ratelimit:
+              stat_prefix: counted
+              token_bucket: {{max_tokens: 1, fill_interval: 3600s}}
+              filter_enabled: {{default_value: {{numerator: 100}}}}
+              request_headers_to_add_when_not_enforced:
+                - {{header: {{key: x-over-limit, value: "true"}}}}
+"#,
+        up.addr()
+    );
+    let proxy = start(&yaml).await;
+    let header = |r: &Reply, n: &str| {
+        r.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let c = http1();
+    for left in ["1", "0"] {
+        let r = send(&c, proxy.addr(), "", "/strict/a", &[]).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.upstream(), "up");
+        assert_eq!(header(&r, "x-ratelimit-limit").as_deref(), Some("2"));
+        assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some(left));
+    }
+    let served = up.served();
+    let r = send(&c, proxy.addr(), "", "/strict/b", &[]).await.unwrap();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.body, "local_rate_limited");
+    assert_eq!(header(&r, "x-limited-path").as_deref(), Some("/strict/b"));
+    assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("0"));
+    // The route's edits reach the refusal too, before the filter's
+    // headers (its removal does not touch them).
+    assert_eq!(header(&r, "x-vhost").as_deref(), Some("yes"));
+    assert_eq!(header(&r, "x-ratelimit-limit").as_deref(), Some("2"));
+    // gRPC-Web is not gRPC.
+    let r = send(
+        &c,
+        proxy.addr(),
+        "",
+        "/strict/d",
+        &[("content-type", "application/grpc-web+proto")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&r, "grpc-status"), None);
+    let r = send(
+        &h2c(),
+        proxy.addr(),
+        "",
+        "/strict/c",
+        &[("content-type", "application/grpc")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(header(&r, "grpc-status").as_deref(), Some("14"));
+    assert_eq!(up.served(), served, "refused requests are not forwarded");
+
+    // Counted, not enforced: the second request still goes, marked.
+    let r = send(&c, proxy.addr(), "", "/counted", &[]).await.unwrap();
+    assert_eq!(r.seen("x-over-limit"), None);
+    let r = send(&c, proxy.addr(), "", "/counted", &[]).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.seen("x-over-limit").as_deref(), Some("true"));
+    assert_eq!(header(&r, "x-ratelimit-limit"), None);
+
+    let metrics = admin(&proxy, "/metrics").await;
+    for line in [
+        "rauta_proxy_local_rate_limit_total{stat_prefix=\"strict\",result=\"enabled\"} 5",
+        "rauta_proxy_local_rate_limit_total{stat_prefix=\"strict\",result=\"ok\"} 2",
+        "rauta_proxy_local_rate_limit_total{stat_prefix=\"strict\",result=\"enforced\"} 3",
+        "rauta_proxy_local_rate_limit_total{stat_prefix=\"counted\",result=\"rate_limited\"} 1",
+        "rauta_proxy_local_rate_limit_total{stat_prefix=\"counted\",result=\"enforced\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+}
+
 /// An `envoy_routes:` file (Envoy's own shape) serves as its RAUTA twin
 /// would: durations, a `safe_regex` route, a direct response from a
 /// DataSource, and a CORS policy in `typed_per_filter_config`.
