@@ -728,13 +728,15 @@ fn local_rate_limit_level(
     ctx: &mut Ctx<'_>,
     filters_field: &str,
     filters: &config::FilterConfigs,
-) -> Option<std::sync::Arc<LocalRateLimiter>> {
+) -> table::LocalLimitLevel {
     let v = match table::filter_at(filters.get(LOCAL_RATE_LIMIT_FILTER)) {
-        table::FilterAt::Enabled(c) => c?,
-        table::FilterAt::Absent | table::FilterAt::Disabled => return None,
+        table::FilterAt::Absent => return table::LocalLimitLevel::Absent,
+        table::FilterAt::Disabled => return table::LocalLimitLevel::Disabled,
+        table::FilterAt::Enabled(None) => return table::LocalLimitLevel::Enabled(None),
+        table::FilterAt::Enabled(Some(v)) => v,
     };
     let field = filter_field(filters_field, LOCAL_RATE_LIMIT_FILTER, filters);
-    match typed_config::<config::LocalRateLimit>(&field, v) {
+    let limiter = match typed_config::<config::LocalRateLimit>(&field, v) {
         Ok(c) => local_rate_limit(ctx, &field, &c).map(std::sync::Arc::new),
         Err((at, e)) => {
             ctx.err(
@@ -744,7 +746,8 @@ fn local_rate_limit_level(
             );
             None
         }
-    }
+    };
+    table::LocalLimitLevel::Enabled(limiter)
 }
 
 /// Where a level's configuration for `filter` is: the entry, or its

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::format::{RouteFacts, Side};
+use crate::format::Side;
 use crate::mutate::{HeaderMapMut, Mutations};
 use crate::ratelimit::RateLimitDescriptor;
 use crate::FormatContext;
@@ -97,8 +97,21 @@ impl Bucket {
 
     /// Takes a token `elapsed` nanoseconds after the start; the tokens
     /// left, or `None` when there is none to take.
+    #[cfg(test)]
     fn take(&self, elapsed: u64) -> Option<u64> {
         let now = self.now(elapsed);
+        self.take_at(now).map(|next| self.left(now, next))
+    }
+
+    /// The tokens left at `now` (biased) once the bucket's empty moment is
+    /// `next`.
+    fn left(&self, now: u64, next: u64) -> u64 {
+        now.saturating_sub(next) / self.per_token
+    }
+
+    /// Takes a token at `now` (biased): the bucket's new empty moment, or
+    /// `None` when there is no token to take.
+    fn take_at(&self, now: u64) -> Option<u64> {
         let mut cur = self.empty_at.load(Ordering::Relaxed);
         loop {
             let base = self.base(cur, now);
@@ -113,7 +126,7 @@ impl Bucket {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some((now - next) / self.per_token),
+                Ok(_) => return Some(next),
                 Err(seen) => cur = seen,
             }
         }
@@ -199,7 +212,8 @@ pub struct LocalRateLimiter {
     pub(crate) resource_exhausted: bool,
     /// The moment bucket times count from.
     pub(crate) origin: Instant,
-    pub(crate) counts: [AtomicU64; 4],
+    /// Requests allowed, limited but not enforced, refused.
+    pub(crate) counts: [AtomicU64; 3],
     /// The descriptors by the hash of their entries.
     pub(crate) by_hash: ahash::RandomState,
     pub(crate) by_hash_index: ahash::AHashMap<u64, Box<[u32]>>,
@@ -256,7 +270,13 @@ fn redraw(random_value: u64) -> u64 {
 }
 
 fn takes(fraction: Option<(u32, u64)>, random_value: u64) -> bool {
-    fraction.is_some_and(|(n, d)| random_value % d < u64::from(n))
+    match fraction {
+        None => false,
+        // All or nothing (the usual settings) need no division.
+        Some((n, d)) if u64::from(n) >= d => true,
+        Some((0, _)) => false,
+        Some((n, d)) => random_value % d < u64::from(n),
+    }
 }
 
 impl LocalRateLimiter {
@@ -307,14 +327,15 @@ impl LocalRateLimiter {
         takes(self.enabled, random_value)
     }
 
-    /// Its counters.
+    /// Its counters. One is kept per outcome (one increment a request);
+    /// `enabled` and `rate_limited` are their sums.
     pub fn counts(&self) -> LocalRateLimitCounts {
-        let [enabled, ok, rate_limited, enforced] =
+        let [ok, not_enforced, enforced] =
             self.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
         LocalRateLimitCounts {
-            enabled,
+            enabled: ok + not_enforced + enforced,
             ok,
-            rate_limited,
+            rate_limited: not_enforced + enforced,
             enforced,
         }
     }
@@ -335,51 +356,62 @@ impl LocalRateLimiter {
     /// bucket does when no descriptor matched or
     /// `always_consume_default_token_bucket`. The first bucket without a
     /// token refuses the request (tokens already taken stay taken, as in
-    /// Envoy). The bucket reported is the refusing one, else the slowest
-    /// matched descriptor's, else the default.
+    /// Envoy). The bucket reported (with `enable_x_ratelimit_headers`) is
+    /// the refusing one, else the slowest matched descriptor's, else the
+    /// default.
     pub(crate) fn take(
         &self,
         descriptors: &[RateLimitDescriptor],
         now: Instant,
-    ) -> (bool, RateLimitHeaders) {
-        let now = self.clock(now);
+    ) -> (bool, Option<RateLimitHeaders>) {
+        let elapsed = self.clock(now);
+        // The figures of bucket `b` after a take that left its empty
+        // moment at `next` (`None`: a refusal), when they are wanted.
+        let report = |b: &Bucket, next: Option<u64>| {
+            self.x_headers.then(|| {
+                let left = next.map_or(0, |n| b.left(b.now(elapsed), n));
+                b.figures(elapsed, left)
+            })
+        };
+        if self.descriptors.is_empty() {
+            let next = self.default.take_at(self.default.now(elapsed));
+            return (next.is_some(), report(&self.default, next));
+        }
         // Matched buckets: a few (more than eight go to the heap).
         let mut matched: smallvec::SmallVec<[&Bucket; 8]> = smallvec::SmallVec::new();
-        if !self.descriptors.is_empty() {
-            for d in descriptors {
-                let hash = self.by_hash.hash_one(EntriesKey(
-                    d.entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                ));
-                let found = self.by_hash_index.get(&hash).and_then(|at| {
-                    at.iter()
-                        .map(|&i| &self.descriptors[i as usize])
-                        .find(|b| b.matches(d))
-                });
-                if let Some(b) = found {
-                    matched.push(&b.bucket);
-                }
+        for d in descriptors {
+            let hash = self.by_hash.hash_one(EntriesKey(
+                d.entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ));
+            let found = self.by_hash_index.get(&hash).and_then(|at| {
+                at.iter()
+                    .map(|&i| &self.descriptors[i as usize])
+                    .find(|b| b.matches(d))
+            });
+            if let Some(b) = found {
+                matched.push(&b.bucket);
             }
-            matched.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         }
-        let mut report: Option<(&Bucket, u64)> = None;
+        matched.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let mut first: Option<(&Bucket, u64)> = None;
         for b in &matched {
-            match b.take(now) {
-                Some(left) => {
-                    report.get_or_insert((b, left));
+            match b.take_at(b.now(elapsed)) {
+                Some(next) => {
+                    first.get_or_insert((b, next));
                 }
-                None => return (false, b.figures(now, 0)),
+                None => return (false, report(b, None)),
             }
         }
         if matched.is_empty() || self.always_consume_default {
-            match self.default.take(now) {
-                Some(left) => {
-                    report.get_or_insert((&self.default, left));
+            match self.default.take_at(self.default.now(elapsed)) {
+                Some(next) => {
+                    first.get_or_insert((&self.default, next));
                 }
-                None => return (false, self.default.figures(now, 0)),
+                None => return (false, report(&self.default, None)),
             }
         }
-        let (b, left) = report.expect("a bucket gave a token");
-        (true, b.figures(now, left))
+        let (b, next) = first.expect("a bucket gave a token");
+        (true, report(b, Some(next)))
     }
 }
 
@@ -453,7 +485,8 @@ pub struct LocalRateLimitOutcome<'m> {
     pub(crate) limiter: &'m LocalRateLimiter,
     pub(crate) verdict: LocalRateLimitVerdict,
     pub(crate) headers: Option<RateLimitHeaders>,
-    pub(crate) facts: RouteFacts<'m>,
+    /// The decision, for formatting header values.
+    pub(crate) route: &'m crate::RouteMatch<'m>,
 }
 
 impl<'m> LocalRateLimitOutcome<'m> {
@@ -491,7 +524,7 @@ impl<'m> LocalRateLimitOutcome<'m> {
         if self.verdict == LocalRateLimitVerdict::LimitedNotEnforced {
             self.limiter
                 .request_headers
-                .apply(headers, Side::Request, &self.facts, ctx);
+                .apply(headers, Side::Request, &self.route.facts(), ctx);
         }
     }
 
@@ -506,7 +539,7 @@ impl<'m> LocalRateLimitOutcome<'m> {
         if self.verdict == LocalRateLimitVerdict::Limited {
             self.limiter
                 .response_headers
-                .apply(headers, Side::Response, &self.facts, ctx);
+                .apply(headers, Side::Response, &self.route.facts(), ctx);
             if let Some(h) = self.headers {
                 h.apply(headers);
             }
@@ -523,20 +556,16 @@ pub(crate) fn decide(
     now: Instant,
     random_value: u64,
 ) -> (LocalRateLimitVerdict, Option<RateLimitHeaders>) {
-    limiter.count(0);
-    let (allowed, figures) = limiter.take(descriptors, now);
-    let headers = limiter.x_headers.then_some(figures);
+    let (allowed, headers) = limiter.take(descriptors, now);
     let verdict = if allowed {
-        limiter.count(1);
+        limiter.count(0);
         LocalRateLimitVerdict::Allowed
-    } else {
+    } else if takes(limiter.enforced, redraw(random_value)) {
         limiter.count(2);
-        if takes(limiter.enforced, redraw(random_value)) {
-            limiter.count(3);
-            LocalRateLimitVerdict::Limited
-        } else {
-            LocalRateLimitVerdict::LimitedNotEnforced
-        }
+        LocalRateLimitVerdict::Limited
+    } else {
+        limiter.count(1);
+        LocalRateLimitVerdict::LimitedNotEnforced
     };
     (verdict, headers)
 }

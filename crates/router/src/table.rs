@@ -10,9 +10,7 @@ use crate::config::{self, RequireTls, RouteConfig};
 use crate::cors::{Cors, CorsAt, CorsLevel};
 use crate::error::ConfigErrors;
 use crate::format::{FormatContext, RouteFacts, Side};
-use crate::local_ratelimit::{
-    LocalRateLimitOutcome, LocalRateLimiter, VhRateLimits, LOCAL_RATE_LIMIT_FILTER,
-};
+use crate::local_ratelimit::{LocalRateLimitOutcome, LocalRateLimiter, VhRateLimits};
 use crate::matchers::{self, HeaderCond, QueryCond};
 use crate::mutate::{HeaderMapMut, Mutations};
 use crate::path::{PathOutcome, PathPolicy};
@@ -186,8 +184,35 @@ pub fn shadow_host(host: &str) -> String {
     format!("{name}-shadow{port}")
 }
 
-/// A level's compiled local rate limit (shared by clones of the table).
-pub(crate) type LocalLimitLevel = Option<std::sync::Arc<LocalRateLimiter>>;
+/// What a level's `typed_per_filter_config` says of the local rate limit
+/// filter, compiled: nothing, a `FilterConfig` that disables it, or an
+/// entry that enables it (with its limiter, shared by clones of the
+/// table, unless the entry is a wrapper without `config`).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum LocalLimitLevel {
+    #[default]
+    Absent,
+    Disabled,
+    Enabled(Option<std::sync::Arc<LocalRateLimiter>>),
+}
+
+impl LocalLimitLevel {
+    pub(crate) fn limiter(&self) -> Option<&LocalRateLimiter> {
+        match self {
+            LocalLimitLevel::Enabled(l) => l.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `filter_disabled` at this level.
+    fn disabled(&self) -> Option<bool> {
+        match self {
+            LocalLimitLevel::Absent => None,
+            LocalLimitLevel::Disabled => Some(true),
+            LocalLimitLevel::Enabled(_) => Some(false),
+        }
+    }
+}
 
 /// A level's `typed_per_filter_config`, out of line (most routes have none).
 pub(crate) type Filters = Option<Box<config::FilterConfigs>>;
@@ -1138,7 +1163,7 @@ impl RouteTable {
             internal_only,
             filters: filters(&config.typed_per_filter_config),
             cors: None,
-            local_rate_limit: None,
+            local_rate_limit: LocalLimitLevel::Absent,
             mirrors,
             metadata: config.metadata.clone().map(Box::new),
             route_count,
@@ -1199,15 +1224,14 @@ impl RouteTable {
                     ActionSpec::Forward(ClusterSpec::Weighted(w)) => &w.entries,
                     _ => &[],
                 };
-                r.local_rate_limit.as_deref().into_iter().chain(
-                    weighted
-                        .iter()
-                        .filter_map(|e| e.local_rate_limit.as_deref()),
-                )
+                r.local_rate_limit
+                    .limiter()
+                    .into_iter()
+                    .chain(weighted.iter().filter_map(|e| e.local_rate_limit.limiter()))
             });
-            v.local_rate_limit.as_deref().into_iter().chain(entries)
+            v.local_rate_limit.limiter().into_iter().chain(entries)
         });
-        self.local_rate_limit.as_deref().into_iter().chain(routes)
+        self.local_rate_limit.limiter().into_iter().chain(routes)
     }
 
     /// Number of routes over all virtual hosts.
@@ -1819,14 +1843,21 @@ impl<'a> RouteMatch<'a> {
     /// configuration's `typed_per_filter_config`), or `None` when no level
     /// has one or a `FilterConfig` disables the filter here.
     pub fn local_rate_limiter(&self) -> Option<&'a LocalRateLimiter> {
-        if self.filter_disabled(LOCAL_RATE_LIMIT_FILTER) == Some(true) {
+        // `filter_disabled` for this filter, from the compiled levels.
+        let disabled = self
+            .route
+            .local_rate_limit
+            .disabled()
+            .or_else(|| self.vhost.local_rate_limit.disabled())
+            .or_else(|| self.table.local_rate_limit.disabled());
+        if disabled == Some(true) {
             return None;
         }
         self.weighted()
-            .and_then(|e| e.local_rate_limit.as_deref())
-            .or(self.route.local_rate_limit.as_deref())
-            .or(self.vhost.local_rate_limit.as_deref())
-            .or(self.table.local_rate_limit.as_deref())
+            .and_then(|e| e.local_rate_limit.limiter())
+            .or_else(|| self.route.local_rate_limit.limiter())
+            .or_else(|| self.vhost.local_rate_limit.limiter())
+            .or_else(|| self.table.local_rate_limit.limiter())
     }
 
     /// Runs the local rate limit filter on this request at `now`, as
@@ -1887,7 +1918,7 @@ impl<'a> RouteMatch<'a> {
                 limiter,
                 verdict: crate::LocalRateLimitVerdict::NotEnabled,
                 headers: None,
-                facts: self.facts(),
+                route: self,
             });
         }
         let descriptors = if limiter.has_descriptors() {
@@ -1905,7 +1936,7 @@ impl<'a> RouteMatch<'a> {
             limiter,
             verdict,
             headers,
-            facts: self.facts(),
+            route: self,
         })
     }
 
@@ -2321,7 +2352,7 @@ impl<'a> RouteMatch<'a> {
     }
 
     /// What header value formatting knows of the decision.
-    fn facts(&self) -> RouteFacts<'_> {
+    pub(crate) fn facts(&self) -> RouteFacts<'_> {
         RouteFacts {
             route_name: if self.route.named {
                 &self.route.name
@@ -2464,7 +2495,7 @@ pub(crate) fn make_route(
             hedge: None,
             rate_limits: None,
             cors: None,
-            local_rate_limit: None,
+            local_rate_limit: LocalLimitLevel::Absent,
             upgrades: upgrades.into(),
             hash_policy: hash_policy.into(),
             filters: None,
@@ -2499,7 +2530,7 @@ pub(crate) fn make_vhost(
         route_index,
         filters: None,
         cors: None,
-        local_rate_limit: None,
+        local_rate_limit: LocalLimitLevel::Absent,
         rate_limits: Box::default(),
         mirrors: Box::default(),
         metadata: None,
