@@ -1,6 +1,6 @@
 //! `rauta-proxy --demo`: three in-process upstreams and a route
 //! configuration that shows host and path routing, a weighted split, Maglev
-//! on a header, CORS, a redirect and a direct response.
+//! on a header, CORS, a local rate limit, a redirect and a direct response.
 
 use std::net::SocketAddr;
 
@@ -40,6 +40,16 @@ routes:
             weighted_clusters:
               - {{name: blue, weight: 80}}
               - {{name: green, weight: 20, request_headers_to_add: [{{header: {{key: x-canary, value: "1"}}}}]}}
+        - name: login
+          match: {{path: /login}}
+          action: {{cluster: blue}}
+          typed_per_filter_config:
+            envoy.filters.http.local_ratelimit:
+              stat_prefix: login
+              token_bucket: {{max_tokens: 3, tokens_per_fill: 1, fill_interval: 60s}}
+              filter_enabled: {{default_value: {{numerator: 100}}}}
+              filter_enforced: {{default_value: {{numerator: 100}}}}
+              enable_x_ratelimit_headers: DRAFT_VERSION_03
         - name: api-v2
           match: {{prefix: /v2/}}
           action: {{cluster: green, prefix_rewrite: /, timeout_ms: 2000, retry_policy: {{retry_on: "5xx", num_retries: 2}}}}
@@ -110,6 +120,9 @@ pub fn curl_commands(addr: SocketAddr, admin: Option<SocketAddr>) -> String {
          # CORS: a preflight answered by the proxy, and the allowed origin on an answer\n\
          curl -si -X OPTIONS -H 'host: api.localhost' -H 'origin: https://app.localhost' -H 'access-control-request-method: POST' http://{addr}/search | grep -i '^HTTP\\|^access-control'\n\
          curl -si -H 'host: api.localhost' -H 'origin: https://app.localhost' http://{addr}/users/1 | grep -i '^access-control'\n\
+         # local rate limit on /login: 3 at once, then one a minute (429 in between)\n\
+         for i in 1 2 3 4 5; do curl -s -o /dev/null -w '%{{http_code}} ' -H 'host: api.localhost' http://{addr}/login; done; echo\n\
+         curl -si -H 'host: api.localhost' http://{addr}/login | grep -i '^HTTP\\|^x-ratelimit'\n\
          # a redirect and a direct response\n\
          curl -si http://{addr}/old-docs/intro | head -n 4\n\
          curl -s http://{addr}/healthz\n\
@@ -120,6 +133,7 @@ pub fn curl_commands(addr: SocketAddr, admin: Option<SocketAddr>) -> String {
         s.push_str(&format!(
             "# admin\n\
              curl -s http://{a}/metrics | grep rauta_route_requests_total\n\
+             curl -s http://{a}/metrics | grep rauta_proxy_local_rate_limit_total\n\
              curl -s http://{a}/routes\n\
              curl -s http://{a}/config\n"
         ));

@@ -113,6 +113,18 @@ async fn demo_serves_its_routes() {
     );
     let r = get(&h2c(), addr, "", "/hello").await;
     assert_eq!(r.version, http::Version::HTTP_2);
+    // The local rate limit on /login: three tokens, then 429 (the next
+    // token is a minute away).
+    for left in ["2", "1", "0"] {
+        let r = get(&c, addr, "api.localhost", "/login").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["x-ratelimit-remaining"], left);
+    }
+    let r = get(&c, addr, "api.localhost", "/login").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "local_rate_limited")
+    );
     // CORS on the api virtual host.
     let r = send_method(
         &c,
