@@ -11,7 +11,7 @@ use crate::local_ratelimit::{
 use crate::matchers::{HeaderCond, HeaderTest, QueryCond, QueryTest, StringMatch, StringTest};
 use crate::mutate::{self, Mutations};
 use crate::path::PathPolicy;
-use crate::ratelimit::{RateLimitActionSpec, RateLimitSpec, RouteRateLimits};
+use crate::ratelimit::{RateLimitActionSpec, RateLimitSpec, RouteRateLimits, RATE_LIMIT_FILTER};
 use crate::re::RegexLimits;
 use crate::table::{
     self, ActionSpec, BuildOptions, ClusterName, ClusterSpec, DomainIndex, HedgePolicy,
@@ -723,12 +723,14 @@ fn cors_level(
 }
 
 /// A level's local rate limit: its `typed_per_filter_config` entry for
-/// [`LOCAL_RATE_LIMIT_FILTER`], compiled with fresh buckets.
+/// [`LOCAL_RATE_LIMIT_FILTER`], compiled with fresh buckets (and the
+/// level's rate limit filter entry checked).
 fn local_rate_limit_level(
     ctx: &mut Ctx<'_>,
     filters_field: &str,
     filters: &config::FilterConfigs,
 ) -> table::LocalLimitLevel {
+    check_rate_limit_per_route(ctx, filters_field, filters);
     let v = match table::filter_at(filters.get(LOCAL_RATE_LIMIT_FILTER)) {
         table::FilterAt::Absent => return table::LocalLimitLevel::Absent,
         table::FilterAt::Disabled => return table::LocalLimitLevel::Disabled,
@@ -748,6 +750,25 @@ fn local_rate_limit_level(
         }
     };
     table::LocalLimitLevel::Enabled(limiter)
+}
+
+/// Checks what RAUTA reads of a level's `envoy.filters.http.ratelimit`
+/// per-route configuration: `vh_rate_limits` must be one of its values
+/// (the rest is the rate limit filter's own business).
+fn check_rate_limit_per_route(
+    ctx: &mut Ctx<'_>,
+    filters_field: &str,
+    filters: &config::FilterConfigs,
+) {
+    if let table::FilterAt::Enabled(Some(v)) = table::filter_at(filters.get(RATE_LIMIT_FILTER)) {
+        let field = filter_field(filters_field, RATE_LIMIT_FILTER, filters);
+        proto_enum(
+            ctx,
+            &format!("{field}.vh_rate_limits"),
+            v.get("vh_rate_limits"),
+            &["OVERRIDE", "INCLUDE", "IGNORE"],
+        );
+    }
 }
 
 /// Where a level's configuration for `filter` is: the entry, or its

@@ -137,14 +137,63 @@ pub(crate) fn first_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     None
 }
 
+/// Envoy's `PercentEncoding::decode`: each `%XY` with two hex digits
+/// becomes its byte; everything else (a `+` included) stays as it is.
+pub(crate) fn percent_decode(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return b.into();
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out.into()
+}
+
+/// The decoded value of the first parameter of `query` whose decoded name
+/// is `name` (Envoy's `parseAndDecodeQueryString` then `getFirstValue`).
+fn first_param_decoded<'q>(query: &'q str, name: &str) -> Option<std::borrow::Cow<'q, [u8]>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (*percent_decode(k) == *name.as_bytes()).then(|| percent_decode(v))
+    })
+}
+
 impl QueryCond {
     pub(crate) fn matches(&self, query: Option<&str>) -> bool {
         let value = query.and_then(|q| first_param(q, &self.name));
+        self.test(value.map(str::as_bytes))
+    }
+
+    /// [`matches`](Self::matches) on the decoded names and values, as
+    /// Envoy's rate limit action reads the query.
+    pub(crate) fn matches_decoded(&self, query: Option<&str>) -> bool {
+        let value = query.and_then(|q| first_param_decoded(q, &self.name));
+        self.test(value.as_deref())
+    }
+
+    fn test(&self, value: Option<&[u8]>) -> bool {
         match &self.test {
             QueryTest::Present => value.is_some(),
             QueryTest::Absent { legacy: true } => value.is_some(),
             QueryTest::Absent { legacy: false } => value.is_none(),
-            QueryTest::Value(m) => value.is_some_and(|v| m.matches(v.as_bytes())),
+            QueryTest::Value(m) => value.is_some_and(|v| m.matches(v)),
         }
     }
 }
@@ -187,6 +236,25 @@ mod tests {
         assert_eq!(table(false, false, true), (false, false));
         assert_eq!(table(true, true, true), (false, false));
         assert_eq!(table(false, true, true), (true, true));
+    }
+
+    #[test]
+    fn percent_decoding_is_envoys() {
+        let d = |s: &str| percent_decode(s).into_owned();
+        assert_eq!(d("a%20b"), b"a b");
+        assert_eq!(d("a+b"), b"a+b");
+        assert_eq!(d("%zz%4"), b"%zz%4");
+        assert_eq!(d("%41%4a%4A"), b"AJJ");
+        assert_eq!(d("%2F%00"), b"/\0");
+        assert_eq!(
+            first_param_decoded("x=1&us%65r=al%69ce", "user").as_deref(),
+            Some(&b"alice"[..])
+        );
+        assert_eq!(
+            first_param_decoded("user", "user").as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(first_param_decoded("users=1", "user"), None);
     }
 
     #[test]

@@ -238,7 +238,9 @@ impl RateLimitSpec {
                         .path
                         .and_then(|p| p.split_once('?'))
                         .map(|(_, q)| q.split_once('#').map_or(q, |(q, _)| q));
-                    if query.iter().all(|c| c.matches(q)) != *expect {
+                    // Decoded, as Envoy's action reads the query (route
+                    // matching compares raw values).
+                    if query.iter().all(|c| c.matches_decoded(q)) != *expect {
                         return None;
                     }
                     put(key, value.to_string());

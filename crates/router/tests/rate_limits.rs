@@ -368,3 +368,54 @@ fn camel_case_envoy_json_with_route_metadata() {
         "{err}"
     );
 }
+
+#[test]
+fn query_parameter_actions_read_decoded_names_and_values() {
+    // Envoy's action decodes the query (route matching does not).
+    let t = table(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - match: {prefix: /}
+        action:
+          cluster: c
+          rate_limits:
+            - actions:
+                - query_parameter_value_match:
+                    descriptor_value: alice
+                    query_parameters: [{name: user, string_match: {exact: "al ice"}}]
+"#,
+    );
+    let ctx = RateLimitContext::new();
+    let get = |path: &str| descriptors(&t, &Request::get("h", path), 0, &ctx);
+    let hit = e(&[&[("query_match", "alice")]]);
+    assert_eq!(get("/?user=al%20ice"), hit);
+    assert_eq!(get("/?x=1&us%65r=al%20ice"), hit);
+    assert_eq!(get("/?user=al+ice"), e(&[]), "a + is not a space here");
+    assert_eq!(get("/?user=al%2"), e(&[]));
+}
+
+#[test]
+fn an_unknown_vh_rate_limits_is_a_load_error() {
+    let yaml = |v: &str| {
+        format!(
+            "virtual_hosts: [{{name: v, domains: ['*'], routes: [{{name: r, match: {{prefix: /}}, action: {{cluster: c}}, typed_per_filter_config: {{envoy.filters.http.ratelimit: {{vh_rate_limits: {v}}}}}}}]}}]"
+        )
+    };
+    for ok in ["INCLUDE", "IGNORE", "OVERRIDE", "2"] {
+        RouteTable::from_yaml(&yaml(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in ["SOMETIMES", "3", "include"] {
+        let err = RouteTable::from_yaml(&yaml(bad))
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            err.contains(
+                "typed_per_filter_config[\"envoy.filters.http.ratelimit\"].vh_rate_limits: "
+            ) && err.contains("is not one of OVERRIDE, INCLUDE, IGNORE"),
+            "{bad}: {err}"
+        );
+    }
+}
