@@ -55,7 +55,8 @@ seed() {
     fi
     if [ "$target" = config_load ]; then
         # Whole configurations, in RAUTA's shape and in Envoy's.
-        for f in examples/config/demo.yaml examples/config/demo-envoy.yaml; do
+        for f in examples/config/demo.yaml examples/config/demo-envoy.yaml \
+            examples/config/rate-limits.yaml; do
             cp "$f" "$dir/example-$(basename "$f")"
         done
     fi

@@ -39,6 +39,16 @@ fn exercise(table: &RouteTable, text: &str) {
             let _ = m.apply_request(&mut headers);
             let _ = m.redirect_location();
             let _ = m.direct_response_location();
+            // Rate limits: descriptors, and a local rate limit check at a
+            // moment from the input (never panics, whatever the buckets).
+            let ctx = rauta_router::RateLimitContext::new();
+            let _ = m.rate_limit_descriptors(&req, &ctx);
+            let at = std::time::Instant::now() + std::time::Duration::from_millis(i as u64 * 997);
+            if let Some(o) = m.local_rate_limit(&req, &ctx, at, i as u64) {
+                let mut h: Vec<(String, String)> = Vec::new();
+                o.apply_request_headers(&mut h, &rauta_router::FormatContext::new());
+                o.apply_response_headers(&mut h, &rauta_router::FormatContext::new());
+            }
         }
         let _ = table.explain(&req, 0);
     }

@@ -10,6 +10,9 @@ $rauta check examples/config/demo.yaml examples/config/demo-tests.yaml
 # The same configuration in Envoy's own shape passes the same expectations.
 $rauta --envoy check examples/config/demo-envoy.yaml examples/config/demo-tests.yaml
 $rauta validate examples/config/demo-envoy.yaml --envoy
+# Rate limits: the example loads, and the tool names the local limit.
+$rauta validate examples/config/rate-limits.yaml
+$rauta route examples/config/rate-limits.yaml GET http://api.example.com/login | grep -q 'local limit   login: 10 tokens, over it 429'
 bad=$(mktemp)
 trap 'rm -f "$bad"' EXIT
 printf 'virtual_hosts: [{name: a, domains: ["*", "*"], routes: [{name: r, match: {regex: "(+"}, action: {cluster: c}}]}]\n' > "$bad"

@@ -4,11 +4,16 @@
 //! with two threads sharing the bucket.
 //!
 //! RAUTA's check is `RouteMatch::local_rate_limit` on a routed request:
-//! it finds the route's limiter, draws `filter_enabled` and
-//! `filter_enforced`, takes a token, counts the outcome and builds the
-//! outcome (with the `x-ratelimit-*` figures). governor's is
-//! `RateLimiter::check` on a direct (unkeyed) limiter: a token and
-//! nothing else. Both read the clock once per check.
+//! it finds the route's limiter (and whether a `FilterConfig` disables
+//! the filter there), draws `filter_enabled` (and, on a refusal,
+//! `filter_enforced`; both are 100% here, which needs no division), takes
+//! a token and counts the outcome. The `x-ratelimit-*` figures are worked
+//! out only in the variant that enables them. governor's is
+//! `RateLimiter::check` on a direct (unkeyed) limiter: a token and nothing
+//! else. Both read the clock once per check. The two-thread variants
+//! report the wall time for each of two threads to make one check, both
+//! at once (criterion's slope over samples of growing size, so the cost
+//! of starting the threads for a sample drops out).
 //!
 //!     cargo bench -p rauta-bench-router --bench local_rate_limit
 
@@ -25,7 +30,7 @@ use rauta_router::{Decision, LocalRateLimitVerdict, RateLimitContext, Request, R
 
 /// A table whose one route has a local rate limit of `max_tokens`
 /// refilled by `per_fill` every `interval`.
-fn table(max_tokens: u32, per_fill: u32, interval: &str) -> RouteTable {
+fn table(max_tokens: u32, per_fill: u32, interval: &str, extra: &str) -> RouteTable {
     RouteTable::from_yaml(&format!(
         r#"
 virtual_hosts:
@@ -40,6 +45,7 @@ virtual_hosts:
             token_bucket: {{max_tokens: {max_tokens}, tokens_per_fill: {per_fill}, fill_interval: {interval}}}
             filter_enabled: {{default_value: {{numerator: 100}}}}
             filter_enforced: {{default_value: {{numerator: 100}}}}
+            {extra}
 "#
     ))
     .expect("valid table")
@@ -49,9 +55,15 @@ fn checks(c: &mut Criterion) {
     let req = Request::get("h", "/orders");
     let ctx = RateLimitContext::new();
     // Admits: four billion tokens, four billion a second.
-    let open = table(u32::MAX, u32::MAX, "1s");
+    let open = table(u32::MAX, u32::MAX, "1s", "");
+    let open_headers = table(
+        u32::MAX,
+        u32::MAX,
+        "1s",
+        "enable_x_ratelimit_headers: DRAFT_VERSION_03",
+    );
     // Refuses: one token an hour, taken below.
-    let shut = table(1, 1, "3600s");
+    let shut = table(1, 1, "3600s", "");
     let max = NonZeroU32::MAX;
     let g_open = RateLimiter::direct(Quota::per_second(max).allow_burst(max));
     let g_shut = RateLimiter::direct(
@@ -68,6 +80,11 @@ fn checks(c: &mut Criterion) {
     });
     for (name, t, want) in [
         ("admit", &open, LocalRateLimitVerdict::Allowed),
+        (
+            "admit, x-ratelimit headers",
+            &open_headers,
+            LocalRateLimitVerdict::Allowed,
+        ),
         ("refuse", &shut, LocalRateLimitVerdict::Limited),
     ] {
         let d = t.route(&req, 0);
@@ -86,9 +103,12 @@ fn checks(c: &mut Criterion) {
         group.bench_function(format!("rauta {name}"), |b| {
             b.iter(|| {
                 let o = m.local_rate_limit(black_box(&req), &ctx, Instant::now(), 0);
-                black_box(o.map(|o| o.verdict()))
+                black_box(o.map(|o| (o.verdict(), o.rate_limit_headers())))
             })
         });
+        if name.contains("headers") {
+            continue;
+        }
         let g = if name == "admit" { &g_open } else { &g_shut };
         assert_eq!(g.check().is_ok(), name == "admit");
         group.bench_function(format!("governor {name}"), |b| {

@@ -723,14 +723,12 @@ fn cors_level(
 }
 
 /// A level's local rate limit: its `typed_per_filter_config` entry for
-/// [`LOCAL_RATE_LIMIT_FILTER`], compiled with fresh buckets (and the
-/// level's rate limit filter entry checked).
+/// [`LOCAL_RATE_LIMIT_FILTER`], compiled with fresh buckets.
 fn local_rate_limit_level(
     ctx: &mut Ctx<'_>,
     filters_field: &str,
     filters: &config::FilterConfigs,
 ) -> table::LocalLimitLevel {
-    check_rate_limit_per_route(ctx, filters_field, filters);
     let v = match table::filter_at(filters.get(LOCAL_RATE_LIMIT_FILTER)) {
         table::FilterAt::Absent => return table::LocalLimitLevel::Absent,
         table::FilterAt::Disabled => return table::LocalLimitLevel::Disabled,
@@ -766,7 +764,7 @@ fn check_rate_limit_per_route(
             ctx,
             &format!("{field}.vh_rate_limits"),
             v.get("vh_rate_limits"),
-            &["OVERRIDE", "INCLUDE", "IGNORE"],
+            &VhRateLimits::NAMES,
         );
     }
 }
@@ -866,7 +864,8 @@ fn token_bucket(
 }
 
 /// An enum of Envoy's given by name or, as protobuf JSON allows, by number:
-/// the position of the name in `names`.
+/// the position of the name in `names` (0, the default, when absent or
+/// null); see [`crate::local_ratelimit::enum_index`].
 fn proto_enum(
     ctx: &mut Ctx<'_>,
     field: &str,
@@ -874,15 +873,7 @@ fn proto_enum(
     names: &[&str],
 ) -> usize {
     let Some(v) = v else { return 0 };
-    let at = match v {
-        serde_json::Value::String(s) => names.iter().position(|n| n == s),
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n < names.len()),
-        _ => None,
-    };
-    at.unwrap_or_else(|| {
+    crate::local_ratelimit::enum_index(v, names).unwrap_or_else(|| {
         ctx.err(
             ErrorKind::Invalid,
             field,
@@ -1022,16 +1013,12 @@ fn local_rate_limit(
         c.enable_x_ratelimit_headers.as_ref(),
         &["OFF", "DRAFT_VERSION_03"],
     ) == 1;
-    let vh_rate_limits = match proto_enum(
+    let vh_rate_limits = VhRateLimits::from_index(proto_enum(
         ctx,
         &format!("{field}.vh_rate_limits"),
         c.vh_rate_limits.as_ref(),
-        &["OVERRIDE", "INCLUDE", "IGNORE"],
-    ) {
-        1 => VhRateLimits::Include,
-        2 => VhRateLimits::Ignore,
-        _ => VhRateLimits::Override,
-    };
+        &VhRateLimits::NAMES,
+    ));
     for (name, list) in [
         (
             "request_headers_to_add_when_not_enforced",
@@ -1205,6 +1192,11 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
         "typed_per_filter_config",
         &config.typed_per_filter_config,
     );
+    check_rate_limit_per_route(
+        &mut root,
+        "typed_per_filter_config",
+        &config.typed_per_filter_config,
+    );
     let mut internal_only = Vec::with_capacity(config.internal_only_headers.len());
     for (i, name) in config.internal_only_headers.iter().enumerate() {
         match mutate::check_name(name, "internal-only") {
@@ -1329,6 +1321,11 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
             &v.typed_per_filter_config,
         );
         let vlocal_limit = local_rate_limit_level(
+            &mut ctx,
+            "typed_per_filter_config",
+            &v.typed_per_filter_config,
+        );
+        check_rate_limit_per_route(
             &mut ctx,
             "typed_per_filter_config",
             &v.typed_per_filter_config,
@@ -1686,6 +1683,7 @@ fn compile_route(
     );
     let local_limit =
         local_rate_limit_level(ctx, "typed_per_filter_config", &r.typed_per_filter_config);
+    check_rate_limit_per_route(ctx, "typed_per_filter_config", &r.typed_per_filter_config);
     let mut upgrades: Vec<(Box<str>, bool)> = Vec::new();
     for (i, u) in a.upgrade_configs.iter().enumerate() {
         if upgrades
@@ -1995,6 +1993,11 @@ fn weighted(
                 &e.typed_per_filter_config,
             ),
         });
+        check_rate_limit_per_route(
+            ctx,
+            &format!("{field}.typed_per_filter_config"),
+            &e.typed_per_filter_config,
+        );
     }
     if !ok {
         return None;

@@ -189,6 +189,20 @@ pub(crate) enum VhRateLimits {
     Ignore,
 }
 
+impl VhRateLimits {
+    /// Envoy's names, in the enum's order.
+    pub(crate) const NAMES: [&'static str; 3] = ["OVERRIDE", "INCLUDE", "IGNORE"];
+
+    /// The value at `i` in [`NAMES`](Self::NAMES).
+    pub(crate) fn from_index(i: usize) -> VhRateLimits {
+        match i {
+            1 => VhRateLimits::Include,
+            2 => VhRateLimits::Ignore,
+            _ => VhRateLimits::Override,
+        }
+    }
+}
+
 /// A compiled local rate limit: its settings and its buckets.
 ///
 /// Found for a request with
@@ -212,7 +226,8 @@ pub struct LocalRateLimiter {
     pub(crate) resource_exhausted: bool,
     /// The moment bucket times count from.
     pub(crate) origin: Instant,
-    /// Requests allowed, limited but not enforced, refused.
+    /// Requests allowed, limited but not enforced, refused ([`OK`],
+    /// [`NOT_ENFORCED`], [`ENFORCED`]).
     pub(crate) counts: [AtomicU64; 3],
     /// The descriptors by the hash of their entries.
     pub(crate) by_hash: ahash::RandomState,
@@ -244,6 +259,13 @@ pub(crate) fn descriptor_index(
     index.into_iter().map(|(h, v)| (h, v.into())).collect()
 }
 
+/// Index of [`LocalRateLimiter::counts`]' allowed requests.
+const OK: usize = 0;
+/// Index of the limited requests let through.
+const NOT_ENFORCED: usize = 1;
+/// Index of the refused requests.
+const ENFORCED: usize = 2;
+
 /// What a [`LocalRateLimiter`] has decided since it was built (Envoy's
 /// `<stat_prefix>.http_local_rate_limit.*` counters). A rebuilt table
 /// starts from zero, as its buckets start full.
@@ -258,6 +280,23 @@ pub struct LocalRateLimitCounts {
     pub rate_limited: u64,
     /// Requests refused (`enforced`).
     pub enforced: u64,
+}
+
+/// The position in `names` of an enum value of Envoy's as its JSON reader
+/// takes it: a name in any case (Envoy parses enums case-insensitively),
+/// a number, or a number in a string; null is the default (0). `None`
+/// for anything else.
+pub(crate) fn enum_index(v: &serde_json::Value, names: &[&str]) -> Option<usize> {
+    let number = |n: u64| usize::try_from(n).ok().filter(|&n| n < names.len());
+    match v {
+        serde_json::Value::Null => Some(0),
+        serde_json::Value::Number(n) => n.as_u64().and_then(number),
+        serde_json::Value::String(s) => names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s))
+            .or_else(|| s.parse::<u64>().ok().and_then(number)),
+        _ => None,
+    }
 }
 
 /// A second random value drawn from the first (SplitMix64's finalizer):
@@ -330,8 +369,8 @@ impl LocalRateLimiter {
     /// Its counters. One is kept per outcome (one increment a request);
     /// `enabled` and `rate_limited` are their sums.
     pub fn counts(&self) -> LocalRateLimitCounts {
-        let [ok, not_enforced, enforced] =
-            self.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
+        let n = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        let (ok, not_enforced, enforced) = (n(OK), n(NOT_ENFORCED), n(ENFORCED));
         LocalRateLimitCounts {
             enabled: ok + not_enforced + enforced,
             ok,
@@ -480,13 +519,22 @@ pub enum LocalRateLimitVerdict {
 }
 
 /// The outcome of [`RouteMatch::local_rate_limit`](crate::RouteMatch::local_rate_limit).
-#[derive(Debug)]
 pub struct LocalRateLimitOutcome<'m> {
     pub(crate) limiter: &'m LocalRateLimiter,
     pub(crate) verdict: LocalRateLimitVerdict,
     pub(crate) headers: Option<RateLimitHeaders>,
     /// The decision, for formatting header values.
     pub(crate) route: &'m crate::RouteMatch<'m>,
+}
+
+impl std::fmt::Debug for LocalRateLimitOutcome<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRateLimitOutcome")
+            .field("stat_prefix", &self.limiter.stat_prefix)
+            .field("verdict", &self.verdict)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'m> LocalRateLimitOutcome<'m> {
@@ -558,13 +606,13 @@ pub(crate) fn decide(
 ) -> (LocalRateLimitVerdict, Option<RateLimitHeaders>) {
     let (allowed, headers) = limiter.take(descriptors, now);
     let verdict = if allowed {
-        limiter.count(0);
+        limiter.count(OK);
         LocalRateLimitVerdict::Allowed
     } else if takes(limiter.enforced, redraw(random_value)) {
-        limiter.count(2);
+        limiter.count(ENFORCED);
         LocalRateLimitVerdict::Limited
     } else {
-        limiter.count(1);
+        limiter.count(NOT_ENFORCED);
         LocalRateLimitVerdict::LimitedNotEnforced
     };
     (verdict, headers)
@@ -677,6 +725,22 @@ mod tests {
         });
         assert_eq!(taken.load(Ordering::Relaxed), 1000);
         assert_eq!(b.tokens(0), 0);
+    }
+
+    #[test]
+    fn enums_read_as_envoys_json_reader_reads_them() {
+        let names = ["OVERRIDE", "INCLUDE", "IGNORE"];
+        let at = |v: serde_json::Value| enum_index(&v, &names);
+        assert_eq!(at(serde_json::json!("INCLUDE")), Some(1));
+        assert_eq!(at(serde_json::json!("ignore")), Some(2));
+        assert_eq!(at(serde_json::json!(1)), Some(1));
+        assert_eq!(at(serde_json::json!("2")), Some(2));
+        assert_eq!(at(serde_json::Value::Null), Some(0));
+        assert_eq!(at(serde_json::json!(3)), None);
+        assert_eq!(at(serde_json::json!("3")), None);
+        assert_eq!(at(serde_json::json!("SOMETIMES")), None);
+        assert_eq!(at(serde_json::json!(-1)), None);
+        assert_eq!(at(serde_json::json!(true)), None);
     }
 
     #[test]

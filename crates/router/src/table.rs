@@ -1779,19 +1779,12 @@ impl<'a> RouteMatch<'a> {
         if self.filter_disabled(RATE_LIMIT_FILTER) == Some(true) {
             return Vec::new();
         }
-        // The enum by name or, as protobuf JSON allows, by number.
+        // Read as the load checked it (crate::local_ratelimit::enum_index).
         let option = self
             .per_filter_config(RATE_LIMIT_FILTER)
-            .and_then(|c| c.get("vh_rate_limits"));
-        let vh = match option.and_then(|o| {
-            o.as_str()
-                .map(str::to_owned)
-                .or(o.as_u64().map(|n| n.to_string()))
-        }) {
-            Some(o) if o == "INCLUDE" || o == "1" => VhRateLimits::Include,
-            Some(o) if o == "IGNORE" || o == "2" => VhRateLimits::Ignore,
-            _ => VhRateLimits::Override,
-        };
+            .and_then(|c| c.get("vh_rate_limits"))
+            .and_then(|o| crate::local_ratelimit::enum_index(o, &VhRateLimits::NAMES));
+        let vh = VhRateLimits::from_index(option.unwrap_or(0));
         self.descriptors_for(req, ctx, vh, false)
     }
 

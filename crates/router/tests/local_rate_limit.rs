@@ -650,3 +650,121 @@ fn status_codes_by_name_and_long_intervals_load() {
         "{err}"
     );
 }
+
+#[test]
+fn disabling_follows_filter_disabled_and_limiters_the_most_specific_level() {
+    const OFF: &str =
+        "{\"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}";
+    const BARE: &str =
+        "{\"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, config: {}}";
+    let yaml = format!(
+        r#"
+typed_per_filter_config:
+  envoy.filters.http.local_ratelimit: {global}
+virtual_hosts:
+  - name: a
+    domains: [a]
+    typed_per_filter_config:
+      envoy.filters.http.local_ratelimit: {OFF}
+    routes:
+      - match: {{prefix: /own}}
+        action: {{cluster: c}}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit: {route}
+      - match: {{prefix: /bare}}
+        action: {{cluster: c}}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit: {BARE}
+      - match: {{prefix: /split}}
+        action:
+          weighted_clusters:
+            - name: x
+              weight: 1
+              typed_per_filter_config:
+                envoy.filters.http.local_ratelimit: {OFF}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit: {split}
+      - match: {{prefix: /}}
+        action: {{cluster: c}}
+  - name: b
+    domains: [b]
+    typed_per_filter_config:
+      envoy.filters.http.local_ratelimit: {vhost}
+    routes:
+      - {{match: {{prefix: /}}, action: {{cluster: c}}}}
+"#,
+        global = limit("global", 1, "1s", ""),
+        route = limit("route", 1, "1s", ""),
+        split = limit("split", 1, "1s", ""),
+        vhost = limit("vhost", 1, "1s", ""),
+    );
+    let t = table(&yaml);
+    let check = |host: &str, path: &str| {
+        let req = Request::get(host, path);
+        let d = t.route(&req, 0);
+        let m = d.route().unwrap();
+        let limiter = m.local_rate_limiter().map(|l| l.stat_prefix().to_owned());
+        // The limiter is there exactly when the filter is not disabled.
+        assert_eq!(
+            limiter.is_none(),
+            m.filter_disabled(rauta_router::LOCAL_RATE_LIMIT_FILTER) == Some(true),
+            "{host}{path}"
+        );
+        limiter
+    };
+    // The route's own entry enables the filter under a disabled virtual host.
+    assert_eq!(check("a", "/own").as_deref(), Some("route"));
+    // A wrapper without settings enables it too; the limiter comes from the
+    // next level that has one.
+    assert_eq!(check("a", "/bare").as_deref(), Some("global"));
+    // A weighted cluster entry's wrapper only supplies (or not) a limiter.
+    assert_eq!(check("a", "/split").as_deref(), Some("split"));
+    assert_eq!(check("a", "/other"), None);
+    assert_eq!(check("b", "/").as_deref(), Some("vhost"));
+
+    // The configuration disables it; a virtual host's entry enables it.
+    let t = table(&format!(
+        r#"
+typed_per_filter_config:
+  envoy.filters.http.local_ratelimit: {OFF}
+virtual_hosts:
+  - name: b
+    domains: [b]
+    typed_per_filter_config:
+      envoy.filters.http.local_ratelimit: {vhost}
+    routes:
+      - {{match: {{prefix: /}}, action: {{cluster: c}}}}
+  - name: c
+    domains: ["*"]
+    routes:
+      - {{match: {{prefix: /}}, action: {{cluster: c}}}}
+"#,
+        vhost = limit("vhost", 1, "1s", ""),
+    ));
+    let limiter = |host: &str| {
+        let req = Request::get(host, "/");
+        let d = t.route(&req, 0);
+        let m = d.route().unwrap();
+        m.local_rate_limiter().map(|l| l.stat_prefix().to_owned())
+    };
+    assert_eq!(limiter("b").as_deref(), Some("vhost"));
+    assert_eq!(limiter("c"), None);
+}
+
+#[test]
+fn rate_limit_headers_only_when_asked_for() {
+    let t = table(&one_route("{cluster: c}", &limit("p", 5, "1s", "")));
+    let req = Request::get("h", "/");
+    let d = t.route(&req, 0);
+    let m = d.route().unwrap();
+    let o = m
+        .local_rate_limit(&req, &RateLimitContext::new(), Instant::now(), 0)
+        .unwrap();
+    assert_eq!(o.verdict(), V::Allowed);
+    assert_eq!(o.rate_limit_headers(), None);
+    let shown = format!("{o:?}");
+    assert!(
+        shown.contains("stat_prefix: \"p\"") && !shown.contains("RouteTable"),
+        "{shown}"
+    );
+}

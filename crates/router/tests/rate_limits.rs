@@ -398,16 +398,58 @@ virtual_hosts:
 }
 
 #[test]
+fn invalid_escapes_stay_and_route_matching_still_reads_raw_values() {
+    let t = table(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - name: raw
+        match:
+          prefix: /
+          query_parameters: [{name: user, string_match: {exact: "a%zz%20b"}}]
+        action:
+          cluster: c
+          rate_limits:
+            - actions:
+                - query_parameter_value_match:
+                    descriptor_value: decoded
+                    query_parameters: [{name: user, string_match: {exact: "a%zz b"}}]
+"#,
+    );
+    let ctx = RateLimitContext::new();
+    let req = Request::get("h", "/?user=a%zz%20b");
+    // The route matched the raw value; the action, the decoded one with
+    // the invalid escape kept.
+    assert_eq!(
+        descriptors(&t, &req, 0, &ctx),
+        e(&[&[("query_match", "decoded")]])
+    );
+    // Decoded, this value is the route's; raw, it is not.
+    let req = Request::get("h", "/?user=a%25zz%2520b");
+    let d = t.route(&req, 0);
+    assert!(
+        matches!(d, rauta_router::Decision::NotFound { .. }),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn an_unknown_vh_rate_limits_is_a_load_error() {
     let yaml = |v: &str| {
         format!(
             "virtual_hosts: [{{name: v, domains: ['*'], routes: [{{name: r, match: {{prefix: /}}, action: {{cluster: c}}, typed_per_filter_config: {{envoy.filters.http.ratelimit: {{vh_rate_limits: {v}}}}}}}]}}]"
         )
     };
-    for ok in ["INCLUDE", "IGNORE", "OVERRIDE", "2"] {
+    // As Envoy's JSON reader takes enums: any case, numbers, numbers in
+    // strings, null for the default.
+    for ok in [
+        "INCLUDE", "IGNORE", "OVERRIDE", "2", "include", "'1'", "null",
+    ] {
         RouteTable::from_yaml(&yaml(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
-    for bad in ["SOMETIMES", "3", "include"] {
+    for bad in ["SOMETIMES", "3", "'-1'", "true"] {
         let err = RouteTable::from_yaml(&yaml(bad))
             .expect_err(bad)
             .to_string();
@@ -417,5 +459,37 @@ fn an_unknown_vh_rate_limits_is_a_load_error() {
             ) && err.contains("is not one of OVERRIDE, INCLUDE, IGNORE"),
             "{bad}: {err}"
         );
+    }
+    // What loads is what the descriptors use: "include" in lower case
+    // brings in the virtual host's.
+    let t = table(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    rate_limits: [{actions: [{generic_key: {descriptor_value: vhost}}]}]
+    routes:
+      - match: {prefix: /}
+        action: {cluster: c, rate_limits: [{actions: [{generic_key: {descriptor_value: route}}]}]}
+        typed_per_filter_config:
+          envoy.filters.http.ratelimit: {vh_rate_limits: include}
+"#,
+    );
+    let ctx = RateLimitContext::new();
+    assert_eq!(
+        descriptors(&t, &Request::get("h", "/"), 0, &ctx),
+        e(&[&[("generic_key", "route")], &[("generic_key", "vhost")]])
+    );
+    // Every level is checked, inside a FilterConfig wrapper too.
+    let bad = "{envoy.filters.http.ratelimit: {vh_rate_limits: SOMETIMES}}";
+    let wrapped = "{envoy.filters.http.ratelimit: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, config: {vh_rate_limits: SOMETIMES}}}";
+    for (yaml, at) in [
+        (format!("typed_per_filter_config: {bad}\nvirtual_hosts: []"), "typed_per_filter_config[\"envoy.filters.http.ratelimit\"].vh_rate_limits"),
+        (format!("virtual_hosts: [{{name: v, domains: ['*'], typed_per_filter_config: {bad}, routes: []}}]"), "virtual_hosts[0] \"v\": typed_per_filter_config[\"envoy.filters.http.ratelimit\"].vh_rate_limits"),
+        (format!("virtual_hosts: [{{name: v, domains: ['*'], routes: [{{name: r, match: {{prefix: /}}, action: {{weighted_clusters: [{{name: a, weight: 1, typed_per_filter_config: {bad}}}]}}}}]}}]"), "action.weighted_clusters[0].typed_per_filter_config[\"envoy.filters.http.ratelimit\"].vh_rate_limits"),
+        (format!("virtual_hosts: [{{name: v, domains: ['*'], routes: [{{name: r, match: {{prefix: /}}, action: {{cluster: c}}, typed_per_filter_config: {wrapped}}}]}}]"), "typed_per_filter_config[\"envoy.filters.http.ratelimit\"].config.vh_rate_limits"),
+    ] {
+        let err = RouteTable::from_yaml(&yaml).expect_err(&yaml).to_string();
+        assert!(err.contains(at), "{at}\n{err}");
     }
 }
