@@ -12,6 +12,7 @@ $rauta --envoy check examples/config/demo-envoy.yaml examples/config/demo-tests.
 $rauta validate examples/config/demo-envoy.yaml --envoy
 # Rate limits: the example loads, and the tool names the local limit.
 $rauta validate examples/config/rate-limits.yaml
+$rauta check examples/config/rate-limits.yaml examples/config/rate-limits-tests.yaml
 $rauta route examples/config/rate-limits.yaml GET http://api.example.com/login | grep -q 'local limit   login: 10 tokens, over it 429'
 bad=$(mktemp)
 trap 'rm -f "$bad"' EXIT

@@ -7,6 +7,15 @@
 //! rauta check CONFIG TESTS.yaml              run expectations; report failures and
 //!                                            routes no test covers
 //! ```
+//!
+//! A test file is `tests:`, a list of `{name, request, expect}`. `request`
+//! has `url` (or `path` and `authority`), `method`, `scheme`, `headers` and
+//! `random_value`. `expect` checks any of `virtual_host`, `route` (`null`:
+//! none), `cluster`, `status`, `redirect`, `rewritten_path`, `host`,
+//! `request_headers` (a `null` value: absent), `local_rate_limit` (the
+//! limiter's `stat_prefix`; `null`: none) and `rate_limits` (the
+//! descriptors at stage 0 without a client address, each a list of
+//! `key=value`). See examples/config/*-tests.yaml.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -451,6 +460,14 @@ struct TestExpect {
     status: Option<u16>,
     #[serde(default)]
     request_headers: BTreeMap<String, Option<String>>,
+    /// The `stat_prefix` of the local rate limit that applies; `null`
+    /// expects none.
+    #[serde(default, deserialize_with = "double")]
+    local_rate_limit: Option<Option<String>>,
+    /// The rate limit descriptors (stage 0, no client address), each as
+    /// `key=value` entries.
+    #[serde(default)]
+    rate_limits: Option<Vec<Vec<String>>>,
 }
 
 fn test_request(t: &TestRequest) -> Result<Request, String> {
@@ -532,6 +549,29 @@ fn run_case(table: &RouteTable, t: &TestCase, covered: &mut BTreeSet<usize>) -> 
     if let Some(want) = &e.redirect {
         if Some(want) != location.as_ref() {
             d.push(format!("redirect: want {want:?}, got {location:?}"));
+        }
+    }
+    if e.local_rate_limit.is_some() || e.rate_limits.is_some() {
+        match decision.route() {
+            None => d.push("expected a routed request, got no route".into()),
+            Some(m) => {
+                if let Some(want) = &e.local_rate_limit {
+                    let got = m.local_rate_limiter().map(|l| l.stat_prefix().to_owned());
+                    if want != &got {
+                        d.push(format!("local rate limit: want {want:?}, got {got:?}"));
+                    }
+                }
+                if let Some(want) = &e.rate_limits {
+                    let got: Vec<Vec<String>> = m
+                        .rate_limit_descriptors(&req, &RateLimitContext::new())
+                        .iter()
+                        .map(|d| d.entries.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                        .collect();
+                    if want != &got {
+                        d.push(format!("rate limits: want {want:?}, got {got:?}"));
+                    }
+                }
+            }
         }
     }
     if e.rewritten_path.is_some() || e.host.is_some() || !e.request_headers.is_empty() {
@@ -662,6 +702,43 @@ virtual_hosts:
         );
         let out = describe(&table, &Request::get("h", "/"), 0);
         assert!(!out.contains("rate limit"), "{out}");
+    }
+
+    #[test]
+    fn expectations_check_rate_limits() {
+        let table = RouteTable::from_yaml(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    typed_per_filter_config:
+      envoy.filters.http.local_ratelimit:
+        stat_prefix: api
+        token_bucket: {max_tokens: 50, fill_interval: 1s}
+    routes:
+      - name: r
+        match: {prefix: /}
+        action: {cluster: api, rate_limits: [{actions: [{generic_key: {descriptor_value: x}}]}]}
+"#,
+        )
+        .unwrap();
+        let case = |expect: &str| -> Vec<String> {
+            let t: TestCase = serde_saphyr::from_str(&format!(
+                "{{name: t, request: {{url: 'http://h/'}}, expect: {expect}}}"
+            ))
+            .unwrap();
+            run_case(&table, &t, &mut BTreeSet::new())
+        };
+        assert!(case("{local_rate_limit: api, rate_limits: [[generic_key=x]]}").is_empty());
+        assert_eq!(
+            case("{local_rate_limit: login}"),
+            ["local rate limit: want Some(\"login\"), got Some(\"api\")"]
+        );
+        assert_eq!(case("{local_rate_limit: null}").len(), 1);
+        assert_eq!(
+            case("{rate_limits: []}"),
+            ["rate limits: want [], got [[\"generic_key=x\"]]"]
+        );
     }
 
     #[test]
