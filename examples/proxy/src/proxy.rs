@@ -844,12 +844,15 @@ where
     };
     // The local rate limit (Envoy's `envoy.filters.http.local_ratelimit`,
     // after CORS as in the usual filter order): a refusal is answered here.
-    let limit = m.local_rate_limit(
-        &parts,
-        &RateLimitContext::new().remote_address(remote.ip()),
-        Instant::now(),
-        random_u64(),
-    );
+    // (The clock and a random value only for a route that has one.)
+    let limit = m.local_rate_limiter().and_then(|_| {
+        m.local_rate_limit(
+            &parts,
+            &RateLimitContext::new().remote_address(remote.ip()),
+            Instant::now(),
+            random_u64(),
+        )
+    });
     if let Some(o) = limit
         .as_ref()
         .filter(|o| o.verdict() == LocalRateLimitVerdict::Limited)
