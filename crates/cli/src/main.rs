@@ -323,20 +323,6 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                             cors_summary(c.check(req, random))
                         );
                     }
-                    if let Some(l) = m.local_rate_limiter() {
-                        let (max, _) = l.default_bucket(std::time::Instant::now());
-                        let _ = writeln!(
-                            out,
-                            "  local limit   {}: {max} tokens, over it {}{}",
-                            l.stat_prefix(),
-                            l.status(),
-                            if l.enabled(random) {
-                                ""
-                            } else {
-                                " (filter_enabled does not take this request)"
-                            }
-                        );
-                    }
                     let added: Vec<String> = headers
                         .iter()
                         .filter(|h| !req.headers.contains(h))
@@ -368,6 +354,22 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                 _ => {
                     let _ = writeln!(out, "  action        {}", r.action_summary());
                 }
+            }
+            // Every kind of route may have one (redirects and direct
+            // responses draw from the default bucket).
+            if let Some(l) = m.local_rate_limiter() {
+                let (max, _) = l.default_bucket(std::time::Instant::now());
+                let _ = writeln!(
+                    out,
+                    "  local limit   {}: {max} tokens, over it {}{}",
+                    l.stat_prefix(),
+                    l.status(),
+                    if l.enabled(random) {
+                        ""
+                    } else {
+                        " (filter_enabled does not take this request)"
+                    }
+                );
             }
         }
         Decision::TlsRedirect { location, .. } => {
@@ -753,13 +755,20 @@ virtual_hosts:
         stat_prefix: api
         token_bucket: {max_tokens: 50, fill_interval: 1s}
         filter_enabled: {default_value: {numerator: 100}}
-    routes: [{name: r, match: {prefix: /}, action: {cluster: api}}]
+    routes:
+      - {name: health, match: {path: /healthz}, action: {direct_response: {status: 200, body: ok}}}
+      - {name: r, match: {prefix: /}, action: {cluster: api}}
 "#,
         )
         .unwrap();
         let out = describe(&table, &Request::get("h", "/"), 0);
         assert!(
             out.contains("  local limit   api: 50 tokens, over it 429\n"),
+            "{out}"
+        );
+        let out = describe(&table, &Request::get("h", "/healthz"), 0);
+        assert!(
+            out.contains("direct response 200") && out.contains("  local limit   api: 50 tokens"),
             "{out}"
         );
     }
