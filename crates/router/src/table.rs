@@ -999,14 +999,23 @@ pub(crate) struct MatchCtx<'p> {
     pub(crate) full_path: Option<&'p str>,
     /// What path conditions compare.
     pub(crate) match_path: Option<&'p str>,
+    /// The query once a query condition has asked for it.
+    pub(crate) query: std::cell::Cell<Option<Option<&'p str>>>,
 }
 
 impl<'p> MatchCtx<'p> {
     /// The query (after the first `?` of the forwarded path), found when a
-    /// query condition asks: most routes have none.
+    /// query condition first asks (most routes have none) and kept for the
+    /// next candidate route that asks.
     fn query(&self) -> Option<&'p str> {
-        let p = self.full_path?;
-        crate::bytes::find(p.as_bytes(), b'?').map(|i| &p[i + 1..])
+        if let Some(q) = self.query.get() {
+            return q;
+        }
+        let q = self
+            .full_path
+            .and_then(|p| crate::bytes::find(p.as_bytes(), b'?').map(|i| &p[i + 1..]));
+        self.query.set(Some(q));
+        q
     }
 }
 
@@ -1477,6 +1486,7 @@ impl RouteTable {
                 is_connect,
                 full_path: full,
                 match_path: mp,
+                query: std::cell::Cell::new(None),
             };
             if linear {
                 vhost
