@@ -693,7 +693,7 @@ impl SegTrie {
     /// continuation `len` bytes long at `at` in [`SegTrie::bytes`]. Most
     /// labels are short: one masked word compare where eight bytes of both
     /// can be read (`bytes` ends in eight spare bytes).
-    #[inline]
+    #[inline(always)]
     fn label_eq(&self, rest: &[u8], at: usize, len: usize) -> bool {
         if !self.fold && len <= 8 && rest.len() >= 8 {
             let word = |s: &[u8]| u64::from_le_bytes(s[..8].try_into().unwrap());
