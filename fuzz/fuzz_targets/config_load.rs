@@ -30,7 +30,15 @@ fn exercise(table: &RouteTable, text: &str) {
     for (i, w) in words.iter().enumerate() {
         let host = words.get(i + 1).copied().unwrap_or("a.com");
         let path = if w.starts_with('/') { (*w).to_string() } else { format!("/{w}") };
-        let req = Request::get(host, path).header("x-a", *w);
+        // Every other request is a gRPC call whose deadline is a word of
+        // the input (for the routes' timeout rules).
+        let mut req = Request::get(host, path).header("x-a", *w);
+        if i % 2 == 1 {
+            req = req
+                .header("content-type", "application/grpc")
+                .header("grpc-timeout", *w)
+                .header("x-envoy-upstream-rq-timeout-ms", *w);
+        }
         let fast = key(&table.route(&req, i as u64));
         let slow = key(&table.route_linear(&req, i as u64));
         assert_eq!(fast, slow, "index and scan disagree on {req:?}");
@@ -48,6 +56,21 @@ fn exercise(table: &RouteTable, text: &str) {
                 let mut h: Vec<(String, String)> = Vec::new();
                 o.apply_request_headers(&mut h, &rauta_router::FormatContext::new());
                 o.apply_response_headers(&mut h, &rauta_router::FormatContext::new());
+            }
+            // Timeouts, trusting the `x-envoy-*` headers or not; their
+            // header edits.
+            for trusted in [false, true] {
+                let opts = rauta_router::TimeoutOptions::new()
+                    .envoy_headers(trusted)
+                    .expected_rq_timeout_header(trusted)
+                    .listener_max_stream_duration(Some(std::time::Duration::from_millis(i as u64)));
+                let t = m.timeouts(&req, &opts);
+                let mut h = req.headers.clone();
+                t.apply_request_headers(&mut h);
+                if let Some(g) = t.grpc_timeout {
+                    let text = rauta_router::GrpcTimeout(g).to_string();
+                    assert!(rauta_router::GrpcTimeout::parse(text.as_bytes()).is_some(), "{text}");
+                }
             }
         }
         let _ = table.explain(&req, 0);

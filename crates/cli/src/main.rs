@@ -23,7 +23,10 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use rauta_router::config::RouteConfig;
-use rauta_router::{ActionKind, CorsCheck, Decision, RateLimitContext, Request, RouteTable};
+use rauta_router::{
+    ActionKind, CorsCheck, Decision, GrpcTimeout, RateLimitContext, Request, RouteTable,
+    TimeoutOptions,
+};
 use serde::Deserialize;
 
 const USAGE: &str = "usage:
@@ -297,7 +300,21 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                     let up = m.apply_request(&mut headers);
                     let _ = writeln!(out, "  action        forward to cluster {cluster:?}");
                     let _ = writeln!(out, "  upstream      path {}  host {}", up.path, up.host);
-                    let _ = writeln!(out, "  timeout       {} ms", r.timeout_ms());
+                    // As a proxy that trusts no `x-envoy-*` header works them out.
+                    let t = m.timeouts(req, &TimeoutOptions::new());
+                    let ms = |d: Option<std::time::Duration>| {
+                        d.map_or("none".to_owned(), |d| format!("{} ms", d.as_millis()))
+                    };
+                    let _ = writeln!(out, "  timeout       {}", ms(t.global));
+                    if t.per_try.is_some() {
+                        let _ = writeln!(out, "  per try       {}", ms(t.per_try));
+                    }
+                    if t.stream.is_some() {
+                        let _ = writeln!(out, "  stream        {}", ms(t.stream));
+                    }
+                    if let Some(g) = t.grpc_timeout {
+                        let _ = writeln!(out, "  grpc-timeout  {} upstream", GrpcTimeout(g));
+                    }
                     if let Some(p) = r.retry_policy() {
                         let _ = writeln!(
                             out,
@@ -769,6 +786,41 @@ virtual_hosts:
         let out = describe(&table, &Request::get("h", "/healthz"), 0);
         assert!(
             out.contains("direct response 200") && out.contains("  local limit   api: 50 tokens"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn describe_gives_the_request_timeouts() {
+        let table = RouteTable::from_yaml(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    routes:
+      - name: grpc
+        match: {prefix: /grpc/}
+        action: {cluster: g, max_stream_duration: {max_stream_duration_ms: 60000, grpc_timeout_header_max_ms: 5000}}
+      - name: r
+        match: {prefix: /}
+        action: {cluster: api, timeout_ms: 3000, retry_policy: {retry_on: 5xx, per_try_timeout_ms: 1000}}
+"#,
+        )
+        .unwrap();
+        let out = describe(&table, &Request::get("h", "/"), 0);
+        assert!(
+            out.contains("  timeout       3000 ms\n  per try       1000 ms\n")
+                && !out.contains("  stream "),
+            "{out}"
+        );
+        let req = Request::new("POST", "h", "/grpc/pkg.Svc/Call")
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", "20S");
+        let out = describe(&table, &req, 0);
+        assert!(
+            out.contains(
+                "  timeout       none\n  stream        5000 ms\n  grpc-timeout  5000m upstream\n"
+            ),
             "{out}"
         );
     }

@@ -1565,6 +1565,10 @@ fn compile_route(
             ("include_vh_rate_limits", a.include_vh_rate_limits.is_some()),
             ("cors", a.cors.is_some()),
             ("timeout_ms", a.timeout_ms.is_some()),
+            ("idle_timeout_ms", a.idle_timeout_ms.is_some()),
+            ("max_stream_duration", a.max_stream_duration.is_some()),
+            ("max_grpc_timeout_ms", a.max_grpc_timeout_ms.is_some()),
+            ("grpc_timeout_offset_ms", a.grpc_timeout_offset_ms.is_some()),
             (
                 "request_mirror_policies",
                 !a.request_mirror_policies.is_empty(),
@@ -1758,6 +1762,7 @@ fn compile_route(
     .map(|mut e| {
         e.filters = table::filters(&r.typed_per_filter_config);
         e.hedge = hedge.map(Box::new);
+        e.timeout_rules = crate::timeouts::TimeoutRules::from_action(a).map(Box::new);
         e.rate_limits = route_limits;
         e.cors = cors;
         e.local_rate_limit = local_limit;

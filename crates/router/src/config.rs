@@ -655,6 +655,22 @@ pub struct Action {
     /// Stream idle timeout in milliseconds (0 disables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_ms: Option<u64>,
+    /// The stream's lifetime on this route and the `grpc-timeout` header's
+    /// part in it (Envoy's `max_stream_duration`). Setting it replaces
+    /// [`timeout_ms`](Self::timeout_ms) and the gRPC fields below, as in
+    /// Envoy. See [`RouteMatch::timeouts`](crate::RouteMatch::timeouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stream_duration: Option<MaxStreamDuration>,
+    /// For gRPC requests, the upstream timeout comes from their
+    /// `grpc-timeout` header, capped at this many milliseconds (0: not
+    /// capped); Envoy's deprecated `max_grpc_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grpc_timeout_ms: Option<u64>,
+    /// Milliseconds taken off a gRPC request's `grpc-timeout` (when it is
+    /// longer) before [`max_grpc_timeout_ms`](Self::max_grpc_timeout_ms)
+    /// applies; Envoy's deprecated `grpc_timeout_offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_timeout_offset_ms: Option<u64>,
     /// Retry policy; replaces the virtual host's entirely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
@@ -682,6 +698,51 @@ pub struct Action {
     /// and the configuration's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+}
+
+/// How long a stream may last on a route (Envoy's
+/// `RouteAction.MaxStreamDuration`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MaxStreamDuration {
+    /// The stream's whole lifetime, in milliseconds (0: no limit, not even
+    /// the listener's). Unset: the listener's limit applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stream_duration_ms: Option<u64>,
+    /// When set, a request's `grpc-timeout` header sets the stream's
+    /// lifetime instead, capped at this many milliseconds (0: not capped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_timeout_header_max_ms: Option<u64>,
+    /// Milliseconds taken off the `grpc-timeout` header's value (a value
+    /// not longer than this leaves no time at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_timeout_header_offset_ms: Option<u64>,
+}
+
+impl MaxStreamDuration {
+    /// No field set (the listener's limit applies).
+    pub fn new() -> MaxStreamDuration {
+        MaxStreamDuration::default()
+    }
+
+    /// Sets [`max_stream_duration_ms`](Self::max_stream_duration_ms).
+    pub fn max_ms(mut self, ms: u64) -> Self {
+        self.max_stream_duration_ms = Some(ms);
+        self
+    }
+
+    /// Sets [`grpc_timeout_header_max_ms`](Self::grpc_timeout_header_max_ms).
+    pub fn grpc_timeout_header_max_ms(mut self, ms: u64) -> Self {
+        self.grpc_timeout_header_max_ms = Some(ms);
+        self
+    }
+
+    /// Sets [`grpc_timeout_header_offset_ms`](Self::grpc_timeout_header_offset_ms).
+    pub fn grpc_timeout_header_offset_ms(mut self, ms: u64) -> Self {
+        self.grpc_timeout_header_offset_ms = Some(ms);
+        self
+    }
 }
 
 /// The status sent when a route's cluster does not exist.
@@ -1970,6 +2031,13 @@ impl Route {
     /// Sets the upstream timeout in milliseconds.
     pub fn timeout_ms(mut self, ms: u64) -> Self {
         self.action_mut().timeout_ms = Some(ms);
+        self
+    }
+
+    /// Sets the route's stream lifetime rules (Envoy's
+    /// `max_stream_duration`).
+    pub fn max_stream_duration(mut self, d: MaxStreamDuration) -> Self {
+        self.action_mut().max_stream_duration = Some(d);
         self
     }
 }

@@ -440,6 +440,35 @@ fn route_action(a: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
     }
     duration_field(a, "timeout", "timeout_ms", at, "route", errors);
     duration_field(a, "idle_timeout", "idle_timeout_ms", at, "route", errors);
+    duration_field(
+        a,
+        "max_grpc_timeout",
+        "max_grpc_timeout_ms",
+        at,
+        "route",
+        errors,
+    );
+    duration_field(
+        a,
+        "grpc_timeout_offset",
+        "grpc_timeout_offset_ms",
+        at,
+        "route",
+        errors,
+    );
+    if let Some(d) = a
+        .get_mut("max_stream_duration")
+        .and_then(Value::as_object_mut)
+    {
+        let field = "route.max_stream_duration";
+        for name in [
+            "max_stream_duration",
+            "grpc_timeout_header_max",
+            "grpc_timeout_header_offset",
+        ] {
+            duration_field(d, name, &format!("{name}_ms"), at, field, errors);
+        }
+    }
     if let Some(p) = a.get_mut("retry_policy") {
         retry_policy(p, at, "route.retry_policy", errors);
     }

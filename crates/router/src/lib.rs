@@ -66,7 +66,11 @@
 //! values may hold Envoy's `%COMMAND%`s (`%DOWNSTREAM_REMOTE_ADDRESS%`,
 //! `%REQ(x-id)%`, `%START_TIME%`, ...): the `_with` forms of the two apply
 //! methods take a [`FormatContext`] with what the proxy knows of the
-//! connection.
+//! connection. [`RouteMatch::timeouts`] gives the request's upstream,
+//! per-try and stream timeouts as Envoy works them out (`grpc-timeout`,
+//! `max_stream_duration`, trusted `x-envoy-*` headers);
+//! [`RouteMatch::local_rate_limit`] and [`RouteMatch::cors`] run Envoy's
+//! local rate limit and CORS filters.
 //!
 //! # Errors at load time, never at request time
 //!
@@ -133,6 +137,7 @@ mod request;
 mod router;
 mod table;
 mod template;
+mod timeouts;
 
 pub use cors::{Cors, CorsCheck, CorsPreflight, CorsResponse, CORS_FILTER};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
@@ -150,6 +155,7 @@ pub use table::{
     shadow_host, ActionKind, BuildOptions, Decision, HedgePolicy, Mirror, PathKind, RetryPolicy,
     RouteEntry, RouteId, RouteMatch, RouteScratch, RouteTable, Upstream, VirtualHostEntry,
 };
+pub use timeouts::{GrpcTimeout, TimeoutOptions, Timeouts};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -483,6 +483,8 @@ pub struct RouteEntry {
     response: Mutations,
     timeout_ms: u64,
     idle_timeout_ms: Option<u64>,
+    /// `max_stream_duration` and the gRPC timeout fields, when set.
+    pub(crate) timeout_rules: Option<Box<crate::timeouts::TimeoutRules>>,
     retry: Option<RetryPolicy>,
     pub(crate) hedge: Option<Box<HedgePolicy>>,
     pub(crate) rate_limits: Option<Box<RouteRateLimits>>,
@@ -572,6 +574,38 @@ impl RouteEntry {
     /// Stream idle timeout in milliseconds, if set.
     pub fn idle_timeout_ms(&self) -> Option<u64> {
         self.idle_timeout_ms
+    }
+
+    /// The route's `max_stream_duration` (Envoy's
+    /// `RouteAction.max_stream_duration`), as configured: when set, the
+    /// stream's lifetime and a gRPC request's `grpc-timeout` follow it and
+    /// [`timeout_ms`](Self::timeout_ms) no longer applies. See
+    /// [`RouteMatch::timeouts`].
+    pub fn max_stream_duration(&self) -> Option<config::MaxStreamDuration> {
+        let rules = self.timeout_rules.as_deref()?;
+        let ms = |d: Option<std::time::Duration>| {
+            d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        rules.stream.map(|s| config::MaxStreamDuration {
+            max_stream_duration_ms: ms(s.max),
+            grpc_timeout_header_max_ms: ms(s.header_max),
+            grpc_timeout_header_offset_ms: ms(s.header_offset),
+        })
+    }
+
+    /// The cap on a gRPC request's `grpc-timeout` as its upstream timeout,
+    /// in milliseconds (Envoy's `max_grpc_timeout`; 0: no cap), if set.
+    pub fn max_grpc_timeout_ms(&self) -> Option<u64> {
+        let d = self.timeout_rules.as_deref()?.max_grpc_timeout?;
+        Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// What is taken off a gRPC request's `grpc-timeout` before
+    /// [`max_grpc_timeout_ms`](Self::max_grpc_timeout_ms) applies, in
+    /// milliseconds (Envoy's `grpc_timeout_offset`), if set.
+    pub fn grpc_timeout_offset_ms(&self) -> Option<u64> {
+        let d = self.timeout_rules.as_deref()?.grpc_timeout_offset?;
+        Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The effective hedge policy (the route's, else its virtual host's;
@@ -1943,6 +1977,87 @@ impl<'a> RouteMatch<'a> {
         })
     }
 
+    /// The request's timeouts on this route, as Envoy works them out:
+    ///
+    /// - the upstream (global) timeout is the route's `timeout_ms`; for a
+    ///   gRPC request on a route with `max_grpc_timeout_ms`, its
+    ///   `grpc-timeout` less `grpc_timeout_offset_ms`, capped at
+    ///   `max_grpc_timeout_ms`; on a route with `max_stream_duration`, none
+    ///   (the stream's lifetime bounds the exchange instead);
+    /// - with [`TimeoutOptions::envoy_headers`](crate::TimeoutOptions::envoy_headers), a trusted client's
+    ///   `x-envoy-upstream-rq-timeout-ms`,
+    ///   `x-envoy-upstream-rq-per-try-timeout-ms` and
+    ///   `x-envoy-hedge-on-per-try-timeout` replace the route's values
+    ///   (`x-envoy-expected-rq-timeout-ms` first, with
+    ///   [`TimeoutOptions::respect_expected_rq_timeout`](crate::TimeoutOptions::respect_expected_rq_timeout));
+    /// - the per-try timeout comes from the retry policy and is dropped
+    ///   when it is not shorter than the global one;
+    /// - the stream's lifetime is the route's `max_stream_duration`, or for
+    ///   a gRPC request its `grpc-timeout` when the route sets
+    ///   `grpc_timeout_header_max_ms` (capped, less the offset), else the
+    ///   listener's ([`TimeoutOptions::listener_max_stream_duration`](crate::TimeoutOptions::listener_max_stream_duration)).
+    ///
+    /// [`Timeouts::apply_request_headers`](crate::Timeouts::apply_request_headers) then edits the upstream request
+    /// as Envoy's router does. Nothing is allocated.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rauta_router::{Request, RouteTable, TimeoutOptions};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - match: {prefix: /grpc/}
+    ///         action:
+    ///           cluster: backend
+    ///           max_stream_duration:
+    ///             max_stream_duration_ms: 60000
+    ///             grpc_timeout_header_max_ms: 10000
+    ///       - match: {prefix: /}
+    ///         action:
+    ///           cluster: backend
+    ///           timeout_ms: 3000
+    ///           retry_policy: {retry_on: 5xx, per_try_timeout_ms: 1000}
+    /// "#).unwrap();
+    /// let opts = TimeoutOptions::new();
+    ///
+    /// let req = Request::get("h", "/orders");
+    /// let t = table.route(&req, 0).route().unwrap().timeouts(&req, &opts);
+    /// assert_eq!(t.global, Some(Duration::from_secs(3)));
+    /// assert_eq!(t.per_try, Some(Duration::from_secs(1)));
+    /// assert_eq!(t.stream, None);
+    ///
+    /// let grpc = Request::new("POST", "h", "/grpc/pkg.Svc/Call")
+    ///     .header("content-type", "application/grpc")
+    ///     .header("grpc-timeout", "30S");
+    /// let t = table.route(&grpc, 0).route().unwrap().timeouts(&grpc, &opts);
+    /// assert_eq!(t.global, None);
+    /// // The client's 30 s deadline, capped at 10 s, sets the stream's lifetime.
+    /// assert_eq!(t.stream, Some(Duration::from_secs(10)));
+    /// assert_eq!(t.grpc_timeout, Some(Duration::from_secs(10)));
+    /// ```
+    pub fn timeouts<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        opts: &crate::TimeoutOptions,
+    ) -> crate::Timeouts {
+        let r = self.route;
+        let retry = r.retry.as_ref();
+        crate::timeouts::RouteTimeouts {
+            timeout: std::time::Duration::from_millis(r.timeout_ms),
+            per_try: std::time::Duration::from_millis(retry.map_or(0, |p| p.per_try_timeout_ms)),
+            per_try_idle: retry
+                .and_then(|p| p.per_try_idle_timeout_ms)
+                .map(std::time::Duration::from_millis),
+            hedge_on_per_try_timeout: r.hedge.as_ref().is_some_and(|h| h.hedge_on_per_try_timeout),
+            rules: r.timeout_rules.as_deref(),
+            grpc: self.has_path && crate::matchers::is_grpc(req, self.hidden),
+        }
+        .compute(req, opts)
+    }
+
     /// Whether `filter` is turned off for this request (Envoy's
     /// `filterDisabled`): the route's, else the virtual host's, else the
     /// configuration's `typed_per_filter_config` entry for it decides.
@@ -2494,6 +2609,7 @@ pub(crate) fn make_route(
             response,
             timeout_ms,
             idle_timeout_ms,
+            timeout_rules: None,
             retry,
             hedge: None,
             rate_limits: None,

@@ -344,8 +344,16 @@ fn what_does_not_fit_is_an_error_naming_its_place() {
             "unknown field `decorator`",
         ),
         (
-            "match: {prefix: /}\nroute: {cluster: c, max_stream_duration: {}}",
-            r#"routes[0] "r": unknown field `max_stream_duration`"#,
+            "match: {prefix: /}\nroute: {cluster: c, max_stream_duration: {grpc_timeout_header_max: 1}}",
+            r#"routes[0] "r": route.max_stream_duration.grpc_timeout_header_max: 1 is not a duration"#,
+        ),
+        (
+            "match: {prefix: /}\nroute: {cluster: c, max_stream_duration: {max_stream_duration_ms: 1}}",
+            "`max_stream_duration_ms` is RAUTA's shape; Envoy's field is `max_stream_duration`",
+        ),
+        (
+            "match: {prefix: /}\nroute: {cluster: c, max_grpc_timeout: 2m}",
+            r#"route.max_grpc_timeout: "2m" is not a duration"#,
         ),
         (
             "match: {safe_regex: \"/x\"}\nroute: {cluster: c}",

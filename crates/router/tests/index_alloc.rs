@@ -5,7 +5,8 @@
 //! the table and on two more routing at the same time; and, through
 //! `RouteTable::route_in` and a reused scratch, for requests whose path or
 //! host normalization changes or that need a copy past 256 bytes; and a
-//! local rate limit check (without descriptors) after the decision.
+//! local rate limit check (without descriptors) and the timeouts after
+//! the decision.
 //! This file is its own test binary so that no other test shares the
 //! allocator; each measuring thread counts only its own allocations.
 
@@ -425,4 +426,49 @@ virtual_hosts:
     });
     assert_eq!(verdicts, 99, "100 tokens, one taken before");
     assert_eq!(allocs, 0, "{allocs} allocations in 200 checks");
+}
+
+#[test]
+fn timeouts_allocate_nothing() {
+    let table = RouteTable::from_yaml(
+        r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+      - match: {prefix: /new/}
+        action:
+          cluster: c
+          max_stream_duration: {max_stream_duration_ms: 9000, grpc_timeout_header_max_ms: 5000}
+      - match: {prefix: /}
+        action:
+          cluster: c
+          max_grpc_timeout_ms: 0
+          retry_policy: {retry_on: 5xx, per_try_timeout_ms: 100}
+"#,
+    )
+    .expect("valid config");
+    let grpc = |path: &str| {
+        Request::new("POST", "h", path)
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", "2S")
+            .header("x-envoy-upstream-rq-timeout-ms", "700")
+    };
+    let reqs = [grpc("/new/a"), grpc("/old"), Request::get("h", "/old")];
+    let opts = rauta_router::TimeoutOptions::new().envoy_headers(true);
+    let check = |req: &Request| {
+        let d = table.route(req, 0);
+        d.route().expect("a route").timeouts(req, &opts)
+    };
+    reqs.iter().for_each(|r| {
+        check(r);
+    });
+    let (allocs, limited) = allocations(|| {
+        (0..200)
+            .flat_map(|_| reqs.iter().map(check))
+            .filter(|t| t.global.is_some() || t.stream.is_some())
+            .count()
+    });
+    assert_eq!(limited, 600);
+    assert_eq!(allocs, 0, "{allocs} allocations in 600 computations");
 }

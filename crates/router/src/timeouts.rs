@@ -1,0 +1,457 @@
+//! A request's timeouts on its route, as Envoy works them out: the router
+//! filter's upstream and per-try timeouts (`FilterUtility::finalTimeout`),
+//! with the `x-envoy-upstream-rq-*` headers and the gRPC rules of
+//! `max_grpc_timeout`, and the connection manager's stream lifetime
+//! (`max_stream_duration`, which a `grpc-timeout` header may set).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config;
+use crate::mutate::HeaderMapMut;
+use crate::request::{first_header_value, RequestView};
+
+/// The header naming the upstream timeout a trusted client asks for.
+const UPSTREAM_RQ_TIMEOUT: &str = "x-envoy-upstream-rq-timeout-ms";
+/// The header naming the per-try timeout a trusted client asks for.
+const UPSTREAM_RQ_PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+/// The header telling the upstream how long it has.
+const EXPECTED_RQ_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
+/// The header turning hedging on a per-try timeout on or off.
+const HEDGE_ON_PER_TRY_TIMEOUT: &str = "x-envoy-hedge-on-per-try-timeout";
+/// gRPC's deadline header.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// The largest value a `grpc-timeout` header carries (eight digits).
+const MAX_GRPC_TIMEOUT_VALUE: u64 = 99_999_999;
+
+/// A route's timeout settings beyond `timeout` and `idle_timeout`, kept
+/// only by routes that set one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TimeoutRules {
+    /// `max_stream_duration`, when set (Envoy's "new timeouts": the
+    /// route's `timeout` and the gRPC fields below no longer apply).
+    pub(crate) stream: Option<StreamRules>,
+    pub(crate) max_grpc_timeout: Option<Duration>,
+    pub(crate) grpc_timeout_offset: Option<Duration>,
+}
+
+/// The fields of `max_stream_duration`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamRules {
+    pub(crate) max: Option<Duration>,
+    pub(crate) header_max: Option<Duration>,
+    pub(crate) header_offset: Option<Duration>,
+}
+
+impl TimeoutRules {
+    /// The rules an action sets, or `None` when it sets none of them.
+    pub(crate) fn from_action(a: &config::Action) -> Option<TimeoutRules> {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        let rules = TimeoutRules {
+            stream: a.max_stream_duration.as_ref().map(|d| StreamRules {
+                max: ms(d.max_stream_duration_ms),
+                header_max: ms(d.grpc_timeout_header_max_ms),
+                header_offset: ms(d.grpc_timeout_header_offset_ms),
+            }),
+            max_grpc_timeout: ms(a.max_grpc_timeout_ms),
+            grpc_timeout_offset: ms(a.grpc_timeout_offset_ms),
+        };
+        (rules != TimeoutRules::default()).then_some(rules)
+    }
+}
+
+/// How [`RouteMatch::timeouts`](crate::RouteMatch::timeouts) treats what
+/// lies outside the route: the request's `x-envoy-*` timeout headers, and
+/// the listener's stream limit.
+///
+/// The default reads no `x-envoy-*` header (a client must not choose its
+/// own timeouts unless the proxy trusts it: Envoy strips these headers
+/// from external requests before its router reads them), sets no
+/// `x-envoy-expected-rq-timeout-ms` upstream, and knows no listener limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimeoutOptions {
+    /// Read `x-envoy-upstream-rq-timeout-ms`,
+    /// `x-envoy-upstream-rq-per-try-timeout-ms` and
+    /// `x-envoy-hedge-on-per-try-timeout` (for requests the proxy trusts).
+    pub envoy_headers: bool,
+    /// Read `x-envoy-expected-rq-timeout-ms` first, as the upstream timeout
+    /// an egress Envoy already settled (the router's
+    /// `respect_expected_rq_timeout`); only with
+    /// [`envoy_headers`](Self::envoy_headers).
+    pub respect_expected_rq_timeout: bool,
+    /// Tell the upstream its time in `x-envoy-expected-rq-timeout-ms`
+    /// (Envoy's default; its router's `suppress_envoy_headers` turns it off).
+    pub expected_rq_timeout_header: bool,
+    /// The listener's stream limit (the connection manager's
+    /// `max_stream_duration`), which applies where a route sets none.
+    pub listener_max_stream_duration: Option<Duration>,
+}
+
+impl TimeoutOptions {
+    /// The defaults: no `x-envoy-*` header read or written, no listener
+    /// limit.
+    pub fn new() -> TimeoutOptions {
+        TimeoutOptions::default()
+    }
+
+    /// Sets [`envoy_headers`](Self::envoy_headers).
+    pub fn envoy_headers(mut self, read: bool) -> Self {
+        self.envoy_headers = read;
+        self
+    }
+
+    /// Sets [`respect_expected_rq_timeout`](Self::respect_expected_rq_timeout).
+    pub fn respect_expected_rq_timeout(mut self, respect: bool) -> Self {
+        self.respect_expected_rq_timeout = respect;
+        self
+    }
+
+    /// Sets [`expected_rq_timeout_header`](Self::expected_rq_timeout_header).
+    pub fn expected_rq_timeout_header(mut self, write: bool) -> Self {
+        self.expected_rq_timeout_header = write;
+        self
+    }
+
+    /// Sets [`listener_max_stream_duration`](Self::listener_max_stream_duration).
+    pub fn listener_max_stream_duration(mut self, limit: Option<Duration>) -> Self {
+        self.listener_max_stream_duration = limit;
+        self
+    }
+}
+
+/// What a request's timeouts come to on its route; from
+/// [`RouteMatch::timeouts`](crate::RouteMatch::timeouts).
+///
+/// `None` means no limit (Envoy's 0). Apply the header changes with
+/// [`apply_request_headers`](Self::apply_request_headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// The upstream exchange as a whole, retries included, from the moment
+    /// the request has been received (the router's global timeout).
+    pub global: Option<Duration>,
+    /// Each attempt (never as long as `global`: such a per-try timeout is
+    /// dropped).
+    pub per_try: Option<Duration>,
+    /// How long an attempt may go without sending or receiving.
+    pub per_try_idle: Option<Duration>,
+    /// Whether a per-try timeout starts another attempt beside the one
+    /// still waiting (hedging) rather than ending it.
+    pub hedge_on_per_try_timeout: bool,
+    /// The stream's whole lifetime, from the first byte of the request
+    /// (the connection manager's stream duration): the route's
+    /// `max_stream_duration`, a `grpc-timeout` it lets set the limit, or
+    /// the listener's. When it runs out Envoy answers 504 if the request
+    /// was received in full, 408 if not (gRPC: `grpc-status` 4), or resets
+    /// the stream once the response has begun. `Some(Duration::ZERO)` when
+    /// a `grpc-timeout` left no time (the route's offset used it up).
+    pub stream: Option<Duration>,
+    /// The time the upstream is told it has: the per-try timeout (the
+    /// global one when there is none, or with hedging), at most the global
+    /// timeout.
+    pub expected: Option<Duration>,
+    /// The `grpc-timeout` the request goes upstream with, when the route's
+    /// gRPC rules replace the client's.
+    pub grpc_timeout: Option<Duration>,
+    /// The `x-envoy-*` headers read, which go no further.
+    read: ReadHeaders,
+    write_expected: bool,
+}
+
+/// Which `x-envoy-*` request headers a computation read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ReadHeaders {
+    upstream_rq_timeout: bool,
+    per_try_timeout: bool,
+    hedge: bool,
+}
+
+impl Timeouts {
+    /// Edits the upstream request's headers as Envoy's router does: the
+    /// `x-envoy-upstream-rq-*` and hedge headers that were read are
+    /// removed, `x-envoy-expected-rq-timeout-ms` is set (when the options
+    /// asked for it and there is a limit), and `grpc-timeout` is replaced
+    /// when the route's gRPC rules say so.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rauta_router::{Request, RouteTable, TimeoutOptions};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: grpc
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - match: {prefix: /}
+    ///         action: {cluster: backend, max_grpc_timeout_ms: 5000}
+    /// "#).unwrap();
+    /// let req = Request::new("POST", "h", "/pkg.Svc/Call")
+    ///     .header("content-type", "application/grpc")
+    ///     .header("grpc-timeout", "20S");
+    /// let d = table.route(&req, 0);
+    /// let t = d.route().unwrap().timeouts(&req, &TimeoutOptions::new());
+    /// // The client's 20 s are capped at the route's 5 s.
+    /// assert_eq!(t.global, Some(Duration::from_secs(5)));
+    /// let mut headers = vec![("grpc-timeout".to_owned(), "20S".to_owned())];
+    /// t.apply_request_headers(&mut headers);
+    /// assert_eq!(headers, [("grpc-timeout".to_owned(), "5000m".to_owned())]);
+    /// ```
+    pub fn apply_request_headers<H: HeaderMapMut + ?Sized>(&self, headers: &mut H) {
+        if self.read.upstream_rq_timeout {
+            headers.remove(UPSTREAM_RQ_TIMEOUT);
+        }
+        if self.read.per_try_timeout {
+            headers.remove(UPSTREAM_RQ_PER_TRY_TIMEOUT);
+        }
+        if self.read.hedge {
+            headers.remove(HEDGE_ON_PER_TRY_TIMEOUT);
+        }
+        if self.write_expected {
+            if let Some(e) = self.expected {
+                headers.set(EXPECTED_RQ_TIMEOUT, &e.as_millis().to_string());
+            }
+        }
+        if let Some(g) = self.grpc_timeout {
+            headers.set(GRPC_TIMEOUT, &GrpcTimeout(g).to_string());
+        }
+    }
+}
+
+/// A duration written as a `grpc-timeout` header value, as Envoy writes
+/// it: whole milliseconds (`m`), or seconds, minutes or hours once the
+/// value needs more than eight digits (hours are capped at 99999999).
+///
+/// ```
+/// use std::time::Duration;
+/// use rauta_router::GrpcTimeout;
+///
+/// assert_eq!(GrpcTimeout(Duration::from_millis(1500)).to_string(), "1500m");
+/// assert_eq!(GrpcTimeout(Duration::from_secs(200_000)).to_string(), "200000S");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcTimeout(pub Duration);
+
+impl fmt::Display for GrpcTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut value = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
+        let mut units = "mSMH".chars();
+        let mut unit = units.next().unwrap_or('m');
+        if value > MAX_GRPC_TIMEOUT_VALUE {
+            value /= 1000;
+            unit = units.next().unwrap_or('S');
+        }
+        while value > MAX_GRPC_TIMEOUT_VALUE {
+            if unit == 'H' {
+                value = MAX_GRPC_TIMEOUT_VALUE;
+            } else {
+                value /= 60;
+                unit = units.next().unwrap_or('H');
+            }
+        }
+        write!(f, "{value}{unit}")
+    }
+}
+
+impl GrpcTimeout {
+    /// Reads a `grpc-timeout` header value as Envoy does: a whole number of
+    /// at most 99999999 and one unit, `H`, `M`, `S`, `m`, `u` or `n`
+    /// (micro- and nanoseconds round up to the next millisecond). `None`
+    /// for anything else.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rauta_router::GrpcTimeout;
+    ///
+    /// assert_eq!(GrpcTimeout::parse(b"2S"), Some(GrpcTimeout(Duration::from_secs(2))));
+    /// assert_eq!(GrpcTimeout::parse(b"1500u"), Some(GrpcTimeout(Duration::from_millis(2))));
+    /// assert_eq!(GrpcTimeout::parse(b"2s"), None);
+    /// ```
+    pub fn parse(value: &[u8]) -> Option<GrpcTimeout> {
+        let (&unit, number) = value.split_last()?;
+        let n = simple_atoi(number).filter(|n| *n <= MAX_GRPC_TIMEOUT_VALUE)?;
+        let d = match unit {
+            b'H' => Duration::from_secs(n * 3600),
+            b'M' => Duration::from_secs(n * 60),
+            b'S' => Duration::from_secs(n),
+            b'm' => Duration::from_millis(n),
+            b'u' => Duration::from_millis(n.div_ceil(1000)),
+            b'n' => Duration::from_millis(n.div_ceil(1_000_000)),
+            _ => return None,
+        };
+        Some(GrpcTimeout(d))
+    }
+}
+
+/// A number that is not negative, as `absl::SimpleAtoi` reads one: ASCII
+/// whitespace around it, an optional sign, then at least one digit,
+/// without overflow (`-0` is 0).
+fn simple_atoi(s: &[u8]) -> Option<u64> {
+    let s = s.trim_ascii();
+    let (negative, digits) = match s.split_first() {
+        Some((b'+', rest)) => (false, rest),
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    (!negative || n == 0).then_some(n)
+}
+
+/// The value of a header sent once (Envoy joins repeated values with `,`,
+/// which none of these headers then parses as).
+fn single<'r, R: RequestView + ?Sized>(req: &'r R, name: &str) -> Option<&'r [u8]> {
+    match first_header_value(req, name) {
+        (Some(v), 1) => Some(v),
+        _ => None,
+    }
+}
+
+/// The router's and the connection manager's timeouts for a request.
+pub(crate) struct RouteTimeouts<'a> {
+    pub(crate) timeout: Duration,
+    pub(crate) per_try: Duration,
+    pub(crate) per_try_idle: Option<Duration>,
+    pub(crate) hedge_on_per_try_timeout: bool,
+    pub(crate) rules: Option<&'a TimeoutRules>,
+    pub(crate) grpc: bool,
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+impl RouteTimeouts<'_> {
+    pub(crate) fn compute<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        opts: &TimeoutOptions,
+    ) -> Timeouts {
+        let rules = self.rules;
+        let stream_rules = rules.and_then(|r| r.stream.as_ref());
+        // Parsed only for gRPC requests, as Envoy looks only then.
+        let header_grpc = || {
+            single(req, GRPC_TIMEOUT)
+                .and_then(GrpcTimeout::parse)
+                .map(|g| g.0)
+        };
+        let mut read = ReadHeaders::default();
+        // The router's global timeout (`finalTimeout`).
+        let mut global = Duration::ZERO;
+        let mut old_grpc = false;
+        if stream_rules.is_none() {
+            match rules.and_then(|r| r.max_grpc_timeout) {
+                Some(max) if self.grpc => {
+                    old_grpc = true;
+                    let mut t = header_grpc().unwrap_or(Duration::ZERO);
+                    if let Some(offset) = rules.and_then(|r| r.grpc_timeout_offset) {
+                        // Only when time is left: 0 would mean no limit.
+                        if offset < t {
+                            t -= offset;
+                        }
+                    }
+                    if !max.is_zero() && (t.is_zero() || t > max) {
+                        t = max;
+                    }
+                    global = t;
+                }
+                _ => global = self.timeout,
+            }
+        }
+        let mut per_try = self.per_try;
+        let mut hedge = self.hedge_on_per_try_timeout;
+        if opts.envoy_headers {
+            let header_ms = |name| single(req, name).and_then(simple_atoi);
+            if opts.respect_expected_rq_timeout && req_has(req, EXPECTED_RQ_TIMEOUT) {
+                // Settled by an egress Envoy: taken as it is, and the
+                // upstream timeout header is left alone.
+                if let Some(ms) = header_ms(EXPECTED_RQ_TIMEOUT) {
+                    global = Duration::from_millis(ms);
+                }
+            } else if req_has(req, UPSTREAM_RQ_TIMEOUT) {
+                read.upstream_rq_timeout = true;
+                if let Some(ms) = header_ms(UPSTREAM_RQ_TIMEOUT) {
+                    global = Duration::from_millis(ms);
+                }
+            }
+            // Envoy skips an empty per-try value (and leaves it in place).
+            if first_header_value(req, UPSTREAM_RQ_PER_TRY_TIMEOUT)
+                .0
+                .is_some_and(|v| !v.is_empty())
+            {
+                read.per_try_timeout = true;
+                if let Some(ms) = header_ms(UPSTREAM_RQ_PER_TRY_TIMEOUT) {
+                    per_try = Duration::from_millis(ms);
+                }
+            }
+            if req_has(req, HEDGE_ON_PER_TRY_TIMEOUT) {
+                read.hedge = true;
+                match single(req, HEDGE_ON_PER_TRY_TIMEOUT) {
+                    Some(b"true") => hedge = true,
+                    Some(b"false") => hedge = false,
+                    _ => {}
+                }
+            }
+        }
+        if !global.is_zero() && per_try >= global {
+            per_try = Duration::ZERO;
+        }
+        // `setTimeoutHeaders`, at the start of the first attempt.
+        let mut expected = if hedge || per_try.is_zero() {
+            global
+        } else {
+            per_try
+        };
+        if !expected.is_zero() && !global.is_zero() {
+            expected = expected.min(global);
+        }
+        let mut grpc_timeout = (old_grpc && !expected.is_zero()).then_some(expected);
+
+        // The connection manager's stream duration (`refreshDurationTimeout`).
+        let header = if self.grpc { header_grpc() } else { None };
+        let stream = match (header, stream_rules.and_then(|s| s.header_max)) {
+            (Some(mut t), Some(max)) => {
+                if !max.is_zero() && t > max {
+                    t = max;
+                }
+                if let Some(offset) = stream_rules.and_then(|s| s.header_offset) {
+                    // An offset as long as the time leaves none: the
+                    // stream ends at once (`Some(0)`), it is not unlimited.
+                    if !t.is_zero() {
+                        t = t.saturating_sub(offset);
+                    }
+                }
+                Some(t)
+            }
+            _ => match stream_rules.map(|s| s.max) {
+                Some(Some(max)) => nonzero(max),
+                _ => opts.listener_max_stream_duration.and_then(nonzero),
+            },
+        };
+        if stream_rules.is_some() && self.grpc {
+            if let Some(s) = stream {
+                grpc_timeout = Some(s);
+            }
+        }
+        Timeouts {
+            global: nonzero(global),
+            per_try: nonzero(per_try),
+            per_try_idle: self.per_try_idle.and_then(nonzero),
+            hedge_on_per_try_timeout: hedge,
+            stream,
+            expected: nonzero(expected),
+            grpc_timeout,
+            read,
+            write_expected: opts.expected_rq_timeout_header,
+        }
+    }
+}
+
+fn req_has<R: RequestView + ?Sized>(req: &R, name: &str) -> bool {
+    first_header_value(req, name).1 > 0
+}
