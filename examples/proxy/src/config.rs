@@ -174,6 +174,8 @@ struct RawConfig {
     #[serde(default)]
     headers_with_underscores_action: UnderscoreAction,
     #[serde(default)]
+    max_stream_duration_ms: Option<u64>,
+    #[serde(default)]
     routes: Option<serde_json::Value>,
     #[serde(default)]
     envoy_routes: Option<serde_json::Value>,
@@ -192,6 +194,11 @@ pub struct ProxyConfig {
     pub xdp: Option<XdpConfig>,
     /// Request headers whose name holds `_`.
     pub headers_with_underscores_action: UnderscoreAction,
+    /// The longest a request may last, from its first byte to its
+    /// response's last, in milliseconds (Envoy's connection manager
+    /// `common_http_protocol_options.max_stream_duration`; unset or 0: no
+    /// limit). A route's `max_stream_duration` replaces it.
+    pub max_stream_duration_ms: Option<u64>,
     /// The compiled route table.
     pub table: RouteTable,
     /// The text it was read from.
@@ -248,6 +255,7 @@ impl ProxyConfig {
             clusters: raw.clusters,
             xdp: raw.xdp,
             headers_with_underscores_action: raw.headers_with_underscores_action,
+            max_stream_duration_ms: raw.max_stream_duration_ms,
             table,
             text: text.to_owned(),
         })

@@ -34,6 +34,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod downstream;
 pub mod h1;

@@ -210,6 +210,14 @@ impl Reply {
         self.response.headers_mut()
     }
 
+    /// The same answer with its body replaced by `f(body)`.
+    pub(crate) fn map_body(self, f: impl FnOnce(Body) -> Body) -> Reply {
+        Reply {
+            response: self.response.map(f),
+            raw: self.raw,
+        }
+    }
+
     fn materialize(&mut self) {
         if let Some(raw) = self.raw.take() {
             *self.response.headers_mut() = raw.to_map();
@@ -555,12 +563,24 @@ enum Failure {
     Connect,
     Reset,
     Timeout,
+    /// The stream's lifetime (`max_stream_duration`) ran out; whether the
+    /// request had been received in full by then.
+    Duration {
+        request_complete: bool,
+    },
 }
 
 impl Failure {
     fn status(self) -> StatusCode {
         match self {
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            // Envoy's `maybeRequestTimeoutCode`.
+            Failure::Duration {
+                request_complete: true,
+            } => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Duration {
+                request_complete: false,
+            } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -570,6 +590,7 @@ impl Failure {
             Failure::Connect => "upstream connect error",
             Failure::Reset => "upstream reset",
             Failure::Timeout => "upstream request timeout",
+            Failure::Duration { .. } => "downstream duration timeout",
         }
     }
 }
@@ -885,8 +906,9 @@ where
                 body,
                 peer,
                 &m,
-                formats.then_some(started),
-                not_enforced.map(|o| (o, started)),
+                started,
+                formats,
+                not_enforced,
                 &mut log,
                 timer,
             )
@@ -938,29 +960,8 @@ fn rate_limited(
     peer: Peer,
     started: Instant,
 ) -> Response<Body> {
-    // Envoy's `hasGrpcContentType`: `application/grpc`, alone or followed
-    // by `+` or `;` (not gRPC-Web's `application/grpc-web`).
-    let grpc = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.as_bytes().strip_prefix(b"application/grpc"))
-        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')));
-    let mut resp = if grpc {
-        let mut r = Response::new(empty());
-        let h = r.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        h.insert(
-            HeaderName::from_static("grpc-status"),
-            HeaderValue::from(u16::from(o.limiter().grpc_status())),
-        );
-        h.insert(
-            HeaderName::from_static("grpc-message"),
-            HeaderValue::from_static("local_rate_limited"),
-        );
-        r
+    let mut resp = if is_grpc(parts) {
+        grpc_reply(o.limiter().grpc_status().into(), "local_rate_limited")
     } else {
         text(
             StatusCode::from_u16(o.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
@@ -975,6 +976,37 @@ fn rate_limited(
     }
     o.apply_response_headers(resp.headers_mut(), &ctx);
     resp
+}
+
+/// Whether a request is gRPC, as Envoy's `hasGrpcContentType` decides:
+/// `content-type` is `application/grpc`, alone or followed by `+` (not
+/// gRPC-Web's `application/grpc-web`).
+fn is_grpc(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().strip_prefix(b"application/grpc"))
+        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
+}
+
+/// A local answer to a gRPC request, as Envoy sends one: trailers-only
+/// (status 200, no body) with `grpc-status` and `grpc-message`.
+fn grpc_reply(grpc_status: u16, message: &'static str) -> Response<Body> {
+    let mut r = Response::new(empty());
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(
+        HeaderName::from_static("grpc-status"),
+        HeaderValue::from(grpc_status),
+    );
+    h.insert(
+        HeaderName::from_static("grpc-message"),
+        HeaderValue::from_static(message),
+    );
+    r
 }
 
 /// The answer to a request no route takes: a redirect, a rejection or 404.
@@ -1088,8 +1120,9 @@ async fn forward<B>(
     body: B,
     peer: Peer,
     m: &RouteMatch<'_>,
-    formats: Option<Instant>,
-    not_enforced: Option<(&LocalRateLimitOutcome<'_>, Instant)>,
+    started: Instant,
+    formats: bool,
+    not_enforced: Option<&LocalRateLimitOutcome<'_>>,
     log: &mut Log<'_>,
     mut timer: Option<&mut ConnTimer>,
 ) -> Reply
@@ -1124,12 +1157,19 @@ where
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     // A limited request the limiter lets through is marked before the
     // route's edits, as the filter runs before the router.
-    if let Some((o, started)) = not_enforced {
+    if let Some(o) = not_enforced {
         o.apply_request_headers(&mut headers, &format_context(parts, peer, started));
     }
-    let upstream = match formats {
-        Some(started) => m.apply_request_with(&mut headers, &format_context(parts, peer, started)),
-        None => m.apply_request(&mut headers),
+    // The request's timeouts (Envoy's router and connection manager); a
+    // `grpc-timeout` they replace is replaced before the route's edits, as
+    // Envoy's router works its timeouts out before it finalizes the
+    // request's headers.
+    let timeouts = m.timeouts(parts, &rt.timeouts);
+    timeouts.apply_request_headers(&mut headers);
+    let upstream = if formats {
+        m.apply_request_with(&mut headers, &format_context(parts, peer, started))
+    } else {
+        m.apply_request(&mut headers)
     };
     // The path goes into the request line as it is: it must be an
     // origin-form target (RFC 9112 section 3.2.1).
@@ -1151,7 +1191,7 @@ where
         }
     }
 
-    if formats.is_some() && m.edits_response() {
+    if formats && m.edits_response() {
         log.sent = sent_request(parts, &path, &headers).map(Box::new);
     }
 
@@ -1182,6 +1222,25 @@ where
             );
         }
     }
+    // The stream's lifetime counts from the request's first byte. With
+    // one, the request's body notes its end: a stream that runs out of
+    // time is a 504 once the request was received in full, a 408 before.
+    let stream_end = timeouts
+        .stream
+        .map(|d| tokio::time::Instant::from_std(started) + d);
+    let request_done = match stream_end {
+        Some(_) if !body.is_end_stream() => {
+            let (watched, done) = crate::deadline::Watched::new(body);
+            body = Body::new(watched);
+            Some(done)
+        }
+        _ => None,
+    };
+    let out_of_stream_time = || Failure::Duration {
+        request_complete: request_done
+            .as_ref()
+            .is_none_or(|d| d.load(std::sync::atomic::Ordering::Relaxed)),
+    };
 
     let hash = rt
         .route(m.route_id())
@@ -1193,14 +1252,10 @@ where
                 remote,
             })
         });
-    let route = m.route();
-    let deadline = match route.timeout_ms() {
-        0 => None,
-        ms => Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
-    };
+    let deadline = timeouts.global.map(|d| tokio::time::Instant::now() + d);
     // Retry only idempotent requests without a body, so every attempt can
     // send the same (empty) body.
-    let policy = route.retry_policy();
+    let policy = m.route().retry_policy();
     // A policy with retriable_request_headers retries only the requests
     // that match one of them, tested as the request goes upstream (after
     // the route's edits), as Envoy tests it.
@@ -1214,10 +1269,7 @@ where
         }
         _ => 0,
     };
-    let per_try = policy
-        .map(|p| p.per_try_timeout_ms)
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis);
+    let per_try = timeouts.per_try;
 
     let mut body = Some(body);
     let mut failure = Failure::NoHealthy;
@@ -1225,11 +1277,23 @@ where
         if attempt > 0 {
             if let Some(p) = policy {
                 let pause = backoff(p, attempt - 1);
-                if deadline.is_some_and(|d| tokio::time::Instant::now() + pause >= d) {
+                let wake = tokio::time::Instant::now() + pause;
+                if let Some(end) = stream_end.filter(|e| wake >= *e) {
+                    // The stream ends during the pause: it ends then.
+                    tokio::time::sleep_until(end).await;
+                    failure = out_of_stream_time();
+                    break;
+                }
+                if deadline.is_some_and(|d| wake >= d) {
                     break;
                 }
                 tokio::time::sleep(pause).await;
             }
+        }
+        if stream_end.is_some_and(|e| tokio::time::Instant::now() >= e) {
+            // No time left (a gRPC deadline the route's offset used up).
+            failure = out_of_stream_time();
+            break;
         }
         log.attempts = attempt + 1;
         let lb = cluster.balancer();
@@ -1254,14 +1318,13 @@ where
             sent,
         ));
 
-        // This attempt ends at the per-try timeout or the route deadline.
+        // This attempt ends at the per-try timeout, the route deadline or
+        // the end of the stream's lifetime, whichever comes first.
         let now = tokio::time::Instant::from_std(sent);
-        let try_end = match (deadline, per_try) {
-            (Some(d), Some(t)) => Some(d.min(now + t)),
-            (Some(d), None) => Some(d),
-            (None, Some(t)) => Some(now + t),
-            (None, None) => None,
-        };
+        let try_end = [deadline, per_try.map(|t| now + t), stream_end]
+            .into_iter()
+            .flatten()
+            .min();
         let up = cluster.stats().start_at(sent);
         let result = match (try_end, timer.as_deref_mut()) {
             (Some(end), Some(t)) => t.within(end, req.as_mut()).await.ok_or(()),
@@ -1271,6 +1334,10 @@ where
             (None, _) => Ok(req.as_mut().await),
         };
         let outcome = match result {
+            Err(_) if stream_end.is_some_and(|e| tokio::time::Instant::now() >= e) => {
+                failure = out_of_stream_time();
+                break;
+            }
             Err(_) => {
                 up.timeout();
                 Failure::Timeout
@@ -1298,8 +1365,14 @@ where
                     });
                 if !again {
                     // The client has dropped the response's hop-by-hop
-                    // fields already (see crate::h1).
-                    return resp;
+                    // fields already (see crate::h1). A stream with a
+                    // lifetime is cut when it runs out mid-response.
+                    return match stream_end {
+                        Some(end) => {
+                            resp.map_body(|b| Body::new(crate::deadline::Limited::new(b, end)))
+                        }
+                        None => resp,
+                    };
                 }
                 tracing::debug!(status, upstream = %addr, attempt, "retrying on status");
                 continue;
@@ -1312,6 +1385,10 @@ where
         }
     }
     log.detail = failure.label();
+    if matches!(failure, Failure::Duration { .. }) && is_grpc(parts) {
+        // DEADLINE_EXCEEDED, as Envoy's connection manager answers.
+        return grpc_reply(4, "downstream duration timeout").into();
+    }
     text(failure.status(), format!("{}\n", failure.label())).into()
 }
 

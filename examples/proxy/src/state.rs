@@ -42,6 +42,9 @@ pub struct Runtime {
     pub text_hash: u64,
     /// Request headers whose name holds `_`.
     pub underscores: crate::config::UnderscoreAction,
+    /// How requests' timeouts are worked out: the listener's stream limit;
+    /// no `x-envoy-*` header is read (clients' are removed).
+    pub timeouts: rauta_router::TimeoutOptions,
 }
 
 impl Runtime {
@@ -123,13 +126,14 @@ impl State {
             table,
             text,
             headers_with_underscores_action: underscores,
+            max_stream_duration_ms,
             ..
         } = config;
         let options = build_options(&clusters);
         let (parts, stats) = build_parts(&table, &clusters, &registry, &outliers)?;
         stats.commit();
         let router = Router::with_options(table, options);
-        let runtime = parts.into_runtime(router.load(), &text, underscores);
+        let runtime = parts.into_runtime(router.load(), &text, underscores, max_stream_duration_ms);
         Ok(State {
             router,
             runtime: ArcSwap::from_pointee(runtime),
@@ -253,6 +257,7 @@ impl State {
                 self.router.load(),
                 text,
                 config.headers_with_underscores_action,
+                config.max_stream_duration_ms,
             );
             self.runtime.store(Arc::new(runtime));
             Ok(version)
@@ -302,6 +307,7 @@ impl Parts {
         snapshot: Arc<Snapshot>,
         text: &str,
         underscores: crate::config::UnderscoreAction,
+        max_stream_duration_ms: Option<u64>,
     ) -> Runtime {
         Runtime {
             snapshot,
@@ -309,6 +315,11 @@ impl Parts {
             routes: self.routes,
             text_hash: crate::config::text_hash(text),
             underscores,
+            timeouts: rauta_router::TimeoutOptions::new().listener_max_stream_duration(
+                max_stream_duration_ms
+                    .filter(|ms| *ms > 0)
+                    .map(std::time::Duration::from_millis),
+            ),
         }
     }
 }

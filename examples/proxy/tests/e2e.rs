@@ -1193,3 +1193,148 @@ envoy_routes:
         assert_eq!(r.status, StatusCode::NOT_FOUND);
     }
 }
+
+/// `max_stream_duration` (a route's, and the listener's) bounds a request
+/// from its first byte to its response's last: 504 once the request was
+/// received, 408 before, `grpc-status` 4 for gRPC, and a response cut when
+/// the time runs out mid-body. A route's gRPC rules set the upstream's
+/// `grpc-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_stream_duration_bounds_requests_and_sets_grpc_timeouts() {
+    let slow = Upstream::new("slow")
+        .delay(Duration::from_secs(5))
+        .spawn()
+        .await
+        .unwrap();
+    let fast = Upstream::new("fast").spawn().await.unwrap();
+    // An upstream that sends its head and part of its body, then stalls.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_addr = stall.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = stall.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            });
+        }
+    });
+    let yaml = format!(
+        r#"
+max_stream_duration_ms: 300
+clusters:
+  - {{name: slow, endpoints: ["{}"]}}
+  - {{name: fast, endpoints: ["{}"]}}
+  - {{name: stall, endpoints: ["{stall_addr}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: life
+          match: {{prefix: /life}}
+          action: {{cluster: slow, max_stream_duration: {{max_stream_duration_ms: 200}}}}
+        - name: cut
+          match: {{prefix: /cut}}
+          action: {{cluster: stall, max_stream_duration: {{max_stream_duration_ms: 200}}}}
+        - name: grpc
+          match: {{prefix: /grpc}}
+          action:
+            cluster: fast
+            max_stream_duration: {{grpc_timeout_header_max_ms: 3000, grpc_timeout_header_offset_ms: 100}}
+        - name: old
+          match: {{prefix: /old}}
+          action: {{cluster: fast, max_grpc_timeout_ms: 0, grpc_timeout_offset_ms: 50}}
+        - {{name: listener, match: {{prefix: /}}, action: {{cluster: slow}}}}
+"#,
+        slow.addr(),
+        fast.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    // The route's lifetime, not its (default 15 s) timeout.
+    let r = get(&c, proxy.addr(), "x", "/life").await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert_eq!(r.body, "downstream duration timeout\n");
+    // The listener's, for a route without one.
+    let r = get(&c, proxy.addr(), "x", "/").await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert_eq!(r.body, "downstream duration timeout\n");
+    // gRPC: DEADLINE_EXCEEDED, trailers-only.
+    let grpc = [("content-type", "application/grpc")];
+    let r = send_method(&c, proxy.addr(), "POST", "x", "/life", &grpc)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["grpc-status"], "4");
+    assert_eq!(r.headers["grpc-message"], "downstream duration timeout");
+
+    // A gRPC call with a deadline.
+    let addr = proxy.addr();
+    let call = |path: &'static str, deadline: &'static str| {
+        let c = &c;
+        async move {
+            let h = [
+                ("content-type", "application/grpc"),
+                ("grpc-timeout", deadline),
+            ];
+            send_method(c, addr, "POST", "x", path, &h).await.unwrap()
+        }
+    };
+    // The client's deadline, capped and less the offset, goes upstream.
+    let r = call("/grpc/pkg.Svc/Call", "10S").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.seen("grpc-timeout").as_deref(), Some("2900m"));
+    // The old scheme: the header less its offset, uncapped.
+    let r = call("/old/pkg.Svc/Call", "1S").await;
+    assert_eq!(r.seen("grpc-timeout").as_deref(), Some("950m"));
+    // A deadline the offset uses up: answered at once, never sent.
+    let served = fast.served();
+    let r = call("/grpc/pkg.Svc/Call", "100m").await;
+    assert_eq!(r.headers["grpc-status"], "4");
+    assert_eq!(fast.served(), served);
+    // Not gRPC: the header is left as it came.
+    let r = send(&c, proxy.addr(), "x", "/grpc/x", &[("grpc-timeout", "10S")])
+        .await
+        .unwrap();
+    assert_eq!(r.seen("grpc-timeout").as_deref(), Some("10S"));
+
+    // A response still coming when the time is up is cut.
+    let cut = send(&c, proxy.addr(), "x", "/cut", &[]).await;
+    assert!(cut.is_err(), "{cut:?}");
+
+    // A request whose body has not ended: 408.
+    struct Stuck(bool);
+    impl hyper::body::Body for Stuck {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
+        {
+            if self.0 {
+                // Never more, and never woken: the body does not end.
+                return std::task::Poll::Pending;
+            }
+            self.0 = true;
+            let data = bytes::Bytes::from_static(b"part");
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+        }
+    }
+    let stuck: hyper_util::client::legacy::Client<_, Stuck> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = http::Request::post(format!("http://{}/life", proxy.addr()))
+        .body(Stuck(false))
+        .unwrap();
+    let resp = tokio::time::timeout(REQUEST_BOUND, stuck.request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+}
