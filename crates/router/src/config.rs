@@ -727,7 +727,7 @@ impl MaxStreamDuration {
     }
 
     /// Sets [`max_stream_duration_ms`](Self::max_stream_duration_ms).
-    pub fn max_ms(mut self, ms: u64) -> Self {
+    pub fn max_stream_duration_ms(mut self, ms: u64) -> Self {
         self.max_stream_duration_ms = Some(ms);
         self
     }
@@ -2038,6 +2038,20 @@ impl Route {
     /// `max_stream_duration`).
     pub fn max_stream_duration(mut self, d: MaxStreamDuration) -> Self {
         self.action_mut().max_stream_duration = Some(d);
+        self
+    }
+
+    /// Sets the cap on a gRPC request's `grpc-timeout` as its upstream
+    /// timeout, in milliseconds (Envoy's `max_grpc_timeout`; 0: no cap).
+    pub fn max_grpc_timeout_ms(mut self, ms: u64) -> Self {
+        self.action_mut().max_grpc_timeout_ms = Some(ms);
+        self
+    }
+
+    /// Sets what is taken off a gRPC request's `grpc-timeout` before the
+    /// cap, in milliseconds (Envoy's `grpc_timeout_offset`).
+    pub fn grpc_timeout_offset_ms(mut self, ms: u64) -> Self {
+        self.action_mut().grpc_timeout_offset_ms = Some(ms);
         self
     }
 }

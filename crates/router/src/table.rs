@@ -2054,6 +2054,7 @@ impl<'a> RouteMatch<'a> {
             hedge_on_per_try_timeout: r.hedge.as_ref().is_some_and(|h| h.hedge_on_per_try_timeout),
             rules: r.timeout_rules.as_deref(),
             grpc: self.has_path && crate::matchers::is_grpc(req, self.hidden),
+            hidden: self.hidden,
         }
         .compute(req, opts)
     }

@@ -19,6 +19,10 @@ const UPSTREAM_RQ_PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-m
 const EXPECTED_RQ_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
 /// The header turning hedging on a per-try timeout on or off.
 const HEDGE_ON_PER_TRY_TIMEOUT: &str = "x-envoy-hedge-on-per-try-timeout";
+/// The header limiting each upstream attempt's stream.
+const UPSTREAM_STREAM_DURATION: &str = "x-envoy-upstream-stream-duration-ms";
+/// The header asking for 204 instead of 504 on an upstream timeout.
+const TIMEOUT_ALT_RESPONSE: &str = "x-envoy-upstream-rq-timeout-alt-response";
 /// gRPC's deadline header.
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
@@ -65,16 +69,24 @@ impl TimeoutRules {
 /// lies outside the route: the request's `x-envoy-*` timeout headers, and
 /// the listener's stream limit.
 ///
-/// The default reads no `x-envoy-*` header (a client must not choose its
-/// own timeouts unless the proxy trusts it: Envoy strips these headers
-/// from external requests before its router reads them), sets no
+/// The default reads no `x-envoy-*` header, sets no
 /// `x-envoy-expected-rq-timeout-ms` upstream, and knows no listener limit.
+///
+/// A client must not choose its own timeouts unless the proxy trusts it:
+/// Envoy's connection manager strips `x-envoy-*` headers from external
+/// requests before its router reads them. Headers that are not read are
+/// not touched either: a proxy that does not trust the client removes them
+/// itself (rauta-proxy removes every `x-envoy-*` header a client sends),
+/// or an upstream Envoy would read them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TimeoutOptions {
     /// Read `x-envoy-upstream-rq-timeout-ms`,
-    /// `x-envoy-upstream-rq-per-try-timeout-ms` and
-    /// `x-envoy-hedge-on-per-try-timeout` (for requests the proxy trusts).
+    /// `x-envoy-upstream-rq-per-try-timeout-ms`,
+    /// `x-envoy-hedge-on-per-try-timeout`,
+    /// `x-envoy-upstream-stream-duration-ms` and
+    /// `x-envoy-upstream-rq-timeout-alt-response` (for requests the proxy
+    /// trusts); each is removed once read.
     pub envoy_headers: bool,
     /// Read `x-envoy-expected-rq-timeout-ms` first, as the upstream timeout
     /// an egress Envoy already settled (the router's
@@ -129,8 +141,9 @@ impl TimeoutOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timeouts {
-    /// The upstream exchange as a whole, retries included, from the moment
-    /// the request has been received (the router's global timeout).
+    /// The upstream exchange as a whole, retries included (the router's
+    /// global timeout; Envoy starts it once the request has been received
+    /// in full).
     pub global: Option<Duration>,
     /// Each attempt (never as long as `global`: such a per-try timeout is
     /// dropped).
@@ -140,21 +153,34 @@ pub struct Timeouts {
     /// Whether a per-try timeout starts another attempt beside the one
     /// still waiting (hedging) rather than ending it.
     pub hedge_on_per_try_timeout: bool,
-    /// The stream's whole lifetime, from the first byte of the request
-    /// (the connection manager's stream duration): the route's
-    /// `max_stream_duration`, a `grpc-timeout` it lets set the limit, or
-    /// the listener's. When it runs out Envoy answers 504 if the request
-    /// was received in full, 408 if not (gRPC: `grpc-status` 4), or resets
-    /// the stream once the response has begun. `Some(Duration::ZERO)` when
-    /// a `grpc-timeout` left no time (the route's offset used it up).
+    /// The stream's whole lifetime, from the start of the request (the
+    /// connection manager's stream duration): the route's
+    /// `max_stream_duration`, a `grpc-timeout` header it lets set the
+    /// limit (whatever the request's content type, as in Envoy), or the
+    /// listener's. When it runs out Envoy answers 504 if the request was
+    /// received in full, 408 if not (gRPC: `grpc-status` 4), or resets the
+    /// stream once the response has begun. `Some(Duration::ZERO)` when a
+    /// `grpc-timeout` left no time (0, or the route's offset used it up).
     pub stream: Option<Duration>,
+    /// The limit on each upstream attempt's stream a trusted client set
+    /// (`x-envoy-upstream-stream-duration-ms`; Envoy's router applies it in
+    /// place of the cluster's `max_stream_duration`).
+    pub upstream_stream_duration: Option<Duration>,
+    /// The status to answer when the global or per-try timeout runs out:
+    /// 504, or 204 when a trusted client sent
+    /// `x-envoy-upstream-rq-timeout-alt-response`.
+    pub timeout_status: u16,
     /// The time the upstream is told it has: the per-try timeout (the
     /// global one when there is none, or with hedging), at most the global
     /// timeout.
     pub expected: Option<Duration>,
-    /// The `grpc-timeout` the request goes upstream with, when the route's
-    /// gRPC rules replace the client's.
+    /// The `grpc-timeout` a gRPC request goes upstream with, when the
+    /// route's gRPC rules replace the client's.
     pub grpc_timeout: Option<Duration>,
+    /// Whether a gRPC request's `grpc-timeout` is removed instead: the
+    /// route's `max_stream_duration_ms: 0` turned the listener's limit off
+    /// (Envoy removes the header when it disarms the listener's timer).
+    pub grpc_timeout_removed: bool,
     /// The `x-envoy-*` headers read, which go no further.
     read: ReadHeaders,
     write_expected: bool,
@@ -166,14 +192,17 @@ struct ReadHeaders {
     upstream_rq_timeout: bool,
     per_try_timeout: bool,
     hedge: bool,
+    stream_duration: bool,
+    alt_response: bool,
 }
 
 impl Timeouts {
     /// Edits the upstream request's headers as Envoy's router does: the
-    /// `x-envoy-upstream-rq-*` and hedge headers that were read are
-    /// removed, `x-envoy-expected-rq-timeout-ms` is set (when the options
-    /// asked for it and there is a limit), and `grpc-timeout` is replaced
-    /// when the route's gRPC rules say so.
+    /// `x-envoy-*` headers that were read are removed,
+    /// `x-envoy-expected-rq-timeout-ms` is set (when the options asked for
+    /// it and there is a limit), and `grpc-timeout` is replaced (or
+    /// removed) when the route's gRPC rules say so. These are the first
+    /// attempt's values: Envoy takes the time gone by off them for a retry.
     ///
     /// ```
     /// use std::time::Duration;
@@ -208,6 +237,12 @@ impl Timeouts {
         if self.read.hedge {
             headers.remove(HEDGE_ON_PER_TRY_TIMEOUT);
         }
+        if self.read.stream_duration {
+            headers.remove(UPSTREAM_STREAM_DURATION);
+        }
+        if self.read.alt_response {
+            headers.remove(TIMEOUT_ALT_RESPONSE);
+        }
         if self.write_expected {
             if let Some(e) = self.expected {
                 headers.set(EXPECTED_RQ_TIMEOUT, &e.as_millis().to_string());
@@ -215,6 +250,8 @@ impl Timeouts {
         }
         if let Some(g) = self.grpc_timeout {
             headers.set(GRPC_TIMEOUT, &GrpcTimeout(g).to_string());
+        } else if self.grpc_timeout_removed {
+            headers.remove(GRPC_TIMEOUT);
         }
     }
 }
@@ -270,7 +307,8 @@ impl GrpcTimeout {
     /// ```
     pub fn parse(value: &[u8]) -> Option<GrpcTimeout> {
         let (&unit, number) = value.split_last()?;
-        let n = simple_atoi(number).filter(|n| *n <= MAX_GRPC_TIMEOUT_VALUE)?;
+        // Read as an int64 that must not be negative: `-0` is 0.
+        let n = simple_atoi(number, true).filter(|n| *n <= MAX_GRPC_TIMEOUT_VALUE)?;
         let d = match unit {
             b'H' => Duration::from_secs(n * 3600),
             b'M' => Duration::from_secs(n * 60),
@@ -284,10 +322,11 @@ impl GrpcTimeout {
     }
 }
 
-/// A number that is not negative, as `absl::SimpleAtoi` reads one: ASCII
-/// whitespace around it, an optional sign, then at least one digit,
-/// without overflow (`-0` is 0).
-fn simple_atoi(s: &[u8]) -> Option<u64> {
+/// A number as `absl::SimpleAtoi` reads one: ASCII whitespace around it,
+/// an optional sign, then at least one digit, without overflow. Read into
+/// an unsigned type, any `-` fails; into a signed one checked for `>= 0`
+/// (`signed`), `-0` is 0.
+fn simple_atoi(s: &[u8], signed: bool) -> Option<u64> {
     let s = s.trim_ascii();
     let (negative, digits) = match s.split_first() {
         Some((b'+', rest)) => (false, rest),
@@ -300,15 +339,43 @@ fn simple_atoi(s: &[u8]) -> Option<u64> {
     let n = digits.iter().try_fold(0u64, |n, &d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })?;
-    (!negative || n == 0).then_some(n)
+    (!negative || (signed && n == 0)).then_some(n)
 }
 
-/// The value of a header sent once (Envoy joins repeated values with `,`,
-/// which none of these headers then parses as).
-fn single<'r, R: RequestView + ?Sized>(req: &'r R, name: &str) -> Option<&'r [u8]> {
-    match first_header_value(req, name) {
-        (Some(v), 1) => Some(v),
-        _ => None,
+/// The request's headers as the timeouts read them: internal-only headers
+/// of an external request are absent.
+struct Headers<'r, R: ?Sized> {
+    req: &'r R,
+    hidden: &'r [Box<str>],
+}
+
+impl<'r, R: RequestView + ?Sized> Headers<'r, R> {
+    /// The first value and how many there are.
+    fn get(&self, name: &str) -> (Option<&'r [u8]>, usize) {
+        if self.hidden.iter().any(|h| &**h == name) {
+            return (None, 0);
+        }
+        first_header_value(self.req, name)
+    }
+
+    /// The value of a header sent once (Envoy joins repeated values with
+    /// `,`, which none of these headers then parses as).
+    fn single(&self, name: &str) -> Option<&'r [u8]> {
+        match self.get(name) {
+            (Some(v), 1) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.get(name).1 > 0
+    }
+
+    /// A header of whole milliseconds (Envoy's `tryParseHeaderTimeout`).
+    fn ms(&self, name: &str) -> Option<Duration> {
+        self.single(name)
+            .and_then(|v| simple_atoi(v, false))
+            .map(Duration::from_millis)
     }
 }
 
@@ -320,6 +387,8 @@ pub(crate) struct RouteTimeouts<'a> {
     pub(crate) hedge_on_per_try_timeout: bool,
     pub(crate) rules: Option<&'a TimeoutRules>,
     pub(crate) grpc: bool,
+    /// Headers to treat as absent (internal-only ones, external request).
+    pub(crate) hidden: &'a [Box<str>],
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {
@@ -332,16 +401,20 @@ impl RouteTimeouts<'_> {
         req: &R,
         opts: &TimeoutOptions,
     ) -> Timeouts {
+        let h = Headers {
+            req,
+            hidden: self.hidden,
+        };
         let rules = self.rules;
         let stream_rules = rules.and_then(|r| r.stream.as_ref());
-        // Parsed only for gRPC requests, as Envoy looks only then.
         let header_grpc = || {
-            single(req, GRPC_TIMEOUT)
+            h.single(GRPC_TIMEOUT)
                 .and_then(GrpcTimeout::parse)
                 .map(|g| g.0)
         };
         let mut read = ReadHeaders::default();
-        // The router's global timeout (`finalTimeout`).
+        // The router's global timeout (`finalTimeout`); none at all on a
+        // route with `max_stream_duration` ("new timeouts").
         let mut global = Duration::ZERO;
         let mut old_grpc = false;
         if stream_rules.is_none() {
@@ -365,37 +438,47 @@ impl RouteTimeouts<'_> {
         }
         let mut per_try = self.per_try;
         let mut hedge = self.hedge_on_per_try_timeout;
+        let mut upstream_stream_duration = None;
+        let mut timeout_status = 504;
         if opts.envoy_headers {
-            let header_ms = |name| single(req, name).and_then(simple_atoi);
-            if opts.respect_expected_rq_timeout && req_has(req, EXPECTED_RQ_TIMEOUT) {
-                // Settled by an egress Envoy: taken as it is, and the
-                // upstream timeout header is left alone.
-                if let Some(ms) = header_ms(EXPECTED_RQ_TIMEOUT) {
-                    global = Duration::from_millis(ms);
-                }
-            } else if req_has(req, UPSTREAM_RQ_TIMEOUT) {
-                read.upstream_rq_timeout = true;
-                if let Some(ms) = header_ms(UPSTREAM_RQ_TIMEOUT) {
-                    global = Duration::from_millis(ms);
-                }
-            }
-            // Envoy skips an empty per-try value (and leaves it in place).
-            if first_header_value(req, UPSTREAM_RQ_PER_TRY_TIMEOUT)
-                .0
-                .is_some_and(|v| !v.is_empty())
-            {
-                read.per_try_timeout = true;
-                if let Some(ms) = header_ms(UPSTREAM_RQ_PER_TRY_TIMEOUT) {
-                    per_try = Duration::from_millis(ms);
-                }
-            }
-            if req_has(req, HEDGE_ON_PER_TRY_TIMEOUT) {
+            // `finalHedgingParams` comes first.
+            if h.has(HEDGE_ON_PER_TRY_TIMEOUT) {
                 read.hedge = true;
-                match single(req, HEDGE_ON_PER_TRY_TIMEOUT) {
+                match h.single(HEDGE_ON_PER_TRY_TIMEOUT) {
                     Some(b"true") => hedge = true,
                     Some(b"false") => hedge = false,
                     _ => {}
                 }
+            }
+            if opts.respect_expected_rq_timeout && h.has(EXPECTED_RQ_TIMEOUT) {
+                // Settled by an egress Envoy: taken as it is, and the
+                // upstream timeout header is left alone.
+                if let Some(ms) = h.ms(EXPECTED_RQ_TIMEOUT) {
+                    global = ms;
+                }
+            } else if h.has(UPSTREAM_RQ_TIMEOUT) {
+                read.upstream_rq_timeout = true;
+                if let Some(ms) = h.ms(UPSTREAM_RQ_TIMEOUT) {
+                    global = ms;
+                }
+            }
+            // Envoy skips an empty per-try value (and leaves it in place);
+            // repeated values join into one that is not empty.
+            if let (Some(first), n) = h.get(UPSTREAM_RQ_PER_TRY_TIMEOUT) {
+                if n > 1 || !first.is_empty() {
+                    read.per_try_timeout = true;
+                    if let Some(ms) = h.ms(UPSTREAM_RQ_PER_TRY_TIMEOUT) {
+                        per_try = ms;
+                    }
+                }
+            }
+            if h.has(UPSTREAM_STREAM_DURATION) {
+                read.stream_duration = true;
+                upstream_stream_duration = h.ms(UPSTREAM_STREAM_DURATION);
+            }
+            if h.has(TIMEOUT_ALT_RESPONSE) {
+                read.alt_response = true;
+                timeout_status = 204;
             }
         }
         if !global.is_zero() && per_try >= global {
@@ -411,11 +494,15 @@ impl RouteTimeouts<'_> {
             expected = expected.min(global);
         }
         let mut grpc_timeout = (old_grpc && !expected.is_zero()).then_some(expected);
+        let mut grpc_timeout_removed = false;
 
-        // The connection manager's stream duration (`refreshDurationTimeout`).
-        let header = if self.grpc { header_grpc() } else { None };
-        let stream = match (header, stream_rules.and_then(|s| s.header_max)) {
-            (Some(mut t), Some(max)) => {
+        // The connection manager's stream duration
+        // (`refreshDurationTimeout`). It reads `grpc-timeout` whatever the
+        // content type; only the header's rewrite is for gRPC requests.
+        let listener = opts.listener_max_stream_duration.and_then(nonzero);
+        let header_max = stream_rules.and_then(|s| s.header_max);
+        let stream = match header_max.and_then(|max| Some((header_grpc()?, max))) {
+            Some((mut t, max)) => {
                 if !max.is_zero() && t > max {
                     t = max;
                 }
@@ -428,14 +515,17 @@ impl RouteTimeouts<'_> {
                 }
                 Some(t)
             }
-            _ => match stream_rules.map(|s| s.max) {
+            None => match stream_rules.map(|s| s.max) {
                 Some(Some(max)) => nonzero(max),
-                _ => opts.listener_max_stream_duration.and_then(nonzero),
+                _ => listener,
             },
         };
         if stream_rules.is_some() && self.grpc {
-            if let Some(s) = stream {
-                grpc_timeout = Some(s);
+            match stream {
+                Some(s) => grpc_timeout = Some(s),
+                // The timer Envoy armed for the listener's limit is
+                // disarmed, and the header goes with it.
+                None => grpc_timeout_removed = listener.is_some(),
             }
         }
         Timeouts {
@@ -444,14 +534,13 @@ impl RouteTimeouts<'_> {
             per_try_idle: self.per_try_idle.and_then(nonzero),
             hedge_on_per_try_timeout: hedge,
             stream,
+            upstream_stream_duration,
+            timeout_status,
             expected: nonzero(expected),
             grpc_timeout,
+            grpc_timeout_removed,
             read,
             write_expected: opts.expected_rq_timeout_header,
         }
     }
-}
-
-fn req_has<R: RequestView + ?Sized>(req: &R, name: &str) -> bool {
-    first_header_value(req, name).1 > 0
 }

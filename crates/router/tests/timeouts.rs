@@ -136,12 +136,12 @@ fn trusted_envoy_headers_replace_the_route_values_and_are_consumed() {
             String::new()
         )]
     );
-    // absl::SimpleAtoi: blanks around, a sign; never a fraction or a
-    // negative number.
+    // absl::SimpleAtoi into an unsigned number: blanks around, a `+`;
+    // never a fraction or a minus sign (not even `-0`).
     for (v, want) in [
         (" 20 ", ms(20)),
         ("+20", ms(20)),
-        ("-0", None),
+        ("-0", ms(10)),
         ("-5", ms(10)),
         ("1.5", ms(10)),
     ] {
@@ -327,12 +327,19 @@ fn grpc_timeout_header_max_lets_the_header_set_the_stream_lifetime() {
     assert_eq!((got.stream, got.grpc_timeout), (ms(5000), ms(5000)));
     assert!(applied(&got, &[("grpc-timeout", "20S")])
         .contains(&("grpc-timeout".to_owned(), "5000m".to_owned())));
-    // Without a header (or for a request that is not gRPC) the route's
-    // lifetime; a gRPC request's header is then set to it.
+    // Without a header the route's lifetime; a gRPC request's header is
+    // then set to it.
     let got = timeouts(&t, &grpc(&[]), &none);
     assert_eq!((got.stream, got.grpc_timeout), (ms(9000), ms(9000)));
+    // Envoy's connection manager reads the header whatever the content
+    // type (gRPC-Web sends it too); only gRPC requests get it rewritten.
     let got = timeouts(&t, &plain(&h), &none);
-    assert_eq!((got.stream, got.grpc_timeout), (ms(9000), None));
+    assert_eq!((got.stream, got.grpc_timeout), (ms(2000), None));
+    let web = Request::new("POST", "h", "/x")
+        .header("content-type", "application/grpc-web+proto")
+        .header("grpc-timeout", "20S");
+    let got = timeouts(&t, &web, &none);
+    assert_eq!((got.stream, got.grpc_timeout), (ms(5000), None));
     // A cap of 0 caps nothing.
     let t = table("max_stream_duration: {grpc_timeout_header_max_ms: 0}");
     let got = timeouts(&t, &grpc(&[("grpc-timeout", "20S")]), &none);
@@ -345,15 +352,100 @@ fn grpc_timeout_header_max_lets_the_header_set_the_stream_lifetime() {
     assert_eq!(got.stream, ms(1700));
     let got = timeouts(&t, &grpc(&[("grpc-timeout", "300m")]), &none);
     assert_eq!((got.stream, got.grpc_timeout), (ms(0), ms(0)));
-    // A 0 header is 0 (the stream ends at once), not "no limit".
-    let got = timeouts(&t, &grpc(&[("grpc-timeout", "0m")]), &none);
-    assert_eq!(got.stream, ms(0));
+    // A 0 header is 0 (the stream ends at once), not "no limit"; `-0` is
+    // 0 too (read as a signed number that must not be negative).
+    for zero in ["0m", "-0m", "+0S"] {
+        let got = timeouts(&t, &grpc(&[("grpc-timeout", zero)]), &none);
+        assert_eq!(got.stream, ms(0), "{zero}");
+    }
     // No route lifetime and no header: the listener's, else none.
     let got = timeouts(&t, &grpc(&[]), &none);
     assert_eq!((got.stream, got.grpc_timeout), (None, None));
     let listener = TimeoutOptions::new().listener_max_stream_duration(ms(77));
     let got = timeouts(&t, &grpc(&[]), &listener);
     assert_eq!((got.stream, got.grpc_timeout), (ms(77), ms(77)));
+}
+
+#[test]
+fn turning_the_listener_limit_off_removes_a_grpc_timeout() {
+    // Envoy arms a timer for the listener's limit when the stream starts;
+    // a route's `max_stream_duration_ms: 0` disarms it and removes the
+    // gRPC request's header.
+    let t = table("max_stream_duration: {max_stream_duration_ms: 0}");
+    let listener = TimeoutOptions::new().listener_max_stream_duration(ms(77));
+    let h = [("content-type", "application/grpc"), ("grpc-timeout", "5S")];
+    let got = timeouts(&t, &grpc(&h[1..]), &listener);
+    assert_eq!((got.stream, got.grpc_timeout), (None, None));
+    assert!(got.grpc_timeout_removed);
+    assert_eq!(
+        applied(&got, &h),
+        [("content-type".to_owned(), "application/grpc".to_owned())]
+    );
+    // No listener limit: no timer to disarm, the header stays.
+    let got = timeouts(&t, &grpc(&h[1..]), &TimeoutOptions::new());
+    assert!(!got.grpc_timeout_removed);
+    assert_eq!(applied(&got, &h).len(), 2);
+    // Nor for a request that is not gRPC.
+    let got = timeouts(&t, &plain(&h[1..]), &listener);
+    assert!(!got.grpc_timeout_removed);
+}
+
+#[test]
+fn trusted_stream_duration_and_alternate_timeout_status() {
+    let t = table("timeout_ms: 10");
+    let h = [
+        ("x-envoy-upstream-stream-duration-ms", "250"),
+        ("x-envoy-upstream-rq-timeout-alt-response", ""),
+    ];
+    let got = timeouts(&t, &plain(&h), &trusted());
+    assert_eq!(
+        (got.upstream_stream_duration, got.timeout_status),
+        (ms(250), 204)
+    );
+    assert!(applied(&got, &h).is_empty());
+    let got = timeouts(&t, &plain(&h), &TimeoutOptions::new());
+    assert_eq!(
+        (got.upstream_stream_duration, got.timeout_status),
+        (None, 504)
+    );
+    assert_eq!(applied(&got, &h).len(), 2);
+    // A value that does not parse: none, and still removed.
+    let bad = [("x-envoy-upstream-stream-duration-ms", "-1")];
+    let got = timeouts(&t, &plain(&bad), &trusted());
+    assert_eq!(got.upstream_stream_duration, None);
+    assert!(applied(&got, &bad).is_empty());
+}
+
+#[test]
+fn a_per_try_header_sent_twice_is_consumed_even_if_its_first_value_is_empty() {
+    // Envoy joins the values (",5"): not empty, does not parse, removed.
+    let t = table("timeout_ms: 100, retry_policy: {retry_on: 5xx, per_try_timeout_ms: 30}");
+    let h = [
+        ("x-envoy-upstream-rq-per-try-timeout-ms", ""),
+        ("x-envoy-upstream-rq-per-try-timeout-ms", "5"),
+    ];
+    let got = timeouts(&t, &plain(&h), &trusted());
+    assert_eq!(got.per_try, ms(30));
+    assert!(applied(&got, &h).is_empty());
+}
+
+#[test]
+fn internal_only_headers_of_an_external_request_are_not_read() {
+    let t = RouteTable::from_yaml(
+        "internal_only_headers: [grpc-timeout, x-envoy-upstream-rq-timeout-ms]\nvirtual_hosts:\n  - name: v\n    domains: [\"*\"]\n    routes:\n      - match: {prefix: /}\n        action: {cluster: c, timeout_ms: 10, max_grpc_timeout_ms: 0}\n",
+    )
+    .expect("valid");
+    let req = grpc(&[
+        ("grpc-timeout", "1S"),
+        ("x-envoy-upstream-rq-timeout-ms", "40"),
+    ]);
+    let got = timeouts(&t, &req, &trusted());
+    // Neither header is seen: no gRPC deadline (a cap of 0: no limit) and
+    // no trusted timeout.
+    assert_eq!(got.global, None);
+    let internal = req.clone().header("x-envoy-internal", "true");
+    let got = timeouts(&t, &internal, &trusted());
+    assert_eq!(got.global, ms(40));
 }
 
 #[test]
@@ -435,7 +527,7 @@ fn the_builder_sets_max_stream_duration() {
         VirtualHost::new("v", ["*"]).route(
             Route::prefix("/").cluster("c").max_stream_duration(
                 MaxStreamDuration::new()
-                    .max_ms(500)
+                    .max_stream_duration_ms(500)
                     .grpc_timeout_header_max_ms(0),
             ),
         ),

@@ -77,6 +77,10 @@ impl fmt::Display for DurationReached {
 impl std::error::Error for DurationReached {}
 
 /// A response body that fails at `end` if it has not finished by then.
+///
+/// The time is checked whenever the body is polled: while the client does
+/// not read (the connection's send buffer is full), nothing polls it, and
+/// the cut comes when the client reads again.
 #[derive(Debug)]
 pub struct Limited {
     inner: Body,
@@ -101,14 +105,17 @@ impl HttpBody for Limited {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        // What is ready goes first: a body that ends on time is whole.
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            return Poll::Ready(frame);
+        // The clock first, so that a body that always has data ready (a
+        // fast upstream, a large download) is still cut on time; the
+        // timer's waker is registered either way.
+        // (The timer rounds up to its next millisecond tick: the clock
+        // says whether the time is up.)
+        if !self.inner.is_end_stream()
+            && (self.sleep.as_mut().poll(cx).is_ready() || Instant::now() >= self.sleep.deadline())
+        {
+            return Poll::Ready(Some(Err(Box::new(DurationReached))));
         }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(DurationReached)))),
-            Poll::Pending => Poll::Pending,
-        }
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -158,9 +165,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_response_body_that_is_ready_is_whole() {
-        // Even with its time already up, what is ready is sent.
-        let end = Instant::now();
+    async fn a_response_body_with_data_ready_is_still_cut() {
+        // A body that never waits (a fast upstream): the time is up, so
+        // nothing more goes out.
+        struct Endless;
+        impl HttpBody for Endless {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+            }
+        }
+        let mut body = Limited::new(Body::new(Endless), Instant::now());
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<DurationReached>(), "{err}");
+        // One that has ended is whole, however late.
+        let body = Limited::new(crate::proxy::empty(), Instant::now());
+        assert!(body.collect().await.unwrap().to_bytes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_response_body_in_time_is_whole() {
+        let end = Instant::now() + Duration::from_secs(60);
         let body = Limited::new(crate::proxy::full("whole"), end);
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(bytes, "whole");

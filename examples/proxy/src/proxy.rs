@@ -1213,7 +1213,7 @@ where
                 rt,
                 client,
                 mirror,
-                m,
+                timeouts.global,
                 &parts.method,
                 &path,
                 &headers,
@@ -1278,13 +1278,15 @@ where
             if let Some(p) = policy {
                 let pause = backoff(p, attempt - 1);
                 let wake = tokio::time::Instant::now() + pause;
+                // The upstream deadline first: it is what comes first when
+                // both fall in the pause (or it is the only one).
+                if deadline.is_some_and(|d| wake >= d && stream_end.is_none_or(|e| d <= e)) {
+                    break;
+                }
                 if let Some(end) = stream_end.filter(|e| wake >= *e) {
                     // The stream ends during the pause: it ends then.
                     tokio::time::sleep_until(end).await;
                     failure = out_of_stream_time();
-                    break;
-                }
-                if deadline.is_some_and(|d| wake >= d) {
                     break;
                 }
                 tokio::time::sleep(pause).await;
@@ -1398,7 +1400,7 @@ const MAX_MIRRORS_IN_FLIGHT: usize = 1024;
 static MIRRORS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Sends a copy of a request to `mirror`'s cluster on a task of its own,
-/// bounded by the route's timeout (15 s when it has none), and drops the
+/// bounded by the request's upstream timeout (15 s when it has none), and drops the
 /// answer: the request's own path, method, fields and `body` (a copy teed
 /// from the request's, or empty), with `-shadow` appended to the Host unless
 /// the policy says not to.
@@ -1407,7 +1409,7 @@ fn mirror_request(
     rt: &Runtime,
     client: &UpstreamClient,
     mirror: rauta_router::Mirror<'_>,
-    m: &RouteMatch<'_>,
+    global_timeout: Option<Duration>,
     method: &Method,
     path: &str,
     headers: &UpstreamHeaders<'_>,
@@ -1446,10 +1448,8 @@ fn mirror_request(
     if let Ok(v) = HeaderValue::from_str(&shadow) {
         fields.insert(HOST, v);
     }
-    let bound = match m.route().timeout_ms() {
-        0 => Duration::from_secs(15),
-        ms => Duration::from_millis(ms),
-    };
+    // The request's own upstream timeout, as Envoy gives its shadows.
+    let bound = global_timeout.unwrap_or(Duration::from_secs(15));
     let (client, method, path) = (client.clone(), method.clone(), path.to_owned());
     tokio::spawn(async move {
         let send = client.send(addr, &method, &path, &fields, body, Instant::now());

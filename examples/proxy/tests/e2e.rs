@@ -1207,7 +1207,14 @@ async fn max_stream_duration_bounds_requests_and_sets_grpc_timeouts() {
         .await
         .unwrap();
     let fast = Upstream::new("fast").spawn().await.unwrap();
-    // An upstream that sends its head and part of its body, then stalls.
+    let medium = Upstream::new("medium")
+        .delay(Duration::from_millis(800))
+        .spawn()
+        .await
+        .unwrap();
+    // An upstream that sends its head and part of its body, then stalls:
+    // 3 of 10 bytes for `/small`, 20,000 of 100,000 for anything else (a
+    // head the proxy sends on before the body is whole).
     let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stall_addr = stall.local_addr().unwrap();
     tokio::spawn(async move {
@@ -1215,11 +1222,14 @@ async fn max_stream_duration_bounds_requests_and_sets_grpc_timeouts() {
         while let Ok((mut s, _)) = stall.accept().await {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
-                    .await;
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let small = buf[..n].starts_with(b"GET /cut/small");
+                let (len, part) = if small { (10, 3) } else { (100_000, 20_000) };
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&vec![b'a'; part]).await;
+                // Longer than the test's bound: only the proxy ends it.
+                tokio::time::sleep(Duration::from_secs(60)).await;
             });
         }
     });
@@ -1230,6 +1240,7 @@ clusters:
   - {{name: slow, endpoints: ["{}"]}}
   - {{name: fast, endpoints: ["{}"]}}
   - {{name: stall, endpoints: ["{stall_addr}"]}}
+  - {{name: medium, endpoints: ["{}"]}}
 routes:
   virtual_hosts:
     - name: all
@@ -1241,6 +1252,9 @@ routes:
         - name: cut
           match: {{prefix: /cut}}
           action: {{cluster: stall, max_stream_duration: {{max_stream_duration_ms: 200}}}}
+        - name: unlimited
+          match: {{prefix: /unlimited}}
+          action: {{cluster: medium, max_stream_duration: {{max_stream_duration_ms: 0}}}}
         - name: grpc
           match: {{prefix: /grpc}}
           action:
@@ -1252,7 +1266,8 @@ routes:
         - {{name: listener, match: {{prefix: /}}, action: {{cluster: slow}}}}
 "#,
         slow.addr(),
-        fast.addr()
+        fast.addr(),
+        medium.addr()
     );
     let proxy = start(&yaml).await;
     let c = http1();
@@ -1303,9 +1318,46 @@ routes:
         .unwrap();
     assert_eq!(r.seen("grpc-timeout").as_deref(), Some("10S"));
 
-    // A response still coming when the time is up is cut.
-    let cut = send(&c, proxy.addr(), "x", "/cut", &[]).await;
+    // A route's 0 turns the listener's limit off: an answer that takes
+    // longer than the listener's 300 ms arrives.
+    let r = get(&c, proxy.addr(), "x", "/unlimited").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.upstream(), "medium");
+
+    // A response still coming when the time is up is cut: before its
+    // head went out (a small body the fast path holds to send with it),
+    // the connection closes with nothing; after, the body stops short,
+    // over HTTP/1.1 and h2c.
+    let cut = send(&c, proxy.addr(), "x", "/cut/small", &[]).await;
     assert!(cut.is_err(), "{cut:?}");
+    for client in [http1(), h2c()] {
+        let req = http::Request::get(format!("http://{}/cut/large", proxy.addr()))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = tokio::time::timeout(REQUEST_BOUND, client.request(req))
+            .await
+            .expect("in time")
+            .expect("a head");
+        assert_eq!(resp.status(), StatusCode::OK);
+        use http_body_util::BodyExt;
+        let body = tokio::time::timeout(REQUEST_BOUND, resp.into_body().collect())
+            .await
+            .expect("in time");
+        assert!(body.is_err(), "the body came whole");
+    }
+
+    // A request whose whole body was received: 504.
+    let full: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = http::Request::post(format!("http://{}/life", proxy.addr()))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"all")))
+        .unwrap();
+    let resp = tokio::time::timeout(REQUEST_BOUND, full.request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
 
     // A request whose body has not ended: 408.
     struct Stuck(bool);
