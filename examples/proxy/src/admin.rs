@@ -146,6 +146,12 @@ fn routes(state: &State) -> serde_json::Value {
                         "conditions": r.condition_count(),
                         "action": r.action_summary(),
                         "timeout_ms": r.timeout_ms(),
+                        "max_stream_duration": r.max_stream_duration().map(|d| serde_json::json!({
+                            "max_stream_duration_ms": d.max_stream_duration_ms,
+                            "grpc_timeout_header_max_ms": d.grpc_timeout_header_max_ms,
+                            "grpc_timeout_header_offset_ms": d.grpc_timeout_header_offset_ms,
+                        })),
+                        "max_grpc_timeout_ms": r.max_grpc_timeout_ms(),
                         "retries": r.retry_policy().map(|p| p.num_retries),
                     })
                 })

@@ -1318,6 +1318,24 @@ routes:
         .unwrap();
     assert_eq!(r.seen("grpc-timeout").as_deref(), Some("10S"));
 
+    // /routes shows each route's rules.
+    let routes: serde_json::Value = serde_json::from_str(&admin(&proxy, "/routes").await).unwrap();
+    let by_name = |n: &str| {
+        routes["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        by_name("life")["max_stream_duration"]["max_stream_duration_ms"],
+        200
+    );
+    assert_eq!(by_name("old")["max_grpc_timeout_ms"], 0);
+    assert!(by_name("listener")["max_stream_duration"].is_null());
+
     // A route's 0 turns the listener's limit off: an answer that takes
     // longer than the listener's 300 ms arrives.
     let r = get(&c, proxy.addr(), "x", "/unlimited").await;
