@@ -184,6 +184,11 @@ pub struct Timeouts {
     /// The `x-envoy-*` headers read, which go no further.
     read: ReadHeaders,
     write_expected: bool,
+    /// What `expected` is before the global timeout bounds it (the
+    /// per-try timeout, or the global one).
+    expected_base: Option<Duration>,
+    /// `grpc_timeout` follows `expected` (`max_grpc_timeout_ms`).
+    grpc_follows_expected: bool,
 }
 
 /// Which `x-envoy-*` request headers a computation read.
@@ -252,6 +257,76 @@ impl Timeouts {
             headers.set(GRPC_TIMEOUT, &GrpcTimeout(g).to_string());
         } else if self.grpc_timeout_removed {
             headers.remove(GRPC_TIMEOUT);
+        }
+    }
+
+    /// The time the upstream is told it has on an attempt sent `elapsed`
+    /// after the request was received (Envoy's `setTimeoutHeaders`): the
+    /// per-try timeout (or the global one), at most what is left of the
+    /// global timeout, and 1 ms once that is gone (0 would mean no limit).
+    /// At `Duration::ZERO` it is [`expected`](Self::expected).
+    pub fn expected_after(&self, elapsed: Duration) -> Option<Duration> {
+        let base = self.expected_base?;
+        let Some(global) = self.global else {
+            return Some(base);
+        };
+        // Whole milliseconds, as Envoy counts them.
+        let elapsed = Duration::from_millis(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        Some(if elapsed >= global {
+            Duration::from_millis(1)
+        } else {
+            base.min(global - elapsed)
+        })
+    }
+
+    /// The header edits for a retry sent `elapsed` after the request was
+    /// received, as Envoy's router makes them before each retry:
+    /// `x-envoy-expected-rq-timeout-ms` (when the options asked for it)
+    /// and, under `max_grpc_timeout_ms`, a gRPC request's `grpc-timeout`
+    /// become [`expected_after(elapsed)`](Self::expected_after). The first
+    /// attempt's other edits ([`apply_request_headers`](Self::apply_request_headers))
+    /// are already made.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rauta_router::{Request, RouteTable, TimeoutOptions};
+    ///
+    /// let table = RouteTable::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: grpc
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - match: {prefix: /}
+    ///         action:
+    ///           cluster: backend
+    ///           max_grpc_timeout_ms: 0
+    ///           retry_policy: {retry_on: unavailable, per_try_timeout_ms: 400}
+    /// "#).unwrap();
+    /// let req = Request::new("POST", "h", "/pkg.Svc/Call")
+    ///     .header("content-type", "application/grpc")
+    ///     .header("grpc-timeout", "1S");
+    /// let d = table.route(&req, 0);
+    /// let t = d.route().unwrap().timeouts(&req, &TimeoutOptions::new());
+    /// let mut headers = vec![("grpc-timeout".to_owned(), "1S".to_owned())];
+    /// t.apply_request_headers(&mut headers);
+    /// assert_eq!(headers[0].1, "400m");
+    /// // A retry 700 ms in has 300 ms of the call's second left.
+    /// t.apply_retry_headers(&mut headers, Duration::from_millis(700));
+    /// assert_eq!(headers[0].1, "300m");
+    /// ```
+    pub fn apply_retry_headers<H: HeaderMapMut + ?Sized>(
+        &self,
+        headers: &mut H,
+        elapsed: Duration,
+    ) {
+        let Some(e) = self.expected_after(elapsed) else {
+            return;
+        };
+        if self.write_expected {
+            headers.set(EXPECTED_RQ_TIMEOUT, &e.as_millis().to_string());
+        }
+        if self.grpc_follows_expected {
+            headers.set(GRPC_TIMEOUT, &GrpcTimeout(e).to_string());
         }
     }
 }
@@ -485,11 +560,12 @@ impl RouteTimeouts<'_> {
             per_try = Duration::ZERO;
         }
         // `setTimeoutHeaders`, at the start of the first attempt.
-        let mut expected = if hedge || per_try.is_zero() {
+        let expected_base = if hedge || per_try.is_zero() {
             global
         } else {
             per_try
         };
+        let mut expected = expected_base;
         if !expected.is_zero() && !global.is_zero() {
             expected = expected.min(global);
         }
@@ -541,6 +617,8 @@ impl RouteTimeouts<'_> {
             grpc_timeout_removed,
             read,
             write_expected: opts.expected_rq_timeout_header,
+            expected_base: nonzero(expected_base),
+            grpc_follows_expected: old_grpc,
         }
     }
 }

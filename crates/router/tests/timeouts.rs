@@ -565,3 +565,53 @@ fn timeout_fields_on_routes_that_do_not_forward_are_errors() {
     .to_string();
     assert!(err.contains("unknown field `max_ms`"), "{err}");
 }
+
+#[test]
+fn a_retry_is_told_what_is_left_of_the_global_timeout() {
+    let t = table(
+        "timeout_ms: 1000, max_grpc_timeout_ms: 0, retry_policy: {retry_on: 5xx, per_try_timeout_ms: 400}",
+    );
+    let write = TimeoutOptions::new().expected_rq_timeout_header(true);
+    // Not gRPC: the route's 1000 ms global timeout, 400 ms a try.
+    let got = timeouts(&t, &plain(&[]), &write);
+    assert_eq!(got.expected_after(Duration::ZERO), got.expected);
+    assert_eq!(got.expected_after(Duration::from_millis(100)), ms(400));
+    assert_eq!(got.expected_after(Duration::from_millis(700)), ms(300));
+    // Gone: 1 ms, never 0 (no limit).
+    assert_eq!(got.expected_after(Duration::from_millis(1000)), ms(1));
+    assert_eq!(got.expected_after(Duration::from_secs(9)), ms(1));
+    // Fractions of a millisecond gone do not count.
+    assert_eq!(got.expected_after(Duration::from_micros(700_900)), ms(300));
+    let mut h = Vec::new();
+    got.apply_retry_headers(&mut h, Duration::from_millis(700));
+    assert_eq!(
+        h,
+        [(
+            "x-envoy-expected-rq-timeout-ms".to_owned(),
+            "300".to_owned()
+        )]
+    );
+    // gRPC under max_grpc_timeout_ms: grpc-timeout follows.
+    let got = timeouts(&t, &grpc(&[("grpc-timeout", "2S")]), &TimeoutOptions::new());
+    let mut h = vec![("grpc-timeout".to_owned(), "2S".to_owned())];
+    got.apply_request_headers(&mut h);
+    assert_eq!(h[0].1, "400m");
+    got.apply_retry_headers(&mut h, Duration::from_millis(1900));
+    assert_eq!(h[0].1, "100m");
+    // Without a global timeout the per-try timeout stands.
+    let t = table("timeout_ms: 0, retry_policy: {retry_on: 5xx, per_try_timeout_ms: 400}");
+    let got = timeouts(&t, &plain(&[]), &write);
+    assert_eq!(got.expected_after(Duration::from_secs(60)), ms(400));
+    // No limit at all: nothing to tell.
+    let got = timeouts(&table("timeout_ms: 0"), &plain(&[]), &write);
+    assert_eq!(got.expected_after(Duration::from_secs(1)), None);
+    let mut h: Vec<(String, String)> = Vec::new();
+    got.apply_retry_headers(&mut h, Duration::from_secs(1));
+    assert!(h.is_empty());
+    // Under max_stream_duration the header is the stream's, not redone.
+    let t = table("max_stream_duration: {grpc_timeout_header_max_ms: 0}");
+    let got = timeouts(&t, &grpc(&[("grpc-timeout", "2S")]), &TimeoutOptions::new());
+    let mut h = vec![("grpc-timeout".to_owned(), "2S".to_owned())];
+    got.apply_retry_headers(&mut h, Duration::from_millis(500));
+    assert_eq!(h[0].1, "2S");
+}

@@ -1291,6 +1291,9 @@ where
                 }
                 tokio::time::sleep(pause).await;
             }
+            // A retry's gRPC deadline (under `max_grpc_timeout_ms`) is
+            // what is left of the call's.
+            timeouts.apply_retry_headers(&mut headers, started.elapsed());
         }
         if stream_end.is_some_and(|e| tokio::time::Instant::now() >= e) {
             // No time left (a gRPC deadline the route's offset used up).
