@@ -13,9 +13,12 @@
 //! `random_value`. `expect` checks any of `virtual_host`, `route` (`null`:
 //! none), `cluster`, `status`, `redirect`, `rewritten_path`, `host`,
 //! `request_headers` (a `null` value: absent), `local_rate_limit` (the
-//! limiter's `stat_prefix`; `null`: none) and `rate_limits` (the
+//! limiter's `stat_prefix`; `null`: none), `rate_limits` (the
 //! descriptors at stage 0 without a client address, each a list of
-//! `key=value`). See examples/config/*-tests.yaml.
+//! `key=value`), `timeout_ms` and `stream_ms` (the request's upstream
+//! timeout and stream lifetime, `null`: none, as a proxy that trusts no
+//! `x-envoy-*` header works them out; `request_headers` see their header
+//! edits too). See examples/config/*-tests.yaml.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,8 +27,7 @@ use std::process::ExitCode;
 
 use rauta_router::config::RouteConfig;
 use rauta_router::{
-    ActionKind, CorsCheck, Decision, GrpcTimeout, RateLimitContext, Request, RouteTable,
-    TimeoutOptions,
+    ActionKind, CorsCheck, Decision, RateLimitContext, Request, RouteTable, TimeoutOptions,
 };
 use serde::Deserialize;
 
@@ -296,12 +298,14 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
             let r = m.route();
             match m.action() {
                 ActionKind::Forward { cluster } => {
+                    // As a proxy that trusts no `x-envoy-*` header works
+                    // them out; their header edits come before the route's.
+                    let t = m.timeouts(req, &TimeoutOptions::new());
                     let mut headers = req.headers.clone();
+                    t.apply_request_headers(&mut headers);
                     let up = m.apply_request(&mut headers);
                     let _ = writeln!(out, "  action        forward to cluster {cluster:?}");
                     let _ = writeln!(out, "  upstream      path {}  host {}", up.path, up.host);
-                    // As a proxy that trusts no `x-envoy-*` header works them out.
-                    let t = m.timeouts(req, &TimeoutOptions::new());
                     let ms = |d: Option<std::time::Duration>| {
                         d.map_or("none".to_owned(), |d| format!("{} ms", d.as_millis()))
                     };
@@ -311,9 +315,6 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                     }
                     if t.stream.is_some() {
                         let _ = writeln!(out, "  stream        {}", ms(t.stream));
-                    }
-                    if let Some(g) = t.grpc_timeout {
-                        let _ = writeln!(out, "  grpc-timeout  {} upstream", GrpcTimeout(g));
                     }
                     if let Some(p) = r.retry_policy() {
                         let _ = writeln!(
@@ -487,6 +488,12 @@ struct TestExpect {
     /// `key=value` entries.
     #[serde(default)]
     rate_limits: Option<Vec<Vec<String>>>,
+    /// The upstream (global) timeout in milliseconds; `null` expects none.
+    #[serde(default, deserialize_with = "double")]
+    timeout_ms: Option<Option<u64>>,
+    /// The stream's lifetime in milliseconds; `null` expects none.
+    #[serde(default, deserialize_with = "double")]
+    stream_ms: Option<Option<u64>>,
 }
 
 fn test_request(t: &TestRequest) -> Result<Request, String> {
@@ -593,11 +600,35 @@ fn run_case(table: &RouteTable, t: &TestCase, covered: &mut BTreeSet<usize>) -> 
             }
         }
     }
+    let timeouts = decision
+        .route()
+        .map(|m| m.timeouts(&req, &TimeoutOptions::new()));
+    if e.timeout_ms.is_some() || e.stream_ms.is_some() {
+        match &timeouts {
+            None => d.push("expected a routed request, got no route".into()),
+            Some(t) => {
+                let ms = |d: Option<std::time::Duration>| {
+                    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                };
+                if let Some(want) = e.timeout_ms {
+                    if want != ms(t.global) {
+                        d.push(format!("timeout_ms: want {want:?}, got {:?}", ms(t.global)));
+                    }
+                }
+                if let Some(want) = e.stream_ms {
+                    if want != ms(t.stream) {
+                        d.push(format!("stream_ms: want {want:?}, got {:?}", ms(t.stream)));
+                    }
+                }
+            }
+        }
+    }
     if e.rewritten_path.is_some() || e.host.is_some() || !e.request_headers.is_empty() {
-        match decision.route() {
+        match decision.route().zip(timeouts) {
             None => d.push("expected a forwarded request, got no route".into()),
-            Some(m) => {
+            Some((m, t)) => {
                 let mut headers = req.headers.clone();
+                t.apply_request_headers(&mut headers);
                 let up = m.apply_request(&mut headers);
                 if let Some(want) = &e.rewritten_path {
                     if want != &*up.path {
@@ -791,6 +822,38 @@ virtual_hosts:
     }
 
     #[test]
+    fn timeout_expectations() {
+        let table = RouteTable::from_yaml(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    routes:
+      - {name: s, match: {prefix: /s}, action: {cluster: api, max_stream_duration: {max_stream_duration_ms: 900}}}
+      - {name: r, match: {prefix: /}, action: {cluster: api, timeout_ms: 3000}}
+"#,
+        )
+        .unwrap();
+        let case = |path: &str, expect: &str| -> Vec<String> {
+            let t: TestCase = serde_saphyr::from_str(&format!(
+                "{{name: t, request: {{url: 'http://h{path}'}}, expect: {expect}}}"
+            ))
+            .unwrap();
+            run_case(&table, &t, &mut BTreeSet::new())
+        };
+        assert!(case("/", "{timeout_ms: 3000, stream_ms: null}").is_empty());
+        assert!(case("/s", "{timeout_ms: null, stream_ms: 900}").is_empty());
+        assert_eq!(
+            case("/", "{timeout_ms: 15000}"),
+            ["timeout_ms: want Some(15000), got Some(3000)"]
+        );
+        assert_eq!(
+            case("/s", "{stream_ms: null}"),
+            ["stream_ms: want None, got Some(900)"]
+        );
+    }
+
+    #[test]
     fn describe_gives_the_request_timeouts() {
         let table = RouteTable::from_yaml(
             r#"
@@ -818,9 +881,12 @@ virtual_hosts:
             .header("grpc-timeout", "20S");
         let out = describe(&table, &req, 0);
         assert!(
-            out.contains(
-                "  timeout       none\n  stream        5000 ms\n  grpc-timeout  5000m upstream\n"
-            ),
+            out.contains("  + header      grpc-timeout: 5000m\n")
+                && out.contains("  - header      grpc-timeout: 20S\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  timeout       none\n  stream        5000 ms\n"),
             "{out}"
         );
     }
