@@ -1565,7 +1565,6 @@ fn compile_route(
             ("include_vh_rate_limits", a.include_vh_rate_limits.is_some()),
             ("cors", a.cors.is_some()),
             ("timeout_ms", a.timeout_ms.is_some()),
-            ("idle_timeout_ms", a.idle_timeout_ms.is_some()),
             ("max_stream_duration", a.max_stream_duration.is_some()),
             ("max_grpc_timeout_ms", a.max_grpc_timeout_ms.is_some()),
             ("grpc_timeout_offset_ms", a.grpc_timeout_offset_ms.is_some()),

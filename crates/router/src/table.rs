@@ -1992,8 +1992,8 @@ impl<'a> RouteMatch<'a> {
     ///   [`TimeoutOptions::respect_expected_rq_timeout`](crate::TimeoutOptions::respect_expected_rq_timeout));
     /// - the per-try timeout comes from the retry policy and is dropped
     ///   when it is not shorter than the global one;
-    /// - the stream's lifetime is the route's `max_stream_duration`, or for
-    ///   a gRPC request its `grpc-timeout` when the route sets
+    /// - the stream's lifetime is the route's `max_stream_duration`, or the
+    ///   request's `grpc-timeout` when the route sets
     ///   `grpc_timeout_header_max_ms` (capped, less the offset), else the
     ///   listener's ([`TimeoutOptions::listener_max_stream_duration`](crate::TimeoutOptions::listener_max_stream_duration)).
     ///

@@ -73,8 +73,9 @@ impl TimeoutRules {
 /// `x-envoy-expected-rq-timeout-ms` upstream, and knows no listener limit.
 ///
 /// A client must not choose its own timeouts unless the proxy trusts it:
-/// Envoy's connection manager strips `x-envoy-*` headers from external
-/// requests before its router reads them. Headers that are not read are
+/// Envoy's connection manager strips these `x-envoy-*` headers (all but
+/// `x-envoy-upstream-stream-duration-ms`) from external requests before
+/// its router reads them. Headers that are not read are
 /// not touched either: a proxy that does not trust the client removes them
 /// itself (rauta-proxy removes every `x-envoy-*` header a client sends),
 /// or an upstream Envoy would read them.
@@ -164,7 +165,10 @@ pub struct Timeouts {
     pub stream: Option<Duration>,
     /// The limit on each upstream attempt's stream a trusted client set
     /// (`x-envoy-upstream-stream-duration-ms`; Envoy's router applies it in
-    /// place of the cluster's `max_stream_duration`).
+    /// place of the cluster's `max_stream_duration`). Unlike the fields
+    /// above, `Some(Duration::ZERO)` is the header's 0: no limit at all,
+    /// not even the cluster's; `None` (no header, or one that does not
+    /// parse) leaves the cluster's.
     pub upstream_stream_duration: Option<Duration>,
     /// The status to answer when the global or per-try timeout runs out:
     /// 504, or 204 when a trusted client sent

@@ -545,7 +545,6 @@ fn timeout_fields_on_routes_that_do_not_forward_are_errors() {
         "max_stream_duration: {max_stream_duration_ms: 1}",
         "max_grpc_timeout_ms: 1",
         "grpc_timeout_offset_ms: 1",
-        "idle_timeout_ms: 1",
     ] {
         let name = field.split(':').next().unwrap();
         let yaml = format!(
@@ -608,9 +607,13 @@ fn a_retry_is_told_what_is_left_of_the_global_timeout() {
     let mut h: Vec<(String, String)> = Vec::new();
     got.apply_retry_headers(&mut h, Duration::from_secs(1));
     assert!(h.is_empty());
-    // Under max_stream_duration the header is the stream's, not redone.
-    let t = table("max_stream_duration: {grpc_timeout_header_max_ms: 0}");
+    // Under max_stream_duration the header is the stream's, not redone
+    // (though there is an expected timeout: the per-try one).
+    let t = table(
+        "max_stream_duration: {grpc_timeout_header_max_ms: 0}, retry_policy: {retry_on: 5xx, per_try_timeout_ms: 100}",
+    );
     let got = timeouts(&t, &grpc(&[("grpc-timeout", "2S")]), &TimeoutOptions::new());
+    assert_eq!(got.expected_after(Duration::from_millis(500)), ms(100));
     let mut h = vec![("grpc-timeout".to_owned(), "2S".to_owned())];
     got.apply_retry_headers(&mut h, Duration::from_millis(500));
     assert_eq!(h[0].1, "2S");

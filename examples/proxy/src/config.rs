@@ -194,8 +194,8 @@ pub struct ProxyConfig {
     pub xdp: Option<XdpConfig>,
     /// Request headers whose name holds `_`.
     pub headers_with_underscores_action: UnderscoreAction,
-    /// The longest a request may last, from its first byte to its
-    /// response's last, in milliseconds (Envoy's connection manager
+    /// The longest a request may last, from the moment its head has been
+    /// read to its response's last byte, in milliseconds (Envoy's connection manager
     /// `common_http_protocol_options.max_stream_duration`; unset or 0: no
     /// limit). A route's `max_stream_duration` replaces it.
     pub max_stream_duration_ms: Option<u64>,

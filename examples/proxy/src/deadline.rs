@@ -151,11 +151,17 @@ mod tests {
     #[tokio::test]
     async fn a_response_body_is_cut_when_the_time_is_up() {
         let (tx, rx) = mpsc::channel(4);
-        let end = Instant::now() + Duration::from_millis(20);
-        let mut body = Limited::new(Body::new(Channel(rx)), end);
+        // Ten seconds for the first frame, however slow the machine; the
+        // deadline is then moved to now, and the body waits for more.
+        let mut body = Limited::new(
+            Body::new(Channel(rx)),
+            Instant::now() + Duration::from_secs(10),
+        );
         tx.send(Bytes::from_static(b"a")).await.unwrap();
         let first = body.frame().await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), "a");
+        let end = Instant::now() + Duration::from_millis(20);
+        body.sleep.as_mut().reset(end);
         // Nothing more comes (the sender is still there): the body fails
         // once the time is up, not before.
         let err = body.frame().await.unwrap().unwrap_err();

@@ -210,6 +210,11 @@ impl Reply {
         self.response.headers_mut()
     }
 
+    /// Whether the body is already whole in memory (none, or one buffer).
+    pub(crate) fn body_is_whole(&self) -> bool {
+        matches!(self.response.body().0, Kind::Empty | Kind::Full(_))
+    }
+
     /// The same answer with its body replaced by `f(body)`.
     pub(crate) fn map_body(self, f: impl FnOnce(Body) -> Body) -> Reply {
         Reply {
@@ -1269,7 +1274,12 @@ where
         }
         _ => 0,
     };
-    let per_try = timeouts.per_try;
+    // The proxy does not hedge: under `hedge_on_per_try_timeout` a
+    // per-try timeout would start another attempt beside the first, which
+    // goes on (Envoy's soft per-try timeout), so here it ends nothing.
+    let per_try = timeouts
+        .per_try
+        .filter(|_| !timeouts.hedge_on_per_try_timeout);
 
     let mut body = Some(body);
     let mut failure = Failure::NoHealthy;
@@ -1278,9 +1288,14 @@ where
             if let Some(p) = policy {
                 let pause = backoff(p, attempt - 1);
                 let wake = tokio::time::Instant::now() + pause;
-                // The upstream deadline first: it is what comes first when
-                // both fall in the pause (or it is the only one).
-                if deadline.is_some_and(|d| wake >= d && stream_end.is_none_or(|e| d <= e)) {
+                // The upstream deadline first when it comes first: it ends
+                // the exchange then, as Envoy's global timer does (504).
+                if let Some(d) =
+                    deadline.filter(|d| wake >= *d && stream_end.is_none_or(|e| *d <= e))
+                {
+                    tokio::time::sleep_until(d).await;
+                    cluster.stats().record_timeout();
+                    failure = Failure::Timeout;
                     break;
                 }
                 if let Some(end) = stream_end.filter(|e| wake >= *e) {
@@ -1291,9 +1306,6 @@ where
                 }
                 tokio::time::sleep(pause).await;
             }
-            // A retry's gRPC deadline (under `max_grpc_timeout_ms`) is
-            // what is left of the call's.
-            timeouts.apply_retry_headers(&mut headers, started.elapsed());
         }
         if stream_end.is_some_and(|e| tokio::time::Instant::now() >= e) {
             // No time left (a gRPC deadline the route's offset used up).
@@ -1372,11 +1384,13 @@ where
                     // The client has dropped the response's hop-by-hop
                     // fields already (see crate::h1). A stream with a
                     // lifetime is cut when it runs out mid-response.
+                    // (A body already whole in memory is not cut: Envoy's
+                    // timer stops once the response has been received.)
                     return match stream_end {
-                        Some(end) => {
+                        Some(end) if !resp.body_is_whole() => {
                             resp.map_body(|b| Body::new(crate::deadline::Limited::new(b, end)))
                         }
-                        None => resp,
+                        _ => resp,
                     };
                 }
                 tracing::debug!(status, upstream = %addr, attempt, "retrying on status");
