@@ -736,8 +736,20 @@ fn local_rate_limit_level(
         table::FilterAt::Enabled(Some(v)) => v,
     };
     let field = filter_field(filters_field, LOCAL_RATE_LIMIT_FILTER, filters);
+    // Where it is, by names (routes without one by position), so that an
+    // edit elsewhere in the file leaves it in its place.
+    let name = |at: &Option<(usize, String)>| match at {
+        Some((_, n)) if !n.is_empty() => n.clone(),
+        Some((i, _)) => format!("#{i}"),
+        None => String::new(),
+    };
+    let place = format!("{}\u{0}{}\u{0}{field}", name(&ctx.vhost), name(&ctx.route));
     let limiter = match typed_config::<config::LocalRateLimit>(&field, v) {
-        Ok(c) => local_rate_limit(ctx, &field, &c).map(std::sync::Arc::new),
+        Ok(c) => local_rate_limit(ctx, &field, &c).map(|mut l| {
+            l.place = place.into();
+            l.source = v.clone();
+            std::sync::Arc::new(l)
+        }),
         Err((at, e)) => {
             ctx.err(
                 ErrorKind::Invalid,
@@ -1070,6 +1082,8 @@ fn local_rate_limit(
         always_consume_default: c.always_consume_default_token_bucket.unwrap_or(true),
         resource_exhausted: c.rate_limited_as_resource_exhausted,
         origin: std::time::Instant::now(),
+        place: Box::default(),
+        source: serde_json::Value::Null,
         counts: Default::default(),
         by_hash_index: crate::local_ratelimit::descriptor_index(&by_hash, &descriptors),
         by_hash,

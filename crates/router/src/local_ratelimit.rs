@@ -84,6 +84,26 @@ impl Bucket {
         }
     }
 
+    /// Takes over `old`'s tokens (`old` counts time from `old_origin`,
+    /// this bucket from `origin`): the same tokens, and the same part of
+    /// the next one, at `now`. Only between buckets of the same shape.
+    fn carry_from(&self, old: &Bucket, old_origin: Instant, origin: Instant, now: Instant) {
+        if (self.shift, self.per_token, self.capacity) != (old.shift, old.per_token, old.capacity) {
+            return;
+        }
+        let since = |o: Instant| {
+            u64::try_from(now.saturating_duration_since(o).as_nanos()).unwrap_or(u64::MAX)
+        };
+        let old_now = old.now(since(old_origin));
+        let old_base = old.base(old.empty_at.load(Ordering::Relaxed), old_now);
+        // Time's worth of tokens held: at most a full bucket, none when
+        // another thread's later clock moved the empty moment past now.
+        let held = old_now.saturating_sub(old_base).min(old.capacity);
+        // `now` is at least BIAS, `held` at most SPAN: no wrap.
+        self.empty_at
+            .store(self.now(since(origin)) - held, Ordering::Relaxed);
+    }
+
     /// `elapsed` nanoseconds since the start, in biased units.
     fn now(&self, elapsed: u64) -> u64 {
         BIAS + (elapsed >> self.shift).min(SPAN)
@@ -226,6 +246,12 @@ pub struct LocalRateLimiter {
     pub(crate) resource_exhausted: bool,
     /// The moment bucket times count from.
     pub(crate) origin: Instant,
+    /// Where the limiter is configured (virtual host, route and field),
+    /// and the configuration it was built from: a new table's limiter with
+    /// both the same as an old one's takes over its buckets and counts
+    /// ([`RouteTable::carry_local_rate_limits`](crate::RouteTable::carry_local_rate_limits)).
+    pub(crate) place: Box<str>,
+    pub(crate) source: serde_json::Value,
     /// Requests allowed, limited but not enforced, refused ([`OK`],
     /// [`NOT_ENFORCED`], [`ENFORCED`]).
     pub(crate) counts: [AtomicU64; 3],
@@ -319,6 +345,22 @@ fn takes(fraction: Option<(u32, u64)>, random_value: u64) -> bool {
 }
 
 impl LocalRateLimiter {
+    /// Takes over `old`'s buckets and counts at `now` (the two are built
+    /// from the same configuration, so their buckets line up).
+    pub(crate) fn carry_from(&self, old: &LocalRateLimiter, now: Instant) {
+        self.default
+            .carry_from(&old.default, old.origin, self.origin, now);
+        for (new, old_d) in self.descriptors.iter().zip(old.descriptors.iter()) {
+            if new.entries == old_d.entries {
+                new.bucket
+                    .carry_from(&old_d.bucket, old.origin, self.origin, now);
+            }
+        }
+        for (new, old_c) in self.counts.iter().zip(old.counts.iter()) {
+            new.fetch_add(old_c.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     /// The `stat_prefix` its statistics carry.
     pub fn stat_prefix(&self) -> &str {
         &self.stat_prefix
@@ -623,6 +665,48 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_bucket_takes_over_another_ones_tokens_and_part_token() {
+        // 3 tokens, 1 per 100 ms; the old bucket counts from `t0`, the new
+        // one from 250 ms later.
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(250);
+        let old = Bucket::new(3, 1, Duration::from_millis(100));
+        // All three taken at 0; at 300 ms, 3 back; take 2 and look at 340
+        // ms: 1 token and 40% of the next.
+        for _ in 0..3 {
+            old.take(0).unwrap();
+        }
+        assert_eq!(old.take(3 * S / 10), Some(2));
+        assert_eq!(old.take(3 * S / 10), Some(1));
+        let new = Bucket::new(3, 1, Duration::from_millis(100));
+        new.carry_from(&old, t0, t1, t0 + Duration::from_millis(340));
+        // In the new bucket's time, 340 ms is 90 ms: one token, then the
+        // next 60 ms later (at 150), not before.
+        assert_eq!(new.take(90 * S / 1000), Some(0));
+        assert_eq!(new.take(149 * S / 1000), None);
+        assert_eq!(new.take(150 * S / 1000), Some(0));
+        // A full old bucket gives a full new one (never more).
+        let full = Bucket::new(3, 1, Duration::from_millis(100));
+        let new = Bucket::new(3, 1, Duration::from_millis(100));
+        new.carry_from(&full, t0, t1, t0 + Duration::from_secs(60));
+        let taken = (0..5).filter(|_| new.take(60 * S).is_some()).count();
+        assert_eq!(taken, 3);
+        // An old bucket whose empty moment lies past `now` (a later clock)
+        // gives an empty one.
+        let ahead = Bucket::new(1, 1, Duration::from_millis(100));
+        ahead.take(10 * S).unwrap();
+        let new = Bucket::new(1, 1, Duration::from_millis(100));
+        new.carry_from(&ahead, t0, t0, t0 + Duration::from_secs(1));
+        assert_eq!(new.take(S), None);
+        assert_eq!(new.take(10 * S + S / 10), Some(0));
+        // Buckets of another shape are left as they are (full).
+        let other = Bucket::new(3, 1, Duration::from_millis(200));
+        let new = Bucket::new(3, 1, Duration::from_millis(100));
+        new.carry_from(&other, t0, t0, t0);
+        assert_eq!(new.take(0), Some(2));
+    }
 
     #[test]
     fn a_bucket_gives_its_burst_then_one_token_per_interval() {

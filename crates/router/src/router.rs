@@ -158,8 +158,12 @@ impl Router {
         self.reload(RouteConfig::from_yaml(text)?)
     }
 
-    /// Installs an already-built table.
+    /// Installs an already-built table. Its local rate limits take over
+    /// the state of the table being served where their place and
+    /// configuration are unchanged
+    /// ([`RouteTable::carry_local_rate_limits`]), as on every reload.
     pub fn install(&self, table: RouteTable) -> Version {
+        table.carry_local_rate_limits(&self.current.load().table);
         let version = Version(self.next_version.fetch_add(1, Ordering::Relaxed));
         self.current.store(Arc::new(Snapshot { version, table }));
         version

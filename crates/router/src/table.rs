@@ -1277,6 +1277,66 @@ impl RouteTable {
         self.local_rate_limit.limiter().into_iter().chain(routes)
     }
 
+    /// Carries `previous`'s local rate limit state into this table: each
+    /// limiter configured in the same place (virtual host and route names,
+    /// routes without a name by position, and the level) with the same
+    /// configuration takes over the old one's tokens and counts, so that a
+    /// reload does not hand every client a full bucket. A limiter that is
+    /// new or changed starts full, as in Envoy. Returns how many were
+    /// carried. [`Router`](crate::Router) does it on every reload and
+    /// install; call it when swapping tables yourself. Tokens the old
+    /// table hands out after this call are not seen by the new one.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use rauta_router::{LocalRateLimitVerdict, RateLimitContext, Request, RouteTable};
+    ///
+    /// let yaml = r#"
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["*"]
+    ///     routes:
+    ///       - name: login
+    ///         match: {prefix: /login}
+    ///         action: {cluster: api}
+    ///         typed_per_filter_config:
+    ///           envoy.filters.http.local_ratelimit:
+    ///             stat_prefix: login
+    ///             token_bucket: {max_tokens: 1, fill_interval: 3600s}
+    ///             filter_enabled: {default_value: {numerator: 100}}
+    ///             filter_enforced: {default_value: {numerator: 100}}
+    /// "#;
+    /// let req = Request::get("h", "/login");
+    /// let check = |t: &RouteTable| {
+    ///     let d = t.route(&req, 0);
+    ///     let m = d.route().unwrap();
+    ///     m.local_rate_limit(&req, &RateLimitContext::new(), Instant::now(), 0)
+    ///         .unwrap()
+    ///         .verdict()
+    /// };
+    /// let old = RouteTable::from_yaml(yaml).unwrap();
+    /// assert_eq!(check(&old), LocalRateLimitVerdict::Allowed);
+    /// let new = RouteTable::from_yaml(yaml).unwrap();
+    /// assert_eq!(new.carry_local_rate_limits(&old), 1);
+    /// // The one token was spent before the reload.
+    /// assert_eq!(check(&new), LocalRateLimitVerdict::Limited);
+    /// ```
+    pub fn carry_local_rate_limits(&self, previous: &RouteTable) -> usize {
+        let old: ahash::AHashMap<&str, &LocalRateLimiter> = previous
+            .local_rate_limiters()
+            .map(|l| (&*l.place, l))
+            .collect();
+        let now = std::time::Instant::now();
+        let mut carried = 0;
+        for l in self.local_rate_limiters() {
+            if let Some(o) = old.get(&*l.place).filter(|o| o.source == l.source) {
+                l.carry_from(o, now);
+                carried += 1;
+            }
+        }
+        carried
+    }
+
     /// Number of routes over all virtual hosts.
     pub fn route_count(&self) -> usize {
         self.route_count

@@ -520,27 +520,93 @@ virtual_hosts:
 }
 
 #[test]
-fn a_reloaded_table_starts_with_full_buckets() {
-    let yaml = one_route("{cluster: c}", &limit("p", 1, "60s", ""));
-    let router = rauta_router::Router::from_yaml(&yaml).unwrap();
-    let req = Request::get("h", "/");
-    let t0 = Instant::now() + Duration::from_secs(1);
+fn a_reload_keeps_the_buckets_of_unchanged_limiters() {
+    // Two tokens an hour at /a and at /b, and a descriptor bucket at /a.
+    let yaml = |b_tokens: u32, a_name: &str| {
+        format!(
+            r#"
+virtual_hosts:
+  - name: v
+    domains: ["*"]
+    rate_limits: [{{actions: [{{generic_key: {{descriptor_value: k}}}}]}}]
+    routes:
+      - name: {a_name}
+        match: {{prefix: /a}}
+        action: {{cluster: c}}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit:
+            {{stat_prefix: a, token_bucket: {{max_tokens: 2, fill_interval: 3600s}}, {ON},
+              always_consume_default_token_bucket: false, vh_rate_limits: INCLUDE,
+              descriptors: [{{entries: [{{key: generic_key, value: k}}], token_bucket: {{max_tokens: 3, fill_interval: 3600s}}}}]}}
+      - name: b
+        match: {{prefix: /b}}
+        action: {{cluster: c}}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit: {}
+"#,
+            limit("b", b_tokens, "3600s", "")
+        )
+    };
+    let router = rauta_router::Router::from_yaml(&yaml(2, "a")).unwrap();
+    let (a, b) = (Request::get("h", "/a"), Request::get("h", "/b"));
+    let now = Instant::now;
+    let spend = |req: &Request, n: usize| {
+        for _ in 0..n {
+            assert_eq!(
+                verdict(router.load().table(), req, now(), 0),
+                Some(V::Allowed)
+            );
+        }
+    };
+    // Two of the descriptor's three tokens, one of /b's two.
+    spend(&a, 2);
+    spend(&b, 1);
+    let before = router
+        .load()
+        .table()
+        .local_rate_limiters()
+        .map(|l| l.counts().ok)
+        .sum::<u64>();
+    assert_eq!(before, 3);
+
+    // The same file again: both keep what they had, and their counts.
+    router.reload_yaml(&yaml(2, "a")).unwrap();
+    let t = router.load();
+    assert_eq!(verdict(t.table(), &a, now(), 0), Some(V::Allowed));
+    assert_eq!(verdict(t.table(), &a, now(), 0), Some(V::Limited));
+    assert_eq!(verdict(t.table(), &b, now(), 0), Some(V::Allowed));
+    assert_eq!(verdict(t.table(), &b, now(), 0), Some(V::Limited));
+    let counts: Vec<_> = t
+        .table()
+        .local_rate_limiters()
+        .map(|l| l.counts())
+        .collect();
+    assert_eq!((counts[0].ok, counts[0].rate_limited), (3, 1));
+    assert_eq!((counts[1].ok, counts[1].rate_limited), (2, 1));
+
+    // /b's limit changed: it starts full; /a is unchanged and stays empty.
+    router.reload_yaml(&yaml(5, "a")).unwrap();
+    let t = router.load();
+    assert_eq!(verdict(t.table(), &a, now(), 0), Some(V::Limited));
+    for _ in 0..5 {
+        assert_eq!(verdict(t.table(), &b, now(), 0), Some(V::Allowed));
+    }
+    // /a renamed: another place, a fresh bucket.
+    router.reload_yaml(&yaml(5, "a2")).unwrap();
     assert_eq!(
-        verdict(router.load().table(), &req, t0, 0),
+        verdict(router.load().table(), &a, now(), 0),
         Some(V::Allowed)
     );
-    assert_eq!(
-        verdict(router.load().table(), &req, t0, 0),
-        Some(V::Limited)
-    );
-    // A clone shares the buckets; a rebuilt table does not.
-    let clone = router.load().table().clone();
-    assert_eq!(verdict(&clone, &req, t0, 0), Some(V::Limited));
-    router.reload_yaml(&yaml).unwrap();
-    assert_eq!(
-        verdict(router.load().table(), &req, t0, 0),
-        Some(V::Allowed)
-    );
+
+    // A table built and not installed shares nothing until told to.
+    let fresh = table(&yaml(5, "a2"));
+    assert_eq!(verdict(&fresh, &b, now(), 0), Some(V::Allowed));
+    let fresh = table(&yaml(5, "a2"));
+    assert_eq!(fresh.carry_local_rate_limits(router.load().table()), 2);
+    assert_eq!(verdict(&fresh, &b, now(), 0), Some(V::Limited));
+    // A clone shares the buckets.
+    let clone = fresh.clone();
+    assert_eq!(verdict(&clone, &b, now(), 0), Some(V::Limited));
 }
 
 #[test]

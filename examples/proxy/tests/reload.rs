@@ -1,6 +1,7 @@
 //! Hot reload: 200 swaps (valid and invalid alternating) under a bounded
 //! client load; in-flight requests keep their configuration; the file
-//! watcher picks up changes and rejects bad files.
+//! watcher picks up changes and rejects bad files; unchanged local rate
+//! limits keep their tokens.
 
 mod common;
 
@@ -218,5 +219,64 @@ async fn watched_file_is_reloaded_and_bad_files_are_rejected() {
             .unwrap()
             .contains("invalid regex"),
         "{config}"
+    );
+}
+
+/// A reload keeps a local rate limit's spent tokens (and its counts) when
+/// its place and configuration are unchanged; a changed limit starts full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_refill_unchanged_local_rate_limits() {
+    let ua = Upstream::new("a").spawn().await.unwrap();
+    let config = |tokens: u32, tag: &str| {
+        format!(
+            r#"
+clusters:
+  - {{name: a, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - name: login
+          match: {{prefix: /}}
+          action: {{cluster: a}}
+          response_headers_to_add: [{{header: {{key: x-tag, value: "{tag}"}}}}]
+          typed_per_filter_config:
+            envoy.filters.http.local_ratelimit:
+              stat_prefix: login
+              token_bucket: {{max_tokens: {tokens}, fill_interval: 3600s}}
+              filter_enabled: {{default_value: {{numerator: 100}}}}
+              filter_enforced: {{default_value: {{numerator: 100}}}}
+"#,
+            ua.addr()
+        )
+    };
+    let proxy = start(&config(1, "one")).await;
+    let (c, addr) = (http1(), proxy.addr());
+    assert_eq!(get(&c, addr, "x", "/").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&c, addr, "x", "/").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another route edit, the same limit: still spent.
+    proxy.state().reload_text(&config(1, "two")).unwrap();
+    let r = get(&c, addr, "x", "/").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers["x-tag"], "two");
+    let m = admin(&proxy, "/metrics").await;
+    assert!(
+        m.contains("rauta_proxy_local_rate_limit_total{stat_prefix=\"login\",result=\"ok\"} 1\n")
+            && m.contains(
+                "rauta_proxy_local_rate_limit_total{stat_prefix=\"login\",result=\"enforced\"} 2\n"
+            ),
+        "{m}"
+    );
+    // The limit changed: a full bucket of two.
+    proxy.state().reload_text(&config(2, "three")).unwrap();
+    assert_eq!(get(&c, addr, "x", "/").await.status, StatusCode::OK);
+    assert_eq!(get(&c, addr, "x", "/").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&c, addr, "x", "/").await.status,
+        StatusCode::TOO_MANY_REQUESTS
     );
 }
