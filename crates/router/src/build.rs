@@ -736,11 +736,12 @@ fn local_rate_limit_level(
         table::FilterAt::Enabled(Some(v)) => v,
     };
     let field = filter_field(filters_field, LOCAL_RATE_LIMIT_FILTER, filters);
-    // Where it is, by names (routes without one by position), so that an
-    // edit elsewhere in the file leaves it in its place.
+    // Where it is, by names (an unnamed route's is `routes[N]`), so that
+    // an edit elsewhere in the file leaves it in its place. Names need not
+    // be unique: a place found twice is carried nowhere
+    // (`RouteTable::carry_local_rate_limits`).
     let name = |at: &Option<(usize, String)>| match at {
-        Some((_, n)) if !n.is_empty() => n.clone(),
-        Some((i, _)) => format!("#{i}"),
+        Some((_, n)) => n.clone(),
         None => String::new(),
     };
     let place = format!("{}\u{0}{}\u{0}{field}", name(&ctx.vhost), name(&ctx.route));
@@ -1084,6 +1085,7 @@ fn local_rate_limit(
         origin: std::time::Instant::now(),
         place: Box::default(),
         source: serde_json::Value::Null,
+        carried: Default::default(),
         counts: Default::default(),
         by_hash_index: crate::local_ratelimit::descriptor_index(&by_hash, &descriptors),
         by_hash,

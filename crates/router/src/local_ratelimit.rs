@@ -10,9 +10,9 @@
 //! bucket would be empty, moved forward by one token's time per admitted
 //! request with a compare-and-swap; no lock is taken.
 //!
-//! The buckets belong to the table they were built with: a new table (a
-//! reload) starts with full buckets, as Envoy's per-route configurations
-//! do when a route configuration is replaced.
+//! The buckets belong to the table they were built with and start full;
+//! a reload hands each limiter that is unchanged the old one's tokens
+//! ([`RouteTable::carry_local_rate_limits`](crate::RouteTable::carry_local_rate_limits)).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -96,12 +96,17 @@ impl Bucket {
         };
         let old_now = old.now(since(old_origin));
         let old_base = old.base(old.empty_at.load(Ordering::Relaxed), old_now);
-        // Time's worth of tokens held: at most a full bucket, none when
-        // another thread's later clock moved the empty moment past now.
-        let held = old_now.saturating_sub(old_base).min(old.capacity);
-        // `now` is at least BIAS, `held` at most SPAN: no wrap.
-        self.empty_at
-            .store(self.now(since(origin)) - held, Ordering::Relaxed);
+        let new_now = self.now(since(origin));
+        // The empty moment as far from `now` as it was: before it by the
+        // tokens held (at most a full bucket), or after it when a caller's
+        // later clock spent tokens ahead of `now` (kept, not forgiven).
+        // Both sides lie within BIAS +- 2 * SPAN: no wrap.
+        let empty_at = if old_base <= old_now {
+            new_now - (old_now - old_base)
+        } else {
+            new_now + (old_base - old_now)
+        };
+        self.empty_at.store(empty_at, Ordering::Relaxed);
     }
 
     /// `elapsed` nanoseconds since the start, in biased units.
@@ -252,6 +257,8 @@ pub struct LocalRateLimiter {
     /// ([`RouteTable::carry_local_rate_limits`](crate::RouteTable::carry_local_rate_limits)).
     pub(crate) place: Box<str>,
     pub(crate) source: serde_json::Value,
+    /// Whether it has taken over another limiter's state.
+    pub(crate) carried: std::sync::atomic::AtomicBool,
     /// Requests allowed, limited but not enforced, refused ([`OK`],
     /// [`NOT_ENFORCED`], [`ENFORCED`]).
     pub(crate) counts: [AtomicU64; 3],
@@ -293,8 +300,8 @@ const NOT_ENFORCED: usize = 1;
 const ENFORCED: usize = 2;
 
 /// What a [`LocalRateLimiter`] has decided since it was built (Envoy's
-/// `<stat_prefix>.http_local_rate_limit.*` counters). A rebuilt table
-/// starts from zero, as its buckets start full.
+/// `<stat_prefix>.http_local_rate_limit.*` counters), plus what the
+/// limiter it took over on a reload had decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LocalRateLimitCounts {
@@ -345,20 +352,29 @@ fn takes(fraction: Option<(u32, u64)>, random_value: u64) -> bool {
 }
 
 impl LocalRateLimiter {
-    /// Takes over `old`'s buckets and counts at `now` (the two are built
-    /// from the same configuration, so their buckets line up).
-    pub(crate) fn carry_from(&self, old: &LocalRateLimiter, now: Instant) {
-        self.default
-            .carry_from(&old.default, old.origin, self.origin, now);
-        for (new, old_d) in self.descriptors.iter().zip(old.descriptors.iter()) {
-            if new.entries == old_d.entries {
-                new.bucket
-                    .carry_from(&old_d.bucket, old.origin, self.origin, now);
+    /// Takes over what `old` (in the same place) has: its counts, and
+    /// when both come from the same configuration (`buckets`), its tokens
+    /// at `now`. Only once: a limiter that has taken over, or been taken
+    /// over by, another is left alone (a table installed twice, or carried
+    /// by hand and then installed, would count everything twice).
+    pub(crate) fn carry_from(&self, old: &LocalRateLimiter, buckets: bool, now: Instant) -> bool {
+        if std::ptr::eq(self, old) || self.carried.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        if buckets {
+            self.default
+                .carry_from(&old.default, old.origin, self.origin, now);
+            for (new, old_d) in self.descriptors.iter().zip(old.descriptors.iter()) {
+                if new.entries == old_d.entries {
+                    new.bucket
+                        .carry_from(&old_d.bucket, old.origin, self.origin, now);
+                }
             }
         }
         for (new, old_c) in self.counts.iter().zip(old.counts.iter()) {
             new.fetch_add(old_c.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        true
     }
 
     /// The `stat_prefix` its statistics carry.
@@ -693,16 +709,22 @@ mod tests {
         new.carry_from(&full, t0, t1, t0 + Duration::from_secs(60));
         let taken = (0..5).filter(|_| new.take(60 * S).is_some()).count();
         assert_eq!(taken, 3);
-        // An old bucket whose empty moment lies past `now` (a later clock)
-        // gives an empty one.
+        // An old bucket whose empty moment lies past `now` (a caller's
+        // clock ahead spent its token at 10 s) keeps that debt: the next
+        // token comes at 10.1 s, not 100 ms after the carry.
         let ahead = Bucket::new(1, 1, Duration::from_millis(100));
         ahead.take(10 * S).unwrap();
         let new = Bucket::new(1, 1, Duration::from_millis(100));
         new.carry_from(&ahead, t0, t0, t0 + Duration::from_secs(1));
-        assert_eq!(new.take(S), None);
+        assert_eq!(new.take(11 * S / 10), None);
+        assert_eq!(new.take(10 * S + S / 20), None);
         assert_eq!(new.take(10 * S + S / 10), Some(0));
-        // Buckets of another shape are left as they are (full).
+        // Buckets of another shape are left as they are (full), even from
+        // a spent one.
         let other = Bucket::new(3, 1, Duration::from_millis(200));
+        for _ in 0..3 {
+            other.take(0).unwrap();
+        }
         let new = Bucket::new(3, 1, Duration::from_millis(100));
         new.carry_from(&other, t0, t0, t0);
         assert_eq!(new.take(0), Some(2));

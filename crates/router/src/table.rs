@@ -1279,12 +1279,17 @@ impl RouteTable {
 
     /// Carries `previous`'s local rate limit state into this table: each
     /// limiter configured in the same place (virtual host and route names,
-    /// routes without a name by position, and the level) with the same
-    /// configuration takes over the old one's tokens and counts, so that a
-    /// reload does not hand every client a full bucket. A limiter that is
-    /// new or changed starts full, as in Envoy. Returns how many were
-    /// carried. [`Router`](crate::Router) does it on every reload and
-    /// install; call it when swapping tables yourself. Tokens the old
+    /// an unnamed route's being `routes[N]`, and the level and field) with
+    /// the same configuration takes over the old one's tokens and counts,
+    /// so that a reload does not hand every client a full bucket. A
+    /// changed limiter starts full, as in Envoy, and keeps the counts of
+    /// its place and `stat_prefix` (summed metrics do not drop); a new one
+    /// starts full and from zero. A place that two limiters share in
+    /// either table (names need not be unique) is carried nowhere. Each
+    /// limiter takes over at most once, so carrying by hand and then
+    /// installing, or installing a clone, counts nothing twice. Returns how
+    /// many took over. [`Router`](crate::Router) does it on every reload
+    /// and install; call it when swapping tables yourself. Tokens the old
     /// table hands out after this call are not seen by the new one.
     ///
     /// ```
@@ -1322,15 +1327,27 @@ impl RouteTable {
     /// assert_eq!(check(&new), LocalRateLimitVerdict::Limited);
     /// ```
     pub fn carry_local_rate_limits(&self, previous: &RouteTable) -> usize {
-        let old: ahash::AHashMap<&str, &LocalRateLimiter> = previous
-            .local_rate_limiters()
-            .map(|l| (&*l.place, l))
-            .collect();
+        // Each place with its limiter, or `None` when two share it (names
+        // need not be unique): those are carried nowhere.
+        fn places(t: &RouteTable) -> ahash::AHashMap<&str, Option<&LocalRateLimiter>> {
+            let mut map = ahash::AHashMap::new();
+            for l in t.local_rate_limiters() {
+                map.entry(&*l.place)
+                    .and_modify(|e| *e = None)
+                    .or_insert(Some(l));
+            }
+            map
+        }
+        let old = places(previous);
         let now = std::time::Instant::now();
         let mut carried = 0;
-        for l in self.local_rate_limiters() {
-            if let Some(o) = old.get(&*l.place).filter(|o| o.source == l.source) {
-                l.carry_from(o, now);
+        for (place, l) in places(self) {
+            let (Some(l), Some(Some(o))) = (l, old.get(place)) else {
+                continue;
+            };
+            // Counts follow the place (so that summed metrics do not drop
+            // when a limit is edited); tokens only an unchanged limit.
+            if l.stat_prefix == o.stat_prefix && l.carry_from(o, l.source == o.source, now) {
                 carried += 1;
             }
         }

@@ -607,6 +607,100 @@ virtual_hosts:
     // A clone shares the buckets.
     let clone = fresh.clone();
     assert_eq!(verdict(&clone, &b, now(), 0), Some(V::Limited));
+    // /b's counts went on through the change (5 ok, 1 refused, 1 above).
+    let counts =
+        |t: &RouteTable| -> Vec<_> { t.local_rate_limiters().map(|l| l.counts()).collect() };
+    let before = counts(router.load().table());
+    // Installing the table being served again (a clone), or a table
+    // already carried by hand, counts nothing twice.
+    router.install(router.load().table().clone());
+    assert_eq!(counts(router.load().table()), before);
+    let again = table(&yaml(5, "a2"));
+    assert_eq!(again.carry_local_rate_limits(router.load().table()), 2);
+    router.install(again);
+    assert_eq!(counts(router.load().table()), before);
+}
+
+#[test]
+fn every_level_is_carried_and_shared_names_are_not() {
+    let yaml = format!(
+        r#"
+typed_per_filter_config:
+  envoy.filters.http.local_ratelimit: {global}
+virtual_hosts:
+  - name: g
+    domains: [g]
+    routes: [{{match: {{prefix: /}}, action: {{cluster: c}}}}]
+  - name: v
+    domains: [v]
+    typed_per_filter_config:
+      envoy.filters.http.local_ratelimit: {vhost}
+    routes:
+      - match: {{prefix: /w}}
+        action:
+          weighted_clusters:
+            - name: c
+              weight: 1
+              typed_per_filter_config:
+                envoy.filters.http.local_ratelimit: {weighted}
+      - {{match: {{prefix: /}}, action: {{cluster: c}}}}
+  - name: dup
+    domains: [d1]
+    routes:
+      - name: same
+        match: {{prefix: /}}
+        action: {{cluster: c}}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit: {dup}
+  - name: dup
+    domains: [d2]
+    routes:
+      - name: same
+        match: {{prefix: /}}
+        action: {{cluster: c}}
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit: {dup}
+"#,
+        global = limit("global", 1, "3600s", ""),
+        vhost = limit("vhost", 1, "3600s", ""),
+        weighted = limit("weighted", 1, "3600s", ""),
+        dup = limit("dup", 1, "3600s", ""),
+    );
+    let router = rauta_router::Router::from_yaml(&yaml).unwrap();
+    let now = Instant::now;
+    // One token each, spent: the configuration's (an unknown host), the
+    // virtual host's, the weighted cluster's, and both `dup/same`s.
+    let reqs = [
+        Request::get("g", "/"),
+        Request::get("v", "/"),
+        Request::get("v", "/w"),
+        Request::get("d1", "/"),
+        Request::get("d2", "/"),
+    ];
+    for r in &reqs {
+        assert_eq!(
+            verdict(router.load().table(), r, now(), 0),
+            Some(V::Allowed),
+            "{r:?}"
+        );
+    }
+    router.reload_yaml(&yaml).unwrap();
+    let t = router.load();
+    let got: Vec<_> = reqs
+        .iter()
+        .map(|r| verdict(t.table(), r, now(), 0))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Some(V::Limited),
+            Some(V::Limited),
+            Some(V::Limited),
+            // Two limiters in one place: neither is carried.
+            Some(V::Allowed),
+            Some(V::Allowed),
+        ]
+    );
 }
 
 #[test]

@@ -39,8 +39,8 @@ fn json(v: serde_json::Value) -> Response<Body> {
 }
 
 /// The local rate limits' counters, summed by `stat_prefix` over the
-/// configuration being served (they restart with each configuration, as
-/// its buckets do).
+/// configuration being served (a reload carries them over for every
+/// limiter that keeps its place and prefix).
 fn local_rate_limits(state: &State, out: &mut String) {
     let rt = state.runtime();
     let mut by_prefix: std::collections::BTreeMap<&str, [u64; 4]> = Default::default();
