@@ -832,7 +832,7 @@ where
     let m = match rt.snapshot.route(&parts, random_u64()) {
         Decision::Route(m) => m,
         other => {
-            let resp = not_routed(other, &mut log);
+            let resp = not_routed(other, &parts, &mut log);
             access_log(&parts, &resp, &log, started, &request_id, remote);
             return Ok(resp);
         }
@@ -919,7 +919,7 @@ where
             )
             .await
         }
-        None => local_answer(&m, &mut log).into(),
+        None => local_answer(&m, &parts, &mut log).into(),
     };
     // An upstream's fields stay raw unless the route edits them.
     if m.edits_response() {
@@ -994,9 +994,33 @@ fn is_grpc(parts: &http::request::Parts) -> bool {
         .is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
 }
 
+/// Envoy's `httpToGrpcStatus`: the gRPC status a local answer of `status`
+/// carries to a gRPC client.
+fn grpc_status_for(status: StatusCode) -> u16 {
+    match status.as_u16() {
+        400 => 13,             // INTERNAL
+        401 => 16,             // UNAUTHENTICATED
+        403 => 7,              // PERMISSION_DENIED
+        404 => 12,             // UNIMPLEMENTED
+        429 | 502..=504 => 14, // UNAVAILABLE
+        _ => 2,                // UNKNOWN
+    }
+}
+
+/// A local error answer, as Envoy's `sendLocalReply` gives one: `status`
+/// and `message` as text, or for a gRPC request trailers-only with the
+/// gRPC status that `status` maps to and `message` as `grpc-message`.
+fn local_error(parts: &http::request::Parts, status: StatusCode, message: &str) -> Response<Body> {
+    if is_grpc(parts) {
+        grpc_reply(grpc_status_for(status), message)
+    } else {
+        text(status, format!("{message}\n"))
+    }
+}
+
 /// A local answer to a gRPC request, as Envoy sends one: trailers-only
 /// (status 200, no body) with `grpc-status` and `grpc-message`.
-fn grpc_reply(grpc_status: u16, message: &'static str) -> Response<Body> {
+fn grpc_reply(grpc_status: u16, message: &str) -> Response<Body> {
     let mut r = Response::new(empty());
     let h = r.headers_mut();
     h.insert(
@@ -1007,15 +1031,15 @@ fn grpc_reply(grpc_status: u16, message: &'static str) -> Response<Body> {
         HeaderName::from_static("grpc-status"),
         HeaderValue::from(grpc_status),
     );
-    h.insert(
-        HeaderName::from_static("grpc-message"),
-        HeaderValue::from_static(message),
-    );
+    // (The messages are the proxy's own printable ASCII.)
+    if let Ok(v) = HeaderValue::from_str(message) {
+        h.insert(HeaderName::from_static("grpc-message"), v);
+    }
     r
 }
 
 /// The answer to a request no route takes: a redirect, a rejection or 404.
-fn not_routed(decision: Decision<'_>, log: &mut Log<'_>) -> Reply {
+fn not_routed(decision: Decision<'_>, parts: &http::request::Parts, log: &mut Log<'_>) -> Reply {
     match decision {
         Decision::TlsRedirect { location, .. } => {
             redirect(StatusCode::MOVED_PERMANENTLY, &location)
@@ -1028,14 +1052,15 @@ fn not_routed(decision: Decision<'_>, log: &mut Log<'_>) -> Reply {
         ),
         Decision::Reject { status, reason, .. } => {
             log.detail = "rejected by path policy";
-            text(
+            local_error(
+                parts,
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                format!("bad request: {reason}\n"),
+                &format!("bad request: {reason}"),
             )
         }
         _ => {
             log.detail = "no route";
-            text(StatusCode::NOT_FOUND, "no route\n")
+            local_error(parts, StatusCode::NOT_FOUND, "no route")
         }
     }
     .into()
@@ -1095,7 +1120,11 @@ fn forwards_to<'r, 'a>(
 /// The answer to a matched route that does not forward (a plain function:
 /// an async one would nest, and copy, the forwarding future once more per
 /// request).
-fn local_answer(m: &RouteMatch<'_>, log: &mut Log<'_>) -> Response<Body> {
+fn local_answer(
+    m: &RouteMatch<'_>,
+    parts: &http::request::Parts,
+    log: &mut Log<'_>,
+) -> Response<Body> {
     match m.action() {
         ActionKind::Redirect { status } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
@@ -1109,7 +1138,7 @@ fn local_answer(m: &RouteMatch<'_>, log: &mut Log<'_>) -> Response<Body> {
             log.detail = "cluster not found";
             let s = StatusCode::from_u16(m.cluster_not_found_status())
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            text(s, "cluster not found\n")
+            local_error(parts, s, "cluster not found")
         }
         _ => text(StatusCode::INTERNAL_SERVER_ERROR, "unsupported action\n"),
     }
@@ -1408,7 +1437,7 @@ where
         // DEADLINE_EXCEEDED, as Envoy's connection manager answers.
         return grpc_reply(4, "downstream duration timeout").into();
     }
-    text(failure.status(), format!("{}\n", failure.label())).into()
+    local_error(parts, failure.status(), failure.label()).into()
 }
 
 /// Mirror copies in flight, across the process: past this many, new copies

@@ -1409,3 +1409,59 @@ routes:
         .expect("response");
     assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
 }
+
+/// A gRPC request the proxy answers itself gets a gRPC answer, as Envoy's
+/// local replies are: 200, no body, `grpc-status` mapped from the HTTP
+/// status and `grpc-message`; others get the text answer as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_answers_to_grpc_requests_are_grpc() {
+    let dead = closed_port();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: dead, endpoints: ["{dead}"]}}
+routes:
+  virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+        - {{name: dead, match: {{prefix: /dead}}, action: {{cluster: dead}}}}
+        - {{name: by-header, match: {{prefix: /pick}}, action: {{cluster_header: x-cluster}}}}
+"#
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+    let call = |path: &'static str| {
+        let c = &c;
+        let addr = proxy.addr();
+        async move {
+            let h = [("content-type", "application/grpc+proto")];
+            send_method(c, addr, "POST", "x", path, &h).await.unwrap()
+        }
+    };
+    for (path, status, message) in [
+        ("/dead/pkg.Svc/Call", "14", "upstream connect error"),
+        ("/none/pkg.Svc/Call", "12", "no route"),
+        ("/pick/pkg.Svc/Call", "14", "cluster not found"),
+    ] {
+        let r = call(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers["grpc-status"], status, "{path}");
+        assert_eq!(r.headers["grpc-message"], message, "{path}");
+        assert_eq!(r.headers["content-type"], "application/grpc", "{path}");
+        assert!(r.body.is_empty(), "{path}");
+    }
+    // gRPC-Web and plain requests: text.
+    let r = send_method(
+        &c,
+        proxy.addr(),
+        "POST",
+        "x",
+        "/none",
+        &[("content-type", "application/grpc-web")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body, "no route\n");
+}
