@@ -553,9 +553,7 @@ routes:
     assert_eq!(shadow.served(), 3);
 
     // A body goes to the mirror too, whole: with a length and chunked.
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let client = http1_with::<http_body_util::Full<bytes::Bytes>>();
     let body = vec![b'x'; 40_000];
     let req = http::Request::post(format!("http://{}/m/upload", proxy.addr()))
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
@@ -590,9 +588,7 @@ routes:
             std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
         }
     }
-    let chunked_client: hyper_util::client::legacy::Client<_, Chunks> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let chunked_client = http1_with::<Chunks>();
     let req = http::Request::post(format!("http://{}/m/stream", proxy.addr()))
         .body(Chunks(10))
         .unwrap();
@@ -865,9 +861,7 @@ async fn request_bodies_are_streamed_upstream_and_not_retried() {
         routes_to("c", ", retry_policy: {retry_on: \"5xx\", num_retries: 3}")
     );
     let proxy = start(&yaml).await;
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let client = http1_with::<http_body_util::Full<bytes::Bytes>>();
     let body = vec![b'x'; 300_000];
     let req = http::Request::post(format!("http://{}/upload", proxy.addr()))
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
@@ -1366,9 +1360,7 @@ routes:
     }
 
     // A request whose whole body was received: 504.
-    let full: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let full = http1_with::<http_body_util::Full<bytes::Bytes>>();
     let req = http::Request::post(format!("http://{}/life", proxy.addr()))
         .body(http_body_util::Full::new(bytes::Bytes::from_static(b"all")))
         .unwrap();
@@ -1397,9 +1389,7 @@ routes:
             std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
         }
     }
-    let stuck: hyper_util::client::legacy::Client<_, Stuck> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let stuck = http1_with::<Stuck>();
     let req = http::Request::post(format!("http://{}/life", proxy.addr()))
         .body(Stuck(false))
         .unwrap();

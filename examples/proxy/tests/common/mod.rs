@@ -34,6 +34,16 @@ pub fn http1() -> TestClient {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
+/// An HTTP/1.1 client for requests whose bodies are `B`.
+pub fn http1_with<B>() -> Client<HttpConnector, B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
 pub fn h2c() -> TestClient {
     Client::builder(TokioExecutor::new())
         .http2_only(true)
