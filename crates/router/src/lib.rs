@@ -147,6 +147,7 @@ pub use local_ratelimit::{
     LocalRateLimitCounts, LocalRateLimitOutcome, LocalRateLimitVerdict, LocalRateLimiter,
     RateLimitHeaders, LOCAL_RATE_LIMIT_FILTER,
 };
+pub use matchers::is_grpc_content_type;
 pub use mutate::HeaderMapMut;
 pub use ratelimit::{RateLimitContext, RateLimitDescriptor};
 pub use request::{HeaderValues, Request, RequestView};

@@ -198,12 +198,34 @@ impl QueryCond {
     }
 }
 
-/// gRPC content type: `application/grpc` or `application/grpc+...`.
+/// Whether a `content-type` value says gRPC, as Envoy's
+/// `hasGrpcContentType` decides: `application/grpc`, alone or followed by
+/// `+` (`application/grpc+proto`), and not gRPC-Web's
+/// `application/grpc-web`. The route `grpc` matcher and
+/// [`RouteMatch::timeouts`](crate::RouteMatch::timeouts) use it; a proxy
+/// uses it to answer gRPC requests as gRPC.
+///
+/// ```
+/// use rauta_router::is_grpc_content_type;
+///
+/// assert!(is_grpc_content_type(b"application/grpc"));
+/// assert!(is_grpc_content_type(b"application/grpc+proto"));
+/// assert!(!is_grpc_content_type(b"application/grpc-web"));
+/// assert!(!is_grpc_content_type(b"application/grpc;charset=utf-8"));
+/// ```
+pub fn is_grpc_content_type(value: &[u8]) -> bool {
+    value
+        .strip_prefix(b"application/grpc")
+        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
+}
+
+/// gRPC content type ([`is_grpc_content_type`]) of a request's first
+/// `content-type`.
 pub(crate) fn is_grpc<R: RequestView + ?Sized>(req: &R, hidden: &[Box<str>]) -> bool {
     !hidden.iter().any(|h| &**h == "content-type")
         && first_header_value(req, "content-type")
             .0
-            .is_some_and(|v| v == b"application/grpc" || v.starts_with(b"application/grpc+"))
+            .is_some_and(is_grpc_content_type)
 }
 
 #[cfg(test)]

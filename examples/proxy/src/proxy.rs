@@ -983,15 +983,13 @@ fn rate_limited(
     resp
 }
 
-/// Whether a request is gRPC, as Envoy's `hasGrpcContentType` decides:
-/// `content-type` is `application/grpc`, alone or followed by `+` (not
-/// gRPC-Web's `application/grpc-web`).
+/// Whether a request is gRPC, as Envoy's `hasGrpcContentType` decides
+/// (`rauta_router::is_grpc_content_type`).
 fn is_grpc(parts: &http::request::Parts) -> bool {
     parts
         .headers
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.as_bytes().strip_prefix(b"application/grpc"))
-        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
+        .is_some_and(|v| rauta_router::is_grpc_content_type(v.as_bytes()))
 }
 
 /// Envoy's `httpToGrpcStatus`: the gRPC status a local answer of `status`
