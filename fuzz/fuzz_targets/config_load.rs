@@ -73,6 +73,30 @@ fn exercise(table: &RouteTable, text: &str) {
                 }
             }
         }
+        // Internal redirects: an answer of each followable status whose
+        // Location is built from the input's words; a redirect followed
+        // applies, and the request it makes routes like any other.
+        if let Decision::Route(m) = table.route(&req, i as u64) {
+            let mut state = rauta_router::InternalRedirectState::new();
+            for (j, status) in [301u16, 302, 303, 307, 308].into_iter().enumerate() {
+                let mut answer = http::HeaderMap::new();
+                let to = words.get(i + j).copied().unwrap_or("/");
+                for loc in [format!("http://{host}{to}"), (*w).to_string()] {
+                    if let Ok(v) = http::HeaderValue::from_str(&loc) {
+                        answer.insert(http::header::LOCATION, v);
+                    }
+                    if let Ok(v) = http::HeaderValue::from_str(to) {
+                        answer.insert("x-a", v);
+                    }
+                    if let Some(Ok(r)) = m.internal_redirect(&req, status, &answer, &mut state, i as u64) {
+                        let mut parts = http::Request::get("/").body(()).unwrap().into_parts().0;
+                        r.apply(&mut parts);
+                        assert_eq!(parts.uri.path_and_query().map(|p| p.as_str()), Some(r.path_and_query()));
+                        let _ = table.route(&parts, i as u64);
+                    }
+                }
+            }
+        }
         let _ = table.explain(&req, 0);
     }
 }

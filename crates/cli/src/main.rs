@@ -316,6 +316,21 @@ fn describe(table: &RouteTable, req: &Request, random: u64) -> String {
                     if t.stream.is_some() {
                         let _ = writeln!(out, "  stream        {}", ms(t.stream));
                     }
+                    if let Some(p) = r.internal_redirect_policy() {
+                        let codes: Vec<String> =
+                            p.redirect_response_codes().map(|c| c.to_string()).collect();
+                        let _ = writeln!(
+                            out,
+                            "  redirects     follows {} (at most {}{})",
+                            codes.join(","),
+                            p.max_internal_redirects(),
+                            if p.allow_cross_scheme_redirect() {
+                                ", across schemes"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     if let Some(p) = r.retry_policy() {
                         let _ = writeln!(
                             out,
@@ -887,6 +902,35 @@ virtual_hosts:
         );
         assert!(
             out.contains("  timeout       none\n  stream        5000 ms\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn describe_says_which_redirects_a_route_follows() {
+        let table = RouteTable::from_yaml(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: ["*"]
+    routes:
+      - name: old
+        match: {prefix: /old}
+        action: {cluster: legacy, internal_redirect_policy: {redirect_response_codes: [307, 301], max_internal_redirects: 2, allow_cross_scheme_redirect: true}}
+      - name: r
+        match: {prefix: /}
+        action: {cluster: api, internal_redirect_policy: {}}
+"#,
+        )
+        .unwrap();
+        let out = describe(&table, &Request::get("h", "/old"), 0);
+        assert!(
+            out.contains("  redirects     follows 301,307 (at most 2, across schemes)\n"),
+            "{out}"
+        );
+        let out = describe(&table, &Request::get("h", "/"), 0);
+        assert!(
+            out.contains("  redirects     follows 302 (at most 1)\n"),
             "{out}"
         );
     }

@@ -1585,6 +1585,10 @@ fn compile_route(
             ("max_grpc_timeout_ms", a.max_grpc_timeout_ms.is_some()),
             ("grpc_timeout_offset_ms", a.grpc_timeout_offset_ms.is_some()),
             (
+                "internal_redirect_policy",
+                a.internal_redirect_policy.is_some(),
+            ),
+            (
                 "request_mirror_policies",
                 !a.request_mirror_policies.is_empty(),
             ),
@@ -1687,6 +1691,11 @@ fn compile_route(
         Some(p) => hedge_policy(ctx, "action.hedge_policy", p),
         None => vhost_hedge.cloned(),
     };
+    let internal_redirect = a
+        .internal_redirect_policy
+        .as_ref()
+        .filter(|_| is_forward)
+        .and_then(|p| internal_redirect_policy(ctx, "action.internal_redirect_policy", p));
     let limits = rate_limits(ctx, "action.rate_limits", &a.rate_limits, legacy_query);
     let route_limits = (!limits.is_empty() || a.include_vh_rate_limits == Some(true)).then(|| {
         Box::new(RouteRateLimits {
@@ -1784,7 +1793,86 @@ fn compile_route(
         e.mirrors = mirrors;
         e.metadata = r.metadata.clone().map(Box::new);
         e.named = r.name.is_some();
+        e.internal_redirect = internal_redirect.map(Box::new);
         e
+    })
+}
+
+/// Envoy's `InternalRedirectPolicyImpl`, with RAUTA's checks: a status
+/// Envoy would ignore (not 301, 302, 303, 307 or 308) is an error here.
+fn internal_redirect_policy(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    p: &config::InternalRedirectPolicy,
+) -> Option<crate::internal_redirect::InternalRedirectPolicy> {
+    use crate::internal_redirect::{Predicate, REDIRECT_CODES};
+    let errors_before = ctx.errors.len();
+    if p.redirect_response_codes.len() > 5 {
+        ctx.err(
+            ErrorKind::Invalid,
+            &format!("{field}.redirect_response_codes"),
+            format!(
+                "at most 5 codes may be listed (got {})",
+                p.redirect_response_codes.len()
+            ),
+        );
+    }
+    let mut codes = 0u8;
+    for (i, &c) in p.redirect_response_codes.iter().enumerate() {
+        match REDIRECT_CODES.iter().position(|&r| u32::from(r) == c) {
+            Some(bit) => codes |= 1 << bit,
+            None => ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.redirect_response_codes[{i}]"),
+                format!("{c} is not a redirect that can be followed (301, 302, 303, 307 or 308)"),
+            ),
+        }
+    }
+    if p.redirect_response_codes.is_empty() {
+        codes = 1 << 1; // 302
+    }
+    let mut copy = Vec::with_capacity(p.response_headers_to_copy.len());
+    for (i, name) in p.response_headers_to_copy.iter().enumerate() {
+        match mutate::check_name(name, "copied") {
+            Ok(n) => copy.push(http::HeaderName::from_bytes(n.as_bytes()).ok()?),
+            Err(e) => ctx.err(
+                ErrorKind::Invalid,
+                &format!("{field}.response_headers_to_copy[{i}]"),
+                e,
+            ),
+        }
+    }
+    let mut predicates = Vec::with_capacity(p.predicates.len());
+    for (i, pred) in p.predicates.iter().enumerate() {
+        let at = format!("{field}.predicates[{i}]");
+        predicates.push(match pred {
+            config::InternalRedirectPredicate::AllowListedRoutes {
+                allowed_route_names,
+            } => {
+                if let Some(j) = allowed_route_names.iter().position(String::is_empty) {
+                    ctx.err(
+                        ErrorKind::Invalid,
+                        &format!("{at}.allow_listed_routes.allowed_route_names[{j}]"),
+                        "a route name may not be empty",
+                    );
+                }
+                Predicate::AllowListed(
+                    allowed_route_names
+                        .iter()
+                        .map(|n| n.as_str().into())
+                        .collect(),
+                )
+            }
+            config::InternalRedirectPredicate::PreviousRoutes {} => Predicate::PreviousRoutes,
+            config::InternalRedirectPredicate::SafeCrossScheme {} => Predicate::SafeCrossScheme,
+        });
+    }
+    (ctx.errors.len() == errors_before).then(|| crate::internal_redirect::InternalRedirectPolicy {
+        max: p.max_internal_redirects.unwrap_or(1),
+        codes,
+        cross_scheme: p.allow_cross_scheme_redirect.unwrap_or(false),
+        copy: copy.into(),
+        predicates: predicates.into(),
     })
 }
 

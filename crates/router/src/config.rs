@@ -698,6 +698,94 @@ pub struct Action {
     /// and the configuration's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+    /// Follow the upstream's redirects inside the proxy (Envoy's
+    /// `internal_redirect_policy`). See
+    /// [`RouteMatch::internal_redirect`](crate::RouteMatch::internal_redirect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_redirect_policy: Option<InternalRedirectPolicy>,
+}
+
+/// Which upstream redirects the proxy follows itself, sending the request
+/// on to the `Location` instead of answering the 3xx (Envoy's
+/// `RouteAction.InternalRedirectPolicy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct InternalRedirectPolicy {
+    /// How many redirects one downstream request may follow, over all its
+    /// passes (default 1; 0 follows none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_internal_redirects: Option<u32>,
+    /// The statuses followed: up to five of 301, 302, 303, 307 and 308
+    /// (default: 302 alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_response_codes: Vec<u32>,
+    /// Tests of the redirect's target route, in order; any one refuses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicates: Vec<InternalRedirectPredicate>,
+    /// Follow a redirect from `http` to `https` or back (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_cross_scheme_redirect: Option<bool>,
+    /// Headers of the redirect response copied into the followed request
+    /// (all their values); one the response lacks is removed from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_copy: Vec<String>,
+}
+
+impl InternalRedirectPolicy {
+    /// Envoy's defaults: one redirect, on 302, same scheme.
+    pub fn new() -> InternalRedirectPolicy {
+        InternalRedirectPolicy::default()
+    }
+
+    /// Sets [`max_internal_redirects`](Self::max_internal_redirects).
+    pub fn max_internal_redirects(mut self, n: u32) -> Self {
+        self.max_internal_redirects = Some(n);
+        self
+    }
+
+    /// Sets [`redirect_response_codes`](Self::redirect_response_codes).
+    pub fn redirect_response_codes(mut self, codes: impl IntoIterator<Item = u32>) -> Self {
+        self.redirect_response_codes = codes.into_iter().collect();
+        self
+    }
+
+    /// Adds a predicate.
+    pub fn predicate(mut self, p: InternalRedirectPredicate) -> Self {
+        self.predicates.push(p);
+        self
+    }
+
+    /// Sets [`allow_cross_scheme_redirect`](Self::allow_cross_scheme_redirect).
+    pub fn allow_cross_scheme_redirect(mut self, allow: bool) -> Self {
+        self.allow_cross_scheme_redirect = Some(allow);
+        self
+    }
+
+    /// Adds a header to [`response_headers_to_copy`](Self::response_headers_to_copy).
+    pub fn copy_response_header(mut self, name: impl Into<String>) -> Self {
+        self.response_headers_to_copy.push(name.into());
+        self
+    }
+}
+
+/// A test of an internal redirect's target route (Envoy's
+/// `envoy.internal_redirect_predicates.*` extensions).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum InternalRedirectPredicate {
+    /// Only these routes (by name) may be redirected to.
+    AllowListedRoutes {
+        /// The route names; at least one, none empty.
+        allowed_route_names: Vec<String>,
+    },
+    /// A route this policy's redirects already led to, in the same
+    /// request, may not be redirected to again (loops end at once).
+    PreviousRoutes {},
+    /// An `https` request may be redirected to `http` or `https`, an
+    /// `http` one only to `http`.
+    SafeCrossScheme {},
 }
 
 /// How long a stream may last on a route (Envoy's
@@ -2052,6 +2140,13 @@ impl Route {
     /// cap, in milliseconds (Envoy's `grpc_timeout_offset`).
     pub fn grpc_timeout_offset_ms(mut self, ms: u64) -> Self {
         self.action_mut().grpc_timeout_offset_ms = Some(ms);
+        self
+    }
+
+    /// Sets the route's internal redirect policy (Envoy's
+    /// `internal_redirect_policy`).
+    pub fn internal_redirect_policy(mut self, p: InternalRedirectPolicy) -> Self {
+        self.action_mut().internal_redirect_policy = Some(p);
         self
     }
 }

@@ -472,6 +472,7 @@ fn route_action(a: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
     if let Some(p) = a.get_mut("retry_policy") {
         retry_policy(p, at, "route.retry_policy", errors);
     }
+    internal_redirect(a, at, errors);
     if let Some(Value::Array(list)) = a.get_mut("hash_policy") {
         for (i, h) in list.iter_mut().enumerate() {
             if let Some(c) = h.get_mut("cookie").and_then(Value::as_object_mut) {
@@ -479,6 +480,82 @@ fn route_action(a: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
                 duration_field(c, "ttl", "ttl_ms", at, &field, errors);
             }
         }
+    }
+}
+
+/// The internal redirect predicates Envoy ships: config type URL, RAUTA's
+/// key.
+const REDIRECT_PREDICATES: [(&str, &str); 3] = [
+    (
+        "type.googleapis.com/envoy.extensions.internal_redirect.allow_listed_routes.v3.AllowListedRoutesConfig",
+        "allow_listed_routes",
+    ),
+    (
+        "type.googleapis.com/envoy.extensions.internal_redirect.previous_routes.v3.PreviousRoutesConfig",
+        "previous_routes",
+    ),
+    (
+        "type.googleapis.com/envoy.extensions.internal_redirect.safe_cross_scheme.v3.SafeCrossSchemeConfig",
+        "safe_cross_scheme",
+    ),
+];
+
+/// `internal_redirect_policy`'s predicates are typed extensions (found by
+/// their config's type URL, as Envoy finds them); the
+/// deprecated `internal_redirect_action: HANDLE_INTERNAL_REDIRECT` (with
+/// `max_internal_redirects`) is a policy, and is ignored beside one.
+fn internal_redirect(a: &mut Map<String, Value>, at: &At, errors: &mut Errors) {
+    let action = a.remove("internal_redirect_action");
+    let max = a.remove("max_internal_redirects");
+    if let Some(p) = a.get_mut("internal_redirect_policy") {
+        let Some(Value::Array(list)) = p.get_mut("predicates") else {
+            return;
+        };
+        for (i, pred) in list.iter_mut().enumerate() {
+            let field = format!("route.internal_redirect_policy.predicates[{i}]");
+            // `typed_config` is required (Envoy's `TypedExtensionConfig`).
+            let type_url = pred
+                .get("typed_config")
+                .and_then(|c| c.get("@type"))
+                .and_then(Value::as_str);
+            let known = REDIRECT_PREDICATES
+                .iter()
+                .find(|(t, _)| type_url == Some(*t));
+            let Some((_, key)) = known else {
+                errors.push(at.error(
+                    ErrorKind::Unsupported,
+                    &field,
+                    "expected a typed_config of an allow_listed_routes, previous_routes or \
+                     safe_cross_scheme predicate (by its @type)",
+                ));
+                continue;
+            };
+            let mut config = match pred.get_mut("typed_config").map(Value::take) {
+                Some(Value::Object(c)) => c,
+                _ => Map::new(),
+            };
+            config.remove("@type");
+            *pred = Value::Object(Map::from_iter([(key.to_string(), Value::Object(config))]));
+        }
+        return;
+    }
+    match action.as_ref().map(|v| v.as_str()) {
+        None | Some(Some("PASS_THROUGH_INTERNAL_REDIRECT")) => {}
+        Some(Some("HANDLE_INTERNAL_REDIRECT")) => {
+            let mut p = Map::new();
+            if let Some(m) = max {
+                p.insert("max_internal_redirects".to_owned(), m);
+            }
+            a.insert("internal_redirect_policy".to_owned(), Value::Object(p));
+        }
+        Some(_) => errors.push(at.error(
+            ErrorKind::Invalid,
+            "route.internal_redirect_action",
+            format!(
+                "expected PASS_THROUGH_INTERNAL_REDIRECT or HANDLE_INTERNAL_REDIRECT, got {}",
+                action.as_ref().map_or(Value::Null, Value::clone)
+            ),
+        )),
     }
 }
 

@@ -70,7 +70,9 @@
 //! per-try and stream timeouts as Envoy works them out (`grpc-timeout`,
 //! `max_stream_duration`, trusted `x-envoy-*` headers);
 //! [`RouteMatch::local_rate_limit`] and [`RouteMatch::cors`] run Envoy's
-//! local rate limit and CORS filters.
+//! local rate limit and CORS filters; [`RouteMatch::internal_redirect`]
+//! decides whether an upstream's redirect is followed inside the proxy
+//! (Envoy's `internal_redirect_policy`).
 //!
 //! # Errors at load time, never at request time
 //!
@@ -127,6 +129,7 @@ mod error;
 mod explain;
 mod format;
 mod index;
+mod internal_redirect;
 mod local;
 mod local_ratelimit;
 mod matchers;
@@ -143,6 +146,9 @@ pub use cors::{Cors, CorsCheck, CorsPreflight, CorsResponse, CORS_FILTER};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use explain::{DomainMatch, Explanation, RouteVerdict};
 pub use format::FormatContext;
+pub use internal_redirect::{
+    InternalRedirect, InternalRedirectPolicy, InternalRedirectRefusal, InternalRedirectState,
+};
 pub use local_ratelimit::{
     LocalRateLimitCounts, LocalRateLimitOutcome, LocalRateLimitVerdict, LocalRateLimiter,
     RateLimitHeaders, LOCAL_RATE_LIMIT_FILTER,

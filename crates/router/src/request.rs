@@ -68,7 +68,10 @@ impl<T: RequestView + ?Sized> RequestView for &T {
     }
 }
 
-fn parts_scheme<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+pub(crate) fn parts_scheme<'a>(
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+) -> Option<&'a str> {
     if let Some(s) = uri.scheme_str() {
         return Some(s);
     }

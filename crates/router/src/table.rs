@@ -499,6 +499,7 @@ pub struct RouteEntry {
     /// configured one, not `routes[N]`): `%ROUTE_NAME%` of an unnamed
     /// route is empty, as in Envoy.
     pub(crate) named: bool,
+    pub(crate) internal_redirect: Option<Box<crate::internal_redirect::InternalRedirectPolicy>>,
 }
 
 impl RouteEntry {
@@ -515,6 +516,24 @@ impl RouteEntry {
     /// The route's name (`routes[N]` for unnamed routes).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The route's name as Envoy has it: empty for an unnamed route.
+    pub(crate) fn envoy_name(&self) -> &str {
+        if self.named {
+            &self.name
+        } else {
+            ""
+        }
+    }
+
+    /// The route's internal redirect policy (Envoy's
+    /// `internal_redirect_policy`), if it has one. See
+    /// [`RouteMatch::internal_redirect`].
+    pub fn internal_redirect_policy(
+        &self,
+    ) -> Option<&crate::internal_redirect::InternalRedirectPolicy> {
+        self.internal_redirect.as_deref()
     }
 
     /// The kind of path condition.
@@ -1712,6 +1731,11 @@ impl<'a> RouteMatch<'a> {
         &self.route.name
     }
 
+    /// The table the route is in.
+    pub(crate) fn table(&self) -> &'a RouteTable {
+        self.table
+    }
+
     /// The `typed_per_filter_config` value for `filter` that applies to
     /// this request: the chosen weighted-cluster entry's, else the
     /// route's, else the virtual host's, else the configuration's (the
@@ -2699,6 +2723,7 @@ pub(crate) fn make_route(
             mirrors: Box::default(),
             metadata: None,
             named: true,
+            internal_redirect: None,
         },
     }
 }
