@@ -105,6 +105,20 @@ fn metrics(state: &State) -> Response<Body> {
         cors.origin_invalid.get(),
         cors.preflights.get()
     );
+    let redirects = state.redirect_counts();
+    let _ = write!(
+        out,
+        "# HELP rauta_proxy_internal_redirects_total Upstream redirects a route's internal_redirect_policy covers, by outcome: followed, or why not.\n\
+         # TYPE rauta_proxy_internal_redirects_total counter\n\
+         rauta_proxy_internal_redirects_total{{result=\"followed\"}} {}\n",
+        redirects.followed.get()
+    );
+    for (reason, n) in redirects.refusals() {
+        let _ = writeln!(
+            out,
+            "rauta_proxy_internal_redirects_total{{result=\"{reason}\"}} {n}"
+        );
+    }
     local_rate_limits(state, &mut out);
     #[cfg(feature = "xdp")]
     if let Some(x) = state.xdp() {
@@ -153,6 +167,10 @@ fn routes(state: &State) -> serde_json::Value {
                         })),
                         "max_grpc_timeout_ms": r.max_grpc_timeout_ms(),
                         "retries": r.retry_policy().map(|p| p.num_retries),
+                        "internal_redirects": r.internal_redirect_policy().map(|p| serde_json::json!({
+                            "max_internal_redirects": p.max_internal_redirects(),
+                            "redirect_response_codes": p.redirect_response_codes().collect::<Vec<_>>(),
+                        })),
                     })
                 })
                 .collect();

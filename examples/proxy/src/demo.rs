@@ -1,19 +1,22 @@
-//! `rauta-proxy --demo`: three in-process upstreams and a route
+//! `rauta-proxy --demo`: four in-process upstreams and a route
 //! configuration that shows host and path routing, a weighted split, Maglev
-//! on a header, CORS, a local rate limit, a redirect and a direct response.
+//! on a header, CORS, a local rate limit, a redirect, an upstream redirect
+//! followed inside the proxy, and a direct response.
 
 use std::net::SocketAddr;
 
 use crate::upstream::{RunningUpstream, Upstream};
 
 /// The demo's route and cluster configuration for upstreams `blue`,
-/// `green` and `gray`.
-pub fn config(blue: SocketAddr, green: SocketAddr, gray: SocketAddr) -> String {
+/// `green` and `gray`, and `legacy` (which answers every request with a
+/// redirect to `/docs/moved`).
+pub fn config(blue: SocketAddr, green: SocketAddr, gray: SocketAddr, legacy: SocketAddr) -> String {
     format!(
         r#"# rauta-proxy demo configuration (see docs/proxy.md)
 clusters:
   - {{name: blue, endpoints: ["{blue}"]}}
   - {{name: green, endpoints: ["{green}"]}}
+  - {{name: legacy, endpoints: ["{legacy}"]}}
   - name: users
     lb_policy: maglev
     endpoints: ["{blue}", "{green}", "{gray}"]
@@ -59,6 +62,9 @@ routes:
         - name: old-docs
           match: {{path_separated_prefix: /old-docs}}
           action: {{redirect: {{prefix_rewrite: /docs, response_code: MOVED_PERMANENTLY}}}}
+        - name: legacy
+          match: {{prefix: /legacy}}
+          action: {{cluster: legacy, internal_redirect_policy: {{}}}}
         - name: health
           match: {{path: /healthz}}
           action: {{direct_response: {{status: 200, body: "ok\n"}}}}
@@ -82,6 +88,8 @@ pub struct Upstreams {
     pub green: RunningUpstream,
     /// The `gray` upstream.
     pub gray: RunningUpstream,
+    /// The `legacy` upstream: a 302 to `/docs/moved` for every request.
+    pub legacy: RunningUpstream,
 }
 
 impl Upstreams {
@@ -95,12 +103,22 @@ impl Upstreams {
             blue: Upstream::new("blue").spawn().await?,
             green: Upstream::new("green").spawn().await?,
             gray: Upstream::new("gray").spawn().await?,
+            legacy: Upstream::new("legacy")
+                .status(302)
+                .header("location", "http://localhost/docs/moved")
+                .spawn()
+                .await?,
         })
     }
 
     /// The demo configuration over these upstreams.
     pub fn config(&self) -> String {
-        config(self.blue.addr(), self.green.addr(), self.gray.addr())
+        config(
+            self.blue.addr(),
+            self.green.addr(),
+            self.gray.addr(),
+            self.legacy.addr(),
+        )
     }
 }
 
@@ -125,6 +143,8 @@ pub fn curl_commands(addr: SocketAddr, admin: Option<SocketAddr>) -> String {
          curl -si -H 'host: api.localhost' http://{addr}/login | grep -i '^HTTP\\|^x-ratelimit'\n\
          # a redirect and a direct response\n\
          curl -si http://{addr}/old-docs/intro | head -n 4\n\
+         # legacy answers 302 to /docs/moved: the proxy follows it (internal_redirect_policy)\n\
+         curl -s http://{addr}/legacy/page\n\
          curl -s http://{addr}/healthz\n\
          # HTTP/2 without TLS (h2c, prior knowledge)\n\
          curl -s --http2-prior-knowledge http://{addr}/hello\n"
@@ -134,6 +154,7 @@ pub fn curl_commands(addr: SocketAddr, admin: Option<SocketAddr>) -> String {
             "# admin\n\
              curl -s http://{a}/metrics | grep rauta_route_requests_total\n\
              curl -s http://{a}/metrics | grep rauta_proxy_local_rate_limit_total\n\
+             curl -s http://{a}/metrics | grep rauta_proxy_internal_redirects_total\n\
              curl -s http://{a}/routes\n\
              curl -s http://{a}/config\n"
         ));

@@ -40,6 +40,7 @@ pub mod downstream;
 pub mod h1;
 pub mod mirror;
 pub mod proxy;
+pub mod redirect;
 pub mod state;
 pub mod upstream;
 #[cfg(feature = "xdp")]

@@ -11,8 +11,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use rauta_balance::{HashInput, Pick};
 use rauta_router::{
-    ActionKind, CorsCheck, Decision, FormatContext, LocalRateLimitOutcome, LocalRateLimitVerdict,
-    RateLimitContext, RetryPolicy, RouteMatch,
+    ActionKind, CorsCheck, Decision, FormatContext, InternalRedirectState, LocalRateLimitOutcome,
+    LocalRateLimitVerdict, RateLimitContext, RetryPolicy, RouteMatch,
 };
 
 use crate::cluster::Cluster;
@@ -764,6 +764,120 @@ where
     handle_parts(state, client, peer, parts, body, request_id, started, timer)
 }
 
+/// One request: its first pass and, after internal redirects, the next
+/// ones, one at a time.
+#[allow(clippy::too_many_arguments)]
+async fn handle_parts<B>(
+    state: &State,
+    client: &UpstreamClient,
+    peer: Peer,
+    parts: http::request::Parts,
+    body: B,
+    request_id: HeaderValue,
+    started: Instant,
+    mut timer: Option<&mut ConnTimer>,
+) -> Result<Reply, std::convert::Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let first = handle_pass(
+        state,
+        client,
+        peer,
+        parts,
+        body,
+        request_id.clone(),
+        started,
+        timer.as_deref_mut(),
+        InternalRedirectState::new(),
+    )
+    .await;
+    match first {
+        Pass::Done(reply) => Ok(reply),
+        Pass::Again(next) => {
+            Ok(next_passes(state, client, peer, *next, request_id, started, timer).await)
+        }
+    }
+}
+
+/// What a pass ends in: the answer, or the request as an internal redirect
+/// made it, to route afresh. (The answer is not boxed: it is what nearly
+/// every pass ends in, and boxing it would allocate once per request.)
+#[allow(clippy::large_enum_variant)]
+enum Pass {
+    Done(Reply),
+    Again(Box<Again>),
+}
+
+struct Again {
+    parts: http::request::Parts,
+    body: Body,
+    redirects: InternalRedirectState,
+}
+
+/// The passes after the first, in turn (boxed, so the first pass's
+/// future stays the size it was; a loop, so passes do not nest).
+fn next_passes<'a>(
+    state: &'a State,
+    client: &'a UpstreamClient,
+    peer: Peer,
+    mut next: Again,
+    request_id: HeaderValue,
+    started: Instant,
+    mut timer: Option<&'a mut ConnTimer>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + 'a>> {
+    Box::pin(async move {
+        loop {
+            let pass = handle_pass(
+                state,
+                client,
+                peer,
+                next.parts,
+                next.body,
+                request_id.clone(),
+                started,
+                timer.as_deref_mut(),
+                next.redirects,
+            )
+            .await;
+            match pass {
+                Pass::Done(reply) => return reply,
+                Pass::Again(again) => next = *again,
+            }
+        }
+    })
+}
+
+/// The request's scheme is the connection's, `http` (the proxy does not
+/// terminate TLS), whatever the client says: Envoy's connection manager
+/// at the edge overwrites `x-forwarded-proto`, and the router reads the
+/// scheme from it (`require_tls`, internal redirects) or, for HTTP/2, from
+/// `:scheme`. Otherwise a client could lift `require_tls` by claiming
+/// `https`.
+fn plain_http(parts: &mut http::request::Parts) {
+    if parts
+        .headers
+        .get(X_FORWARDED_PROTO)
+        .is_none_or(|v| v.as_bytes() != b"http")
+    {
+        parts
+            .headers
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if parts
+        .uri
+        .scheme()
+        .is_some_and(|s| *s != http::uri::Scheme::HTTP)
+    {
+        let mut p = parts.uri.clone().into_parts();
+        p.scheme = Some(http::uri::Scheme::HTTP);
+        if let Ok(uri) = http::Uri::from_parts(p) {
+            parts.uri = uri;
+        }
+    }
+}
+
 /// Header names a client may not send: the `x-envoy-` headers are the
 /// proxy's and the router's own (`x-envoy-internal` is what
 /// `require_tls: EXTERNAL_ONLY` reads, `x-envoy-original-path` what a
@@ -791,8 +905,10 @@ fn scrub_headers(headers: &mut HeaderMap, action: UnderscoreAction) -> Result<()
     Ok(())
 }
 
+/// One pass of a request through routing and forwarding (the first, or
+/// one after an internal redirect).
 #[allow(clippy::too_many_arguments)]
-async fn handle_parts<B>(
+async fn handle_pass<B>(
     state: &State,
     client: &UpstreamClient,
     peer: Peer,
@@ -800,8 +916,9 @@ async fn handle_parts<B>(
     body: B,
     request_id: HeaderValue,
     started: Instant,
-    timer: Option<&mut ConnTimer>,
-) -> Result<Reply, std::convert::Infallible>
+    mut timer: Option<&mut ConnTimer>,
+    mut redirects: InternalRedirectState,
+) -> Pass
 where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -819,13 +936,22 @@ where
         )
         .into();
         access_log(&parts, &resp, &log, started, &request_id, remote);
-        return Ok(resp);
+        return Pass::Done(resp);
     }
-    if let Err(why) = scrub_headers(&mut parts.headers, rt.underscores) {
+    // (A redirected request's fields are the proxy's own by now: its
+    // `x-envoy-original-url` stays.)
+    let scrubbed = match redirects.followed() {
+        0 => {
+            plain_http(&mut parts);
+            scrub_headers(&mut parts.headers, rt.underscores)
+        }
+        _ => Ok(()),
+    };
+    if let Err(why) = scrubbed {
         log.detail = why;
         let resp: Reply = text(StatusCode::BAD_REQUEST, format!("bad request: {why}\n")).into();
         access_log(&parts, &resp, &log, started, &request_id, remote);
-        return Ok(resp);
+        return Pass::Done(resp);
     }
     // Only the match lives on across the await below (the decision it
     // came in is not kept in the future).
@@ -834,7 +960,7 @@ where
         other => {
             let resp = not_routed(other, &parts, &mut log);
             access_log(&parts, &resp, &log, started, &request_id, remote);
-            return Ok(resp);
+            return Pass::Done(resp);
         }
     };
     let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
@@ -863,7 +989,7 @@ where
                 a.finish_with_latency(resp.status().as_u16(), started.elapsed());
             }
             access_log(&parts, &resp, &log, started, &request_id, remote);
-            return Ok(resp);
+            return Pass::Done(resp);
         }
         Some(CorsCheck::Forward(r)) => Some(r),
         _ => None,
@@ -892,7 +1018,7 @@ where
             a.finish_with_latency(resp.status().as_u16(), started.elapsed());
         }
         access_log(&parts, &resp, &log, started, &request_id, remote);
-        return Ok(resp);
+        return Pass::Done(resp);
     }
     let not_enforced = limit
         .as_ref()
@@ -902,6 +1028,87 @@ where
     // format something.
     let formats = m.formats_header_values();
     let mut resp: Reply = match forwards_to(&rt, &m, &mut log) {
+        // A route that follows its upstream's redirects keeps the request's
+        // body for a second pass.
+        Some(c) if m.route().internal_redirect_policy().is_some() => {
+            let (body, kept) = crate::redirect::Keep::new(Body::new(body));
+            let mut resp = forward(
+                &rt,
+                client,
+                c,
+                &parts,
+                Body::new(body),
+                peer,
+                &m,
+                started,
+                formats,
+                redirects.followed() == 0,
+                not_enforced,
+                &mut log,
+                timer.as_deref_mut(),
+            )
+            .await;
+            let status = resp.status().as_u16();
+            let covered = m
+                .route()
+                .internal_redirect_policy()
+                .is_some_and(|p| p.redirects_on(status));
+            // Envoy's order: the request received in full, its body kept,
+            // then the answer's Location and the policy.
+            // The decision reads the request as it went upstream (the
+            // route's edits made), and the next pass starts from it, as
+            // Envoy's router edits the request in place.
+            let sent = log.sent.take();
+            let next = match covered.then(|| kept.body()) {
+                None => None,
+                Some(Err(why)) => Some(Err(why)),
+                Some(Ok(body)) => m
+                    .internal_redirect(
+                        sent.as_deref().unwrap_or(&parts),
+                        status,
+                        resp.headers_mut(),
+                        &mut redirects,
+                        random_u64(),
+                    )
+                    .map(|r| r.map(|r| (r, body))),
+            };
+            match next {
+                Some(Ok((r, body))) => {
+                    state.redirect_counts().followed.inc();
+                    // This pass ends here, counted on its route with the
+                    // upstream's status; the next one is routed afresh.
+                    if let Some(a) = active {
+                        if let Some(d) = log.upstream_time {
+                            a.upstream_latency(d);
+                        }
+                        a.finish_with_latency(status, started.elapsed());
+                    }
+                    drop((resp, cors, limit, log));
+                    let mut parts = sent.map_or(parts, |s| *s);
+                    r.apply(&mut parts);
+                    let body = if r.changes_method_to_get() {
+                        empty()
+                    } else {
+                        body
+                    };
+                    return Pass::Again(Box::new(Again {
+                        parts,
+                        body,
+                        redirects,
+                    }));
+                }
+                Some(Err(why)) => {
+                    state.redirect_counts().refused(why);
+                    tracing::debug!(%why, status, "internal redirect not followed");
+                    log.sent = sent;
+                    resp
+                }
+                None => {
+                    log.sent = sent;
+                    resp
+                }
+            }
+        }
         Some(c) => {
             forward(
                 &rt,
@@ -913,6 +1120,7 @@ where
                 &m,
                 started,
                 formats,
+                redirects.followed() == 0,
                 not_enforced,
                 &mut log,
                 timer,
@@ -951,7 +1159,7 @@ where
         a.finish_with_latency(resp.status().as_u16(), started.elapsed());
     }
     access_log(&parts, &resp, &log, started, &request_id, remote);
-    Ok(resp)
+    Pass::Done(resp)
 }
 
 /// The answer to a request the local rate limit refuses: its status and
@@ -1154,6 +1362,7 @@ async fn forward<B>(
     m: &RouteMatch<'_>,
     started: Instant,
     formats: bool,
+    first_pass: bool,
     not_enforced: Option<&LocalRateLimitOutcome<'_>>,
     log: &mut Log<'_>,
     mut timer: Option<&mut ConnTimer>,
@@ -1172,7 +1381,12 @@ where
     let ip = ip_value(remote.ip());
     // The client's address goes after every address already listed (all
     // lines of the field, in order).
-    let xff = if headers.get(&X_FORWARDED_FOR).is_some() {
+    // (Once: a pass after an internal redirect starts from the request as
+    // it went upstream, as Envoy's connection manager leaves a request it
+    // made itself alone.)
+    let xff = if !first_pass {
+        None
+    } else if headers.get(&X_FORWARDED_FOR).is_some() {
         let mut v = Vec::with_capacity(64);
         for prev in headers.all(&X_FORWARDED_FOR) {
             v.extend_from_slice(prev.as_bytes());
@@ -1223,7 +1437,9 @@ where
         }
     }
 
-    if formats && m.edits_response() {
+    // (Also for a route that follows redirects: the next pass starts from
+    // the request as it went.)
+    if formats && m.edits_response() || m.route().internal_redirect_policy().is_some() {
         log.sent = sent_request(parts, &path, &headers).map(Box::new);
     }
 

@@ -66,6 +66,7 @@ pub struct State {
     reloads_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
     cors: CorsCounts,
+    redirects: crate::redirect::RedirectCounts,
     #[cfg(feature = "xdp")]
     xdp: Option<crate::xdp::Xdp>,
 }
@@ -144,6 +145,7 @@ impl State {
             reloads_failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
             cors: CorsCounts::default(),
+            redirects: Default::default(),
             #[cfg(feature = "xdp")]
             xdp: None,
         })
@@ -180,6 +182,11 @@ impl State {
     /// CORS outcomes so far.
     pub fn cors_counts(&self) -> &CorsCounts {
         &self.cors
+    }
+
+    /// Internal redirect outcomes so far.
+    pub fn redirect_counts(&self) -> &crate::redirect::RedirectCounts {
+        &self.redirects
     }
 
     /// (successful, failed) reloads so far.

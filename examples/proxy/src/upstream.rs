@@ -28,6 +28,7 @@ pub struct Upstream {
     name: String,
     status: u16,
     delay: Duration,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl Upstream {
@@ -37,12 +38,25 @@ impl Upstream {
             name: name.into(),
             status: 200,
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 
     /// Answers with `status`.
     pub fn status(mut self, status: u16) -> Upstream {
         self.status = status;
+        self
+    }
+
+    /// Adds a field to every answer (a `location` for a redirect, say).
+    ///
+    /// # Panics
+    ///
+    /// When `name` or `value` is not a valid field name or value.
+    pub fn header(mut self, name: &str, value: &str) -> Upstream {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("a valid field name");
+        let value = HeaderValue::from_str(value).expect("a valid field value");
+        self.headers.push((name, value));
         self
     }
 
@@ -154,6 +168,9 @@ impl Upstream {
         );
         if let Ok(v) = HeaderValue::from_str(&self.name) {
             r.headers_mut().insert("x-upstream", v);
+        }
+        for (n, v) in &self.headers {
+            r.headers_mut().append(n.clone(), v.clone());
         }
         r
     }

@@ -84,6 +84,11 @@ async fn demo_serves_its_routes() {
     let r = get(&c, addr, "", "/old-docs/intro").await;
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(r.headers["location"], format!("http://{addr}/docs/intro"));
+    // legacy's 302 is followed inside the proxy, to the docs route.
+    let r = get(&c, addr, "", "/legacy/page").await;
+    assert_eq!((r.status, r.upstream().as_str()), (StatusCode::OK, "green"));
+    assert_eq!(r.json()["path"], "/docs/moved");
+    assert_eq!(r.seen("x-section").as_deref(), Some("docs"));
     let r = send(
         &c,
         addr,

@@ -468,11 +468,14 @@ routes:
             up.addr()
         )
     };
+    // (A client's `x-forwarded-proto: https` does not lift `require_tls`
+    // either: the scheme is the connection's.)
     let spoofed = [
         ("x-envoy-internal", "true"),
         ("x-envoy-original-path", "/admin"),
         ("x_user", "root"),
         ("x-user", "alice"),
+        ("x-forwarded-proto", "https"),
     ];
     let c = http1();
     for (action, underscore_seen) in [
@@ -489,6 +492,7 @@ routes:
         assert_eq!(r.seen("x-user").as_deref(), Some("alice"));
         assert_eq!(r.seen("x-envoy-internal"), None);
         assert_eq!(r.seen("x-envoy-original-path"), None);
+        assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
         let r = send(&c, proxy.addr(), "secure.test", "/x", &spoofed)
             .await
             .expect("request");
@@ -571,23 +575,6 @@ routes:
     assert_eq!(shadow.body_bytes(), 40_000);
     assert_eq!(up.body_bytes(), 40_000);
     // Ten frames and no length: the client sends it chunked.
-    struct Chunks(u32);
-    impl hyper::body::Body for Chunks {
-        type Data = bytes::Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
-        {
-            if self.0 == 0 {
-                return std::task::Poll::Ready(None);
-            }
-            self.0 -= 1;
-            let data = bytes::Bytes::from_static(&[b'y'; 1000]);
-            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
-        }
-    }
     let chunked_client = http1_with::<Chunks>();
     let req = http::Request::post(format!("http://{}/m/stream", proxy.addr()))
         .body(Chunks(10))
@@ -1454,4 +1441,221 @@ routes:
     .unwrap();
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body, "no route\n");
+}
+
+/// Internal redirects: an upstream's redirect that the route's
+/// `internal_redirect_policy` covers is followed by the proxy (routed
+/// afresh, with the body again, or as a GET after a 303), and one it
+/// cannot follow goes to the client as it came; `/metrics` counts both.
+#[tokio::test]
+async fn internal_redirects_are_followed_and_counted() {
+    let redirecting = |name: &str, status: u16, location: &str| {
+        Upstream::new(name)
+            .status(status)
+            .header("location", location)
+            .header("x-trace", "t1")
+            .spawn()
+    };
+    let shop = Upstream::new("shop").spawn().await.unwrap();
+    let found = redirecting("found", 302, "http://shop.example/new/cart#top")
+        .await
+        .unwrap();
+    let see = redirecting("see", 303, "http://shop.example/new/done")
+        .await
+        .unwrap();
+    let temp = redirecting("temp", 307, "http://shop.example/new/post")
+        .await
+        .unwrap();
+    let looper = redirecting("looper", 307, "http://shop.example/loop/again")
+        .await
+        .unwrap();
+    let secure = redirecting("secure", 302, "https://shop.example/new")
+        .await
+        .unwrap();
+    let lost = redirecting("lost", 302, "http://nowhere.example/")
+        .await
+        .unwrap();
+    let codes = "redirect_response_codes: [302, 303, 307]";
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: shop, endpoints: ["{}"]}}
+  - {{name: found, endpoints: ["{}"]}}
+  - {{name: see, endpoints: ["{}"]}}
+  - {{name: temp, endpoints: ["{}"]}}
+  - {{name: looper, endpoints: ["{}"]}}
+  - {{name: secure, endpoints: ["{}"]}}
+  - {{name: lost, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: shop
+      domains: ["shop.example"]
+      routes:
+        - name: old
+          match: {{prefix: /old}}
+          request_headers_to_add: [{{header: {{key: x-from-old, value: "1"}}}}]
+          action: {{cluster: found, prefix_rewrite: /legacy, internal_redirect_policy: {{response_headers_to_copy: [x-trace]}}}}
+        - {{name: plain, match: {{prefix: /plain}}, action: {{cluster: found}}}}
+        - {{name: see, match: {{prefix: /see}}, action: {{cluster: see, internal_redirect_policy: {{{codes}}}}}}}
+        - {{name: temp, match: {{prefix: /temp}}, action: {{cluster: temp, internal_redirect_policy: {{{codes}}}}}}}
+        - {{name: loop, match: {{prefix: /loop}}, action: {{cluster: looper, internal_redirect_policy: {{{codes}, max_internal_redirects: 3}}}}}}
+        - {{name: secure, match: {{prefix: /secure}}, action: {{cluster: secure, internal_redirect_policy: {{}}}}}}
+        - {{name: lost, match: {{prefix: /lost}}, action: {{cluster: lost, internal_redirect_policy: {{}}}}}}
+        - {{name: new, match: {{prefix: /}}, action: {{cluster: shop}}}}
+"#,
+        shop.addr(),
+        found.addr(),
+        see.addr(),
+        temp.addr(),
+        looper.addr(),
+        secure.addr(),
+        lost.addr()
+    );
+    let proxy = start(&yaml).await;
+    let c = http1();
+
+    // A 302 followed: the shop answers the request as it went on, which
+    // is the request as it went to the first upstream (the first route's
+    // rewrite and headers kept, as Envoy's router edits the request in
+    // place), with the copied header. A client's own `x-envoy-*` fields
+    // and scheme get through on neither pass.
+    let spoofed = [
+        ("x-trace", "mine"),
+        ("x-envoy-original-url", "http://evil/"),
+        ("x-envoy-internal", "true"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let r = send(&c, proxy.addr(), "shop.example", "/old/a?x=1", &spoofed)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.upstream(), "shop");
+    assert_eq!(r.json()["path"], "/new/cart");
+    assert_eq!(r.seen("host").as_deref(), Some("shop.example"));
+    assert_eq!(
+        r.seen("x-envoy-original-url").as_deref(),
+        Some("http://shop.example/legacy/a?x=1")
+    );
+    assert_eq!(
+        r.seen("x-envoy-original-path").as_deref(),
+        Some("/old/a?x=1")
+    );
+    assert_eq!(r.seen("x-from-old").as_deref(), Some("1"));
+    assert_eq!(r.seen("x-trace").as_deref(), Some("t1"));
+    assert_eq!(r.seen("x-envoy-internal"), None);
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
+    // The client's address once, not once per pass.
+    assert_eq!(r.seen("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert!(r.headers.get("location").is_none());
+    assert_eq!(found.served(), 1);
+
+    // A route without a policy passes the redirect on.
+    let r = send(&c, proxy.addr(), "shop.example", "/plain", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.headers["location"], "http://shop.example/new/cart#top");
+    assert_eq!(found.served(), 2);
+
+    // A 303 makes a POST a GET without its body; a 307 sends the body
+    // again.
+    let post = http1_with::<http_body_util::Full<bytes::Bytes>>();
+    let posted = |path: &str, body: Vec<u8>| {
+        let req = http::Request::post(format!("http://{}{path}", proxy.addr()))
+            .header("host", "shop.example")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let post = &post;
+        async move {
+            let resp = tokio::time::timeout(REQUEST_BOUND, post.request(req))
+                .await
+                .expect("in time")
+                .expect("response");
+            let status = resp.status();
+            let location = resp.headers().get("location").cloned();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            (status, location, json)
+        }
+    };
+    let (status, _, json) = posted("/see", b"hello".to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&json["upstream"], &json["method"], &json["path"]),
+        (&"shop".into(), &"GET".into(), &"/new/done".into())
+    );
+    assert_eq!(json["body_len"], 0);
+    assert_eq!(json["headers"]["content-length"], serde_json::Value::Null);
+    let (status, _, json) = posted("/temp", b"hello".to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&json["method"], &json["path"]),
+        (&"POST".into(), &"/new/post".into())
+    );
+    assert_eq!(json["body_len"], 5);
+    assert_eq!(temp.served(), 1);
+    // A body sent chunked is kept as it goes, and sent again.
+    let chunked = http1_with::<Chunks>();
+    let req = http::Request::post(format!("http://{}/temp", proxy.addr()))
+        .header("host", "shop.example")
+        .body(Chunks(10))
+        .unwrap();
+    let resp = tokio::time::timeout(REQUEST_BOUND, chunked.request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (&json["upstream"], &json["body_len"]),
+        (&"shop".into(), &10_000.into())
+    );
+    // A body larger than the proxy keeps: the 307 goes to the client.
+    let big = vec![b'x'; rauta_proxy::redirect::BODY_LIMIT + 1];
+    let (status, location, _) = posted("/temp", big).await;
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(location.unwrap(), "http://shop.example/new/post");
+
+    // A loop ends after max_internal_redirects (3): four upstream answers,
+    // the last one passed on.
+    let r = send(&c, proxy.addr(), "shop.example", "/loop", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(looper.served(), 4);
+    // http to https is not followed by default, whatever the client
+    // claims its scheme is.
+    for claim in [&[][..], &[("x-forwarded-proto", "https")][..]] {
+        let r = send(&c, proxy.addr(), "shop.example", "/secure", claim)
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::FOUND);
+        assert_eq!(r.headers["location"], "https://shop.example/new");
+    }
+    // A Location no route serves.
+    let r = send(&c, proxy.addr(), "shop.example", "/lost", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.headers["location"], "http://nowhere.example/");
+
+    let metrics = admin(&proxy, "/metrics").await;
+    for (result, n) in [
+        ("followed", 7),
+        ("too_many_redirects", 1),
+        ("unsafe_scheme", 2),
+        ("body_too_large", 1),
+        ("no_route", 1),
+        ("request_incomplete", 0),
+    ] {
+        let line = format!("rauta_proxy_internal_redirects_total{{result=\"{result}\"}} {n}\n");
+        assert!(metrics.contains(&line), "{line}in\n{metrics}");
+    }
 }

@@ -44,6 +44,26 @@ where
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
+/// A request body of this many 1,000-byte frames and no length (an
+/// HTTP/1.1 client sends it chunked).
+pub struct Chunks(pub u32);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.0 -= 1;
+        let data = Bytes::from_static(&[b'y'; 1000]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+    }
+}
+
 pub fn h2c() -> TestClient {
     Client::builder(TokioExecutor::new())
         .http2_only(true)

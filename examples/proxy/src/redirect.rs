@@ -1,0 +1,242 @@
+//! Internal redirects: the request body of a route that follows its
+//! upstream's redirects is kept, as it goes upstream, for a second pass
+//! (Envoy keeps it in its retry buffer), and the outcomes are counted.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use rauta_router::InternalRedirectRefusal;
+use rauta_stats::Counter;
+
+use crate::proxy::{Body, BoxError};
+
+/// The most request body kept for a second pass: Envoy's default buffer
+/// limit (`per_connection_buffer_limit_bytes`, 1 MiB). A larger body is
+/// not kept, and a redirect of its request is not followed.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+#[derive(Debug, Default)]
+struct Store {
+    chunks: Vec<Bytes>,
+    size: usize,
+    ended: bool,
+    over: bool,
+}
+
+/// What a [`Keep`] body has seen of the request's body.
+#[derive(Debug, Clone, Default)]
+pub struct Kept(Arc<Mutex<Store>>);
+
+impl Kept {
+    /// The body for a second pass: `Ok` with the whole body when it was
+    /// read to its end within [`BODY_LIMIT`], else why not.
+    pub fn body(&self) -> Result<Body, InternalRedirectRefusal> {
+        let store = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !store.ended {
+            return Err(InternalRedirectRefusal::RequestIncomplete);
+        }
+        if store.over {
+            return Err(InternalRedirectRefusal::RequestBodyTooLarge);
+        }
+        Ok(match store.chunks.as_slice() {
+            [] => crate::proxy::empty(),
+            [one] => crate::proxy::full(one.clone()),
+            many => {
+                let mut all = BytesMut::with_capacity(store.size);
+                for c in many {
+                    all.extend_from_slice(c);
+                }
+                crate::proxy::full(all.freeze())
+            }
+        })
+    }
+}
+
+/// A request body that keeps what it passes on (the chunks are shared,
+/// not copied), up to [`BODY_LIMIT`].
+#[derive(Debug)]
+pub struct Keep {
+    inner: Body,
+    kept: Kept,
+}
+
+impl Keep {
+    /// Keeps `body` as it is read.
+    pub fn new(body: Body) -> (Keep, Kept) {
+        let kept = Kept::default();
+        // A body known to be empty is whole (the upstream client does not
+        // read one whose length is 0).
+        if body.is_end_stream() || body.size_hint().exact() == Some(0) {
+            kept.0.lock().unwrap_or_else(|e| e.into_inner()).ended = true;
+        }
+        (
+            Keep {
+                inner: body,
+                kept: kept.clone(),
+            },
+            kept,
+        )
+    }
+}
+
+impl HttpBody for Keep {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let out = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = matches!(out, Poll::Ready(None)) || self.inner.is_end_stream();
+        if let Poll::Ready(Some(Ok(frame))) = &out {
+            let mut s = self.kept.0.lock().unwrap_or_else(|e| e.into_inner());
+            match frame.data_ref() {
+                Some(data) if !s.over => {
+                    if s.size + data.len() > BODY_LIMIT {
+                        s.over = true;
+                        s.chunks = Vec::new();
+                    } else {
+                        s.size += data.len();
+                        s.chunks.push(data.clone());
+                    }
+                }
+                // Trailers are not forwarded (see docs/proxy.md).
+                _ => {}
+            }
+        }
+        if ended {
+            self.kept.0.lock().unwrap_or_else(|e| e.into_inner()).ended = true;
+        }
+        out
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Internal redirect outcomes: followed, and each reason one was not
+/// (Envoy's `upstream_internal_redirect_succeeded_total` and
+/// `passthrough_internal_redirect_*`).
+#[derive(Debug, Default)]
+pub struct RedirectCounts {
+    /// Redirects followed.
+    pub followed: Counter,
+    refused: [Counter; REASONS.len()],
+}
+
+/// Every refusal, in the order its counter is kept.
+const REASONS: [&str; 8] = [
+    "request_incomplete",
+    "body_too_large",
+    "missing_location",
+    "bad_location",
+    "unsafe_scheme",
+    "too_many_redirects",
+    "no_route",
+    "predicate",
+];
+
+impl RedirectCounts {
+    /// Counts a redirect not followed.
+    pub fn refused(&self, why: InternalRedirectRefusal) {
+        if let Some(i) = REASONS.iter().position(|r| *r == why.as_str()) {
+            self.refused[i].inc();
+        }
+    }
+
+    /// (reason, count) for every reason.
+    pub fn refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REASONS
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, c)| (*r, c.get()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A body of these chunks, one frame each.
+    struct Chunks(std::collections::VecDeque<Bytes>);
+
+    impl HttpBody for Chunks {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> Body {
+        Body::new(Chunks(
+            parts.iter().map(|p| Bytes::from_static(p)).collect(),
+        ))
+    }
+
+    async fn text(b: Body) -> String {
+        let bytes = b.collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_end_is_kept_whole() {
+        let (keep, kept) = Keep::new(chunks(&[b"ab", b"cd", b"e"]));
+        assert_eq!(
+            kept.body().err(),
+            Some(InternalRedirectRefusal::RequestIncomplete)
+        );
+        assert_eq!(text(Body::new(keep)).await, "abcde");
+        assert_eq!(text(kept.body().unwrap()).await, "abcde");
+        // An empty body is whole at once.
+        let (_keep, kept) = Keep::new(crate::proxy::empty());
+        assert_eq!(text(kept.body().unwrap()).await, "");
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_not_kept() {
+        static BIG: [u8; BODY_LIMIT] = [b'x'; BODY_LIMIT];
+        let (keep, kept) = Keep::new(chunks(&[&BIG, b"!"]));
+        let all = Body::new(keep).collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), BODY_LIMIT + 1);
+        assert_eq!(
+            kept.body().err(),
+            Some(InternalRedirectRefusal::RequestBodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn every_refusal_has_a_counter() {
+        use InternalRedirectRefusal as No;
+        let c = RedirectCounts::default();
+        for why in [
+            No::RequestIncomplete,
+            No::RequestBodyTooLarge,
+            No::MissingLocation,
+            No::BadLocation,
+            No::UnsafeScheme,
+            No::TooManyRedirects,
+            No::NoRoute,
+            No::Predicate("p"),
+        ] {
+            c.refused(why);
+        }
+        assert!(c.refusals().all(|(_, n)| n == 1));
+    }
+}
