@@ -777,7 +777,8 @@ impl InternalRedirectPolicy {
 pub enum InternalRedirectPredicate {
     /// Only these routes (by name) may be redirected to.
     AllowListedRoutes {
-        /// The route names; at least one, none empty.
+        /// The route names (none empty; an empty list refuses every
+        /// target).
         allowed_route_names: Vec<String>,
     },
     /// A route this policy's redirects already led to, in the same

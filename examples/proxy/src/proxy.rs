@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use rauta_balance::{HashInput, Pick};
 use rauta_router::{
     ActionKind, CorsCheck, Decision, FormatContext, InternalRedirectState, LocalRateLimitOutcome,
-    LocalRateLimitVerdict, RateLimitContext, RetryPolicy, RouteMatch,
+    LocalRateLimitVerdict, RateLimitContext, RequestView, RetryPolicy, RouteMatch,
 };
 
 use crate::cluster::Cluster;
@@ -718,7 +718,9 @@ struct Log<'a> {
     detail: &'static str,
     /// The request as sent upstream (after the route's mutations and
     /// rewrites), kept only for a route whose response header values
-    /// format something: their `%REQ(...)%` reads it, as Envoy's do.
+    /// format something (their `%REQ(...)%` reads it, as Envoy's do) or
+    /// for an answer the route's internal redirect policy may follow (the
+    /// next pass starts from it).
     /// Boxed: the log lives in the request's future.
     sent: Option<Box<http::request::Parts>>,
 }
@@ -761,92 +763,96 @@ where
             v
         }
     };
-    handle_parts(state, client, peer, parts, body, request_id, started, timer)
-}
-
-/// One request: its first pass and, after internal redirects, the next
-/// ones, one at a time.
-#[allow(clippy::too_many_arguments)]
-async fn handle_parts<B>(
-    state: &State,
-    client: &UpstreamClient,
-    peer: Peer,
-    parts: http::request::Parts,
-    body: B,
-    request_id: HeaderValue,
-    started: Instant,
-    mut timer: Option<&mut ConnTimer>,
-) -> Result<Reply, std::convert::Infallible>
-where
-    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: Into<BoxError>,
-{
-    let first = handle_pass(
+    handle_pass(
         state,
         client,
         peer,
         parts,
         body,
-        request_id.clone(),
+        request_id,
         started,
-        timer.as_deref_mut(),
+        timer,
         InternalRedirectState::new(),
+        None,
     )
-    .await;
-    match first {
-        Pass::Done(reply) => Ok(reply),
-        Pass::Again(next) => {
-            Ok(next_passes(state, client, peer, *next, request_id, started, timer).await)
-        }
-    }
 }
 
-/// What a pass ends in: the answer, or the request as an internal redirect
-/// made it, to route afresh. (The answer is not boxed: it is what nearly
-/// every pass ends in, and boxing it would allocate once per request.)
-#[allow(clippy::large_enum_variant)]
-enum Pass {
-    Done(Reply),
-    Again(Box<Again>),
-}
-
+/// A request an internal redirect made, for its next pass.
 struct Again {
     parts: http::request::Parts,
     body: Body,
     redirects: InternalRedirectState,
 }
 
-/// The passes after the first, in turn (boxed, so the first pass's
-/// future stays the size it was; a loop, so passes do not nest).
+/// The passes after the first, in turn: each hands the request back
+/// when it follows a redirect, so passes do not nest (boxed, so that the
+/// first pass's future does not hold them).
 fn next_passes<'a>(
     state: &'a State,
     client: &'a UpstreamClient,
     peer: Peer,
-    mut next: Again,
+    first: Box<Again>,
     request_id: HeaderValue,
     started: Instant,
     mut timer: Option<&'a mut ConnTimer>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + 'a>> {
     Box::pin(async move {
+        let mut next = first;
         loop {
-            let pass = handle_pass(
+            let Again {
+                parts,
+                body,
+                redirects,
+            } = *next;
+            let mut handed = None;
+            let reply = handle_pass(
                 state,
                 client,
                 peer,
-                next.parts,
-                next.body,
+                parts,
+                body,
                 request_id.clone(),
                 started,
                 timer.as_deref_mut(),
-                next.redirects,
+                redirects,
+                Some(&mut handed),
             )
             .await;
-            match pass {
-                Pass::Done(reply) => return reply,
-                Pass::Again(again) => next = *again,
+            match (handed, reply) {
+                (Some(again), _) => next = again,
+                (None, Ok(reply)) => return reply,
+                (None, Err(never)) => match never {},
             }
         }
     })
+}
+
+/// The request as it went upstream, with the scheme the connection gave
+/// it before any route's edits: what an internal redirect decides on.
+struct AsSent<'a> {
+    sent: &'a http::request::Parts,
+    scheme: Option<&'a str>,
+}
+
+impl RequestView for AsSent<'_> {
+    fn method(&self) -> &str {
+        self.sent.method()
+    }
+    fn scheme(&self) -> Option<&str> {
+        self.scheme
+    }
+    fn authority(&self) -> Option<&str> {
+        self.sent.authority()
+    }
+    fn path_and_query(&self) -> Option<&str> {
+        self.sent.path_and_query()
+    }
+    fn header_values<'a>(&'a self, name: &str, out: &mut rauta_router::HeaderValues<'a>) {
+        self.sent.header_values(name, out)
+    }
+    fn for_each_header_value<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8])) {
+        self.sent.for_each_header_value(name, f)
+    }
 }
 
 /// The request's scheme is the connection's, `http` (the proxy does not
@@ -856,14 +862,14 @@ fn next_passes<'a>(
 /// `:scheme`. Otherwise a client could lift `require_tls` by claiming
 /// `https`.
 fn plain_http(parts: &mut http::request::Parts) {
-    if parts
-        .headers
-        .get(X_FORWARDED_PROTO)
-        .is_none_or(|v| v.as_bytes() != b"http")
-    {
-        parts
-            .headers
-            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    // (None is `http` to the router: nothing is added then.)
+    let mut sent = parts.headers.get_all(X_FORWARDED_PROTO).iter();
+    if let Some(first) = sent.next() {
+        if first.as_bytes() != b"http" || sent.next().is_some() {
+            parts
+                .headers
+                .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
     }
     if parts
         .uri
@@ -905,8 +911,10 @@ fn scrub_headers(headers: &mut HeaderMap, action: UnderscoreAction) -> Result<()
     Ok(())
 }
 
-/// One pass of a request through routing and forwarding (the first, or
-/// one after an internal redirect).
+/// One pass of a request through routing and forwarding: the first
+/// (`handed` is `None`: it runs the passes after it, if any), or one after
+/// an internal redirect (a redirect it follows goes into `handed`, and
+/// what it returns then is not an answer).
 #[allow(clippy::too_many_arguments)]
 async fn handle_pass<B>(
     state: &State,
@@ -918,7 +926,8 @@ async fn handle_pass<B>(
     started: Instant,
     mut timer: Option<&mut ConnTimer>,
     mut redirects: InternalRedirectState,
-) -> Pass
+    handed: Option<&mut Option<Box<Again>>>,
+) -> Result<Reply, std::convert::Infallible>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -936,7 +945,7 @@ where
         )
         .into();
         access_log(&parts, &resp, &log, started, &request_id, remote);
-        return Pass::Done(resp);
+        return Ok(resp);
     }
     // (A redirected request's fields are the proxy's own by now: its
     // `x-envoy-original-url` stays.)
@@ -951,7 +960,7 @@ where
         log.detail = why;
         let resp: Reply = text(StatusCode::BAD_REQUEST, format!("bad request: {why}\n")).into();
         access_log(&parts, &resp, &log, started, &request_id, remote);
-        return Pass::Done(resp);
+        return Ok(resp);
     }
     // Only the match lives on across the await below (the decision it
     // came in is not kept in the future).
@@ -960,7 +969,7 @@ where
         other => {
             let resp = not_routed(other, &parts, &mut log);
             access_log(&parts, &resp, &log, started, &request_id, remote);
-            return Pass::Done(resp);
+            return Ok(resp);
         }
     };
     let active = rt.route(m.route_id()).map(|r| r.stats.start_at(started));
@@ -989,7 +998,7 @@ where
                 a.finish_with_latency(resp.status().as_u16(), started.elapsed());
             }
             access_log(&parts, &resp, &log, started, &request_id, remote);
-            return Pass::Done(resp);
+            return Ok(resp);
         }
         Some(CorsCheck::Forward(r)) => Some(r),
         _ => None,
@@ -1018,7 +1027,7 @@ where
             a.finish_with_latency(resp.status().as_u16(), started.elapsed());
         }
         access_log(&parts, &resp, &log, started, &request_id, remote);
-        return Pass::Done(resp);
+        return Ok(resp);
     }
     let not_enforced = limit
         .as_ref()
@@ -1049,22 +1058,28 @@ where
             )
             .await;
             let status = resp.status().as_u16();
-            let covered = m
-                .route()
-                .internal_redirect_policy()
-                .is_some_and(|p| p.redirects_on(status));
+            // The decision reads the request as it went upstream (the
+            // route's edits made; `forward` keeps a copy when the status
+            // is one to follow), and the next pass starts from it, as
+            // Envoy's router edits the request in place. Its scheme is
+            // the connection's, which no edit changes (Envoy reads
+            // `:scheme`, or the connection's TLS).
+            let sent = log.sent.take();
+            let covered = sent.is_some()
+                && m.route()
+                    .internal_redirect_policy()
+                    .is_some_and(|p| p.redirects_on(status));
             // Envoy's order: the request received in full, its body kept,
             // then the answer's Location and the policy.
-            // The decision reads the request as it went upstream (the
-            // route's edits made), and the next pass starts from it, as
-            // Envoy's router edits the request in place.
-            let sent = log.sent.take();
             let next = match covered.then(|| kept.body()) {
                 None => None,
                 Some(Err(why)) => Some(Err(why)),
                 Some(Ok(body)) => m
                     .internal_redirect(
-                        sent.as_deref().unwrap_or(&parts),
+                        &AsSent {
+                            sent: sent.as_deref().unwrap_or(&parts),
+                            scheme: parts.scheme(),
+                        },
                         status,
                         resp.headers_mut(),
                         &mut redirects,
@@ -1091,11 +1106,21 @@ where
                     } else {
                         body
                     };
-                    return Pass::Again(Box::new(Again {
+                    let again = Box::new(Again {
                         parts,
                         body,
                         redirects,
-                    }));
+                    });
+                    return Ok(match handed {
+                        Some(slot) => {
+                            *slot = Some(again);
+                            Response::new(empty()).into()
+                        }
+                        None => {
+                            next_passes(state, client, peer, again, request_id, started, timer)
+                                .await
+                        }
+                    });
                 }
                 Some(Err(why)) => {
                     state.redirect_counts().refused(why);
@@ -1159,7 +1184,7 @@ where
         a.finish_with_latency(resp.status().as_u16(), started.elapsed());
     }
     access_log(&parts, &resp, &log, started, &request_id, remote);
-    Pass::Done(resp)
+    Ok(resp)
 }
 
 /// The answer to a request the local rate limit refuses: its status and
@@ -1400,7 +1425,14 @@ where
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    // (Kept when it is that already: replacing a field of the downstream
+    // map costs an allocation.)
+    if headers
+        .only(&X_FORWARDED_PROTO)
+        .is_none_or(|v| v.as_bytes() != b"http")
+    {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
     // A limited request the limiter lets through is marked before the
     // route's edits, as the filter runs before the router.
     if let Some(o) = not_enforced {
@@ -1437,9 +1469,7 @@ where
         }
     }
 
-    // (Also for a route that follows redirects: the next pass starts from
-    // the request as it went.)
-    if formats && m.edits_response() || m.route().internal_redirect_policy().is_some() {
+    if formats && m.edits_response() {
         log.sent = sent_request(parts, &path, &headers).map(Box::new);
     }
 
@@ -1624,6 +1654,15 @@ where
                                 && p.response_retriable(status, resp.headers_mut()))
                     });
                 if !again {
+                    // A redirect the route may follow: the next pass starts
+                    // from the request as it went.
+                    if log.sent.is_none()
+                        && m.route()
+                            .internal_redirect_policy()
+                            .is_some_and(|p| p.redirects_on(status))
+                    {
+                        log.sent = sent_request(parts, &path, &headers).map(Box::new);
+                    }
                     // The client has dropped the response's hop-by-hop
                     // fields already (see crate::h1). A stream with a
                     // lifetime is cut when it runs out mid-response.

@@ -69,8 +69,12 @@ impl Keep {
         let kept = Kept::default();
         // A body known to be empty is whole (the upstream client does not
         // read one whose length is 0).
-        if body.is_end_stream() || body.size_hint().exact() == Some(0) {
-            kept.0.lock().unwrap_or_else(|e| e.into_inner()).ended = true;
+        {
+            let mut s = kept.0.lock().unwrap_or_else(|e| e.into_inner());
+            let hint = body.size_hint();
+            s.ended = body.is_end_stream() || hint.exact() == Some(0);
+            // A body known to be too large is not kept at all.
+            s.over = hint.lower() > BODY_LIMIT as u64;
         }
         (
             Keep {
@@ -207,6 +211,39 @@ mod tests {
         // An empty body is whole at once.
         let (_keep, kept) = Keep::new(crate::proxy::empty());
         assert_eq!(text(kept.body().unwrap()).await, "");
+    }
+
+    /// A body whose length is known, that has not said it has ended (an
+    /// HTTP/2 request with `content-length` whose end comes later).
+    struct Sized(u64);
+
+    impl HttpBody for Sized {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Pending
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.0)
+        }
+    }
+
+    #[test]
+    fn a_body_known_to_be_empty_is_whole_and_one_known_too_large_is_not_kept() {
+        // The upstream client never reads a body whose length is 0.
+        let (_keep, kept) = Keep::new(Body::new(Sized(0)));
+        assert!(kept.body().is_ok());
+        let (_keep, kept) = Keep::new(Body::new(Sized(1)));
+        assert_eq!(
+            kept.body().err(),
+            Some(InternalRedirectRefusal::RequestIncomplete)
+        );
+        let (keep, kept) = Keep::new(Body::new(Sized(BODY_LIMIT as u64 + 1)));
+        assert!(kept.0.lock().unwrap().over);
+        drop(keep);
     }
 
     #[tokio::test]

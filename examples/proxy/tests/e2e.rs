@@ -1659,3 +1659,58 @@ routes:
         assert!(metrics.contains(&line), "{line}in\n{metrics}");
     }
 }
+
+/// The request's scheme is the connection's (`http`: no TLS here): an
+/// HTTP/2 request's `:scheme: https`, like an `x-forwarded-proto: https`,
+/// does not lift `require_tls`.
+#[tokio::test]
+async fn a_client_cannot_claim_https() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: secure
+      domains: ["*"]
+      require_tls: ALL
+      routes: [{{name: s, match: {{prefix: /}}, action: {{cluster: up}}}}]
+"#,
+        up.addr()
+    );
+    let proxy = start(&yaml).await;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.enforce_http(false);
+    let h2: TestClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+    let req = http::Request::get(format!("https://{}/x", proxy.addr()))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(REQUEST_BOUND, h2.request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://{}/x", proxy.addr()).as_str()
+    );
+    let r = send(
+        &http1(),
+        proxy.addr(),
+        "",
+        "/x",
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "http"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(up.served(), 0);
+}
