@@ -176,6 +176,8 @@ struct RawConfig {
     #[serde(default)]
     max_stream_duration_ms: Option<u64>,
     #[serde(default)]
+    xff_num_trusted_hops: u32,
+    #[serde(default)]
     routes: Option<serde_json::Value>,
     #[serde(default)]
     envoy_routes: Option<serde_json::Value>,
@@ -199,6 +201,15 @@ pub struct ProxyConfig {
     /// `common_http_protocol_options.max_stream_duration`; unset or 0: no
     /// limit). A route's `max_stream_duration` replaces it.
     pub max_stream_duration_ms: Option<u64>,
+    /// How many proxies in front of this one are trusted (Envoy's
+    /// `xff_num_trusted_hops`; default 0). With `n > 0`, a request's
+    /// `x-forwarded-proto` is kept when it has one (otherwise it is
+    /// replaced with the connection's `http`), and the client's address
+    /// (for rate limits, hashing, `%DOWNSTREAM_REMOTE_ADDRESS%` and the
+    /// access log) is the `n`-th address from the right of
+    /// `x-forwarded-for`, as it came, or the connection's when that is not
+    /// an address.
+    pub xff_num_trusted_hops: u32,
     /// The compiled route table.
     pub table: RouteTable,
     /// The text it was read from.
@@ -256,6 +267,7 @@ impl ProxyConfig {
             xdp: raw.xdp,
             headers_with_underscores_action: raw.headers_with_underscores_action,
             max_stream_duration_ms: raw.max_stream_duration_ms,
+            xff_num_trusted_hops: raw.xff_num_trusted_hops,
             table,
             text: text.to_owned(),
         })

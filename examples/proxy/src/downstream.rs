@@ -66,6 +66,7 @@ pub async fn serve(
     let peer = proxy::Peer {
         remote,
         local: stream.local_addr().ok(),
+        client: None,
     };
     let mut buf = BytesMut::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);

@@ -642,10 +642,35 @@ fn backoff(p: &RetryPolicy, retry: u32) -> Duration {
 /// The connection a request came in on.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
-    /// The client's address.
+    /// The connection's remote address.
     pub remote: SocketAddr,
     /// The proxy's own address on that connection, when known.
     pub local: Option<SocketAddr>,
+    /// The client's address as trusted proxies in front reported it in
+    /// `x-forwarded-for` (with `xff_num_trusted_hops`); the handler sets
+    /// it. `None`: the connection's.
+    pub client: Option<std::net::IpAddr>,
+}
+
+impl Peer {
+    /// The client's address (Envoy's downstream remote address): the one
+    /// trusted proxies reported, with port 0, else the connection's.
+    pub fn client_address(&self) -> SocketAddr {
+        self.client.map_or(self.remote, |ip| SocketAddr::new(ip, 0))
+    }
+}
+
+/// Envoy's `getLastAddressFromXFF`: the address `skip` places from the
+/// right of `x-forwarded-for` (every line of it, in order), when that
+/// entry is an IP address.
+fn xff_address(headers: &HeaderMap, skip: u32) -> Option<std::net::IpAddr> {
+    let entry = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .rev()
+        .flat_map(|line| line.as_bytes().rsplit(|b| *b == b','))
+        .nth(skip as usize)?;
+    std::str::from_utf8(entry.trim_ascii()).ok()?.parse().ok()
 }
 
 /// This machine's host name (`%HOSTNAME%`), read once.
@@ -664,7 +689,7 @@ fn hostname() -> Option<&'static str> {
 /// `await`, so the request's future does not carry it.
 fn format_context(parts: &http::request::Parts, peer: Peer, started: Instant) -> FormatContext<'_> {
     let mut ctx = FormatContext::new()
-        .downstream_remote_address(peer.remote)
+        .downstream_remote_address(peer.client_address())
         .request(parts)
         .protocol(match parts.version {
             http::Version::HTTP_09 => "HTTP/0.9",
@@ -856,28 +881,36 @@ impl RequestView for AsSent<'_> {
 }
 
 /// The request's scheme is the connection's, `http` (the proxy does not
-/// terminate TLS), whatever the client says: Envoy's connection manager
-/// at the edge overwrites `x-forwarded-proto`, and the router reads the
-/// scheme from it (`require_tls`, internal redirects) or, for HTTP/2, from
-/// `:scheme`. Otherwise a client could lift `require_tls` by claiming
-/// `https`.
-fn plain_http(parts: &mut http::request::Parts) {
-    // (None is `http` to the router: nothing is added then.)
-    let mut sent = parts.headers.get_all(X_FORWARDED_PROTO).iter();
-    if let Some(first) = sent.next() {
-        if first.as_bytes() != b"http" || sent.next().is_some() {
-            parts
-                .headers
-                .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+/// terminate TLS), unless a trusted proxy in front said otherwise
+/// (`trusted`: `xff_num_trusted_hops` > 0 and the request has an
+/// `x-forwarded-proto`), as Envoy's connection manager decides at the
+/// edge. The router reads the scheme from `x-forwarded-proto`
+/// (`require_tls`, internal redirects) or, for HTTP/2, from `:scheme`,
+/// which is made to agree. Otherwise a client could lift `require_tls` by
+/// claiming `https`.
+fn plain_http(parts: &mut http::request::Parts, trusted: bool) {
+    let mut values = parts.headers.get_all(X_FORWARDED_PROTO).iter();
+    let https = match values.next() {
+        // None is `http` to the router: nothing is added then.
+        None => false,
+        Some(first) if trusted => first.as_bytes().eq_ignore_ascii_case(b"https"),
+        Some(first) => {
+            if first.as_bytes() != b"http" || values.next().is_some() {
+                parts
+                    .headers
+                    .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            }
+            false
         }
-    }
-    if parts
-        .uri
-        .scheme()
-        .is_some_and(|s| *s != http::uri::Scheme::HTTP)
-    {
+    };
+    let scheme = if https {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    };
+    if parts.uri.scheme().is_some_and(|s| *s != scheme) {
         let mut p = parts.uri.clone().into_parts();
-        p.scheme = Some(http::uri::Scheme::HTTP);
+        p.scheme = Some(scheme);
         if let Ok(uri) = http::Uri::from_parts(p) {
             parts.uri = uri;
         }
@@ -919,7 +952,7 @@ fn scrub_headers(headers: &mut HeaderMap, action: UnderscoreAction) -> Result<()
 async fn handle_pass<B>(
     state: &State,
     client: &UpstreamClient,
-    peer: Peer,
+    mut peer: Peer,
     mut parts: http::request::Parts,
     body: B,
     request_id: HeaderValue,
@@ -932,7 +965,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    let remote = peer.remote;
+    let mut remote = peer.remote;
     let rt = state.runtime();
     let mut log = Log::new();
     // RFC 9112 section 3.2: more than one Host is a 400 (which one would be
@@ -951,7 +984,14 @@ where
     // `x-envoy-original-url` stays.)
     let scrubbed = match redirects.followed() {
         0 => {
-            plain_http(&mut parts);
+            // What trusted proxies in front say: the client's address (a
+            // later pass keeps it), and the scheme.
+            let hops = rt.xff_num_trusted_hops;
+            if hops > 0 {
+                peer.client = xff_address(&parts.headers, hops - 1);
+                remote = peer.client_address();
+            }
+            plain_http(&mut parts, hops > 0);
             scrub_headers(&mut parts.headers, rt.underscores)
         }
         _ => Ok(()),
@@ -1425,12 +1465,9 @@ where
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    // (Kept when it is that already: replacing a field of the downstream
-    // map costs an allocation.)
-    if headers
-        .only(&X_FORWARDED_PROTO)
-        .is_none_or(|v| v.as_bytes() != b"http")
-    {
+    // (`plain_http` has left one only when it is `http` or a trusted
+    // proxy's, which goes on as it is.)
+    if headers.get(&X_FORWARDED_PROTO).is_none() {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     // A limited request the limiter lets through is marked before the
@@ -1527,7 +1564,7 @@ where
             p.hash(&HashView {
                 headers: &parts.headers,
                 uri: &parts.uri,
-                remote,
+                remote: peer.client_address(),
             })
         });
     let deadline = timeouts.global.map(|d| tokio::time::Instant::now() + d);
@@ -1887,6 +1924,63 @@ virtual_hosts:
         let soon = Instant::now() + Duration::from_millis(10);
         assert_eq!(t.within(soon, pin!(never())).await, None);
         assert!(Instant::now() >= soon);
+    }
+
+    #[test]
+    fn the_trusted_client_address_is_read_from_the_right_of_x_forwarded_for() {
+        let mut h = HeaderMap::new();
+        assert_eq!(xff_address(&h, 0), None);
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("198.51.100.1, 203.0.113.7"),
+        );
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(" 2001:db8::1 "));
+        let at = |skip| xff_address(&h, skip).map(|ip| ip.to_string());
+        assert_eq!(at(0).as_deref(), Some("2001:db8::1"));
+        assert_eq!(at(1).as_deref(), Some("203.0.113.7"));
+        assert_eq!(at(2).as_deref(), Some("198.51.100.1"));
+        assert_eq!(at(3), None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("unknown, 10.0.0.1:80"),
+        );
+        assert_eq!(xff_address(&h, 0), None);
+        assert_eq!(xff_address(&h, 1), None);
+    }
+
+    #[test]
+    fn the_scheme_is_the_connections_unless_a_trusted_proxy_says() {
+        let parts = |xfp: &[&'static str], uri: &str| {
+            let mut b = Request::get(uri);
+            for v in xfp {
+                b = b.header("x-forwarded-proto", *v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        fn seen(p: &http::request::Parts) -> (Vec<&str>, Option<String>) {
+            let v = p
+                .headers
+                .get_all(X_FORWARDED_PROTO)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            (v, p.uri.scheme_str().map(str::to_owned))
+        }
+        for trusted in [false, true] {
+            let mut p = parts(&[], "https://a.example/x");
+            plain_http(&mut p, trusted);
+            assert_eq!(seen(&p), (Vec::<&str>::new(), Some("http".to_owned())));
+        }
+        let mut p = parts(&["https"], "https://a.example/x");
+        plain_http(&mut p, false);
+        assert_eq!(seen(&p), (vec!["http"], Some("http".to_owned())));
+        let mut p = parts(&["http", "https"], "/x");
+        plain_http(&mut p, false);
+        assert_eq!(seen(&p), (vec!["http"], None));
+        let mut p = parts(&["https"], "http://a.example/x");
+        plain_http(&mut p, true);
+        assert_eq!(seen(&p), (vec!["https"], Some("https".to_owned())));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Runtime {
     /// How requests' timeouts are worked out: the listener's stream limit;
     /// no `x-envoy-*` header is read (clients' are removed).
     pub timeouts: rauta_router::TimeoutOptions,
+    /// Proxies in front of this one that are trusted (see
+    /// [`ProxyConfig::xff_num_trusted_hops`](crate::config::ProxyConfig::xff_num_trusted_hops)).
+    pub xff_num_trusted_hops: u32,
 }
 
 impl Runtime {
@@ -128,13 +131,20 @@ impl State {
             text,
             headers_with_underscores_action: underscores,
             max_stream_duration_ms,
+            xff_num_trusted_hops,
             ..
         } = config;
         let options = build_options(&clusters);
         let (parts, stats) = build_parts(&table, &clusters, &registry, &outliers)?;
         stats.commit();
         let router = Router::with_options(table, options);
-        let runtime = parts.into_runtime(router.load(), &text, underscores, max_stream_duration_ms);
+        let runtime = parts.into_runtime(
+            router.load(),
+            &text,
+            underscores,
+            max_stream_duration_ms,
+            xff_num_trusted_hops,
+        );
         Ok(State {
             router,
             runtime: ArcSwap::from_pointee(runtime),
@@ -265,6 +275,7 @@ impl State {
                 text,
                 config.headers_with_underscores_action,
                 config.max_stream_duration_ms,
+                config.xff_num_trusted_hops,
             );
             self.runtime.store(Arc::new(runtime));
             Ok(version)
@@ -315,6 +326,7 @@ impl Parts {
         text: &str,
         underscores: crate::config::UnderscoreAction,
         max_stream_duration_ms: Option<u64>,
+        xff_num_trusted_hops: u32,
     ) -> Runtime {
         Runtime {
             snapshot,
@@ -327,6 +339,7 @@ impl Parts {
                     .filter(|ms| *ms > 0)
                     .map(std::time::Duration::from_millis),
             ),
+            xff_num_trusted_hops,
         }
     }
 }

@@ -1714,3 +1714,71 @@ routes:
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(up.served(), 0);
 }
+
+/// `xff_num_trusted_hops`: behind a trusted proxy, its `x-forwarded-proto`
+/// counts (for `require_tls`, and upstream) and the client's address is
+/// the one it reported in `x-forwarded-for`; without it, neither.
+#[tokio::test]
+async fn trusted_proxies_in_front_report_the_scheme_and_the_client() {
+    let up = Upstream::new("up").spawn().await.unwrap();
+    let config = |hops: u32| {
+        format!(
+            r#"
+xff_num_trusted_hops: {hops}
+clusters:
+  - {{name: up, endpoints: ["{}"]}}
+routes:
+  virtual_hosts:
+    - name: secure
+      domains: ["*"]
+      require_tls: ALL
+      routes:
+        - name: s
+          match: {{prefix: /}}
+          request_headers_to_add: [{{header: {{key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS%"}}}}]
+          action: {{cluster: up}}
+"#,
+            up.addr()
+        )
+    };
+    let c = http1();
+    let lb = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-for", "198.51.100.1, 203.0.113.7"),
+    ];
+    let trusting = start(&config(1)).await;
+    let r = send(&c, trusting.addr(), "", "/x", &lb).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.seen("x-client").as_deref(), Some("203.0.113.7:0"));
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        r.seen("x-forwarded-for").as_deref(),
+        Some("198.51.100.1, 203.0.113.7, 127.0.0.1")
+    );
+    // No scheme said: the connection's.
+    let r = send(&c, trusting.addr(), "", "/x", &lb[1..]).await.unwrap();
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    // Two hops trusted: the next address; one that is not an address
+    // leaves the connection's.
+    let two = start(&config(2)).await;
+    let r = send(&c, two.addr(), "", "/x", &lb).await.unwrap();
+    assert_eq!(r.seen("x-client").as_deref(), Some("198.51.100.1:0"));
+    let r = send(
+        &c,
+        two.addr(),
+        "",
+        "/x",
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-for", "unknown, 203.0.113.7"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(r.seen("x-client").unwrap().starts_with("127.0.0.1:"));
+    // No hop trusted (the default): neither counts.
+    let wary = start(&config(0)).await;
+    let r = send(&c, wary.addr(), "", "/x", &lb).await.unwrap();
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(up.served(), 3);
+}
