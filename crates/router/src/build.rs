@@ -1372,6 +1372,10 @@ pub(crate) fn build(config: RouteConfig, opts: &BuildOptions) -> Result<RouteTab
                 max_body,
                 opts.legacy_query_present_match,
             ) {
+                let mut entry = entry;
+                entry.buffer_limit = r
+                    .per_request_buffer_limit_bytes
+                    .or(v.per_request_buffer_limit_bytes);
                 routes.push(entry);
             }
             next_id += 1;

@@ -241,6 +241,12 @@ pub struct VirtualHost {
     /// [`RouteMatch::per_filter_config`](crate::RouteMatch::per_filter_config)).
     #[serde(default, skip_serializing_if = "FilterConfigs::is_empty")]
     pub typed_per_filter_config: FilterConfigs,
+    /// The most request body a proxy keeps to send again (for an internal
+    /// redirect, or a retry), in bytes, for this virtual host's routes that
+    /// do not set their own (Envoy's `per_request_buffer_limit_bytes`; it
+    /// only lowers the proxy's own limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_request_buffer_limit_bytes: Option<u32>,
     /// Path handling for this virtual host; overlays the configuration's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_normalization: Option<crate::path::PathPolicy>,
@@ -310,6 +316,13 @@ pub struct Route {
     /// [`RouteMatch::per_filter_config`](crate::RouteMatch::per_filter_config)).
     #[serde(default, skip_serializing_if = "FilterConfigs::is_empty")]
     pub typed_per_filter_config: FilterConfigs,
+    /// The most request body a proxy keeps to send again (for an internal
+    /// redirect, or a retry), in bytes; replaces the virtual host's (Envoy's
+    /// `per_request_buffer_limit_bytes`; it only lowers the proxy's own
+    /// limit). See
+    /// [`RouteEntry::per_request_buffer_limit_bytes`](crate::RouteEntry::per_request_buffer_limit_bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_request_buffer_limit_bytes: Option<u32>,
 }
 
 /// The conditions of a route. Exactly one path specifier must be set.
@@ -1974,6 +1987,12 @@ impl VirtualHost {
         self
     }
 
+    /// Sets [`per_request_buffer_limit_bytes`](Self::per_request_buffer_limit_bytes).
+    pub fn per_request_buffer_limit_bytes(mut self, bytes: u32) -> Self {
+        self.per_request_buffer_limit_bytes = Some(bytes);
+        self
+    }
+
     /// Sets the TLS requirement.
     pub fn require_tls(mut self, tls: RequireTls) -> Self {
         self.require_tls = Some(tls);
@@ -2141,6 +2160,12 @@ impl Route {
     /// cap, in milliseconds (Envoy's `grpc_timeout_offset`).
     pub fn grpc_timeout_offset_ms(mut self, ms: u64) -> Self {
         self.action_mut().grpc_timeout_offset_ms = Some(ms);
+        self
+    }
+
+    /// Sets [`per_request_buffer_limit_bytes`](Self::per_request_buffer_limit_bytes).
+    pub fn per_request_buffer_limit_bytes(mut self, bytes: u32) -> Self {
+        self.per_request_buffer_limit_bytes = Some(bytes);
         self
     }
 

@@ -500,6 +500,7 @@ pub struct RouteEntry {
     /// route is empty, as in Envoy.
     pub(crate) named: bool,
     pub(crate) internal_redirect: Option<Box<crate::internal_redirect::InternalRedirectPolicy>>,
+    pub(crate) buffer_limit: Option<u32>,
 }
 
 impl RouteEntry {
@@ -525,6 +526,15 @@ impl RouteEntry {
         } else {
             ""
         }
+    }
+
+    /// The most request body a proxy should keep to send again (for an
+    /// internal redirect, or a retry): the route's
+    /// `per_request_buffer_limit_bytes`, else its virtual host's, if either
+    /// is set. Envoy keeps the lesser of this and the connection's buffer
+    /// limit (1 MiB by default).
+    pub fn per_request_buffer_limit_bytes(&self) -> Option<u32> {
+        self.buffer_limit
     }
 
     /// The route's internal redirect policy (Envoy's
@@ -2724,6 +2734,7 @@ pub(crate) fn make_route(
             metadata: None,
             named: true,
             internal_redirect: None,
+            buffer_limit: None,
         },
     }
 }

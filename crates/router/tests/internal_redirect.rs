@@ -668,3 +668,37 @@ fn envoys_shape_loads_as_rauta_s() {
         .to_string();
     assert!(e.contains("predicates[0]: expected a typed_config"), "{e}");
 }
+
+/// `per_request_buffer_limit_bytes`: the route's, else its virtual
+/// host's, in both shapes.
+#[test]
+fn the_buffer_limit_is_the_routes_else_the_virtual_hosts() {
+    let limits = |c: RouteConfig| {
+        let t = RouteTable::build(c).unwrap();
+        ["/own", "/other"].map(|p| {
+            let req = Request::get("h", p);
+            let d = t.route(&req, 0);
+            d.route().unwrap().route().per_request_buffer_limit_bytes()
+        })
+    };
+    let rauta = RouteConfig::from_yaml(
+        "virtual_hosts:\n  - name: v\n    domains: [\"*\"]\n    per_request_buffer_limit_bytes: 65536\n    routes:\n      - {match: {prefix: /own}, action: {cluster: c}, per_request_buffer_limit_bytes: 4096}\n      - {match: {prefix: /}, action: {cluster: c}}\n",
+    )
+    .unwrap();
+    assert_eq!(limits(rauta.clone()), [Some(4096), Some(65536)]);
+    let envoy = RouteConfig::from_envoy_yaml(
+        "virtual_hosts:\n  - name: v\n    domains: [\"*\"]\n    per_request_buffer_limit_bytes: 65536\n    routes:\n      - {match: {prefix: /own}, route: {cluster: c}, per_request_buffer_limit_bytes: 4096}\n      - {match: {prefix: /}, route: {cluster: c}}\n",
+    )
+    .unwrap();
+    assert_eq!(envoy, rauta);
+    let none = RouteConfig::new().virtual_host(
+        rauta_router::config::VirtualHost::new("v", ["*"])
+            .route(
+                Route::prefix("/own")
+                    .cluster("c")
+                    .per_request_buffer_limit_bytes(1),
+            )
+            .route(Route::prefix("/").cluster("c")),
+    );
+    assert_eq!(limits(none), [Some(1), None]);
+}

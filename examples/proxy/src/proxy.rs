@@ -1080,7 +1080,8 @@ where
         // A route that follows its upstream's redirects keeps the request's
         // body for a second pass.
         Some(c) if m.route().internal_redirect_policy().is_some() => {
-            let (body, kept) = crate::redirect::Keep::new(Body::new(body));
+            let limit = crate::redirect::limit_for(m.route());
+            let (body, kept) = crate::redirect::Keep::new(Body::new(body), limit);
             let mut resp = forward(
                 &rt,
                 client,

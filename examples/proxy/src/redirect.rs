@@ -14,9 +14,17 @@ use rauta_stats::Counter;
 use crate::proxy::{Body, BoxError};
 
 /// The most request body kept for a second pass: Envoy's default buffer
-/// limit (`per_connection_buffer_limit_bytes`, 1 MiB). A larger body is
-/// not kept, and a redirect of its request is not followed.
+/// limit (`per_connection_buffer_limit_bytes`, 1 MiB), or a route's lower
+/// `per_request_buffer_limit_bytes`. A larger body is not kept, and a
+/// redirect of its request is not followed.
 pub const BODY_LIMIT: usize = 1 << 20;
+
+/// The limit for a route: [`BODY_LIMIT`], or the route's lower one.
+pub fn limit_for(route: &rauta_router::RouteEntry) -> usize {
+    route
+        .per_request_buffer_limit_bytes()
+        .map_or(BODY_LIMIT, |n| BODY_LIMIT.min(n as usize))
+}
 
 #[derive(Debug, Default)]
 struct Store {
@@ -32,7 +40,7 @@ pub struct Kept(Arc<Mutex<Store>>);
 
 impl Kept {
     /// The body for a second pass: `Ok` with the whole body when it was
-    /// read to its end within [`BODY_LIMIT`], else why not.
+    /// read to its end within the limit, else why not.
     pub fn body(&self) -> Result<Body, InternalRedirectRefusal> {
         let store = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if !store.ended {
@@ -56,16 +64,17 @@ impl Kept {
 }
 
 /// A request body that keeps what it passes on (the chunks are shared,
-/// not copied), up to [`BODY_LIMIT`].
+/// not copied), up to a limit.
 #[derive(Debug)]
 pub struct Keep {
     inner: Body,
     kept: Kept,
+    limit: usize,
 }
 
 impl Keep {
-    /// Keeps `body` as it is read.
-    pub fn new(body: Body) -> (Keep, Kept) {
+    /// Keeps `body` as it is read, up to `limit` bytes.
+    pub fn new(body: Body, limit: usize) -> (Keep, Kept) {
         let kept = Kept::default();
         // A body known to be empty is whole (the upstream client does not
         // read one whose length is 0).
@@ -74,12 +83,13 @@ impl Keep {
             let hint = body.size_hint();
             s.ended = body.is_end_stream() || hint.exact() == Some(0);
             // A body known to be too large is not kept at all.
-            s.over = hint.lower() > BODY_LIMIT as u64;
+            s.over = hint.lower() > limit as u64;
         }
         (
             Keep {
                 inner: body,
                 kept: kept.clone(),
+                limit,
             },
             kept,
         )
@@ -100,7 +110,7 @@ impl HttpBody for Keep {
             let mut s = self.kept.0.lock().unwrap_or_else(|e| e.into_inner());
             match frame.data_ref() {
                 Some(data) if !s.over => {
-                    if s.size + data.len() > BODY_LIMIT {
+                    if s.size + data.len() > self.limit {
                         s.over = true;
                         s.chunks = Vec::new();
                     } else {
@@ -201,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_read_to_its_end_is_kept_whole() {
-        let (keep, kept) = Keep::new(chunks(&[b"ab", b"cd", b"e"]));
+        let (keep, kept) = Keep::new(chunks(&[b"ab", b"cd", b"e"]), BODY_LIMIT);
         assert_eq!(
             kept.body().err(),
             Some(InternalRedirectRefusal::RequestIncomplete)
@@ -209,7 +219,7 @@ mod tests {
         assert_eq!(text(Body::new(keep)).await, "abcde");
         assert_eq!(text(kept.body().unwrap()).await, "abcde");
         // An empty body is whole at once.
-        let (_keep, kept) = Keep::new(crate::proxy::empty());
+        let (_keep, kept) = Keep::new(crate::proxy::empty(), BODY_LIMIT);
         assert_eq!(text(kept.body().unwrap()).await, "");
     }
 
@@ -234,14 +244,14 @@ mod tests {
     #[test]
     fn a_body_known_to_be_empty_is_whole_and_one_known_too_large_is_not_kept() {
         // The upstream client never reads a body whose length is 0.
-        let (_keep, kept) = Keep::new(Body::new(Sized(0)));
+        let (_keep, kept) = Keep::new(Body::new(Sized(0)), BODY_LIMIT);
         assert!(kept.body().is_ok());
-        let (_keep, kept) = Keep::new(Body::new(Sized(1)));
+        let (_keep, kept) = Keep::new(Body::new(Sized(1)), BODY_LIMIT);
         assert_eq!(
             kept.body().err(),
             Some(InternalRedirectRefusal::RequestIncomplete)
         );
-        let (keep, kept) = Keep::new(Body::new(Sized(BODY_LIMIT as u64 + 1)));
+        let (keep, kept) = Keep::new(Body::new(Sized(BODY_LIMIT as u64 + 1)), BODY_LIMIT);
         assert!(kept.0.lock().unwrap().over);
         drop(keep);
     }
@@ -249,13 +259,26 @@ mod tests {
     #[tokio::test]
     async fn a_body_past_the_limit_is_not_kept() {
         static BIG: [u8; BODY_LIMIT] = [b'x'; BODY_LIMIT];
-        let (keep, kept) = Keep::new(chunks(&[&BIG, b"!"]));
+        let (keep, kept) = Keep::new(chunks(&[&BIG, b"!"]), BODY_LIMIT);
         let all = Body::new(keep).collect().await.unwrap().to_bytes();
         assert_eq!(all.len(), BODY_LIMIT + 1);
         assert_eq!(
             kept.body().err(),
             Some(InternalRedirectRefusal::RequestBodyTooLarge)
         );
+    }
+
+    #[tokio::test]
+    async fn a_lower_limit_keeps_less() {
+        let (keep, kept) = Keep::new(chunks(&[b"abc", b"de"]), 4);
+        assert_eq!(text(Body::new(keep)).await, "abcde");
+        assert_eq!(
+            kept.body().err(),
+            Some(InternalRedirectRefusal::RequestBodyTooLarge)
+        );
+        let (keep, kept) = Keep::new(chunks(&[b"abc", b"de"]), 5);
+        assert_eq!(text(Body::new(keep)).await, "abcde");
+        assert_eq!(text(kept.body().unwrap()).await, "abcde");
     }
 
     #[test]

@@ -1498,6 +1498,7 @@ routes:
         - {{name: plain, match: {{prefix: /plain}}, action: {{cluster: found}}}}
         - {{name: see, match: {{prefix: /see}}, action: {{cluster: see, internal_redirect_policy: {{{codes}}}}}}}
         - {{name: temp, match: {{prefix: /temp}}, action: {{cluster: temp, internal_redirect_policy: {{{codes}}}}}}}
+        - {{name: tiny, match: {{prefix: /tiny}}, per_request_buffer_limit_bytes: 4, action: {{cluster: temp, internal_redirect_policy: {{{codes}}}}}}}
         - {{name: loop, match: {{prefix: /loop}}, action: {{cluster: looper, internal_redirect_policy: {{{codes}, max_internal_redirects: 3}}}}}}
         - {{name: secure, match: {{prefix: /secure}}, action: {{cluster: secure, internal_redirect_policy: {{}}}}}}
         - {{name: lost, match: {{prefix: /lost}}, action: {{cluster: lost, internal_redirect_policy: {{}}}}}}
@@ -1617,6 +1618,9 @@ routes:
         (&json["upstream"], &json["body_len"]),
         (&"shop".into(), &10_000.into())
     );
+    // A body larger than the route lets the proxy keep: the same.
+    let (status, _, _) = posted("/tiny", b"hello".to_vec()).await;
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
     // A body larger than the proxy keeps: the 307 goes to the client.
     let big = vec![b'x'; rauta_proxy::redirect::BODY_LIMIT + 1];
     let (status, location, _) = posted("/temp", big).await;
@@ -1651,7 +1655,7 @@ routes:
         ("followed", 7),
         ("too_many_redirects", 1),
         ("unsafe_scheme", 2),
-        ("body_too_large", 1),
+        ("body_too_large", 2),
         ("no_route", 1),
         ("request_incomplete", 0),
     ] {
