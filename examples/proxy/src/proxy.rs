@@ -664,10 +664,13 @@ impl Peer {
 /// right of `x-forwarded-for` (every line of it, in order), when that
 /// entry is an IP address.
 fn xff_address(headers: &HeaderMap, skip: u32) -> Option<std::net::IpAddr> {
+    // (Empty lines are no entries: Envoy drops them when it joins the
+    // lines.)
     let entry = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
         .rev()
+        .filter(|line| !line.is_empty())
         .flat_map(|line| line.as_bytes().rsplit(|b| *b == b','))
         .nth(skip as usize)?;
     std::str::from_utf8(entry.trim_ascii()).ok()?.parse().ok()
@@ -690,6 +693,7 @@ fn hostname() -> Option<&'static str> {
 fn format_context(parts: &http::request::Parts, peer: Peer, started: Instant) -> FormatContext<'_> {
     let mut ctx = FormatContext::new()
         .downstream_remote_address(peer.client_address())
+        .downstream_direct_remote_address(peer.remote)
         .request(parts)
         .protocol(match parts.version {
             http::Version::HTTP_09 => "HTTP/0.9",
@@ -893,7 +897,31 @@ fn plain_http(parts: &mut http::request::Parts, trusted: bool) {
     let https = match values.next() {
         // None is `http` to the router: nothing is added then.
         None => false,
-        Some(first) if trusted => first.as_bytes().eq_ignore_ascii_case(b"https"),
+        // Several lines are one value, joined with `,` (empty ones
+        // dropped), as Envoy's header map joins them: `https,http` is not
+        // `https`. (The router reads the first line: it gets the joined
+        // value.)
+        Some(first) if trusted => match values.next() {
+            None => first.as_bytes() == b"https",
+            Some(_) => {
+                let lines: Vec<&str> = parts
+                    .headers
+                    .get_all(X_FORWARDED_PROTO)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                let joined = lines.join(",");
+                let https = joined == "https";
+                match HeaderValue::from_str(&joined) {
+                    Ok(v) => parts.headers.insert(X_FORWARDED_PROTO, v),
+                    Err(_) => parts
+                        .headers
+                        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http")),
+                };
+                https
+            }
+        },
         Some(first) => {
             if first.as_bytes() != b"http" || values.next().is_some() {
                 parts
@@ -965,7 +993,9 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    let mut remote = peer.remote;
+    // The client's address: the connection's, or (on a pass after an
+    // internal redirect) what the first pass read from trusted proxies.
+    let mut remote = peer.client_address();
     let rt = state.runtime();
     let mut log = Log::new();
     // RFC 9112 section 3.2: more than one Host is a 400 (which one would be
@@ -1466,8 +1496,9 @@ where
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    // (`plain_http` has left one only when it is `http` or a trusted
-    // proxy's, which goes on as it is.)
+    // (On a first pass `plain_http` has left one only when it is `http`
+    // or a trusted proxy's; on a later one it is what the first route's
+    // edits made it. Either goes on as it is.)
     if headers.get(&X_FORWARDED_PROTO).is_none() {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
@@ -1948,6 +1979,15 @@ virtual_hosts:
         );
         assert_eq!(xff_address(&h, 0), None);
         assert_eq!(xff_address(&h, 1), None);
+        // An empty line is no entry; an empty entry inside a line is one.
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.2,"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(""));
+        let at = |skip| xff_address(&h, skip).map(|ip| ip.to_string());
+        assert_eq!(at(0), None);
+        assert_eq!(at(1).as_deref(), Some("192.0.2.2"));
+        assert_eq!(at(2).as_deref(), Some("192.0.2.1"));
     }
 
     #[test]
@@ -1982,6 +2022,14 @@ virtual_hosts:
         let mut p = parts(&["https"], "http://a.example/x");
         plain_http(&mut p, true);
         assert_eq!(seen(&p), (vec!["https"], Some("https".to_owned())));
+        // Trusted, an h2 `:scheme` follows the header either way.
+        let mut p = parts(&["http"], "https://a.example/x");
+        plain_http(&mut p, true);
+        assert_eq!(seen(&p), (vec!["http"], Some("http".to_owned())));
+        // Several lines are one value, as Envoy joins them: not `https`.
+        let mut p = parts(&["https", "", "http"], "https://a.example/x");
+        plain_http(&mut p, true);
+        assert_eq!(seen(&p), (vec!["https,http"], Some("http".to_owned())));
     }
 
     #[test]

@@ -1725,24 +1725,49 @@ routes:
 #[tokio::test]
 async fn trusted_proxies_in_front_report_the_scheme_and_the_client() {
     let up = Upstream::new("up").spawn().await.unwrap();
+    let legacy = Upstream::new("legacy")
+        .status(302)
+        .header("location", "https://open.test/after")
+        .spawn()
+        .await
+        .unwrap();
     let config = |hops: u32| {
         format!(
             r#"
 xff_num_trusted_hops: {hops}
 clusters:
   - {{name: up, endpoints: ["{}"]}}
+  - {{name: legacy, endpoints: ["{}"]}}
 routes:
+  # (Overwritten: a pass after an internal redirect starts from the
+  # request as it went, with the first pass's values, as in Envoy.)
+  request_headers_to_add:
+    - {{header: {{key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS%"}}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}
+    - {{header: {{key: x-direct, value: "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"}}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}
   virtual_hosts:
+    - name: open
+      domains: ["open.test"]
+      routes:
+        - {{name: old, match: {{prefix: /old}}, action: {{cluster: legacy, internal_redirect_policy: {{}}}}}}
+        - name: o
+          match: {{prefix: /}}
+          action: {{cluster: up, rate_limits: [{{actions: [{{remote_address: {{}}}}]}}]}}
+          typed_per_filter_config:
+            envoy.filters.http.local_ratelimit:
+              stat_prefix: by_client
+              token_bucket: {{max_tokens: 100, tokens_per_fill: 100, fill_interval: 3600s}}
+              filter_enabled: {{default_value: {{numerator: 100}}}}
+              filter_enforced: {{default_value: {{numerator: 100}}}}
+              descriptors:
+                - entries: [{{key: remote_address, value: 203.0.113.7}}]
+                  token_bucket: {{max_tokens: 1, tokens_per_fill: 1, fill_interval: 3600s}}
     - name: secure
       domains: ["*"]
       require_tls: ALL
-      routes:
-        - name: s
-          match: {{prefix: /}}
-          request_headers_to_add: [{{header: {{key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS%"}}}}]
-          action: {{cluster: up}}
+      routes: [{{name: s, match: {{prefix: /}}, action: {{cluster: up}}}}]
 "#,
-            up.addr()
+            up.addr(),
+            legacy.addr()
         )
     };
     let c = http1();
@@ -1750,18 +1775,48 @@ routes:
         ("x-forwarded-proto", "https"),
         ("x-forwarded-for", "198.51.100.1, 203.0.113.7"),
     ];
+    let direct = |r: &Reply| {
+        let d = r.seen("x-direct").unwrap();
+        assert!(d.starts_with("127.0.0.1:") && !d.ends_with(":0"), "{d}");
+    };
     let trusting = start(&config(1)).await;
     let r = send(&c, trusting.addr(), "", "/x", &lb).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.seen("x-client").as_deref(), Some("203.0.113.7:0"));
+    direct(&r);
     assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(
         r.seen("x-forwarded-for").as_deref(),
         Some("198.51.100.1, 203.0.113.7, 127.0.0.1")
     );
-    // No scheme said: the connection's.
+    // No scheme said: the connection's. Two lines are one value, as
+    // Envoy joins them, and `https,http` is not `https`.
     let r = send(&c, trusting.addr(), "", "/x", &lb[1..]).await.unwrap();
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    let two_lines = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-proto", "http"),
+    ];
+    let r = send(&c, trusting.addr(), "", "/x", &two_lines)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    // A pass after an internal redirect keeps the client the first read
+    // (the trusted `https` request may follow an `https` Location).
+    let r = send(&c, trusting.addr(), "open.test", "/old", &lb)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["path"].as_str()),
+        (StatusCode::OK, Some("/after"))
+    );
+    assert_eq!(r.seen("x-client").as_deref(), Some("203.0.113.7:0"));
+    // That pass drew the trusted client's one token from the local rate
+    // limit (its descriptor is the client's address): the next is refused.
+    let r = send(&c, trusting.addr(), "open.test", "/x", &lb)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     // Two hops trusted: the next address; one that is not an address
     // leaves the connection's.
     let two = start(&config(2)).await;
@@ -1784,5 +1839,9 @@ routes:
     let wary = start(&config(0)).await;
     let r = send(&c, wary.addr(), "", "/x", &lb).await.unwrap();
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
-    assert_eq!(up.served(), 3);
+    let r = send(&c, wary.addr(), "open.test", "/x", &lb).await.unwrap();
+    assert_eq!(r.seen("x-client"), r.seen("x-direct"));
+    direct(&r);
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(up.served(), 5);
 }
