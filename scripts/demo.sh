@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's run command: builds rauta-proxy and runs its built-in demo
-# (three upstreams in-process, a demo route config, curl commands to try),
+# (four upstreams in-process, a demo route config, curl commands to try),
 # serving on 127.0.0.1:8080 with the admin listener on 127.0.0.1:9901.
 #
 #   scripts/demo.sh                     the proxy demo (extra args go to rauta-proxy,

@@ -19,7 +19,7 @@ usage: rauta-proxy --config FILE [options]
 options:
   --config FILE     proxy configuration (YAML, see docs/proxy.md); reloaded on
                     SIGHUP and when the file changes
-  --demo            start three upstreams in-process and a demo configuration
+  --demo            start four upstreams in-process and a demo configuration
   --listen ADDR     data listener (default: the file's `listen`, else 127.0.0.1:8080)
   --admin ADDR      admin listener (default: the file's `admin`, else 127.0.0.1:9901);
                     `none` disables it
@@ -172,7 +172,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     if demo_upstreams.is_some() {
         println!(
-            "demo: three upstreams on loopback, routes in rauta_proxy::demo. Try:\n\n{}",
+            "demo: four upstreams on loopback, routes in rauta_proxy::demo. Try:\n\n{}",
             demo::curl_commands(proxy.addr(), proxy.admin_addr())
         );
     }
